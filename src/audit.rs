@@ -1,0 +1,450 @@
+//! The audit trail: what every run did, hash-chained so an edited, deleted
+//! or reordered row is found, and checkpointed outside the database so a
+//! cut tail is found too.
+//!
+//! Each store keeps its own chain in its own audit table; a batch's row is
+//! written in the same transaction as the batch. The trail holds counts,
+//! key ranges, rule fingerprints and error codes, never column values.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreError};
+
+/// The `prev_hash` of the first row of a chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What an audit row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditEvent {
+    RunStart,
+    Batch,
+    RunFinish,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::RunStart => "run_start",
+            AuditEvent::Batch => "batch",
+            AuditEvent::RunFinish => "run_finish",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            AuditEvent::RunStart,
+            AuditEvent::Batch,
+            AuditEvent::RunFinish,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == text)
+    }
+}
+
+/// The content of one audit row, before it is chained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub run_id: String,
+    pub event: AuditEvent,
+    pub rule_id: String,
+    pub store: String,
+    pub table_name: String,
+    pub action: String,
+    /// Rows changed by this batch (or, on run_finish, by the whole run).
+    pub rows: i64,
+    /// The batch's key window: after `key_from` (exclusive) through `key_to`, as JSON.
+    pub key_from: Option<String>,
+    pub key_to: Option<String>,
+    /// The moment the run stood for (`--as-of`, or the clock).
+    #[serde(serialize_with = "micros")]
+    pub as_of: DateTime<Utc>,
+    /// The due condition's bound, e.g. `contract_ended_at < 2023-07-01`.
+    pub cutoff: String,
+    /// SHA-256 of the rule as written.
+    pub rule_hash: String,
+    /// Id of the pseudonymisation key, when the rule uses one.
+    pub key_id: Option<String>,
+    #[serde(serialize_with = "micros")]
+    pub at: DateTime<Utc>,
+    pub host: String,
+    pub version: String,
+    /// JSON: status, counts and error codes of a run.
+    pub detail: String,
+}
+
+fn micros<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(at))
+}
+
+/// The canonical text of a timestamp in the chain: UTC, microseconds.
+pub fn format_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Timestamps are stored at microsecond precision; truncating before
+/// hashing makes the stored row hash the same as the written one.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A stored audit row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    pub prev_hash: String,
+    pub row_hash: String,
+}
+
+/// The end of a chain: what the next row links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub seq: i64,
+    pub row_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct Hashed<'a> {
+    seq: i64,
+    prev_hash: &'a str,
+    #[serde(flatten)]
+    entry: &'a AuditEntry,
+}
+
+/// The hash of a row: SHA-256 over its sequence number, the previous hash
+/// and every field, in a fixed canonical JSON form.
+pub fn row_hash(seq: i64, prev_hash: &str, entry: &AuditEntry) -> String {
+    let canonical = serde_json::to_vec(&Hashed {
+        seq,
+        prev_hash,
+        entry,
+    })
+    .expect("audit entries serialise");
+    hex::encode(Sha256::digest(canonical))
+}
+
+/// Links an entry to the chain's tail.
+pub fn seal(tail: Option<&ChainLink>, mut entry: AuditEntry) -> AuditRecord {
+    entry.as_of = entry.as_of.trunc_subsecs(6);
+    entry.at = entry.at.trunc_subsecs(6);
+    let (seq, prev_hash) = match tail {
+        Some(link) => (link.seq + 1, link.row_hash.clone()),
+        None => (1, GENESIS.to_string()),
+    };
+    let row_hash = row_hash(seq, &prev_hash, &entry);
+    AuditRecord {
+        seq,
+        entry,
+        prev_hash,
+        row_hash,
+    }
+}
+
+/// Appends an entry to a store's chain. Call it inside the transaction
+/// whose change the entry describes.
+pub async fn append(store: &mut dyn Store, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+    let tail = store.audit_tail().await?;
+    let record = seal(tail.as_ref(), entry);
+    store.audit_insert(&record).await?;
+    Ok(record)
+}
+
+/// A chain head published outside the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub store: String,
+    pub seq: i64,
+    pub row_hash: String,
+}
+
+/// Appends a chain head to the checkpoint file (one line per head).
+pub fn write_checkpoint(path: &Path, store: &str, head: &ChainLink) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(
+        file,
+        "{}\t{}\t{}\t{}",
+        store,
+        head.seq,
+        head.row_hash,
+        format_time(&head.at)
+    )?;
+    file.sync_all()
+}
+
+/// Reads the checkpoints of one store.
+pub fn read_checkpoints(path: &Path, store: &str) -> std::io::Result<Vec<Checkpoint>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let (name, seq, hash) = (fields.next()?, fields.next()?, fields.next()?);
+            if name != store {
+                return None;
+            }
+            Some(Checkpoint {
+                store: name.to_string(),
+                seq: seq.parse().ok()?,
+                row_hash: hash.to_string(),
+            })
+        })
+        .collect())
+}
+
+/// The first place a chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("row seq {seq}: expected seq {expected}; rows are missing or reordered")]
+    Gap { seq: i64, expected: i64 },
+    #[error(
+        "row seq {seq}: prev_hash does not match the row before it; a row was removed, inserted or reordered"
+    )]
+    Link { seq: i64 },
+    #[error("row seq {seq}: its content does not match its row_hash; the row was edited")]
+    Content { seq: i64 },
+    #[error("checkpoint at seq {seq}: the row there has another hash; the chain was rewritten")]
+    Checkpoint { seq: i64 },
+    #[error("checkpoint at seq {seq}: the chain ends at seq {last}; rows were cut from its end")]
+    Truncated { seq: i64, last: i64 },
+}
+
+/// Checks a chain, page by page, as its rows are read in order.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    expected_seq: i64,
+    prev_hash: String,
+    hashes_at_checkpoints: Vec<Checkpoint>,
+    pub rows: u64,
+}
+
+impl ChainVerifier {
+    pub fn new(checkpoints: Vec<Checkpoint>) -> Self {
+        Self {
+            expected_seq: 1,
+            prev_hash: GENESIS.to_string(),
+            hashes_at_checkpoints: checkpoints,
+            rows: 0,
+        }
+    }
+
+    pub fn feed(&mut self, record: &AuditRecord) -> Result<(), ChainBreak> {
+        if record.seq != self.expected_seq {
+            return Err(ChainBreak::Gap {
+                seq: record.seq,
+                expected: self.expected_seq,
+            });
+        }
+        if record.prev_hash != self.prev_hash {
+            return Err(ChainBreak::Link { seq: record.seq });
+        }
+        if row_hash(record.seq, &record.prev_hash, &record.entry) != record.row_hash {
+            return Err(ChainBreak::Content { seq: record.seq });
+        }
+        if let Some(checkpoint) = self
+            .hashes_at_checkpoints
+            .iter()
+            .find(|c| c.seq == record.seq)
+            && checkpoint.row_hash != record.row_hash
+        {
+            return Err(ChainBreak::Checkpoint { seq: record.seq });
+        }
+        self.expected_seq += 1;
+        self.prev_hash = record.row_hash.clone();
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// After the last row: every checkpoint must have been reached.
+    pub fn finish(&self) -> Result<(), ChainBreak> {
+        let last = self.expected_seq - 1;
+        match self.hashes_at_checkpoints.iter().map(|c| c.seq).max() {
+            Some(seq) if seq > last => Err(ChainBreak::Truncated { seq, last }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Verifies a store's whole chain, reading it in pages.
+pub async fn verify(
+    store: &mut dyn Store,
+    checkpoints: Vec<Checkpoint>,
+) -> Result<Result<u64, ChainBreak>, StoreError> {
+    const PAGE: u32 = 5_000;
+    let mut verifier = ChainVerifier::new(checkpoints);
+    let mut after = 0;
+    loop {
+        let page = store.audit_records(after, PAGE).await?;
+        for record in &page {
+            if let Err(brk) = verifier.feed(record) {
+                return Ok(Err(brk));
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => after = last.seq,
+            _ => break,
+        }
+    }
+    Ok(verifier.finish().map(|()| verifier.rows))
+}
+
+/// This machine's name, for the audit trail.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(rows: i64) -> AuditEntry {
+        AuditEntry {
+            run_id: "r1".into(),
+            event: AuditEvent::Batch,
+            rule_id: "rule".into(),
+            store: "crm".into(),
+            table_name: "public.contacts".into(),
+            action: "delete".into(),
+            rows,
+            key_from: None,
+            key_to: Some("[10]".into()),
+            as_of: "2026-01-01T00:00:00Z".parse().unwrap(),
+            cutoff: "created < 2025-01-01".into(),
+            rule_hash: "ab".into(),
+            key_id: None,
+            at: "2026-01-01T00:00:01.1234567Z".parse().unwrap(),
+            host: "h".into(),
+            version: "0.1.0".into(),
+            detail: "{}".into(),
+        }
+    }
+
+    fn chain(n: i64) -> Vec<AuditRecord> {
+        let mut records: Vec<AuditRecord> = Vec::new();
+        for i in 0..n {
+            let tail = records.last().map(|r| ChainLink {
+                seq: r.seq,
+                row_hash: r.row_hash.clone(),
+                at: r.entry.at,
+            });
+            records.push(seal(tail.as_ref(), entry(i)));
+        }
+        records
+    }
+
+    fn check(records: &[AuditRecord], checkpoints: Vec<Checkpoint>) -> Result<u64, ChainBreak> {
+        let mut verifier = ChainVerifier::new(checkpoints);
+        for r in records {
+            verifier.feed(r)?;
+        }
+        verifier.finish().map(|()| verifier.rows)
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let records = chain(4);
+        assert_eq!(records[0].prev_hash, GENESIS);
+        assert_eq!(
+            records[0].entry.at,
+            "2026-01-01T00:00:01.123456Z"
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+        );
+        assert_eq!(check(&records, vec![]), Ok(4));
+    }
+
+    #[test]
+    fn tampering_is_found_at_the_first_bad_row() {
+        let mut edited = chain(4);
+        edited[2].entry.rows = 99;
+        assert_eq!(check(&edited, vec![]), Err(ChainBreak::Content { seq: 3 }));
+
+        let mut deleted = chain(4);
+        deleted.remove(1);
+        assert_eq!(
+            check(&deleted, vec![]),
+            Err(ChainBreak::Gap {
+                seq: 3,
+                expected: 2
+            })
+        );
+
+        // Swapping two rows and renumbering them breaks the links.
+        let mut swapped = chain(4);
+        swapped.swap(1, 2);
+        swapped[1].seq = 2;
+        swapped[2].seq = 3;
+        assert_eq!(check(&swapped, vec![]), Err(ChainBreak::Link { seq: 2 }));
+
+        // A rewritten chain is consistent in itself but not with a checkpoint.
+        let original = chain(4);
+        let checkpoint = Checkpoint {
+            store: "crm".into(),
+            seq: 4,
+            row_hash: original[3].row_hash.clone(),
+        };
+        let mut rewritten: Vec<AuditRecord> = Vec::new();
+        for (i, r) in original.iter().enumerate() {
+            let mut e = r.entry.clone();
+            if i == 1 {
+                e.rows = 0;
+            }
+            let tail = rewritten.last().map(|r| ChainLink {
+                seq: r.seq,
+                row_hash: r.row_hash.clone(),
+                at: r.entry.at,
+            });
+            rewritten.push(seal(tail.as_ref(), e));
+        }
+        assert_eq!(check(&rewritten, vec![]), Ok(4));
+        assert_eq!(
+            check(&rewritten, vec![checkpoint.clone()]),
+            Err(ChainBreak::Checkpoint { seq: 4 })
+        );
+        assert_eq!(
+            check(&original[..3], vec![checkpoint]),
+            Err(ChainBreak::Truncated { seq: 4, last: 3 })
+        );
+    }
+
+    #[test]
+    fn checkpoints_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heads");
+        let records = chain(2);
+        let link = |r: &AuditRecord| ChainLink {
+            seq: r.seq,
+            row_hash: r.row_hash.clone(),
+            at: r.entry.at,
+        };
+        write_checkpoint(&path, "crm", &link(&records[0])).unwrap();
+        write_checkpoint(&path, "other", &link(&records[0])).unwrap();
+        write_checkpoint(&path, "crm", &link(&records[1])).unwrap();
+        let heads = read_checkpoints(&path, "crm").unwrap();
+        assert_eq!(heads.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(heads[1].row_hash, records[1].row_hash);
+        assert!(
+            read_checkpoints(&dir.path().join("none"), "crm")
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

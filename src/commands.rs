@@ -1,0 +1,451 @@
+//! The commands: check, plan, run and audit verify, over a [`Policy`] and
+//! its stores. Each validates every selected rule against its live schema
+//! before anything runs, so one bad rule means nothing is changed.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::audit::{self, ChainBreak};
+use crate::execute::{self, RunContext, Shutdown, StepError, StepReport};
+use crate::exit::Exit;
+use crate::plan::{self, Step};
+use crate::pseudonym::{HmacKey, KeyError};
+use crate::rules::{Diagnostic, Diagnostics, Policy, Rule};
+use crate::store::{self, Counts, Store, StoreError};
+
+/// Why a command could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error("{0}")]
+    Schema(Diagnostics),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no rule with id {0:?}")]
+    UnknownRule(String),
+    #[error("no store named {0:?}")]
+    UnknownStore(String),
+    #[error("--as-of {as_of} is later than the clock ({now}); a run never acts before its time")]
+    AsOfInFuture {
+        as_of: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+}
+
+impl CommandError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            CommandError::Invalid(_) | CommandError::Key(_) => Exit::Invalid,
+            CommandError::Schema(_) => Exit::Schema,
+            CommandError::Store(_) => Exit::Error,
+            CommandError::UnknownRule(_) | CommandError::UnknownStore(_) => Exit::Usage,
+            CommandError::AsOfInFuture { .. } => Exit::Refused,
+        }
+    }
+}
+
+/// Open connections, one per store, made as rules need them.
+pub struct Stores<'p> {
+    policy: &'p Policy,
+    open: BTreeMap<String, Box<dyn Store>>,
+}
+
+impl<'p> Stores<'p> {
+    pub fn new(policy: &'p Policy) -> Self {
+        Self {
+            policy,
+            open: BTreeMap::new(),
+        }
+    }
+
+    pub async fn get(&mut self, name: &str) -> Result<&mut dyn Store, CommandError> {
+        if !self.open.contains_key(name) {
+            let config = self
+                .policy
+                .stores
+                .get(name)
+                .ok_or_else(|| CommandError::UnknownStore(name.to_string()))?;
+            let store = store::connect(config, self.policy.settings.lock_timeout).await?;
+            self.open.insert(name.to_string(), store);
+        }
+        Ok(self.open.get_mut(name).expect("just opened").as_mut())
+    }
+}
+
+/// The rules a command works on: the named ones, or all.
+pub fn select<'p>(policy: &'p Policy, ids: &[String]) -> Result<Vec<&'p Rule>, CommandError> {
+    if ids.is_empty() {
+        return Ok(policy.rules.iter().collect());
+    }
+    ids.iter()
+        .map(|id| {
+            policy
+                .rule(id)
+                .ok_or_else(|| CommandError::UnknownRule(id.clone()))
+        })
+        .collect()
+}
+
+/// Builds and compiles the steps of `rules` against their live schemas.
+/// Every mismatch of every rule is collected before reporting.
+pub async fn build_steps(
+    stores: &mut Stores<'_>,
+    rules: &[&Rule],
+    as_of: DateTime<Utc>,
+) -> Result<Vec<Step>, CommandError> {
+    let mut steps = Vec::new();
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    for rule in rules {
+        let config = &stores.policy.stores[&rule.store];
+        let store = stores.get(&rule.store).await?;
+        let Some(schema) = store.describe(&rule.table).await? else {
+            problems.push(Diagnostic::new(
+                rule.at.table.clone(),
+                Some(&rule.id),
+                format!(
+                    "table {} does not exist in store {}",
+                    rule.table, rule.store
+                ),
+            ));
+            continue;
+        };
+        match plan::build_step(rule, config, &schema, as_of) {
+            Ok(step) => match store.prepare(&step).await {
+                Ok(()) => steps.push(step),
+                Err(StoreError::Query {
+                    message, context, ..
+                }) => {
+                    let at = rule.at.filter.as_ref().unwrap_or(&rule.at.rule).clone();
+                    problems.push(Diagnostic::new(
+                        at,
+                        Some(&rule.id),
+                        format!("the {context} statement does not compile: {message}"),
+                    ));
+                }
+                Err(err) => return Err(err.into()),
+            },
+            Err(found) => problems.extend(found),
+        }
+    }
+    if problems.is_empty() {
+        Ok(steps)
+    } else {
+        problems.sort();
+        Err(CommandError::Schema(Diagnostics(problems)))
+    }
+}
+
+/// Loads the HMAC key when any step needs it.
+pub fn load_key(policy: &Policy, steps: &[Step]) -> Result<Option<HmacKey>, CommandError> {
+    let needed = steps
+        .iter()
+        .any(|s| matches!(s.action, plan::StepAction::Pseudonymise { .. }));
+    match (&policy.settings.key_file, needed) {
+        (Some(path), true) => Ok(Some(HmacKey::from_file(path)?)),
+        _ => Ok(None),
+    }
+}
+
+/// One rule in a dry-run report.
+#[derive(Debug, serde::Serialize)]
+pub struct PlannedStep {
+    #[serde(flatten)]
+    pub step: Step,
+    pub counts: Counts,
+    /// Why a run would refuse this rule, if it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+}
+
+/// The dry-run report.
+#[derive(Debug, serde::Serialize)]
+pub struct PlanReport {
+    pub as_of: DateTime<Utc>,
+    pub timezone: String,
+    pub steps: Vec<PlannedStep>,
+}
+
+pub async fn plan(
+    policy: &Policy,
+    rule_ids: &[String],
+    as_of: DateTime<Utc>,
+) -> Result<PlanReport, CommandError> {
+    let rules = select(policy, rule_ids)?;
+    let mut stores = Stores::new(policy);
+    let steps = build_steps(&mut stores, &rules, as_of).await?;
+    let mut planned = Vec::new();
+    for step in steps {
+        let counts = stores.get(&step.store).await?.count(&step).await?;
+        let refusal = step.max_rows.filter(|max| counts.due > *max).map(|max| {
+            format!(
+                "{} rows are due, more than max_rows = {max}: a run would refuse",
+                counts.due
+            )
+        });
+        planned.push(PlannedStep {
+            step,
+            counts,
+            refusal,
+        });
+    }
+    Ok(PlanReport {
+        as_of,
+        timezone: policy.settings.timezone.name().to_string(),
+        steps: planned,
+    })
+}
+
+/// What happened to one rule in a run.
+#[derive(Debug)]
+pub enum StepOutcome {
+    Done(StepReport),
+    Failed { rule: String, error: StepError },
+}
+
+impl StepOutcome {
+    pub fn exit(&self) -> Exit {
+        use execute::{Refusal, Status};
+        match self {
+            StepOutcome::Done(report) => match report.status {
+                Status::Completed => Exit::Ok,
+                Status::Stopped | Status::Partial => Exit::Incomplete,
+                Status::Failed => Exit::Error,
+            },
+            StepOutcome::Failed { error, .. } => match error {
+                StepError::Refused(Refusal::LockHeld { .. }) => Exit::LockHeld,
+                StepError::Refused(Refusal::MaxRowsReached { .. }) => Exit::Incomplete,
+                StepError::Refused(_) => Exit::Refused,
+                StepError::Store(_) => Exit::Error,
+            },
+        }
+    }
+}
+
+/// The most serious outcome decides the exit code.
+pub fn run_exit(outcomes: &[StepOutcome]) -> Exit {
+    let rank = |exit: Exit| match exit {
+        Exit::Error => 5,
+        Exit::Refused => 4,
+        Exit::Incomplete => 3,
+        Exit::LockHeld => 2,
+        _ => 1,
+    };
+    outcomes
+        .iter()
+        .map(StepOutcome::exit)
+        .max_by_key(|e| rank(*e))
+        .unwrap_or(Exit::Ok)
+}
+
+/// Runs the selected rules. `as_of` must not be later than the clock.
+pub async fn run(
+    policy: &Policy,
+    rule_ids: &[String],
+    as_of: DateTime<Utc>,
+    shutdown: Shutdown,
+) -> Result<Vec<StepOutcome>, CommandError> {
+    let now = Utc::now();
+    if as_of > now {
+        return Err(CommandError::AsOfInFuture { as_of, now });
+    }
+    let rules = select(policy, rule_ids)?;
+    let mut stores = Stores::new(policy);
+    let steps = build_steps(&mut stores, &rules, as_of).await?;
+    let key = load_key(policy, &steps)?;
+    let ctx = RunContext {
+        run_id: new_run_id(),
+        key: key.as_ref(),
+        host: audit::host_name(),
+        shutdown,
+    };
+    tracing::info!(run_id = %ctx.run_id, rules = steps.len(), as_of = %as_of, "run begins");
+    let mut outcomes = Vec::new();
+    for step in &steps {
+        if ctx.shutdown.is_requested() {
+            break;
+        }
+        let store = stores.get(&step.store).await?;
+        let outcome = match execute::run_step(store, step, &ctx).await {
+            Ok(report) => StepOutcome::Done(report),
+            Err(error) => {
+                tracing::error!(rule = %step.rule_id, error = %error, "rule did not complete");
+                StepOutcome::Failed {
+                    rule: step.rule_id.clone(),
+                    error,
+                }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    publish_chain_heads(policy, &mut stores, &steps).await;
+    Ok(outcomes)
+}
+
+/// Logs each touched store's chain head, and appends it to the checkpoint
+/// file if one is configured, so a rewritten or cut chain can be found.
+async fn publish_chain_heads(policy: &Policy, stores: &mut Stores<'_>, steps: &[Step]) {
+    let mut names: Vec<&str> = steps.iter().map(|s| s.store.as_str()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let Ok(store) = stores.get(name).await else {
+            continue;
+        };
+        match store.audit_tail().await {
+            Ok(Some(head)) => {
+                tracing::info!(store = name, seq = head.seq, row_hash = %head.row_hash, "audit chain head");
+                if let Some(path) = &policy.settings.audit_checkpoints
+                    && let Err(err) = audit::write_checkpoint(path, name, &head)
+                {
+                    tracing::error!(store = name, file = %path.display(), error = %err, "could not write the audit checkpoint");
+                }
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(store = name, error = %err, "could not read the audit chain head")
+            }
+        }
+    }
+}
+
+fn new_run_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// One store's verdict from `audit verify`.
+#[derive(Debug, serde::Serialize)]
+pub struct Verdict {
+    pub store: String,
+    pub rows: u64,
+    pub checkpoints: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
+}
+
+pub async fn audit_verify(
+    policy: &Policy,
+    store_names: &[String],
+) -> Result<Vec<Verdict>, CommandError> {
+    let names: Vec<String> = if store_names.is_empty() {
+        policy.stores.keys().cloned().collect()
+    } else {
+        store_names.to_vec()
+    };
+    let mut stores = Stores::new(policy);
+    let mut verdicts = Vec::new();
+    for name in names {
+        let checkpoints = match &policy.settings.audit_checkpoints {
+            Some(path) => {
+                audit::read_checkpoints(path, &name).map_err(|err| StoreError::Config {
+                    store: name.clone(),
+                    message: format!("cannot read the checkpoint file {}: {err}", path.display()),
+                })?
+            }
+            None => Vec::new(),
+        };
+        let checkpoint_count = checkpoints.len();
+        let store = stores.get(&name).await?;
+        let result: Result<u64, ChainBreak> = audit::verify(store, checkpoints).await?;
+        verdicts.push(match result {
+            Ok(rows) => Verdict {
+                store: name,
+                rows,
+                checkpoints: checkpoint_count,
+                broken: None,
+            },
+            Err(brk) => Verdict {
+                store: name,
+                rows: 0,
+                checkpoints: checkpoint_count,
+                broken: Some(brk.to_string()),
+            },
+        });
+    }
+    Ok(verdicts)
+}
+
+/// `check` against the databases: every rule's step builds and compiles,
+/// and the key file loads if a rule needs it. One line per rule.
+pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
+    let rules = select(policy, &[])?;
+    let mut stores = Stores::new(policy);
+    let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
+    let key = load_key(policy, &steps)?;
+    let mut lines: Vec<String> = steps
+        .iter()
+        .map(|step| {
+            let key: Vec<&str> = step.key.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "rule {}: ok: {}.{}, event {} ({}), walks ({})",
+                step.rule_id,
+                step.store,
+                step.table,
+                step.due.event.name,
+                step.due.event.data_type,
+                key.join(", ")
+            )
+        })
+        .collect();
+    if let Some(key) = key {
+        lines.push(format!("HMAC key loaded, id {}", key.id()));
+    }
+    Ok(lines)
+}
+
+/// Reads `--as-of`: RFC 3339, or a date or date-time in the config's zone.
+pub fn parse_as_of(text: &str, zone: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(local) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(plan::local_to_instant(local, zone));
+        }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(plan::local_to_instant(
+            date.and_time(chrono::NaiveTime::MIN),
+            zone,
+        ));
+    }
+    Err(format!(
+        "{text:?} is not a time; write 2026-12-01, 2026-12-01T02:30 ({zone}) or 2026-12-01T01:30:00Z"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_forms() {
+        let zone: chrono_tz::Tz = "Europe/Copenhagen".parse().unwrap();
+        let utc = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            parse_as_of("2026-12-01", zone),
+            Ok(utc("2026-11-30T23:00:00Z"))
+        );
+        assert_eq!(
+            parse_as_of("2026-07-01T02:30", zone),
+            Ok(utc("2026-07-01T00:30:00Z"))
+        );
+        assert_eq!(
+            parse_as_of("2026-07-01T02:30:00+02:00", zone),
+            Ok(utc("2026-07-01T00:30:00Z"))
+        );
+        assert_eq!(
+            parse_as_of("2026-07-01T00:30:00Z", zone),
+            Ok(utc("2026-07-01T00:30:00Z"))
+        );
+        assert!(parse_as_of("next tuesday", zone).is_err());
+    }
+}

@@ -1,0 +1,393 @@
+//! Runs a [`Step`]: guards first, then batches along the walk key, each
+//! batch one transaction holding its change and its audit row.
+//!
+//! Invariants: the due condition is inside each mutating statement (never
+//! "select ids, then delete by id"); no batch re-reads what earlier batches
+//! passed; a stop request ends the run after the batch in flight; a crash
+//! loses at most that batch, and the next run simply finds the rest due.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::audit::{self, AuditEntry, AuditEvent};
+use crate::plan::{Step, StepAction};
+use crate::pseudonym::HmacKey;
+use crate::store::{Counts, Key, Store, StoreError, Window};
+
+/// How often a batch that met a row lock is tried before it is skipped.
+const LOCK_ATTEMPTS: u32 = 3;
+/// How far the clock may be behind the newest audit row before a run refuses.
+const CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// A request to stop, shared by signal handlers and every running step.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    sender: watch::Sender<bool>,
+    receiver: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (sender, receiver) = watch::channel(false);
+        Self { sender, receiver }
+    }
+}
+
+impl Shutdown {
+    pub fn request(&self) {
+        self.sender.send_replace(true);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Resolves once a stop has been requested.
+    pub async fn requested(&self) {
+        let mut receiver = self.receiver.clone();
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
+}
+
+/// What every step of one invocation shares.
+pub struct RunContext<'a> {
+    pub run_id: String,
+    pub key: Option<&'a HmacKey>,
+    pub host: String,
+    pub shutdown: Shutdown,
+}
+
+/// How a step's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every due row was changed (or none were due).
+    Completed,
+    /// Stopped by a signal after a committed batch; the rest is still due.
+    Stopped,
+    /// Some windows stayed locked by others; their rows are still due.
+    Partial,
+    /// A database error ended the run; committed batches stand.
+    Failed,
+}
+
+/// What a step's run did; also what its run_finish audit row records.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub rule_id: String,
+    pub store: String,
+    pub table: String,
+    pub action: &'static str,
+    pub status: Status,
+    pub counted: Counts,
+    pub rows_changed: u64,
+    pub batches: u64,
+    pub windows_skipped: u64,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why a step did not run at all. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "rule {rule}: {due} rows are due, more than max_rows = {max_rows}; nothing was changed"
+    )]
+    MaxRows {
+        rule: String,
+        due: u64,
+        max_rows: u64,
+    },
+    #[error(
+        "rule {rule}: the clock ({now}) is behind the newest audit row ({newest}); refusing to run on a clock that looks wrong"
+    )]
+    ClockBehind {
+        rule: String,
+        now: DateTime<Utc>,
+        newest: DateTime<Utc>,
+    },
+    #[error(
+        "rule {rule}: the run reached max_rows = {max_rows}; the batch that would pass it was rolled back"
+    )]
+    MaxRowsReached { rule: String, max_rows: u64 },
+    #[error("rule {rule}: another worker holds its lock; skipped")]
+    LockHeld { rule: String },
+    #[error("rule {rule}: pseudonymising needs the HMAC key, and none was loaded")]
+    NoKey { rule: String },
+}
+
+/// A step that did not finish as planned.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StepError {
+    /// A short, data-free description for the audit trail.
+    pub fn audit_code(&self) -> String {
+        match self {
+            StepError::Refused(refusal) => refusal.to_string(),
+            StepError::Store(err) => err.audit_code(),
+        }
+    }
+
+    /// Whether the lock to a row was not had in time.
+    fn is_lock_timeout(&self) -> bool {
+        matches!(self, StepError::Store(err) if err.is_lock_timeout())
+    }
+}
+
+fn key_json(key: &Option<Key>) -> Option<String> {
+    key.as_ref()
+        .map(|k| serde_json::to_string(k).expect("keys serialise"))
+}
+
+/// The textual due condition, as recorded in the trail.
+pub fn cutoff_text(step: &Step) -> String {
+    format!("{} < {}", step.due.event.name, step.due.bound)
+}
+
+/// Runs one step against its store.
+pub async fn run_step(
+    store: &mut dyn Store,
+    step: &Step,
+    ctx: &RunContext<'_>,
+) -> Result<StepReport, StepError> {
+    let key = match (&step.action, ctx.key) {
+        (StepAction::Pseudonymise { .. }, None) => {
+            return Err(Refusal::NoKey {
+                rule: step.rule_id.clone(),
+            }
+            .into());
+        }
+        (StepAction::Pseudonymise { .. }, Some(key)) => Some(key),
+        (StepAction::Delete, _) => None,
+    };
+    if !store.try_lock(&step.rule_id).await? {
+        return Err(Refusal::LockHeld {
+            rule: step.rule_id.clone(),
+        }
+        .into());
+    }
+    let result = run_locked(store, step, ctx, key).await;
+    if let Err(err) = store.unlock(&step.rule_id).await {
+        tracing::warn!(rule = %step.rule_id, error = %err, "could not release the rule lock; it ends with the connection");
+    }
+    result
+}
+
+async fn run_locked(
+    store: &mut dyn Store,
+    step: &Step,
+    ctx: &RunContext<'_>,
+    key: Option<&HmacKey>,
+) -> Result<StepReport, StepError> {
+    let counted = store.count(step).await?;
+    if let Some(max_rows) = step.max_rows
+        && counted.due > max_rows
+    {
+        return Err(Refusal::MaxRows {
+            rule: step.rule_id.clone(),
+            due: counted.due,
+            max_rows,
+        }
+        .into());
+    }
+    store.ensure_audit_table().await?;
+    if let Some(newest) = store.audit_tail().await? {
+        let now = Utc::now();
+        if now + CLOCK_TOLERANCE < newest.at {
+            return Err(Refusal::ClockBehind {
+                rule: step.rule_id.clone(),
+                now,
+                newest: newest.at,
+            }
+            .into());
+        }
+    }
+
+    let started = Instant::now();
+    let entry =
+        |event: AuditEvent, rows: u64, window: Option<&Window>, detail: String| AuditEntry {
+            run_id: ctx.run_id.clone(),
+            event,
+            rule_id: step.rule_id.clone(),
+            store: step.store.clone(),
+            table_name: step.table.to_string(),
+            action: step.action.as_str().into(),
+            rows: rows as i64,
+            key_from: window.and_then(|w| key_json(&w.after)),
+            key_to: window.and_then(|w| key_json(&w.through)),
+            as_of: step.as_of,
+            cutoff: cutoff_text(step),
+            rule_hash: step.rule_fingerprint.clone(),
+            key_id: key.map(|k| k.id().to_string()),
+            at: audit::now(),
+            host: ctx.host.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            detail,
+        };
+    let start_detail = serde_json::json!({ "counted": counted }).to_string();
+    in_transaction(store, async |store: &mut dyn Store| {
+        audit::append(store, entry(AuditEvent::RunStart, 0, None, start_detail)).await
+    })
+    .await
+    .map_err(StepError::Store)?;
+    tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.due, held = counted.held, "run started");
+
+    let blocks = key.map(HmacKey::pad_blocks);
+    let mut report = StepReport {
+        rule_id: step.rule_id.clone(),
+        store: step.store.clone(),
+        table: step.table.to_string(),
+        action: step.action.as_str(),
+        status: Status::Completed,
+        counted,
+        rows_changed: 0,
+        batches: 0,
+        windows_skipped: 0,
+        seconds: 0.0,
+        error: None,
+    };
+    let mut after: Option<Key> = None;
+    let mut failure: Option<StepError> = None;
+    loop {
+        if ctx.shutdown.is_requested() {
+            report.status = Status::Stopped;
+            break;
+        }
+        let through = match store
+            .window_end(step, after.as_ref(), step.batch_size)
+            .await
+        {
+            Ok(through) => through,
+            Err(err) => {
+                failure = Some(err.into());
+                break;
+            }
+        };
+        let window = Window {
+            after: after.clone(),
+            through: through.clone(),
+        };
+        let mut attempt = 1;
+        loop {
+            let batch_started = Instant::now();
+            let changed_so_far = report.rows_changed;
+            let outcome = in_transaction(
+                store,
+                async |store: &mut dyn Store| -> Result<u64, StepError> {
+                    let rows = store.mutate(step, &window, blocks.as_ref()).await?;
+                    if let Some(max_rows) = step.max_rows
+                        && changed_so_far + rows > max_rows
+                    {
+                        return Err(Refusal::MaxRowsReached {
+                            rule: step.rule_id.clone(),
+                            max_rows,
+                        }
+                        .into());
+                    }
+                    if rows > 0 {
+                        let detail =
+                            serde_json::json!({ "ms": batch_started.elapsed().as_millis() as u64 })
+                                .to_string();
+                        audit::append(store, entry(AuditEvent::Batch, rows, Some(&window), detail))
+                            .await?;
+                    }
+                    Ok(rows)
+                },
+            )
+            .await;
+            match outcome {
+                Ok(rows) => {
+                    report.rows_changed += rows;
+                    report.batches += u64::from(rows > 0);
+                    if rows > 0 {
+                        tracing::debug!(rule = %step.rule_id, rows, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
+                    }
+                    break;
+                }
+                Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
+                    tracing::info!(rule = %step.rule_id, attempt, "batch met a row lock; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(err) if err.is_lock_timeout() => {
+                    tracing::warn!(rule = %step.rule_id, "a batch window stayed locked; its rows stay due for the next run");
+                    report.windows_skipped += 1;
+                    report.status = Status::Partial;
+                    break;
+                }
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+        if failure.is_some() || through.is_none() {
+            break;
+        }
+        after = through;
+    }
+    if let Some(err) = &failure {
+        report.status = Status::Failed;
+        report.error = Some(err.audit_code());
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    let finish_detail = serde_json::to_string(&report).expect("reports serialise");
+    let finish = in_transaction(store, async |store: &mut dyn Store| {
+        audit::append(
+            store,
+            entry(
+                AuditEvent::RunFinish,
+                report.rows_changed,
+                None,
+                finish_detail,
+            ),
+        )
+        .await
+    })
+    .await;
+    match (failure, finish) {
+        // Committed batches stand; the report says what they did.
+        (Some(err), finish) => {
+            tracing::error!(rule = %step.rule_id, rows = report.rows_changed, error = %err, "run failed");
+            if let Err(finish) = finish {
+                tracing::warn!(rule = %step.rule_id, error = %finish, "could not record the failed run in the audit trail");
+            }
+            Ok(report)
+        }
+        (None, Err(err)) => Err(err.into()),
+        (None, Ok(_)) => {
+            tracing::info!(rule = %step.rule_id, rows = report.rows_changed, batches = report.batches, status = ?report.status, "run finished");
+            Ok(report)
+        }
+    }
+}
+
+/// Runs `work` in a transaction: commit on success, roll back on error.
+async fn in_transaction<T, E: From<StoreError>>(
+    store: &mut dyn Store,
+    work: impl AsyncFnOnce(&mut dyn Store) -> Result<T, E>,
+) -> Result<T, E> {
+    store.begin().await?;
+    match work(&mut *store).await {
+        Ok(value) => {
+            store.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) = store.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection will be dropped");
+            }
+            Err(err)
+        }
+    }
+}

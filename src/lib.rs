@@ -1,0 +1,13 @@
+//! glemsel: makes privacy-policy retention promises true inside the
+//! databases where personal data lives.
+
+pub mod audit;
+pub mod commands;
+pub mod execute;
+pub mod exit;
+pub mod period;
+pub mod plan;
+pub mod pseudonym;
+pub mod report;
+pub mod rules;
+pub mod store;

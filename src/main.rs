@@ -1,0 +1,305 @@
+//! The `glemsel` command line: parses what the user typed, sets up logging
+//! and signals, calls the library's commands and turns their outcome into
+//! output and an exit code (see `exit.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use glemsel::commands::{self, CommandError};
+use glemsel::execute::Shutdown;
+use glemsel::exit::Exit;
+use glemsel::report;
+use glemsel::rules::{self, Policy};
+
+#[derive(Parser)]
+#[command(
+    name = "glemsel",
+    version,
+    about = "Enforces privacy-policy retention rules inside the databases where personal data lives",
+    after_help = exit_codes_help()
+)]
+struct Cli {
+    /// The deployment config (stores, time zone, key file).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "GLEMSEL_CONFIG",
+        default_value = "glemsel.toml"
+    )]
+    config: PathBuf,
+    /// Log lines as human-readable text or as JSON (logs go to stderr).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log detail (-v: debug, -vv: trace). GLEMSEL_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate config and rule files, then each rule against its live table.
+    Check {
+        /// Only the files; do not connect to any database.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Dry run: what a run would change now (or at --as-of). Changes nothing.
+    Plan {
+        /// Only this rule (repeatable).
+        #[arg(long = "rule", value_name = "ID")]
+        rules: Vec<String>,
+        /// The moment "now" stands for: 2026-12-01, 2026-12-01T02:30 (config time zone) or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete or pseudonymise the due rows, in batches, with an audit row per batch.
+    Run {
+        /// Only this rule (repeatable).
+        #[arg(long = "rule", value_name = "ID")]
+        rules: Vec<String>,
+        /// The moment "now" stands for; never later than the clock.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Work with the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute each store's hash chain (and compare with the checkpoint file).
+    Verify {
+        /// Only this store (repeatable).
+        #[arg(long = "store", value_name = "NAME")]
+        stores: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in Exit::TABLE {
+        text.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    text
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "glemsel=info,warn",
+        1 => "glemsel=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GLEMSEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_policy(config: &Path) -> Result<Policy, Exit> {
+    rules::load(config).map_err(|diagnostics| {
+        for diagnostic in &diagnostics.0 {
+            eprintln!("{diagnostic}");
+        }
+        eprintln!(
+            "{} problem{} found; no database was touched",
+            diagnostics.0.len(),
+            if diagnostics.0.len() == 1 { "" } else { "s" }
+        );
+        Exit::Invalid
+    })
+}
+
+fn fail(err: CommandError) -> Exit {
+    match &err {
+        CommandError::Invalid(d) | CommandError::Schema(d) => {
+            for diagnostic in &d.0 {
+                eprintln!("{diagnostic}");
+            }
+            eprintln!(
+                "{} problem{} found; nothing was changed",
+                d.0.len(),
+                if d.0.len() == 1 { "" } else { "s" }
+            );
+        }
+        other => eprintln!("error: {other}"),
+    }
+    err.exit()
+}
+
+fn as_of(policy: &Policy, text: Option<&str>) -> Result<DateTime<Utc>, Exit> {
+    match text {
+        None => Ok(Utc::now()),
+        Some(text) => commands::parse_as_of(text, policy.settings.timezone).map_err(|err| {
+            eprintln!("error: --as-of: {err}");
+            Exit::Usage
+        }),
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialise")
+    );
+}
+
+/// Asks the run to stop after the batch in flight on Ctrl-C or SIGTERM.
+fn stop_on_signals(shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::warn!("stop requested: finishing the batch in flight, then stopping");
+        shutdown.request();
+    });
+}
+
+async fn dispatch(cli: Cli) -> Exit {
+    let policy = match load_policy(&cli.config) {
+        Ok(policy) => policy,
+        Err(exit) => return exit,
+    };
+    match cli.command {
+        Command::Check { offline } => {
+            let files = policy.rule_files.len();
+            println!(
+                "{}: {} rule{} in {files} file{}, {} store{}: files are valid",
+                cli.config.display(),
+                policy.rules.len(),
+                if policy.rules.len() == 1 { "" } else { "s" },
+                if files == 1 { "" } else { "s" },
+                policy.stores.len(),
+                if policy.stores.len() == 1 { "" } else { "s" },
+            );
+            if offline {
+                return Exit::Ok;
+            }
+            match commands::check(&policy).await {
+                Ok(lines) => {
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    Exit::Ok
+                }
+                Err(err) => fail(err),
+            }
+        }
+        Command::Plan {
+            rules,
+            as_of: at,
+            format,
+        } => {
+            let at = match as_of(&policy, at.as_deref()) {
+                Ok(at) => at,
+                Err(exit) => return exit,
+            };
+            match commands::plan(&policy, &rules, at).await {
+                Ok(report) => {
+                    match format {
+                        Format::Text => print!("{}", report::plan_text(&report)),
+                        Format::Json => print_json(&report),
+                    }
+                    Exit::Ok
+                }
+                Err(err) => fail(err),
+            }
+        }
+        Command::Run {
+            rules,
+            as_of: at,
+            format,
+        } => {
+            let at = match as_of(&policy, at.as_deref()) {
+                Ok(at) => at,
+                Err(exit) => return exit,
+            };
+            let shutdown = Shutdown::default();
+            stop_on_signals(shutdown.clone());
+            match commands::run(&policy, &rules, at, shutdown).await {
+                Ok(outcomes) => {
+                    match format {
+                        Format::Text => print!("{}", report::run_text(&outcomes)),
+                        Format::Json => print_json(&report::run_json(&outcomes)),
+                    }
+                    commands::run_exit(&outcomes)
+                }
+                Err(err) => fail(err),
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { stores, format },
+        } => match commands::audit_verify(&policy, &stores).await {
+            Ok(verdicts) => {
+                match format {
+                    Format::Text => print!("{}", report::verify_text(&verdicts)),
+                    Format::Json => print_json(&verdicts),
+                }
+                if verdicts.iter().any(|v| v.broken.is_some()) {
+                    Exit::Tampered
+                } else {
+                    Exit::Ok
+                }
+            }
+            Err(err) => fail(err),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(Exit::Error.code());
+        }
+    };
+    let exit = runtime.block_on(dispatch(cli));
+    ExitCode::from(exit.code())
+}

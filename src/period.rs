@@ -1,0 +1,533 @@
+//! Retention arithmetic: when an event becomes due, and its inverse, the
+//! first event instant that is not yet due at a given "now".
+//!
+//! All arithmetic is on wall-clock time in one time zone (the caller turns
+//! instants into local times first), so "36 months" means the same calendar
+//! date three years on, whatever daylight-saving did in between.
+//!
+//! The due function is monotone (a later event is never due earlier), which
+//! makes the set of due events a prefix: `event < bound`. That lets the SQL
+//! compare the raw event column with one bound parameter, so it stays
+//! index-friendly and identical in `plan` and `run`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Weekday};
+
+/// The unit a retention period counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Days,
+    /// Monday to Friday; public holidays are not known and count as working days.
+    WorkingDays,
+    Weeks,
+    Months,
+    Years,
+}
+
+/// A retention period such as "36 months" or "3 working days".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Period {
+    pub amount: u32,
+    pub unit: Unit,
+}
+
+/// The longest period a rule may state; longer is almost certainly a typo.
+const MAX_YEARS: u32 = 200;
+
+impl FromStr for Period {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut words = text.split_whitespace();
+        let amount = words.next().ok_or_else(|| {
+            "empty period; write for example \"36 months\" or \"3 working days\"".to_string()
+        })?;
+        let amount: u32 = amount
+            .parse()
+            .map_err(|_| format!("period {text:?} must start with a whole number"))?;
+        let unit_words: Vec<&str> = words.collect();
+        let unit = match unit_words.join(" ").to_ascii_lowercase().as_str() {
+            "day" | "days" => Unit::Days,
+            "working day" | "working days" => Unit::WorkingDays,
+            "week" | "weeks" => Unit::Weeks,
+            "month" | "months" => Unit::Months,
+            "year" | "years" => Unit::Years,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in period {text:?}; use days, working days, weeks, months or years"
+                ));
+            }
+        };
+        let period = Period { amount, unit };
+        if period.approx_days() > i64::from(MAX_YEARS) * 366 {
+            return Err(format!("period {text:?} is longer than {MAX_YEARS} years"));
+        }
+        Ok(period)
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (one, many) = match self.unit {
+            Unit::Days => ("day", "days"),
+            Unit::WorkingDays => ("working day", "working days"),
+            Unit::Weeks => ("week", "weeks"),
+            Unit::Months => ("month", "months"),
+            Unit::Years => ("year", "years"),
+        };
+        let unit = if self.amount == 1 { one } else { many };
+        write!(f, "{} {unit}", self.amount)
+    }
+}
+
+impl Period {
+    /// An upper bound of the period's length in days, for search brackets.
+    fn approx_days(&self) -> i64 {
+        let n = i64::from(self.amount);
+        match self.unit {
+            Unit::Days => n,
+            Unit::WorkingDays => n / 5 * 7 + 7,
+            Unit::Weeks => n * 7,
+            Unit::Months => n * 31,
+            Unit::Years => n * 366,
+        }
+    }
+
+    /// Adds the period to a wall-clock time.
+    ///
+    /// Months and years keep the day of the month; when the target month is
+    /// shorter (31 January + 1 month, 29 February + 12 months) the result is
+    /// the end of the target month, i.e. the first instant of the next month.
+    /// That is never earlier than the usual clamp to the last day, and keeps
+    /// the function monotone in the time of day.
+    ///
+    /// Working days: an event on a Saturday or Sunday counts from Monday 00:00.
+    pub fn add_to(&self, at: NaiveDateTime) -> NaiveDateTime {
+        match self.unit {
+            Unit::Days => at + Days::new(u64::from(self.amount)),
+            Unit::Weeks => at + Days::new(7 * u64::from(self.amount)),
+            Unit::Months => add_months(at, self.amount),
+            Unit::Years => add_months(at, self.amount * 12),
+            Unit::WorkingDays => add_working_days(at, self.amount),
+        }
+    }
+}
+
+fn add_months(at: NaiveDateTime, months: u32) -> NaiveDateTime {
+    let index = at.year() as i64 * 12 + i64::from(at.month0()) + i64::from(months);
+    let (year, month0) = (index.div_euclid(12) as i32, index.rem_euclid(12) as u32);
+    match NaiveDate::from_ymd_opt(year, month0 + 1, at.day()) {
+        Some(date) => date.and_time(at.time()),
+        None => first_of_next_month(year, month0 + 1).and_time(NaiveTime::MIN),
+    }
+}
+
+fn first_of_next_month(year: i32, month: u32) -> NaiveDate {
+    let (year, month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    NaiveDate::from_ymd_opt(year, month, 1).expect("first of a month exists")
+}
+
+fn is_weekend(date: NaiveDate) -> bool {
+    matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
+}
+
+fn add_working_days(at: NaiveDateTime, amount: u32) -> NaiveDateTime {
+    let mut at = at;
+    while is_weekend(at.date()) {
+        at = (at.date() + Days::new(1)).and_time(NaiveTime::MIN);
+    }
+    let mut date = at.date() + Days::new(u64::from(amount / 5) * 7);
+    for _ in 0..amount % 5 {
+        date = date + Days::new(1);
+        while is_weekend(date) {
+            date = date + Days::new(1);
+        }
+    }
+    date.and_time(at.time())
+}
+
+/// Where a period starts counting: at the event itself, or at the end of
+/// the (financial or calendar) year that contains it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "to")]
+pub enum RoundUp {
+    CalendarYearEnd,
+    /// A financial year that ends on the last day of `end_month` (1–12).
+    FinancialYearEnd {
+        end_month: u32,
+    },
+}
+
+impl RoundUp {
+    /// The first instant after the year that contains `at`.
+    pub fn apply(&self, at: NaiveDateTime) -> NaiveDateTime {
+        let end_month = match self {
+            RoundUp::CalendarYearEnd => 12,
+            RoundUp::FinancialYearEnd { end_month } => *end_month,
+        };
+        let mut end = first_of_next_month(at.year(), end_month);
+        if at.date() >= end {
+            end = first_of_next_month(at.year() + 1, end_month);
+        }
+        end.and_time(NaiveTime::MIN)
+    }
+}
+
+impl fmt::Display for RoundUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RoundUp::CalendarYearEnd => write!(f, "end of the calendar year"),
+            RoundUp::FinancialYearEnd { end_month } => {
+                let last = first_of_next_month(2001, *end_month) - Days::new(1);
+                write!(
+                    f,
+                    "end of the financial year ({:02}-{:02})",
+                    end_month,
+                    last.day()
+                )
+            }
+        }
+    }
+}
+
+/// A full retention: round the event up (in order), then add the period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Retention {
+    pub period: Period,
+    pub round_up: Vec<RoundUp>,
+}
+
+impl Retention {
+    /// The first wall-clock instant at which an event at `event` is due.
+    pub fn due_at(&self, event: NaiveDateTime) -> NaiveDateTime {
+        let start = self
+            .round_up
+            .iter()
+            .fold(event, |at, rounding| rounding.apply(at));
+        self.period.add_to(start)
+    }
+
+    /// Whether an event at `event` is due at `now`.
+    pub fn is_due(&self, event: NaiveDateTime, now: NaiveDateTime) -> bool {
+        self.due_at(event) <= now
+    }
+
+    /// The first event instant that is not yet due at `now`: every event
+    /// strictly before it is due, and no event at or after it is.
+    ///
+    /// Found by bisection over microseconds, which is exact because
+    /// [`Retention::due_at`] is monotone.
+    pub fn first_not_due(&self, now: NaiveDateTime) -> NaiveDateTime {
+        let slack_days = self.period.approx_days() + 2 * 366 * self.round_up.len() as i64 + 2;
+        let micros = |at: NaiveDateTime| at.and_utc().timestamp_micros();
+        let from_micros = |us: i64| {
+            chrono::DateTime::from_timestamp_micros(us)
+                .expect("within chrono's range")
+                .naive_utc()
+        };
+        // Invariant: `due` is due and `not_due` is not (due_at(x) >= x > now).
+        let mut due = micros(now - TimeDelta::days(slack_days));
+        let mut not_due = micros(now) + 1;
+        debug_assert!(self.is_due(from_micros(due), now));
+        while not_due - due > 1 {
+            let mid = due + (not_due - due) / 2;
+            if self.is_due(from_micros(mid), now) {
+                due = mid;
+            } else {
+                not_due = mid;
+            }
+        }
+        from_micros(not_due)
+    }
+
+    /// Like [`Retention::first_not_due`], for columns that hold dates: the
+    /// first date that is not yet due, reading a date as its midnight.
+    pub fn first_date_not_due(&self, now: NaiveDateTime) -> NaiveDate {
+        let bound = self.first_not_due(now);
+        if bound.time() == NaiveTime::MIN {
+            bound.date()
+        } else {
+            bound.date() + Days::new(1)
+        }
+    }
+}
+
+impl fmt::Display for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.period)?;
+        for rounding in &self.round_up {
+            write!(f, " from the {rounding}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn at(text: &str) -> NaiveDateTime {
+        if text.len() == 10 {
+            date(text).and_time(NaiveTime::MIN)
+        } else {
+            text.parse().unwrap()
+        }
+    }
+
+    fn retention(period: &str, round_up: &[RoundUp]) -> Retention {
+        Retention {
+            period: period.parse().unwrap(),
+            round_up: round_up.to_vec(),
+        }
+    }
+
+    const FY_JUNE: RoundUp = RoundUp::FinancialYearEnd { end_month: 6 };
+
+    #[test]
+    fn parses_periods() {
+        assert_eq!(
+            "36 months".parse::<Period>().unwrap(),
+            Period {
+                amount: 36,
+                unit: Unit::Months
+            }
+        );
+        assert_eq!(
+            "3 Working Days".parse::<Period>().unwrap(),
+            Period {
+                amount: 3,
+                unit: Unit::WorkingDays
+            }
+        );
+        assert_eq!("1 year".parse::<Period>().unwrap().unit, Unit::Years);
+        assert_eq!("0 days".parse::<Period>().unwrap().amount, 0);
+        assert!("36".parse::<Period>().is_err());
+        assert!("three months".parse::<Period>().is_err());
+        assert!("2 fortnights".parse::<Period>().is_err());
+        assert!("-1 days".parse::<Period>().is_err());
+        assert!("500 years".parse::<Period>().is_err());
+        assert_eq!(
+            "3 working days".parse::<Period>().unwrap().to_string(),
+            "3 working days"
+        );
+        assert_eq!("1 years".parse::<Period>().unwrap().to_string(), "1 year");
+    }
+
+    /// JMA: agreement ended in May 2017; kept 5 years from the end of the
+    /// financial year (30 June) → kept until 2022-06-30, due after it.
+    #[test]
+    fn jma_financial_year_vector() {
+        let rule = retention("5 years", &[FY_JUNE]);
+        let ended = at("2017-05-15");
+        assert_eq!(rule.due_at(ended), at("2022-07-01"));
+        assert!(!rule.is_due(ended, at("2022-06-30")));
+        assert!(!rule.is_due(ended, at("2022-06-30T23:59:59.999999")));
+        assert!(rule.is_due(ended, at("2022-07-01")));
+        // An agreement that ended on the last day of the financial year.
+        assert_eq!(rule.due_at(at("2017-06-30T18:00:00")), at("2022-07-01"));
+        // One day later belongs to the next financial year.
+        assert_eq!(rule.due_at(at("2017-07-01")), at("2023-07-01"));
+    }
+
+    /// Jetpak: invoice 2019-08-10, 7 years from the end of the calendar year
+    /// → may go after 2026-12-31.
+    #[test]
+    fn jetpak_calendar_year_vector() {
+        let rule = retention("7 years", &[RoundUp::CalendarYearEnd]);
+        let invoice = at("2019-08-10");
+        assert!(!rule.is_due(invoice, at("2026-12-31")));
+        assert!(!rule.is_due(invoice, at("2026-12-31T23:59:59")));
+        assert!(rule.is_due(invoice, at("2027-01-01")));
+        assert_eq!(
+            rule.first_date_not_due(at("2026-12-31T12:00:00")),
+            date("2019-01-01")
+        );
+        assert_eq!(
+            rule.first_date_not_due(at("2027-01-01T00:00:00")),
+            date("2020-01-01")
+        );
+    }
+
+    /// Financial year ending 30 June, then the end of the calendar year in
+    /// which that financial year ends (Swedish bookkeeping).
+    #[test]
+    fn chained_rounding() {
+        let rule = retention("7 years", &[FY_JUNE, RoundUp::CalendarYearEnd]);
+        assert_eq!(rule.due_at(at("2019-08-10")), at("2028-01-01"));
+        assert_eq!(rule.due_at(at("2019-06-10")), at("2027-01-01"));
+    }
+
+    #[test]
+    fn month_end_clamping() {
+        let year = retention("12 months", &[]);
+        // 2021 has no 29 February: kept through the end of February.
+        assert_eq!(year.due_at(at("2020-02-29")), at("2021-03-01"));
+        assert!(!year.is_due(at("2020-02-29"), at("2021-02-28T23:59:59")));
+        assert!(year.is_due(at("2020-02-29"), at("2021-03-01")));
+        assert_eq!(
+            year.due_at(at("2020-02-28T10:00:00")),
+            at("2021-02-28T10:00:00")
+        );
+        let month = retention("1 month", &[]);
+        assert_eq!(month.due_at(at("2021-01-31T08:00:00")), at("2021-03-01"));
+        assert_eq!(
+            month.due_at(at("2021-01-28T23:00:00")),
+            at("2021-02-28T23:00:00")
+        );
+        assert_eq!(month.due_at(at("2021-12-15")), at("2022-01-15"));
+        assert_eq!(
+            retention("2 years", &[]).due_at(at("2024-02-29")),
+            at("2026-03-01")
+        );
+        assert_eq!(
+            retention("4 years", &[]).due_at(at("2024-02-29")),
+            at("2028-02-29")
+        );
+    }
+
+    #[test]
+    fn day_before_and_day_of_each_boundary() {
+        let cases = [
+            ("30 days", "2026-01-01T09:30:00", "2026-01-31T09:30:00"),
+            ("1 year", "2025-03-10T14:22:00", "2026-03-10T14:22:00"),
+            ("2 weeks", "2026-05-01", "2026-05-15"),
+            ("26 months", "2024-01-15", "2026-03-15"),
+            ("0 days", "2026-05-01T12:00:00", "2026-05-01T12:00:00"),
+        ];
+        for (period, event, due) in cases {
+            let rule = retention(period, &[]);
+            let (event, due) = (at(event), at(due));
+            assert_eq!(rule.due_at(event), due, "{period}");
+            assert!(
+                !rule.is_due(event, due - TimeDelta::days(1)),
+                "{period}: day before"
+            );
+            assert!(
+                !rule.is_due(event, due - TimeDelta::microseconds(1)),
+                "{period}"
+            );
+            assert!(rule.is_due(event, due), "{period}: the day of");
+        }
+    }
+
+    #[test]
+    fn working_days_skip_weekends() {
+        let rule = retention("3 working days", &[]);
+        // Friday 10:00 → Monday, Tuesday, Wednesday 10:00.
+        assert_eq!(
+            rule.due_at(at("2026-11-20T10:00:00")),
+            at("2026-11-25T10:00:00")
+        );
+        // Saturday counts from Monday 00:00 → Thursday 00:00.
+        assert_eq!(rule.due_at(at("2026-11-21T23:00:00")), at("2026-11-26"));
+        assert_eq!(rule.due_at(at("2026-11-22T01:00:00")), at("2026-11-26"));
+        // Monday → Thursday.
+        assert_eq!(
+            rule.due_at(at("2026-11-23T08:00:00")),
+            at("2026-11-26T08:00:00")
+        );
+        assert_eq!(
+            retention("10 working days", &[]).due_at(at("2026-11-23T08:00:00")),
+            at("2026-12-07T08:00:00")
+        );
+        assert_eq!(
+            retention("0 working days", &[]).due_at(at("2026-11-22T08:00:00")),
+            at("2026-11-23")
+        );
+    }
+
+    #[test]
+    fn round_up_is_the_first_instant_after_the_year() {
+        assert_eq!(
+            RoundUp::CalendarYearEnd.apply(at("2019-01-01")),
+            at("2020-01-01")
+        );
+        assert_eq!(
+            RoundUp::CalendarYearEnd.apply(at("2019-12-31T23:59:59")),
+            at("2020-01-01")
+        );
+        assert_eq!(FY_JUNE.apply(at("2017-06-30T23:59:59")), at("2017-07-01"));
+        assert_eq!(FY_JUNE.apply(at("2017-07-01")), at("2018-07-01"));
+        let feb = RoundUp::FinancialYearEnd { end_month: 2 };
+        assert_eq!(feb.apply(at("2024-02-29T12:00:00")), at("2024-03-01"));
+        assert_eq!(feb.to_string(), "end of the financial year (02-28)");
+        assert_eq!(FY_JUNE.to_string(), "end of the financial year (06-30)");
+    }
+
+    /// The bound must split events exactly: everything before it is due,
+    /// nothing at or after it is, for many "now"s and every kind of period.
+    #[test]
+    fn first_not_due_is_exact() {
+        let rules = [
+            retention("36 months", &[]),
+            retention("1 month", &[]),
+            retention("12 months", &[]),
+            retention("5 years", &[FY_JUNE]),
+            retention("7 years", &[RoundUp::CalendarYearEnd]),
+            retention("3 working days", &[]),
+            retention("30 days", &[]),
+            retention("0 days", &[]),
+        ];
+        let mut now = at("2026-02-26T13:45:10.250000");
+        for _ in 0..40 {
+            for rule in &rules {
+                let bound = rule.first_not_due(now);
+                assert!(
+                    !rule.is_due(bound, now),
+                    "{rule} at {now}: bound {bound} due"
+                );
+                let before = bound - TimeDelta::microseconds(1);
+                assert!(
+                    rule.is_due(before, now),
+                    "{rule} at {now}: {before} not due"
+                );
+                let date_bound = rule.first_date_not_due(now);
+                let midnight = date_bound.and_time(NaiveTime::MIN);
+                assert!(!rule.is_due(midnight, now), "{rule} at {now}: {date_bound}");
+                let day_before = (date_bound - Days::new(1)).and_time(NaiveTime::MIN);
+                assert!(
+                    rule.is_due(day_before, now),
+                    "{rule} at {now}: {date_bound}"
+                );
+            }
+            now += TimeDelta::hours(19) + TimeDelta::minutes(7);
+        }
+    }
+
+    #[test]
+    fn date_bounds_for_the_vectors() {
+        let jma = retention("5 years", &[FY_JUNE]);
+        assert_eq!(
+            jma.first_date_not_due(at("2022-06-30T23:00:00")),
+            date("2016-07-01")
+        );
+        assert_eq!(jma.first_date_not_due(at("2022-07-01")), date("2017-07-01"));
+        assert_eq!(
+            jma.first_date_not_due(at("2022-07-01T00:00:00.000001")),
+            date("2017-07-01")
+        );
+        // At the start of the day of 2022-07-01 everything up to FY 2016/17 is due.
+        assert!(jma.is_due(at("2017-06-30"), at("2022-07-01")));
+        let thirty = retention("30 days", &[]);
+        // Entered 2026-01-01 (a date) is due on 2026-01-31.
+        assert_eq!(
+            thirty.first_date_not_due(at("2026-01-31")),
+            date("2026-01-02")
+        );
+        assert_eq!(
+            thirty.first_date_not_due(at("2026-01-30T23:59:59")),
+            date("2026-01-01")
+        );
+    }
+}

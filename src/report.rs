@@ -1,0 +1,209 @@
+//! Rendering for people (text) and programs (JSON): the dry-run report a
+//! data-protection officer reads before anything is deleted, run summaries
+//! and audit verdicts. Reports hold counts and conditions, never row values.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::commands::{PlanReport, StepOutcome, Verdict};
+use crate::execute::{Status, cutoff_text};
+use crate::plan::{Step, StepAction};
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn local(at: DateTime<Utc>, tz: &str) -> String {
+    match tz.parse::<Tz>() {
+        Ok(zone) => format!(
+            "{} {tz}",
+            at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S")
+        ),
+        Err(_) => at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    }
+}
+
+fn action_text(step: &Step) -> String {
+    match &step.action {
+        StepAction::Delete => "delete rows".into(),
+        StepAction::Pseudonymise { columns } => {
+            let parts: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{} → {}", c.column.name, c.action.as_str()))
+                .collect();
+            format!("pseudonymise {}", parts.join(", "))
+        }
+    }
+}
+
+/// The dry-run report as text.
+pub fn plan_text(report: &PlanReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "glemsel plan: as of {}",
+        local(report.as_of, &report.timezone)
+    );
+    let _ = writeln!(
+        out,
+        "Nothing has been changed. A run with the same --as-of changes exactly the rows counted as due."
+    );
+    let mut total = 0;
+    for planned in &report.steps {
+        let step = &planned.step;
+        let c = &planned.counts;
+        total += c.due;
+        let _ = writeln!(out);
+        let _ = writeln!(out, "rule {}", step.rule_id);
+        if let Some(description) = &step.description {
+            let _ = writeln!(out, "  {description}");
+        }
+        let _ = writeln!(
+            out,
+            "  store     {} ({}), table {}",
+            step.store, step.engine, step.table
+        );
+        let _ = writeln!(out, "  category  {}", step.category);
+        let _ = writeln!(out, "  action    {}", action_text(step));
+        let _ = writeln!(
+            out,
+            "  retain    {} after {}",
+            step.retention, step.due.event.name
+        );
+        let _ = writeln!(out, "  due when  {}", cutoff_text(step));
+        if let Some(filter) = &step.filter {
+            let _ = writeln!(out, "  where     {filter}");
+        }
+        if let Some(hold) = &step.hold {
+            let _ = writeln!(out, "  hold      rows where {} is true are kept", hold.name);
+        }
+        let mut rows = format!(
+            "  rows      {} due, {} held, {} with no usable date",
+            thousands(c.due),
+            thousands(c.held),
+            thousands(c.undated)
+        );
+        if matches!(step.action, StepAction::Pseudonymise { .. }) {
+            let _ = write!(rows, ", {} already pseudonymised", thousands(c.done));
+        }
+        let _ = writeln!(out, "{rows}, {} in the table", thousands(c.rows));
+        if let Some(max) = step.max_rows {
+            let verdict = planned.refusal.as_deref().unwrap_or("within the limit");
+            let _ = writeln!(out, "  guard     max_rows {}: {verdict}", thousands(max));
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "total: {} rows due in {} rule{}",
+        thousands(total),
+        report.steps.len(),
+        if report.steps.len() == 1 { "" } else { "s" }
+    );
+    out
+}
+
+/// A run's outcome as text.
+pub fn run_text(outcomes: &[StepOutcome]) -> String {
+    let mut out = String::new();
+    for outcome in outcomes {
+        match outcome {
+            StepOutcome::Done(r) => {
+                let status = match r.status {
+                    Status::Completed => "completed",
+                    Status::Stopped => "stopped early; the rest is due next run",
+                    Status::Partial => "partial; locked windows are due next run",
+                    Status::Failed => "failed",
+                };
+                let _ = writeln!(
+                    out,
+                    "rule {}: {} {} rows in {}.{} ({} batches, {:.1} s): {status}",
+                    r.rule_id,
+                    if r.action == "delete" {
+                        "deleted"
+                    } else {
+                        "pseudonymised"
+                    },
+                    thousands(r.rows_changed),
+                    r.store,
+                    r.table,
+                    r.batches,
+                    r.seconds
+                );
+                if r.counted.held > 0 {
+                    let _ = writeln!(
+                        out,
+                        "  {} due rows kept under a hold",
+                        thousands(r.counted.held)
+                    );
+                }
+            }
+            StepOutcome::Failed { rule, error } => {
+                let _ = writeln!(out, "rule {rule}: {error}");
+            }
+        }
+    }
+    out
+}
+
+/// A run's outcome for programs.
+pub fn run_json(outcomes: &[StepOutcome]) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            StepOutcome::Done(report) => serde_json::to_value(report).expect("reports serialise"),
+            StepOutcome::Failed { rule, error } => serde_json::json!({
+                "rule_id": rule,
+                "status": "not_run",
+                "error": error.to_string(),
+            }),
+        })
+        .collect();
+    serde_json::json!({ "exit": crate::commands::run_exit(outcomes).code(), "rules": rules })
+}
+
+/// `audit verify`'s verdicts as text.
+pub fn verify_text(verdicts: &[Verdict]) -> String {
+    let mut out = String::new();
+    for v in verdicts {
+        match &v.broken {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "store {}: audit chain intact, {} rows, {} checkpoints matched",
+                    v.store,
+                    thousands(v.rows),
+                    v.checkpoints
+                );
+            }
+            Some(broken) => {
+                let _ = writeln!(out, "store {}: audit chain BROKEN: {broken}", v.store);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

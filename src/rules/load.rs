@@ -1,0 +1,1101 @@
+//! Reading `glemsel.toml` and the rule files, and validating them into a
+//! [`Policy`]. Every check pushes a diagnostic and carries on, so one run
+//! of `glemsel check --offline` shows every problem at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::rc::Rc;
+
+use chrono::{Datelike as _, NaiveDate};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::raw::{RawCategory, RawConfig, RawRule, RawStore};
+use super::source::Source;
+use super::{
+    Action, Category, Connection, Diagnostic, Diagnostics, Engine, Location, Policy, Rule,
+    RuleLocations, Settings, StoreConfig, TableRef, check_identifier,
+};
+use crate::period::{Period, Retention, RoundUp};
+use crate::pseudonym::ColumnAction;
+
+const DEFAULT_BATCH_SIZE: u64 = 10_000;
+const MAX_BATCH_SIZE: u64 = 1_000_000;
+const DEFAULT_LOCK_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_AUDIT_TABLE: &str = "glemsel_audit";
+
+/// Loads and validates `config_file` and the rule files it names.
+pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
+    let mut diags = Diagnosed::default();
+    let base = config_file.parent().unwrap_or(Path::new("")).to_path_buf();
+    let source = match read_source(config_file) {
+        Ok(source) => source,
+        Err(diag) => return Err(Diagnostics(vec![diag])),
+    };
+    let raw: RawConfig = match toml::from_str(&source.text) {
+        Ok(raw) => raw,
+        Err(err) => {
+            diags.push(source.span_location(err.span()), None, err.message());
+            return Err(diags.finish());
+        }
+    };
+    let rule_paths = rule_paths(&source, &raw, &base, &mut diags);
+    let (settings, financial_year_end) = settings(&source, &raw, &base, &mut diags);
+    let default_audit = raw
+        .audit_table
+        .as_ref()
+        .map_or(DEFAULT_AUDIT_TABLE, |a| a.get_ref().as_str())
+        .to_string();
+    let stores = stores(
+        &source,
+        raw.stores,
+        &base,
+        &settings,
+        &default_audit,
+        &mut diags,
+    );
+
+    let mut categories = BTreeMap::new();
+    let mut category_at: HashMap<String, Location> = HashMap::new();
+    let mut raw_rules = Vec::new();
+    let mut rule_files = Vec::new();
+    for path in rule_paths {
+        match read_source(&path) {
+            Ok(rule_source) => {
+                parse_rule_file(
+                    &Rc::new(rule_source),
+                    &mut categories,
+                    &mut category_at,
+                    &mut raw_rules,
+                    &mut diags,
+                );
+                rule_files.push(path);
+            }
+            Err(diag) => diags.0.push(diag),
+        }
+    }
+
+    let context = RuleContext {
+        stores: &stores,
+        categories: &categories,
+        financial_year_end,
+        default_batch_size: settings.batch_size,
+    };
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut seen: HashMap<String, Location> = HashMap::new();
+    for (rule_source, raw) in &raw_rules {
+        if let Some(rule) = validate_rule(rule_source, raw, &context, &mut diags) {
+            if let Some(first) = seen.get(&rule.id) {
+                diags.push(
+                    rule.at.rule.clone(),
+                    Some(&rule.id),
+                    format!("duplicate rule id; first defined at {first}"),
+                );
+                continue;
+            }
+            seen.insert(rule.id.clone(), rule.at.rule.clone());
+            rules.push(rule);
+        }
+    }
+    let needs_key = rules
+        .iter()
+        .any(|r| matches!(r.action, Action::Pseudonymise { .. }));
+    if needs_key && settings.key_file.is_none() {
+        diags.push(
+            Location::file_start(&source.path),
+            None,
+            "key_file is not set, but some rules pseudonymise; set key_file to the HMAC key's path",
+        );
+    }
+    if !diags.0.is_empty() {
+        return Err(diags.finish());
+    }
+    Ok(Policy {
+        settings,
+        stores,
+        categories,
+        rules,
+        rule_files,
+    })
+}
+
+#[derive(Default)]
+struct Diagnosed(Vec<Diagnostic>);
+
+impl Diagnosed {
+    fn push(&mut self, location: Location, rule: Option<&str>, message: impl Into<String>) {
+        self.0.push(Diagnostic::new(location, rule, message));
+    }
+
+    fn finish(mut self) -> Diagnostics {
+        self.0.sort();
+        self.0.dedup();
+        Diagnostics(self.0)
+    }
+}
+
+fn read_source(path: &Path) -> Result<Source, Diagnostic> {
+    std::fs::read_to_string(path)
+        .map(|text| Source::new(path.to_path_buf(), text))
+        .map_err(|err| {
+            Diagnostic::new(
+                Location::file_start(path),
+                None,
+                format!("cannot read: {err}"),
+            )
+        })
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    base.join(path)
+}
+
+fn rule_paths(
+    source: &Source,
+    raw: &RawConfig,
+    base: &Path,
+    diags: &mut Diagnosed,
+) -> Vec<PathBuf> {
+    let (entries, at) = match &raw.rules {
+        Some(rules) => (
+            rules.get_ref().items(),
+            source.span_location(Some(rules.span())),
+        ),
+        None => (vec!["rules"], Location::file_start(&source.path)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = resolve(base, entry);
+        if path.is_dir() {
+            match std::fs::read_dir(&path) {
+                Ok(dir) => {
+                    let mut files: Vec<PathBuf> = dir
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+                        .collect();
+                    files.sort();
+                    paths.extend(files);
+                }
+                Err(err) => diags.push(
+                    at.clone(),
+                    None,
+                    format!("cannot read rule directory {}: {err}", path.display()),
+                ),
+            }
+        } else if path.is_file() {
+            paths.push(path);
+        } else {
+            diags.push(
+                at.clone(),
+                None,
+                format!("rule path {} does not exist", path.display()),
+            );
+        }
+    }
+    paths
+}
+
+fn settings(
+    source: &Source,
+    raw: &RawConfig,
+    base: &Path,
+    diags: &mut Diagnosed,
+) -> (Settings, Option<u32>) {
+    let timezone = match &raw.timezone {
+        Some(tz) => parse_tz(source, tz, None, diags),
+        None => {
+            diags.push(
+                Location::file_start(&source.path),
+                None,
+                "timezone is missing; set it, for example timezone = \"Europe/Copenhagen\"",
+            );
+            Tz::UTC
+        }
+    };
+    let financial_year_end = raw
+        .financial_year_end
+        .as_ref()
+        .and_then(|fye| parse_year_end(source, fye, None, diags));
+    let batch_size = raw
+        .batch_size
+        .as_ref()
+        .and_then(|b| bounded(source, b, 1, MAX_BATCH_SIZE, "batch_size", None, diags))
+        .unwrap_or(DEFAULT_BATCH_SIZE);
+    let lock_timeout_ms = raw
+        .lock_timeout_ms
+        .as_ref()
+        .and_then(|b| bounded(source, b, 1, 600_000, "lock_timeout_ms", None, diags))
+        .unwrap_or(DEFAULT_LOCK_TIMEOUT_MS);
+    let settings = Settings {
+        config_file: source.path.clone(),
+        timezone,
+        key_file: raw.key_file.as_ref().map(|k| resolve(base, k.get_ref())),
+        audit_checkpoints: raw
+            .audit_checkpoints
+            .as_ref()
+            .map(|a| resolve(base, a.get_ref())),
+        batch_size,
+        lock_timeout: Duration::from_millis(lock_timeout_ms),
+    };
+    // The audit table default is read per store; validate the global one here.
+    if let Some(table) = &raw.audit_table {
+        parse_table(source, table, None, diags);
+    }
+    (settings, financial_year_end)
+}
+
+fn stores(
+    source: &Source,
+    raw: BTreeMap<String, Spanned<RawStore>>,
+    base: &Path,
+    settings: &Settings,
+    default_audit: &str,
+    diags: &mut Diagnosed,
+) -> BTreeMap<String, StoreConfig> {
+    let mut stores = BTreeMap::new();
+    if raw.is_empty() {
+        diags.push(
+            Location::file_start(&source.path),
+            None,
+            "no stores are defined; add a [stores.<name>] table",
+        );
+    }
+    for (name, spanned) in raw {
+        let at = source.span_location(Some(spanned.span()));
+        let store = spanned.into_inner();
+        if !is_simple_name(&name) {
+            diags.push(
+                at.clone(),
+                None,
+                format!("store name {name:?} may hold only letters, digits, '_' and '-'"),
+            );
+        }
+        let engine = match store.engine.get_ref().as_str() {
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            "mysql" | "mariadb" => Some(Engine::Mysql),
+            "sqlite" => Some(Engine::Sqlite),
+            other => {
+                diags.push(
+                    source.span_location(Some(store.engine.span())),
+                    None,
+                    format!(
+                        "store {name}: unknown engine {other:?}; use postgres, mysql or sqlite"
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(url) = &store.url {
+            diags.push(
+                source.span_location(Some(url.span())),
+                None,
+                format!("store {name}: an inline url would put a password in the config; use url_env or url_file"),
+            );
+        }
+        let connection = match (engine, &store.url_env, &store.url_file, &store.path) {
+            (Some(Engine::Sqlite), None, None, Some(path)) => {
+                Some(Connection::Path(resolve(base, path.get_ref())))
+            }
+            (Some(Engine::Sqlite), _, _, _) => {
+                diags.push(
+                    at.clone(),
+                    None,
+                    format!(
+                        "store {name}: an sqlite store takes path = \"<file>\" and nothing else"
+                    ),
+                );
+                None
+            }
+            (Some(_), Some(env), None, None) => {
+                if is_env_name(env.get_ref()) {
+                    Some(Connection::UrlEnv(env.get_ref().clone()))
+                } else {
+                    diags.push(
+                        source.span_location(Some(env.span())),
+                        None,
+                        format!(
+                            "store {name}: {:?} is not an environment variable name",
+                            env.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+            (Some(_), None, Some(file), None) => {
+                Some(Connection::UrlFile(resolve(base, file.get_ref())))
+            }
+            (Some(engine), _, _, _) => {
+                diags.push(
+                    at.clone(),
+                    None,
+                    format!(
+                        "store {name}: a {engine} store needs exactly one of url_env or url_file"
+                    ),
+                );
+                None
+            }
+            (None, ..) => None,
+        };
+        let time_zone = store
+            .time_zone
+            .as_ref()
+            .map_or(settings.timezone, |tz| parse_tz(source, tz, None, diags));
+        let audit_table = match &store.audit_table {
+            Some(table) => parse_table(source, table, None, diags),
+            None => default_audit.parse().ok(),
+        };
+        let empty_dates = store
+            .empty_dates
+            .iter()
+            .flatten()
+            .filter_map(|d| parse_date(source, d, None, diags))
+            .collect();
+        if let (Some(engine), Some(connection), Some(audit_table)) =
+            (engine, connection, audit_table)
+        {
+            stores.insert(
+                name.clone(),
+                StoreConfig {
+                    name,
+                    engine,
+                    connection,
+                    audit_table,
+                    time_zone,
+                    empty_dates,
+                    location: at,
+                },
+            );
+        }
+    }
+    stores
+}
+
+fn is_simple_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn is_rule_id(id: &str) -> bool {
+    is_simple_name(id.replace('.', "_").as_str())
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn parse_tz(
+    source: &Source,
+    tz: &Spanned<String>,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Tz {
+    tz.get_ref().parse().unwrap_or_else(|_| {
+        diags.push(
+            source.span_location(Some(tz.span())),
+            rule,
+            format!(
+                "unknown time zone {:?}; use an IANA name such as \"Europe/Copenhagen\"",
+                tz.get_ref()
+            ),
+        );
+        Tz::UTC
+    })
+}
+
+/// A financial year end, "MM-DD", which must be the last day of its month.
+fn parse_year_end(
+    source: &Source,
+    text: &Spanned<String>,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<u32> {
+    let parsed = text.get_ref().split_once('-').and_then(|(m, d)| {
+        let (month, day) = (m.parse::<u32>().ok()?, d.parse::<u32>().ok()?);
+        // 2001 is not a leap year; 02-29 is also accepted for February.
+        let next = if month == 12 {
+            NaiveDate::from_ymd_opt(2002, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(2001, month + 1, 1)
+        }?;
+        let last = next.pred_opt()?;
+        (day == last.day() || (month == 2 && day == 29)).then_some(month)
+    });
+    if parsed.is_none() {
+        diags.push(
+            source.span_location(Some(text.span())),
+            rule,
+            format!(
+                "financial_year_end {:?} must be \"MM-DD\" and the last day of a month, for example \"06-30\"",
+                text.get_ref()
+            ),
+        );
+    }
+    parsed
+}
+
+fn parse_date(
+    source: &Source,
+    text: &Spanned<String>,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<NaiveDate> {
+    match NaiveDate::parse_from_str(text.get_ref(), "%Y-%m-%d") {
+        Ok(date) => Some(date),
+        Err(_) => {
+            diags.push(
+                source.span_location(Some(text.span())),
+                rule,
+                format!("{:?} is not a date; write \"YYYY-MM-DD\"", text.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+fn parse_table(
+    source: &Source,
+    text: &Spanned<String>,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<TableRef> {
+    match text.get_ref().parse() {
+        Ok(table) => Some(table),
+        Err(err) => {
+            diags.push(source.span_location(Some(text.span())), rule, err);
+            None
+        }
+    }
+}
+
+fn bounded(
+    source: &Source,
+    value: &Spanned<i64>,
+    min: u64,
+    max: u64,
+    what: &str,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<u64> {
+    match u64::try_from(*value.get_ref()) {
+        Ok(v) if (min..=max).contains(&v) => Some(v),
+        _ => {
+            diags.push(
+                source.span_location(Some(value.span())),
+                rule,
+                format!("{what} must be between {min} and {max}"),
+            );
+            None
+        }
+    }
+}
+
+type RawRules = Vec<(Rc<Source>, RawRule)>;
+
+fn parse_rule_file(
+    source: &Rc<Source>,
+    categories: &mut BTreeMap<String, Category>,
+    category_at: &mut HashMap<String, Location>,
+    rules: &mut RawRules,
+    diags: &mut Diagnosed,
+) {
+    let root = match DeTable::parse(&source.text) {
+        Ok(root) => root.into_inner(),
+        Err(err) => {
+            diags.push(source.span_location(err.span()), None, err.message());
+            return;
+        }
+    };
+    for (key, value) in root.iter() {
+        let at = source.span_location(Some(key.span()));
+        match key.get_ref().as_ref() {
+            "categories" => {
+                let Some(table) = value.get_ref().as_table() else {
+                    diags.push(at, None, "categories must be a table: [categories.<name>]");
+                    continue;
+                };
+                for (name, body) in table.iter() {
+                    let name_at = source.span_location(Some(name.span()));
+                    let name = name.get_ref().to_string();
+                    match RawCategory::deserialize(ValueDeserializer::from(body.clone())) {
+                        Ok(raw) => {
+                            if !is_simple_name(&name) {
+                                diags.push(name_at.clone(), None, format!("category name {name:?} may hold only letters, digits, '_' and '-'"));
+                            }
+                            if let Some(first) = category_at.get(&name) {
+                                diags.push(name_at, None, format!("category {name} is defined twice; first at {first}"));
+                                continue;
+                            }
+                            category_at.insert(name.clone(), name_at);
+                            categories.insert(
+                                name.clone(),
+                                Category {
+                                    name,
+                                    description: raw.description,
+                                    legal_basis: raw.legal_basis,
+                                },
+                            );
+                        }
+                        Err(err) => diags.push(source.span_location(err.span()), None, format!("category {name}: {}", err.message())),
+                    }
+                }
+            }
+            "rule" => {
+                let DeValue::Array(items) = value.get_ref() else {
+                    diags.push(at, None, "rules are an array of tables: write [[rule]]");
+                    continue;
+                };
+                for item in items.iter() {
+                    let id = item
+                        .get_ref()
+                        .as_table()
+                        .and_then(|t| t.get("id"))
+                        .and_then(|id| id.get_ref().as_str())
+                        .map(str::to_string);
+                    match RawRule::deserialize(ValueDeserializer::from(item.clone())) {
+                        Ok(raw) => rules.push((source.clone(), raw)),
+                        Err(err) => diags.push(source.span_location(err.span().or(Some(item.span()))), id.as_deref(), err.message()),
+                    }
+                }
+            }
+            other => diags.push(
+                at,
+                None,
+                format!("unknown key {other:?}; a rule file holds [categories.<name>] and [[rule]] tables"),
+            ),
+        }
+    }
+}
+
+struct RuleContext<'a> {
+    stores: &'a BTreeMap<String, StoreConfig>,
+    categories: &'a BTreeMap<String, Category>,
+    financial_year_end: Option<u32>,
+    default_batch_size: u64,
+}
+
+fn validate_rule(
+    source: &Source,
+    raw: &RawRule,
+    ctx: &RuleContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<Rule> {
+    let errors_before = diags.0.len();
+    let loc = |span: std::ops::Range<usize>| source.span_location(Some(span));
+    let id = raw.id.get_ref().clone();
+    let rule = Some(id.as_str());
+    let rule_at = loc(raw.id.span());
+    if !is_rule_id(&id) {
+        diags.push(
+            rule_at.clone(),
+            rule,
+            "rule id may hold only letters, digits, '.', '_' and '-'",
+        );
+    }
+
+    let store = raw.store.get_ref();
+    let store_config = ctx.stores.get(store);
+    if store_config.is_none() {
+        let known: Vec<&str> = ctx.stores.keys().map(String::as_str).collect();
+        diags.push(
+            loc(raw.store.span()),
+            rule,
+            format!(
+                "unknown store {store:?}; glemsel.toml defines: {}",
+                known.join(", ")
+            ),
+        );
+    }
+    let table = parse_table(source, &raw.table, rule, diags);
+    if !ctx.categories.contains_key(raw.category.get_ref()) {
+        diags.push(
+            loc(raw.category.span()),
+            rule,
+            format!(
+                "unknown category {:?}; define it in a [categories.{}] table",
+                raw.category.get_ref(),
+                raw.category.get_ref()
+            ),
+        );
+    }
+    let mut column_name = |name: &Spanned<String>, what: &str| {
+        if let Err(err) = check_identifier(name.get_ref()) {
+            diags.push(loc(name.span()), rule, format!("{what}: {err}"));
+        }
+        name.get_ref().clone()
+    };
+    let event = column_name(&raw.after, "after");
+    let hold = raw.hold.as_ref().map(|h| column_name(h, "hold"));
+
+    let period = match raw.retain.get_ref().parse::<Period>() {
+        Ok(period) => Some(period),
+        Err(err) => {
+            diags.push(loc(raw.retain.span()), rule, err);
+            None
+        }
+    };
+    let year_end = match &raw.financial_year_end {
+        Some(fye) => parse_year_end(source, fye, rule, diags),
+        None => ctx.financial_year_end,
+    };
+    let mut round_up = Vec::new();
+    if let Some(roundings) = &raw.round_up_to {
+        for rounding in roundings.get_ref().items() {
+            match rounding {
+                "calendar_year_end" => round_up.push(RoundUp::CalendarYearEnd),
+                "financial_year_end" => match year_end {
+                    Some(end_month) => round_up.push(RoundUp::FinancialYearEnd { end_month }),
+                    None => diags.push(
+                        loc(roundings.span()),
+                        rule,
+                        "round_up_to = \"financial_year_end\" needs financial_year_end in glemsel.toml or in the rule",
+                    ),
+                },
+                other => diags.push(
+                    loc(roundings.span()),
+                    rule,
+                    format!("unknown round_up_to {other:?}; use \"calendar_year_end\" or \"financial_year_end\""),
+                ),
+            }
+        }
+    }
+
+    let filter = raw.filter.as_ref().map(|filter| {
+        if let Err(err) = check_sql_fragment(filter.get_ref()) {
+            diags.push(loc(filter.span()), rule, format!("where: {err}"));
+        }
+        filter.get_ref().clone()
+    });
+
+    let mut column_locations = BTreeMap::new();
+    let action = match raw.action.get_ref().as_str() {
+        "delete" => {
+            if let Some(columns) = &raw.columns {
+                diags.push(
+                    loc(columns.span()),
+                    rule,
+                    "columns apply only to action = \"pseudonymise\"; a delete removes whole rows",
+                );
+            }
+            Some(Action::Delete)
+        }
+        "pseudonymise" | "pseudonymize" => match &raw.columns {
+            None => {
+                diags.push(loc(raw.action.span()), rule, "action = \"pseudonymise\" needs columns = { <column> = \"hmac\" | \"hmac_email\" | \"null\" | \"redact\" }");
+                None
+            }
+            Some(columns) if columns.get_ref().is_empty() => {
+                diags.push(
+                    loc(columns.span()),
+                    rule,
+                    "columns is empty; name at least one column to pseudonymise",
+                );
+                None
+            }
+            Some(columns) => {
+                let mut actions = Vec::new();
+                for (name, action) in columns.get_ref() {
+                    let at = loc(action.span());
+                    if let Err(err) = check_identifier(name) {
+                        diags.push(at.clone(), rule, format!("columns: {err}"));
+                    }
+                    if *name == event {
+                        diags.push(at.clone(), rule, format!("column {name:?} is the event column; changing it would change when rows are due"));
+                    }
+                    if hold.as_ref() == Some(name) {
+                        diags.push(
+                            at.clone(),
+                            rule,
+                            format!("column {name:?} is the hold column"),
+                        );
+                    }
+                    let column_action = match action.get_ref().as_str() {
+                        "hmac" => Some(ColumnAction::Hmac),
+                        "hmac_email" => Some(ColumnAction::HmacEmail),
+                        "null" => Some(ColumnAction::Null),
+                        "redact" => Some(ColumnAction::Redact),
+                        other => {
+                            diags.push(at.clone(), rule, format!("unknown column action {other:?}; use hmac, hmac_email, null or redact"));
+                            None
+                        }
+                    };
+                    column_locations.insert(name.clone(), at);
+                    if let Some(column_action) = column_action {
+                        actions.push((name.clone(), column_action));
+                    }
+                }
+                Some(Action::Pseudonymise { columns: actions })
+            }
+        },
+        other => {
+            diags.push(
+                loc(raw.action.span()),
+                rule,
+                format!("unknown action {other:?}; use \"delete\" or \"pseudonymise\""),
+            );
+            None
+        }
+    };
+
+    let key = raw.key.as_ref().map(|key| {
+        if key.get_ref().is_empty() {
+            diags.push(
+                loc(key.span()),
+                rule,
+                "key is empty; name the columns of a unique key",
+            );
+        }
+        for (i, column) in key.get_ref().iter().enumerate() {
+            if let Err(err) = check_identifier(column) {
+                diags.push(loc(key.span()), rule, format!("key: {err}"));
+            }
+            if key.get_ref()[..i].contains(column) {
+                diags.push(loc(key.span()), rule, format!("key names {column:?} twice"));
+            }
+        }
+        key.get_ref().clone()
+    });
+    let mut empty_dates: Vec<NaiveDate> = store_config
+        .map(|s| s.empty_dates.clone())
+        .unwrap_or_default();
+    for date in raw.empty_dates.iter().flatten() {
+        if let Some(date) = parse_date(source, date, rule, diags) {
+            empty_dates.push(date);
+        }
+    }
+    empty_dates.sort();
+    empty_dates.dedup();
+    let max_rows = raw
+        .max_rows
+        .as_ref()
+        .and_then(|m| bounded(source, m, 1, u64::MAX >> 1, "max_rows", rule, diags));
+    let batch_size = raw
+        .batch_size
+        .as_ref()
+        .and_then(|b| bounded(source, b, 1, MAX_BATCH_SIZE, "batch_size", rule, diags))
+        .unwrap_or(ctx.default_batch_size);
+
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    let fingerprint = hex::encode(Sha256::digest(
+        serde_json::to_vec(raw).expect("a rule serialises"),
+    ));
+    Some(Rule {
+        id,
+        description: raw.description.as_ref().map(|d| d.get_ref().clone()),
+        store: store.clone(),
+        table: table?,
+        category: raw.category.get_ref().clone(),
+        event,
+        retention: Retention {
+            period: period?,
+            round_up,
+        },
+        filter,
+        hold,
+        action: action?,
+        key,
+        empty_dates,
+        max_rows,
+        batch_size,
+        fingerprint,
+        at: RuleLocations {
+            rule: rule_at,
+            table: loc(raw.table.span()),
+            after: loc(raw.after.span()),
+            hold: raw.hold.as_ref().map(|h| loc(h.span())),
+            filter: raw.filter.as_ref().map(|f| loc(f.span())),
+            key: raw.key.as_ref().map(|k| loc(k.span())),
+            columns: column_locations,
+        },
+    })
+}
+
+/// A `where` condition is trusted SQL from the rule file, but it is pasted
+/// inside a statement, so refuse what could end or comment out the rest.
+fn check_sql_fragment(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("empty condition".into());
+    }
+    let mut depth = 0i32;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' | '`' => loop {
+                match chars.next() {
+                    Some(q) if q == c => {
+                        if chars.peek() == Some(&c) {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Err(format!("unterminated {c} quote")),
+                }
+            },
+            ';' => return Err("';' is not allowed: one condition, not a statement".into()),
+            '-' if chars.peek() == Some(&'-') => {
+                return Err("comments ('--') are not allowed".into());
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                return Err("comments ('/*') are not allowed".into());
+            }
+            '#' => return Err("'#' starts a comment in MySQL and is not allowed".into()),
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unbalanced ')'".into());
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '('".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Files(tempfile::TempDir);
+
+    impl Files {
+        fn new(config: &str, rules: &[(&str, &str)]) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("glemsel.toml"), config).unwrap();
+            std::fs::create_dir(dir.path().join("rules")).unwrap();
+            for (name, text) in rules {
+                std::fs::write(dir.path().join("rules").join(name), text).unwrap();
+            }
+            Files(dir)
+        }
+
+        fn load(&self) -> Result<Policy, Diagnostics> {
+            load(&self.0.path().join("glemsel.toml"))
+        }
+
+        fn errors(&self) -> Vec<String> {
+            let dir = format!("{}/", self.0.path().display());
+            self.load()
+                .expect_err("expected errors")
+                .0
+                .iter()
+                .map(|d| d.to_string().replace(&dir, ""))
+                .collect()
+        }
+    }
+
+    const CONFIG: &str = r#"
+timezone = "Europe/Copenhagen"
+financial_year_end = "06-30"
+key_file = "hmac-key"
+
+[stores.crm]
+engine = "postgres"
+url_env = "CRM_DATABASE_URL"
+empty_dates = ["1753-01-01"]
+"#;
+
+    const CATEGORY: &str = r#"
+[categories.customer_contact]
+description = "Name, address, phone, e-mail of customers"
+legal_basis = "contract"
+"#;
+
+    fn rule(body: &str) -> String {
+        format!("{CATEGORY}\n[[rule]]\n{body}")
+    }
+
+    const GOOD_RULE: &str = r#"id = "crm-contacts"
+store = "crm"
+table = "public.contacts"
+category = "customer_contact"
+after = "contract_ended_at"
+retain = "36 months"
+round_up_to = "financial_year_end"
+where = "status = 'closed'"
+hold = "legal_hold"
+action = "pseudonymise"
+columns = { email = "hmac_email", name = "hmac", phone = "null", note = "redact" }
+max_rows = 500000
+"#;
+
+    #[test]
+    fn loads_a_valid_policy() {
+        let files = Files::new(CONFIG, &[("crm.toml", &rule(GOOD_RULE))]);
+        let policy = files.load().unwrap();
+        assert_eq!(policy.rules.len(), 1);
+        let rule = &policy.rules[0];
+        assert_eq!(rule.table, TableRef::new(Some("public"), "contacts"));
+        assert_eq!(
+            rule.retention.to_string(),
+            "36 months from the end of the financial year (06-30)"
+        );
+        assert_eq!(
+            rule.empty_dates,
+            vec![NaiveDate::from_ymd_opt(1753, 1, 1).unwrap()]
+        );
+        assert_eq!(rule.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(rule.at.rule.line, 7);
+        let Action::Pseudonymise { columns } = &rule.action else {
+            panic!()
+        };
+        assert_eq!(columns.len(), 4);
+        assert_eq!(policy.stores["crm"].audit_table.name, "glemsel_audit");
+        assert_eq!(
+            policy.settings.key_file.as_ref().unwrap(),
+            &files.0.path().join("hmac-key")
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_layout_but_not_meaning() {
+        let a = Files::new(CONFIG, &[("crm.toml", &rule(GOOD_RULE))])
+            .load()
+            .unwrap();
+        let relaid = GOOD_RULE.replace("max_rows = 500000", "# a comment\nmax_rows   =   500000");
+        let b = Files::new(CONFIG, &[("crm.toml", &rule(&relaid))])
+            .load()
+            .unwrap();
+        let changed = GOOD_RULE.replace("36 months", "37 months");
+        let c = Files::new(CONFIG, &[("crm.toml", &rule(&changed))])
+            .load()
+            .unwrap();
+        assert_eq!(a.rules[0].fingerprint, b.rules[0].fingerprint);
+        assert_ne!(a.rules[0].fingerprint, c.rules[0].fingerprint);
+    }
+
+    #[test]
+    fn collects_every_error_with_location_and_rule() {
+        let second = r#"
+[[rule]]
+id = "bad-two"
+store = "nowhere"
+table = "a.b.c"
+category = "customer_contact"
+after = "created"
+retain = "12 fortnights"
+action = "delete"
+columns = { x = "hmac" }
+"#;
+        let text = rule(&GOOD_RULE.replace("\"hmac_email\"", "\"md5\"")) + second;
+        let errors = Files::new(CONFIG, &[("crm.toml", &text)]).errors();
+        assert_eq!(
+            errors,
+            vec![
+                "rules/crm.toml:17:21: rule crm-contacts: unknown column action \"md5\"; use hmac, hmac_email, null or redact",
+                "rules/crm.toml:22:9: rule bad-two: unknown store \"nowhere\"; glemsel.toml defines: crm",
+                "rules/crm.toml:23:9: rule bad-two: table \"a.b.c\" has more than two parts; write schema.table, quoting a part that holds a dot",
+                "rules/crm.toml:26:10: rule bad-two: unknown unit \"fortnights\" in period \"12 fortnights\"; use days, working days, weeks, months or years",
+                "rules/crm.toml:28:11: rule bad-two: columns apply only to action = \"pseudonymise\"; a delete removes whole rows",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_and_other_rules_still_checked() {
+        let text = rule(&GOOD_RULE.replace("max_rows", "max_row"))
+            + "\n[[rule]]\nid = \"second\"\nstore = \"crm\"\n";
+        let errors = Files::new(CONFIG, &[("crm.toml", &text)]).errors();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("rules/crm.toml:18:1: rule crm-contacts: unknown field `max_row`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("rule second: missing field"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn config_errors() {
+        let config = r#"
+financial_year_end = "06-15"
+batch_size = 0
+
+[stores.crm]
+engine = "oracle"
+url = "postgres://user:secret@db/crm"
+"#;
+        let errors = Files::new(config, &[]).errors();
+        let joined = errors.join("\n");
+        assert!(joined.contains("timezone is missing"), "{joined}");
+        assert!(
+            joined.contains("glemsel.toml:2:22: financial_year_end \"06-15\" must be"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("glemsel.toml:3:14: batch_size must be between 1 and 1000000"),
+            "{joined}"
+        );
+        assert!(joined.contains("unknown engine \"oracle\""), "{joined}");
+        assert!(
+            joined.contains("an inline url would put a password in the config"),
+            "{joined}"
+        );
+        assert!(
+            !joined.contains("secret"),
+            "the password must not be echoed: {joined}"
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_and_missing_key_file() {
+        let config = CONFIG.replace("key_file = \"hmac-key\"\n", "");
+        let text = rule(GOOD_RULE) + "\n[[rule]]\n" + GOOD_RULE;
+        let errors = Files::new(&config, &[("crm.toml", &text)]).errors();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("key_file is not set")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().any(|e| e.starts_with("rules/crm.toml:21:6: rule crm-contacts: duplicate rule id; first defined at rules/crm.toml:7:6")), "{errors:?}");
+    }
+
+    #[test]
+    fn financial_rounding_needs_a_year_end() {
+        let config = CONFIG.replace("financial_year_end = \"06-30\"\n", "");
+        let errors = Files::new(&config, &[("crm.toml", &rule(GOOD_RULE))]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("needs financial_year_end"), "{errors:?}");
+        let with_rule_end =
+            GOOD_RULE.replace("round_up_to", "financial_year_end = \"12-31\"\nround_up_to");
+        let policy = Files::new(&config, &[("crm.toml", &rule(&with_rule_end))])
+            .load()
+            .unwrap();
+        assert_eq!(
+            policy.rules[0].retention.round_up,
+            vec![RoundUp::FinancialYearEnd { end_month: 12 }]
+        );
+    }
+
+    #[test]
+    fn sql_fragments() {
+        assert!(check_sql_fragment("status = 'closed' AND (a > 1 OR b)").is_ok());
+        assert!(check_sql_fragment("name = 'it''s; fine -- really'").is_ok());
+        assert!(check_sql_fragment("a = 1; DROP TABLE x").is_err());
+        assert!(check_sql_fragment("a = 1 -- rest").is_err());
+        assert!(check_sql_fragment("a = 1) OR (1 = 1").is_err());
+        assert!(check_sql_fragment("(a = 1").is_err());
+        assert!(check_sql_fragment("a = 'open").is_err());
+        assert!(check_sql_fragment("  ").is_err());
+    }
+}

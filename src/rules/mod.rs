@@ -1,0 +1,221 @@
+//! Rule and config files → a validated [`Policy`].
+//!
+//! Loading reads `glemsel.toml` and every rule file it names, and collects
+//! every problem before reporting, each as `file:line:col: message` naming
+//! the rule. A policy with any problem is never returned, so nothing can
+//! reach a database from a file that did not validate.
+
+mod load;
+pub mod names;
+mod raw;
+mod source;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+
+pub use load::load;
+pub use names::{TableRef, check_identifier};
+pub use source::Location;
+
+use crate::period::Retention;
+use crate::pseudonym::ColumnAction;
+
+/// The database engines glemsel can work in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+            Engine::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a store's connection string comes from. Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// An environment variable holding the URL.
+    UrlEnv(String),
+    /// A file holding the URL (for example a systemd credential).
+    UrlFile(PathBuf),
+    /// The database file of an embedded store.
+    Path(PathBuf),
+}
+
+/// One database glemsel works in, from `[stores.<name>]`.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub name: String,
+    pub engine: Engine,
+    pub connection: Connection,
+    pub audit_table: TableRef,
+    /// The zone that timestamps without a time zone are written in.
+    pub time_zone: Tz,
+    /// Dates that mean "no date" in this database (NAV writes 1753-01-01).
+    pub empty_dates: Vec<NaiveDate>,
+    pub location: Location,
+}
+
+/// Deployment-wide settings from `glemsel.toml`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_file: PathBuf,
+    pub timezone: Tz,
+    pub key_file: Option<PathBuf>,
+    /// A file each run appends its audit chain heads to, outside the database.
+    pub audit_checkpoints: Option<PathBuf>,
+    pub batch_size: u64,
+    pub lock_timeout: Duration,
+}
+
+/// A data category (`[categories.<name>]`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Category {
+    pub name: String,
+    pub description: Option<String>,
+    pub legal_basis: Option<String>,
+}
+
+/// What a rule does to a due row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Delete,
+    /// Overwrite these columns in place; the row stays.
+    Pseudonymise {
+        columns: Vec<(String, ColumnAction)>,
+    },
+}
+
+impl Action {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Delete => "delete",
+            Action::Pseudonymise { .. } => "pseudonymise",
+        }
+    }
+}
+
+/// Where each part of a rule was written, so schema errors found later can
+/// point back at the line.
+#[derive(Debug, Clone)]
+pub struct RuleLocations {
+    pub rule: Location,
+    pub table: Location,
+    pub after: Location,
+    pub hold: Option<Location>,
+    pub filter: Option<Location>,
+    pub key: Option<Location>,
+    pub columns: BTreeMap<String, Location>,
+}
+
+/// A validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: Option<String>,
+    pub store: String,
+    pub table: TableRef,
+    pub category: String,
+    /// The event column the period counts from.
+    pub event: String,
+    pub retention: Retention,
+    /// Extra SQL condition (trusted, from the rule file) a row must meet.
+    pub filter: Option<String>,
+    /// A boolean column: rows where it is true are never touched.
+    pub hold: Option<String>,
+    pub action: Action,
+    /// A unique key to walk instead of the primary key.
+    pub key: Option<Vec<String>>,
+    /// Dates that mean "no date", in addition to the store's.
+    pub empty_dates: Vec<NaiveDate>,
+    pub max_rows: Option<u64>,
+    pub batch_size: u64,
+    /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.
+    pub fingerprint: String,
+    pub at: RuleLocations,
+}
+
+/// Everything the files say, validated.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub settings: Settings,
+    pub stores: BTreeMap<String, StoreConfig>,
+    pub categories: BTreeMap<String, Category>,
+    pub rules: Vec<Rule>,
+    pub rule_files: Vec<PathBuf>,
+}
+
+impl Policy {
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// Whether any rule pseudonymises (and so needs the HMAC key).
+    pub fn needs_key(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.action, Action::Pseudonymise { .. }))
+    }
+}
+
+/// One problem in a file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub location: Location,
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(location: Location, rule: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            location,
+            rule: rule.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.rule {
+            Some(rule) => write!(f, "{}: rule {rule}: {}", self.location, self.message),
+            None => write!(f, "{}: {}", self.location, self.message),
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, diagnostic) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}

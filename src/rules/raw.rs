@@ -1,0 +1,87 @@
+//! What the files say, as serde reads it: every key known, every value
+//! spanned so validation can point at it. Nothing here leaves `rules/`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// `glemsel.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub timezone: Option<Spanned<String>>,
+    pub financial_year_end: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub rules: Option<Spanned<OneOrMany>>,
+    pub audit_table: Option<Spanned<String>>,
+    pub audit_checkpoints: Option<Spanned<String>>,
+    pub batch_size: Option<Spanned<i64>>,
+    pub lock_timeout_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub stores: BTreeMap<String, Spanned<RawStore>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub engine: Spanned<String>,
+    /// Accepted only to refuse it with a clear message: secrets never inline.
+    pub url: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
+    pub url_file: Option<Spanned<String>>,
+    /// The database file of an embedded (sqlite) store.
+    pub path: Option<Spanned<String>>,
+    pub audit_table: Option<Spanned<String>>,
+    pub time_zone: Option<Spanned<String>>,
+    pub empty_dates: Option<Vec<Spanned<String>>>,
+}
+
+/// One string or a list of them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(one) => vec![one.as_str()],
+            OneOrMany::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// `[categories.<name>]` in a rule file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCategory {
+    pub description: Option<String>,
+    pub legal_basis: Option<String>,
+}
+
+/// One `[[rule]]`. Serialised (without spans) to fingerprint the rule.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub id: Spanned<String>,
+    pub description: Option<Spanned<String>>,
+    pub store: Spanned<String>,
+    pub table: Spanned<String>,
+    pub category: Spanned<String>,
+    pub after: Spanned<String>,
+    pub retain: Spanned<String>,
+    pub round_up_to: Option<Spanned<OneOrMany>>,
+    pub financial_year_end: Option<Spanned<String>>,
+    #[serde(rename = "where")]
+    pub filter: Option<Spanned<String>>,
+    pub hold: Option<Spanned<String>>,
+    pub action: Spanned<String>,
+    pub columns: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub key: Option<Spanned<Vec<String>>>,
+    pub empty_dates: Option<Vec<Spanned<String>>>,
+    pub max_rows: Option<Spanned<i64>>,
+    pub batch_size: Option<Spanned<i64>>,
+}

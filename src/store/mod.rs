@@ -1,0 +1,244 @@
+//! The [`Store`] trait: the small set of primitives every database offers
+//! (describe a table, count, find a batch window, change one batch, append
+//! to the audit chain, take a lock). Planning, executing and auditing are
+//! written once on top of it; dialect SQL lives only in this folder.
+
+pub mod postgres;
+pub(crate) mod sql;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditRecord, ChainLink};
+use crate::plan::Step;
+use crate::pseudonym::PadBlocks;
+use crate::rules::{Connection, Engine, StoreConfig, TableRef};
+
+/// What kind of values a column holds, as far as glemsel cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    Text,
+    Date,
+    /// A timestamp without time zone: wall-clock time in the store's zone.
+    Timestamp,
+    /// A timestamp that names an instant (PostgreSQL timestamptz).
+    TimestampTz,
+    Boolean,
+    Integer,
+    Other,
+}
+
+impl ColumnKind {
+    pub fn is_temporal(self) -> bool {
+        matches!(
+            self,
+            ColumnKind::Date | ColumnKind::Timestamp | ColumnKind::TimestampTz
+        )
+    }
+}
+
+/// One column of a live table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Column {
+    pub name: String,
+    /// The type as the database spells it, e.g. `character varying(80)`.
+    pub data_type: String,
+    pub kind: ColumnKind,
+    pub nullable: bool,
+    /// The longest text the column holds, in characters.
+    pub max_chars: Option<usize>,
+}
+
+/// A live table, as introspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSchema {
+    /// Schema-qualified as the store resolved it.
+    pub table: TableRef,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+    /// Other unique keys whose columns are all NOT NULL.
+    pub unique_keys: Vec<Vec<String>>,
+}
+
+impl TableSchema {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// One value of a key column, carried between batches and into the audit trail.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum KeyValue {
+    Int(i64),
+    Text(String),
+}
+
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::Int(i) => write!(f, "{i}"),
+            KeyValue::Text(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// A full key (one value per key column).
+pub type Key = Vec<KeyValue>;
+
+/// A batch window over the walk key: `after < key <= through`.
+/// `None` means unbounded on that side.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    pub after: Option<Key>,
+    pub through: Option<Key>,
+}
+
+/// What a dry run reports and a run's guards check, from one statement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Rows in the table.
+    pub rows: u64,
+    /// Rows the rule would change now.
+    pub due: u64,
+    /// Rows that are due but under a hold, so kept.
+    pub held: u64,
+    /// Rows in scope with no usable event date (NULL or an empty-date sentinel): never due.
+    pub undated: u64,
+    /// Rows that are due but already pseudonymised.
+    pub done: u64,
+}
+
+/// Why a store operation failed. Never holds a connection string or key.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {store}: {message}")]
+    Config { store: String, message: String },
+    #[error("store {store}: cannot connect: {message}")]
+    Connect { store: String, message: String },
+    #[error("store {store}: {context}: {message}")]
+    Query {
+        store: String,
+        context: String,
+        /// The database's error code (SQLSTATE or native), safe to record.
+        code: Option<String>,
+        message: String,
+        lock_timeout: bool,
+    },
+}
+
+impl StoreError {
+    /// A row lock could not be had in time; the batch may be retried later.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Query {
+                lock_timeout: true,
+                ..
+            }
+        )
+    }
+
+    /// A short, data-free description for the audit trail.
+    pub fn audit_code(&self) -> String {
+        match self {
+            StoreError::Config { .. } => "config".into(),
+            StoreError::Connect { .. } => "connect".into(),
+            StoreError::Query { code, context, .. } => {
+                format!("{context}: {}", code.as_deref().unwrap_or("error"))
+            }
+        }
+    }
+}
+
+/// The primitives glemsel needs from a database. One connection each;
+/// transactions are connection state (`begin` … `commit`).
+#[async_trait]
+pub trait Store: Send {
+    fn name(&self) -> &str;
+    fn engine(&self) -> Engine;
+
+    /// Columns, types and keys of a table; `None` when it does not exist.
+    async fn describe(&mut self, table: &TableRef) -> Result<Option<TableSchema>, StoreError>;
+
+    /// Compiles the step's statements without running them, so a bad
+    /// `where` or hold is reported by `check`, not halfway through a run.
+    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError>;
+
+    /// The dry-run counts, from the same predicate the batches use.
+    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError>;
+
+    /// The key `rows` rows after `after` along the walk key, or `None` when
+    /// fewer rows remain (the last window is open-ended).
+    async fn window_end(
+        &mut self,
+        step: &Step,
+        after: Option<&Key>,
+        rows: u64,
+    ) -> Result<Option<Key>, StoreError>;
+
+    async fn begin(&mut self) -> Result<(), StoreError>;
+    async fn commit(&mut self) -> Result<(), StoreError>;
+    async fn rollback(&mut self) -> Result<(), StoreError>;
+
+    /// Deletes or pseudonymises the due rows in `window`; returns how many.
+    async fn mutate(
+        &mut self,
+        step: &Step,
+        window: &Window,
+        blocks: Option<&PadBlocks>,
+    ) -> Result<u64, StoreError>;
+
+    /// Creates the audit table if it is missing.
+    async fn ensure_audit_table(&mut self) -> Result<(), StoreError>;
+    /// The last link of the audit chain. Inside a transaction it also makes
+    /// other appenders wait until this one commits, so the chain stays linear.
+    async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError>;
+    async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Audit rows with `seq > after_seq`, in order, at most `limit`.
+    async fn audit_records(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Takes the cross-host lock for `name` if it is free; held by this
+    /// connection until [`Store::unlock`] or disconnect.
+    async fn try_lock(&mut self, name: &str) -> Result<bool, StoreError>;
+    async fn unlock(&mut self, name: &str) -> Result<(), StoreError>;
+}
+
+/// Reads a store's connection string from where the config says it is.
+pub(crate) fn connection_url(config: &StoreConfig) -> Result<String, StoreError> {
+    let error = |message: String| StoreError::Config {
+        store: config.name.clone(),
+        message,
+    };
+    match &config.connection {
+        Connection::UrlEnv(var) => {
+            std::env::var(var).map_err(|_| error(format!("environment variable {var} is not set")))
+        }
+        Connection::UrlFile(path) => std::fs::read_to_string(path)
+            .map(|url| url.trim().to_string())
+            .map_err(|err| error(format!("cannot read {}: {err}", path.display()))),
+        Connection::Path(path) => Ok(path.display().to_string()),
+    }
+}
+
+/// Opens a connection to a configured store.
+pub async fn connect(
+    config: &StoreConfig,
+    lock_timeout: std::time::Duration,
+) -> Result<Box<dyn Store>, StoreError> {
+    match config.engine {
+        Engine::Postgres => Ok(Box::new(
+            postgres::PostgresStore::connect(config, lock_timeout).await?,
+        )),
+        engine => Err(StoreError::Config {
+            store: config.name.clone(),
+            message: format!("the {engine} engine is not supported yet"),
+        }),
+    }
+}

@@ -1,0 +1,531 @@
+//! PostgreSQL, through tokio-postgres.
+//!
+//! Every placeholder carries an explicit cast, so the parameter types the
+//! server infers are exactly the Rust types bound. Key values travel as
+//! text and are cast back to the key column's type, which works for any
+//! key type the catalog can name. HMAC uses the built-in `sha256`
+//! (PostgreSQL 11+), so no extension is needed.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::sql::{self, Dialect, Param, Query};
+use super::{
+    Column, ColumnKind, Counts, Key, KeyValue, Store, StoreError, TableSchema, Window,
+    connection_url,
+};
+use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
+use crate::plan::{Moment, Step};
+use crate::pseudonym::{PadBlocks, TokenShape};
+use crate::rules::{Engine, StoreConfig, TableRef};
+
+/// The PostgreSQL dialect.
+pub(crate) struct Postgres;
+
+impl Dialect for Postgres {
+    fn quote(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    fn placeholder(&self, index: usize, param: &Param) -> String {
+        match param {
+            Param::Text(_) | Param::OptText(_) => format!("${index}::text"),
+            Param::Int(_) => format!("${index}::int8"),
+            Param::Bytes(_) => format!("${index}::bytea"),
+            Param::Moment(Moment::Date(_)) => format!("${index}::date"),
+            Param::Moment(Moment::Timestamp(_)) => format!("${index}::timestamp"),
+            Param::Moment(Moment::Instant(_)) => format!("${index}::timestamptz"),
+            Param::Key(_, column) => format!("CAST(${index}::text AS {})", column.data_type),
+        }
+    }
+
+    fn row_values(&self) -> bool {
+        true
+    }
+
+    fn invalid_event(&self, column_sql: &str, _column: &Column) -> Option<String> {
+        Some(format!("NOT isfinite({column_sql})"))
+    }
+
+    fn key_select(&self, column_sql: &str, _column: &Column) -> String {
+        format!("{column_sql}::text")
+    }
+
+    fn token(
+        &self,
+        q: &mut Query<'_>,
+        value_sql: &str,
+        shape: &TokenShape,
+        blocks: &PadBlocks,
+    ) -> String {
+        let prefix = q.bind(Param::Text(shape.prefix.into()));
+        let outer = q.bind(Param::Bytes(blocks.outer.clone()));
+        let inner = q.bind(Param::Bytes(blocks.inner.clone()));
+        let hex_len = q.bind(Param::Int(shape.hex_len as i64));
+        let suffix = q.bind(Param::Text(shape.suffix.into()));
+        format!(
+            "({prefix} || substr(encode(sha256({outer} || sha256({inner} || convert_to({value_sql}::text, 'UTF8'))), 'hex'), 1, CAST({hex_len} AS integer)) || {suffix})"
+        )
+    }
+}
+
+/// One connection to a PostgreSQL database.
+pub struct PostgresStore {
+    name: String,
+    client: tokio_postgres::Client,
+    audit_table: TableRef,
+}
+
+type BoxedParam = Box<dyn ToSql + Sync + Send>;
+
+fn to_sql(param: &Param) -> BoxedParam {
+    match param {
+        Param::Text(t) => Box::new(t.clone()),
+        Param::OptText(t) => Box::new(t.clone()),
+        Param::Int(i) => Box::new(*i),
+        Param::Bytes(b) => Box::new(b.clone()),
+        Param::Moment(Moment::Date(d)) => Box::new(*d),
+        Param::Moment(Moment::Timestamp(t)) => Box::new(*t),
+        Param::Moment(Moment::Instant(i)) => Box::new(*i),
+        Param::Key(value, _) => Box::new(value.to_string()),
+    }
+}
+
+/// A 64-bit lock id for a name, shared by every host that uses the name.
+fn lock_id(namespace: &str, name: &str) -> i64 {
+    let digest = Sha256::digest(format!("glemsel:{namespace}:{name}"));
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+impl PostgresStore {
+    pub async fn connect(config: &StoreConfig, lock_timeout: Duration) -> Result<Self, StoreError> {
+        let url = connection_url(config)?;
+        let mut pg: tokio_postgres::Config = url.parse().map_err(|_| StoreError::Config {
+            store: config.name.clone(),
+            message: "the connection string is not a valid PostgreSQL URL or key=value string"
+                .into(),
+        })?;
+        pg.application_name("glemsel");
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(10));
+        }
+        let (client, connection) = pg.connect(NoTls).await.map_err(|err| StoreError::Connect {
+            store: config.name.clone(),
+            message: describe_error(&err),
+        })?;
+        let store_name = config.name.clone();
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(store = %store_name, error = %describe_error(&err), "connection closed");
+            }
+        });
+        let store = Self {
+            name: config.name.clone(),
+            client,
+            audit_table: config.audit_table.clone(),
+        };
+        // Sessions run in UTC so timestamptz values read and bound mean the
+        // same instants everywhere; a batch that meets a row lock gives up
+        // quickly instead of stalling the application.
+        let setup = format!(
+            "SET TIME ZONE 'UTC'; SET lock_timeout = '{}ms'",
+            lock_timeout.as_millis()
+        );
+        store
+            .client
+            .batch_execute(&setup)
+            .await
+            .map_err(|e| store.error("session setup", e))?;
+        Ok(store)
+    }
+
+    fn error(&self, context: &str, err: tokio_postgres::Error) -> StoreError {
+        let code = err.code().map(|c| c.code().to_string());
+        StoreError::Query {
+            store: self.name.clone(),
+            context: context.to_string(),
+            lock_timeout: code.as_deref() == Some("55P03"),
+            code,
+            message: describe_error(&err),
+        }
+    }
+
+    /// A result the code cannot read.
+    fn invalid(&self, context: &str, message: String) -> StoreError {
+        StoreError::Query {
+            store: self.name.clone(),
+            context: context.to_string(),
+            code: None,
+            message,
+            lock_timeout: false,
+        }
+    }
+
+    async fn query(&self, context: &str, q: &Query<'_>) -> Result<Vec<Row>, StoreError> {
+        let boxed: Vec<BoxedParam> = q.params.iter().map(to_sql).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        self.client
+            .query(&q.sql, &refs)
+            .await
+            .map_err(|e| self.error(context, e))
+    }
+
+    async fn execute(&self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
+        let boxed: Vec<BoxedParam> = q.params.iter().map(to_sql).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        self.client
+            .execute(&q.sql, &refs)
+            .await
+            .map_err(|e| self.error(context, e))
+    }
+
+    async fn simple(&self, context: &str, sql: &str) -> Result<(), StoreError> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| self.error(context, e))
+    }
+}
+
+/// The message of an error without its DETAIL, which can quote row values.
+fn describe_error(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(inner) = source {
+                text = format!("{text}: {inner}");
+                source = inner.source();
+            }
+            text
+        }
+    }
+}
+
+fn column_kind(base_type: &str) -> ColumnKind {
+    match base_type {
+        "text" | "varchar" | "bpchar" | "citext" => ColumnKind::Text,
+        "date" => ColumnKind::Date,
+        "timestamp" => ColumnKind::Timestamp,
+        "timestamptz" => ColumnKind::TimestampTz,
+        "bool" => ColumnKind::Boolean,
+        "int2" | "int4" | "int8" => ColumnKind::Integer,
+        _ => ColumnKind::Other,
+    }
+}
+
+/// Reads one value; a type the code did not expect is an error, not a panic.
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, String> {
+    row.try_get(index)
+        .map_err(|err| format!("column {index}: {err}"))
+}
+
+fn audit_record(row: &Row) -> Result<AuditRecord, String> {
+    let event: String = get(row, 2)?;
+    Ok(AuditRecord {
+        seq: get(row, 0)?,
+        entry: AuditEntry {
+            run_id: get(row, 1)?,
+            event: AuditEvent::parse(&event)
+                .ok_or_else(|| format!("unknown audit event {event:?}"))?,
+            rule_id: get(row, 3)?,
+            store: get(row, 4)?,
+            table_name: get(row, 5)?,
+            action: get(row, 6)?,
+            rows: get(row, 7)?,
+            key_from: get(row, 8)?,
+            key_to: get(row, 9)?,
+            as_of: get::<DateTime<Utc>>(row, 10)?,
+            cutoff: get(row, 11)?,
+            rule_hash: get(row, 12)?,
+            key_id: get(row, 13)?,
+            at: get::<DateTime<Utc>>(row, 14)?,
+            host: get(row, 15)?,
+            version: get(row, 16)?,
+            detail: get(row, 17)?,
+        },
+        prev_hash: get(row, 18)?,
+        row_hash: get(row, 19)?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    async fn describe(&mut self, table: &TableRef) -> Result<Option<TableSchema>, StoreError> {
+        let found = self
+            .client
+            .query_opt(
+                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = $1::text AND c.relkind IN ('r', 'p') \
+                 AND (($2::text IS NULL AND pg_table_is_visible(c.oid)) OR n.nspname = $2::text)",
+                &[&table.name, &table.schema],
+            )
+            .await
+            .map_err(|e| self.error("describe table", e))?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let oid: u32 = found.get(0);
+        let columns = self
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), b.typname::text, a.attnotnull, \
+                 CASE WHEN b.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+                 WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| self.error("describe columns", e))?
+            .iter()
+            .map(|row| Column {
+                name: row.get(0),
+                data_type: row.get(1),
+                kind: column_kind(row.get(2)),
+                nullable: !row.get::<_, bool>(3),
+                max_chars: row.get::<_, Option<i32>>(4).map(|n| n as usize),
+            })
+            .collect::<Vec<_>>();
+        let keys = self
+            .client
+            .query(
+                "SELECT i.indisprimary, array_agg(a.attname::text ORDER BY k.ord) \
+                 FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+                 GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC, i.indexrelid",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| self.error("describe keys", e))?;
+        let mut primary_key = Vec::new();
+        let mut unique_keys = Vec::new();
+        for row in keys {
+            let names: Vec<String> = row.get(1);
+            if row.get::<_, bool>(0) {
+                primary_key = names;
+            } else if names
+                .iter()
+                .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
+            {
+                unique_keys.push(names);
+            }
+        }
+        Ok(Some(TableSchema {
+            table: TableRef::new(Some(&found.get::<_, String>(1)), &found.get::<_, String>(2)),
+            columns,
+            primary_key,
+            unique_keys,
+        }))
+    }
+
+    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
+        let probe_key: Key = step
+            .key
+            .iter()
+            .map(|_| KeyValue::Text(String::new()))
+            .collect();
+        let window = Window {
+            after: Some(probe_key.clone()),
+            through: Some(probe_key),
+        };
+        let blocks = PadBlocks {
+            inner: vec![0; 64],
+            outer: vec![0; 64],
+        };
+        for (context, q) in [
+            ("count", sql::count(&Postgres, step)),
+            (
+                "window",
+                sql::window_end(&Postgres, step, window.after.as_ref(), 1),
+            ),
+            (
+                "batch",
+                sql::mutate(&Postgres, step, &window, Some(&blocks)),
+            ),
+        ] {
+            self.client
+                .prepare(&q.sql)
+                .await
+                .map_err(|e| self.error(context, e))?;
+        }
+        Ok(())
+    }
+
+    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
+        let rows = self.query("count", &sql::count(&Postgres, step)).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.invalid("count", "no row".into()))?;
+        let n = |i: usize| {
+            get::<i64>(row, i)
+                .map(|n| n as u64)
+                .map_err(|m| self.invalid("count", m))
+        };
+        Ok(Counts {
+            rows: n(0)?,
+            due: n(1)?,
+            held: n(2)?,
+            undated: n(3)?,
+            done: n(4)?,
+        })
+    }
+
+    async fn window_end(
+        &mut self,
+        step: &Step,
+        after: Option<&Key>,
+        rows: u64,
+    ) -> Result<Option<Key>, StoreError> {
+        let found = self
+            .query("window", &sql::window_end(&Postgres, step, after, rows))
+            .await?;
+        let Some(row) = found.first() else {
+            return Ok(None);
+        };
+        (0..step.key.len())
+            .map(|i| {
+                get::<String>(row, i)
+                    .map(KeyValue::Text)
+                    .map_err(|m| self.invalid("window", m))
+            })
+            .collect::<Result<Key, _>>()
+            .map(Some)
+    }
+
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.simple("begin", "BEGIN").await
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        self.simple("commit", "COMMIT").await
+    }
+
+    async fn rollback(&mut self) -> Result<(), StoreError> {
+        self.simple("rollback", "ROLLBACK").await
+    }
+
+    async fn mutate(
+        &mut self,
+        step: &Step,
+        window: &Window,
+        blocks: Option<&PadBlocks>,
+    ) -> Result<u64, StoreError> {
+        self.execute("batch", &sql::mutate(&Postgres, step, window, blocks))
+            .await
+    }
+
+    async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
+        let table = Postgres.table(&self.audit_table);
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&table])
+            .await
+            .map_err(|e| self.error("audit table", e))?
+            .get(0);
+        if exists {
+            return Ok(());
+        }
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (\
+             seq bigint PRIMARY KEY, run_id text NOT NULL, event text NOT NULL, rule_id text NOT NULL, \
+             store text NOT NULL, table_name text NOT NULL, action text NOT NULL, rows_affected bigint NOT NULL, \
+             key_from text, key_to text, as_of timestamptz NOT NULL, cutoff text NOT NULL, rule_hash text NOT NULL, \
+             key_id text, at timestamptz NOT NULL, host text NOT NULL, version text NOT NULL, detail text NOT NULL, \
+             prev_hash text NOT NULL, row_hash text NOT NULL)"
+        );
+        self.simple("create audit table", &create).await
+    }
+
+    async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        // A transaction-scoped advisory lock serialises appenders (other
+        // rules, other hosts) until this transaction ends; it needs no
+        // privilege beyond INSERT and SELECT on the audit table.
+        let lock = lock_id("audit", &Postgres.table(&self.audit_table));
+        self.client
+            .execute("SELECT pg_advisory_xact_lock($1::int8)", &[&lock])
+            .await
+            .map_err(|e| self.error("audit lock", e))?;
+        let sql = format!(
+            "SELECT seq, row_hash, at FROM {} ORDER BY seq DESC LIMIT 1",
+            Postgres.table(&self.audit_table)
+        );
+        let row = self
+            .client
+            .query_opt(&sql, &[])
+            .await
+            .map_err(|e| self.error("audit tail", e))?;
+        row.map(|row| {
+            Ok(ChainLink {
+                seq: get(&row, 0)?,
+                row_hash: get(&row, 1)?,
+                at: get(&row, 2)?,
+            })
+        })
+        .transpose()
+        .map_err(|m| self.invalid("audit tail", m))
+    }
+
+    async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        let q = sql::audit_insert(&Postgres, &self.audit_table, record);
+        self.execute("audit insert", &q).await.map(|_| ())
+    }
+
+    async fn audit_records(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_select(&Postgres, &self.audit_table, after_seq, limit);
+        self.query("audit read", &q)
+            .await?
+            .iter()
+            .map(|row| audit_record(row).map_err(|message| self.invalid("audit read", message)))
+            .collect()
+    }
+
+    async fn try_lock(&mut self, name: &str) -> Result<bool, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1::int8)",
+                &[&lock_id("rule", name)],
+            )
+            .await
+            .map_err(|e| self.error("rule lock", e))?;
+        Ok(row.get(0))
+    }
+
+    async fn unlock(&mut self, name: &str) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "SELECT pg_advisory_unlock($1::int8)",
+                &[&lock_id("rule", name)],
+            )
+            .await
+            .map_err(|e| self.error("rule unlock", e))
+            .map(|_| ())
+    }
+}

@@ -295,7 +295,7 @@ async fn publish_chain_heads(policy: &Policy, stores: &mut Stores<'_>, steps: &[
         let Ok(store) = stores.get(name).await else {
             continue;
         };
-        match store.audit_tail().await {
+        match store.audit_head().await {
             Ok(Some(head)) => {
                 tracing::info!(store = name, seq = head.seq, row_hash = %head.row_hash, "audit chain head");
                 if let Some(path) = &policy.settings.audit_checkpoints

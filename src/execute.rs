@@ -201,7 +201,7 @@ async fn run_locked(
         .into());
     }
     store.ensure_audit_table().await?;
-    if let Some(newest) = store.audit_tail().await? {
+    if let Some(newest) = store.audit_head().await? {
         let now = Utc::now();
         if now + CLOCK_TOLERANCE < newest.at {
             return Err(Refusal::ClockBehind {

@@ -318,7 +318,7 @@ pub fn build_step(
         description: rule.description.clone(),
         store: store.name.clone(),
         engine: store.engine,
-        table: table.clone(),
+        table: rule.table.clone(),
         category: rule.category.clone(),
         retention: rule.retention.to_string(),
         as_of,

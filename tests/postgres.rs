@@ -131,7 +131,7 @@ async fn delete_removes_exactly_the_due_rows_and_audits_them() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "customers-after-contract");
-    assert_eq!(row.get::<_, String>(1), "public.customers");
+    assert_eq!(row.get::<_, String>(1), "customers");
     assert_eq!(row.get::<_, String>(2), "delete");
     assert_eq!(row.get::<_, String>(3), "contract_ended < 2023-07-01");
     assert!(

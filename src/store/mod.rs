@@ -3,8 +3,10 @@
 //! to the audit chain, take a lock). Planning, executing and auditing are
 //! written once on top of it; dialect SQL lives only in this folder.
 
+pub mod mysql;
 pub mod postgres;
 pub(crate) mod sql;
+pub mod sqlite;
 
 use std::fmt;
 
@@ -73,6 +75,8 @@ impl TableSchema {
 #[serde(untagged)]
 pub enum KeyValue {
     Int(i64),
+    /// An unsigned key beyond i64 (MySQL BIGINT UNSIGNED).
+    UInt(u64),
     Text(String),
 }
 
@@ -80,6 +84,7 @@ impl fmt::Display for KeyValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyValue::Int(i) => write!(f, "{i}"),
+            KeyValue::UInt(u) => write!(f, "{u}"),
             KeyValue::Text(t) => write!(f, "{t}"),
         }
     }
@@ -193,8 +198,11 @@ pub trait Store: Send {
 
     /// Creates the audit table if it is missing.
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError>;
-    /// The last link of the audit chain. Inside a transaction it also makes
-    /// other appenders wait until this one commits, so the chain stays linear.
+    /// The newest row of the audit chain, read without locking anything.
+    async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError>;
+    /// The newest row of the audit chain, for appending: call it inside the
+    /// transaction that appends. Other appenders (other rules, other hosts)
+    /// wait until that transaction ends, so the chain stays linear.
     async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError>;
     async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
     /// Audit rows with `seq > after_seq`, in order, at most `limit`.
@@ -232,13 +240,9 @@ pub async fn connect(
     config: &StoreConfig,
     lock_timeout: std::time::Duration,
 ) -> Result<Box<dyn Store>, StoreError> {
-    match config.engine {
-        Engine::Postgres => Ok(Box::new(
-            postgres::PostgresStore::connect(config, lock_timeout).await?,
-        )),
-        engine => Err(StoreError::Config {
-            store: config.name.clone(),
-            message: format!("the {engine} engine is not supported yet"),
-        }),
-    }
+    Ok(match config.engine {
+        Engine::Postgres => Box::new(postgres::PostgresStore::connect(config, lock_timeout).await?),
+        Engine::Mysql => Box::new(mysql::MysqlStore::connect(config, lock_timeout).await?),
+        Engine::Sqlite => Box::new(sqlite::SqliteStore::open(config, lock_timeout)?),
+    })
 }

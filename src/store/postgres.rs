@@ -405,13 +405,17 @@ impl Store for PostgresStore {
         let Some(row) = found.first() else {
             return Ok(None);
         };
+        // Integer keys are typed, so key ranges in the audit trail read the
+        // same as on the other engines; everything else travels as text.
         (0..step.key.len())
             .map(|i| {
-                get::<String>(row, i)
-                    .map(KeyValue::Text)
-                    .map_err(|m| self.invalid("window", m))
+                let text = get::<String>(row, i).map_err(|m| self.invalid("window", m))?;
+                Ok(match (step.key[i].kind, text.parse::<i64>()) {
+                    (ColumnKind::Integer, Ok(n)) => KeyValue::Int(n),
+                    _ => KeyValue::Text(text),
+                })
             })
-            .collect::<Result<Key, _>>()
+            .collect::<Result<Key, StoreError>>()
             .map(Some)
     }
 
@@ -459,6 +463,27 @@ impl Store for PostgresStore {
         self.simple("create audit table", &create).await
     }
 
+    async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        let sql = format!(
+            "SELECT seq, row_hash, at FROM {} ORDER BY seq DESC LIMIT 1",
+            Postgres.table(&self.audit_table)
+        );
+        let row = self
+            .client
+            .query_opt(&sql, &[])
+            .await
+            .map_err(|e| self.error("audit head", e))?;
+        row.map(|row| {
+            Ok(ChainLink {
+                seq: get(&row, 0)?,
+                row_hash: get(&row, 1)?,
+                at: get(&row, 2)?,
+            })
+        })
+        .transpose()
+        .map_err(|m| self.invalid("audit head", m))
+    }
+
     async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError> {
         // A transaction-scoped advisory lock serialises appenders (other
         // rules, other hosts) until this transaction ends; it needs no
@@ -468,24 +493,7 @@ impl Store for PostgresStore {
             .execute("SELECT pg_advisory_xact_lock($1::int8)", &[&lock])
             .await
             .map_err(|e| self.error("audit lock", e))?;
-        let sql = format!(
-            "SELECT seq, row_hash, at FROM {} ORDER BY seq DESC LIMIT 1",
-            Postgres.table(&self.audit_table)
-        );
-        let row = self
-            .client
-            .query_opt(&sql, &[])
-            .await
-            .map_err(|e| self.error("audit tail", e))?;
-        row.map(|row| {
-            Ok(ChainLink {
-                seq: get(&row, 0)?,
-                row_hash: get(&row, 1)?,
-                at: get(&row, 2)?,
-            })
-        })
-        .transpose()
-        .map_err(|m| self.invalid("audit tail", m))
+        self.audit_head().await
     }
 
     async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError> {

@@ -51,6 +51,18 @@ pub(crate) trait Dialect: Sync {
         None
     }
 
+    /// How an event value (column or bound) is compared: SQLite keeps
+    /// dates as text, so there both sides go through `julianday`.
+    fn event_value(&self, sql: &str) -> String {
+        sql.to_string()
+    }
+
+    /// The left side of the LIKE that recognises tokens. It must compare
+    /// exactly (case and accents), whatever the column's collation.
+    fn like_subject(&self, column_sql: &str) -> String {
+        column_sql.to_string()
+    }
+
     /// True when a boolean hold column is true; NULL counts as false.
     fn is_true(&self, column_sql: &str, column: &Column) -> String {
         match column.kind {
@@ -131,44 +143,51 @@ impl Conditions {
 }
 
 fn push_undated(q: &mut Query<'_>, step: &Step) {
-    let event = q.quote(&step.due.event.name);
-    q.push("(").push(&event).push(" IS NULL");
-    if has_unusable_values(q, step, &event) {
+    let column = q.quote(&step.due.event.name);
+    q.push("(").push(&column).push(" IS NULL");
+    if has_unusable_values(q, step, &column) {
         q.push(" OR ");
-        push_unusable_values(q, step, &event);
+        push_unusable_values(q, step, &column);
     }
     q.push(")");
 }
 
-fn has_unusable_values(q: &Query<'_>, step: &Step, event: &str) -> bool {
-    !step.due.empty_ranges.is_empty() || q.dialect.invalid_event(event, &step.due.event).is_some()
+fn has_unusable_values(q: &Query<'_>, step: &Step, column: &str) -> bool {
+    !step.due.empty_ranges.is_empty() || q.dialect.invalid_event(column, &step.due.event).is_some()
+}
+
+/// Pushes `<event> <op> <moment>`, both sides as the dialect compares events.
+fn push_event_compare(q: &mut Query<'_>, column: &str, op: &str, moment: Moment) {
+    let event = q.dialect.event_value(column);
+    let placeholder = q.bind(Param::Moment(moment));
+    let bound = q.dialect.event_value(&placeholder);
+    q.push(&event).push(op).push(&bound);
 }
 
 /// Alternatives joined by OR: the event is in an empty-date range, or invalid.
-fn push_unusable_values(q: &mut Query<'_>, step: &Step, event: &str) {
+fn push_unusable_values(q: &mut Query<'_>, step: &Step, column: &str) {
     let mut first = true;
     for (from, to) in &step.due.empty_ranges {
         q.push(if first { "(" } else { " OR (" });
         first = false;
-        q.push(event).push(" >= ");
-        q.push_bind(Param::Moment(*from));
-        q.push(" AND ").push(event).push(" < ");
-        q.push_bind(Param::Moment(*to));
+        push_event_compare(q, column, " >= ", *from);
+        q.push(" AND ");
+        push_event_compare(q, column, " < ", *to);
         q.push(")");
     }
-    if let Some(invalid) = q.dialect.invalid_event(event, &step.due.event) {
+    if let Some(invalid) = q.dialect.invalid_event(column, &step.due.event) {
         q.push(if first { "" } else { " OR " }).push(&invalid);
     }
 }
 
 /// Due: a usable event before the bound.
 fn push_due(q: &mut Query<'_>, step: &Step) {
-    let event = q.quote(&step.due.event.name);
-    q.push("(").push(&event).push(" < ");
-    q.push_bind(Param::Moment(step.due.bound));
-    if has_unusable_values(q, step, &event) {
+    let column = q.quote(&step.due.event.name);
+    q.push("(");
+    push_event_compare(q, &column, " < ", step.due.bound);
+    if has_unusable_values(q, step, &column) {
         q.push(" AND NOT (");
-        push_unusable_values(q, step, &event);
+        push_unusable_values(q, step, &column);
         q.push(")");
     }
     q.push(")");
@@ -199,7 +218,8 @@ fn push_column_pending(q: &mut Query<'_>, change: &ColumnChange) {
     match change.action {
         ColumnAction::Hmac | ColumnAction::HmacEmail => {
             let pattern = change.done_pattern().expect("token actions have a pattern");
-            q.push(" AND ").push(&column).push(" NOT LIKE ");
+            let subject = q.dialect.like_subject(&column);
+            q.push(" AND ").push(&subject).push(" NOT LIKE ");
             q.push_bind(Param::Text(pattern));
             q.push(" ESCAPE ");
             q.push_bind(Param::Text(LIKE_ESCAPE.into()));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use mysql_async::prelude::Queryable;
 use tokio_postgres::NoTls;
 
 /// The test key. Tests grep output for it to prove it never leaks.
@@ -44,7 +45,7 @@ fn unique_name(prefix: &str) -> String {
 pub struct PgDb {
     pub name: String,
     pub url: String,
-    admin_url: String,
+    pub admin_url: String,
 }
 
 impl PgDb {
@@ -102,13 +103,36 @@ pub struct Project {
 impl Project {
     /// A project with one store named `store_name` whose URL is read from a file.
     pub fn new(engine: &str, store_name: &str, url: &str, extra_config: &str) -> Project {
+        let project = Project::with_store(
+            store_name,
+            &format!("engine = \"{engine}\"\nurl_file = \"{store_name}.url\""),
+            extra_config,
+        );
+        std::fs::write(project.path().join(format!("{store_name}.url")), url).unwrap();
+        project
+    }
+
+    /// A project whose one store is the test database `db`.
+    pub fn for_db(db: &TestDb, store_name: &str, extra_config: &str) -> Project {
+        match db.kind {
+            Kind::Sqlite => Project::with_store(
+                store_name,
+                &format!("engine = \"sqlite\"\npath = {:?}", db.url),
+                extra_config,
+            ),
+            Kind::Postgres => Project::new("postgres", store_name, &db.url, extra_config),
+            Kind::Mariadb => Project::new("mysql", store_name, &db.url, extra_config),
+        }
+    }
+
+    /// A project with one store, `[stores.<store_name>]` holding `store_body`.
+    pub fn with_store(store_name: &str, store_body: &str, extra_config: &str) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join(format!("{store_name}.url")), url).unwrap();
         std::fs::write(dir.path().join("hmac-key"), KEY).unwrap();
         std::fs::create_dir(dir.path().join("rules")).unwrap();
         let config = format!(
             "timezone = \"Europe/Copenhagen\"\nfinancial_year_end = \"06-30\"\nkey_file = \"hmac-key\"\n{extra_config}\n\
-             [stores.{store_name}]\nengine = \"{engine}\"\nurl_file = \"{store_name}.url\"\n"
+             [stores.{store_name}]\n{store_body}\n"
         );
         std::fs::write(dir.path().join("glemsel.toml"), config).unwrap();
         Project { dir }
@@ -156,4 +180,193 @@ pub fn text(output: &Output) -> String {
 
 pub fn code(output: &Output) -> i32 {
     output.status.code().expect("exited")
+}
+
+/// The engines the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Mariadb,
+    Sqlite,
+}
+
+pub const ALL: [Kind; 3] = [Kind::Postgres, Kind::Mariadb, Kind::Sqlite];
+
+/// A database of its own for one test, on any engine. `url` is the
+/// connection URL, or for SQLite the file's path.
+pub struct TestDb {
+    pub kind: Kind,
+    pub name: String,
+    pub url: String,
+    admin_url: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn create(kind: Kind, prefix: &str) -> Option<TestDb> {
+        let name = unique_name(prefix);
+        match kind {
+            Kind::Postgres => {
+                let db = PgDb::create(prefix).await?;
+                Some(TestDb {
+                    kind,
+                    name: db.name.clone(),
+                    url: db.url.clone(),
+                    admin_url: Some(db.admin_url.clone()),
+                    _dir: None,
+                })
+            }
+            Kind::Mariadb => {
+                let admin_url = server_url("GLEMSEL_TEST_MYSQL_URL")?;
+                let mut admin = mysql_async::Conn::from_url(&admin_url)
+                    .await
+                    .expect("connect to MariaDB");
+                admin
+                    .query_drop(format!(
+                        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+                    ))
+                    .await
+                    .expect("create test database");
+                let _ = admin.disconnect().await;
+                Some(TestDb {
+                    kind,
+                    url: format!("{}{name}", admin_url.trim_end_matches(|c| c != '/')),
+                    name,
+                    admin_url: Some(admin_url),
+                    _dir: None,
+                })
+            }
+            Kind::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join(format!("{name}.sqlite"));
+                rusqlite::Connection::open(&path).expect("create SQLite file");
+                Some(TestDb {
+                    kind,
+                    name,
+                    url: path.display().to_string(),
+                    admin_url: None,
+                    _dir: Some(dir),
+                })
+            }
+        }
+    }
+
+    /// Runs statements (separated by `;`).
+    pub async fn exec(&self, sql: &str) {
+        match self.kind {
+            Kind::Postgres => connect(&self.url)
+                .await
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{sql}")),
+            Kind::Mariadb => {
+                let mut conn = mysql_async::Conn::from_url(&self.url).await.unwrap();
+                conn.query_drop(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+                let _ = conn.disconnect().await;
+            }
+            Kind::Sqlite => rusqlite::Connection::open(&self.url)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{e}\n{sql}")),
+        }
+    }
+
+    /// Every row of a query, every value as text (NULL as `None`).
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self.kind {
+            Kind::Postgres => connect(&self.url)
+                .await
+                .simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+            Kind::Mariadb => {
+                let mut conn = mysql_async::Conn::from_url(&self.url).await.unwrap();
+                let rows: Vec<mysql_async::Row> = conn
+                    .query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+                let _ = conn.disconnect().await;
+                rows.into_iter()
+                    .map(|row| {
+                        row.unwrap()
+                            .into_iter()
+                            .map(|v| match v {
+                                mysql_async::Value::NULL => None,
+                                mysql_async::Value::Bytes(b) => {
+                                    Some(String::from_utf8_lossy(&b).into_owned())
+                                }
+                                other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            Kind::Sqlite => {
+                let conn = rusqlite::Connection::open(&self.url).unwrap();
+                let mut statement = conn.prepare(sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
+                let width = statement.column_count();
+                statement
+                    .query_map([], |row| {
+                        (0..width)
+                            .map(|i| {
+                                row.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                                    rusqlite::types::Value::Null => None,
+                                    rusqlite::types::Value::Integer(i) => Some(i.to_string()),
+                                    rusqlite::types::Value::Real(r) => Some(r.to_string()),
+                                    rusqlite::types::Value::Text(t) => Some(t),
+                                    rusqlite::types::Value::Blob(b) => Some(format!("{b:?}")),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+        }
+    }
+
+    /// The first column of every row, as text.
+    pub async fn column(&self, sql: &str) -> Vec<Option<String>> {
+        self.rows(sql)
+            .await
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect()
+    }
+
+    pub async fn drop(self) {
+        match (self.kind, &self.admin_url) {
+            (Kind::Postgres, Some(admin)) => {
+                let _ = connect(admin)
+                    .await
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                        self.name
+                    ))
+                    .await;
+            }
+            (Kind::Mariadb, Some(admin)) => {
+                if let Ok(mut conn) = mysql_async::Conn::from_url(admin).await {
+                    let _ = conn
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+                        .await;
+                    let _ = conn.disconnect().await;
+                }
+            }
+            _ => {}
+        }
+    }
 }

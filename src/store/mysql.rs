@@ -1,0 +1,633 @@
+//! MySQL and MariaDB, through mysql_async.
+//!
+//! Sessions run in UTC, READ COMMITTED (so a batch's range scan takes no
+//! gap locks that would stall the application's inserts), utf8mb4, and a
+//! short `innodb_lock_wait_timeout`. HMAC is two `SHA2` calls over binary
+//! strings; the column is converted to utf8mb4 first, so a latin1 column
+//! yields the same token as a utf8mb4 one, as PostgreSQL and Rust do.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, Value};
+use sha2::{Digest, Sha256};
+
+use super::sql::{self, Dialect, Param, Query};
+use super::{
+    Column, ColumnKind, Counts, Key, KeyValue, Store, StoreError, TableSchema, Window,
+    connection_url,
+};
+use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
+use crate::plan::{Moment, Step};
+use crate::pseudonym::{PadBlocks, TokenShape};
+use crate::rules::{Engine, StoreConfig, TableRef};
+
+/// The MySQL / MariaDB dialect.
+pub(crate) struct Mysql;
+
+impl Dialect for Mysql {
+    fn quote(&self, ident: &str) -> String {
+        format!("`{}`", ident.replace('`', "``"))
+    }
+
+    fn placeholder(&self, _index: usize, _param: &Param) -> String {
+        "?".into()
+    }
+
+    /// Zero dates (`0000-00-00`) and partial ones (`2016-07-00`) that a
+    /// non-strict sql_mode let in compare as very old; they are no dates.
+    fn invalid_event(&self, column_sql: &str, _column: &Column) -> Option<String> {
+        Some(format!(
+            "(YEAR({column_sql}) = 0 OR MONTH({column_sql}) = 0 OR DAYOFMONTH({column_sql}) = 0)"
+        ))
+    }
+
+    /// Most collations fold case and accents; tokens must match exactly.
+    fn like_subject(&self, column_sql: &str) -> String {
+        format!("CAST({column_sql} AS BINARY)")
+    }
+
+    fn token(
+        &self,
+        q: &mut Query<'_>,
+        value_sql: &str,
+        shape: &TokenShape,
+        blocks: &PadBlocks,
+    ) -> String {
+        let prefix = q.bind(Param::Text(shape.prefix.into()));
+        let outer = q.bind(Param::Text(hex::encode(&blocks.outer)));
+        let inner = q.bind(Param::Text(hex::encode(&blocks.inner)));
+        let hex_len = q.bind(Param::Int(shape.hex_len as i64));
+        let suffix = q.bind(Param::Text(shape.suffix.into()));
+        format!(
+            "CONCAT({prefix}, LEFT(SHA2(CONCAT(UNHEX({outer}), UNHEX(SHA2(CONCAT(UNHEX({inner}), CONVERT({value_sql} USING utf8mb4)), 256))), 256), {hex_len}), {suffix})"
+        )
+    }
+}
+
+fn moment_value(moment: &Moment) -> Value {
+    fn at(t: &NaiveDateTime) -> Value {
+        Value::Date(
+            t.year() as u16,
+            t.month() as u8,
+            t.day() as u8,
+            t.hour() as u8,
+            t.minute() as u8,
+            t.second() as u8,
+            t.nanosecond() / 1000,
+        )
+    }
+    match moment {
+        Moment::Date(d) => Value::Date(d.year() as u16, d.month() as u8, d.day() as u8, 0, 0, 0, 0),
+        Moment::Timestamp(t) => at(t),
+        // The session runs in UTC, so TIMESTAMP columns read and compare in UTC.
+        Moment::Instant(i) => at(&i.naive_utc()),
+    }
+}
+
+fn to_value(param: &Param) -> Value {
+    match param {
+        Param::Text(t) => Value::Bytes(t.clone().into_bytes()),
+        Param::OptText(t) => t
+            .as_ref()
+            .map_or(Value::NULL, |t| Value::Bytes(t.clone().into_bytes())),
+        Param::Int(i) => Value::Int(*i),
+        Param::Bytes(b) => Value::Bytes(b.clone()),
+        Param::Moment(m) => moment_value(m),
+        Param::Key(KeyValue::Int(i), _) => Value::Int(*i),
+        Param::Key(KeyValue::UInt(u), _) => Value::UInt(*u),
+        Param::Key(KeyValue::Text(t), _) => Value::Bytes(t.clone().into_bytes()),
+    }
+}
+
+fn params(q: &Query<'_>) -> Params {
+    if q.params.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(q.params.iter().map(to_value).collect())
+    }
+}
+
+/// A lock name for GET_LOCK: at most 64 characters, the same on every host.
+fn lock_name(namespace: &str, name: &str) -> String {
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    format!("glemsel:{namespace}:{}", &digest[..40])
+}
+
+fn value_text(value: &Value) -> Result<String, String> {
+    match value {
+        Value::Bytes(b) => {
+            String::from_utf8(b.clone()).map_err(|_| "a value is not UTF-8".to_string())
+        }
+        Value::Int(i) => Ok(i.to_string()),
+        Value::UInt(u) => Ok(u.to_string()),
+        other => Err(format!("unexpected value {other:?}")),
+    }
+}
+
+fn value_i64(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Int(i) => Ok(*i),
+        Value::UInt(u) => i64::try_from(*u).map_err(|_| "number out of range".to_string()),
+        Value::Bytes(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "not a number".to_string()),
+        other => Err(format!("expected a number, got {other:?}")),
+    }
+}
+
+fn value_opt_text(value: &Value) -> Result<Option<String>, String> {
+    match value {
+        Value::NULL => Ok(None),
+        other => value_text(other).map(Some),
+    }
+}
+
+fn value_utc(value: &Value) -> Result<DateTime<Utc>, String> {
+    match value {
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            NaiveDate::from_ymd_opt(i32::from(*y), u32::from(*mo), u32::from(*d))
+                .and_then(|date| {
+                    date.and_hms_micro_opt(u32::from(*h), u32::from(*mi), u32::from(*s), *us)
+                })
+                .map(|t| t.and_utc())
+                .ok_or_else(|| "invalid date".to_string())
+        }
+        Value::Bytes(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok())
+            .map(|t| t.and_utc())
+            .ok_or_else(|| "invalid date".to_string()),
+        other => Err(format!("expected a date, got {other:?}")),
+    }
+}
+
+fn key_value(value: &Value) -> Result<KeyValue, String> {
+    match value {
+        Value::Int(i) => Ok(KeyValue::Int(*i)),
+        Value::UInt(u) => Ok(i64::try_from(*u).map_or(KeyValue::UInt(*u), KeyValue::Int)),
+        Value::NULL => Err("a key value is NULL".into()),
+        Value::Date(y, mo, d, h, mi, s, us) => Ok(KeyValue::Text(format!(
+            "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
+        ))),
+        Value::Float(f) => Ok(KeyValue::Text(f.to_string())),
+        Value::Double(f) => Ok(KeyValue::Text(f.to_string())),
+        other => value_text(other).map(KeyValue::Text),
+    }
+}
+
+fn column_kind(data_type: &str) -> ColumnKind {
+    match data_type {
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => ColumnKind::Text,
+        "date" => ColumnKind::Date,
+        "datetime" => ColumnKind::Timestamp,
+        "timestamp" => ColumnKind::TimestampTz,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => ColumnKind::Integer,
+        _ => ColumnKind::Other,
+    }
+}
+
+/// One connection to a MySQL or MariaDB database.
+pub struct MysqlStore {
+    name: String,
+    conn: Conn,
+    audit_table: TableRef,
+    /// The audit append lock is a session lock: released after commit.
+    holds_audit_lock: bool,
+}
+
+impl MysqlStore {
+    pub async fn connect(config: &StoreConfig, lock_timeout: Duration) -> Result<Self, StoreError> {
+        let url = connection_url(config)?;
+        let opts = Opts::from_url(&url).map_err(|_| StoreError::Config {
+            store: config.name.clone(),
+            message: "the connection string is not a valid mysql:// URL".into(),
+        })?;
+        let wait_seconds = lock_timeout.as_millis().div_ceil(1000).max(1);
+        let setup = vec![
+            "SET NAMES utf8mb4".to_string(),
+            "SET time_zone = '+00:00'".to_string(),
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
+            format!("SET SESSION innodb_lock_wait_timeout = {wait_seconds}"),
+            format!("SET SESSION lock_wait_timeout = {wait_seconds}"),
+        ];
+        let opts = OptsBuilder::from_opts(opts)
+            .init(setup)
+            .stmt_cache_size(64)
+            .prefer_socket(false);
+        let conn = Conn::new(opts).await.map_err(|err| StoreError::Connect {
+            store: config.name.clone(),
+            message: describe_error(&err),
+        })?;
+        Ok(Self {
+            name: config.name.clone(),
+            conn,
+            audit_table: config.audit_table.clone(),
+            holds_audit_lock: false,
+        })
+    }
+
+    fn error(&self, context: &str, err: mysql_async::Error) -> StoreError {
+        let code = match &err {
+            mysql_async::Error::Server(server) => Some(server.code),
+            _ => None,
+        };
+        StoreError::Query {
+            store: self.name.clone(),
+            context: context.to_string(),
+            // 1205: lock wait timeout; 1213: deadlock (rolled back, safe to retry).
+            lock_timeout: matches!(code, Some(1205) | Some(1213)),
+            code: code.map(|c| c.to_string()),
+            message: describe_error(&err),
+        }
+    }
+
+    fn invalid(&self, context: &str, message: String) -> StoreError {
+        StoreError::Query {
+            store: self.name.clone(),
+            context: context.to_string(),
+            code: None,
+            message,
+            lock_timeout: false,
+        }
+    }
+
+    async fn rows(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
+        match self.conn.exec::<Row, _, _>(q.sql.as_str(), params(q)).await {
+            Ok(rows) => Ok(rows.into_iter().map(Row::unwrap).collect()),
+            Err(err) => Err(self.error(context, err)),
+        }
+    }
+
+    async fn execute(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
+        match self.conn.exec_drop(q.sql.as_str(), params(q)).await {
+            Ok(()) => Ok(self.conn.affected_rows()),
+            Err(err) => Err(self.error(context, err)),
+        }
+    }
+
+    async fn simple(&mut self, context: &str, sql: &str) -> Result<(), StoreError> {
+        match self.conn.query_drop(sql).await {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.error(context, err)),
+        }
+    }
+
+    async fn scalar(
+        &mut self,
+        context: &str,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Value, StoreError> {
+        match self
+            .conn
+            .exec_first::<Row, _, _>(sql, Params::Positional(values))
+            .await
+        {
+            Ok(Some(row)) => Ok(row.unwrap().into_iter().next().unwrap_or(Value::NULL)),
+            Ok(None) => Ok(Value::NULL),
+            Err(err) => Err(self.error(context, err)),
+        }
+    }
+
+    async fn release_audit_lock(&mut self) -> Result<(), StoreError> {
+        if self.holds_audit_lock {
+            self.holds_audit_lock = false;
+            let name = lock_name("audit", &Mysql.table(&self.audit_table));
+            self.scalar(
+                "audit unlock",
+                "SELECT RELEASE_LOCK(?)",
+                vec![Value::from(name)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A server's message without anything that could quote a value.
+fn describe_error(err: &mysql_async::Error) -> String {
+    match err {
+        mysql_async::Error::Server(server) => format!("error {}: {}", server.code, server.message),
+        other => other.to_string(),
+    }
+}
+
+fn audit_record(row: &[Value]) -> Result<AuditRecord, String> {
+    let text = |i: usize| value_text(&row[i]);
+    let event = text(2)?;
+    Ok(AuditRecord {
+        seq: value_i64(&row[0])?,
+        entry: AuditEntry {
+            run_id: text(1)?,
+            event: AuditEvent::parse(&event)
+                .ok_or_else(|| format!("unknown audit event {event:?}"))?,
+            rule_id: text(3)?,
+            store: text(4)?,
+            table_name: text(5)?,
+            action: text(6)?,
+            rows: value_i64(&row[7])?,
+            key_from: value_opt_text(&row[8])?,
+            key_to: value_opt_text(&row[9])?,
+            as_of: value_utc(&row[10])?,
+            cutoff: text(11)?,
+            rule_hash: text(12)?,
+            key_id: value_opt_text(&row[13])?,
+            at: value_utc(&row[14])?,
+            host: text(15)?,
+            version: text(16)?,
+            detail: text(17)?,
+        },
+        prev_hash: text(18)?,
+        row_hash: text(19)?,
+    })
+}
+
+#[async_trait]
+impl Store for MysqlStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn engine(&self) -> Engine {
+        Engine::Mysql
+    }
+
+    async fn describe(&mut self, table: &TableRef) -> Result<Option<TableSchema>, StoreError> {
+        // Names compare as bytes: legacy schemas rely on exact case.
+        let found = self
+            .conn
+            .exec_first::<(String, String), _, _>(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                 WHERE CAST(TABLE_NAME AS BINARY) = CAST(? AS BINARY) \
+                 AND CAST(TABLE_SCHEMA AS BINARY) = CAST(COALESCE(?, DATABASE()) AS BINARY) \
+                 AND TABLE_TYPE = 'BASE TABLE'",
+                (table.name.as_str(), table.schema.as_deref()),
+            )
+            .await
+            .map_err(|e| self.error("describe table", e))?;
+        let Some((schema, name)) = found else {
+            return Ok(None);
+        };
+        let columns: Vec<Column> = self
+            .conn
+            .exec::<(String, String, String, String, Option<u64>), _, _>(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (schema.as_str(), name.as_str()),
+            )
+            .await
+            .map_err(|e| self.error("describe columns", e))?
+            .into_iter()
+            .map(|(column, column_type, data_type, nullable, max)| Column {
+                name: column,
+                kind: column_kind(&data_type.to_ascii_lowercase()),
+                data_type: column_type,
+                nullable: nullable == "YES",
+                max_chars: max.map(|m| m as usize),
+            })
+            .collect();
+        let index_rows = self
+            .conn
+            .exec::<(String, String, Option<u64>), _, _>(
+                "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                (schema.as_str(), name.as_str()),
+            )
+            .await
+            .map_err(|e| self.error("describe keys", e))?;
+        let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();
+        for (index, column, sub_part) in index_rows {
+            match indexes.last_mut() {
+                Some((current, columns, prefix)) if *current == index => {
+                    columns.push(column);
+                    *prefix |= sub_part.is_some();
+                }
+                _ => indexes.push((index, vec![column], sub_part.is_some())),
+            }
+        }
+        let mut primary_key = Vec::new();
+        let mut unique_keys = Vec::new();
+        // A prefix index is unique only on the prefix, so it is no key.
+        for (index, names, _) in indexes.into_iter().filter(|(_, _, prefix)| !prefix) {
+            if index == "PRIMARY" {
+                primary_key = names;
+            } else if names
+                .iter()
+                .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
+            {
+                unique_keys.push(names);
+            }
+        }
+        Ok(Some(TableSchema {
+            table: TableRef::new(Some(&schema), &name),
+            columns,
+            primary_key,
+            unique_keys,
+        }))
+    }
+
+    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
+        let probe_key: Key = step
+            .key
+            .iter()
+            .map(|_| KeyValue::Text(String::new()))
+            .collect();
+        let window = Window {
+            after: Some(probe_key.clone()),
+            through: Some(probe_key),
+        };
+        let blocks = PadBlocks {
+            inner: vec![0; 64],
+            outer: vec![0; 64],
+        };
+        for (context, q) in [
+            ("count", sql::count(&Mysql, step)),
+            (
+                "window",
+                sql::window_end(&Mysql, step, window.after.as_ref(), 1),
+            ),
+            ("batch", sql::mutate(&Mysql, step, &window, Some(&blocks))),
+        ] {
+            let statement = self
+                .conn
+                .prep(q.sql.as_str())
+                .await
+                .map_err(|e| self.error(context, e))?;
+            self.conn
+                .close(statement)
+                .await
+                .map_err(|e| self.error(context, e))?;
+        }
+        Ok(())
+    }
+
+    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
+        let rows = self.rows("count", &sql::count(&Mysql, step)).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.invalid("count", "no row".into()))?;
+        let n = |i: usize| {
+            value_i64(&row[i])
+                .map(|n| n as u64)
+                .map_err(|m| self.invalid("count", m))
+        };
+        Ok(Counts {
+            rows: n(0)?,
+            due: n(1)?,
+            held: n(2)?,
+            undated: n(3)?,
+            done: n(4)?,
+        })
+    }
+
+    async fn window_end(
+        &mut self,
+        step: &Step,
+        after: Option<&Key>,
+        rows: u64,
+    ) -> Result<Option<Key>, StoreError> {
+        let found = self
+            .rows("window", &sql::window_end(&Mysql, step, after, rows))
+            .await?;
+        let Some(row) = found.first() else {
+            return Ok(None);
+        };
+        row.iter()
+            .map(key_value)
+            .collect::<Result<Key, _>>()
+            .map(Some)
+            .map_err(|m| self.invalid("window", m))
+    }
+
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.simple("begin", "START TRANSACTION").await
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let committed = self.simple("commit", "COMMIT").await;
+        self.release_audit_lock().await?;
+        committed
+    }
+
+    async fn rollback(&mut self) -> Result<(), StoreError> {
+        let rolled_back = self.simple("rollback", "ROLLBACK").await;
+        self.release_audit_lock().await?;
+        rolled_back
+    }
+
+    async fn mutate(
+        &mut self,
+        step: &Step,
+        window: &Window,
+        blocks: Option<&PadBlocks>,
+    ) -> Result<u64, StoreError> {
+        self.execute("batch", &sql::mutate(&Mysql, step, window, blocks))
+            .await
+    }
+
+    async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             seq BIGINT NOT NULL PRIMARY KEY, run_id VARCHAR(64) NOT NULL, event VARCHAR(16) NOT NULL, \
+             rule_id VARCHAR(128) NOT NULL, store VARCHAR(128) NOT NULL, table_name VARCHAR(300) NOT NULL, \
+             action VARCHAR(16) NOT NULL, rows_affected BIGINT NOT NULL, key_from TEXT, key_to TEXT, \
+             as_of DATETIME(6) NOT NULL, cutoff TEXT NOT NULL, rule_hash CHAR(64) NOT NULL, key_id VARCHAR(32), \
+             at DATETIME(6) NOT NULL, host VARCHAR(255) NOT NULL, version VARCHAR(32) NOT NULL, detail TEXT NOT NULL, \
+             prev_hash CHAR(64) NOT NULL, row_hash CHAR(64) NOT NULL\
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            Mysql.table(&self.audit_table)
+        );
+        self.simple("create audit table", &create).await
+    }
+
+    async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        let sql = format!(
+            "SELECT seq, row_hash, at FROM {} ORDER BY seq DESC LIMIT 1",
+            Mysql.table(&self.audit_table)
+        );
+        let rows = match self.conn.query::<Row, _>(sql).await {
+            Ok(rows) => rows,
+            Err(err) => return Err(self.error("audit head", err)),
+        };
+        rows.into_iter()
+            .next()
+            .map(|row| {
+                let row = row.unwrap();
+                Ok(ChainLink {
+                    seq: value_i64(&row[0])?,
+                    row_hash: value_text(&row[1])?,
+                    at: value_utc(&row[2])?,
+                })
+            })
+            .transpose()
+            .map_err(|m| self.invalid("audit head", m))
+    }
+
+    async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        // Appenders on every host queue on one named lock until the append
+        // commits (commit and rollback release it), so the chain stays linear.
+        if !self.holds_audit_lock {
+            let name = lock_name("audit", &Mysql.table(&self.audit_table));
+            let got = self
+                .scalar(
+                    "audit lock",
+                    "SELECT GET_LOCK(?, 30)",
+                    vec![Value::from(name)],
+                )
+                .await?;
+            if value_i64(&got).ok() != Some(1) {
+                return Err(StoreError::Query {
+                    store: self.name.clone(),
+                    context: "audit lock".into(),
+                    code: None,
+                    message: "the audit append lock was not free within 30 s".into(),
+                    lock_timeout: true,
+                });
+            }
+            self.holds_audit_lock = true;
+        }
+        self.audit_head().await
+    }
+
+    async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        let q = sql::audit_insert(&Mysql, &self.audit_table, record);
+        self.execute("audit insert", &q).await.map(|_| ())
+    }
+
+    async fn audit_records(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_select(&Mysql, &self.audit_table, after_seq, limit);
+        let rows = self.rows("audit read", &q).await?;
+        rows.iter()
+            .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
+            .collect()
+    }
+
+    async fn try_lock(&mut self, name: &str) -> Result<bool, StoreError> {
+        let got = self
+            .scalar(
+                "rule lock",
+                "SELECT GET_LOCK(?, 0)",
+                vec![Value::from(lock_name("rule", name))],
+            )
+            .await?;
+        Ok(value_i64(&got).ok() == Some(1))
+    }
+
+    async fn unlock(&mut self, name: &str) -> Result<(), StoreError> {
+        self.scalar(
+            "rule unlock",
+            "SELECT RELEASE_LOCK(?)",
+            vec![Value::from(lock_name("rule", name))],
+        )
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,608 @@
+//! The embedded store: an SQLite file, through rusqlite (SQLite bundled).
+//! For the demo and for trials; production data lives in the servers.
+//!
+//! SQLite keeps dates as text. Events are compared through a function
+//! registered from Rust that reads ISO 8601 text ('T' or space, with or
+//! without fractions) as microseconds, exactly as the servers compare, and
+//! yields NULL for text that is no date (SQLite's own `julianday` keeps
+//! only milliseconds). The HMAC is another registered function that takes
+//! the same two pad blocks the server dialects bind. SQLite serialises
+//! writers itself, so no cross-process lock beyond the file is needed.
+//! Calls block the thread briefly; batches are small.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use sha2::{Digest, Sha256};
+
+use super::sql::{self, Dialect, Param, Query};
+use super::{Column, ColumnKind, Counts, Key, KeyValue, Store, StoreError, TableSchema, Window};
+use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
+use crate::plan::{Moment, Step};
+use crate::pseudonym::{PadBlocks, TokenShape};
+use crate::rules::{Connection as StoreConnection, Engine, StoreConfig, TableRef};
+
+/// The SQL function computing an HMAC from pad blocks: (inner, outer, value) → hex.
+const HMAC_FUNCTION: &str = "glemsel_hmac_hex";
+/// The SQL function reading date text as microseconds since 1970, or NULL.
+const MICROS_FUNCTION: &str = "glemsel_micros";
+
+/// Date or date-time text as microseconds since 1970 (wall clock), or
+/// `None` for text that is no date (including `2016-07-00`).
+pub(crate) fn text_micros(text: &str) -> Option<i64> {
+    let text = text.trim().trim_end_matches('Z');
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Some(
+            date.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_micros(),
+        );
+    }
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .map(|at| at.and_utc().timestamp_micros())
+}
+
+/// The SQLite dialect.
+pub(crate) struct Sqlite;
+
+impl Dialect for Sqlite {
+    fn quote(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    fn placeholder(&self, index: usize, _param: &Param) -> String {
+        format!("?{index}")
+    }
+
+    fn event_value(&self, sql: &str) -> String {
+        format!("{MICROS_FUNCTION}({sql})")
+    }
+
+    fn invalid_event(&self, column_sql: &str, _column: &Column) -> Option<String> {
+        Some(format!("{MICROS_FUNCTION}({column_sql}) IS NULL"))
+    }
+
+    fn token(
+        &self,
+        q: &mut Query<'_>,
+        value_sql: &str,
+        shape: &TokenShape,
+        blocks: &PadBlocks,
+    ) -> String {
+        let prefix = q.bind(Param::Text(shape.prefix.into()));
+        let inner = q.bind(Param::Bytes(blocks.inner.clone()));
+        let outer = q.bind(Param::Bytes(blocks.outer.clone()));
+        let hex_len = q.bind(Param::Int(shape.hex_len as i64));
+        let suffix = q.bind(Param::Text(shape.suffix.into()));
+        format!(
+            "({prefix} || substr({HMAC_FUNCTION}({inner}, {outer}, CAST({value_sql} AS TEXT)), 1, {hex_len}) || {suffix})"
+        )
+    }
+}
+
+fn to_value(param: &Param) -> Value {
+    match param {
+        Param::Text(t) => Value::Text(t.clone()),
+        Param::OptText(t) => t.clone().map_or(Value::Null, Value::Text),
+        Param::Int(i) => Value::Integer(*i),
+        Param::Bytes(b) => Value::Blob(b.clone()),
+        Param::Moment(Moment::Date(d)) => Value::Text(d.format("%Y-%m-%d").to_string()),
+        Param::Moment(Moment::Timestamp(t)) => {
+            Value::Text(t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+        }
+        Param::Moment(Moment::Instant(i)) => Value::Text(format_time(i)),
+        Param::Key(KeyValue::Int(i), _) => Value::Integer(*i),
+        Param::Key(KeyValue::UInt(u), _) => Value::Text(u.to_string()),
+        Param::Key(KeyValue::Text(t), _) => Value::Text(t.clone()),
+    }
+}
+
+fn column_kind(declared: &str) -> ColumnKind {
+    let declared = declared.to_ascii_uppercase();
+    if declared == "DATE" {
+        ColumnKind::Date
+    } else if declared.contains("DATETIME") || declared.contains("TIMESTAMP") {
+        ColumnKind::Timestamp
+    } else if declared.contains("BOOL") {
+        ColumnKind::Boolean
+    } else if declared.contains("INT") {
+        ColumnKind::Integer
+    } else if ["CHAR", "CLOB", "TEXT"]
+        .iter()
+        .any(|t| declared.contains(t))
+    {
+        ColumnKind::Text
+    } else {
+        ColumnKind::Other
+    }
+}
+
+/// `VARCHAR(80)` → 80. SQLite does not enforce it, but tokens are cut to
+/// it so they equal the ones a server database writes.
+fn declared_length(declared: &str) -> Option<usize> {
+    let open = declared.find('(')?;
+    let close = declared[open..].find(')')? + open;
+    declared[open + 1..close].trim().parse().ok()
+}
+
+/// One connection to an SQLite database file.
+pub struct SqliteStore {
+    name: String,
+    conn: Connection,
+    audit_table: TableRef,
+}
+
+impl SqliteStore {
+    pub fn open(config: &StoreConfig, lock_timeout: Duration) -> Result<Self, StoreError> {
+        let StoreConnection::Path(path) = &config.connection else {
+            return Err(StoreError::Config {
+                store: config.name.clone(),
+                message: "an sqlite store needs path = \"<file>\"".into(),
+            });
+        };
+        let store = Self {
+            name: config.name.clone(),
+            conn: Self::open_file(&config.name, path)?,
+            audit_table: config.audit_table.clone(),
+        };
+        store
+            .conn
+            .busy_timeout(lock_timeout)
+            .map_err(|e| store.error("session setup", e))?;
+        // Tokens are recognised by a LIKE that must not fold case.
+        store
+            .conn
+            .execute_batch("PRAGMA case_sensitive_like = ON")
+            .map_err(|e| store.error("session setup", e))?;
+        store
+            .conn
+            .create_scalar_function(
+                HMAC_FUNCTION,
+                3,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| {
+                    let inner = ctx.get_raw(0).as_blob()?.to_vec();
+                    let outer = ctx.get_raw(1).as_blob()?.to_vec();
+                    Ok(match ctx.get_raw(2) {
+                        ValueRef::Null => None,
+                        value => {
+                            let text = value.as_str()?;
+                            let inner_digest = Sha256::new()
+                                .chain_update(&inner)
+                                .chain_update(text.as_bytes())
+                                .finalize();
+                            let digest = Sha256::new()
+                                .chain_update(&outer)
+                                .chain_update(inner_digest)
+                                .finalize();
+                            Some(hex::encode(digest))
+                        }
+                    })
+                },
+            )
+            .map_err(|e| store.error("session setup", e))?;
+        store
+            .conn
+            .create_scalar_function(
+                MICROS_FUNCTION,
+                1,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| {
+                    Ok(match ctx.get_raw(0) {
+                        ValueRef::Text(bytes) => {
+                            std::str::from_utf8(bytes).ok().and_then(text_micros)
+                        }
+                        _ => None,
+                    })
+                },
+            )
+            .map_err(|e| store.error("session setup", e))?;
+        Ok(store)
+    }
+
+    /// Opens an existing file only: a mistyped path must not become an empty database.
+    fn open_file(store: &str, path: &Path) -> Result<Connection, StoreError> {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| StoreError::Connect {
+            store: store.to_string(),
+            message: format!("{}: {err}", path.display()),
+        })
+    }
+
+    fn error(&self, context: &str, err: rusqlite::Error) -> StoreError {
+        let code = err.sqlite_error_code();
+        StoreError::Query {
+            store: self.name.clone(),
+            context: context.to_string(),
+            lock_timeout: matches!(
+                code,
+                Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            code: code.map(|c| format!("{c:?}")),
+            message: err.to_string(),
+        }
+    }
+
+    fn invalid(&self, context: &str, message: String) -> StoreError {
+        StoreError::Query {
+            store: self.name.clone(),
+            context: context.to_string(),
+            code: None,
+            message,
+            lock_timeout: false,
+        }
+    }
+
+    fn rows(&self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
+        let run = || -> rusqlite::Result<Vec<Vec<Value>>> {
+            let mut statement = self.conn.prepare_cached(&q.sql)?;
+            let width = statement.column_count();
+            let values: Vec<Value> = q.params.iter().map(to_value).collect();
+            let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(
+                    (0..width)
+                        .map(|i| row.get::<_, Value>(i))
+                        .collect::<rusqlite::Result<_>>()?,
+                );
+            }
+            Ok(out)
+        };
+        run().map_err(|e| self.error(context, e))
+    }
+
+    fn execute(&self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
+        let values: Vec<Value> = q.params.iter().map(to_value).collect();
+        self.conn
+            .prepare_cached(&q.sql)
+            .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(values)))
+            .map(|n| n as u64)
+            .map_err(|e| self.error(context, e))
+    }
+
+    fn simple(&self, context: &str, sql: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| self.error(context, e))
+    }
+
+    fn is_main(&self, table: &TableRef) -> bool {
+        table.schema.as_deref().is_none_or(|s| s == "main")
+    }
+}
+
+fn int(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Integer(i) => Ok(*i),
+        other => Err(format!("expected an integer, got {other:?}")),
+    }
+}
+
+fn text(value: &Value) -> Result<String, String> {
+    match value {
+        Value::Text(t) => Ok(t.clone()),
+        Value::Integer(i) => Ok(i.to_string()),
+        other => Err(format!("expected text, got {other:?}")),
+    }
+}
+
+fn opt_text(value: &Value) -> Result<Option<String>, String> {
+    match value {
+        Value::Null => Ok(None),
+        other => text(other).map(Some),
+    }
+}
+
+fn utc(value: &Value) -> Result<DateTime<Utc>, String> {
+    let text = text(value)?;
+    NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.fZ")
+        .map(|t| t.and_utc())
+        .map_err(|_| format!("{text:?} is not a timestamp"))
+}
+
+fn audit_record(row: &[Value]) -> Result<AuditRecord, String> {
+    let event = text(&row[2])?;
+    Ok(AuditRecord {
+        seq: int(&row[0])?,
+        entry: AuditEntry {
+            run_id: text(&row[1])?,
+            event: AuditEvent::parse(&event)
+                .ok_or_else(|| format!("unknown audit event {event:?}"))?,
+            rule_id: text(&row[3])?,
+            store: text(&row[4])?,
+            table_name: text(&row[5])?,
+            action: text(&row[6])?,
+            rows: int(&row[7])?,
+            key_from: opt_text(&row[8])?,
+            key_to: opt_text(&row[9])?,
+            as_of: utc(&row[10])?,
+            cutoff: text(&row[11])?,
+            rule_hash: text(&row[12])?,
+            key_id: opt_text(&row[13])?,
+            at: utc(&row[14])?,
+            host: text(&row[15])?,
+            version: text(&row[16])?,
+            detail: text(&row[17])?,
+        },
+        prev_hash: text(&row[18])?,
+        row_hash: text(&row[19])?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn engine(&self) -> Engine {
+        Engine::Sqlite
+    }
+
+    async fn describe(&mut self, table: &TableRef) -> Result<Option<TableSchema>, StoreError> {
+        if !self.is_main(table) {
+            return Ok(None);
+        }
+        let exists = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&table.name],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(|e| self.error("describe table", e))?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        let describe =
+            || -> rusqlite::Result<(Vec<Column>, Vec<(i64, String)>, Vec<Vec<String>>)> {
+                let mut columns = Vec::new();
+                let mut primary = Vec::new();
+                let mut statement = self.conn.prepare(
+                    "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid",
+                )?;
+                let mut rows = statement.query([&table.name])?;
+                while let Some(row) = rows.next()? {
+                    let (name, declared, not_null, pk): (String, String, bool, i64) =
+                        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                    if pk > 0 {
+                        primary.push((pk, name.clone()));
+                    }
+                    columns.push(Column {
+                        name,
+                        kind: column_kind(&declared),
+                        max_chars: declared_length(&declared),
+                        data_type: declared,
+                        // A primary key column never holds NULL in practice.
+                        nullable: !not_null && pk == 0,
+                    });
+                }
+                let mut unique = Vec::new();
+                let indexes: Vec<String> = self
+                .conn
+                .prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND partial = 0 AND origin <> 'pk'")?
+                .query_map([&table.name], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+                for index in indexes {
+                    let names: Vec<Option<String>> = self
+                        .conn
+                        .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?
+                        .query_map([&index], |row| row.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    // Expression indexes have unnamed parts: no key to walk.
+                    if let Some(names) = names.into_iter().collect::<Option<Vec<String>>>() {
+                        unique.push(names);
+                    }
+                }
+                Ok((columns, primary, unique))
+            };
+        let (columns, mut primary, unique) =
+            describe().map_err(|e| self.error("describe columns", e))?;
+        primary.sort();
+        let unique_keys = unique
+            .into_iter()
+            .filter(|names| {
+                names
+                    .iter()
+                    .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
+            })
+            .collect();
+        Ok(Some(TableSchema {
+            table: TableRef::new(None, &table.name),
+            columns,
+            primary_key: primary.into_iter().map(|(_, name)| name).collect(),
+            unique_keys,
+        }))
+    }
+
+    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
+        let probe_key: Key = step
+            .key
+            .iter()
+            .map(|_| KeyValue::Text(String::new()))
+            .collect();
+        let window = Window {
+            after: Some(probe_key.clone()),
+            through: Some(probe_key),
+        };
+        let blocks = PadBlocks {
+            inner: vec![0; 64],
+            outer: vec![0; 64],
+        };
+        for (context, q) in [
+            ("count", sql::count(&Sqlite, step)),
+            (
+                "window",
+                sql::window_end(&Sqlite, step, window.after.as_ref(), 1),
+            ),
+            ("batch", sql::mutate(&Sqlite, step, &window, Some(&blocks))),
+        ] {
+            self.conn
+                .prepare(&q.sql)
+                .map_err(|e| self.error(context, e))?;
+        }
+        Ok(())
+    }
+
+    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
+        let rows = self.rows("count", &sql::count(&Sqlite, step))?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.invalid("count", "no row".into()))?;
+        let n = |i: usize| {
+            int(&row[i])
+                .map(|n| n as u64)
+                .map_err(|m| self.invalid("count", m))
+        };
+        Ok(Counts {
+            rows: n(0)?,
+            due: n(1)?,
+            held: n(2)?,
+            undated: n(3)?,
+            done: n(4)?,
+        })
+    }
+
+    async fn window_end(
+        &mut self,
+        step: &Step,
+        after: Option<&Key>,
+        rows: u64,
+    ) -> Result<Option<Key>, StoreError> {
+        let found = self.rows("window", &sql::window_end(&Sqlite, step, after, rows))?;
+        let Some(row) = found.first() else {
+            return Ok(None);
+        };
+        row.iter()
+            .map(|value| match value {
+                Value::Integer(i) => Ok(KeyValue::Int(*i)),
+                Value::Text(t) => Ok(KeyValue::Text(t.clone())),
+                Value::Real(r) => Ok(KeyValue::Text(r.to_string())),
+                other => Err(format!("a key value of type {other:?} cannot be walked")),
+            })
+            .collect::<Result<Key, _>>()
+            .map(Some)
+            .map_err(|m| self.invalid("window", m))
+    }
+
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        // IMMEDIATE takes the write lock now, so the batch cannot deadlock
+        // upgrading from a read lock, and the audit append is serialised.
+        self.simple("begin", "BEGIN IMMEDIATE")
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        self.simple("commit", "COMMIT")
+    }
+
+    async fn rollback(&mut self) -> Result<(), StoreError> {
+        self.simple("rollback", "ROLLBACK")
+    }
+
+    async fn mutate(
+        &mut self,
+        step: &Step,
+        window: &Window,
+        blocks: Option<&PadBlocks>,
+    ) -> Result<u64, StoreError> {
+        self.execute("batch", &sql::mutate(&Sqlite, step, window, blocks))
+    }
+
+    async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, event TEXT NOT NULL, rule_id TEXT NOT NULL, \
+             store TEXT NOT NULL, table_name TEXT NOT NULL, action TEXT NOT NULL, rows_affected INTEGER NOT NULL, \
+             key_from TEXT, key_to TEXT, as_of TEXT NOT NULL, cutoff TEXT NOT NULL, rule_hash TEXT NOT NULL, \
+             key_id TEXT, at TEXT NOT NULL, host TEXT NOT NULL, version TEXT NOT NULL, detail TEXT NOT NULL, \
+             prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL)",
+            Sqlite.table(&self.audit_table)
+        );
+        self.simple("create audit table", &create)
+    }
+
+    async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        let mut q = Query::new(&Sqlite);
+        let table = Sqlite.table(&self.audit_table);
+        q.push("SELECT seq, row_hash, at FROM ")
+            .push(&table)
+            .push(" ORDER BY seq DESC LIMIT 1");
+        let rows = self.rows("audit head", &q)?;
+        rows.first()
+            .map(|row| {
+                Ok(ChainLink {
+                    seq: int(&row[0])?,
+                    row_hash: text(&row[1])?,
+                    at: utc(&row[2])?,
+                })
+            })
+            .transpose()
+            .map_err(|m| self.invalid("audit head", m))
+    }
+
+    async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        // Inside BEGIN IMMEDIATE this connection already holds the write lock.
+        self.audit_head().await
+    }
+
+    async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        let q = sql::audit_insert(&Sqlite, &self.audit_table, record);
+        self.execute("audit insert", &q).map(|_| ())
+    }
+
+    async fn audit_records(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_select(&Sqlite, &self.audit_table, after_seq, limit);
+        self.rows("audit read", &q)?
+            .iter()
+            .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
+            .collect()
+    }
+
+    async fn try_lock(&mut self, _name: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn unlock(&mut self, _name: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_text_reads_to_the_microsecond() {
+        let at = |s: &str| text_micros(s);
+        assert_eq!(at("1970-01-01"), Some(0));
+        assert_eq!(at("1970-01-01 00:00:00.000001"), Some(1));
+        assert_eq!(at("1970-01-01T00:00:01"), Some(1_000_000));
+        assert_eq!(at("1970-01-01T00:01Z"), Some(60_000_000));
+        assert_eq!(at("2016-07-00"), None);
+        assert_eq!(at("0000-00-00 00:00:00"), None);
+        assert_eq!(at("yesterday"), None);
+        assert_eq!(declared_length("VARCHAR(80)"), Some(80));
+        assert_eq!(column_kind("datetime"), ColumnKind::Timestamp);
+        assert_eq!(column_kind("INTEGER"), ColumnKind::Integer);
+    }
+}

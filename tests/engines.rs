@@ -1,0 +1,182 @@
+//! One test body, run against every engine: the same fixture, rules and
+//! as-of must give the same plan counts, the same surviving rows, the same
+//! tokens and the same audit trail on PostgreSQL, MariaDB and SQLite.
+
+mod common;
+
+use common::{ALL, KEY, Kind, Project, TestDb, code, text};
+use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
+
+fn fixture(kind: Kind) -> String {
+    let timestamp = match kind {
+        Kind::Postgres => "TIMESTAMP",
+        Kind::Mariadb => "DATETIME(6)",
+        Kind::Sqlite => "DATETIME",
+    };
+    format!(
+        "
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(80),
+    email VARCHAR(120),
+    phone VARCHAR(40),
+    note VARCHAR(200),
+    status VARCHAR(20) NOT NULL,
+    contract_ended DATE,
+    legal_hold BOOLEAN NOT NULL DEFAULT FALSE
+);
+INSERT INTO customers (id, name, email, phone, note, status, contract_ended, legal_hold) VALUES
+    (1, 'Jens Hansen', 'jens@example.invalid', '+45 11', 'VIP', 'closed', '2019-03-01', FALSE),
+    (2, 'Søren Æbelø', 'SOREN@example.invalid', '+45 22', NULL, 'closed', '2019-06-30', FALSE),
+    (3, 'Held Person', 'held@example.invalid', '+45 33', 'x', 'closed', '2019-01-01', TRUE),
+    (4, 'No Date', 'nodate@example.invalid', '+45 44', 'y', 'closed', NULL, FALSE),
+    (5, 'Still Active', 'active@example.invalid', '+45 55', 'z', 'active', '2019-01-01', FALSE),
+    (6, 'Recent', 'recent@example.invalid', '+45 66', NULL, 'closed', '2023-07-01', FALSE),
+    (7, '', '', '', '', 'closed', '2020-06-30', FALSE),
+    (8, '😀 emoji', 'it''s@example.invalid', NULL, 'quote \" here', 'closed', '2023-06-30', FALSE),
+    (9, 'PSN_not a token', 'psn_x@invalid.example', NULL, NULL, 'closed', '2021-01-01', FALSE);
+CREATE TABLE logs (id INTEGER PRIMARY KEY, ip VARCHAR(45), at {timestamp});
+INSERT INTO logs (id, ip, at) VALUES
+    (1, '10.0.0.1', '2025-10-31 23:59:59'),
+    (2, '10.0.0.2', '2025-11-01 00:00:00'),
+    (3, '10.0.0.3', '2025-11-01 00:00:01'),
+    (4, '10.0.0.4', '2024-01-01 12:00:00'),
+    (5, '10.0.0.5', NULL),
+    (6, '10.0.0.6', '2025-12-24 18:00:00'),
+    (7, '10.0.0.7', '2020-02-29 09:15:00.5');
+"
+    )
+}
+
+const RULES: &str = r#"
+[[rule]]
+id = "customers-after-contract"
+store = "db"
+table = "customers"
+category = "test"
+after = "contract_ended"
+retain = "36 months"
+round_up_to = "financial_year_end"
+where = "status = 'closed'"
+hold = "legal_hold"
+action = "pseudonymise"
+columns = { name = "hmac", email = "hmac_email", phone = "null", note = "redact" }
+batch_size = 2
+
+[[rule]]
+id = "access-logs"
+store = "db"
+table = "logs"
+category = "test"
+after = "at"
+retain = "1 year"
+action = "delete"
+batch_size = 3
+"#;
+
+/// Everything that must be the same on every engine.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    plan: Vec<serde_json::Value>,
+    customers: Vec<Vec<Option<String>>>,
+    logs: Vec<Option<String>>,
+    audit: Vec<Vec<Option<String>>>,
+    plan_after: Vec<serde_json::Value>,
+}
+
+async fn outcome(kind: Kind) -> Option<Outcome> {
+    let db = TestDb::create(kind, "engines").await?;
+    db.exec(&fixture(kind)).await;
+    let project = Project::for_db(&db, "db", "");
+    project.rules("rules.toml", RULES);
+    let as_of = "2026-11-01";
+    let counts = |plan: &std::process::Output| -> Vec<serde_json::Value> {
+        let json: serde_json::Value =
+            serde_json::from_slice(&plan.stdout).unwrap_or_else(|_| panic!("{}", text(plan)));
+        json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["counts"].clone())
+            .collect()
+    };
+    let plan = project.glemsel(&["plan", "--format", "json", "--as-of", as_of]);
+    assert_eq!(code(&plan), 0, "{kind:?}: {}", text(&plan));
+    let run = project.glemsel(&["run", "--as-of", as_of]);
+    assert_eq!(code(&run), 0, "{kind:?}: {}", text(&run));
+    let plan_after = project.glemsel(&["plan", "--format", "json", "--as-of", as_of]);
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(code(&verify), 0, "{kind:?}: {}", text(&verify));
+    let outcome = Outcome {
+        plan: counts(&plan),
+        customers: db.rows("SELECT id, name, email, phone, note FROM customers ORDER BY id").await,
+        logs: db.column("SELECT id FROM logs ORDER BY id").await,
+        audit: db
+            .rows(
+                "SELECT event, rule_id, table_name, action, rows_affected, key_from, key_to, cutoff, key_id \
+                 FROM glemsel_audit ORDER BY seq",
+            )
+            .await,
+        plan_after: counts(&plan_after),
+    };
+    db.drop().await;
+    Some(outcome)
+}
+
+#[tokio::test]
+async fn every_engine_does_the_same() {
+    let mut outcomes = Vec::new();
+    for kind in ALL {
+        if let Some(outcome) = outcome(kind).await {
+            outcomes.push((kind, outcome));
+        }
+    }
+    if outcomes.is_empty() {
+        return;
+    }
+    let (_, first) = &outcomes[0];
+    let key = HmacKey::from_bytes(KEY.as_bytes().to_vec());
+    let token = |action, len, value: &str| {
+        Some(
+            TokenShape::for_column(action, Some(len))
+                .unwrap()
+                .token(&key, value),
+        )
+    };
+
+    // Due (as of 2026-11-01, contract ended before 2023-07-01): 1, 2, 7, 8, 9.
+    assert_eq!(first.plan[0]["due"], 5, "{:?}", first.plan);
+    assert_eq!(first.plan[0]["held"], 1);
+    assert_eq!(first.plan[0]["undated"], 1);
+    // Logs kept a full year by 2026-11-01 00:00 (Copenhagen) are due: 1, 2 (to
+    // the microsecond), 4 and 7; NULL (5) never is.
+    assert_eq!(first.plan[1]["due"], 4, "{:?}", first.plan);
+    assert_eq!(first.logs, ["3", "5", "6"].map(|s| Some(s.to_string())));
+    let row = |id: usize| &first.customers[id - 1];
+    assert_eq!(row(1)[1], token(ColumnAction::Hmac, 80, "Jens Hansen"));
+    assert_eq!(row(2)[1], token(ColumnAction::Hmac, 80, "Søren Æbelø"));
+    assert_eq!(
+        row(2)[2],
+        token(ColumnAction::HmacEmail, 120, "SOREN@example.invalid")
+    );
+    assert_eq!(row(7)[1], token(ColumnAction::Hmac, 80, ""));
+    assert_eq!(row(8)[1], token(ColumnAction::Hmac, 80, "😀 emoji"));
+    assert_eq!(row(8)[4].as_deref(), Some("[redacted]"));
+    // Look-alikes that are not tokens are pseudonymised all the same.
+    assert_eq!(row(9)[1], token(ColumnAction::Hmac, 80, "PSN_not a token"));
+    assert_eq!(
+        row(9)[2],
+        token(ColumnAction::HmacEmail, 120, "psn_x@invalid.example")
+    );
+    assert_eq!(row(3)[1].as_deref(), Some("Held Person"));
+    assert_eq!(first.plan_after[0]["due"], 0);
+    assert_eq!(first.plan_after[0]["done"], 5);
+    assert!(first.audit.len() >= 6, "{:?}", first.audit);
+
+    for (kind, outcome) in &outcomes[1..] {
+        assert_eq!(outcome, first, "{kind:?} differs from {:?}", outcomes[0].0);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        assert_eq!(outcomes.len(), 3, "every engine must run under CI");
+    }
+}

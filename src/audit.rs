@@ -182,28 +182,42 @@ pub fn write_checkpoint(path: &Path, store: &str, head: &ChainLink) -> std::io::
     file.sync_all()
 }
 
-/// Reads the checkpoints of one store.
-pub fn read_checkpoints(path: &Path, store: &str) -> std::io::Result<Vec<Checkpoint>> {
+/// Reads the checkpoints of one store; `None` when the file does not exist.
+/// A line that cannot be read is an error, not something to skip.
+pub fn read_checkpoints(path: &Path, store: &str) -> std::io::Result<Option<Vec<Checkpoint>>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err),
     };
-    Ok(text
+    let mut checkpoints = Vec::new();
+    for (number, line) in text
         .lines()
-        .filter_map(|line| {
-            let mut fields = line.split('\t');
-            let (name, seq, hash) = (fields.next()?, fields.next()?, fields.next()?);
-            if name != store {
-                return None;
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let parsed = match fields.as_slice() {
+            [name, seq, hash, ..] if hash.len() == 64 => {
+                seq.parse().ok().map(|seq| (*name, seq, *hash))
             }
-            Some(Checkpoint {
+            _ => None,
+        };
+        let Some((name, seq, hash)) = parsed else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}:{}: not a checkpoint line", path.display(), number + 1),
+            ));
+        };
+        if name == store {
+            checkpoints.push(Checkpoint {
                 store: name.to_string(),
-                seq: seq.parse().ok()?,
+                seq,
                 row_hash: hash.to_string(),
-            })
-        })
-        .collect())
+            });
+        }
+    }
+    Ok(Some(checkpoints))
 }
 
 /// The first place a chain is broken.
@@ -221,6 +235,10 @@ pub enum ChainBreak {
     Checkpoint { seq: i64 },
     #[error("checkpoint at seq {seq}: the chain ends at seq {last}; rows were cut from its end")]
     Truncated { seq: i64, last: i64 },
+    #[error(
+        "the checkpoint file is configured but missing, while the chain has rows; it was removed"
+    )]
+    CheckpointsMissing,
 }
 
 /// Checks a chain, page by page, as its rows are read in order.
@@ -279,14 +297,17 @@ impl ChainVerifier {
     }
 }
 
-/// Verifies a store's whole chain, reading it in pages.
+/// Verifies a store's whole chain, reading it in pages. `checkpoints` is
+/// `None` when a checkpoint file is configured but missing.
 pub async fn verify(
     store: &mut dyn Store,
-    checkpoints: Vec<Checkpoint>,
+    checkpoints: Option<Vec<Checkpoint>>,
 ) -> Result<Result<u64, ChainBreak>, StoreError> {
     const PAGE: u32 = 5_000;
-    let mut verifier = ChainVerifier::new(checkpoints);
-    let mut after = 0;
+    let expected = checkpoints.is_some();
+    let mut verifier = ChainVerifier::new(checkpoints.unwrap_or_default());
+    // From the very first row, whatever its seq: a forged seq 0 is a gap too.
+    let mut after = i64::MIN;
     loop {
         let page = store.audit_records(after, PAGE).await?;
         for record in &page {
@@ -298,6 +319,9 @@ pub async fn verify(
             Some(last) if page.len() == PAGE as usize => after = last.seq,
             _ => break,
         }
+    }
+    if !expected && verifier.rows > 0 {
+        return Ok(Err(ChainBreak::CheckpointsMissing));
     }
     Ok(verifier.finish().map(|()| verifier.rows))
 }
@@ -438,13 +462,16 @@ mod tests {
         write_checkpoint(&path, "crm", &link(&records[0])).unwrap();
         write_checkpoint(&path, "other", &link(&records[0])).unwrap();
         write_checkpoint(&path, "crm", &link(&records[1])).unwrap();
-        let heads = read_checkpoints(&path, "crm").unwrap();
+        let heads = read_checkpoints(&path, "crm").unwrap().unwrap();
         assert_eq!(heads.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(heads[1].row_hash, records[1].row_hash);
         assert!(
             read_checkpoints(&dir.path().join("none"), "crm")
                 .unwrap()
-                .is_empty()
+                .is_none()
         );
+        std::fs::write(&path, "crm\t1\tnot-a-hash\n").unwrap();
+        let err = read_checkpoints(&path, "crm").unwrap_err().to_string();
+        assert!(err.ends_with("heads:1: not a checkpoint line"), "{err}");
     }
 }

@@ -62,6 +62,11 @@ impl<'p> Stores<'p> {
         }
     }
 
+    /// Drops a connection; the next use opens a new one.
+    pub fn forget(&mut self, name: &str) {
+        self.open.remove(name);
+    }
+
     pub async fn get(&mut self, name: &str) -> Result<&mut dyn Store, CommandError> {
         if !self.open.contains_key(name) {
             let config = self
@@ -140,13 +145,12 @@ pub async fn build_steps(
 }
 
 /// Loads the HMAC key when any step needs it.
-pub fn load_key(policy: &Policy, steps: &[Step]) -> Result<Option<HmacKey>, CommandError> {
-    let needed = steps
-        .iter()
-        .any(|s| matches!(s.action, plan::StepAction::Pseudonymise { .. }));
-    match (&policy.settings.key_file, needed) {
-        (Some(path), true) => Ok(Some(HmacKey::from_file(path)?)),
-        _ => Ok(None),
+/// Loads the HMAC key when one is configured. A run also uses it to hash
+/// non-integer keys in the audit trail, so it is loaded for deletes too.
+pub fn load_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
+    match &policy.settings.key_file {
+        Some(path) => Ok(Some(HmacKey::from_file(path)?)),
+        None => Ok(None),
     }
 }
 
@@ -203,7 +207,14 @@ pub async fn plan(
 #[derive(Debug)]
 pub enum StepOutcome {
     Done(StepReport),
-    Failed { rule: String, error: StepError },
+    /// A stop was requested before the rule's turn came.
+    NotRun {
+        rule: String,
+    },
+    Failed {
+        rule: String,
+        error: StepError,
+    },
 }
 
 impl StepOutcome {
@@ -213,11 +224,12 @@ impl StepOutcome {
             StepOutcome::Done(report) => match report.status {
                 Status::Completed => Exit::Ok,
                 Status::Stopped | Status::Partial => Exit::Incomplete,
+                Status::Refused => Exit::Refused,
                 Status::Failed => Exit::Error,
             },
+            StepOutcome::NotRun { .. } => Exit::Incomplete,
             StepOutcome::Failed { error, .. } => match error {
                 StepError::Refused(Refusal::LockHeld { .. }) => Exit::LockHeld,
-                StepError::Refused(Refusal::MaxRowsReached { .. }) => Exit::Incomplete,
                 StepError::Refused(_) => Exit::Refused,
                 StepError::Store(_) => Exit::Error,
             },
@@ -255,7 +267,7 @@ pub async fn run(
     let rules = select(policy, rule_ids)?;
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, as_of).await?;
-    let key = load_key(policy, &steps)?;
+    let key = load_key(policy)?;
     let ctx = RunContext {
         run_id: new_run_id(),
         key: key.as_ref(),
@@ -266,11 +278,21 @@ pub async fn run(
     let mut outcomes = Vec::new();
     for step in &steps {
         if ctx.shutdown.is_requested() {
-            break;
+            outcomes.push(StepOutcome::NotRun {
+                rule: step.rule_id.clone(),
+            });
+            continue;
         }
         let store = stores.get(&step.store).await?;
         let outcome = match execute::run_step(store, step, &ctx).await {
-            Ok(report) => StepOutcome::Done(report),
+            Ok(report) => {
+                // A failed connection may be mid-transaction: the next rule
+                // on this store gets a fresh one.
+                if report.status == execute::Status::Failed {
+                    stores.forget(&step.store);
+                }
+                StepOutcome::Done(report)
+            }
             Err(error) => {
                 tracing::error!(rule = %step.rule_id, error = %error, "rule did not complete");
                 StepOutcome::Failed {
@@ -345,9 +367,9 @@ pub async fn audit_verify(
                     message: format!("cannot read the checkpoint file {}: {err}", path.display()),
                 })?
             }
-            None => Vec::new(),
+            None => Some(Vec::new()),
         };
-        let checkpoint_count = checkpoints.len();
+        let checkpoint_count = checkpoints.as_ref().map_or(0, Vec::len);
         let store = stores.get(&name).await?;
         let result: Result<u64, ChainBreak> = audit::verify(store, checkpoints).await?;
         verdicts.push(match result {
@@ -374,7 +396,7 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     let rules = select(policy, &[])?;
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
-    let key = load_key(policy, &steps)?;
+    let key = load_key(policy)?;
     let mut lines: Vec<String> = steps
         .iter()
         .map(|step| {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::audit::{self, AuditEntry, AuditEvent};
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
-use crate::store::{Counts, Key, Store, StoreError, Window};
+use crate::store::{Counts, Key, KeyValue, Store, StoreError, Window};
 
 /// How often a batch that met a row lock is tried before it is skipped.
 const LOCK_ATTEMPTS: u32 = 3;
@@ -70,6 +70,8 @@ pub enum Status {
     Stopped,
     /// Some windows stayed locked by others; their rows are still due.
     Partial,
+    /// The run reached max_rows; the batch that would pass it was rolled back.
+    Refused,
     /// A database error ended the run; committed batches stand.
     Failed,
 }
@@ -144,9 +146,22 @@ impl StepError {
     }
 }
 
-fn key_json(key: &Option<Key>) -> Option<String> {
-    key.as_ref()
-        .map(|k| serde_json::to_string(k).expect("keys serialise"))
+/// A window bound for the audit trail. Integer keys carry no personal
+/// data and are written as they are; other keys (an e-mail, a customer
+/// number) only as keyed hashes, or not at all when no key is loaded.
+fn key_json(key: &Option<Key>, hmac: Option<&HmacKey>) -> Option<String> {
+    let values: Vec<serde_json::Value> = key
+        .as_ref()?
+        .iter()
+        .map(|value| match value {
+            KeyValue::Int(i) => Some(serde_json::json!(i)),
+            KeyValue::UInt(u) => Some(serde_json::json!(u)),
+            KeyValue::Text(text) => {
+                hmac.map(|k| serde_json::json!(format!("hmac:{}", k.audit_hash(text))))
+            }
+        })
+        .collect::<Option<_>>()?;
+    Some(serde_json::Value::Array(values).to_string())
 }
 
 /// The textual due condition, as recorded in the trail.
@@ -223,8 +238,8 @@ async fn run_locked(
             table_name: step.table.to_string(),
             action: step.action.as_str().into(),
             rows: rows as i64,
-            key_from: window.and_then(|w| key_json(&w.after)),
-            key_to: window.and_then(|w| key_json(&w.through)),
+            key_from: window.and_then(|w| key_json(&w.after, ctx.key)),
+            key_to: window.and_then(|w| key_json(&w.through, ctx.key)),
             as_of: step.as_of,
             cutoff: cutoff_text(step),
             rule_hash: step.rule_fingerprint.clone(),
@@ -334,10 +349,24 @@ async fn run_locked(
         if failure.is_some() || through.is_none() {
             break;
         }
+        if through == after {
+            // A key that does not survive the round trip would loop forever.
+            failure = Some(StepError::Store(StoreError::Query {
+                store: step.store.clone(),
+                context: "window".into(),
+                code: None,
+                message: "the walk along the key made no progress".into(),
+                lock_timeout: false,
+            }));
+            break;
+        }
         after = through;
     }
     if let Some(err) = &failure {
-        report.status = Status::Failed;
+        report.status = match err {
+            StepError::Refused(Refusal::MaxRowsReached { .. }) => Status::Refused,
+            _ => Status::Failed,
+        };
         report.error = Some(err.audit_code());
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -364,7 +393,13 @@ async fn run_locked(
             }
             Ok(report)
         }
-        (None, Err(err)) => Err(err.into()),
+        // The batches committed; only the finish row is missing.
+        (None, Err(err)) => {
+            tracing::error!(rule = %step.rule_id, error = %err, "could not record the end of the run in the audit trail");
+            report.status = Status::Failed;
+            report.error = Some(err.audit_code());
+            Ok(report)
+        }
         (None, Ok(_)) => {
             tracing::info!(rule = %step.rule_id, rows = report.rows_changed, batches = report.batches, status = ?report.status, "run finished");
             Ok(report)

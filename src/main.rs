@@ -111,10 +111,12 @@ fn exit_codes_help() -> String {
 }
 
 fn init_logging(format: LogFormat, verbose: u8) {
+    // Only glemsel's own events get more verbose; library internals stay at
+    // warn, as they may describe statements and their parameters.
     let default = match verbose {
         0 => "glemsel=info,warn",
-        1 => "glemsel=debug,info",
-        _ => "trace",
+        1 => "glemsel=debug,warn",
+        _ => "glemsel=trace,warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLEMSEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

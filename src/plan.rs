@@ -71,6 +71,8 @@ pub struct DueCondition {
     pub bound: Moment,
     /// Half-open ranges `[from, to)` of values that mean "no date".
     pub empty_ranges: Vec<(Moment, Moment)>,
+    /// Events before this are placeholders, never due (see [`EARLIEST_USABLE_DATE`]).
+    pub floor: Moment,
 }
 
 /// One column change of a pseudonymising step.
@@ -145,7 +147,8 @@ pub fn build_step(
     let mut problem = |at: &Location, message: String| {
         problems.push(Diagnostic::new(at.clone(), Some(&rule.id), message));
     };
-    let table = &schema.table;
+    // Messages name the table as the rule does, not as the catalog resolved it.
+    let table = &rule.table;
     let column = |name: &str| schema.column(name);
 
     let event = match column(&rule.event) {
@@ -195,19 +198,33 @@ pub fn build_step(
     let key_names: Option<Vec<String>> = match &rule.key {
         Some(key) => {
             let at = rule.at.key.as_ref().unwrap_or(&rule.at.rule);
-            let mut sorted = key.clone();
-            sorted.sort();
+            // In index order, so each window is an index range, not a sort.
             let is_unique = std::iter::once(&schema.primary_key)
                 .chain(&schema.unique_keys)
-                .any(|unique| {
-                    let mut unique = unique.clone();
-                    unique.sort();
-                    !unique.is_empty() && unique == sorted
+                .any(|unique| unique == key);
+            let reordered = std::iter::once(&schema.primary_key)
+                .chain(&schema.unique_keys)
+                .find(|unique| {
+                    let (mut a, mut b) = ((*unique).clone(), key.clone());
+                    a.sort();
+                    b.sort();
+                    a == b
                 });
             if let Some(missing) = key.iter().find(|k| column(k).is_none()) {
                 problem(at, format!("key: {table} has no column {missing:?}"));
                 None
-            } else if !is_unique {
+            } else if is_unique {
+                Some(key.clone())
+            } else if let Some(index_order) = reordered {
+                problem(
+                    at,
+                    format!(
+                        "key: name the columns in the index's order: [{}]",
+                        quoted_list(index_order)
+                    ),
+                );
+                None
+            } else {
                 problem(
                     at,
                     format!(
@@ -216,8 +233,6 @@ pub fn build_step(
                     ),
                 );
                 None
-            } else {
-                Some(key.clone())
             }
         }
         None if schema.primary_key.is_empty() => {
@@ -238,7 +253,27 @@ pub fn build_step(
         .collect();
 
     let action = match &rule.action {
-        Action::Delete => Some(StepAction::Delete),
+        Action::Delete => {
+            // The database must not delete or change rows the rule did not
+            // count, nor fail every run on rows it cannot delete.
+            for fk in &schema.referenced_by {
+                let effect = if fk.on_delete.widens() {
+                    "would also change rows there without counting or auditing them"
+                } else {
+                    "would block deleting every row that still has rows there"
+                };
+                problem(
+                    &rule.at.table,
+                    format!(
+                        "{} ({}) references {table} {}: deleting here {effect}; delete or pseudonymise that table's rows by a rule of their own first, or pseudonymise here instead",
+                        fk.table,
+                        fk.columns.join(", "),
+                        fk.on_delete.as_sql()
+                    ),
+                );
+            }
+            Some(StepAction::Delete)
+        }
         Action::Pseudonymise { columns } => {
             let mut changes = Vec::new();
             for (name, action) in columns {
@@ -263,6 +298,21 @@ pub fn build_step(
                             "columns: {name:?} is {}; {} needs a text column",
                             c.data_type,
                             action.as_str()
+                        ),
+                    );
+                    continue;
+                }
+                if let Some(fk) = schema
+                    .referenced_by
+                    .iter()
+                    .find(|fk| fk.references.contains(name))
+                {
+                    problem(
+                        at,
+                        format!(
+                            "columns: {name:?} is referenced by {} ({}); it cannot change",
+                            fk.table,
+                            fk.columns.join(", ")
                         ),
                     );
                     continue;
@@ -333,6 +383,14 @@ pub fn build_step(
     })
 }
 
+/// Events before this are placeholders, not dates: NAV's 1753-01-01,
+/// .NET's 0001-01-01, SQL Server's 1900-01-01 minus a day. Never due.
+pub const EARLIEST_USABLE_DATE: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).expect("a date");
+
+/// How far a time zone's offset can be from UTC: a date written into a
+/// timestamptz column in any zone lies within this of its UTC day.
+const MAX_ZONE_OFFSET: chrono::TimeDelta = chrono::TimeDelta::hours(14);
+
 fn due_condition(
     retention: &Retention,
     event: Column,
@@ -342,22 +400,43 @@ fn due_condition(
 ) -> DueCondition {
     let now = as_of.with_timezone(&zone).naive_local();
     let bound = Moment::for_column(event.kind, retention.first_not_due(now), zone);
-    let empty_ranges = empty_dates
-        .iter()
-        .map(|date| {
-            let from = date.and_time(NaiveTime::MIN);
-            let to = (*date + Days::new(1)).and_time(NaiveTime::MIN);
-            (
-                Moment::for_column(event.kind, from, zone),
-                Moment::for_column(event.kind, to, zone),
-            )
-        })
-        .collect();
+    let kind = event.kind;
+    let midnight = |date: NaiveDate| date.and_time(NaiveTime::MIN);
+    let day = |date: &NaiveDate| match kind {
+        // An empty date in an instant column: the whole day, in any zone.
+        ColumnKind::TimestampTz => (
+            Moment::Instant(midnight(*date).and_utc() - MAX_ZONE_OFFSET),
+            Moment::Instant(midnight(*date + Days::new(1)).and_utc() + MAX_ZONE_OFFSET),
+        ),
+        kind => (
+            Moment::for_column(kind, midnight(*date), zone),
+            Moment::for_column(kind, midnight(*date + Days::new(1)), zone),
+        ),
+    };
+    let floor = match kind {
+        ColumnKind::TimestampTz => {
+            Moment::Instant(midnight(EARLIEST_USABLE_DATE).and_utc() + MAX_ZONE_OFFSET)
+        }
+        kind => Moment::for_column(kind, midnight(EARLIEST_USABLE_DATE), zone),
+    };
     DueCondition {
         event,
         bound,
-        empty_ranges,
+        empty_ranges: empty_dates
+            .iter()
+            .filter(|d| **d >= EARLIEST_USABLE_DATE)
+            .map(day)
+            .collect(),
+        floor,
     }
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

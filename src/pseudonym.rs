@@ -89,6 +89,20 @@ impl HmacKey {
         &self.id
     }
 
+    /// A keyed hash for the audit trail, under a key derived from this one
+    /// (never the pseudonym key itself, so trail entries do not equal the
+    /// tokens in data tables). 16 hex digits.
+    pub fn audit_hash(&self, text: &str) -> String {
+        let mut derive =
+            Hmac::<Sha256>::new_from_slice(&self.bytes).expect("HMAC takes any key length");
+        derive.update(b"glemsel audit key");
+        let audit_key = derive.finalize().into_bytes();
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&audit_key).expect("HMAC takes any key length");
+        mac.update(text.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+
     /// The two blocks HMAC hashes the message and the inner digest with:
     /// `(key' XOR ipad, key' XOR opad)`, where key' is the key (or its
     /// SHA-256 when longer than a block) padded with zeros to 64 bytes.
@@ -203,10 +217,16 @@ impl TokenShape {
         format!("{}{}{}", self.prefix, &digest[..self.hex_len], self.suffix)
     }
 
-    /// A LIKE pattern (with `!` as the escape character) that matches tokens
-    /// of this shape, so already-pseudonymised values are left alone.
+    /// A LIKE pattern (with `!` as the escape character) that matches
+    /// exactly the tokens of this shape, length included, so values already
+    /// pseudonymised are left alone and look-alikes are not.
     pub fn like_pattern(&self) -> String {
-        format!("{}%{}", escape_like(self.prefix), escape_like(self.suffix))
+        format!(
+            "{}{}{}",
+            escape_like(self.prefix),
+            "_".repeat(self.hex_len),
+            escape_like(self.suffix)
+        )
     }
 }
 
@@ -289,7 +309,10 @@ mod tests {
         let token = shape.token(&key(), "jens@example.invalid");
         assert_eq!(token.len(), 40);
         assert!(token.ends_with("@invalid"));
-        assert_eq!(shape.like_pattern(), "psn!_%@invalid");
+        assert_eq!(
+            shape.like_pattern(),
+            format!("psn!_{}@invalid", "_".repeat(28))
+        );
         assert!(TokenShape::for_column(ColumnAction::Null, Some(40)).is_none());
         assert_eq!(redacted_text(Some(4)), "[red");
         assert_eq!(redacted_text(None), "[redacted]");

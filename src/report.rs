@@ -124,6 +124,7 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                     Status::Completed => "completed",
                     Status::Stopped => "stopped early; the rest is due next run",
                     Status::Partial => "partial; locked windows are due next run",
+                    Status::Refused => "stopped at max_rows; nothing past it was changed",
                     Status::Failed => "failed",
                 };
                 let _ = writeln!(
@@ -149,6 +150,9 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                     );
                 }
             }
+            StepOutcome::NotRun { rule } => {
+                let _ = writeln!(out, "rule {rule}: not run; a stop was requested");
+            }
             StepOutcome::Failed { rule, error } => {
                 let _ = writeln!(out, "rule {rule}: {error}");
             }
@@ -163,6 +167,9 @@ pub fn run_json(outcomes: &[StepOutcome]) -> serde_json::Value {
         .iter()
         .map(|outcome| match outcome {
             StepOutcome::Done(report) => serde_json::to_value(report).expect("reports serialise"),
+            StepOutcome::NotRun { rule } => {
+                serde_json::json!({ "rule_id": rule, "status": "not_run" })
+            }
             StepOutcome::Failed { rule, error } => serde_json::json!({
                 "rule_id": rule,
                 "status": "not_run",

@@ -180,3 +180,44 @@ async fn every_engine_does_the_same() {
         assert_eq!(outcomes.len(), 3, "every engine must run under CI");
     }
 }
+
+/// Foreign keys pointing at a table that a rule deletes from are found on
+/// every engine (SQLite's too, though it enforces them only when asked).
+#[tokio::test]
+async fn every_engine_reports_foreign_keys_into_a_deleted_table() {
+    for kind in ALL {
+        let Some(db) = TestDb::create(kind, "fks").await else {
+            continue;
+        };
+        let engine_clause = if kind == Kind::Mariadb {
+            " ENGINE=InnoDB"
+        } else {
+            ""
+        };
+        db.exec(&format!(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, last_login DATE){engine_clause};
+             CREATE TABLE tickets (id INTEGER PRIMARY KEY, account_id INTEGER,
+                 FOREIGN KEY (account_id) REFERENCES accounts (id) ON DELETE CASCADE){engine_clause};
+             CREATE TABLE invoices (id INTEGER PRIMARY KEY, account_id INTEGER,
+                 FOREIGN KEY (account_id) REFERENCES accounts (id) ON DELETE RESTRICT){engine_clause};"
+        ))
+        .await;
+        let project = Project::for_db(&db, "db", "");
+        project.rules(
+            "a.toml",
+            "[[rule]]\nid = \"accounts\"\nstore = \"db\"\ntable = \"accounts\"\ncategory = \"test\"\nafter = \"last_login\"\nretain = \"2 years\"\naction = \"delete\"\n",
+        );
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 4, "{kind:?}: {}", text(&check));
+        let out = text(&check);
+        assert!(
+            out.contains("tickets (account_id) references accounts ON DELETE CASCADE"),
+            "{kind:?}: {out}"
+        );
+        assert!(
+            out.contains("invoices (account_id) references accounts ON DELETE RESTRICT"),
+            "{kind:?}: {out}"
+        );
+        db.drop().await;
+    }
+}

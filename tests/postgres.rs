@@ -495,10 +495,10 @@ columns = { id = "hmac", phone = "null", nope = "redact" }
     assert_eq!(code(&check), 4, "{}", text(&check));
     let out = text(&check);
     for expected in [
-        "rules/shop.toml:10:9: rule customers-after-contract: after: public.customers has no column \"contract_end\"",
-        "rule second: after: column \"name\" of public.customers is character varying(80), not a date or timestamp",
-        "rule second: columns: \"id\" is part of the key of public.customers",
-        "rule second: columns: public.customers has no column \"nope\"",
+        "rules/shop.toml:10:9: rule customers-after-contract: after: customers has no column \"contract_end\"",
+        "rule second: after: column \"name\" of customers is character varying(80), not a date or timestamp",
+        "rule second: columns: \"id\" is part of the key of customers",
+        "rule second: columns: customers has no column \"nope\"",
         "4 problems found; nothing was changed",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
@@ -719,14 +719,26 @@ async fn nav_table_with_composite_key_spaces_and_empty_dates() {
     );
     assert!(windows.iter().all(|w| w.2 <= 7));
     assert_eq!(windows[0].0, None);
-    // The 7th key in order: C00001 ACME, C00001 CRONUS, .., C00004 ACME.
-    assert_eq!(windows[0].1.as_deref(), Some(r#"["C00004","ACME"]"#));
-    for pair in windows.windows(2) {
-        let (previous_end, next_start) =
-            (pair[0].1.as_deref().unwrap(), pair[1].0.as_deref().unwrap());
-        // These keys sort as their JSON text does: fixed-width numbers, ACME < CRONUS.
-        assert!(next_start >= previous_end, "{pair:?}");
-    }
+    // The 7th key in order: C00001 ACME, C00001 CRONUS, .., C00004 ACME. Text
+    // keys such as customer numbers reach the trail only as keyed hashes.
+    let key = HmacKey::from_bytes(KEY.as_bytes().to_vec());
+    let first_end = format!(
+        "[\"hmac:{}\",\"hmac:{}\"]",
+        key.audit_hash("C00004"),
+        key.audit_hash("ACME")
+    );
+    assert_eq!(windows[0].1.as_deref(), Some(first_end.as_str()));
+    assert_eq!(
+        windows[1].0.as_deref(),
+        Some(first_end.as_str()),
+        "the next window starts where this ended"
+    );
+    let trail: String = client
+        .query_one("SELECT string_agg(a::text, ' ') FROM glemsel_audit a", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!trail.contains("C000"), "{trail}");
     db.drop().await;
 }
 
@@ -1050,7 +1062,8 @@ async fn secrets_never_reach_output_or_the_audit_trail() {
         &["run", "-vv", "--as-of", "2026-11-22", "--format", "json"],
         &["--log-format", "json", "audit", "verify", "-vv"],
     ] {
-        let out = project.glemsel(args);
+        // Every log level of every crate on: nothing may print key material.
+        let out = project.glemsel_with_env(args, &[("GLEMSEL_LOG", "trace")]);
         assert_eq!(code(&out), 0, "{args:?}: {}", text(&out));
         everything.push_str(&text(&out));
     }
@@ -1078,13 +1091,153 @@ async fn secrets_never_reach_output_or_the_audit_trail() {
         everything.contains("customers-after-contract"),
         "the outputs were captured"
     );
-    for secret in [PASSWORD, KEY] {
+    // The key, and what SQL receives instead of it: the pad blocks, as hex
+    // and as the byte lists a debug print would show.
+    let blocks = HmacKey::from_bytes(KEY.as_bytes().to_vec()).pad_blocks();
+    let block_texts = [
+        hex::encode(&blocks.inner),
+        hex::encode(&blocks.outer),
+        format!("{:?}", &blocks.inner[..8])
+            .trim_end_matches(']')
+            .to_string(),
+        format!("{:?}", &blocks.outer[..8])
+            .trim_end_matches(']')
+            .to_string(),
+    ];
+    for secret in [PASSWORD, KEY]
+        .iter()
+        .copied()
+        .chain(block_texts.iter().map(String::as_str))
+    {
         assert!(!everything.contains(secret), "{secret} leaked");
     }
     // Nor the personal data the rule pseudonymised.
     assert!(
         !trail.contains("Jens") && !trail.contains("jens@"),
         "{trail}"
+    );
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn foreign_keys_that_would_widen_or_block_a_delete_fail_check() {
+    let schema = "
+        CREATE TABLE accounts (id int PRIMARY KEY, email text UNIQUE, last_login date, on_hold boolean);
+        CREATE TABLE tickets (id int PRIMARY KEY, account_id int REFERENCES accounts ON DELETE CASCADE);
+        CREATE TABLE invoices (id int PRIMARY KEY, account_id int REFERENCES accounts ON DELETE RESTRICT);
+        CREATE TABLE mails (id int PRIMARY KEY, address text REFERENCES accounts (email) ON UPDATE CASCADE);
+        INSERT INTO accounts VALUES (1, 'a@example.invalid', '2015-01-01', NULL), (2, 'b@example.invalid', '2015-01-01', false);
+        INSERT INTO tickets VALUES (1, 1);
+    ";
+    let Some((db, client)) = setup("fks", schema).await else {
+        return;
+    };
+    let project = Project::new("postgres", "db", &db.url, "");
+    let accounts = |action: &str| {
+        format!(
+            "[[rule]]\nid = \"accounts\"\nstore = \"db\"\ntable = \"accounts\"\ncategory = \"test\"\nafter = \"last_login\"\nretain = \"2 years\"\nhold = \"on_hold\"\n{action}\n"
+        )
+    };
+    project.rules("a.toml", &accounts("action = \"delete\""));
+    let check = project.glemsel(&["check"]);
+    assert_eq!(code(&check), 4, "{}", text(&check));
+    for expected in [
+        "public.tickets (account_id) references accounts ON DELETE CASCADE: deleting here would also change rows there without counting or auditing them",
+        "public.invoices (account_id) references accounts ON DELETE RESTRICT: deleting here would block deleting every row that still has rows there",
+        "public.mails (address) references accounts ON DELETE NO ACTION",
+    ] {
+        assert!(
+            text(&check).contains(expected),
+            "missing {expected:?}:\n{}",
+            text(&check)
+        );
+    }
+    let run = project.glemsel(&["run", "--as-of", "2026-11-01"]);
+    assert_eq!(code(&run), 4, "{}", text(&run));
+    assert_eq!(ids(&client, "SELECT id::int8 FROM tickets").await, [1]);
+
+    // Pseudonymising keeps the rows, so the keys are no obstacle, except a
+    // column another table points at.
+    project.rules(
+        "a.toml",
+        &accounts("action = \"pseudonymise\"\ncolumns = { email = \"hmac_email\" }"),
+    );
+    let check = project.glemsel(&["check"]);
+    assert_eq!(code(&check), 4, "{}", text(&check));
+    assert!(
+        text(&check).contains(
+            "columns: \"email\" is referenced by public.mails (address); it cannot change"
+        ),
+        "{}",
+        text(&check)
+    );
+
+    // A NULL hold counts as held: nobody knows the dispute is over.
+    client
+        .batch_execute("ALTER TABLE accounts ADD COLUMN note text; DROP TABLE mails")
+        .await
+        .unwrap();
+    project.rules(
+        "a.toml",
+        &accounts("action = \"pseudonymise\"\ncolumns = { note = \"null\" }"),
+    );
+    let plan = project.glemsel(&["plan", "--format", "json", "--as-of", "2026-11-01"]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&plan.stdout).unwrap_or_else(|_| panic!("{}", text(&plan)));
+    assert_eq!(
+        json["steps"][0]["counts"]["held"], 0,
+        "note is NULL already: nothing pending"
+    );
+    client
+        .batch_execute("UPDATE accounts SET note = 'n'")
+        .await
+        .unwrap();
+    let plan = project.glemsel(&["plan", "--format", "json", "--as-of", "2026-11-01"]);
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(json["steps"][0]["counts"]["held"], 1, "{json}");
+    assert_eq!(json["steps"][0]["counts"]["due"], 1, "{json}");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn placeholder_dates_before_1900_are_never_due() {
+    let schema = "
+        CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz);
+        INSERT INTO t VALUES
+            (1, '0001-01-01', '0001-01-01 00:00', '0001-01-01 00:00+00'),
+            (2, '1753-01-01', '1753-01-01 00:00', '1753-01-01 00:00+00'),
+            (3, '1899-12-31', '1899-12-31 23:59:59', '1899-12-31 12:00+00'),
+            (4, '1900-01-02', '1900-01-02 00:00', '1900-01-02 00:00+00');
+        CREATE TABLE pairs (a int NOT NULL, b int NOT NULL, at date, UNIQUE (a, b));
+    ";
+    let Some((db, _client)) = setup("floor", schema).await else {
+        return;
+    };
+    let project = Project::new("postgres", "db", &db.url, "");
+    let rules: String = ["d", "ts", "tz"]
+        .iter()
+        .map(|c| format!("[[rule]]\nid = \"{c}\"\nstore = \"db\"\ntable = \"t\"\ncategory = \"test\"\nafter = \"{c}\"\nretain = \"1 year\"\naction = \"delete\"\n\n"))
+        .collect();
+    project.rules("t.toml", &rules);
+    let plan = project.glemsel(&["plan", "--format", "json", "--as-of", "2026-11-01"]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    for step in json["steps"].as_array().unwrap() {
+        assert_eq!(step["counts"]["due"], 1, "{step}");
+        assert_eq!(step["counts"]["undated"], 3, "{step}");
+    }
+    // A unique key named out of its index's order is refused: each window
+    // would need a sort instead of an index range.
+    project.rules(
+        "t.toml",
+        "[[rule]]\nid = \"pairs\"\nstore = \"db\"\ntable = \"pairs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\nkey = [\"b\", \"a\"]\naction = \"delete\"\n",
+    );
+    let check = project.glemsel(&["check"]);
+    assert_eq!(code(&check), 4, "{}", text(&check));
+    assert!(
+        text(&check).contains("key: name the columns in the index's order: [\"a\", \"b\"]"),
+        "{}",
+        text(&check)
     );
     db.drop().await;
 }

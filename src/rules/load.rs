@@ -102,10 +102,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
             rules.push(rule);
         }
     }
-    let needs_key = rules
-        .iter()
-        .any(|r| matches!(r.action, Action::Pseudonymise { .. }));
-    if needs_key && settings.key_file.is_none() {
+    if rules.iter().any(Rule::needs_key) && settings.key_file.is_none() {
         diags.push(
             Location::file_start(&source.path),
             None,
@@ -823,10 +820,15 @@ fn validate_rule(
 }
 
 /// A `where` condition is trusted SQL from the rule file, but it is pasted
-/// inside a statement, so refuse what could end or comment out the rest.
+/// inside a statement, so refuse what could end it, comment out the rest,
+/// or hide a quote from this scan: dollar quoting (`$$`), backslash
+/// escapes (`E'\''`, MySQL's `'\''`) and comments.
 fn check_sql_fragment(text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err("empty condition".into());
+    }
+    if text.contains('\\') {
+        return Err("backslashes are not allowed; double a quote to escape it ('it''s')".into());
     }
     let mut depth = 0i32;
     let mut chars = text.chars().peekable();
@@ -846,6 +848,7 @@ fn check_sql_fragment(text: &str) -> Result<(), String> {
                 }
             },
             ';' => return Err("';' is not allowed: one condition, not a statement".into()),
+            '$' => return Err("'$' outside a quoted name is not allowed (dollar quoting)".into()),
             '-' if chars.peek() == Some(&'-') => {
                 return Err("comments ('--') are not allowed".into());
             }
@@ -1097,5 +1100,11 @@ url = "postgres://user:secret@db/crm"
         assert!(check_sql_fragment("(a = 1").is_err());
         assert!(check_sql_fragment("a = 'open").is_err());
         assert!(check_sql_fragment("  ").is_err());
+        // Quotes hidden from the scan by dollar quoting or backslashes.
+        assert!(check_sql_fragment("status = $$'$$ OR TRUE) OR (TRUE OR $$'$$ = ''").is_err());
+        assert!(check_sql_fragment("status = E'\\'' OR TRUE) OR ('").is_err());
+        assert!(check_sql_fragment("name = 'a\\' OR 1=1) OR ('x'").is_err());
+        // A NAV name with '$' inside quotes is fine.
+        assert!(check_sql_fragment("\"CRONUS$Blocked\" = 0 AND `a$b` = 1").is_ok());
     }
 }

@@ -154,6 +154,13 @@ pub struct Rule {
     pub at: RuleLocations,
 }
 
+impl Rule {
+    /// Whether the rule pseudonymises (and so needs the HMAC key).
+    pub fn needs_key(&self) -> bool {
+        matches!(self.action, Action::Pseudonymise { .. })
+    }
+}
+
 /// Everything the files say, validated.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -171,9 +178,7 @@ impl Policy {
 
     /// Whether any rule pseudonymises (and so needs the HMAC key).
     pub fn needs_key(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|r| matches!(r.action, Action::Pseudonymise { .. }))
+        self.rules.iter().any(Rule::needs_key)
     }
 }
 

@@ -53,6 +53,49 @@ pub struct Column {
     pub max_chars: Option<usize>,
 }
 
+/// What a foreign key does to child rows when their parent is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDelete {
+    Cascade,
+    SetNull,
+    SetDefault,
+    Restrict,
+    NoAction,
+}
+
+impl OnDelete {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            OnDelete::Cascade => "ON DELETE CASCADE",
+            OnDelete::SetNull => "ON DELETE SET NULL",
+            OnDelete::SetDefault => "ON DELETE SET DEFAULT",
+            OnDelete::Restrict => "ON DELETE RESTRICT",
+            OnDelete::NoAction => "ON DELETE NO ACTION",
+        }
+    }
+
+    /// Whether deleting a parent changes other rows without saying so.
+    pub fn widens(self) -> bool {
+        matches!(
+            self,
+            OnDelete::Cascade | OnDelete::SetNull | OnDelete::SetDefault
+        )
+    }
+}
+
+/// A foreign key in another table (or this one) that points at a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// The table holding the foreign key (the child).
+    pub table: TableRef,
+    /// Its columns, in order.
+    pub columns: Vec<String>,
+    /// The columns of the referenced (parent) table they point at.
+    pub references: Vec<String>,
+    pub on_delete: OnDelete,
+}
+
 /// A live table, as introspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSchema {
@@ -60,8 +103,10 @@ pub struct TableSchema {
     pub table: TableRef,
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
-    /// Other unique keys whose columns are all NOT NULL.
+    /// Other unique keys whose columns are all NOT NULL, in index order.
     pub unique_keys: Vec<Vec<String>>,
+    /// Foreign keys elsewhere that point at this table.
+    pub referenced_by: Vec<ForeignKey>,
 }
 
 impl TableSchema {

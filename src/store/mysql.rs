@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::sql::{self, Dialect, Param, Query};
 use super::{
-    Column, ColumnKind, Counts, Key, KeyValue, Store, StoreError, TableSchema, Window,
-    connection_url,
+    Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
+    TableSchema, Window, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -42,6 +42,10 @@ impl Dialect for Mysql {
         Some(format!(
             "(YEAR({column_sql}) = 0 OR MONTH({column_sql}) = 0 OR DAYOFMONTH({column_sql}) = 0)"
         ))
+    }
+
+    fn case_branch(&self, sql: &str) -> String {
+        format!("CONVERT({sql} USING utf8mb4)")
     }
 
     /// Most collations fold case and accents; tokens must match exactly.
@@ -422,11 +426,49 @@ impl Store for MysqlStore {
                 unique_keys.push(names);
             }
         }
+        let key_rows = self
+            .conn
+            .exec::<(String, String, String, String, String, String), _, _>(
+                "SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, r.DELETE_RULE, k.COLUMN_NAME, k.REFERENCED_COLUMN_NAME \
+                 FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+                 ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME \
+                 WHERE k.REFERENCED_TABLE_SCHEMA = ? AND k.REFERENCED_TABLE_NAME = ? \
+                 ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+                (schema.as_str(), name.as_str()),
+            )
+            .await
+            .map_err(|e| self.error("describe foreign keys", e))?;
+        let mut referenced_by: Vec<(String, ForeignKey)> = Vec::new();
+        for (child_schema, child, constraint, rule, column, referenced) in key_rows {
+            let id = format!("{child_schema}.{child}.{constraint}");
+            match referenced_by.last_mut() {
+                Some((current, fk)) if *current == id => {
+                    fk.columns.push(column);
+                    fk.references.push(referenced);
+                }
+                _ => referenced_by.push((
+                    id,
+                    ForeignKey {
+                        table: TableRef::new(Some(&child_schema), &child),
+                        columns: vec![column],
+                        references: vec![referenced],
+                        on_delete: match rule.as_str() {
+                            "CASCADE" => OnDelete::Cascade,
+                            "SET NULL" => OnDelete::SetNull,
+                            "SET DEFAULT" => OnDelete::SetDefault,
+                            "RESTRICT" => OnDelete::Restrict,
+                            _ => OnDelete::NoAction,
+                        },
+                    },
+                )),
+            }
+        }
         Ok(Some(TableSchema {
             table: TableRef::new(Some(&schema), &name),
             columns,
             primary_key,
             unique_keys,
+            referenced_by: referenced_by.into_iter().map(|(_, fk)| fk).collect(),
         }))
     }
 

@@ -16,8 +16,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::sql::{self, Dialect, Param, Query};
 use super::{
-    Column, ColumnKind, Counts, Key, KeyValue, Store, StoreError, TableSchema, Window,
-    connection_url,
+    Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
+    TableSchema, Window, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -141,6 +141,18 @@ impl PostgresStore {
             .batch_execute(&setup)
             .await
             .map_err(|e| store.error("session setup", e))?;
+        // Bound parameters include the key's pad blocks. Keep them out of the
+        // server log where this role may say so (superusers); elsewhere the
+        // README asks the DBA to.
+        if let Err(err) = store
+            .client
+            .batch_execute(
+                "SET log_parameter_max_length = 0; SET log_parameter_max_length_on_error = 0",
+            )
+            .await
+        {
+            tracing::debug!(store = %store.name, error = %describe_error(&err), "cannot turn off parameter logging for this session");
+        }
         Ok(store)
     }
 
@@ -333,11 +345,41 @@ impl Store for PostgresStore {
                 unique_keys.push(names);
             }
         }
+        let referenced_by = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, con.confdeltype::text, \
+                 ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) \
+                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), \
+                 ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) \
+                       JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o) \
+                 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE con.contype = 'f' AND con.confrelid = $1::oid ORDER BY 1, 2, con.conname",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| self.error("describe foreign keys", e))?
+            .iter()
+            .map(|row| ForeignKey {
+                table: TableRef::new(Some(&row.get::<_, String>(0)), &row.get::<_, String>(1)),
+                on_delete: match row.get::<_, String>(2).as_str() {
+                    "c" => OnDelete::Cascade,
+                    "n" => OnDelete::SetNull,
+                    "d" => OnDelete::SetDefault,
+                    "r" => OnDelete::Restrict,
+                    _ => OnDelete::NoAction,
+                },
+                columns: row.get(3),
+                references: row.get(4),
+            })
+            .collect();
         Ok(Some(TableSchema {
             table: TableRef::new(Some(&found.get::<_, String>(1)), &found.get::<_, String>(2)),
             columns,
             primary_key,
             unique_keys,
+            referenced_by,
         }))
     }
 
@@ -487,10 +529,13 @@ impl Store for PostgresStore {
     async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError> {
         // A transaction-scoped advisory lock serialises appenders (other
         // rules, other hosts) until this transaction ends; it needs no
-        // privilege beyond INSERT and SELECT on the audit table.
-        let lock = lock_id("audit", &Postgres.table(&self.audit_table));
+        // privilege beyond INSERT and SELECT on the audit table. Its id is
+        // the table's oid, so every spelling of the name shares it.
         self.client
-            .execute("SELECT pg_advisory_xact_lock($1::int8)", &[&lock])
+            .execute(
+                "SELECT pg_advisory_xact_lock((x'676c656d'::int8 << 32) | to_regclass($1::text)::oid::int8)",
+                &[&Postgres.table(&self.audit_table)],
+            )
             .await
             .map_err(|e| self.error("audit lock", e))?;
         self.audit_head().await

@@ -63,12 +63,19 @@ pub(crate) trait Dialect: Sync {
         column_sql.to_string()
     }
 
-    /// True when a boolean hold column is true; NULL counts as false.
-    fn is_true(&self, column_sql: &str, column: &Column) -> String {
+    /// True when a row is under a hold. NULL counts as held: when nobody
+    /// knows whether a dispute is open, the row must stay.
+    fn held(&self, column_sql: &str, column: &Column) -> String {
         match column.kind {
-            ColumnKind::Boolean => format!("COALESCE({column_sql}, FALSE)"),
-            _ => format!("(COALESCE({column_sql}, 0) <> 0)"),
+            ColumnKind::Boolean => format!("COALESCE({column_sql}, TRUE)"),
+            _ => format!("(COALESCE({column_sql}, 1) <> 0)"),
         }
+    }
+
+    /// A branch of the CASE that writes a column. MySQL needs both
+    /// branches in one character set; assignment converts back.
+    fn case_branch(&self, sql: &str) -> String {
+        sql.to_string()
     }
 
     /// How a key column is selected so it can be bound back later.
@@ -144,16 +151,9 @@ impl Conditions {
 
 fn push_undated(q: &mut Query<'_>, step: &Step) {
     let column = q.quote(&step.due.event.name);
-    q.push("(").push(&column).push(" IS NULL");
-    if has_unusable_values(q, step, &column) {
-        q.push(" OR ");
-        push_unusable_values(q, step, &column);
-    }
+    q.push("(").push(&column).push(" IS NULL OR ");
+    push_unusable_values(q, step, &column);
     q.push(")");
-}
-
-fn has_unusable_values(q: &Query<'_>, step: &Step, column: &str) -> bool {
-    !step.due.empty_ranges.is_empty() || q.dialect.invalid_event(column, &step.due.event).is_some()
 }
 
 /// Pushes `<event> <op> <moment>`, both sides as the dialect compares events.
@@ -164,19 +164,19 @@ fn push_event_compare(q: &mut Query<'_>, column: &str, op: &str, moment: Moment)
     q.push(&event).push(op).push(&bound);
 }
 
-/// Alternatives joined by OR: the event is in an empty-date range, or invalid.
+/// Alternatives joined by OR, for a non-NULL event: before the floor, in an
+/// empty-date range, or invalid.
 fn push_unusable_values(q: &mut Query<'_>, step: &Step, column: &str) {
-    let mut first = true;
+    push_event_compare(q, column, " < ", step.due.floor);
     for (from, to) in &step.due.empty_ranges {
-        q.push(if first { "(" } else { " OR (" });
-        first = false;
+        q.push(" OR (");
         push_event_compare(q, column, " >= ", *from);
         q.push(" AND ");
         push_event_compare(q, column, " < ", *to);
         q.push(")");
     }
     if let Some(invalid) = q.dialect.invalid_event(column, &step.due.event) {
-        q.push(if first { "" } else { " OR " }).push(&invalid);
+        q.push(" OR ").push(&invalid);
     }
 }
 
@@ -185,12 +185,9 @@ fn push_due(q: &mut Query<'_>, step: &Step) {
     let column = q.quote(&step.due.event.name);
     q.push("(");
     push_event_compare(q, &column, " < ", step.due.bound);
-    if has_unusable_values(q, step, &column) {
-        q.push(" AND NOT (");
-        push_unusable_values(q, step, &column);
-        q.push(")");
-    }
-    q.push(")");
+    q.push(" AND NOT (");
+    push_unusable_values(q, step, &column);
+    q.push("))");
 }
 
 fn push_scope(q: &mut Query<'_>, step: &Step) {
@@ -200,15 +197,9 @@ fn push_scope(q: &mut Query<'_>, step: &Step) {
     };
 }
 
-fn push_held(q: &mut Query<'_>, step: &Step) -> bool {
-    match &step.hold {
-        Some(hold) => {
-            let held = q.dialect.is_true(&q.quote(&hold.name), hold);
-            q.push(&held);
-            true
-        }
-        None => false,
-    }
+fn push_held(q: &mut Query<'_>, hold: &Column) {
+    let held = q.dialect.held(&q.quote(&hold.name), hold);
+    q.push(&held);
 }
 
 /// Whether a column still needs its change (so a re-run changes nothing).
@@ -235,10 +226,7 @@ fn push_column_pending(q: &mut Query<'_>, change: &ColumnChange) {
 }
 
 /// Whether any of a pseudonymising step's columns still needs its change.
-fn push_pending(q: &mut Query<'_>, step: &Step) -> bool {
-    let StepAction::Pseudonymise { columns } = &step.action else {
-        return false;
-    };
+fn push_pending(q: &mut Query<'_>, columns: &[ColumnChange]) {
     q.push("(");
     for (i, change) in columns.iter().enumerate() {
         if i > 0 {
@@ -247,7 +235,95 @@ fn push_pending(q: &mut Query<'_>, step: &Step) -> bool {
         push_column_pending(q, change);
     }
     q.push(")");
-    true
+}
+
+/// One condition of a row class.
+#[derive(Clone, Copy)]
+enum Part {
+    /// The rule's `where`.
+    Scope,
+    /// A usable event before the bound.
+    Due,
+    /// No usable event.
+    Undated,
+    /// Under a hold (`true`) or not (`false`).
+    Held(bool),
+    /// Still needs pseudonymising (`true`) or is done (`false`).
+    Pending(bool),
+}
+
+/// The rows changed: in scope, due, not held, not yet done.
+const TARGET: &[Part] = &[
+    Part::Scope,
+    Part::Due,
+    Part::Held(false),
+    Part::Pending(true),
+];
+/// The rows kept only by a hold.
+const HELD: &[Part] = &[
+    Part::Scope,
+    Part::Due,
+    Part::Held(true),
+    Part::Pending(true),
+];
+const UNDATED: &[Part] = &[Part::Scope, Part::Undated];
+const DONE: &[Part] = &[Part::Scope, Part::Due, Part::Pending(false)];
+
+/// Pushes a row class as one parenthesised conjunction. Every count and
+/// every batch statement is built here, so a dry run and a run cannot
+/// disagree about which rows a rule touches.
+fn push_rows(q: &mut Query<'_>, step: &Step, parts: &[Part]) {
+    let columns = match &step.action {
+        StepAction::Pseudonymise { columns } => Some(columns.as_slice()),
+        StepAction::Delete => None,
+    };
+    // A class that cannot hold any row on this step.
+    let impossible = parts.iter().any(|part| match part {
+        Part::Held(true) => step.hold.is_none(),
+        Part::Pending(false) => columns.is_none(),
+        _ => false,
+    });
+    if impossible {
+        q.push("(1 = 0)");
+        return;
+    }
+    q.push("(");
+    let mut first = true;
+    for part in parts {
+        let mut and = |q: &mut Query<'_>| {
+            if !first {
+                q.push(" AND ");
+            }
+            first = false;
+        };
+        match (part, &step.hold, columns) {
+            (Part::Scope, ..) => {
+                and(q);
+                push_scope(q, step);
+            }
+            (Part::Due, ..) => {
+                and(q);
+                push_due(q, step);
+            }
+            (Part::Undated, ..) => {
+                and(q);
+                push_undated(q, step);
+            }
+            (Part::Held(held), Some(hold), _) => {
+                and(q);
+                q.push(if *held { "" } else { "NOT " });
+                push_held(q, hold);
+            }
+            (Part::Pending(pending), _, Some(columns)) => {
+                and(q);
+                q.push(if *pending { "" } else { "NOT " });
+                push_pending(q, columns);
+            }
+            // No hold column: nothing is held. A delete: every row is pending.
+            (Part::Held(_), None, _) | (Part::Pending(_), _, None) => {}
+        }
+    }
+    q.push(")");
 }
 
 fn key_columns(q: &Query<'_>, step: &Step) -> Vec<String> {
@@ -310,74 +386,14 @@ fn push_window(q: &mut Query<'_>, step: &Step, window: &Window, conditions: &mut
     }
 }
 
-/// The rows a step changes: in scope, due, not held, not yet done.
-fn push_target(q: &mut Query<'_>, step: &Step, conditions: &mut Conditions) {
-    conditions.next(q);
-    push_scope(q, step);
-    conditions.next(q);
-    push_due(q, step);
-    if step.hold.is_some() {
-        conditions.next(q);
-        q.push("NOT ");
-        push_held(q, step);
-    }
-    if matches!(step.action, StepAction::Pseudonymise { .. }) {
-        conditions.next(q);
-        push_pending(q, step);
-    }
-}
-
 /// The dry-run counts: rows, due, held, undated, done, in one scan.
 pub(crate) fn count<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
     let mut q = Query::new(dialect);
-    q.push("SELECT COUNT(*), ");
-    // due
-    q.push("COUNT(CASE WHEN ");
-    push_scope(&mut q, step);
-    q.push(" AND ");
-    push_due(&mut q, step);
-    if step.hold.is_some() {
-        q.push(" AND NOT ");
-        push_held(&mut q, step);
-    }
-    if matches!(step.action, StepAction::Pseudonymise { .. }) {
-        q.push(" AND ");
-        push_pending(&mut q, step);
-    }
-    q.push(" THEN 1 END), ");
-    // held
-    if step.hold.is_some() {
-        q.push("COUNT(CASE WHEN ");
-        push_scope(&mut q, step);
-        q.push(" AND ");
-        push_due(&mut q, step);
-        q.push(" AND ");
-        push_held(&mut q, step);
-        if matches!(step.action, StepAction::Pseudonymise { .. }) {
-            q.push(" AND ");
-            push_pending(&mut q, step);
-        }
-        q.push(" THEN 1 END), ");
-    } else {
-        q.push("COUNT(CASE WHEN 1 = 0 THEN 1 END), ");
-    }
-    // undated
-    q.push("COUNT(CASE WHEN ");
-    push_scope(&mut q, step);
-    q.push(" AND ");
-    push_undated(&mut q, step);
-    q.push(" THEN 1 END), ");
-    // done
-    if matches!(step.action, StepAction::Pseudonymise { .. }) {
-        q.push("COUNT(CASE WHEN ");
-        push_scope(&mut q, step);
-        q.push(" AND ");
-        push_due(&mut q, step);
-        q.push(" AND NOT ");
-        push_pending(&mut q, step);
+    q.push("SELECT COUNT(*)");
+    for class in [TARGET, HELD, UNDATED, DONE] {
+        q.push(", COUNT(CASE WHEN ");
+        push_rows(&mut q, step, class);
         q.push(" THEN 1 END)");
-    } else {
-        q.push("COUNT(CASE WHEN 1 = 0 THEN 1 END)");
     }
     let table = dialect.table(&step.table);
     q.push(" FROM ").push(&table);
@@ -448,24 +464,25 @@ pub(crate) fn mutate<'d>(
                 q.push("CASE WHEN ");
                 push_column_pending(&mut q, change);
                 q.push(" THEN ");
-                match &change.token {
+                let value = match &change.token {
                     Some(shape) => {
                         let blocks = blocks.expect("a pseudonymising step needs the key");
-                        let token = dialect.token(&mut q, &column, shape, blocks);
-                        q.push(&token);
+                        dialect.token(&mut q, &column, shape, blocks)
                     }
-                    None => {
-                        let redacted = change.redacted.clone().expect("redact has its text");
-                        q.push_bind(Param::Text(redacted));
-                    }
-                }
-                q.push(" ELSE ").push(&column).push(" END");
+                    None => q.bind(Param::Text(
+                        change.redacted.clone().expect("redact has its text"),
+                    )),
+                };
+                let (value, unchanged) =
+                    (dialect.case_branch(&value), dialect.case_branch(&column));
+                q.push(&value).push(" ELSE ").push(&unchanged).push(" END");
             }
         }
     }
     let mut conditions = Conditions::new();
     push_window(&mut q, step, window, &mut conditions);
-    push_target(&mut q, step, &mut conditions);
+    conditions.next(&mut q);
+    push_rows(&mut q, step, TARGET);
     q
 }
 
@@ -613,9 +630,10 @@ mod tests {
                 event: column("Last Date Modified", ColumnKind::Timestamp),
                 bound: Moment::Date("2025-01-01".parse().unwrap()),
                 empty_ranges: vec![(
-                    Moment::Date("1753-01-01".parse().unwrap()),
-                    Moment::Date("1753-01-02".parse().unwrap()),
+                    Moment::Date("1980-01-01".parse().unwrap()),
+                    Moment::Date("1980-01-02".parse().unwrap()),
                 )],
+                floor: Moment::Date("1900-01-01".parse().unwrap()),
             },
             filter: Some("\"Blocked\" = 0".into()),
             hold: Some(column("Hold", ColumnKind::Boolean)),
@@ -653,9 +671,9 @@ mod tests {
             "DELETE FROM \"CRONUS International Ltd_$Customer\" WHERE \
              ((\"No_\" > ?) OR (\"No_\" = ? AND \"Company\" > ?)) AND \
              ((\"No_\" < ?) OR (\"No_\" = ? AND \"Company\" <= ?)) AND \
-             (\"Blocked\" = 0) AND \
-             (\"Last Date Modified\" < ? AND NOT ((\"Last Date Modified\" >= ? AND \"Last Date Modified\" < ?))) AND \
-             NOT COALESCE(\"Hold\", FALSE)"
+             ((\"Blocked\" = 0) AND \
+             (\"Last Date Modified\" < ? AND NOT (\"Last Date Modified\" < ? OR (\"Last Date Modified\" >= ? AND \"Last Date Modified\" < ?))) AND \
+             NOT COALESCE(\"Hold\", TRUE))"
         );
         assert_eq!(placeholders(&q), q.params.len());
         let keys: Vec<String> = q
@@ -691,11 +709,25 @@ mod tests {
         assert!(q.sql.starts_with(
             "UPDATE \"CRONUS International Ltd_$Customer\" SET \"E-Mail\" = CASE WHEN (\"E-Mail\" IS NOT NULL AND \"E-Mail\" NOT LIKE ? ESCAPE ?) THEN tok(?, \"E-Mail\") ELSE \"E-Mail\" END, \"Phone No_\" = NULL WHERE"
         ), "{}", q.sql);
-        assert!(q.sql.ends_with("AND ((\"E-Mail\" IS NOT NULL AND \"E-Mail\" NOT LIKE ? ESCAPE ?) OR (\"Phone No_\" IS NOT NULL))"), "{}", q.sql);
+        assert!(q.sql.ends_with("AND ((\"E-Mail\" IS NOT NULL AND \"E-Mail\" NOT LIKE ? ESCAPE ?) OR (\"Phone No_\" IS NOT NULL)))"), "{}", q.sql);
         assert_eq!(placeholders(&q), q.params.len());
         let count = count(&Positional, &step);
         assert_eq!(placeholders(&count), count.params.len());
-        assert!(count.sql.contains("COUNT(CASE WHEN (\"Blocked\" = 0) AND (\"Last Date Modified\" IS NULL OR (\"Last Date Modified\" >= ? AND \"Last Date Modified\" < ?)) THEN 1 END)"), "{}", count.sql);
+        // What the dry run counts as due is, to the letter, what the batch changes.
+        let counted_due = count
+            .sql
+            .split("COUNT(CASE WHEN ")
+            .nth(1)
+            .unwrap()
+            .split(" THEN 1 END)")
+            .next()
+            .unwrap();
+        assert!(
+            q.sql.ends_with(&format!(" WHERE {counted_due}")),
+            "{counted_due}\n{}",
+            q.sql
+        );
+        assert!(count.sql.contains("COUNT(CASE WHEN ((\"Blocked\" = 0) AND (\"Last Date Modified\" IS NULL OR \"Last Date Modified\" < ? OR (\"Last Date Modified\" >= ? AND \"Last Date Modified\" < ?))) THEN 1 END)"), "{}", count.sql);
     }
 
     #[test]

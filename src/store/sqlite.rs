@@ -21,7 +21,10 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use super::sql::{self, Dialect, Param, Query};
-use super::{Column, ColumnKind, Counts, Key, KeyValue, Store, StoreError, TableSchema, Window};
+use super::{
+    Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
+    TableSchema, Window,
+};
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{PadBlocks, TokenShape};
@@ -345,6 +348,124 @@ fn audit_record(row: &[Value]) -> Result<AuditRecord, String> {
     })
 }
 
+fn on_delete(rule: &str) -> OnDelete {
+    match rule {
+        "CASCADE" => OnDelete::Cascade,
+        "SET NULL" => OnDelete::SetNull,
+        "SET DEFAULT" => OnDelete::SetDefault,
+        "RESTRICT" => OnDelete::Restrict,
+        _ => OnDelete::NoAction,
+    }
+}
+
+fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<TableSchema>> {
+    let exists: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    let mut columns = Vec::new();
+    let mut primary: Vec<(i64, String)> = Vec::new();
+    let mut statement =
+        conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")?;
+    let mut rows = statement.query([name])?;
+    while let Some(row) = rows.next()? {
+        let (column, declared, not_null, pk): (String, String, bool, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        if pk > 0 {
+            primary.push((pk, column.clone()));
+        }
+        columns.push(Column {
+            name: column,
+            kind: column_kind(&declared),
+            max_chars: declared_length(&declared),
+            data_type: declared,
+            // A primary key column never holds NULL in practice.
+            nullable: !not_null && pk == 0,
+        });
+    }
+    primary.sort();
+    let primary_key: Vec<String> = primary.into_iter().map(|(_, column)| column).collect();
+
+    let mut unique_keys = Vec::new();
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND partial = 0 AND origin <> 'pk'")?
+        .query_map([name], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for index in indexes {
+        let names: Vec<Option<String>> = conn
+            .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?
+            .query_map([&index], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        // Expression indexes have unnamed parts: no key to walk.
+        if let Some(names) = names.into_iter().collect::<Option<Vec<String>>>()
+            && names
+                .iter()
+                .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
+        {
+            unique_keys.push(names);
+        }
+    }
+
+    // SQLite enforces foreign keys only where the application turns them
+    // on; every declared one is reported, as if it were on.
+    let mut referenced_by: Vec<ForeignKey> = Vec::new();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for child in tables {
+        let rows: Vec<(i64, i64, String, Option<String>, String)> = conn
+            .prepare(
+                "SELECT id, seq, \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?1) \
+                 WHERE \"table\" = ?2 ORDER BY id, seq",
+            )?
+            .query_map([&child, name], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut last_id = None;
+        for (id, position, from, to, rule) in rows {
+            // A foreign key that names no target columns points at the primary key.
+            let to = to.unwrap_or_else(|| {
+                primary_key
+                    .get(position as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            });
+            match referenced_by.last_mut() {
+                Some(fk) if last_id == Some(id) => {
+                    fk.columns.push(from);
+                    fk.references.push(to);
+                }
+                _ => referenced_by.push(ForeignKey {
+                    table: TableRef::new(None, &child),
+                    columns: vec![from],
+                    references: vec![to],
+                    on_delete: on_delete(&rule),
+                }),
+            }
+            last_id = Some(id);
+        }
+    }
+    Ok(Some(TableSchema {
+        table: TableRef::new(None, name),
+        columns,
+        primary_key,
+        unique_keys,
+        referenced_by,
+    }))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn name(&self) -> &str {
@@ -359,76 +480,7 @@ impl Store for SqliteStore {
         if !self.is_main(table) {
             return Ok(None);
         }
-        let exists = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [&table.name],
-                |row| row.get::<_, i64>(0),
-            )
-            .map_err(|e| self.error("describe table", e))?;
-        if exists == 0 {
-            return Ok(None);
-        }
-        let describe =
-            || -> rusqlite::Result<(Vec<Column>, Vec<(i64, String)>, Vec<Vec<String>>)> {
-                let mut columns = Vec::new();
-                let mut primary = Vec::new();
-                let mut statement = self.conn.prepare(
-                    "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid",
-                )?;
-                let mut rows = statement.query([&table.name])?;
-                while let Some(row) = rows.next()? {
-                    let (name, declared, not_null, pk): (String, String, bool, i64) =
-                        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-                    if pk > 0 {
-                        primary.push((pk, name.clone()));
-                    }
-                    columns.push(Column {
-                        name,
-                        kind: column_kind(&declared),
-                        max_chars: declared_length(&declared),
-                        data_type: declared,
-                        // A primary key column never holds NULL in practice.
-                        nullable: !not_null && pk == 0,
-                    });
-                }
-                let mut unique = Vec::new();
-                let indexes: Vec<String> = self
-                .conn
-                .prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND partial = 0 AND origin <> 'pk'")?
-                .query_map([&table.name], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-                for index in indexes {
-                    let names: Vec<Option<String>> = self
-                        .conn
-                        .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?
-                        .query_map([&index], |row| row.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    // Expression indexes have unnamed parts: no key to walk.
-                    if let Some(names) = names.into_iter().collect::<Option<Vec<String>>>() {
-                        unique.push(names);
-                    }
-                }
-                Ok((columns, primary, unique))
-            };
-        let (columns, mut primary, unique) =
-            describe().map_err(|e| self.error("describe columns", e))?;
-        primary.sort();
-        let unique_keys = unique
-            .into_iter()
-            .filter(|names| {
-                names
-                    .iter()
-                    .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
-            })
-            .collect();
-        Ok(Some(TableSchema {
-            table: TableRef::new(None, &table.name),
-            columns,
-            primary_key: primary.into_iter().map(|(_, name)| name).collect(),
-            unique_keys,
-        }))
+        describe_table(&self.conn, &table.name).map_err(|e| self.error("describe table", e))
     }
 
     async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {

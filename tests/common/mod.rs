@@ -159,11 +159,16 @@ impl Project {
 
     /// Runs the real binary in the project folder.
     pub fn glemsel(&self, args: &[&str]) -> Output {
+        self.glemsel_with_env(args, &[("GLEMSEL_LOG", "glemsel=debug,info")])
+    }
+
+    /// Runs the real binary with extra environment variables.
+    pub fn glemsel_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_glemsel"))
             .args(args)
             .current_dir(self.path())
             .env_remove("GLEMSEL_CONFIG")
-            .env("GLEMSEL_LOG", "glemsel=debug,info")
+            .envs(env.iter().copied())
             .output()
             .expect("run glemsel")
     }

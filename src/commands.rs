@@ -418,6 +418,13 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     Ok(lines)
 }
 
+/// "Now" for a plan or run without `--as-of`: the clock, to the second, so
+/// cutoffs in reports and the audit trail read cleanly.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound as _;
+    Utc::now().trunc_subsecs(0)
+}
+
 /// Reads `--as-of`: RFC 3339, or a date or date-time in the config's zone.
 pub fn parse_as_of(text: &str, zone: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {

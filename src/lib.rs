@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod commands;
+pub mod demo;
 pub mod execute;
 pub mod exit;
 pub mod period;

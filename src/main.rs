@@ -83,6 +83,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The demo: an SQLite database with eight years of synthetic data, planned, run and verified.
+    Demo {
+        /// Where to put it (created, or a previous demo replaced).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Work with the audit trail.
     Audit {
         #[command(subcommand)]
@@ -110,10 +116,11 @@ fn exit_codes_help() -> String {
     text
 }
 
-fn init_logging(format: LogFormat, verbose: u8) {
+fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     // Only glemsel's own events get more verbose; library internals stay at
     // warn, as they may describe statements and their parameters.
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "glemsel=info,warn",
         1 => "glemsel=debug,warn",
         _ => "glemsel=trace,warn",
@@ -162,7 +169,7 @@ fn fail(err: CommandError) -> Exit {
 
 fn as_of(policy: &Policy, text: Option<&str>) -> Result<DateTime<Utc>, Exit> {
     match text {
-        None => Ok(Utc::now()),
+        None => Ok(commands::now()),
         Some(text) => commands::parse_as_of(text, policy.settings.timezone).map_err(|err| {
             eprintln!("error: --as-of: {err}");
             Exit::Usage
@@ -198,6 +205,20 @@ fn stop_on_signals(shutdown: Shutdown) {
 }
 
 async fn dispatch(cli: Cli) -> Exit {
+    // The demo writes its own config, so it needs none.
+    if let Command::Demo { dir } = &cli.command {
+        let dir = dir.clone().unwrap_or_else(glemsel::demo::default_dir);
+        return match glemsel::demo::run(&dir).await {
+            Ok((text, exit)) => {
+                print!("{text}");
+                exit
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                Exit::Error
+            }
+        };
+    }
     let policy = match load_policy(&cli.config) {
         Ok(policy) => policy,
         Err(exit) => return exit,
@@ -269,6 +290,7 @@ async fn dispatch(cli: Cli) -> Exit {
                 Err(err) => fail(err),
             }
         }
+        Command::Demo { .. } => unreachable!("handled before the config is loaded"),
         Command::Audit {
             command: AuditCommand::Verify { stores, format },
         } => match commands::audit_verify(&policy, &stores).await {
@@ -290,7 +312,9 @@ async fn dispatch(cli: Cli) -> Exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.verbose);
+    // The demo prints its own account of each step.
+    let quiet = matches!(cli.command, Command::Demo { .. });
+    init_logging(cli.log_format, cli.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

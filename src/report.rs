@@ -129,7 +129,7 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "rule {}: {} {} rows in {}.{} ({} batches, {:.1} s): {status}",
+                    "rule {}: {} {} rows in table {} of store {} ({} batch{}, {:.1} s): {status}",
                     r.rule_id,
                     if r.action == "delete" {
                         "deleted"
@@ -137,17 +137,16 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                         "pseudonymised"
                     },
                     thousands(r.rows_changed),
-                    r.store,
                     r.table,
+                    r.store,
                     r.batches,
+                    if r.batches == 1 { "" } else { "es" },
                     r.seconds
                 );
                 if r.counted.held > 0 {
-                    let _ = writeln!(
-                        out,
-                        "  {} due rows kept under a hold",
-                        thousands(r.counted.held)
-                    );
+                    let held = r.counted.held;
+                    let rows = if held == 1 { "row" } else { "rows" };
+                    let _ = writeln!(out, "  {} due {rows} kept under a hold", thousands(held));
                 }
             }
             StepOutcome::NotRun { rule } => {

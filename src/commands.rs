@@ -11,7 +11,7 @@ use crate::execute::{self, RunContext, Shutdown, StepError, StepReport};
 use crate::exit::Exit;
 use crate::plan::{self, Step};
 use crate::pseudonym::{HmacKey, KeyError};
-use crate::rules::{Diagnostic, Diagnostics, Policy, Rule};
+use crate::rules::{Diagnostic, Diagnostics, Policy, Rule, StoreConfig};
 use crate::store::{self, Counts, Store, StoreError};
 
 /// Why a command could not do what was asked.
@@ -23,6 +23,8 @@ pub enum CommandError {
     Schema(Diagnostics),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("the HMAC key: {0}")]
+    KeySource(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("no rule with id {0:?}")]
@@ -39,7 +41,9 @@ pub enum CommandError {
 impl CommandError {
     pub fn exit(&self) -> Exit {
         match self {
-            CommandError::Invalid(_) | CommandError::Key(_) => Exit::Invalid,
+            CommandError::Invalid(_) | CommandError::Key(_) | CommandError::KeySource(_) => {
+                Exit::Invalid
+            }
             CommandError::Schema(_) => Exit::Schema,
             CommandError::Store(_) => Exit::Error,
             CommandError::UnknownRule(_) | CommandError::UnknownStore(_) => Exit::Usage,
@@ -107,32 +111,8 @@ pub async fn build_steps(
     for rule in rules {
         let config = &stores.policy.stores[&rule.store];
         let store = stores.get(&rule.store).await?;
-        let Some(schema) = store.describe(&rule.table).await? else {
-            problems.push(Diagnostic::new(
-                rule.at.table.clone(),
-                Some(&rule.id),
-                format!(
-                    "table {} does not exist in store {}",
-                    rule.table, rule.store
-                ),
-            ));
-            continue;
-        };
-        match plan::build_step(rule, config, &schema, as_of) {
-            Ok(step) => match store.prepare(&step).await {
-                Ok(()) => steps.push(step),
-                Err(StoreError::Query {
-                    message, context, ..
-                }) => {
-                    let at = rule.at.filter.as_ref().unwrap_or(&rule.at.rule).clone();
-                    problems.push(Diagnostic::new(
-                        at,
-                        Some(&rule.id),
-                        format!("the {context} statement does not compile: {message}"),
-                    ));
-                }
-                Err(err) => return Err(err.into()),
-            },
+        match step_for(store, config, rule, as_of).await? {
+            Ok(step) => steps.push(step),
             Err(found) => problems.extend(found),
         }
     }
@@ -144,14 +124,52 @@ pub async fn build_steps(
     }
 }
 
-/// Loads the HMAC key when any step needs it.
+/// One rule's step against its live table, compiled. The outer error is
+/// the connection's; the inner one lists what is wrong with the rule.
+pub async fn step_for(
+    store: &mut dyn Store,
+    config: &StoreConfig,
+    rule: &Rule,
+    as_of: DateTime<Utc>,
+) -> Result<Result<Step, Vec<Diagnostic>>, StoreError> {
+    let Some(schema) = store.describe(&rule.table).await? else {
+        return Ok(Err(vec![Diagnostic::new(
+            rule.at.table.clone(),
+            Some(&rule.id),
+            format!(
+                "table {} does not exist in store {}",
+                rule.table, rule.store
+            ),
+        )]));
+    };
+    let step = match plan::build_step(rule, config, &schema, as_of) {
+        Ok(step) => step,
+        Err(found) => return Ok(Err(found)),
+    };
+    match store.prepare(&step).await {
+        Ok(()) => Ok(Ok(step)),
+        Err(StoreError::Query {
+            message, context, ..
+        }) => {
+            let at = rule.at.filter.as_ref().unwrap_or(&rule.at.rule).clone();
+            Ok(Err(vec![Diagnostic::new(
+                at,
+                Some(&rule.id),
+                format!("the {context} statement does not compile: {message}"),
+            )]))
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// Loads the HMAC key when one is configured. A run also uses it to hash
 /// non-integer keys in the audit trail, so it is loaded for deletes too.
 pub fn load_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
-    match &policy.settings.key_file {
-        Some(path) => Ok(Some(HmacKey::from_file(path)?)),
-        None => Ok(None),
-    }
+    let Some(source) = &policy.settings.key else {
+        return Ok(None);
+    };
+    let path = source.path().map_err(CommandError::KeySource)?;
+    Ok(Some(HmacKey::from_file(&path)?))
 }
 
 /// One rule in a dry-run report.
@@ -273,6 +291,7 @@ pub async fn run(
         key: key.as_ref(),
         host: audit::host_name(),
         shutdown,
+        trigger: execute::Trigger::Command,
     };
     tracing::info!(run_id = %ctx.run_id, rules = steps.len(), as_of = %as_of, "run begins");
     let mut outcomes = Vec::new();
@@ -334,7 +353,8 @@ async fn publish_chain_heads(policy: &Policy, stores: &mut Stores<'_>, steps: &[
     }
 }
 
-fn new_run_id() -> String {
+/// A fresh run id: 128 random bits, in hex.
+pub fn new_run_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::audit::{self, AuditEntry, AuditEvent};
+use crate::metrics;
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
 use crate::store::{Counts, Key, KeyValue, Store, StoreError, Window};
@@ -52,12 +53,25 @@ impl Shutdown {
     }
 }
 
+/// What started a run; the audit trail records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// `glemsel run`.
+    Command,
+    /// The daemon, on the rule's schedule.
+    Schedule,
+    /// The daemon at start-up, for a run missed while it was down.
+    CatchUp,
+}
+
 /// What every step of one invocation shares.
 pub struct RunContext<'a> {
     pub run_id: String,
     pub key: Option<&'a HmacKey>,
     pub host: String,
     pub shutdown: Shutdown,
+    pub trigger: Trigger,
 }
 
 /// How a step's run ended.
@@ -80,6 +94,7 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
     pub rule_id: String,
+    pub trigger: Trigger,
     pub store: String,
     pub table: String,
     pub action: &'static str,
@@ -195,6 +210,12 @@ pub async fn run_step(
     if let Err(err) = store.unlock(&step.rule_id).await {
         tracing::warn!(rule = %step.rule_id, error = %err, "could not release the rule lock; it ends with the connection");
     }
+    match &result {
+        Ok(report) => metrics::run_ended(report),
+        // Another worker is running the rule: a skip, not a failure.
+        Err(StepError::Refused(Refusal::LockHeld { .. })) => {}
+        Err(_) => metrics::run_failed(&step.rule_id),
+    }
     result
 }
 
@@ -249,17 +270,15 @@ async fn run_locked(
             version: env!("CARGO_PKG_VERSION").into(),
             detail,
         };
-    let start_detail = serde_json::json!({ "counted": counted }).to_string();
-    in_transaction(store, async |store: &mut dyn Store| {
-        audit::append(store, entry(AuditEvent::RunStart, 0, None, start_detail)).await
-    })
-    .await
-    .map_err(StepError::Store)?;
+    let start_detail =
+        serde_json::json!({ "counted": counted, "trigger": ctx.trigger }).to_string();
+    append_alone(store, entry(AuditEvent::RunStart, 0, None, start_detail)).await?;
     tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.due, held = counted.held, "run started");
 
     let blocks = key.map(HmacKey::pad_blocks);
     let mut report = StepReport {
         rule_id: step.rule_id.clone(),
+        trigger: ctx.trigger,
         store: step.store.clone(),
         table: step.table.to_string(),
         action: step.action.as_str(),
@@ -296,35 +315,40 @@ async fn run_locked(
         loop {
             let batch_started = Instant::now();
             let changed_so_far = report.rows_changed;
-            let outcome = in_transaction(
-                store,
-                async |store: &mut dyn Store| -> Result<u64, StepError> {
-                    let rows = store.mutate(step, &window, blocks.as_ref()).await?;
-                    if let Some(max_rows) = step.max_rows
-                        && changed_so_far + rows > max_rows
-                    {
-                        return Err(Refusal::MaxRowsReached {
-                            rule: step.rule_id.clone(),
-                            max_rows,
+            let outcome = match store.begin().await {
+                Err(err) => Err(StepError::Store(err)),
+                Ok(()) => {
+                    let result: Result<u64, StepError> = async {
+                        let rows = store.mutate(step, &window, blocks.as_ref()).await?;
+                        if let Some(max_rows) = step.max_rows
+                            && changed_so_far + rows > max_rows
+                        {
+                            return Err(Refusal::MaxRowsReached {
+                                rule: step.rule_id.clone(),
+                                max_rows,
+                            }
+                            .into());
                         }
-                        .into());
+                        if rows > 0 {
+                            let detail = serde_json::json!({ "ms": batch_started.elapsed().as_millis() as u64 });
+                            let batch = entry(AuditEvent::Batch, rows, Some(&window), detail.to_string());
+                            audit::append(store, batch).await?;
+                        }
+                        Ok(rows)
                     }
-                    if rows > 0 {
-                        let detail =
-                            serde_json::json!({ "ms": batch_started.elapsed().as_millis() as u64 })
-                                .to_string();
-                        audit::append(store, entry(AuditEvent::Batch, rows, Some(&window), detail))
-                            .await?;
-                    }
-                    Ok(rows)
-                },
-            )
-            .await;
+                    .await;
+                    finish_transaction(store, result).await
+                }
+            };
             match outcome {
                 Ok(rows) => {
                     report.rows_changed += rows;
                     report.batches += u64::from(rows > 0);
                     if rows > 0 {
+                        metrics::batch_committed(
+                            &step.rule_id,
+                            batch_started.elapsed().as_secs_f64(),
+                        );
                         tracing::debug!(rule = %step.rule_id, rows, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
                     }
                     break;
@@ -371,18 +395,15 @@ async fn run_locked(
     }
     report.seconds = started.elapsed().as_secs_f64();
     let finish_detail = serde_json::to_string(&report).expect("reports serialise");
-    let finish = in_transaction(store, async |store: &mut dyn Store| {
-        audit::append(
-            store,
-            entry(
-                AuditEvent::RunFinish,
-                report.rows_changed,
-                None,
-                finish_detail,
-            ),
-        )
-        .await
-    })
+    let finish = append_alone(
+        store,
+        entry(
+            AuditEvent::RunFinish,
+            report.rows_changed,
+            None,
+            finish_detail,
+        ),
+    )
     .await;
     match (failure, finish) {
         // Committed batches stand; the report says what they did.
@@ -407,13 +428,56 @@ async fn run_locked(
     }
 }
 
-/// Runs `work` in a transaction: commit on success, roll back on error.
-async fn in_transaction<T, E: From<StoreError>>(
+/// Records, in the trail, a run of `rule` that could not start (its table
+/// no longer matches it, say). `reason` must hold no row values.
+pub async fn record_failure(
     store: &mut dyn Store,
-    work: impl AsyncFnOnce(&mut dyn Store) -> Result<T, E>,
-) -> Result<T, E> {
+    rule: &crate::rules::Rule,
+    ctx: &RunContext<'_>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    store.ensure_audit_table().await?;
+    let detail =
+        serde_json::json!({ "status": Status::Failed, "trigger": ctx.trigger, "error": reason });
+    let entry = AuditEntry {
+        run_id: ctx.run_id.clone(),
+        event: AuditEvent::RunFinish,
+        rule_id: rule.id.clone(),
+        store: rule.store.clone(),
+        table_name: rule.table.to_string(),
+        action: rule.action.as_str().into(),
+        rows: 0,
+        key_from: None,
+        key_to: None,
+        as_of: audit::now(),
+        cutoff: String::new(),
+        rule_hash: rule.fingerprint.clone(),
+        key_id: None,
+        at: audit::now(),
+        host: ctx.host.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        detail: detail.to_string(),
+    };
+    append_alone(store, entry).await.map(|_| ())
+}
+
+/// Appends one audit row in a transaction of its own.
+async fn append_alone(
+    store: &mut dyn Store,
+    entry: AuditEntry,
+) -> Result<audit::AuditRecord, StoreError> {
     store.begin().await?;
-    match work(&mut *store).await {
+    let result = audit::append(store, entry).await;
+    finish_transaction(store, result).await
+}
+
+/// Ends the transaction `result` was produced in: commit it on success,
+/// roll it back on error.
+async fn finish_transaction<T, E: From<StoreError>>(
+    store: &mut dyn Store,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    match result {
         Ok(value) => {
             store.commit().await?;
             Ok(value)

@@ -3,12 +3,15 @@
 
 pub mod audit;
 pub mod commands;
+pub mod daemon;
 pub mod demo;
 pub mod execute;
 pub mod exit;
+pub mod metrics;
 pub mod period;
 pub mod plan;
 pub mod pseudonym;
 pub mod report;
 pub mod rules;
+pub mod schedule;
 pub mod store;

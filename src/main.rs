@@ -83,6 +83,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run every rule on its schedule, as a systemd service (Type=notify).
+    /// SIGHUP reloads the config and rules; SIGTERM stops after the batches in flight.
+    Daemon,
     /// The demo: an SQLite database with eight years of synthetic data, planned, run and verified.
     Demo {
         /// Where to put it (created, or a previous demo replaced).
@@ -117,6 +120,7 @@ fn exit_codes_help() -> String {
 }
 
 fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
+    use tracing_subscriber::prelude::*;
     // Only glemsel's own events get more verbose; library internals stay at
     // warn, as they may describe statements and their parameters.
     let default = match verbose {
@@ -127,12 +131,25 @@ fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLEMSEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let registry = tracing_subscriber::registry().with(filter);
+    // Under systemd, stderr is the journal: write to it natively, with fields.
+    if matches!(format, LogFormat::Text)
+        && std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        registry
+            .with(journald.with_syslog_identifier("glemsel".into()))
+            .init();
+        return;
+    }
+    // Colour only for a terminal; files and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(stderr).init(),
+        LogFormat::Json => registry.with(stderr.json()).init(),
     }
 }
 
@@ -204,7 +221,38 @@ fn stop_on_signals(shutdown: Shutdown) {
     });
 }
 
+/// SIGTERM and Ctrl-C stop the daemon; SIGHUP reloads it.
+fn handle_daemon_signals(signals: glemsel::daemon::Signals) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut terminate), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot listen for signals");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => signals.shutdown.request(),
+                _ = terminate.recv() => signals.shutdown.request(),
+                _ = hangup.recv() => {
+                    signals.reload.notify_one();
+                    continue;
+                }
+            }
+            tracing::info!("stop requested: finishing the batches in flight");
+        }
+    });
+}
+
 async fn dispatch(cli: Cli) -> Exit {
+    // The daemon loads (and reloads) the config itself.
+    if let Command::Daemon = &cli.command {
+        let signals = glemsel::daemon::Signals::default();
+        handle_daemon_signals(signals.clone());
+        return glemsel::daemon::run(cli.config.clone(), signals).await;
+    }
     // The demo writes its own config, so it needs none.
     if let Command::Demo { dir } = &cli.command {
         let dir = dir.clone().unwrap_or_else(glemsel::demo::default_dir);
@@ -290,7 +338,9 @@ async fn dispatch(cli: Cli) -> Exit {
                 Err(err) => fail(err),
             }
         }
-        Command::Demo { .. } => unreachable!("handled before the config is loaded"),
+        Command::Demo { .. } | Command::Daemon => {
+            unreachable!("handled before the config is loaded")
+        }
         Command::Audit {
             command: AuditCommand::Verify { stores, format },
         } => match commands::audit_verify(&policy, &stores).await {

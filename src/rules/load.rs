@@ -19,10 +19,11 @@ use super::raw::{RawCategory, RawConfig, RawRule, RawStore};
 use super::source::Source;
 use super::{
     Action, Category, Connection, Diagnostic, Diagnostics, Engine, Location, Policy, Rule,
-    RuleLocations, Settings, StoreConfig, TableRef, check_identifier,
+    RuleLocations, SecretSource, Settings, StoreConfig, TableRef, check_identifier,
 };
 use crate::period::{Period, Retention, RoundUp};
 use crate::pseudonym::ColumnAction;
+use crate::schedule::Schedule;
 
 const DEFAULT_BATCH_SIZE: u64 = 10_000;
 const MAX_BATCH_SIZE: u64 = 1_000_000;
@@ -102,11 +103,11 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
             rules.push(rule);
         }
     }
-    if rules.iter().any(Rule::needs_key) && settings.key_file.is_none() {
+    if rules.iter().any(Rule::needs_key) && settings.key.is_none() {
         diags.push(
             Location::file_start(&source.path),
             None,
-            "key_file is not set, but some rules pseudonymise; set key_file to the HMAC key's path",
+            "no key: some rules pseudonymise; set key_file (a path) or key_credential (a systemd credential)",
         );
     }
     if !diags.0.is_empty() {
@@ -232,7 +233,22 @@ fn settings(
     let settings = Settings {
         config_file: source.path.clone(),
         timezone,
-        key_file: raw.key_file.as_ref().map(|k| resolve(base, k.get_ref())),
+        key: secret_source(
+            source,
+            "key",
+            &raw.key_file,
+            &raw.key_credential,
+            base,
+            diags,
+        ),
+        schedule: raw
+            .schedule
+            .as_ref()
+            .and_then(|s| parse_schedule(source, s, None, diags)),
+        metrics_listen: raw
+            .metrics_listen
+            .as_ref()
+            .and_then(|m| parse_loopback(source, m, diags)),
         audit_checkpoints: raw
             .audit_checkpoints
             .as_ref()
@@ -295,8 +311,19 @@ fn stores(
                 format!("store {name}: an inline url would put a password in the config; use url_env or url_file"),
             );
         }
-        let connection = match (engine, &store.url_env, &store.url_file, &store.path) {
-            (Some(Engine::Sqlite), None, None, Some(path)) => {
+        let url_secret = |diags: &mut Diagnosed| {
+            secret_source(
+                source,
+                &format!("store {name}: url"),
+                &store.url_file,
+                &store.url_credential,
+                base,
+                diags,
+            )
+        };
+        let has_url_secret = store.url_file.is_some() || store.url_credential.is_some();
+        let connection = match (engine, &store.url_env, has_url_secret, &store.path) {
+            (Some(Engine::Sqlite), None, false, Some(path)) => {
                 Some(Connection::Path(resolve(base, path.get_ref())))
             }
             (Some(Engine::Sqlite), _, _, _) => {
@@ -309,7 +336,7 @@ fn stores(
                 );
                 None
             }
-            (Some(_), Some(env), None, None) => {
+            (Some(_), Some(env), false, None) => {
                 if is_env_name(env.get_ref()) {
                     Some(Connection::UrlEnv(env.get_ref().clone()))
                 } else {
@@ -324,15 +351,13 @@ fn stores(
                     None
                 }
             }
-            (Some(_), None, Some(file), None) => {
-                Some(Connection::UrlFile(resolve(base, file.get_ref())))
-            }
+            (Some(_), None, true, None) => url_secret(diags).map(Connection::Url),
             (Some(engine), _, _, _) => {
                 diags.push(
                     at.clone(),
                     None,
                     format!(
-                        "store {name}: a {engine} store needs exactly one of url_env or url_file"
+                        "store {name}: a {engine} store needs exactly one of url_env, url_file or url_credential"
                     ),
                 );
                 None
@@ -371,6 +396,80 @@ fn stores(
         }
     }
     stores
+}
+
+/// A secret given as a file path or as a systemd credential name: one of them.
+fn secret_source(
+    source: &Source,
+    what: &str,
+    file: &Option<Spanned<String>>,
+    credential: &Option<Spanned<String>>,
+    base: &Path,
+    diags: &mut Diagnosed,
+) -> Option<SecretSource> {
+    match (file, credential) {
+        (Some(file), None) => Some(SecretSource::File(resolve(base, file.get_ref()))),
+        (None, Some(name)) if is_simple_name(&name.get_ref().replace('.', "_")) => {
+            Some(SecretSource::Credential(name.get_ref().clone()))
+        }
+        (None, Some(name)) => {
+            diags.push(
+                source.span_location(Some(name.span())),
+                None,
+                format!(
+                    "{what}: a credential is a file name in $CREDENTIALS_DIRECTORY, not {:?}",
+                    name.get_ref()
+                ),
+            );
+            None
+        }
+        (Some(_), Some(name)) => {
+            diags.push(
+                source.span_location(Some(name.span())),
+                None,
+                format!("{what}: give a file or a credential, not both"),
+            );
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+fn parse_schedule(
+    source: &Source,
+    text: &Spanned<String>,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<Schedule> {
+    match text.get_ref().parse() {
+        Ok(schedule) => Some(schedule),
+        Err(err) => {
+            diags.push(source.span_location(Some(text.span())), rule, err);
+            None
+        }
+    }
+}
+
+/// Metrics are for the machine itself; a reverse proxy can publish them.
+fn parse_loopback(
+    source: &Source,
+    text: &Spanned<String>,
+    diags: &mut Diagnosed,
+) -> Option<std::net::SocketAddr> {
+    match text.get_ref().parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => Some(addr),
+        _ => {
+            diags.push(
+                source.span_location(Some(text.span())),
+                None,
+                format!(
+                    "metrics_listen {:?} must be a loopback address with a port, e.g. \"127.0.0.1:9187\"",
+                    text.get_ref()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn is_simple_name(name: &str) -> bool {
@@ -782,6 +881,10 @@ fn validate_rule(
         .and_then(|b| bounded(source, b, 1, MAX_BATCH_SIZE, "batch_size", rule, diags))
         .unwrap_or(ctx.default_batch_size);
 
+    let schedule = raw
+        .schedule
+        .as_ref()
+        .and_then(|s| parse_schedule(source, s, rule, diags));
     if diags.0.len() > errors_before {
         return None;
     }
@@ -806,6 +909,7 @@ fn validate_rule(
         empty_dates,
         max_rows,
         batch_size,
+        schedule,
         fingerprint,
         at: RuleLocations {
             rule: rule_at,
@@ -962,8 +1066,8 @@ max_rows = 500000
         assert_eq!(columns.len(), 4);
         assert_eq!(policy.stores["crm"].audit_table.name, "glemsel_audit");
         assert_eq!(
-            policy.settings.key_file.as_ref().unwrap(),
-            &files.0.path().join("hmac-key")
+            policy.settings.key.as_ref().unwrap(),
+            &SecretSource::File(files.0.path().join("hmac-key"))
         );
     }
 
@@ -1067,7 +1171,9 @@ url = "postgres://user:secret@db/crm"
         let errors = Files::new(&config, &[("crm.toml", &text)]).errors();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
-            errors.iter().any(|e| e.contains("key_file is not set")),
+            errors
+                .iter()
+                .any(|e| e.contains("no key: some rules pseudonymise")),
             "{errors:?}"
         );
         assert!(errors.iter().any(|e| e.starts_with("rules/crm.toml:21:6: rule crm-contacts: duplicate rule id; first defined at rules/crm.toml:7:6")), "{errors:?}");

@@ -24,6 +24,7 @@ pub use source::Location;
 
 use crate::period::Retention;
 use crate::pseudonym::ColumnAction;
+use crate::schedule::Schedule;
 
 /// The database engines glemsel can work in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -50,13 +51,44 @@ impl fmt::Display for Engine {
     }
 }
 
+/// A file holding a secret: given by path, or by systemd credential name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    /// A name in `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`).
+    Credential(String),
+}
+
+impl SecretSource {
+    /// Where the secret is now. A credential needs the service's environment.
+    pub fn path(&self) -> Result<PathBuf, String> {
+        match self {
+            SecretSource::File(path) => Ok(path.clone()),
+            SecretSource::Credential(name) => std::env::var_os("CREDENTIALS_DIRECTORY")
+                .map(|dir| PathBuf::from(dir).join(name))
+                .ok_or_else(|| {
+                    format!("credential {name:?} needs $CREDENTIALS_DIRECTORY, which systemd sets for LoadCredential=")
+                }),
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File(path) => write!(f, "{}", path.display()),
+            SecretSource::Credential(name) => write!(f, "credential {name}"),
+        }
+    }
+}
+
 /// Where a store's connection string comes from. Never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connection {
     /// An environment variable holding the URL.
     UrlEnv(String),
-    /// A file holding the URL (for example a systemd credential).
-    UrlFile(PathBuf),
+    /// A file or credential holding the URL.
+    Url(SecretSource),
     /// The database file of an embedded store.
     Path(PathBuf),
 }
@@ -80,7 +112,12 @@ pub struct StoreConfig {
 pub struct Settings {
     pub config_file: PathBuf,
     pub timezone: Tz,
-    pub key_file: Option<PathBuf>,
+    /// The HMAC key's file.
+    pub key: Option<SecretSource>,
+    /// The daemon's default schedule.
+    pub schedule: Option<Schedule>,
+    /// Where the daemon serves metrics.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// A file each run appends its audit chain heads to, outside the database.
     pub audit_checkpoints: Option<PathBuf>,
     pub batch_size: u64,
@@ -149,6 +186,8 @@ pub struct Rule {
     pub empty_dates: Vec<NaiveDate>,
     pub max_rows: Option<u64>,
     pub batch_size: u64,
+    /// When the daemon runs the rule (else the config's default).
+    pub schedule: Option<Schedule>,
     /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.
     pub fingerprint: String,
     pub at: RuleLocations,

@@ -13,6 +13,12 @@ pub(crate) struct RawConfig {
     pub timezone: Option<Spanned<String>>,
     pub financial_year_end: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
+    /// The key as a systemd credential (a file in $CREDENTIALS_DIRECTORY).
+    pub key_credential: Option<Spanned<String>>,
+    /// The default cron schedule of the daemon, with seconds.
+    pub schedule: Option<Spanned<String>>,
+    /// Where the daemon serves Prometheus metrics (a loopback address).
+    pub metrics_listen: Option<Spanned<String>>,
     pub rules: Option<Spanned<OneOrMany>>,
     pub audit_table: Option<Spanned<String>>,
     pub audit_checkpoints: Option<Spanned<String>>,
@@ -30,6 +36,7 @@ pub(crate) struct RawStore {
     pub url: Option<Spanned<String>>,
     pub url_env: Option<Spanned<String>>,
     pub url_file: Option<Spanned<String>>,
+    pub url_credential: Option<Spanned<String>>,
     /// The database file of an embedded (sqlite) store.
     pub path: Option<Spanned<String>>,
     pub audit_table: Option<Spanned<String>>,
@@ -84,4 +91,5 @@ pub(crate) struct RawRule {
     pub empty_dates: Option<Vec<Spanned<String>>>,
     pub max_rows: Option<Spanned<i64>>,
     pub batch_size: Option<Spanned<i64>>,
+    pub schedule: Option<Spanned<String>>,
 }

@@ -11,6 +11,7 @@ pub mod sqlite;
 use std::fmt;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditRecord, ChainLink};
 use crate::plan::Step;
@@ -250,6 +251,8 @@ pub trait Store: Send {
     /// wait until that transaction ends, so the chain stays linear.
     async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError>;
     async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// When the rule's last run finished (the daemon's catch-up reads it).
+    async fn audit_last_run(&mut self, rule_id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Audit rows with `seq > after_seq`, in order, at most `limit`.
     async fn audit_records(
         &mut self,
@@ -273,9 +276,12 @@ pub(crate) fn connection_url(config: &StoreConfig) -> Result<String, StoreError>
         Connection::UrlEnv(var) => {
             std::env::var(var).map_err(|_| error(format!("environment variable {var} is not set")))
         }
-        Connection::UrlFile(path) => std::fs::read_to_string(path)
-            .map(|url| url.trim().to_string())
-            .map_err(|err| error(format!("cannot read {}: {err}", path.display()))),
+        Connection::Url(secret) => {
+            let path = secret.path().map_err(error)?;
+            std::fs::read_to_string(&path)
+                .map(|url| url.trim().to_string())
+                .map_err(|err| error(format!("cannot read {}: {err}", path.display())))
+        }
         Connection::Path(path) => Ok(path.display().to_string()),
     }
 }

@@ -640,6 +640,15 @@ impl Store for MysqlStore {
         self.execute("audit insert", &q).await.map(|_| ())
     }
 
+    async fn audit_last_run(&mut self, rule_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let q = sql::audit_last_run(&Mysql, &self.audit_table, rule_id);
+        let rows = self.rows("audit last run", &q).await?;
+        rows.first()
+            .map(|row| value_utc(&row[0]))
+            .transpose()
+            .map_err(|m| self.invalid("audit last run", m))
+    }
+
     async fn audit_records(
         &mut self,
         after_seq: i64,

@@ -546,6 +546,15 @@ impl Store for PostgresStore {
         self.execute("audit insert", &q).await.map(|_| ())
     }
 
+    async fn audit_last_run(&mut self, rule_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let q = sql::audit_last_run(&Postgres, &self.audit_table, rule_id);
+        let rows = self.query("audit last run", &q).await?;
+        rows.first()
+            .map(|row| get::<DateTime<Utc>>(row, 0))
+            .transpose()
+            .map_err(|m| self.invalid("audit last run", m))
+    }
+
     async fn audit_records(
         &mut self,
         after_seq: i64,

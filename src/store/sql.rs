@@ -5,7 +5,7 @@
 //! Identifiers come only from validated rules and the catalog, and are
 //! quoted by the dialect; every value is a bound parameter.
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::plan::{ColumnChange, Moment, Step, StepAction};
 use crate::pseudonym::{ColumnAction, LIKE_ESCAPE, PadBlocks, TokenShape};
 use crate::rules::TableRef;
@@ -575,6 +575,25 @@ pub(crate) fn audit_select<'d>(
     q.push_bind(Param::Int(after_seq));
     q.push(" ORDER BY ").push(&seq).push(" LIMIT ");
     q.push_bind(Param::Int(i64::from(limit)));
+    q
+}
+
+/// When a rule's last run finished, in any status.
+pub(crate) fn audit_last_run<'d>(
+    dialect: &'d dyn Dialect,
+    audit_table: &TableRef,
+    rule_id: &str,
+) -> Query<'d> {
+    let mut q = Query::new(dialect);
+    let table = dialect.table(audit_table);
+    let (at, seq) = (dialect.quote("at"), dialect.quote("seq"));
+    let (rule, event) = (dialect.quote("rule_id"), dialect.quote("event"));
+    q.push("SELECT ").push(&at).push(" FROM ").push(&table);
+    q.push(" WHERE ").push(&rule).push(" = ");
+    q.push_bind(Param::Text(rule_id.into()));
+    q.push(" AND ").push(&event).push(" = ");
+    q.push_bind(Param::Text(AuditEvent::RunFinish.as_str().into()));
+    q.push(" ORDER BY ").push(&seq).push(" DESC LIMIT 1");
     q
 }
 

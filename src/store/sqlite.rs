@@ -618,6 +618,15 @@ impl Store for SqliteStore {
         self.execute("audit insert", &q).map(|_| ())
     }
 
+    async fn audit_last_run(&mut self, rule_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let q = sql::audit_last_run(&Sqlite, &self.audit_table, rule_id);
+        self.rows("audit last run", &q)?
+            .first()
+            .map(|row| utc(&row[0]))
+            .transpose()
+            .map_err(|m| self.invalid("audit last run", m))
+    }
+
     async fn audit_records(
         &mut self,
         after_seq: i64,

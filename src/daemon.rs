@@ -1,0 +1,481 @@
+//! `glemsel daemon`: every rule on its cron schedule, as a systemd service.
+//!
+//! Start-up loads and validates the config and rules and checks every rule
+//! against its live table; only then does it tell systemd READY=1. Each
+//! rule has a task of its own that sleeps until its next run, connects,
+//! runs and disconnects, so one store being down never holds up another.
+//! A run never overlaps a run of the same rule: in this process a lock per
+//! rule id spans reloads, across hosts the database lock in `run_step` does.
+//! SIGHUP reloads (a reload that fails validation keeps the old rules);
+//! SIGTERM stops every run after its batch in flight.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use std::os::unix::ffi::OsStrExt as _;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::audit;
+use crate::commands::{self, step_for};
+use crate::execute::{self, Refusal, RunContext, Shutdown, StepError, Trigger};
+use crate::exit::Exit;
+use crate::metrics;
+use crate::rules::{self, Policy, Rule, StoreConfig};
+use crate::schedule::Schedule;
+use crate::store::{self, Store};
+
+/// The longest wait between connection attempts to a store that is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Sleeps are cut into pieces this long, so a changed wall clock is noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// What tells the daemon to stop or reload.
+#[derive(Clone, Default)]
+pub struct Signals {
+    pub shutdown: Shutdown,
+    pub reload: Arc<Notify>,
+}
+
+/// One line of systemd's notify protocol.
+enum Notice<'a> {
+    Ready,
+    Reloading,
+    Stopping,
+    Watchdog,
+    Status(&'a str),
+}
+
+impl Notice<'_> {
+    fn line(&self) -> String {
+        match self {
+            Notice::Ready => "READY=1".into(),
+            Notice::Reloading => "RELOADING=1".into(),
+            Notice::Stopping => "STOPPING=1".into(),
+            Notice::Watchdog => "WATCHDOG=1".into(),
+            Notice::Status(text) => format!("STATUS={}", text.replace('\n', " ")),
+        }
+    }
+}
+
+/// Sends notices to systemd (sd_notify(3)); without NOTIFY_SOCKET, nothing.
+/// The send never blocks: a full socket queue drops the notice rather
+/// than stall the runtime it is called from.
+fn notify(notices: &[Notice<'_>]) {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let message: String = notices.iter().map(|n| n.line() + "\n").collect();
+    let sent = (|| -> std::io::Result<()> {
+        let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        let path = path.as_encoded_bytes();
+        let addr = match path.strip_prefix(b"@") {
+            Some(name) => {
+                <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?
+            }
+            None => SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(path))?,
+        };
+        socket.send_to_addr(message.as_bytes(), &addr)?;
+        Ok(())
+    })();
+    if let Err(err) = sent {
+        tracing::debug!(error = %err, "could not notify systemd");
+    }
+}
+
+fn status(text: &str) {
+    notify(&[Notice::Status(text)]);
+}
+
+/// The watchdog interval systemd asked for, per sd_watchdog_enabled(3):
+/// WATCHDOG_USEC is set, and WATCHDOG_PID, if set, is this process.
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse() != Ok(std::process::id()) => None,
+        _ => (usec > 0).then_some(usec),
+    }
+}
+
+/// Pings systemd's watchdog at half its interval, if it asked for pings.
+fn start_watchdog() {
+    if let Some(usec) = watchdog_usec() {
+        let every = Duration::from_micros(usec / 2).max(Duration::from_millis(10));
+        tracing::info!(every_ms = every.as_millis() as u64, "watchdog enabled");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notify(&[Notice::Watchdog]);
+            }
+        });
+    }
+}
+
+/// The schedule a rule runs on: its own, or the config's default.
+fn schedule_of<'p>(policy: &'p Policy, rule: &'p Rule) -> Option<&'p Schedule> {
+    rule.schedule.as_ref().or(policy.settings.schedule.as_ref())
+}
+
+/// Loads the policy and checks it as start-up and reload must: files,
+/// schedules, the key, and every rule against the stores that answer.
+async fn load_checked(config: &Path) -> Result<Policy, Exit> {
+    let policy = rules::load(config).map_err(|diagnostics| {
+        for diagnostic in &diagnostics.0 {
+            tracing::error!("{diagnostic}");
+        }
+        Exit::Invalid
+    })?;
+    let unscheduled: Vec<&Rule> = policy
+        .rules
+        .iter()
+        .filter(|r| schedule_of(&policy, r).is_none())
+        .collect();
+    for rule in &unscheduled {
+        tracing::error!(
+            "{}: rule {}: no schedule; set schedule in the rule, or a default in {}",
+            rule.at.rule,
+            rule.id,
+            config.display()
+        );
+    }
+    if !unscheduled.is_empty() {
+        return Err(Exit::Invalid);
+    }
+    commands::load_key(&policy).map_err(|err| {
+        tracing::error!("{err}");
+        Exit::Invalid
+    })?;
+    let mut problems = 0;
+    for (name, store_config) in &policy.stores {
+        let rules: Vec<&Rule> = policy.rules.iter().filter(|r| &r.store == name).collect();
+        if rules.is_empty() {
+            continue;
+        }
+        let mut store = match store::connect(store_config, policy.settings.lock_timeout).await {
+            Ok(store) => store,
+            Err(err) => {
+                // One store down must not keep the others from running; its
+                // rules are checked again before each of their runs.
+                tracing::error!(store = %name, error = %err, "store unreachable; its rules are checked before each run");
+                continue;
+            }
+        };
+        for rule in rules {
+            match step_for(store.as_mut(), store_config, rule, commands::now()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(found)) => {
+                    for diagnostic in found {
+                        tracing::error!("{diagnostic}");
+                        problems += 1;
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(store = %name, error = %err, "cannot check rules against this store now")
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        return Err(Exit::Schema);
+    }
+    Ok(policy)
+}
+
+/// One lock per rule id, kept across reloads, so an old rule's run and a
+/// new one's never overlap.
+#[derive(Clone, Default)]
+struct RuleLocks(Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>);
+
+impl RuleLocks {
+    fn of(&self, rule: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.0.lock().expect("not poisoned");
+        locks.entry(rule.to_string()).or_default().clone()
+    }
+}
+
+/// The rule tasks of one loaded policy.
+struct Generation {
+    retire: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Generation {
+    fn start(policy: Arc<Policy>, shutdown: &Shutdown, locks: &RuleLocks) -> Self {
+        let (retire, retired) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for index in 0..policy.rules.len() {
+            let lock = locks.of(&policy.rules[index].id);
+            tasks.spawn(rule_task(
+                policy.clone(),
+                index,
+                shutdown.clone(),
+                retired.clone(),
+                lock,
+            ));
+        }
+        Self { retire, tasks }
+    }
+
+    /// Tasks stop before their next run; a run in flight finishes.
+    fn retire(&self) {
+        self.retire.send_replace(true);
+    }
+
+    async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Runs the daemon until SIGTERM.
+pub async fn run(config: PathBuf, signals: Signals) -> Exit {
+    status("loading and checking rules");
+    let policy = match load_checked(&config).await {
+        Ok(policy) => policy,
+        Err(exit) => return exit,
+    };
+    if let Some(addr) = policy.settings.metrics_listen {
+        if let Err(err) = metrics::serve(addr) {
+            tracing::error!(%addr, error = %err, "cannot serve metrics");
+            return Exit::Error;
+        }
+        tracing::info!(%addr, "serving metrics at /metrics");
+    }
+    start_watchdog();
+    let locks = RuleLocks::default();
+    let count = policy.rules.len();
+    let mut current = Generation::start(Arc::new(policy), &signals.shutdown, &locks);
+    let mut retired: Vec<Generation> = Vec::new();
+    let ready = format!("running {count} rules on their schedules");
+    tracing::info!(rules = count, "ready");
+    notify(&[Notice::Ready, Notice::Status(&ready)]);
+    loop {
+        tokio::select! {
+            () = signals.shutdown.requested() => break,
+            () = signals.reload.notified() => {
+                notify(&[Notice::Reloading, Notice::Status("reloading rules")]);
+                tracing::info!(config = %config.display(), "reloading");
+                match load_checked(&config).await {
+                    Ok(policy) => {
+                        let count = policy.rules.len();
+                        current.retire();
+                        retired.push(std::mem::replace(
+                            &mut current,
+                            Generation::start(Arc::new(policy), &signals.shutdown, &locks),
+                        ));
+                        tracing::info!(rules = count, "reloaded");
+                    }
+                    Err(_) => tracing::error!("the new rules did not pass their checks; the previous rules keep running"),
+                }
+                notify(&[Notice::Ready, Notice::Status(&ready)]);
+            }
+        }
+    }
+    notify(&[
+        Notice::Stopping,
+        Notice::Status("stopping after the batches in flight"),
+    ]);
+    tracing::info!("stopping after the batches in flight");
+    current.join().await;
+    for generation in retired {
+        generation.join().await;
+    }
+    tracing::info!("stopped");
+    Exit::Ok
+}
+
+/// Sleeps until `at`; `false` when told to stop first.
+async fn sleep_until(
+    at: DateTime<Utc>,
+    shutdown: &Shutdown,
+    retired: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        if shutdown.is_requested() || *retired.borrow() {
+            return false;
+        }
+        let left = (at - Utc::now()).to_std().unwrap_or_default();
+        if left.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(left.min(MAX_SLEEP)) => {}
+            () = shutdown.requested() => return false,
+            _ = retired.changed() => {}
+        }
+    }
+}
+
+/// Connects, retrying with capped exponential backoff and jitter until
+/// `give_up` (the rule's next run) or a stop.
+async fn connect_with_retry(
+    config: &StoreConfig,
+    policy: &Policy,
+    shutdown: &Shutdown,
+    give_up: Option<DateTime<Utc>>,
+) -> Option<Box<dyn Store>> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match store::connect(config, policy.settings.lock_timeout).await {
+            Ok(store) => return Some(store),
+            Err(err) => {
+                let jitter = rand::rng().random_range(0.75..1.25);
+                let wait = backoff.mul_f64(jitter);
+                if give_up.is_some_and(|at| Utc::now() + wait >= at) {
+                    tracing::error!(store = %config.name, error = %err, "store unreachable; giving up until the next run");
+                    return None;
+                }
+                tracing::warn!(store = %config.name, error = %err, retry_in_ms = wait.as_millis() as u64, "store unreachable; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.requested() => return None,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Whether a scheduled run was missed while nothing ran this rule.
+async fn missed_a_run(
+    policy: &Policy,
+    rule: &Rule,
+    schedule: &Schedule,
+    shutdown: &Shutdown,
+) -> bool {
+    let config = &policy.stores[&rule.store];
+    let give_up = schedule.next_after(Utc::now(), policy.settings.timezone);
+    let Some(mut store) = connect_with_retry(config, policy, shutdown, give_up).await else {
+        return false;
+    };
+    let last = match store.ensure_audit_table().await {
+        Ok(()) => store.audit_last_run(&rule.id).await,
+        Err(err) => Err(err),
+    };
+    match last {
+        Ok(Some(last)) => schedule.missed_since(last, Utc::now(), policy.settings.timezone),
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(rule = %rule.id, error = %err, "cannot read when the rule last ran");
+            false
+        }
+    }
+}
+
+async fn rule_task(
+    policy: Arc<Policy>,
+    index: usize,
+    shutdown: Shutdown,
+    mut retired: watch::Receiver<bool>,
+    lock: Arc<Mutex<()>>,
+) {
+    let rule = &policy.rules[index];
+    let zone = policy.settings.timezone;
+    let schedule = schedule_of(&policy, rule).expect("schedules are checked at load");
+    let mut trigger = Trigger::Schedule;
+    let mut next = schedule.next_after(Utc::now(), zone);
+    if missed_a_run(&policy, rule, schedule, &shutdown).await {
+        tracing::info!(rule = %rule.id, "a scheduled run was missed; running it now");
+        trigger = Trigger::CatchUp;
+        next = Some(Utc::now());
+    }
+    loop {
+        let Some(at) = next else {
+            tracing::warn!(rule = %rule.id, %schedule, "the schedule has no further runs");
+            return;
+        };
+        tracing::debug!(rule = %rule.id, at = %at, "next run");
+        if !sleep_until(at, &shutdown, &mut retired).await {
+            return;
+        }
+        {
+            let _running = lock.lock().await;
+            if shutdown.is_requested() {
+                return;
+            }
+            run_once(
+                &policy,
+                rule,
+                trigger,
+                &shutdown,
+                schedule.next_after(at, zone),
+            )
+            .await;
+        }
+        trigger = Trigger::Schedule;
+        next = schedule.next_after(Utc::now().max(at), zone);
+    }
+}
+
+/// One run of a rule: connect, check, run, disconnect. Failures are logged,
+/// counted, and recorded in the store's audit trail when it can be reached.
+async fn run_once(
+    policy: &Policy,
+    rule: &Rule,
+    trigger: Trigger,
+    shutdown: &Shutdown,
+    give_up: Option<DateTime<Utc>>,
+) {
+    status(&format!("running rule {}", rule.id));
+    let config = &policy.stores[&rule.store];
+    let Some(mut store) = connect_with_retry(config, policy, shutdown, give_up).await else {
+        metrics::run_failed(&rule.id);
+        return;
+    };
+    let key = match commands::load_key(policy) {
+        Ok(key) => key,
+        Err(err) => {
+            tracing::error!(rule = %rule.id, error = %err, "cannot load the key; the run is skipped");
+            metrics::run_failed(&rule.id);
+            return;
+        }
+    };
+    let ctx = RunContext {
+        run_id: commands::new_run_id(),
+        key: key.as_ref(),
+        host: audit::host_name(),
+        shutdown: shutdown.clone(),
+        trigger,
+    };
+    let store = store.as_mut();
+    let failure = match step_for(store, config, rule, commands::now()).await {
+        Err(err) => {
+            tracing::error!(rule = %rule.id, error = %err, "cannot check the rule; the next run tries again");
+            metrics::run_failed(&rule.id);
+            None
+        }
+        Ok(Err(problems)) => {
+            for problem in &problems {
+                tracing::error!("{problem}");
+            }
+            metrics::run_failed(&rule.id);
+            Some("the rule no longer matches its table; see the log".to_string())
+        }
+        Ok(Ok(step)) => match execute::run_step(store, &step, &ctx).await {
+            Ok(report) => {
+                tracing::info!(rule = %rule.id, rows = report.rows_changed, status = ?report.status, ?trigger, "run done");
+                None
+            }
+            Err(StepError::Refused(Refusal::LockHeld { .. })) => {
+                tracing::info!(rule = %rule.id, "another worker holds this rule's lock; this run is skipped");
+                None
+            }
+            Err(err) => {
+                tracing::error!(rule = %rule.id, error = %err, "the run did not complete");
+                Some(err.audit_code())
+            }
+        },
+    };
+    if let Some(reason) = failure
+        && let Err(err) = execute::record_failure(store, rule, &ctx, &reason).await
+    {
+        tracing::warn!(rule = %rule.id, error = %err, "could not record the failure in the audit trail");
+    }
+    status("waiting for the next scheduled run");
+}

@@ -1,0 +1,166 @@
+//! Prometheus metrics of runs and batches, and the endpoint that serves
+//! them (OpenMetrics text, on a loopback address, from a thread of its own).
+//!
+//! Recording is always on and costs an atomic add; serving is optional.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::execute::{Status, StepReport};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+type SecondsHistogram = Family<RuleLabels, Histogram, fn() -> Histogram>;
+
+struct Metrics {
+    registry: Registry,
+    rows_deleted: Family<RuleLabels, Counter>,
+    rows_pseudonymised: Family<RuleLabels, Counter>,
+    rows_held: Family<RuleLabels, Gauge>,
+    runs: Family<RuleLabels, Counter>,
+    failures: Family<RuleLabels, Counter>,
+    last_success: Family<RuleLabels, Gauge<f64, AtomicU64>>,
+    batch_seconds: SecondsHistogram,
+}
+
+fn batch_histogram() -> Histogram {
+    // 5 ms to about 10 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("glemsel");
+    let metrics = Metrics {
+        registry: Registry::default(),
+        rows_deleted: Family::default(),
+        rows_pseudonymised: Family::default(),
+        rows_held: Family::default(),
+        runs: Family::default(),
+        failures: Family::default(),
+        last_success: Family::default(),
+        batch_seconds: Family::new_with_constructor(batch_histogram),
+    };
+    registry.register(
+        "rows_deleted",
+        "Rows deleted, per rule",
+        metrics.rows_deleted.clone(),
+    );
+    registry.register(
+        "rows_pseudonymised",
+        "Rows pseudonymised, per rule",
+        metrics.rows_pseudonymised.clone(),
+    );
+    registry.register(
+        "rows_held",
+        "Rows due but kept under a hold at the last run, per rule",
+        metrics.rows_held.clone(),
+    );
+    registry.register("runs", "Runs started, per rule", metrics.runs.clone());
+    registry.register(
+        "run_failures",
+        "Runs that failed or could not start, per rule",
+        metrics.failures.clone(),
+    );
+    registry.register(
+        "last_success_timestamp_seconds",
+        "When the last completed run of each rule finished (Unix time)",
+        metrics.last_success.clone(),
+    );
+    registry.register(
+        "batch_duration_seconds",
+        "How long a batch transaction took, per rule",
+        metrics.batch_seconds.clone(),
+    );
+    Metrics {
+        registry,
+        ..metrics
+    }
+});
+
+fn labels(rule: &str) -> RuleLabels {
+    RuleLabels {
+        rule: rule.to_string(),
+    }
+}
+
+/// A batch committed.
+pub fn batch_committed(rule: &str, seconds: f64) {
+    METRICS
+        .batch_seconds
+        .get_or_create(&labels(rule))
+        .observe(seconds);
+}
+
+/// A run ended (in any status) and says what it did.
+pub fn run_ended(report: &StepReport) {
+    let rule = labels(&report.rule_id);
+    METRICS.runs.get_or_create(&rule).inc();
+    let changed = match report.action {
+        "delete" => &METRICS.rows_deleted,
+        _ => &METRICS.rows_pseudonymised,
+    };
+    changed.get_or_create(&rule).inc_by(report.rows_changed);
+    METRICS
+        .rows_held
+        .get_or_create(&rule)
+        .set(report.counted.held as i64);
+    match report.status {
+        Status::Completed => {
+            let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+            METRICS.last_success.get_or_create(&rule).set(now);
+        }
+        Status::Failed | Status::Refused => {
+            METRICS.failures.get_or_create(&rule).inc();
+        }
+        Status::Stopped | Status::Partial => {}
+    }
+}
+
+/// A run could not start, or failed before it could report.
+pub fn run_failed(rule: &str) {
+    METRICS.failures.get_or_create(&labels(rule)).inc();
+}
+
+/// The metrics in OpenMetrics text form.
+pub fn render() -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &METRICS.registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+/// Serves `/metrics` on `addr` from a thread of its own.
+pub fn serve(addr: SocketAddr) -> std::io::Result<()> {
+    let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let content_type = tiny_http::Header::from_bytes(
+                "Content-Type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .expect("a valid header");
+            for request in server.incoming_requests() {
+                let response = if request.url() == "/metrics" {
+                    tiny_http::Response::from_string(render()).with_header(content_type.clone())
+                } else {
+                    tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
+                };
+                if let Err(err) = request.respond(response) {
+                    tracing::debug!(error = %err, "a metrics scrape went away");
+                }
+            }
+        })?;
+    Ok(())
+}

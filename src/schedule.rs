@@ -1,0 +1,182 @@
+//! Cron schedules (with seconds) in a time zone, across daylight saving.
+//!
+//! The cron crate matches fields on wall-clock time; this module decides
+//! which instant a wall-clock time means. A time that happens twice (the
+//! autumn hour) runs once, at its first occurrence; a time that does not
+//! happen (the spring gap) runs once, when the clocks jump past it. So a
+//! daily 02:30 job in Copenhagen runs exactly once on both change days.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// A validated cron expression: `sec min hour day-of-month month day-of-week [year]`.
+#[derive(Clone)]
+pub struct Schedule {
+    text: String,
+    cron: cron::Schedule,
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Schedule({:?})", self.text)
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fields = text.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
+            return Err(format!(
+                "schedule {text:?} has {fields} fields; write seconds first: \"sec min hour day month weekday\", e.g. \"0 30 2 * * *\""
+            ));
+        }
+        let cron =
+            cron::Schedule::from_str(text).map_err(|err| format!("schedule {text:?}: {err}"))?;
+        Ok(Self {
+            text: text.to_string(),
+            cron,
+        })
+    }
+}
+
+/// The instant a wall-clock time stands for: the first of two, or for a
+/// time inside a gap, the moment the clocks jump past it.
+fn instant(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
+    match zone.from_local_datetime(&local) {
+        LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
+        LocalResult::None => {
+            let mut probe = local;
+            loop {
+                probe += TimeDelta::minutes(1);
+                if let Some(at) = zone.from_local_datetime(&probe).earliest() {
+                    // The first valid minute past the gap, less the seconds the
+                    // probe carried over: the instant of the jump itself.
+                    let seconds = probe.and_utc().timestamp().rem_euclid(60);
+                    return at.with_timezone(&Utc) - TimeDelta::seconds(seconds);
+                }
+            }
+        }
+    }
+}
+
+impl Schedule {
+    /// The first run strictly after `after`, with wall-clock fields read in `zone`.
+    pub fn next_after(&self, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&zone).naive_local();
+        // Cron fields are matched on wall-clock time, which UTC represents without gaps.
+        self.cron
+            .after(&local.and_utc())
+            .take(10_000)
+            .map(|candidate| instant(candidate.naive_utc(), zone))
+            .find(|at| *at > after)
+    }
+
+    /// Whether a run was due between `last` and `now` (exclusive of `last`).
+    pub fn missed_since(&self, last: DateTime<Utc>, now: DateTime<Utc>, zone: Tz) -> bool {
+        self.next_after(last, zone).is_some_and(|next| next <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn runs(schedule: &str, from: &str, count: usize) -> Vec<DateTime<Utc>> {
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let schedule: Schedule = schedule.parse().unwrap();
+        let mut at = utc(from);
+        let mut out = Vec::new();
+        for _ in 0..count {
+            at = schedule.next_after(at, zone).unwrap();
+            out.push(at);
+        }
+        out
+    }
+
+    /// 2026-03-29: Copenhagen jumps from 02:00 CET to 03:00 CEST. A daily
+    /// 02:30 job runs once that day, as the clocks jump.
+    #[test]
+    fn spring_forward_neither_skips_nor_doubles() {
+        assert_eq!(
+            runs("0 30 2 * * *", "2026-03-27T12:00:00Z", 4),
+            [
+                utc("2026-03-28T01:30:00Z"), // 02:30 CET
+                utc("2026-03-29T01:00:00Z"), // 02:30 does not exist: at the jump, 03:00 CEST
+                utc("2026-03-30T00:30:00Z"), // 02:30 CEST
+                utc("2026-03-31T00:30:00Z"),
+            ]
+        );
+        // Hourly: 02:00 and 03:00 wall-clock collapse into the one instant.
+        assert_eq!(
+            runs("0 0 * * * *", "2026-03-29T00:30:00Z", 3),
+            [
+                utc("2026-03-29T01:00:00Z"),
+                utc("2026-03-29T02:00:00Z"),
+                utc("2026-03-29T03:00:00Z")
+            ]
+        );
+    }
+
+    /// 2026-10-25: Copenhagen goes from 03:00 CEST back to 02:00 CET. A
+    /// daily 02:30 job runs at the first 02:30 only.
+    #[test]
+    fn fall_back_neither_skips_nor_doubles() {
+        assert_eq!(
+            runs("0 30 2 * * *", "2026-10-23T12:00:00Z", 4),
+            [
+                utc("2026-10-24T00:30:00Z"), // 02:30 CEST
+                utc("2026-10-25T00:30:00Z"), // the first 02:30 (CEST)
+                utc("2026-10-26T01:30:00Z"), // 02:30 CET
+                utc("2026-10-27T01:30:00Z"),
+            ]
+        );
+        // Started during the repeated hour, after the first 02:30 passed.
+        assert_eq!(
+            runs("0 30 2 * * *", "2026-10-25T01:10:00Z", 1),
+            [utc("2026-10-26T01:30:00Z")]
+        );
+    }
+
+    #[test]
+    fn missed_runs_are_noticed() {
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let daily: Schedule = "0 30 2 * * *".parse().unwrap();
+        assert!(daily.missed_since(
+            utc("2026-11-20T01:30:05Z"),
+            utc("2026-11-22T10:00:00Z"),
+            zone
+        ));
+        assert!(!daily.missed_since(
+            utc("2026-11-22T01:30:05Z"),
+            utc("2026-11-22T10:00:00Z"),
+            zone
+        ));
+    }
+
+    #[test]
+    fn schedules_need_seconds() {
+        assert!(
+            "30 2 * * *"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("write seconds first")
+        );
+        assert!("0 30 25 * * *".parse::<Schedule>().is_err());
+        assert!("*/5 * * * * *".parse::<Schedule>().is_ok());
+    }
+}

@@ -1,0 +1,539 @@
+//! `glemsel daemon` as systemd runs it: real processes, a notify socket of
+//! the test's own, signals, two daemons on one database, a store that is
+//! down, and the metrics endpoint.
+
+mod common;
+
+use std::io::Read as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{KEY, Kind, PgDb, Project, TestDb};
+
+/// A running daemon: its process, its notify socket and its log file.
+struct Daemon {
+    child: Child,
+    socket: UnixDatagram,
+    log: PathBuf,
+    notices: Vec<String>,
+}
+
+impl Daemon {
+    fn start(project: &Project, name: &str, env: &[(&str, &str)]) -> Daemon {
+        let socket_path = project.path().join(format!("{name}.notify"));
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let log = project.path().join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_glemsel"))
+            .arg("daemon")
+            .current_dir(project.path())
+            .env_remove("GLEMSEL_CONFIG")
+            .env("GLEMSEL_LOG", "glemsel=debug")
+            .env("NOTIFY_SOCKET", &socket_path)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            socket,
+            log,
+            notices: Vec::new(),
+        }
+    }
+
+    fn log(&self) -> String {
+        let mut text = String::new();
+        std::fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    /// Reads notifications until one contains `wanted`, or fails after `within`.
+    fn wait_notice(&mut self, wanted: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let notice = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.notices.push(notice.clone());
+                if notice.contains(wanted) {
+                    return notice;
+                }
+            }
+        }
+        panic!(
+            "no {wanted:?} within {within:?}; got {:?}\nlog:\n{}",
+            self.notices,
+            self.log()
+        );
+    }
+
+    fn wait_log(&self, wanted: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log().contains(wanted) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "no {wanted:?} in the log within {within:?}:\n{}",
+            self.log()
+        );
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its code.
+    fn exit_code(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("did not exit within {within:?}:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not happen within {within:?}");
+}
+
+fn sqlite_count(path: &Path, sql: &str) -> i64 {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.query_row(sql, [], |row| row.get(0)).unwrap()
+}
+
+fn logs_rule(id: &str, store: &str, schedule: &str) -> String {
+    format!(
+        "[[rule]]\nid = \"{id}\"\nstore = \"{store}\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nschedule = \"{schedule}\"\n\n"
+    )
+}
+
+#[test]
+fn notify_protocol_schedules_reload_and_stop() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("d.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL);
+             INSERT INTO logs (at) VALUES ('2020-01-01 00:00:00'), ('2020-01-02 00:00:00'), ('2099-01-01 00:00:00');",
+        )
+        .unwrap();
+    let project = Project::with_store(
+        "d",
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        "",
+    );
+    project.rules("logs.toml", &logs_rule("logs", "d", "* * * * * *"));
+    let mut daemon = Daemon::start(&project, "d", &[("WATCHDOG_USEC", "400000")]);
+
+    let ready = daemon.wait_notice("READY=1", Duration::from_secs(20));
+    assert!(
+        ready.contains("STATUS=running 1 rules on their schedules"),
+        "{ready}"
+    );
+    daemon.wait_notice("WATCHDOG=1", Duration::from_secs(2));
+    wait_until(Duration::from_secs(10), "the scheduled run", || {
+        sqlite_count(&path, "SELECT count(*) FROM logs") == 1
+    });
+    daemon.wait_notice("STATUS=running rule logs", Duration::from_secs(5));
+
+    // From here the test reads notices only now and then, so the socket's
+    // queue (10 datagrams) fills with watchdog pings: the daemon must not
+    // stall on a full queue. New due rows go at the next run.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("INSERT INTO logs (at) VALUES ('2021-01-01')", [])
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the next run", || {
+        sqlite_count(&path, "SELECT count(*) FROM logs") == 1
+    });
+
+    // A reload that fails its checks keeps the old rules running.
+    project.rules("logs.toml", &logs_rule("logs", "nowhere", "* * * * * *"));
+    daemon.signal("-HUP");
+    daemon.wait_notice("RELOADING=1", Duration::from_secs(5));
+    daemon.wait_notice("READY=1", Duration::from_secs(10));
+    daemon.wait_log("the previous rules keep running", Duration::from_secs(5));
+    assert!(
+        daemon.log().contains("unknown store \"nowhere\""),
+        "{}",
+        daemon.log()
+    );
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("INSERT INTO logs (at) VALUES ('2021-01-02')", [])
+        .unwrap();
+    wait_until(Duration::from_secs(10), "a run under the old rules", || {
+        sqlite_count(&path, "SELECT count(*) FROM logs") == 1
+    });
+
+    // A good reload takes over.
+    project.rules("logs.toml", &logs_rule("logs-renamed", "d", "* * * * * *"));
+    daemon.signal("-HUP");
+    daemon.wait_log("reloaded", Duration::from_secs(10));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("INSERT INTO logs (at) VALUES ('2021-01-03')", [])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sqlite_count(
+        &path,
+        "SELECT count(*) FROM glemsel_audit WHERE rule_id = 'logs-renamed' AND event = 'batch'",
+    ) != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no run under the new rules:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    daemon.signal("-TERM");
+    daemon.wait_notice("STOPPING=1", Duration::from_secs(5));
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+    assert_eq!(
+        sqlite_count(
+            &path,
+            "SELECT count(*) FROM glemsel_audit WHERE event = 'run_start' AND detail LIKE '%\"trigger\":\"schedule\"%'"
+        ),
+        sqlite_count(
+            &path,
+            "SELECT count(*) FROM glemsel_audit WHERE event = 'run_start'"
+        )
+    );
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(common::code(&verify), 0, "{}", common::text(&verify));
+}
+
+/// Appends a finished run of `rule` that ended `days` ago to the trail.
+async fn past_run(db: &PgDb, rule: &str, days: i64) {
+    use glemsel::audit::{AuditEntry, AuditEvent};
+    let url_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(url_file.path(), &db.url).unwrap();
+    let config = glemsel::rules::StoreConfig {
+        name: "db".into(),
+        engine: glemsel::rules::Engine::Postgres,
+        connection: glemsel::rules::Connection::Url(glemsel::rules::SecretSource::File(
+            url_file.path().into(),
+        )),
+        audit_table: "glemsel_audit".parse().unwrap(),
+        time_zone: chrono_tz::UTC,
+        empty_dates: vec![],
+        location: glemsel::rules::Location::file_start(Path::new("test")),
+    };
+    let mut store = glemsel::store::connect(&config, Duration::from_secs(2))
+        .await
+        .unwrap();
+    store.ensure_audit_table().await.unwrap();
+    let at = chrono::Utc::now() - chrono::TimeDelta::days(days);
+    store.begin().await.unwrap();
+    glemsel::audit::append(
+        store.as_mut(),
+        AuditEntry {
+            run_id: "earlier".into(),
+            event: AuditEvent::RunFinish,
+            rule_id: rule.into(),
+            store: "db".into(),
+            table_name: "logs".into(),
+            action: "delete".into(),
+            rows: 0,
+            key_from: None,
+            key_to: None,
+            as_of: at,
+            cutoff: String::new(),
+            rule_hash: String::new(),
+            key_id: None,
+            at,
+            host: "earlier".into(),
+            version: "0".into(),
+            detail: "{}".into(),
+        },
+    )
+    .await
+    .unwrap();
+    store.commit().await.unwrap();
+}
+
+/// A run missed while the daemon was down runs once at start-up, recorded
+/// as a catch-up; secrets come from systemd credentials and stay out of the log.
+#[tokio::test]
+async fn a_missed_run_is_caught_up_at_start() {
+    const PASSWORD: &str = "daemon-Pa55w0rd-secret";
+    let Some(db) = PgDb::create("catchup").await else {
+        return;
+    };
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE logs (id int PRIMARY KEY, at timestamptz NOT NULL);
+             INSERT INTO logs VALUES (1, '2020-01-01'), (2, '2020-01-02');
+             CREATE TABLE other_logs (id int PRIMARY KEY, at timestamptz NOT NULL);
+             INSERT INTO other_logs VALUES (1, '2020-01-01');",
+        )
+        .await
+        .unwrap();
+    past_run(&db, "logs", 3).await;
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(
+        credentials.path().join("db-url"),
+        db.url_with_password(PASSWORD),
+    )
+    .unwrap();
+    std::fs::write(credentials.path().join("hmac-key"), KEY).unwrap();
+    let project = Project::with_store(
+        "db",
+        "engine = \"postgres\"\nurl_credential = \"db-url\"",
+        "",
+    );
+    let config = std::fs::read_to_string(project.config())
+        .unwrap()
+        .replace("key_file = \"hmac-key\"", "key_credential = \"hmac-key\"");
+    std::fs::write(project.config(), config).unwrap();
+    // Daily at 02:30: last run three days ago, so one was missed. The other
+    // rule never ran: nothing to catch up, it waits for its schedule.
+    project.rules(
+        "logs.toml",
+        &(logs_rule("logs", "db", "0 30 2 * * *")
+            + &logs_rule("other", "db", "0 30 2 * * *")
+                .replace("table = \"logs\"", "table = \"other_logs\"")),
+    );
+    let credentials_dir = credentials.path().display().to_string();
+    let mut daemon = Daemon::start(
+        &project,
+        "d",
+        &[("CREDENTIALS_DIRECTORY", &credentials_dir)],
+    );
+    daemon.wait_notice("READY=1", Duration::from_secs(20));
+    daemon.wait_log(
+        "a scheduled run was missed; running it now",
+        Duration::from_secs(10),
+    );
+    let started = Instant::now();
+    loop {
+        let left: i64 = client
+            .query_one("SELECT count(*) FROM logs", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the catch-up run did not delete"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let detail: String = client
+        .query_one(
+            "SELECT detail FROM glemsel_audit WHERE event = 'run_start' AND rule_id = 'logs'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(detail.contains("\"trigger\":\"catch-up\""), "{detail}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other: i64 = client
+        .query_one("SELECT count(*) FROM other_logs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(other, 1, "a rule that never ran waits for its schedule");
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+    let log = daemon.log();
+    for secret in [PASSWORD, KEY] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    db.drop().await;
+}
+
+/// Two daemons on one database, as an HA pair: a rule's runs never overlap.
+#[tokio::test]
+async fn two_daemons_never_run_a_rule_at_once() {
+    let Some(db) = TestDb::create(Kind::Postgres, "ha").await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE logs (id int PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO logs SELECT n, timestamptz '2020-01-01' + n * interval '1 minute' FROM generate_series(1, 4000) AS n;",
+    )
+    .await;
+    let project = Project::for_db(&db, "db", "");
+    project.rules(
+        "logs.toml",
+        &logs_rule("logs", "db", "* * * * * *")
+            .replace("action = \"delete\"", "action = \"delete\"\nbatch_size = 3"),
+    );
+    let mut first = Daemon::start(&project, "first", &[]);
+    let mut second = Daemon::start(&project, "second", &[]);
+    first.wait_notice("READY=1", Duration::from_secs(20));
+    second.wait_notice("READY=1", Duration::from_secs(20));
+    let lock_held = "another worker holds this rule's lock; this run is skipped";
+    wait_until(
+        Duration::from_secs(60),
+        "one daemon skipping for the other",
+        || first.log().contains(lock_held) || second.log().contains(lock_held),
+    );
+    let started = Instant::now();
+    while db.column("SELECT count(*) FROM logs").await != [Some("0".to_string())] {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the due rows were not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A few more scheduled runs, which find nothing left.
+    let finished = "SELECT count(*) FROM glemsel_audit WHERE event = 'run_finish'";
+    while db.column(finished).await[0]
+        .as_deref()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap()
+        < 4
+    {
+        assert!(started.elapsed() < Duration::from_secs(150), "too few runs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.signal("-TERM");
+    second.signal("-TERM");
+    assert_eq!(first.exit_code(Duration::from_secs(10)), 0);
+    assert_eq!(second.exit_code(Duration::from_secs(10)), 0);
+
+    // Every run's span, start to finish, never overlaps another's.
+    let runs = db
+        .rows(
+            "SELECT s.run_id, s.seq, f.seq FROM glemsel_audit s JOIN glemsel_audit f \
+             ON f.run_id = s.run_id AND f.event = 'run_finish' WHERE s.event = 'run_start' ORDER BY s.seq",
+        )
+        .await;
+    assert!(runs.len() >= 2, "{runs:?}");
+    for pair in runs.windows(2) {
+        let (finish, next_start): (i64, i64) = (
+            pair[0][2].as_ref().unwrap().parse().unwrap(),
+            pair[1][1].as_ref().unwrap().parse().unwrap(),
+        );
+        assert!(finish < next_start, "runs overlap: {pair:?}");
+    }
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(common::code(&verify), 0, "{}", common::text(&verify));
+    db.drop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// One store down does not stop the others; metrics tell which is which.
+#[test]
+fn a_store_that_is_down_does_not_stop_the_others() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("up.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL); INSERT INTO logs (at) VALUES ('2020-01-01');")
+        .unwrap();
+    let port = free_port();
+    let project = Project::with_store(
+        "up",
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+    );
+    let down_url = project.path().join("down.url");
+    std::fs::write(&down_url, "postgresql://glemsel:secret@127.0.0.1:1/nowhere").unwrap();
+    let config = std::fs::read_to_string(project.config()).unwrap()
+        + "\n[stores.down]\nengine = \"postgres\"\nurl_file = \"down.url\"\n";
+    std::fs::write(project.config(), config).unwrap();
+    project.rules(
+        "logs.toml",
+        &(logs_rule("up-logs", "up", "* * * * * *")
+            + &logs_rule("down-logs", "down", "*/2 * * * * *")),
+    );
+    let mut daemon = Daemon::start(&project, "d", &[]);
+    daemon.wait_notice("READY=1", Duration::from_secs(20));
+    wait_until(Duration::from_secs(10), "the reachable store's run", || {
+        sqlite_count(&path, "SELECT count(*) FROM logs") == 0
+    });
+    daemon.wait_log("store unreachable; retrying", Duration::from_secs(10));
+    // The down store's run gives up when its next run comes, and counts as failed.
+    wait_until(
+        Duration::from_secs(20),
+        "a failed run of the down store",
+        || scrape(port).contains("glemsel_run_failures_total{rule=\"down-logs\"}"),
+    );
+    let metrics = scrape(port);
+    for expected in [
+        "glemsel_rows_deleted_total{rule=\"up-logs\"} 1",
+        "glemsel_runs_total{rule=\"up-logs\"}",
+        "glemsel_run_failures_total{rule=\"down-logs\"}",
+        "glemsel_last_success_timestamp_seconds{rule=\"up-logs\"}",
+        "glemsel_batch_duration_seconds_count{rule=\"up-logs\"} 1",
+        "glemsel_rows_held{rule=\"up-logs\"} 0",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in:\n{metrics}"
+        );
+    }
+    assert!(!daemon.log().contains("secret"), "{}", daemon.log());
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+}

@@ -66,27 +66,27 @@ impl Notice<'_> {
 /// The send never blocks: a full socket queue drops the notice rather
 /// than stall the runtime it is called from.
 fn notify(notices: &[Notice<'_>]) {
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
     let message: String = notices.iter().map(|n| n.line() + "\n").collect();
-    let sent = (|| -> std::io::Result<()> {
-        let socket = UnixDatagram::unbound()?;
-        socket.set_nonblocking(true)?;
-        let path = path.as_encoded_bytes();
-        let addr = match path.strip_prefix(b"@") {
-            Some(name) => {
-                <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?
-            }
-            None => SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(path))?,
-        };
-        socket.send_to_addr(message.as_bytes(), &addr)?;
-        Ok(())
-    })();
-    if let Err(err) = sent {
+    if let Err(err) = send_notice(&path, &message) {
         tracing::debug!(error = %err, "could not notify systemd");
     }
+}
+
+/// One datagram to a notify socket (a path, or `@name` for an abstract one).
+fn send_notice(path: &std::ffi::OsStr, message: &str) -> std::io::Result<()> {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    let path = path.as_encoded_bytes();
+    let addr = match path.strip_prefix(b"@") {
+        Some(name) => <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(path))?,
+    };
+    socket.send_to_addr(message.as_bytes(), &addr)?;
+    Ok(())
 }
 
 fn status(text: &str) {
@@ -478,4 +478,39 @@ async fn run_once(
         tracing::warn!(rule = %rule.id, error = %err, "could not record the failure in the audit trail");
     }
     status("waiting for the next scheduled run");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket nobody reads fills up after a few datagrams; sending to it
+    /// must fail fast, never wait.
+    #[test]
+    fn a_full_notify_socket_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let started = std::time::Instant::now();
+        let results: Vec<_> = (0..200)
+            .map(|_| send_notice(path.as_os_str(), "WATCHDOG=1\n"))
+            .collect();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(results.iter().any(Result::is_ok));
+        assert!(results.iter().any(|r| {
+            r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+        }));
+    }
+
+    #[test]
+    fn notices_reach_an_abstract_socket() {
+        let name = format!("glemsel-test-{}", std::process::id());
+        let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+        send_notice(std::ffi::OsStr::new(&format!("@{name}")), "READY=1\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\n");
+    }
 }

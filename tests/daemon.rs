@@ -12,21 +12,30 @@ use std::time::{Duration, Instant};
 
 use common::{KEY, Kind, PgDb, Project, TestDb};
 
-/// A running daemon: its process, its notify socket and its log file.
+/// A running daemon: its process, the notices it sent, and its log file.
 struct Daemon {
     child: Child,
-    socket: UnixDatagram,
+    notices: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     log: PathBuf,
-    notices: Vec<String>,
 }
 
 impl Daemon {
     fn start(project: &Project, name: &str, env: &[(&str, &str)]) -> Daemon {
         let socket_path = project.path().join(format!("{name}.notify"));
         let socket = UnixDatagram::bind(&socket_path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        // Like systemd, keep reading: a full queue would make the daemon
+        // drop notices (it never blocks on them; see the unit tests).
+        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = notices.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                collected
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
         let log = project.path().join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_glemsel"))
             .arg("daemon")
@@ -41,9 +50,8 @@ impl Daemon {
             .unwrap();
         Daemon {
             child,
-            socket,
+            notices,
             log,
-            notices: Vec::new(),
         }
     }
 
@@ -56,24 +64,28 @@ impl Daemon {
         text
     }
 
-    /// Reads notifications until one contains `wanted`, or fails after `within`.
+    /// Waits for a notice containing `wanted` that arrived after the
+    /// notices already seen through earlier waits; returns it.
     fn wait_notice(&mut self, wanted: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                let notice = String::from_utf8_lossy(&buf[..n]).into_owned();
-                self.notices.push(notice.clone());
-                if notice.contains(wanted) {
+        loop {
+            {
+                let mut notices = self.notices.lock().unwrap();
+                if let Some(at) = notices.iter().position(|n| n.contains(wanted)) {
+                    let notice = notices[at].clone();
+                    notices.drain(..=at);
                     return notice;
                 }
             }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no {wanted:?} within {within:?}; have {:?}\nlog:\n{}",
+                    self.notices.lock().unwrap(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "no {wanted:?} within {within:?}; got {:?}\nlog:\n{}",
-            self.notices,
-            self.log()
-        );
     }
 
     fn wait_log(&self, wanted: &str, within: Duration) {
@@ -175,9 +187,7 @@ fn notify_protocol_schedules_reload_and_stop() {
     });
     daemon.wait_notice("STATUS=running rule logs", Duration::from_secs(5));
 
-    // From here the test reads notices only now and then, so the socket's
-    // queue (10 datagrams) fills with watchdog pings: the daemon must not
-    // stall on a full queue. New due rows go at the next run.
+    // New due rows go at the next run.
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute("INSERT INTO logs (at) VALUES ('2021-01-01')", [])
@@ -536,4 +546,99 @@ fn a_store_that_is_down_does_not_stop_the_others() {
     assert!(!daemon.log().contains("secret"), "{}", daemon.log());
     daemon.signal("-TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+}
+
+/// `--log-format json`: every line on stderr is one JSON object.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("j.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL); INSERT INTO logs (at) VALUES ('2020-01-01');")
+        .unwrap();
+    let project = Project::with_store(
+        "j",
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        "",
+    );
+    project.rules("logs.toml", &logs_rule("logs", "j", "* * * * * *"));
+    let output = project.glemsel_with_env(&["--log-format", "json", "run"], &[]);
+    assert_eq!(common::code(&output), 0, "{}", common::text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    for line in lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+/// SIGTERM in the middle of a run: the batch in flight commits with its
+/// audit row, the run is recorded as stopped, and the daemon exits 0 at once.
+#[tokio::test]
+async fn sigterm_mid_run_drains_and_exits_zero() {
+    let Some(db) = TestDb::create(Kind::Postgres, "drain").await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE logs (id int PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO logs SELECT n, timestamptz '2020-01-01' + n * interval '1 minute' FROM generate_series(1, 20000) AS n;",
+    )
+    .await;
+    let project = Project::for_db(&db, "db", "");
+    project.rules(
+        "logs.toml",
+        &logs_rule("logs", "db", "* * * * * *")
+            .replace("action = \"delete\"", "action = \"delete\"\nbatch_size = 2"),
+    );
+    let mut daemon = Daemon::start(&project, "d", &[]);
+    daemon.wait_notice("READY=1", Duration::from_secs(20));
+    wait_until(Duration::from_secs(30), "20 committed batches", || {
+        daemon.log().matches("batch committed").count() >= 20
+    });
+    daemon.signal("-TERM");
+    let stopping = Instant::now();
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        stopping.elapsed()
+    );
+    let left: i64 = db.column("SELECT count(*) FROM logs").await[0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left > 0, "stopped before the end");
+    let audited: i64 = db
+        .column("SELECT sum(rows_affected) FROM glemsel_audit WHERE event = 'batch'")
+        .await[0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        audited,
+        20000 - left,
+        "every deleted row is in a committed batch's audit row"
+    );
+    let finish = db
+        .column("SELECT detail FROM glemsel_audit WHERE event = 'run_finish'")
+        .await;
+    assert!(
+        finish[0]
+            .as_deref()
+            .unwrap()
+            .contains("\"status\":\"stopped\""),
+        "{finish:?}"
+    );
+    db.drop().await;
 }

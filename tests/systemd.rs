@@ -1,0 +1,82 @@
+//! The shipped systemd units: `systemd-analyze verify` accepts them, and
+//! their exposure score stays at 2.0 or below.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const UNITS: [&str; 3] = [
+    "glemsel.service",
+    "glemsel-run.service",
+    "glemsel-run.timer",
+];
+
+/// `systemd-analyze`, or `None` to skip (a failure under CI).
+fn analyze() -> Option<PathBuf> {
+    let found = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but systemd-analyze is missing"
+        );
+        eprintln!("skipping: systemd-analyze is not installed");
+    }
+    found
+}
+
+/// The units, with ExecStart pointing at the binary under test.
+fn units() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for unit in UNITS {
+        let text = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("systemd")
+                .join(unit),
+        )
+        .unwrap();
+        let text = text.replace("/usr/local/bin/glemsel", env!("CARGO_BIN_EXE_glemsel"));
+        std::fs::write(dir.path().join(unit), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_units_verify() {
+    let Some(analyze) = analyze() else { return };
+    let dir = units();
+    let output = Command::new(analyze)
+        .arg("verify")
+        .args(UNITS)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("glemsel"),
+        "warnings about our units:\n{stderr}"
+    );
+}
+
+#[test]
+fn the_services_are_hardened() {
+    let Some(analyze) = analyze() else { return };
+    let dir = units();
+    for service in ["glemsel.service", "glemsel-run.service"] {
+        let output = Command::new(&analyze)
+            .args(["security", "--offline=true", service])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|line| line.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|score| score.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure score:\n{text}"));
+        assert!(score <= 2.0, "{service}: exposure {score}\n{text}");
+    }
+}

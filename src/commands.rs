@@ -132,17 +132,27 @@ pub async fn step_for(
     rule: &Rule,
     as_of: DateTime<Utc>,
 ) -> Result<Result<Step, Vec<Diagnostic>>, StoreError> {
-    let Some(schema) = store.describe(&rule.table).await? else {
-        return Ok(Err(vec![Diagnostic::new(
-            rule.at.table.clone(),
-            Some(&rule.id),
-            format!(
-                "table {} does not exist in store {}",
-                rule.table, rule.store
-            ),
-        )]));
-    };
-    let step = match plan::build_step(rule, config, &schema, as_of) {
+    let mut schemas = plan::Schemas::new();
+    let mut missing = Vec::new();
+    for (table, at) in plan::tables_of(rule) {
+        if schemas.contains_key(table) {
+            continue;
+        }
+        match store.describe(table).await? {
+            Some(schema) => {
+                schemas.insert(table.clone(), schema);
+            }
+            None => missing.push(Diagnostic::new(
+                at.clone(),
+                Some(&rule.id),
+                format!("table {table} does not exist in store {}", rule.store),
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(Err(missing));
+    }
+    let step = match plan::build_step(rule, config, &schemas, as_of) {
         Ok(step) => step,
         Err(found) => return Ok(Err(found)),
     };
@@ -422,12 +432,11 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
         .map(|step| {
             let key: Vec<&str> = step.key.iter().map(|c| c.name.as_str()).collect();
             format!(
-                "rule {}: ok: {}.{}, event {} ({}), walks ({})",
+                "rule {}: ok: {}.{}, event {}, walks ({})",
                 step.rule_id,
                 step.store,
                 step.table,
-                step.due.event.name,
-                step.due.event.data_type,
+                step.due.event.describe(&step.joins),
                 key.join(", ")
             )
         })

@@ -16,7 +16,7 @@ use crate::audit::{self, AuditEntry, AuditEvent};
 use crate::metrics;
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
-use crate::store::{Counts, Key, KeyValue, Store, StoreError, Window};
+use crate::store::{Changed, Counts, Key, KeyValue, NamedCount, Store, StoreError, Window};
 
 /// How often a batch that met a row lock is tried before it is skipped.
 const LOCK_ATTEMPTS: u32 = 3;
@@ -101,6 +101,8 @@ pub struct StepReport {
     pub status: Status,
     pub counted: Counts,
     pub rows_changed: u64,
+    /// Rows deleted with them, per cascade table.
+    pub cascaded: Vec<NamedCount>,
     pub batches: u64,
     pub windows_skipped: u64,
     pub seconds: f64,
@@ -181,7 +183,11 @@ fn key_json(key: &Option<Key>, hmac: Option<&HmacKey>) -> Option<String> {
 
 /// The textual due condition, as recorded in the trail.
 pub fn cutoff_text(step: &Step) -> String {
-    format!("{} < {}", step.due.event.name, step.due.bound)
+    format!(
+        "{} < {}",
+        step.due.event.describe(&step.joins),
+        step.due.bound
+    )
 }
 
 /// Runs one step against its store.
@@ -285,6 +291,7 @@ async fn run_locked(
         status: Status::Completed,
         counted,
         rows_changed: 0,
+        cascaded: crate::store::cascade_counts(step, &vec![0; step.cascades.len()]),
         batches: 0,
         windows_skipped: 0,
         seconds: 0.0,
@@ -318,10 +325,10 @@ async fn run_locked(
             let outcome = match store.begin().await {
                 Err(err) => Err(StepError::Store(err)),
                 Ok(()) => {
-                    let result: Result<u64, StepError> = async {
-                        let rows = store.mutate(step, &window, blocks.as_ref()).await?;
+                    let result: Result<Changed, StepError> = async {
+                        let changed = store.mutate(step, &window, blocks.as_ref()).await?;
                         if let Some(max_rows) = step.max_rows
-                            && changed_so_far + rows > max_rows
+                            && changed_so_far + changed.rows > max_rows
                         {
                             return Err(Refusal::MaxRowsReached {
                                 rule: step.rule_id.clone(),
@@ -329,21 +336,34 @@ async fn run_locked(
                             }
                             .into());
                         }
-                        if rows > 0 {
-                            let detail = serde_json::json!({ "ms": batch_started.elapsed().as_millis() as u64 });
-                            let batch = entry(AuditEvent::Batch, rows, Some(&window), detail.to_string());
+                        // Every change has its audit row: cascaded rows too.
+                        if changed.rows > 0 || changed.cascaded.iter().any(|c| c.rows > 0) {
+                            let detail = serde_json::json!({
+                                "ms": batch_started.elapsed().as_millis() as u64,
+                                "cascaded": changed.cascaded,
+                            });
+                            let batch = entry(
+                                AuditEvent::Batch,
+                                changed.rows,
+                                Some(&window),
+                                detail.to_string(),
+                            );
                             audit::append(store, batch).await?;
                         }
-                        Ok(rows)
+                        Ok(changed)
                     }
                     .await;
                     finish_transaction(store, result).await
                 }
             };
             match outcome {
-                Ok(rows) => {
+                Ok(changed) => {
+                    let rows = changed.rows;
                     report.rows_changed += rows;
                     report.batches += u64::from(rows > 0);
+                    for (total, batch) in report.cascaded.iter_mut().zip(&changed.cascaded) {
+                        total.rows += batch.rows;
+                    }
                     if rows > 0 {
                         metrics::batch_committed(
                             &step.rule_id,

@@ -12,8 +12,12 @@ use chrono_tz::Tz;
 
 use crate::period::Retention;
 use crate::pseudonym::{ColumnAction, TokenShape, redacted_text};
-use crate::rules::{Action, Diagnostic, Engine, Location, Rule, StoreConfig, TableRef};
-use crate::store::{Column, ColumnKind, TableSchema};
+use crate::rules::{
+    Action, Combine, Diagnostic, Engine, Location, Related, Rule, StoreConfig, TableRef,
+};
+use std::collections::BTreeMap;
+
+use crate::store::{Column, ColumnKind, ForeignKey, TableSchema};
 
 /// A point in time in the type of the event column it is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -63,16 +67,128 @@ pub fn local_to_instant(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
     }
 }
 
+/// Rows of another table that belong to each row of a step's table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RelatedStep {
+    pub table: TableRef,
+    /// `(their column, our column)` pairs.
+    pub on: Vec<(String, String)>,
+}
+
+/// A joined table whose rows lend event times, or keep rows from being due.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JoinStep {
+    pub name: String,
+    pub related: RelatedStep,
+    /// A related row matching this keeps the step's row from being due.
+    pub open: Option<String>,
+}
+
+/// One event time of a row.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// A column of the step's table.
+    Own(Column),
+    /// A column of a joined table, aggregated over the related rows.
+    Joined { join: usize, column: Column },
+}
+
+impl EventSource {
+    pub fn column(&self) -> &Column {
+        match self {
+            EventSource::Own(column) | EventSource::Joined { column, .. } => column,
+        }
+    }
+}
+
+/// The event a row is judged by: one time, or the latest or earliest of
+/// several (a time that is NULL or unusable does not take part).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    pub sources: Vec<EventSource>,
+    pub combine: Combine,
+    /// The type bounds are expressed in.
+    pub kind: ColumnKind,
+}
+
+impl Event {
+    /// The one column of the step's own table, when that is all there is
+    /// (the SQL then compares it directly, which an index can serve).
+    pub fn single(&self) -> Option<&Column> {
+        match self.sources.as_slice() {
+            [EventSource::Own(column)] => Some(column),
+            _ => None,
+        }
+    }
+
+    /// How reports name it: `contract_ended`, or `latest of (a, orders.b)`.
+    pub fn describe(&self, joins: &[JoinStep]) -> String {
+        let names: Vec<String> = self
+            .sources
+            .iter()
+            .map(|source| match source {
+                EventSource::Own(column) => column.name.clone(),
+                EventSource::Joined { join, column } => {
+                    format!("{}.{}", joins[*join].name, column.name)
+                }
+            })
+            .collect();
+        match names.as_slice() {
+            [one] => one.clone(),
+            _ => {
+                let word = match self.combine {
+                    Combine::Latest => "latest",
+                    Combine::Earliest => "earliest",
+                };
+                format!("{word} of ({})", names.join(", "))
+            }
+        }
+    }
+}
+
 /// When rows are due: `event < bound`, unless the event is unusable.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DueCondition {
-    pub event: Column,
+    pub event: Event,
     /// The first event time that is not due yet.
     pub bound: Moment,
     /// Half-open ranges `[from, to)` of values that mean "no date".
     pub empty_ranges: Vec<(Moment, Moment)>,
     /// Events before this are placeholders, never due (see [`EARLIEST_USABLE_DATE`]).
     pub floor: Moment,
+}
+
+/// What keeps a due row: a flag column, or a listing in another table.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hold {
+    Column(Column),
+    Table {
+        name: String,
+        related: RelatedStep,
+        filter: Option<String>,
+    },
+}
+
+impl Hold {
+    pub fn name(&self) -> &str {
+        match self {
+            Hold::Column(column) => &column.name,
+            Hold::Table { name, .. } => name,
+        }
+    }
+}
+
+/// A table whose rows are deleted with their parents, children first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CascadeStep {
+    /// `on` pairs are `(child column, parent column)`.
+    pub related: RelatedStep,
+    /// The parent's columns of `on`, in its order, with their types.
+    pub parent_columns: Vec<Column>,
+    /// Index of the cascade this hangs off; `None` for the step's table.
+    pub parent: Option<usize>,
 }
 
 /// One column change of a pseudonymising step.
@@ -125,7 +241,9 @@ pub struct Step {
     /// The rule's extra condition (trusted SQL).
     #[serde(rename = "where")]
     pub filter: Option<String>,
-    pub hold: Option<Column>,
+    pub joins: Vec<JoinStep>,
+    pub holds: Vec<Hold>,
+    pub cascades: Vec<CascadeStep>,
     /// The unique key batches walk, in order.
     pub key: Vec<Column>,
     #[serde(flatten)]
@@ -135,65 +253,199 @@ pub struct Step {
     pub rule_fingerprint: String,
 }
 
-/// Builds a rule's step against its live table. Every mismatch between the
-/// rule and the schema is reported, located at the rule's line.
+/// The live tables a step needs, by name as the rule writes them.
+pub type Schemas = BTreeMap<TableRef, TableSchema>;
+
+/// Every table a rule reads or changes, with where the rule names it.
+pub fn tables_of(rule: &Rule) -> Vec<(&TableRef, &Location)> {
+    let mut tables = vec![(&rule.table, &rule.at.table)];
+    tables.extend(rule.joins.iter().map(|j| (&j.related.table, &j.related.at)));
+    tables.extend(
+        rule.hold_tables
+            .iter()
+            .map(|h| (&h.related.table, &h.related.at)),
+    );
+    tables.extend(
+        rule.cascades
+            .iter()
+            .map(|c| (&c.related.table, &c.related.at)),
+    );
+    tables
+}
+
+/// Problems found while building one step.
+struct Problems<'r> {
+    rule: &'r Rule,
+    found: Vec<Diagnostic>,
+}
+
+impl Problems<'_> {
+    fn push(&mut self, at: &Location, message: String) {
+        self.found
+            .push(Diagnostic::new(at.clone(), Some(&self.rule.id), message));
+    }
+}
+
+/// A related table's `on` pairs, checked against both tables.
+fn related_step(
+    what: &str,
+    related: &Related,
+    theirs: &TableSchema,
+    ours: (&TableRef, &TableSchema),
+    problems: &mut Problems<'_>,
+) -> Option<RelatedStep> {
+    let before = problems.found.len();
+    for (their, our) in &related.on {
+        if theirs.column(their).is_none() {
+            problems.push(
+                &related.at,
+                format!("{what} {}: it has no column {their:?}", related.table),
+            );
+        }
+        if ours.1.column(our).is_none() {
+            problems.push(
+                &related.at,
+                format!("{what} {}: {} has no column {our:?}", related.table, ours.0),
+            );
+        }
+    }
+    (problems.found.len() == before).then(|| RelatedStep {
+        table: related.table.clone(),
+        on: related.on.clone(),
+    })
+}
+
+/// The type a bound is expressed in for these sources: a date, a wall-clock
+/// timestamp (dates then count from midnight), or an instant. Instants do
+/// not mix with the others: which zone a wall-clock time is in is not known.
+fn event_kind(sources: &[EventSource]) -> Result<ColumnKind, String> {
+    let kinds: Vec<ColumnKind> = sources.iter().map(|s| s.column().kind).collect();
+    if kinds.iter().all(|k| *k == ColumnKind::Date) {
+        Ok(ColumnKind::Date)
+    } else if kinds.iter().all(|k| *k == ColumnKind::TimestampTz) {
+        Ok(ColumnKind::TimestampTz)
+    } else if kinds.contains(&ColumnKind::TimestampTz) {
+        Err("after mixes timestamps with a time zone and without; give them in one kind".into())
+    } else {
+        Ok(ColumnKind::Timestamp)
+    }
+}
+
+/// Builds a rule's step against its live tables. Every mismatch between
+/// the rule and the schema is reported, located at the rule's line.
 pub fn build_step(
     rule: &Rule,
     store: &StoreConfig,
-    schema: &TableSchema,
+    schemas: &Schemas,
     as_of: DateTime<Utc>,
 ) -> Result<Step, Vec<Diagnostic>> {
-    let mut problems = Vec::new();
-    let mut problem = |at: &Location, message: String| {
-        problems.push(Diagnostic::new(at.clone(), Some(&rule.id), message));
+    let mut problems = Problems {
+        rule,
+        found: Vec::new(),
     };
-    // Messages name the table as the rule does, not as the catalog resolved it.
+    // Messages name tables as the rule does, not as the catalog resolved them.
     let table = &rule.table;
+    let schema = &schemas[table];
     let column = |name: &str| schema.column(name);
 
-    let event = match column(&rule.event) {
-        Some(c) if c.kind.is_temporal() => Some(c.clone()),
-        Some(c) => {
-            problem(
+    let joins: Vec<Option<JoinStep>> = rule
+        .joins
+        .iter()
+        .map(|join| {
+            let related = related_step(
+                "join",
+                &join.related,
+                &schemas[&join.related.table],
+                (table, schema),
+                &mut problems,
+            )?;
+            Some(JoinStep {
+                name: join.name.clone(),
+                related,
+                open: join.open.clone(),
+            })
+        })
+        .collect();
+
+    let mut sources = Vec::new();
+    for source in &rule.event.sources {
+        let (column, owner) = match &source.join {
+            None => (schema.column(&source.column), table),
+            Some(name) => {
+                let index = rule
+                    .joins
+                    .iter()
+                    .position(|j| &j.name == name)
+                    .expect("validated");
+                let owner = &rule.joins[index].related.table;
+                (schemas[owner].column(&source.column), owner)
+            }
+        };
+        match column {
+            Some(c) if c.kind.is_temporal() => sources.push(match &source.join {
+                None => EventSource::Own(c.clone()),
+                Some(name) => EventSource::Joined {
+                    join: rule
+                        .joins
+                        .iter()
+                        .position(|j| &j.name == name)
+                        .expect("validated"),
+                    column: c.clone(),
+                },
+            }),
+            Some(c) => problems.push(
                 &rule.at.after,
                 format!(
-                    "after: column {:?} of {table} is {}, not a date or timestamp",
+                    "after: column {:?} of {owner} is {}, not a date or timestamp",
                     c.name, c.data_type
                 ),
-            );
-            None
-        }
-        None => {
-            problem(
+            ),
+            None => problems.push(
                 &rule.at.after,
-                format!("after: {table} has no column {:?}", rule.event),
-            );
+                format!("after: {owner} has no column {:?}", source.column),
+            ),
+        }
+    }
+    let kind = match event_kind(&sources) {
+        Ok(kind) => Some(kind),
+        Err(err) => {
+            problems.push(&rule.at.after, err);
             None
         }
     };
 
-    let hold = rule.hold.as_ref().and_then(|name| {
+    let mut holds = Vec::new();
+    if let Some(name) = &rule.hold {
         let at = rule.at.hold.as_ref().unwrap_or(&rule.at.rule);
         match column(name) {
             Some(c) if matches!(c.kind, ColumnKind::Boolean | ColumnKind::Integer) => {
-                Some(c.clone())
+                holds.push(Hold::Column(c.clone()))
             }
-            Some(c) => {
-                problem(
-                    at,
-                    format!(
-                        "hold: column {name:?} of {table} is {}, not a boolean",
-                        c.data_type
-                    ),
-                );
-                None
-            }
-            None => {
-                problem(at, format!("hold: {table} has no column {name:?}"));
-                None
-            }
+            Some(c) => problems.push(
+                at,
+                format!(
+                    "hold: column {name:?} of {table} is {}, not a boolean",
+                    c.data_type
+                ),
+            ),
+            None => problems.push(at, format!("hold: {table} has no column {name:?}")),
         }
-    });
+    }
+    for hold in &rule.hold_tables {
+        if let Some(related) = related_step(
+            "hold_table",
+            &hold.related,
+            &schemas[&hold.related.table],
+            (table, schema),
+            &mut problems,
+        ) {
+            holds.push(Hold::Table {
+                name: hold.name.clone(),
+                related,
+                filter: hold.filter.clone(),
+            });
+        }
+    }
 
     let key_names: Option<Vec<String>> = match &rule.key {
         Some(key) => {
@@ -211,12 +463,12 @@ pub fn build_step(
                     a == b
                 });
             if let Some(missing) = key.iter().find(|k| column(k).is_none()) {
-                problem(at, format!("key: {table} has no column {missing:?}"));
+                problems.push(at, format!("key: {table} has no column {missing:?}"));
                 None
             } else if is_unique {
                 Some(key.clone())
             } else if let Some(index_order) = reordered {
-                problem(
+                problems.push(
                     at,
                     format!(
                         "key: name the columns in the index's order: [{}]",
@@ -225,7 +477,7 @@ pub fn build_step(
                 );
                 None
             } else {
-                problem(
+                problems.push(
                     at,
                     format!(
                         "key: ({}) is not the primary key or a unique key of NOT NULL columns of {table}",
@@ -236,7 +488,7 @@ pub fn build_step(
             }
         }
         None if schema.primary_key.is_empty() => {
-            problem(
+            problems.push(
                 &rule.at.table,
                 format!(
                     "{table} has no primary key; batches need a unique key to walk: name one with key = [\"<column>\", ...]"
@@ -252,25 +504,39 @@ pub fn build_step(
         .filter_map(|name| column(name).cloned())
         .collect();
 
+    let mut cascades = Vec::new();
     let action = match &rule.action {
         Action::Delete => {
-            // The database must not delete or change rows the rule did not
-            // count, nor fail every run on rows it cannot delete.
-            for fk in &schema.referenced_by {
-                let effect = if fk.on_delete.widens() {
-                    "would also change rows there without counting or auditing them"
-                } else {
-                    "would block deleting every row that still has rows there"
-                };
-                problem(
-                    &rule.at.table,
-                    format!(
-                        "{} ({}) references {table} {}: deleting here {effect}; delete or pseudonymise that table's rows by a rule of their own first, or pseudonymise here instead",
-                        fk.table,
-                        fk.columns.join(", "),
-                        fk.on_delete.as_sql()
-                    ),
-                );
+            for cascade in &rule.cascades {
+                let parent = cascade.parent.as_ref().map(|p| {
+                    rule.cascades
+                        .iter()
+                        .position(|c| &c.related.table == p)
+                        .expect("validated")
+                });
+                let parent_table = cascade.parent.as_ref().unwrap_or(table);
+                if let Some(related) = related_step(
+                    "cascade",
+                    &cascade.related,
+                    &schemas[&cascade.related.table],
+                    (parent_table, &schemas[parent_table]),
+                    &mut problems,
+                ) {
+                    let parent_schema = &schemas[parent_table];
+                    let parent_columns = related
+                        .on
+                        .iter()
+                        .filter_map(|(_, ours)| parent_schema.column(ours).cloned())
+                        .collect();
+                    cascades.push(CascadeStep {
+                        related,
+                        parent_columns,
+                        parent,
+                    });
+                }
+            }
+            if cascades.len() == rule.cascades.len() {
+                check_foreign_keys(rule, schemas, &cascades, &mut problems);
             }
             Some(StepAction::Delete)
         }
@@ -279,64 +545,46 @@ pub fn build_step(
             for (name, action) in columns {
                 let at = rule.at.columns.get(name).unwrap_or(&rule.at.rule);
                 let Some(c) = column(name) else {
-                    problem(at, format!("columns: {table} has no column {name:?}"));
+                    problems.push(at, format!("columns: {table} has no column {name:?}"));
                     continue;
                 };
-                if key.iter().any(|k| k.name == *name) || schema.primary_key.contains(name) {
-                    problem(
-                        at,
-                        format!(
-                            "columns: {name:?} is part of the key of {table}; keys are never changed"
-                        ),
-                    );
-                    continue;
-                }
-                if action.needs_text() && c.kind != ColumnKind::Text {
-                    problem(
-                        at,
-                        format!(
-                            "columns: {name:?} is {}; {} needs a text column",
-                            c.data_type,
-                            action.as_str()
-                        ),
-                    );
-                    continue;
-                }
-                if let Some(fk) = schema
+                let problem = if key.iter().any(|k| k.name == *name)
+                    || schema.primary_key.contains(name)
+                {
+                    Some(format!(
+                        "columns: {name:?} is part of the key of {table}; keys are never changed"
+                    ))
+                } else if action.needs_text() && c.kind != ColumnKind::Text {
+                    Some(format!(
+                        "columns: {name:?} is {}; {} needs a text column",
+                        c.data_type,
+                        action.as_str()
+                    ))
+                } else if let Some(fk) = schema
                     .referenced_by
                     .iter()
                     .find(|fk| fk.references.contains(name))
                 {
-                    problem(
-                        at,
-                        format!(
-                            "columns: {name:?} is referenced by {} ({}); it cannot change",
-                            fk.table,
-                            fk.columns.join(", ")
-                        ),
-                    );
-                    continue;
-                }
-                if *action == ColumnAction::Null && !c.nullable {
-                    problem(
-                        at,
-                        format!(
-                            "columns: {name:?} is NOT NULL, so it cannot be set to null; use redact or hmac"
-                        ),
-                    );
-                    continue;
-                }
-                if let Some(max) = c.max_chars
-                    && max < action.min_length()
-                {
-                    problem(
-                        at,
+                    Some(format!(
+                        "columns: {name:?} is referenced by {} ({}); it cannot change",
+                        fk.table,
+                        fk.columns.join(", ")
+                    ))
+                } else if *action == ColumnAction::Null && !c.nullable {
+                    Some(format!(
+                        "columns: {name:?} is NOT NULL, so it cannot be set to null; use redact or hmac"
+                    ))
+                } else {
+                    c.max_chars.filter(|max| *max < action.min_length()).map(|max| {
                         format!(
                             "columns: {name:?} holds at most {max} characters; {} needs at least {}",
                             action.as_str(),
                             action.min_length()
-                        ),
-                    );
+                        )
+                    })
+                };
+                if let Some(problem) = problem {
+                    problems.push(at, problem);
                     continue;
                 }
                 changes.push(ColumnChange {
@@ -350,12 +598,18 @@ pub fn build_step(
         }
     };
 
-    let (Some(event), Some(action), Some(_)) = (event, action, key_names) else {
-        return Err(problems);
+    let joins: Option<Vec<JoinStep>> = joins.into_iter().collect();
+    let (Some(kind), Some(action), Some(_), Some(joins)) = (kind, action, key_names, joins) else {
+        return Err(problems.found);
     };
-    if !problems.is_empty() {
-        return Err(problems);
+    if !problems.found.is_empty() {
+        return Err(problems.found);
     }
+    let event = Event {
+        sources,
+        combine: rule.event.combine,
+        kind,
+    };
     let due = due_condition(
         &rule.retention,
         event,
@@ -374,13 +628,92 @@ pub fn build_step(
         as_of,
         due,
         filter: rule.filter.clone(),
-        hold,
+        joins,
+        holds,
+        cascades,
         key,
         action,
         max_rows: rule.max_rows,
         batch_size: rule.batch_size,
         rule_fingerprint: rule.fingerprint.clone(),
     })
+}
+
+/// A delete must not be widened or blocked by a foreign key the rule does
+/// not know of: every foreign key into a table it deletes from must be one
+/// of its cascades (which delete the children first).
+fn check_foreign_keys(
+    rule: &Rule,
+    schemas: &Schemas,
+    cascades: &[CascadeStep],
+    problems: &mut Problems<'_>,
+) {
+    let resolved = |table: &TableRef| &schemas[table].table;
+    let deleted: Vec<(Option<usize>, &TableRef)> = std::iter::once((None, &rule.table))
+        .chain(
+            rule.cascades
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (Some(i), &c.related.table)),
+        )
+        .collect();
+    for (index, table) in deleted {
+        for fk in &schemas[table].referenced_by {
+            let pairs = |fk: &ForeignKey| {
+                let mut pairs: Vec<(String, String)> = fk
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(fk.references.iter().cloned())
+                    .collect();
+                pairs.sort();
+                pairs
+            };
+            let covered = cascades.iter().any(|cascade| {
+                let mut on = cascade.related.on.clone();
+                on.sort();
+                cascade.parent == index
+                    && resolved(&cascade.related.table) == &fk.table
+                    && on == pairs(fk)
+            });
+            if covered {
+                continue;
+            }
+            let effect = if fk.table == *resolved(table) {
+                "refers to its own table, which a batch cannot order; pseudonymise instead"
+                    .to_string()
+            } else if fk.on_delete.widens() {
+                format!(
+                    "would also change rows there without counting or auditing them; declare it: [[rule.cascade]] table = {:?}, on = {{ {} }}",
+                    fk.table.to_string(),
+                    on_text(fk)
+                )
+            } else {
+                format!(
+                    "would block deleting every row that still has rows there; declare it as a [[rule.cascade]] (on = {{ {} }}), delete those rows by a rule of their own first, or pseudonymise instead",
+                    on_text(fk)
+                )
+            };
+            problems.push(
+                &rule.at.table,
+                format!(
+                    "{} ({}) references {table} {}: deleting here {effect}",
+                    fk.table,
+                    fk.columns.join(", "),
+                    fk.on_delete.as_sql()
+                ),
+            );
+        }
+    }
+}
+
+fn on_text(fk: &ForeignKey) -> String {
+    fk.columns
+        .iter()
+        .zip(&fk.references)
+        .map(|(c, r)| format!("{c} = {r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Events before this are placeholders, not dates: NAV's 1753-01-01,
@@ -393,7 +726,7 @@ const MAX_ZONE_OFFSET: chrono::TimeDelta = chrono::TimeDelta::hours(14);
 
 fn due_condition(
     retention: &Retention,
-    event: Column,
+    event: Event,
     empty_dates: &[NaiveDate],
     zone: Tz,
     as_of: DateTime<Utc>,
@@ -443,6 +776,14 @@ fn quoted_list(names: &[String]) -> String {
 mod tests {
     use super::*;
 
+    fn event(column: Column) -> Event {
+        Event {
+            kind: column.kind,
+            sources: vec![EventSource::Own(column)],
+            combine: Combine::Latest,
+        }
+    }
+
     fn column(name: &str, kind: ColumnKind, nullable: bool, max_chars: Option<usize>) -> Column {
         Column {
             name: name.into(),
@@ -464,7 +805,7 @@ mod tests {
         let as_of = "2022-06-30T22:30:00Z".parse().unwrap();
         let date = due_condition(
             &retention,
-            column("d", ColumnKind::Date, true, None),
+            event(column("d", ColumnKind::Date, true, None)),
             &[],
             zone,
             as_of,
@@ -472,7 +813,7 @@ mod tests {
         assert_eq!(date.bound, Moment::Date("2017-07-01".parse().unwrap()));
         let naive = due_condition(
             &retention,
-            column("t", ColumnKind::Timestamp, true, None),
+            event(column("t", ColumnKind::Timestamp, true, None)),
             &[],
             zone,
             as_of,
@@ -483,7 +824,7 @@ mod tests {
         );
         let instant = due_condition(
             &retention,
-            column("t", ColumnKind::TimestampTz, true, None),
+            event(column("t", ColumnKind::TimestampTz, true, None)),
             &[],
             zone,
             as_of,
@@ -495,7 +836,7 @@ mod tests {
         // An hour earlier it is still 30 June in Copenhagen: one year less is due.
         let earlier = due_condition(
             &retention,
-            column("d", ColumnKind::Date, true, None),
+            event(column("d", ColumnKind::Date, true, None)),
             &[],
             zone,
             "2022-06-30T21:30:00Z".parse().unwrap(),

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 
 use crate::commands::{PlanReport, StepOutcome, Verdict};
 use crate::execute::{Status, cutoff_text};
-use crate::plan::{Step, StepAction};
+use crate::plan::{Hold, RelatedStep, Step, StepAction};
 
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
@@ -47,6 +47,16 @@ fn action_text(step: &Step) -> String {
     }
 }
 
+/// `orders.customer_id = id`, for the `on` of a related table.
+fn related_text(related: &RelatedStep) -> String {
+    related
+        .on
+        .iter()
+        .map(|(theirs, ours)| format!("{}.{theirs} = {ours}", related.table.name))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 /// The dry-run report as text.
 pub fn plan_text(report: &PlanReport) -> String {
     let mut out = String::new();
@@ -79,14 +89,61 @@ pub fn plan_text(report: &PlanReport) -> String {
         let _ = writeln!(
             out,
             "  retain    {} after {}",
-            step.retention, step.due.event.name
+            step.retention,
+            step.due.event.describe(&step.joins)
         );
         let _ = writeln!(out, "  due when  {}", cutoff_text(step));
         if let Some(filter) = &step.filter {
             let _ = writeln!(out, "  where     {filter}");
         }
-        if let Some(hold) = &step.hold {
-            let _ = writeln!(out, "  hold      rows where {} is true are kept", hold.name);
+        for join in &step.joins {
+            let _ = write!(
+                out,
+                "  join      {} ({})",
+                join.name,
+                related_text(&join.related)
+            );
+            match &join.open {
+                Some(open) => {
+                    let _ = writeln!(
+                        out,
+                        "; a related row where {open} keeps a row from being due"
+                    );
+                }
+                None => out.push('\n'),
+            }
+        }
+        for (hold, held) in step.holds.iter().zip(&c.held_by) {
+            let kept = thousands(held.rows);
+            let _ = match hold {
+                Hold::Column(column) => writeln!(
+                    out,
+                    "  hold      rows where {} is true or NULL are kept: {kept} now",
+                    column.name
+                ),
+                Hold::Table {
+                    name,
+                    related,
+                    filter,
+                } => writeln!(
+                    out,
+                    "  hold      rows listed in {name} ({}){}: {kept} now",
+                    related_text(related),
+                    filter
+                        .as_ref()
+                        .map(|f| format!(" where {f}"))
+                        .unwrap_or_default()
+                ),
+            };
+        }
+        for (cascade, cascaded) in step.cascades.iter().zip(&c.cascaded) {
+            let _ = writeln!(
+                out,
+                "  cascade   also deletes {} rows of {} ({}), first",
+                thousands(cascaded.rows),
+                cascade.related.table,
+                related_text(&cascade.related)
+            );
         }
         let mut rows = format!(
             "  rows      {} due, {} held, {} with no usable date",

@@ -15,11 +15,12 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::raw::{RawCategory, RawConfig, RawRule, RawStore};
+use super::raw::{RawAfter, RawCategory, RawConfig, RawRelated, RawRule, RawStore};
 use super::source::Source;
 use super::{
-    Action, Category, Connection, Diagnostic, Diagnostics, Engine, Location, Policy, Rule,
-    RuleLocations, SecretSource, Settings, StoreConfig, TableRef, check_identifier,
+    Action, Cascade, Category, Combine, Connection, Diagnostic, Diagnostics, Engine, EventRef,
+    EventSpec, HoldTable, Join, Location, Policy, Related, Rule, RuleLocations, SecretSource,
+    Settings, StoreConfig, TableRef, check_identifier,
 };
 use crate::period::{Period, Retention, RoundUp};
 use crate::pseudonym::ColumnAction;
@@ -730,8 +731,29 @@ fn validate_rule(
         }
         name.get_ref().clone()
     };
-    let event = column_name(&raw.after, "after");
     let hold = raw.hold.as_ref().map(|h| column_name(h, "hold"));
+    let joins = related_tables(source, raw.join.as_deref(), RelatedKind::Join, rule, diags);
+    let event = event_spec(
+        loc(raw.after.span()),
+        raw.after.get_ref(),
+        &joins,
+        rule,
+        diags,
+    );
+    let hold_tables = related_tables(
+        source,
+        raw.hold_table.as_deref(),
+        RelatedKind::Hold,
+        rule,
+        diags,
+    );
+    let cascades = related_tables(
+        source,
+        raw.cascade.as_deref(),
+        RelatedKind::Cascade,
+        rule,
+        diags,
+    );
 
     let period = match raw.retain.get_ref().parse::<Period>() {
         Ok(period) => Some(period),
@@ -805,7 +827,7 @@ fn validate_rule(
                     if let Err(err) = check_identifier(name) {
                         diags.push(at.clone(), rule, format!("columns: {err}"));
                     }
-                    if *name == event {
+                    if event.as_ref().is_some_and(|e| e.uses_own(name)) {
                         diags.push(at.clone(), rule, format!("column {name:?} is the event column; changing it would change when rows are due"));
                     }
                     if hold.as_ref() == Some(name) {
@@ -885,6 +907,13 @@ fn validate_rule(
         .schedule
         .as_ref()
         .and_then(|s| parse_schedule(source, s, rule, diags));
+    if !cascades.is_empty() && raw.action.get_ref() != "delete" {
+        diags.push(
+            loc(raw.action.span()),
+            rule,
+            "[[rule.cascade]] applies to action = \"delete\"; pseudonymising keeps rows, so their children stay",
+        );
+    }
     if diags.0.len() > errors_before {
         return None;
     }
@@ -897,13 +926,36 @@ fn validate_rule(
         store: store.clone(),
         table: table?,
         category: raw.category.get_ref().clone(),
-        event,
+        event: event?,
+        joins: joins
+            .into_iter()
+            .map(|(join, _)| Join {
+                name: join.name,
+                related: join.related,
+                open: join.open,
+            })
+            .collect(),
         retention: Retention {
             period: period?,
             round_up,
         },
         filter,
         hold,
+        hold_tables: hold_tables
+            .into_iter()
+            .map(|(related, filter)| HoldTable {
+                name: related.name,
+                related: related.related,
+                filter,
+            })
+            .collect(),
+        cascades: cascades
+            .into_iter()
+            .map(|(related, _)| Cascade {
+                parent: related.parent,
+                related: related.related,
+            })
+            .collect(),
         action: action?,
         key,
         empty_dates,
@@ -921,6 +973,192 @@ fn validate_rule(
             columns: column_locations,
         },
     })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RelatedKind {
+    Join,
+    Hold,
+    Cascade,
+}
+
+impl RelatedKind {
+    fn key(self) -> &'static str {
+        match self {
+            RelatedKind::Join => "[[rule.join]]",
+            RelatedKind::Hold => "[[rule.hold_table]]",
+            RelatedKind::Cascade => "[[rule.cascade]]",
+        }
+    }
+}
+
+/// A validated related table, with the parts only some kinds take.
+struct RelatedParts {
+    name: String,
+    related: Related,
+    open: Option<String>,
+    parent: Option<TableRef>,
+}
+
+/// Validates `[[rule.join]]`, `[[rule.hold_table]]` or `[[rule.cascade]]`
+/// entries; returns them with their `where` (hold tables) or `open` (joins).
+fn related_tables(
+    source: &Source,
+    raw: Option<&[RawRelated]>,
+    kind: RelatedKind,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Vec<(RelatedParts, Option<String>)> {
+    let mut out: Vec<(RelatedParts, Option<String>)> = Vec::new();
+    for entry in raw.unwrap_or_default() {
+        let at = source.span_location(Some(entry.table.span()));
+        let errors_before = diags.0.len();
+        let Some(table) = parse_table(source, &entry.table, rule, diags) else {
+            continue;
+        };
+        let name = entry.name.clone().unwrap_or_else(|| table.name.clone());
+        let what = format!("{} {}", kind.key(), entry.table.get_ref());
+        if kind != RelatedKind::Join && entry.name.is_some() {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: name applies only to [[rule.join]]"),
+            );
+        }
+        if kind != RelatedKind::Join && entry.open.is_some() {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: open applies only to [[rule.join]]"),
+            );
+        }
+        if kind != RelatedKind::Hold && entry.filter.is_some() {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: where applies only to [[rule.hold_table]]"),
+            );
+        }
+        if kind != RelatedKind::Cascade && entry.parent.is_some() {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: parent applies only to [[rule.cascade]]"),
+            );
+        }
+        if entry.on.is_empty() {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: on is empty; write on = {{ their_column = \"our_column\" }}"),
+            );
+        }
+        for (theirs, ours) in &entry.on {
+            for column in [theirs, ours] {
+                if let Err(err) = check_identifier(column) {
+                    diags.push(at.clone(), rule, format!("{what}: on: {err}"));
+                }
+            }
+        }
+        let mut fragment = |text: &Option<Spanned<String>>, key: &str| {
+            text.as_ref().map(|text| {
+                if let Err(err) = check_sql_fragment(text.get_ref()) {
+                    diags.push(
+                        source.span_location(Some(text.span())),
+                        rule,
+                        format!("{what}: {key}: {err}"),
+                    );
+                }
+                text.get_ref().clone()
+            })
+        };
+        let open = fragment(&entry.open, "open");
+        let filter = fragment(&entry.filter, "where");
+        let parent = match &entry.parent {
+            None => None,
+            Some(parent) => match parent.parse::<TableRef>() {
+                Ok(parent) if out.iter().any(|(r, _)| r.related.table == parent) => Some(parent),
+                _ => {
+                    diags.push(
+                        at.clone(),
+                        rule,
+                        format!("{what}: parent {parent:?} must be a cascade table declared before this one"),
+                    );
+                    None
+                }
+            },
+        };
+        if out.iter().any(|(r, _)| r.name == name) {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: {name:?} is declared twice; give one a different name"),
+            );
+        }
+        if diags.0.len() > errors_before {
+            continue;
+        }
+        out.push((
+            RelatedParts {
+                name,
+                related: Related {
+                    table,
+                    on: entry
+                        .on
+                        .iter()
+                        .map(|(t, o)| (t.clone(), o.clone()))
+                        .collect(),
+                    at,
+                },
+                open,
+                parent,
+            },
+            filter,
+        ));
+    }
+    out
+}
+
+/// `after` with its sources resolved against the declared joins.
+fn event_spec(
+    at: Location,
+    raw: &RawAfter,
+    joins: &[(RelatedParts, Option<String>)],
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<EventSpec> {
+    let (names, combine) = match raw {
+        RawAfter::One(name) => (std::slice::from_ref(name), Combine::Latest),
+        RawAfter::Latest(latest) => (latest.latest.as_slice(), Combine::Latest),
+        RawAfter::Earliest(earliest) => (earliest.earliest.as_slice(), Combine::Earliest),
+    };
+    if names.is_empty() {
+        diags.push(at, rule, "after: name at least one column");
+        return None;
+    }
+    let mut sources = Vec::new();
+    for name in names {
+        let source = match name.split_once('.') {
+            Some((join, column)) if joins.iter().any(|(j, _)| j.name == join) => EventRef {
+                join: Some(join.to_string()),
+                column: column.to_string(),
+            },
+            _ => EventRef {
+                join: None,
+                column: name.clone(),
+            },
+        };
+        if let Err(err) = check_identifier(&source.column) {
+            diags.push(at.clone(), rule, format!("after: {err}"));
+            return None;
+        }
+        if sources.contains(&source) {
+            diags.push(at.clone(), rule, format!("after: {name:?} is named twice"));
+            return None;
+        }
+        sources.push(source);
+    }
+    Some(EventSpec { sources, combine })
 }
 
 /// A `where` condition is trusted SQL from the rule file, but it is pasted

@@ -151,6 +151,81 @@ impl Action {
     }
 }
 
+/// Which of several event times a row is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    Latest,
+    Earliest,
+}
+
+/// One event time: a column of the rule's table, or of a joined table
+/// (aggregated over the related rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRef {
+    pub join: Option<String>,
+    pub column: String,
+}
+
+impl fmt::Display for EventRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.join {
+            Some(join) => write!(f, "{join}.{}", self.column),
+            None => f.write_str(&self.column),
+        }
+    }
+}
+
+/// What `after` says: the event times a period counts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpec {
+    pub sources: Vec<EventRef>,
+    pub combine: Combine,
+}
+
+impl EventSpec {
+    /// Whether `column` of the rule's own table is one of the sources.
+    pub fn uses_own(&self, column: &str) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.join.is_none() && s.column == column)
+    }
+}
+
+/// Rows of another table that belong to each row of the rule's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    pub table: TableRef,
+    /// `(their column, our column)` pairs.
+    pub on: Vec<(String, String)>,
+    pub at: Location,
+}
+
+/// `[[rule.join]]`: a related table `after` may take event times from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    pub name: String,
+    pub related: Related,
+    /// A related row matching this keeps the rule's row from being due.
+    pub open: Option<String>,
+}
+
+/// `[[rule.hold_table]]`: rows listed in another table are held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldTable {
+    pub name: String,
+    pub related: Related,
+    pub filter: Option<String>,
+}
+
+/// `[[rule.cascade]]`: rows of another table deleted with their parents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cascade {
+    pub related: Related,
+    /// The cascade table this one hangs off; `None` for the rule's table.
+    pub parent: Option<TableRef>,
+}
+
 /// Where each part of a rule was written, so schema errors found later can
 /// point back at the line.
 #[derive(Debug, Clone)]
@@ -172,13 +247,16 @@ pub struct Rule {
     pub store: String,
     pub table: TableRef,
     pub category: String,
-    /// The event column the period counts from.
-    pub event: String,
+    /// The event times the period counts from.
+    pub event: EventSpec,
+    pub joins: Vec<Join>,
     pub retention: Retention,
     /// Extra SQL condition (trusted, from the rule file) a row must meet.
     pub filter: Option<String>,
-    /// A boolean column: rows where it is true are never touched.
+    /// A boolean column: rows where it is true (or NULL) are never touched.
     pub hold: Option<String>,
+    pub hold_tables: Vec<HoldTable>,
+    pub cascades: Vec<Cascade>,
     pub action: Action,
     /// A unique key to walk instead of the primary key.
     pub key: Option<Vec<String>>,

@@ -78,7 +78,7 @@ pub(crate) struct RawRule {
     pub store: Spanned<String>,
     pub table: Spanned<String>,
     pub category: Spanned<String>,
-    pub after: Spanned<String>,
+    pub after: Spanned<RawAfter>,
     pub retain: Spanned<String>,
     pub round_up_to: Option<Spanned<OneOrMany>>,
     pub financial_year_end: Option<Spanned<String>>,
@@ -92,4 +92,51 @@ pub(crate) struct RawRule {
     pub max_rows: Option<Spanned<i64>>,
     pub batch_size: Option<Spanned<i64>>,
     pub schedule: Option<Spanned<String>>,
+    pub join: Option<Vec<RawRelated>>,
+    pub hold_table: Option<Vec<RawRelated>>,
+    pub cascade: Option<Vec<RawRelated>>,
+}
+
+/// `after`: one column, or the latest / earliest of several.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(
+    untagged,
+    expecting = "a column name, or { latest = [\"col\", \"join.col\", ...] }, or { earliest = [...] }"
+)]
+pub(crate) enum RawAfter {
+    One(String),
+    Latest(RawLatest),
+    Earliest(RawEarliest),
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLatest {
+    pub latest: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEarliest {
+    pub earliest: Vec<String>,
+}
+
+/// `[[rule.join]]`, `[[rule.hold_table]]` and `[[rule.cascade]]`: another
+/// table, related to the rule's rows by `on = { their_column = "our_column" }`.
+/// Which of the optional keys a kind takes is checked by validation.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelated {
+    /// How `after` refers to a join (default: the table's name).
+    pub name: Option<String>,
+    pub table: Spanned<String>,
+    pub on: BTreeMap<String, String>,
+    /// join: a related row matching this keeps the rule's row from being due.
+    pub open: Option<Spanned<String>>,
+    /// hold_table: only listed rows matching this hold.
+    #[serde(rename = "where")]
+    pub filter: Option<Spanned<String>>,
+    /// cascade: the table this one hangs off (another cascade's table);
+    /// default: the rule's table.
+    pub parent: Option<String>,
 }

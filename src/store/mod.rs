@@ -147,8 +147,15 @@ pub struct Window {
     pub through: Option<Key>,
 }
 
-/// What a dry run reports and a run's guards check, from one statement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// A number of rows, named by what it counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NamedCount {
+    pub name: String,
+    pub rows: u64,
+}
+
+/// What a dry run reports and a run's guards check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Rows in the table.
     pub rows: u64,
@@ -160,6 +167,54 @@ pub struct Counts {
     pub undated: u64,
     /// Rows that are due but already pseudonymised.
     pub done: u64,
+    /// Per hold: the due rows it keeps (a row may be kept by several).
+    pub held_by: Vec<NamedCount>,
+    /// Per cascade table: the rows deleting the due rows would also delete.
+    pub cascaded: Vec<NamedCount>,
+}
+
+impl Counts {
+    /// The counts from the count statements' numbers: rows, due, held,
+    /// undated, done, then one per hold; and one per cascade table.
+    pub(crate) fn assemble(step: &Step, numbers: &[u64], cascaded: &[u64]) -> Counts {
+        let number = |i: usize| numbers.get(i).copied().unwrap_or_default();
+        Counts {
+            rows: number(0),
+            due: number(1),
+            held: number(2),
+            undated: number(3),
+            done: number(4),
+            held_by: step
+                .holds
+                .iter()
+                .enumerate()
+                .map(|(i, hold)| NamedCount {
+                    name: hold.name().to_string(),
+                    rows: number(5 + i),
+                })
+                .collect(),
+            cascaded: cascade_counts(step, cascaded),
+        }
+    }
+}
+
+/// Numbers per cascade table, named by the table.
+pub(crate) fn cascade_counts(step: &Step, rows: &[u64]) -> Vec<NamedCount> {
+    step.cascades
+        .iter()
+        .zip(rows)
+        .map(|(cascade, rows)| NamedCount {
+            name: cascade.related.table.to_string(),
+            rows: *rows,
+        })
+        .collect()
+}
+
+/// What one batch changed: rows of the step's table, and per cascade table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changed {
+    pub rows: u64,
+    pub cascaded: Vec<NamedCount>,
 }
 
 /// Why a store operation failed. Never holds a connection string or key.
@@ -234,13 +289,14 @@ pub trait Store: Send {
     async fn commit(&mut self) -> Result<(), StoreError>;
     async fn rollback(&mut self) -> Result<(), StoreError>;
 
-    /// Deletes or pseudonymises the due rows in `window`; returns how many.
+    /// Deletes or pseudonymises the due rows in `window` (and, for a delete
+    /// with cascades, their children first); returns how many of each.
     async fn mutate(
         &mut self,
         step: &Step,
         window: &Window,
         blocks: Option<&PadBlocks>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Changed, StoreError>;
 
     /// Creates the audit table if it is missing.
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError>;

@@ -14,10 +14,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, Value};
 use sha2::{Digest, Sha256};
 
-use super::sql::{self, Dialect, Param, Query};
+use super::sql::{self, BatchStatements, Dialect, Param, Query};
 use super::{
-    Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
-    TableSchema, Window, connection_url,
+    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
+    TableSchema, Window, cascade_counts, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -42,6 +42,10 @@ impl Dialect for Mysql {
         Some(format!(
             "(YEAR({column_sql}) = 0 OR MONTH({column_sql}) = 0 OR DAYOFMONTH({column_sql}) = 0)"
         ))
+    }
+
+    fn to_timestamp(&self, sql: &str) -> String {
+        format!("CAST({sql} AS DATETIME(6))")
     }
 
     fn case_branch(&self, sql: &str) -> String {
@@ -473,27 +477,7 @@ impl Store for MysqlStore {
     }
 
     async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        let probe_key: Key = step
-            .key
-            .iter()
-            .map(|_| KeyValue::Text(String::new()))
-            .collect();
-        let window = Window {
-            after: Some(probe_key.clone()),
-            through: Some(probe_key),
-        };
-        let blocks = PadBlocks {
-            inner: vec![0; 64],
-            outer: vec![0; 64],
-        };
-        for (context, q) in [
-            ("count", sql::count(&Mysql, step)),
-            (
-                "window",
-                sql::window_end(&Mysql, step, window.after.as_ref(), 1),
-            ),
-            ("batch", sql::mutate(&Mysql, step, &window, Some(&blocks))),
-        ] {
+        for (context, q) in sql::statements_to_prepare(&Mysql, step) {
             let statement = self
                 .conn
                 .prep(q.sql.as_str())
@@ -508,22 +492,22 @@ impl Store for MysqlStore {
     }
 
     async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        let rows = self.rows("count", &sql::count(&Mysql, step)).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| self.invalid("count", "no row".into()))?;
-        let n = |i: usize| {
-            value_i64(&row[i])
-                .map(|n| n as u64)
-                .map_err(|m| self.invalid("count", m))
+        let statements = sql::count(&Mysql, step);
+        let numbers = |rows: &[Vec<Value>]| -> Result<Vec<u64>, String> {
+            let row = rows.first().ok_or_else(|| "no row".to_string())?;
+            row.iter()
+                .map(|v| value_i64(v).map(|n| n as u64))
+                .collect::<Result<Vec<u64>, String>>()
         };
-        Ok(Counts {
-            rows: n(0)?,
-            due: n(1)?,
-            held: n(2)?,
-            undated: n(3)?,
-            done: n(4)?,
-        })
+        let main = numbers(&self.rows("count", &statements.main).await?)
+            .map_err(|m| self.invalid("count", m))?;
+        let mut cascaded = Vec::new();
+        for query in &statements.cascades {
+            let rows = self.rows("cascade count", query).await?;
+            let number = numbers(&rows).map_err(|m| self.invalid("cascade count", m))?;
+            cascaded.push(number[0]);
+        }
+        Ok(Counts::assemble(step, &main, &cascaded))
     }
 
     async fn window_end(
@@ -566,9 +550,33 @@ impl Store for MysqlStore {
         step: &Step,
         window: &Window,
         blocks: Option<&PadBlocks>,
-    ) -> Result<u64, StoreError> {
-        self.execute("batch", &sql::mutate(&Mysql, step, window, blocks))
-            .await
+    ) -> Result<Changed, StoreError> {
+        let mut cascaded = vec![0; step.cascades.len()];
+        let rows = match sql::batch(&Mysql, step, window, blocks) {
+            BatchStatements::Single(q) => self.execute("batch", &q).await?,
+            BatchStatements::Captured { capture, .. } => {
+                let captured = self
+                    .rows("capture", &capture)
+                    .await?
+                    .iter()
+                    .map(|row| row.iter().map(key_value).collect::<Result<Key, String>>())
+                    .collect::<Result<Vec<Key>, String>>()
+                    .map_err(|m| self.invalid("capture", m))?;
+                let mut rows = 0;
+                for (index, q) in sql::captured_deletes(&Mysql, step, &captured) {
+                    let changed = self.execute("cascade", &q).await?;
+                    match index {
+                        Some(index) => cascaded[index] += changed,
+                        None => rows += changed,
+                    }
+                }
+                rows
+            }
+        };
+        Ok(Changed {
+            rows,
+            cascaded: cascade_counts(step, &cascaded),
+        })
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::sql::{self, Dialect, Param, Query};
+use super::sql::{self, BatchStatements, Dialect, Param, Query};
 use super::{
-    Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
-    TableSchema, Window, connection_url,
+    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
+    TableSchema, Window, cascade_counts, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -238,6 +238,22 @@ fn column_kind(base_type: &str) -> ColumnKind {
     }
 }
 
+/// A key read as text (see `key_select`). Integer keys are typed, so key
+/// ranges in the audit trail read the same as on the other engines.
+fn key_of(row: &Row, columns: &[Column]) -> Result<Key, String> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let text = get::<String>(row, i)?;
+            Ok(match (column.kind, text.parse::<i64>()) {
+                (ColumnKind::Integer, Ok(n)) => KeyValue::Int(n),
+                _ => KeyValue::Text(text),
+            })
+        })
+        .collect()
+}
+
 /// Reads one value; a type the code did not expect is an error, not a panic.
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, String> {
     row.try_get(index)
@@ -384,30 +400,7 @@ impl Store for PostgresStore {
     }
 
     async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        let probe_key: Key = step
-            .key
-            .iter()
-            .map(|_| KeyValue::Text(String::new()))
-            .collect();
-        let window = Window {
-            after: Some(probe_key.clone()),
-            through: Some(probe_key),
-        };
-        let blocks = PadBlocks {
-            inner: vec![0; 64],
-            outer: vec![0; 64],
-        };
-        for (context, q) in [
-            ("count", sql::count(&Postgres, step)),
-            (
-                "window",
-                sql::window_end(&Postgres, step, window.after.as_ref(), 1),
-            ),
-            (
-                "batch",
-                sql::mutate(&Postgres, step, &window, Some(&blocks)),
-            ),
-        ] {
+        for (context, q) in sql::statements_to_prepare(&Postgres, step) {
             self.client
                 .prepare(&q.sql)
                 .await
@@ -417,22 +410,22 @@ impl Store for PostgresStore {
     }
 
     async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        let rows = self.query("count", &sql::count(&Postgres, step)).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| self.invalid("count", "no row".into()))?;
-        let n = |i: usize| {
-            get::<i64>(row, i)
-                .map(|n| n as u64)
-                .map_err(|m| self.invalid("count", m))
+        let statements = sql::count(&Postgres, step);
+        let numbers = |rows: &[Row]| -> Result<Vec<u64>, String> {
+            let row = rows.first().ok_or_else(|| "no row".to_string())?;
+            (0..row.len())
+                .map(|i| get::<i64>(row, i).map(|n| n as u64))
+                .collect::<Result<Vec<u64>, String>>()
         };
-        Ok(Counts {
-            rows: n(0)?,
-            due: n(1)?,
-            held: n(2)?,
-            undated: n(3)?,
-            done: n(4)?,
-        })
+        let main = numbers(&self.query("count", &statements.main).await?)
+            .map_err(|m| self.invalid("count", m))?;
+        let mut cascaded = Vec::new();
+        for query in &statements.cascades {
+            let rows = self.query("cascade count", query).await?;
+            let number = numbers(&rows).map_err(|m| self.invalid("cascade count", m))?;
+            cascaded.push(number[0]);
+        }
+        Ok(Counts::assemble(step, &main, &cascaded))
     }
 
     async fn window_end(
@@ -444,21 +437,10 @@ impl Store for PostgresStore {
         let found = self
             .query("window", &sql::window_end(&Postgres, step, after, rows))
             .await?;
-        let Some(row) = found.first() else {
-            return Ok(None);
-        };
-        // Integer keys are typed, so key ranges in the audit trail read the
-        // same as on the other engines; everything else travels as text.
-        (0..step.key.len())
-            .map(|i| {
-                let text = get::<String>(row, i).map_err(|m| self.invalid("window", m))?;
-                Ok(match (step.key[i].kind, text.parse::<i64>()) {
-                    (ColumnKind::Integer, Ok(n)) => KeyValue::Int(n),
-                    _ => KeyValue::Text(text),
-                })
-            })
-            .collect::<Result<Key, StoreError>>()
-            .map(Some)
+        found
+            .first()
+            .map(|row| key_of(row, &step.key).map_err(|m| self.invalid("window", m)))
+            .transpose()
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
@@ -478,9 +460,33 @@ impl Store for PostgresStore {
         step: &Step,
         window: &Window,
         blocks: Option<&PadBlocks>,
-    ) -> Result<u64, StoreError> {
-        self.execute("batch", &sql::mutate(&Postgres, step, window, blocks))
-            .await
+    ) -> Result<Changed, StoreError> {
+        let mut cascaded = vec![0; step.cascades.len()];
+        let rows = match sql::batch(&Postgres, step, window, blocks) {
+            BatchStatements::Single(q) => self.execute("batch", &q).await?,
+            BatchStatements::Captured { capture, columns } => {
+                let captured = self
+                    .query("capture", &capture)
+                    .await?
+                    .iter()
+                    .map(|row| key_of(row, &columns))
+                    .collect::<Result<Vec<Key>, String>>()
+                    .map_err(|m| self.invalid("capture", m))?;
+                let mut rows = 0;
+                for (index, q) in sql::captured_deletes(&Postgres, step, &captured) {
+                    let changed = self.execute("cascade", &q).await?;
+                    match index {
+                        Some(index) => cascaded[index] += changed,
+                        None => rows += changed,
+                    }
+                }
+                rows
+            }
+        };
+        Ok(Changed {
+            rows,
+            cascaded: cascade_counts(step, &cascaded),
+        })
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -6,8 +6,9 @@
 //! quoted by the dialect; every value is a bound parameter.
 
 use crate::audit::{AuditEvent, AuditRecord};
-use crate::plan::{ColumnChange, Moment, Step, StepAction};
+use crate::plan::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
 use crate::pseudonym::{ColumnAction, LIKE_ESCAPE, PadBlocks, TokenShape};
+use crate::rules::Combine;
 use crate::rules::TableRef;
 use crate::store::{Column, ColumnKind, Key, KeyValue, Window};
 
@@ -55,6 +56,25 @@ pub(crate) trait Dialect: Sync {
     /// dates as text, so there both sides go through `julianday`.
     fn event_value(&self, sql: &str) -> String {
         sql.to_string()
+    }
+
+    /// A date expression as a timestamp, to be compared with timestamps.
+    fn to_timestamp(&self, sql: &str) -> String {
+        format!("CAST({sql} AS TIMESTAMP)")
+    }
+
+    /// The function taking the latest (or earliest) of several values.
+    fn greatest(&self, combine: Combine) -> &'static str {
+        match combine {
+            Combine::Latest => "GREATEST",
+            Combine::Earliest => "LEAST",
+        }
+    }
+
+    /// Appended to a SELECT to lock the rows it finds until the transaction
+    /// ends; `None` where a transaction locks the whole database anyway.
+    fn for_update(&self) -> Option<&'static str> {
+        Some(" FOR UPDATE")
     }
 
     /// The left side of the LIKE that recognises tokens. It must compare
@@ -149,11 +169,26 @@ impl Conditions {
     }
 }
 
-fn push_undated(q: &mut Query<'_>, step: &Step) {
-    let column = q.quote(&step.due.event.name);
-    q.push("(").push(&column).push(" IS NULL OR ");
-    push_unusable_values(q, step, &column);
-    q.push(")");
+/// The step's table as correlated subqueries refer to it.
+fn main_name(q: &Query<'_>, step: &Step) -> String {
+    q.quote(&step.table.name)
+}
+
+/// `alias.their = main.our AND ...`: a related row belongs to the main row.
+fn push_related_match(q: &mut Query<'_>, alias: &str, related: &RelatedStep, main: &str) {
+    for (i, (theirs, ours)) in related.on.iter().enumerate() {
+        if i > 0 {
+            q.push(" AND ");
+        }
+        let (theirs, ours) = (q.quote(theirs), q.quote(ours));
+        q.push(alias)
+            .push(".")
+            .push(&theirs)
+            .push(" = ")
+            .push(main)
+            .push(".")
+            .push(&ours);
+    }
 }
 
 /// Pushes `<event> <op> <moment>`, both sides as the dialect compares events.
@@ -164,9 +199,9 @@ fn push_event_compare(q: &mut Query<'_>, column: &str, op: &str, moment: Moment)
     q.push(&event).push(op).push(&bound);
 }
 
-/// Alternatives joined by OR, for a non-NULL event: before the floor, in an
-/// empty-date range, or invalid.
-fn push_unusable_values(q: &mut Query<'_>, step: &Step, column: &str) {
+/// Alternatives joined by OR, for a non-NULL event value in `column`:
+/// before the floor, in an empty-date range, or invalid.
+fn push_unusable_values(q: &mut Query<'_>, step: &Step, column: &str, kind: &Column) {
     push_event_compare(q, column, " < ", step.due.floor);
     for (from, to) in &step.due.empty_ranges {
         q.push(" OR (");
@@ -175,19 +210,201 @@ fn push_unusable_values(q: &mut Query<'_>, step: &Step, column: &str) {
         push_event_compare(q, column, " < ", *to);
         q.push(")");
     }
-    if let Some(invalid) = q.dialect.invalid_event(column, &step.due.event) {
+    if let Some(invalid) = q.dialect.invalid_event(column, kind) {
         q.push(" OR ").push(&invalid);
     }
 }
 
-/// Due: a usable event before the bound.
+/// One event time, as the dialect compares them, or NULL when absent or
+/// unusable (so it takes no part in the latest or earliest).
+fn push_clean_value(q: &mut Query<'_>, step: &Step, column_sql: &str, column: &Column) {
+    let typed = if column.kind == ColumnKind::Date && step.due.event.kind != ColumnKind::Date {
+        q.dialect.to_timestamp(column_sql)
+    } else {
+        column_sql.to_string()
+    };
+    q.push("CASE WHEN ").push(column_sql).push(" IS NULL OR ");
+    push_unusable_values(q, step, column_sql, column);
+    let value = q.dialect.event_value(&typed);
+    q.push(" THEN NULL ELSE ").push(&value).push(" END");
+}
+
+/// One source's value: a cleaned column, or a joined table's latest or
+/// earliest cleaned value over the related rows.
+fn push_source(q: &mut Query<'_>, step: &Step, source: &EventSource) {
+    match source {
+        EventSource::Own(column) => {
+            let column_sql = q.quote(&column.name);
+            push_clean_value(q, step, &column_sql, column);
+        }
+        EventSource::Joined { join, column } => {
+            let related = &step.joins[*join].related;
+            let alias = format!("j{join}");
+            let (column_sql, table, main) = (
+                format!("{alias}.{}", q.quote(&column.name)),
+                q.dialect.table(&related.table),
+                main_name(q, step),
+            );
+            q.push("(SELECT ")
+                .push(aggregate(step.due.event.combine))
+                .push("(");
+            push_clean_value(q, step, &column_sql, column);
+            q.push(") FROM ")
+                .push(&table)
+                .push(" ")
+                .push(&alias)
+                .push(" WHERE ");
+            push_related_match(q, &alias, related, &main);
+            q.push(")");
+        }
+    }
+}
+
+fn aggregate(combine: Combine) -> &'static str {
+    match combine {
+        Combine::Latest => "MAX",
+        Combine::Earliest => "MIN",
+    }
+}
+
+/// The row's event value when it is made of several sources (or a joined
+/// one): the latest or earliest of those that are present, NULL if none.
+/// MySQL's GREATEST is NULL when any argument is, so absent values stand in
+/// as a sentinel beyond any date and are turned back into NULL.
+fn push_event(q: &mut Query<'_>, step: &Step) {
+    let sources = &step.due.event.sources;
+    if let [source] = sources.as_slice() {
+        push_source(q, step, source);
+        return;
+    }
+    let combine = step.due.event.combine;
+    let sentinel = match (combine, step.due.event.kind) {
+        (Combine::Latest, kind) => moment_of(kind, "1000-01-01"),
+        (Combine::Earliest, kind) => moment_of(kind, "9999-12-31"),
+    };
+    // Each placeholder is bound where it is pushed: positional dialects
+    // (`?`) take values in text order.
+    let push_sentinel = |q: &mut Query<'_>| {
+        let placeholder = q.bind(Param::Moment(sentinel));
+        let sentinel = q.dialect.event_value(&placeholder);
+        q.push(&sentinel);
+    };
+    let greatest = q.dialect.greatest(combine);
+    q.push("NULLIF(").push(greatest).push("(");
+    for (i, source) in sources.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push("COALESCE(");
+        push_source(q, step, source);
+        q.push(", ");
+        push_sentinel(q);
+        q.push(")");
+    }
+    q.push("), ");
+    push_sentinel(q);
+    q.push(")");
+}
+
+fn moment_of(kind: ColumnKind, date: &str) -> Moment {
+    let date: chrono::NaiveDate = date.parse().expect("a date");
+    match kind {
+        ColumnKind::Date => Moment::Date(date),
+        ColumnKind::TimestampTz => Moment::Instant(date.and_time(chrono::NaiveTime::MIN).and_utc()),
+        _ => Moment::Timestamp(date.and_time(chrono::NaiveTime::MIN)),
+    }
+}
+
+fn push_undated(q: &mut Query<'_>, step: &Step) {
+    match step.due.event.single() {
+        Some(column) => {
+            let column_sql = q.quote(&column.name);
+            q.push("(").push(&column_sql).push(" IS NULL OR ");
+            push_unusable_values(q, step, &column_sql, column);
+            q.push(")");
+        }
+        None => {
+            q.push("(");
+            push_event(q, step);
+            q.push(" IS NULL)");
+        }
+    }
+}
+
+/// Due: a usable event before the bound, and no open related row.
 fn push_due(q: &mut Query<'_>, step: &Step) {
-    let column = q.quote(&step.due.event.name);
     q.push("(");
-    push_event_compare(q, &column, " < ", step.due.bound);
-    q.push(" AND NOT (");
-    push_unusable_values(q, step, &column);
-    q.push("))");
+    match step.due.event.single() {
+        // One column of the table itself: compared directly, so an index
+        // on it serves the condition.
+        Some(column) => {
+            let column_sql = q.quote(&column.name);
+            push_event_compare(q, &column_sql, " < ", step.due.bound);
+            q.push(" AND NOT (");
+            push_unusable_values(q, step, &column_sql, column);
+            q.push(")");
+        }
+        None => {
+            push_event(q, step);
+            q.push(" < ");
+            let placeholder = q.bind(Param::Moment(step.due.bound));
+            let bound = q.dialect.event_value(&placeholder);
+            q.push(&bound);
+        }
+    }
+    for (index, join) in step.joins.iter().enumerate() {
+        if let Some(open) = &join.open {
+            let alias = format!("j{index}");
+            let (table, main) = (q.dialect.table(&join.related.table), main_name(q, step));
+            q.push(" AND NOT EXISTS (SELECT 1 FROM ")
+                .push(&table)
+                .push(" ")
+                .push(&alias)
+                .push(" WHERE ");
+            push_related_match(q, &alias, &join.related, &main);
+            q.push(" AND (").push(open).push("))");
+        }
+    }
+    q.push(")");
+}
+
+/// True when one hold keeps the row: its flag is true or NULL, or the row
+/// is listed in its table.
+fn push_hold(q: &mut Query<'_>, step: &Step, index: usize) {
+    match &step.holds[index] {
+        Hold::Column(column) => {
+            let held = q.dialect.held(&q.quote(&column.name), column);
+            q.push(&held);
+        }
+        Hold::Table {
+            related, filter, ..
+        } => {
+            let alias = format!("h{index}");
+            let (table, main) = (q.dialect.table(&related.table), main_name(q, step));
+            q.push("EXISTS (SELECT 1 FROM ")
+                .push(&table)
+                .push(" ")
+                .push(&alias)
+                .push(" WHERE ");
+            push_related_match(q, &alias, related, &main);
+            if let Some(filter) = filter {
+                q.push(" AND (").push(filter).push(")");
+            }
+            q.push(")");
+        }
+    }
+}
+
+/// True when any hold keeps the row.
+fn push_held(q: &mut Query<'_>, step: &Step) {
+    q.push("(");
+    for index in 0..step.holds.len() {
+        if index > 0 {
+            q.push(" OR ");
+        }
+        push_hold(q, step, index);
+    }
+    q.push(")");
 }
 
 fn push_scope(q: &mut Query<'_>, step: &Step) {
@@ -195,11 +412,6 @@ fn push_scope(q: &mut Query<'_>, step: &Step) {
         Some(filter) => q.push("(").push(filter).push(")"),
         None => q.push("1 = 1"),
     };
-}
-
-fn push_held(q: &mut Query<'_>, hold: &Column) {
-    let held = q.dialect.held(&q.quote(&hold.name), hold);
-    q.push(&held);
 }
 
 /// Whether a column still needs its change (so a re-run changes nothing).
@@ -242,12 +454,14 @@ fn push_pending(q: &mut Query<'_>, columns: &[ColumnChange]) {
 enum Part {
     /// The rule's `where`.
     Scope,
-    /// A usable event before the bound.
+    /// A usable event before the bound, no open related row.
     Due,
     /// No usable event.
     Undated,
-    /// Under a hold (`true`) or not (`false`).
+    /// Under any hold (`true`) or none (`false`).
     Held(bool),
+    /// Under this one hold.
+    HeldBy(usize),
     /// Still needs pseudonymising (`true`) or is done (`false`).
     Pending(bool),
 }
@@ -279,7 +493,7 @@ fn push_rows(q: &mut Query<'_>, step: &Step, parts: &[Part]) {
     };
     // A class that cannot hold any row on this step.
     let impossible = parts.iter().any(|part| match part {
-        Part::Held(true) => step.hold.is_none(),
+        Part::Held(true) => step.holds.is_empty(),
         Part::Pending(false) => columns.is_none(),
         _ => false,
     });
@@ -290,37 +504,32 @@ fn push_rows(q: &mut Query<'_>, step: &Step, parts: &[Part]) {
     q.push("(");
     let mut first = true;
     for part in parts {
-        let mut and = |q: &mut Query<'_>| {
-            if !first {
-                q.push(" AND ");
-            }
-            first = false;
+        let skip = match part {
+            // No holds: nothing is held. A delete: every row is pending.
+            Part::Held(false) => step.holds.is_empty(),
+            Part::Pending(true) => columns.is_none(),
+            _ => false,
         };
-        match (part, &step.hold, columns) {
-            (Part::Scope, ..) => {
-                and(q);
-                push_scope(q, step);
-            }
-            (Part::Due, ..) => {
-                and(q);
-                push_due(q, step);
-            }
-            (Part::Undated, ..) => {
-                and(q);
-                push_undated(q, step);
-            }
-            (Part::Held(held), Some(hold), _) => {
-                and(q);
+        if skip {
+            continue;
+        }
+        if !first {
+            q.push(" AND ");
+        }
+        first = false;
+        match part {
+            Part::Scope => push_scope(q, step),
+            Part::Due => push_due(q, step),
+            Part::Undated => push_undated(q, step),
+            Part::Held(held) => {
                 q.push(if *held { "" } else { "NOT " });
-                push_held(q, hold);
+                push_held(q, step);
             }
-            (Part::Pending(pending), _, Some(columns)) => {
-                and(q);
+            Part::HeldBy(index) => push_hold(q, step, *index),
+            Part::Pending(pending) => {
                 q.push(if *pending { "" } else { "NOT " });
-                push_pending(q, columns);
+                push_pending(q, columns.expect("a pseudonymising step"));
             }
-            // No hold column: nothing is held. A delete: every row is pending.
-            (Part::Held(_), None, _) | (Part::Pending(_), _, None) => {}
         }
     }
     q.push(")");
@@ -386,18 +595,80 @@ fn push_window(q: &mut Query<'_>, step: &Step, window: &Window, conditions: &mut
     }
 }
 
-/// The dry-run counts: rows, due, held, undated, done, in one scan.
-pub(crate) fn count<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
+/// The dry-run counts: one scan for rows, due, held, undated, done and
+/// what each hold keeps; then one count per cascade table.
+pub(crate) struct CountStatements<'d> {
+    pub main: Query<'d>,
+    pub cascades: Vec<Query<'d>>,
+}
+
+pub(crate) fn count<'d>(dialect: &'d dyn Dialect, step: &Step) -> CountStatements<'d> {
     let mut q = Query::new(dialect);
     q.push("SELECT COUNT(*)");
-    for class in [TARGET, HELD, UNDATED, DONE] {
+    let per_hold: Vec<[Part; 4]> = (0..step.holds.len())
+        .map(|i| [Part::Scope, Part::Due, Part::HeldBy(i), Part::Pending(true)])
+        .collect();
+    let classes = [TARGET, HELD, UNDATED, DONE]
+        .into_iter()
+        .chain(per_hold.iter().map(|p| p.as_slice()));
+    for class in classes {
         q.push(", COUNT(CASE WHEN ");
         push_rows(&mut q, step, class);
         q.push(" THEN 1 END)");
     }
     let table = dialect.table(&step.table);
     q.push(" FROM ").push(&table);
-    q
+    let cascades = (0..step.cascades.len())
+        .map(|index| {
+            let mut q = Query::new(dialect);
+            let table = dialect.table(&step.cascades[index].related.table);
+            q.push("SELECT COUNT(*) FROM ").push(&table).push(" WHERE ");
+            push_cascade_match(&mut q, step, index, None);
+            q
+        })
+        .collect();
+    CountStatements { main: q, cascades }
+}
+
+/// `(child columns) IN (SELECT parent columns ...)`: the rows of cascade
+/// `index` whose parents are due now (in `window`, when given).
+fn push_cascade_match(q: &mut Query<'_>, step: &Step, index: usize, window: Option<&Window>) {
+    let cascade = &step.cascades[index];
+    let (children, parents): (Vec<String>, Vec<String>) = cascade
+        .related
+        .on
+        .iter()
+        .map(|(child, parent)| (q.quote(child), q.quote(parent)))
+        .unzip();
+    q.push(&tuple(&children))
+        .push(" IN (SELECT ")
+        .push(&parents.join(", "))
+        .push(" FROM ");
+    match cascade.parent {
+        None => {
+            let table = q.dialect.table(&step.table);
+            q.push(&table);
+            let mut conditions = Conditions::new();
+            if let Some(window) = window {
+                push_window(q, step, window, &mut conditions);
+            }
+            conditions.next(q);
+            push_rows(q, step, TARGET);
+        }
+        Some(parent) => {
+            let table = q.dialect.table(&step.cascades[parent].related.table);
+            q.push(&table).push(" WHERE ");
+            push_cascade_match(q, step, parent, window);
+        }
+    }
+    q.push(")");
+}
+
+fn tuple(columns: &[String]) -> String {
+    match columns {
+        [one] => one.clone(),
+        many => format!("({})", many.join(", ")),
+    }
 }
 
 /// The key `rows` rows past `after`: the upper end of the next window.
@@ -434,8 +705,196 @@ pub(crate) fn window_end<'d>(
     q
 }
 
-/// The batch statement: delete or pseudonymise the target rows in a window.
-pub(crate) fn mutate<'d>(
+/// What a store runs, in one transaction, to change a batch.
+pub(crate) enum BatchStatements<'d> {
+    /// One statement, with the whole condition inside it.
+    Single(Query<'d>),
+    /// A delete with cascades. Deleting children first can change whether
+    /// their parent is due (its last ticket is its event), so the decision
+    /// is taken once: this reads the window's target rows (locking them
+    /// where the dialect can), and [`captured_deletes`] then deletes their
+    /// children and them by key. Locked, the parents cannot change between.
+    Captured {
+        capture: Query<'d>,
+        columns: Vec<Column>,
+    },
+}
+
+/// How many captured parents one set of deletes covers.
+const CAPTURE_CHUNK: usize = 500;
+
+/// The statements of one batch.
+pub(crate) fn batch<'d>(
+    dialect: &'d dyn Dialect,
+    step: &Step,
+    window: &Window,
+    blocks: Option<&PadBlocks>,
+) -> BatchStatements<'d> {
+    if step.cascades.is_empty() {
+        return BatchStatements::Single(main_statement(dialect, step, window, blocks));
+    }
+    let columns = capture_columns(step);
+    let mut q = Query::new(dialect);
+    let selected: Vec<String> = columns
+        .iter()
+        .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
+        .collect();
+    let table = dialect.table(&step.table);
+    q.push("SELECT ")
+        .push(&selected.join(", "))
+        .push(" FROM ")
+        .push(&table);
+    let mut conditions = Conditions::new();
+    push_window(&mut q, step, window, &mut conditions);
+    conditions.next(&mut q);
+    push_rows(&mut q, step, TARGET);
+    if let Some(for_update) = dialect.for_update() {
+        q.push(for_update);
+    }
+    BatchStatements::Captured {
+        capture: q,
+        columns,
+    }
+}
+
+/// What a capture reads: the walk key, then the other parent columns the
+/// top-level cascades point at.
+fn capture_columns(step: &Step) -> Vec<Column> {
+    let mut columns = step.key.clone();
+    for cascade in step.cascades.iter().filter(|c| c.parent.is_none()) {
+        for column in &cascade.parent_columns {
+            if !columns.iter().any(|c| c.name == column.name) {
+                columns.push(column.clone());
+            }
+        }
+    }
+    columns
+}
+
+/// The deletes for captured parent rows (values in [`capture_columns`]
+/// order): per chunk of parents, their cascades deepest first, then them.
+/// Each statement says which cascade it counts for (`None`: the step's table).
+pub(crate) fn captured_deletes<'d>(
+    dialect: &'d dyn Dialect,
+    step: &Step,
+    captured: &[Key],
+) -> Vec<(Option<usize>, Query<'d>)> {
+    let columns = capture_columns(step);
+    let position = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("captured")
+    };
+    let mut statements = Vec::new();
+    for chunk in captured.chunks(CAPTURE_CHUNK) {
+        // Children are declared after their parents: reversed, the deepest go first.
+        for index in (0..step.cascades.len()).rev() {
+            let mut q = Query::new(dialect);
+            let table = dialect.table(&step.cascades[index].related.table);
+            q.push("DELETE FROM ").push(&table).push(" WHERE ");
+            push_captured_match(&mut q, step, index, chunk, &position);
+            statements.push((Some(index), q));
+        }
+        let mut q = Query::new(dialect);
+        let table = dialect.table(&step.table);
+        q.push("DELETE FROM ").push(&table).push(" WHERE ");
+        let key_values: Vec<Key> = chunk
+            .iter()
+            .map(|row| row[..step.key.len()].to_vec())
+            .collect();
+        push_in_values(&mut q, &step.key, &key_values);
+        statements.push((None, q));
+    }
+    statements
+}
+
+/// The rows of cascade `index` whose parents are among the captured ones.
+fn push_captured_match(
+    q: &mut Query<'_>,
+    step: &Step,
+    index: usize,
+    chunk: &[Key],
+    position: &dyn Fn(&str) -> usize,
+) {
+    let cascade = &step.cascades[index];
+    match cascade.parent {
+        None => {
+            let children: Vec<Column> = cascade
+                .related
+                .on
+                .iter()
+                .zip(&cascade.parent_columns)
+                .map(|((child, _), parent)| Column {
+                    name: child.clone(),
+                    ..parent.clone()
+                })
+                .collect();
+            let mut values: Vec<Key> = chunk
+                .iter()
+                .map(|row| {
+                    cascade
+                        .parent_columns
+                        .iter()
+                        .map(|c| row[position(&c.name)].clone())
+                        .collect()
+                })
+                .collect();
+            values.dedup();
+            push_in_values(q, &children, &values);
+        }
+        Some(parent) => {
+            let (children, parents): (Vec<String>, Vec<String>) = cascade
+                .related
+                .on
+                .iter()
+                .map(|(child, parent)| (q.quote(child), q.quote(parent)))
+                .unzip();
+            let table = q.dialect.table(&step.cascades[parent].related.table);
+            q.push(&tuple(&children))
+                .push(" IN (SELECT ")
+                .push(&parents.join(", "))
+                .push(" FROM ");
+            q.push(&table).push(" WHERE ");
+            push_captured_match(q, step, parent, chunk, position);
+            q.push(")");
+        }
+    }
+}
+
+/// `col IN (?, ...)`, or for several columns `((a = ? AND b = ?) OR ...)`,
+/// which every engine reads. `columns` type the bound values.
+fn push_in_values(q: &mut Query<'_>, columns: &[Column], values: &[Key]) {
+    if let [column] = columns {
+        let name = q.quote(&column.name);
+        q.push(&name).push(" IN (");
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push_bind(Param::Key(value[0].clone(), column.clone()));
+        }
+        q.push(")");
+        return;
+    }
+    q.push("(");
+    for (i, value) in values.iter().enumerate() {
+        q.push(if i > 0 { " OR (" } else { "(" });
+        for (j, column) in columns.iter().enumerate() {
+            if j > 0 {
+                q.push(" AND ");
+            }
+            let name = q.quote(&column.name);
+            q.push(&name).push(" = ");
+            q.push_bind(Param::Key(value[j].clone(), column.clone()));
+        }
+        q.push(")");
+    }
+    q.push(")");
+}
+
+/// The statement that deletes or pseudonymises the target rows in a window.
+fn main_statement<'d>(
     dialect: &'d dyn Dialect,
     step: &Step,
     window: &Window,
@@ -484,6 +943,47 @@ pub(crate) fn mutate<'d>(
     conditions.next(&mut q);
     push_rows(&mut q, step, TARGET);
     q
+}
+
+/// Every statement a step can run, with a probe window and a zero key:
+/// `check` compiles them all without running any.
+pub(crate) fn statements_to_prepare<'d>(
+    dialect: &'d dyn Dialect,
+    step: &Step,
+) -> Vec<(&'static str, Query<'d>)> {
+    let probe: Key = step
+        .key
+        .iter()
+        .map(|_| KeyValue::Text(String::new()))
+        .collect();
+    let window = Window {
+        after: Some(probe.clone()),
+        through: Some(probe),
+    };
+    let blocks = PadBlocks {
+        inner: vec![0; 64],
+        outer: vec![0; 64],
+    };
+    let counts = count(dialect, step);
+    let mut statements = vec![("count", counts.main)];
+    statements.extend(counts.cascades.into_iter().map(|q| ("cascade count", q)));
+    statements.push((
+        "window",
+        window_end(dialect, step, window.after.as_ref(), 1),
+    ));
+    match batch(dialect, step, &window, Some(&blocks)) {
+        BatchStatements::Single(q) => statements.push(("batch", q)),
+        BatchStatements::Captured { capture, columns } => {
+            statements.push(("capture", capture));
+            let probe: Key = columns
+                .iter()
+                .map(|_| KeyValue::Text(String::new()))
+                .collect();
+            let deletes = captured_deletes(dialect, step, &[probe]);
+            statements.extend(deletes.into_iter().map(|(_, q)| ("cascade", q)));
+        }
+    }
+    statements
 }
 
 /// The audit table's columns, in the order every store reads and writes them.
@@ -600,7 +1100,7 @@ pub(crate) fn audit_last_run<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{DueCondition, StepAction};
+    use crate::plan::{DueCondition, Event, StepAction};
     use crate::rules::Engine;
 
     /// A dialect with `?` placeholders, to check text order against binds.
@@ -646,7 +1146,14 @@ mod tests {
             retention: "1 year".into(),
             as_of: "2026-01-01T00:00:00Z".parse().unwrap(),
             due: DueCondition {
-                event: column("Last Date Modified", ColumnKind::Timestamp),
+                event: Event {
+                    kind: ColumnKind::Timestamp,
+                    sources: vec![EventSource::Own(column(
+                        "Last Date Modified",
+                        ColumnKind::Timestamp,
+                    ))],
+                    combine: Combine::Latest,
+                },
                 bound: Moment::Date("2025-01-01".parse().unwrap()),
                 empty_ranges: vec![(
                     Moment::Date("1980-01-01".parse().unwrap()),
@@ -655,7 +1162,9 @@ mod tests {
                 floor: Moment::Date("1900-01-01".parse().unwrap()),
             },
             filter: Some("\"Blocked\" = 0".into()),
-            hold: Some(column("Hold", ColumnKind::Boolean)),
+            joins: vec![],
+            holds: vec![Hold::Column(column("Hold", ColumnKind::Boolean))],
+            cascades: vec![],
             key: vec![
                 column("No_", ColumnKind::Text),
                 column("Company", ColumnKind::Text),
@@ -664,6 +1173,13 @@ mod tests {
             max_rows: None,
             batch_size: 100,
             rule_fingerprint: "f".into(),
+        }
+    }
+
+    fn single(batch: BatchStatements<'_>) -> Query<'_> {
+        match batch {
+            BatchStatements::Single(q) => q,
+            BatchStatements::Captured { .. } => panic!("no cascades here"),
         }
     }
 
@@ -684,7 +1200,7 @@ mod tests {
                 KeyValue::Text("B".into()),
             ]),
         };
-        let q = mutate(&Positional, &step, &window, None);
+        let q = single(batch(&Positional, &step, &window, None));
         assert_eq!(
             q.sql,
             "DELETE FROM \"CRONUS International Ltd_$Customer\" WHERE \
@@ -692,7 +1208,7 @@ mod tests {
              ((\"No_\" < ?) OR (\"No_\" = ? AND \"Company\" <= ?)) AND \
              ((\"Blocked\" = 0) AND \
              (\"Last Date Modified\" < ? AND NOT (\"Last Date Modified\" < ? OR (\"Last Date Modified\" >= ? AND \"Last Date Modified\" < ?))) AND \
-             NOT COALESCE(\"Hold\", TRUE))"
+             NOT (COALESCE(\"Hold\", TRUE)))"
         );
         assert_eq!(placeholders(&q), q.params.len());
         let keys: Vec<String> = q
@@ -724,13 +1240,13 @@ mod tests {
             ],
         });
         let blocks = crate::pseudonym::HmacKey::from_bytes(vec![1; 32]).pad_blocks();
-        let q = mutate(&Positional, &step, &Window::default(), Some(&blocks));
+        let q = single(batch(&Positional, &step, &Window::default(), Some(&blocks)));
         assert!(q.sql.starts_with(
             "UPDATE \"CRONUS International Ltd_$Customer\" SET \"E-Mail\" = CASE WHEN (\"E-Mail\" IS NOT NULL AND \"E-Mail\" NOT LIKE ? ESCAPE ?) THEN tok(?, \"E-Mail\") ELSE \"E-Mail\" END, \"Phone No_\" = NULL WHERE"
         ), "{}", q.sql);
         assert!(q.sql.ends_with("AND ((\"E-Mail\" IS NOT NULL AND \"E-Mail\" NOT LIKE ? ESCAPE ?) OR (\"Phone No_\" IS NOT NULL)))"), "{}", q.sql);
         assert_eq!(placeholders(&q), q.params.len());
-        let count = count(&Positional, &step);
+        let count = count(&Positional, &step).main;
         assert_eq!(placeholders(&count), count.params.len());
         // What the dry run counts as due is, to the letter, what the batch changes.
         let counted_due = count
@@ -769,5 +1285,84 @@ mod tests {
         );
         assert!(matches!(q.params.last(), Some(Param::Int(499))));
         assert_eq!(placeholders(&q), q.params.len());
+    }
+
+    /// With several event sources, a joined one, an open condition, a hold
+    /// table and two levels of cascades, every statement still binds exactly
+    /// one value per placeholder, in text order.
+    #[test]
+    fn composite_steps_bind_every_placeholder_once() {
+        let related = |table: &str, on: (&str, &str)| RelatedStep {
+            table: table.parse().unwrap(),
+            on: vec![(on.0.into(), on.1.into())],
+        };
+        let mut step = step(StepAction::Delete);
+        step.due.event = Event {
+            kind: ColumnKind::Timestamp,
+            sources: vec![
+                EventSource::Own(column("Last Date Modified", ColumnKind::Timestamp)),
+                EventSource::Joined {
+                    join: 0,
+                    column: column("created_at", ColumnKind::Date),
+                },
+            ],
+            combine: Combine::Latest,
+        };
+        step.joins = vec![crate::plan::JoinStep {
+            name: "tickets".into(),
+            related: related("tickets", ("customer_no", "No_")),
+            open: Some("answered_at IS NULL".into()),
+        }];
+        step.holds.push(Hold::Table {
+            name: "disputes".into(),
+            related: related("disputes", ("customer_no", "No_")),
+            filter: Some("resolved_at IS NULL".into()),
+        });
+        step.cascades = vec![
+            crate::plan::CascadeStep {
+                related: related("tickets", ("customer_no", "No_")),
+                parent_columns: vec![column("No_", ColumnKind::Text)],
+                parent: None,
+            },
+            crate::plan::CascadeStep {
+                related: related("messages", ("ticket_id", "id")),
+                parent_columns: vec![column("id", ColumnKind::Integer)],
+                parent: Some(0),
+            },
+        ];
+        let counts = count(&Positional, &step);
+        assert_eq!(counts.cascades.len(), 2);
+        let captured = vec![
+            vec![KeyValue::Text("C1".into()), KeyValue::Text("A".into())],
+            vec![KeyValue::Text("C2".into()), KeyValue::Text("A".into())],
+        ];
+        let BatchStatements::Captured { capture, columns } =
+            batch(&Positional, &step, &Window::default(), None)
+        else {
+            panic!("cascades capture first");
+        };
+        assert_eq!(
+            columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["No_", "Company"]
+        );
+        let deletes = captured_deletes(&Positional, &step, &captured);
+        assert_eq!(
+            deletes.iter().map(|(index, _)| *index).collect::<Vec<_>>(),
+            [Some(1), Some(0), None]
+        );
+        let statements = std::iter::once(&counts.main)
+            .chain(&counts.cascades)
+            .chain(std::iter::once(&capture))
+            .chain(deletes.iter().map(|(_, q)| q));
+        for q in statements {
+            assert_eq!(placeholders(q), q.params.len(), "{}", q.sql);
+        }
+        assert!(
+            capture.sql.contains("NULLIF(GREATEST(COALESCE(CASE WHEN"),
+            "{}",
+            capture.sql
+        );
+        assert!(capture.sql.contains("NOT EXISTS (SELECT 1 FROM \"tickets\" j0 WHERE j0.\"customer_no\" = \"CRONUS International Ltd_$Customer\".\"No_\" AND (answered_at IS NULL))"), "{}", capture.sql);
+        assert!(deletes[0].1.sql.starts_with("DELETE FROM \"messages\" WHERE \"ticket_id\" IN (SELECT \"id\" FROM \"tickets\" WHERE \"customer_no\" IN (?, ?))"), "{}", deletes[0].1.sql);
     }
 }

@@ -20,15 +20,15 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
-use super::sql::{self, Dialect, Param, Query};
+use super::sql::{self, BatchStatements, Dialect, Param, Query};
 use super::{
-    Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
-    TableSchema, Window,
+    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
+    TableSchema, Window, cascade_counts,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{PadBlocks, TokenShape};
-use crate::rules::{Connection as StoreConnection, Engine, StoreConfig, TableRef};
+use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
 
 /// The SQL function computing an HMAC from pad blocks: (inner, outer, value) → hex.
 const HMAC_FUNCTION: &str = "glemsel_hmac_hex";
@@ -75,6 +75,23 @@ impl Dialect for Sqlite {
 
     fn invalid_event(&self, column_sql: &str, _column: &Column) -> Option<String> {
         Some(format!("{MICROS_FUNCTION}({column_sql}) IS NULL"))
+    }
+
+    /// The date reader takes dates and timestamps alike.
+    fn to_timestamp(&self, sql: &str) -> String {
+        sql.to_string()
+    }
+
+    fn greatest(&self, combine: Combine) -> &'static str {
+        match combine {
+            Combine::Latest => "max",
+            Combine::Earliest => "min",
+        }
+    }
+
+    /// BEGIN IMMEDIATE already holds the database's write lock.
+    fn for_update(&self) -> Option<&'static str> {
+        None
     }
 
     fn token(
@@ -290,6 +307,17 @@ impl SqliteStore {
     }
 }
 
+fn key_of(row: &[Value]) -> Result<Key, String> {
+    row.iter()
+        .map(|value| match value {
+            Value::Integer(i) => Ok(KeyValue::Int(*i)),
+            Value::Text(t) => Ok(KeyValue::Text(t.clone())),
+            Value::Real(r) => Ok(KeyValue::Text(r.to_string())),
+            other => Err(format!("a key value of type {other:?} cannot be walked")),
+        })
+        .collect()
+}
+
 fn int(value: &Value) -> Result<i64, String> {
     match value {
         Value::Integer(i) => Ok(*i),
@@ -484,27 +512,7 @@ impl Store for SqliteStore {
     }
 
     async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        let probe_key: Key = step
-            .key
-            .iter()
-            .map(|_| KeyValue::Text(String::new()))
-            .collect();
-        let window = Window {
-            after: Some(probe_key.clone()),
-            through: Some(probe_key),
-        };
-        let blocks = PadBlocks {
-            inner: vec![0; 64],
-            outer: vec![0; 64],
-        };
-        for (context, q) in [
-            ("count", sql::count(&Sqlite, step)),
-            (
-                "window",
-                sql::window_end(&Sqlite, step, window.after.as_ref(), 1),
-            ),
-            ("batch", sql::mutate(&Sqlite, step, &window, Some(&blocks))),
-        ] {
+        for (context, q) in sql::statements_to_prepare(&Sqlite, step) {
             self.conn
                 .prepare(&q.sql)
                 .map_err(|e| self.error(context, e))?;
@@ -513,22 +521,22 @@ impl Store for SqliteStore {
     }
 
     async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        let rows = self.rows("count", &sql::count(&Sqlite, step))?;
-        let row = rows
-            .first()
-            .ok_or_else(|| self.invalid("count", "no row".into()))?;
-        let n = |i: usize| {
-            int(&row[i])
-                .map(|n| n as u64)
-                .map_err(|m| self.invalid("count", m))
+        let statements = sql::count(&Sqlite, step);
+        let numbers = |rows: &[Vec<Value>]| -> Result<Vec<u64>, String> {
+            let row = rows.first().ok_or_else(|| "no row".to_string())?;
+            row.iter()
+                .map(|v| int(v).map(|n| n as u64))
+                .collect::<Result<Vec<u64>, String>>()
         };
-        Ok(Counts {
-            rows: n(0)?,
-            due: n(1)?,
-            held: n(2)?,
-            undated: n(3)?,
-            done: n(4)?,
-        })
+        let main = numbers(&self.rows("count", &statements.main)?)
+            .map_err(|m| self.invalid("count", m))?;
+        let mut cascaded = Vec::new();
+        for query in &statements.cascades {
+            let rows = self.rows("cascade count", query)?;
+            let number = numbers(&rows).map_err(|m| self.invalid("cascade count", m))?;
+            cascaded.push(number[0]);
+        }
+        Ok(Counts::assemble(step, &main, &cascaded))
     }
 
     async fn window_end(
@@ -538,19 +546,10 @@ impl Store for SqliteStore {
         rows: u64,
     ) -> Result<Option<Key>, StoreError> {
         let found = self.rows("window", &sql::window_end(&Sqlite, step, after, rows))?;
-        let Some(row) = found.first() else {
-            return Ok(None);
-        };
-        row.iter()
-            .map(|value| match value {
-                Value::Integer(i) => Ok(KeyValue::Int(*i)),
-                Value::Text(t) => Ok(KeyValue::Text(t.clone())),
-                Value::Real(r) => Ok(KeyValue::Text(r.to_string())),
-                other => Err(format!("a key value of type {other:?} cannot be walked")),
-            })
-            .collect::<Result<Key, _>>()
-            .map(Some)
-            .map_err(|m| self.invalid("window", m))
+        found
+            .first()
+            .map(|row| key_of(row).map_err(|m| self.invalid("window", m)))
+            .transpose()
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
@@ -572,8 +571,32 @@ impl Store for SqliteStore {
         step: &Step,
         window: &Window,
         blocks: Option<&PadBlocks>,
-    ) -> Result<u64, StoreError> {
-        self.execute("batch", &sql::mutate(&Sqlite, step, window, blocks))
+    ) -> Result<Changed, StoreError> {
+        let mut cascaded = vec![0; step.cascades.len()];
+        let rows = match sql::batch(&Sqlite, step, window, blocks) {
+            BatchStatements::Single(q) => self.execute("batch", &q)?,
+            BatchStatements::Captured { capture, .. } => {
+                let captured = self
+                    .rows("capture", &capture)?
+                    .iter()
+                    .map(|row| key_of(row))
+                    .collect::<Result<Vec<Key>, String>>()
+                    .map_err(|m| self.invalid("capture", m))?;
+                let mut rows = 0;
+                for (index, q) in sql::captured_deletes(&Sqlite, step, &captured) {
+                    let changed = self.execute("cascade", &q)?;
+                    match index {
+                        Some(index) => cascaded[index] += changed,
+                        None => rows += changed,
+                    }
+                }
+                rows
+            }
+        };
+        Ok(Changed {
+            rows,
+            cascaded: cascade_counts(step, &cascaded),
+        })
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -157,6 +157,27 @@ pub async fn append(store: &mut dyn Store, entry: AuditEntry) -> Result<AuditRec
     Ok(record)
 }
 
+/// Publishes a store's chain head outside the database: in the log, and
+/// in the checkpoint file when one is configured. Failures are logged; the
+/// run they follow stands.
+pub async fn publish_head(store: &mut dyn Store, checkpoints: Option<&Path>) {
+    let name = store.name().to_string();
+    match store.audit_head().await {
+        Ok(Some(head)) => {
+            tracing::info!(store = %name, seq = head.seq, row_hash = %head.row_hash, "audit chain head");
+            if let Some(path) = checkpoints
+                && let Err(err) = write_checkpoint(path, &name, &head)
+            {
+                tracing::error!(store = %name, file = %path.display(), error = %err, "could not write the audit checkpoint");
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(store = %name, error = %err, "could not read the audit chain head")
+        }
+    }
+}
+
 /// A chain head published outside the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -326,13 +347,24 @@ pub async fn verify(
     Ok(verifier.finish().map(|()| verifier.rows))
 }
 
-/// This machine's name, for the audit trail.
+/// This machine's name, for the audit trail. From gethostname(2), which a
+/// hardened service can call where /proc/sys is hidden.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most
+    // that many bytes and the result is read only up to the first NUL.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = if ok {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::exit::Exit;
 use crate::plan::{self, Step};
 use crate::pseudonym::{HmacKey, KeyError};
 use crate::rules::{Diagnostic, Diagnostics, Policy, Rule, StoreConfig};
-use crate::store::{self, Counts, Store, StoreError};
+use crate::store::{self, Counts, QueryErrorKind, Store, StoreError};
 
 /// Why a command could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -158,8 +158,13 @@ pub async fn step_for(
     };
     match store.prepare(&step).await {
         Ok(()) => Ok(Ok(step)),
+        // Only a statement that does not compile is the rule's fault; a lock
+        // timeout or a dropped connection is the store's, and says so.
         Err(StoreError::Query {
-            message, context, ..
+            message,
+            context,
+            kind: QueryErrorKind::Compile,
+            ..
         }) => {
             let at = rule.at.filter.as_ref().unwrap_or(&rule.at.rule).clone();
             Ok(Err(vec![Diagnostic::new(
@@ -258,6 +263,7 @@ impl StepOutcome {
             StepOutcome::NotRun { .. } => Exit::Incomplete,
             StepOutcome::Failed { error, .. } => match error {
                 StepError::Refused(Refusal::LockHeld { .. }) => Exit::LockHeld,
+                StepError::Refused(Refusal::Stopped { .. }) => Exit::Incomplete,
                 StepError::Refused(_) => Exit::Refused,
                 StepError::Store(_) => Exit::Error,
             },
@@ -346,20 +352,7 @@ async fn publish_chain_heads(policy: &Policy, stores: &mut Stores<'_>, steps: &[
         let Ok(store) = stores.get(name).await else {
             continue;
         };
-        match store.audit_head().await {
-            Ok(Some(head)) => {
-                tracing::info!(store = name, seq = head.seq, row_hash = %head.row_hash, "audit chain head");
-                if let Some(path) = &policy.settings.audit_checkpoints
-                    && let Err(err) = audit::write_checkpoint(path, name, &head)
-                {
-                    tracing::error!(store = name, file = %path.display(), error = %err, "could not write the audit checkpoint");
-                }
-            }
-            Ok(None) => {}
-            Err(err) => {
-                tracing::warn!(store = name, error = %err, "could not read the audit chain head")
-            }
-        }
+        audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
     }
 }
 

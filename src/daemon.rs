@@ -207,7 +207,9 @@ struct Generation {
 }
 
 impl Generation {
-    fn start(policy: Arc<Policy>, shutdown: &Shutdown, locks: &RuleLocks) -> Self {
+    /// Starts a task per rule. `catch_up`: at start-up only; a reload must
+    /// not take a run in flight (no finish row yet) for a missed one.
+    fn start(policy: Arc<Policy>, shutdown: &Shutdown, locks: &RuleLocks, catch_up: bool) -> Self {
         let (retire, retired) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for index in 0..policy.rules.len() {
@@ -218,14 +220,17 @@ impl Generation {
                 shutdown.clone(),
                 retired.clone(),
                 lock,
+                catch_up,
             ));
         }
         Self { retire, tasks }
     }
 
     /// Tasks stop before their next run; a run in flight finishes.
-    fn retire(&self) {
+    fn retire(self) -> tokio::task::JoinHandle<()> {
         self.retire.send_replace(true);
+        let mut tasks = self.tasks;
+        tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
     }
 
     async fn join(mut self) {
@@ -233,12 +238,22 @@ impl Generation {
     }
 }
 
+fn running_status(count: usize) -> String {
+    format!(
+        "running {count} rule{} on their schedules",
+        if count == 1 { "" } else { "s" }
+    )
+}
+
 /// Runs the daemon until SIGTERM.
 pub async fn run(config: PathBuf, signals: Signals) -> Exit {
     status("loading and checking rules");
-    let policy = match load_checked(&config).await {
-        Ok(policy) => policy,
-        Err(exit) => return exit,
+    let policy = tokio::select! {
+        loaded = load_checked(&config) => match loaded {
+            Ok(policy) => policy,
+            Err(exit) => return exit,
+        },
+        () = signals.shutdown.requested() => return Exit::Ok,
     };
     if let Some(addr) = policy.settings.metrics_listen {
         if let Err(err) = metrics::serve(addr) {
@@ -249,45 +264,63 @@ pub async fn run(config: PathBuf, signals: Signals) -> Exit {
     }
     start_watchdog();
     let locks = RuleLocks::default();
-    let count = policy.rules.len();
-    let mut current = Generation::start(Arc::new(policy), &signals.shutdown, &locks);
-    let mut retired: Vec<Generation> = Vec::new();
-    let ready = format!("running {count} rules on their schedules");
-    tracing::info!(rules = count, "ready");
+    let mut ready = running_status(policy.rules.len());
+    tracing::info!(rules = policy.rules.len(), "ready");
+    let mut current = Generation::start(Arc::new(policy), &signals.shutdown, &locks, true);
+    let mut retired: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     notify(&[Notice::Ready, Notice::Status(&ready)]);
-    loop {
+    let exit = loop {
         tokio::select! {
-            () = signals.shutdown.requested() => break,
+            () = signals.shutdown.requested() => break Exit::Ok,
+            // A rule task only ends on a stop; one that ends otherwise has
+            // panicked, and its rule would silently never run again.
+            Some(ended) = current.tasks.join_next(), if !current.tasks.is_empty() => {
+                if let Err(err) = ended {
+                    tracing::error!(error = %err, "a rule's task failed; stopping so the service restarts");
+                    break Exit::Error;
+                }
+            }
             () = signals.reload.notified() => {
                 notify(&[Notice::Reloading, Notice::Status("reloading rules")]);
                 tracing::info!(config = %config.display(), "reloading");
-                match load_checked(&config).await {
+                let loaded = tokio::select! {
+                    loaded = load_checked(&config) => loaded,
+                    () = signals.shutdown.requested() => break Exit::Ok,
+                };
+                match loaded {
                     Ok(policy) => {
-                        let count = policy.rules.len();
-                        current.retire();
-                        retired.push(std::mem::replace(
-                            &mut current,
-                            Generation::start(Arc::new(policy), &signals.shutdown, &locks),
-                        ));
-                        tracing::info!(rules = count, "reloaded");
+                        ready = running_status(policy.rules.len());
+                        tracing::info!(rules = policy.rules.len(), "reloaded");
+                        let fresh = Generation::start(Arc::new(policy), &signals.shutdown, &locks, false);
+                        retired.retain(|handle| !handle.is_finished());
+                        retired.push(std::mem::replace(&mut current, fresh).retire());
                     }
                     Err(_) => tracing::error!("the new rules did not pass their checks; the previous rules keep running"),
                 }
                 notify(&[Notice::Ready, Notice::Status(&ready)]);
             }
         }
-    }
+    };
     notify(&[
         Notice::Stopping,
         Notice::Status("stopping after the batches in flight"),
     ]);
     tracing::info!("stopping after the batches in flight");
+    signals.shutdown.request();
     current.join().await;
-    for generation in retired {
-        generation.join().await;
+    for handle in retired {
+        let _ = handle.await;
     }
     tracing::info!("stopped");
-    Exit::Ok
+    exit
+}
+
+/// Resolves when the task should stop: shutdown, or its generation retired.
+async fn stop_requested(shutdown: &Shutdown, retired: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        () = shutdown.requested() => {}
+        _ = retired.wait_for(|retired| *retired) => {}
+    }
 }
 
 /// Sleeps until `at`; `false` when told to stop first.
@@ -306,8 +339,7 @@ async fn sleep_until(
         }
         tokio::select! {
             () = tokio::time::sleep(left.min(MAX_SLEEP)) => {}
-            () = shutdown.requested() => return false,
-            _ = retired.changed() => {}
+            () = stop_requested(shutdown, retired) => return false,
         }
     }
 }
@@ -318,11 +350,16 @@ async fn connect_with_retry(
     config: &StoreConfig,
     policy: &Policy,
     shutdown: &Shutdown,
+    retired: &mut watch::Receiver<bool>,
     give_up: Option<DateTime<Utc>>,
 ) -> Option<Box<dyn Store>> {
     let mut backoff = Duration::from_secs(1);
     loop {
-        match store::connect(config, policy.settings.lock_timeout).await {
+        let attempt = tokio::select! {
+            attempt = store::connect(config, policy.settings.lock_timeout) => attempt,
+            () = stop_requested(shutdown, retired) => return None,
+        };
+        match attempt {
             Ok(store) => return Some(store),
             Err(err) => {
                 let jitter = rand::rng().random_range(0.75..1.25);
@@ -334,7 +371,7 @@ async fn connect_with_retry(
                 tracing::warn!(store = %config.name, error = %err, retry_in_ms = wait.as_millis() as u64, "store unreachable; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = shutdown.requested() => return None,
+                    () = stop_requested(shutdown, retired) => return None,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -348,10 +385,12 @@ async fn missed_a_run(
     rule: &Rule,
     schedule: &Schedule,
     shutdown: &Shutdown,
+    retired: &mut watch::Receiver<bool>,
 ) -> bool {
     let config = &policy.stores[&rule.store];
     let give_up = schedule.next_after(Utc::now(), policy.settings.timezone);
-    let Some(mut store) = connect_with_retry(config, policy, shutdown, give_up).await else {
+    let Some(mut store) = connect_with_retry(config, policy, shutdown, retired, give_up).await
+    else {
         return false;
     };
     let last = match store.ensure_audit_table().await {
@@ -374,13 +413,14 @@ async fn rule_task(
     shutdown: Shutdown,
     mut retired: watch::Receiver<bool>,
     lock: Arc<Mutex<()>>,
+    catch_up: bool,
 ) {
     let rule = &policy.rules[index];
     let zone = policy.settings.timezone;
     let schedule = schedule_of(&policy, rule).expect("schedules are checked at load");
     let mut trigger = Trigger::Schedule;
     let mut next = schedule.next_after(Utc::now(), zone);
-    if missed_a_run(&policy, rule, schedule, &shutdown).await {
+    if catch_up && missed_a_run(&policy, rule, schedule, &shutdown, &mut retired).await {
         tracing::info!(rule = %rule.id, "a scheduled run was missed; running it now");
         trigger = Trigger::CatchUp;
         next = Some(Utc::now());
@@ -396,87 +436,96 @@ async fn rule_task(
         }
         {
             let _running = lock.lock().await;
-            if shutdown.is_requested() {
+            if shutdown.is_requested() || *retired.borrow() {
                 return;
             }
-            run_once(
-                &policy,
-                rule,
-                trigger,
-                &shutdown,
-                schedule.next_after(at, zone),
-            )
-            .await;
+            let give_up = schedule.next_after(at, zone);
+            run_once(&policy, rule, trigger, &shutdown, &mut retired, give_up).await;
         }
         trigger = Trigger::Schedule;
         next = schedule.next_after(Utc::now().max(at), zone);
     }
 }
 
-/// One run of a rule: connect, check, run, disconnect. Failures are logged,
-/// counted, and recorded in the store's audit trail when it can be reached.
+/// One run of a rule: connect, check, run, disconnect. Until its first
+/// audit row a stop (or a reload) abandons it; after that it stops after
+/// the batch in flight. Failures are logged, counted, and recorded in the
+/// store's audit trail when it can be reached.
 async fn run_once(
     policy: &Policy,
     rule: &Rule,
     trigger: Trigger,
     shutdown: &Shutdown,
+    retired: &mut watch::Receiver<bool>,
     give_up: Option<DateTime<Utc>>,
 ) {
     status(&format!("running rule {}", rule.id));
     let config = &policy.stores[&rule.store];
-    let Some(mut store) = connect_with_retry(config, policy, shutdown, give_up).await else {
+    let Some(mut store) = connect_with_retry(config, policy, shutdown, retired, give_up).await
+    else {
         metrics::run_failed(&rule.id);
         return;
     };
-    let key = match commands::load_key(policy) {
-        Ok(key) => key,
-        Err(err) => {
-            tracing::error!(rule = %rule.id, error = %err, "cannot load the key; the run is skipped");
-            metrics::run_failed(&rule.id);
-            return;
-        }
-    };
+    let store = store.as_mut();
+    let key = commands::load_key(policy);
     let ctx = RunContext {
         run_id: commands::new_run_id(),
-        key: key.as_ref(),
+        key: key.as_ref().ok().and_then(Option::as_ref),
         host: audit::host_name(),
         shutdown: shutdown.clone(),
         trigger,
     };
-    let store = store.as_mut();
-    let failure = match step_for(store, config, rule, commands::now()).await {
+    let failure = match &key {
         Err(err) => {
-            tracing::error!(rule = %rule.id, error = %err, "cannot check the rule; the next run tries again");
+            tracing::error!(rule = %rule.id, error = %err, "cannot load the key; the run is skipped");
             metrics::run_failed(&rule.id);
-            None
+            Some("the HMAC key could not be loaded; see the log".to_string())
         }
-        Ok(Err(problems)) => {
-            for problem in &problems {
-                tracing::error!("{problem}");
+        Ok(_) => {
+            let checked = tokio::select! {
+                checked = step_for(store, config, rule, commands::now()) => checked,
+                () = stop_requested(shutdown, retired) => return,
+            };
+            match checked {
+                Err(err) => {
+                    tracing::error!(rule = %rule.id, error = %err, "cannot check the rule; the next run tries again");
+                    metrics::run_failed(&rule.id);
+                    Some(err.audit_code())
+                }
+                Ok(Err(problems)) => {
+                    for problem in &problems {
+                        tracing::error!("{problem}");
+                    }
+                    metrics::run_failed(&rule.id);
+                    Some("the rule no longer matches its table; see the log".to_string())
+                }
+                Ok(Ok(step)) => match execute::run_step(store, &step, &ctx).await {
+                    Ok(report) => {
+                        tracing::info!(rule = %rule.id, rows = report.rows_changed, status = ?report.status, ?trigger, "run done");
+                        None
+                    }
+                    Err(StepError::Refused(Refusal::LockHeld { .. })) => {
+                        tracing::info!(rule = %rule.id, "another worker holds this rule's lock; this run is skipped");
+                        None
+                    }
+                    Err(StepError::Refused(Refusal::Stopped { .. })) => {
+                        tracing::info!(rule = %rule.id, "stopped before the run began");
+                        None
+                    }
+                    Err(err) => {
+                        tracing::error!(rule = %rule.id, error = %err, "the run did not complete");
+                        Some(err.audit_code())
+                    }
+                },
             }
-            metrics::run_failed(&rule.id);
-            Some("the rule no longer matches its table; see the log".to_string())
         }
-        Ok(Ok(step)) => match execute::run_step(store, &step, &ctx).await {
-            Ok(report) => {
-                tracing::info!(rule = %rule.id, rows = report.rows_changed, status = ?report.status, ?trigger, "run done");
-                None
-            }
-            Err(StepError::Refused(Refusal::LockHeld { .. })) => {
-                tracing::info!(rule = %rule.id, "another worker holds this rule's lock; this run is skipped");
-                None
-            }
-            Err(err) => {
-                tracing::error!(rule = %rule.id, error = %err, "the run did not complete");
-                Some(err.audit_code())
-            }
-        },
     };
     if let Some(reason) = failure
         && let Err(err) = execute::record_failure(store, rule, &ctx, &reason).await
     {
         tracing::warn!(rule = %rule.id, error = %err, "could not record the failure in the audit trail");
     }
+    audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
     status("waiting for the next scheduled run");
 }
 

@@ -133,6 +133,8 @@ pub enum Refusal {
         "rule {rule}: the run reached max_rows = {max_rows}; the batch that would pass it was rolled back"
     )]
     MaxRowsReached { rule: String, max_rows: u64 },
+    #[error("rule {rule}: a stop was requested before the run began")]
+    Stopped { rule: String },
     #[error("rule {rule}: another worker holds its lock; skipped")]
     LockHeld { rule: String },
     #[error("rule {rule}: pseudonymising needs the HMAC key, and none was loaded")]
@@ -231,7 +233,11 @@ async fn run_locked(
     ctx: &RunContext<'_>,
     key: Option<&HmacKey>,
 ) -> Result<StepReport, StepError> {
-    let counted = store.count(step).await?;
+    // Counting can scan a large table: a stop must not wait for it.
+    let counted = tokio::select! {
+        counted = store.count(step) => counted?,
+        () = ctx.shutdown.requested() => return Err(Refusal::Stopped { rule: step.rule_id.clone() }.into()),
+    };
     if let Some(max_rows) = step.max_rows
         && counted.due > max_rows
     {
@@ -395,13 +401,11 @@ async fn run_locked(
         }
         if through == after {
             // A key that does not survive the round trip would loop forever.
-            failure = Some(StepError::Store(StoreError::Query {
-                store: step.store.clone(),
-                context: "window".into(),
-                code: None,
-                message: "the walk along the key made no progress".into(),
-                lock_timeout: false,
-            }));
+            failure = Some(StepError::Store(StoreError::invalid(
+                &step.store,
+                "window",
+                "the walk along the key made no progress".into(),
+            )));
             break;
         }
         after = through;

@@ -134,7 +134,7 @@ fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     let registry = tracing_subscriber::registry().with(filter);
     // Under systemd, stderr is the journal: write to it natively, with fields.
     if matches!(format, LogFormat::Text)
-        && std::env::var_os("JOURNAL_STREAM").is_some()
+        && stderr_is_the_journal()
         && let Ok(journald) = tracing_journald::layer()
     {
         registry
@@ -150,6 +150,27 @@ fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     match format {
         LogFormat::Text => registry.with(stderr).init(),
         LogFormat::Json => registry.with(stderr.json()).init(),
+    }
+}
+
+/// Whether stderr is the journal, as systemd documents: JOURNAL_STREAM
+/// holds the device and inode of the stream it connected. A shell started
+/// from a service inherits the variable, but not the stream.
+fn stderr_is_the_journal() -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match std::fs::File::from(fd).metadata() {
+        Ok(meta) => dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino()),
+        Err(_) => false,
     }
 }
 
@@ -221,20 +242,17 @@ fn stop_on_signals(shutdown: Shutdown) {
     });
 }
 
-/// SIGTERM and Ctrl-C stop the daemon; SIGHUP reloads it.
-fn handle_daemon_signals(signals: glemsel::daemon::Signals) {
+/// SIGTERM and Ctrl-C stop the daemon; SIGHUP reloads it. The handlers
+/// are registered before this returns, so an early SIGHUP cannot kill it.
+fn handle_daemon_signals(signals: glemsel::daemon::Signals) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
-        let (Ok(mut terminate), Ok(mut hangup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            tracing::error!("cannot listen for signals");
-            return;
-        };
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => signals.shutdown.request(),
+                _ = interrupt.recv() => signals.shutdown.request(),
                 _ = terminate.recv() => signals.shutdown.request(),
                 _ = hangup.recv() => {
                     signals.reload.notify_one();
@@ -244,13 +262,17 @@ fn handle_daemon_signals(signals: glemsel::daemon::Signals) {
             tracing::info!("stop requested: finishing the batches in flight");
         }
     });
+    Ok(())
 }
 
 async fn dispatch(cli: Cli) -> Exit {
     // The daemon loads (and reloads) the config itself.
     if let Command::Daemon = &cli.command {
         let signals = glemsel::daemon::Signals::default();
-        handle_daemon_signals(signals.clone());
+        if let Err(err) = handle_daemon_signals(signals.clone()) {
+            eprintln!("error: cannot listen for signals: {err}");
+            return Exit::Error;
+        }
         return glemsel::daemon::run(cli.config.clone(), signals).await;
     }
     // The demo writes its own config, so it needs none.

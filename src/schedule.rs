@@ -41,8 +41,26 @@ impl FromStr for Schedule {
                 "schedule {text:?} has {fields} fields; write seconds first: \"sec min hour day month weekday\", e.g. \"0 30 2 * * *\""
             ));
         }
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        let (day, weekday) = (parts[3], parts[5]);
+        // Cron dialects number weekdays differently (0 or 1 for Sunday; the
+        // cron crate uses 1): a number could silently shift a run by a day.
+        if weekday.chars().any(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "schedule {text:?}: write weekdays as names (MON-FRI, SUN), not numbers"
+            ));
+        }
+        // Classic cron runs when either matches, the cron crate when both do.
+        if !matches!(day, "*" | "?") && !matches!(weekday, "*" | "?") {
+            return Err(format!(
+                "schedule {text:?}: restrict the day of the month or the weekday, not both"
+            ));
+        }
         let cron =
             cron::Schedule::from_str(text).map_err(|err| format!("schedule {text:?}: {err}"))?;
+        if cron.upcoming(Utc).next().is_none() {
+            return Err(format!("schedule {text:?} never runs"));
+        }
         Ok(Self {
             text: text.to_string(),
             cron,
@@ -178,5 +196,30 @@ mod tests {
         );
         assert!("0 30 25 * * *".parse::<Schedule>().is_err());
         assert!("*/5 * * * * *".parse::<Schedule>().is_ok());
+        assert!(
+            "0 30 2 * * 1-5"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("weekdays as names")
+        );
+        assert!(
+            "0 30 2 1 * MON"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("not both")
+        );
+        assert!(
+            "0 0 0 30 FEB * 2030"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("never runs")
+        );
+        // MON-FRI means Monday to Friday: 2026-11-27 is a Friday, the next run a Monday.
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let weekdays: Schedule = "0 30 2 * * MON-FRI".parse().unwrap();
+        assert_eq!(
+            weekdays.next_after(utc("2026-11-27T10:00:00Z"), zone),
+            Some(utc("2026-11-30T01:30:00Z"))
+        );
     }
 }

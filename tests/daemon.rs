@@ -171,14 +171,14 @@ fn notify_protocol_schedules_reload_and_stop() {
             "engine = \"sqlite\"\npath = {:?}",
             path.display().to_string()
         ),
-        "",
+        "audit_checkpoints = \"heads.tsv\"",
     );
     project.rules("logs.toml", &logs_rule("logs", "d", "* * * * * *"));
     let mut daemon = Daemon::start(&project, "d", &[("WATCHDOG_USEC", "400000")]);
 
     let ready = daemon.wait_notice("READY=1", Duration::from_secs(20));
     assert!(
-        ready.contains("STATUS=running 1 rules on their schedules"),
+        ready.contains("STATUS=running 1 rule on their schedules"),
         "{ready}"
     );
     daemon.wait_notice("WATCHDOG=1", Duration::from_secs(2));
@@ -250,8 +250,16 @@ fn notify_protocol_schedules_reload_and_stop() {
             "SELECT count(*) FROM glemsel_audit WHERE event = 'run_start'"
         )
     );
+    // The daemon publishes each run's chain head, which verify checks.
+    let heads = std::fs::read_to_string(project.path().join("heads.tsv")).unwrap();
+    assert!(heads.lines().count() >= 3, "{heads}");
     let verify = project.glemsel(&["audit", "verify"]);
     assert_eq!(common::code(&verify), 0, "{}", common::text(&verify));
+    assert!(
+        !common::text(&verify).contains(" 0 checkpoints matched"),
+        "{}",
+        common::text(&verify)
+    );
 }
 
 /// Appends a finished run of `rule` that ended `days` ago to the trail.
@@ -382,7 +390,29 @@ async fn a_missed_run_is_caught_up_at_start() {
         .unwrap()
         .get(0);
     assert!(detail.contains("\"trigger\":\"catch-up\""), "{detail}");
+    // A reload must not take the finished catch-up for a missed run again.
+    daemon.signal("-HUP");
+    daemon.wait_log("reloaded", Duration::from_secs(10));
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs: i64 = client
+        .query_one(
+            "SELECT count(*) FROM glemsel_audit WHERE event = 'run_start' AND rule_id = 'logs'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1, "one catch-up, no more");
+    let host: String = client
+        .query_one(
+            "SELECT host FROM glemsel_audit WHERE event = 'run_start'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(host, glemsel::audit::host_name());
+    assert_ne!(host, "unknown");
     let other: i64 = client
         .query_one("SELECT count(*) FROM other_logs", &[])
         .await

@@ -217,6 +217,17 @@ pub struct Changed {
     pub cascaded: Vec<NamedCount>,
 }
 
+/// What kind of failure a query met, as far as glemsel acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryErrorKind {
+    /// The statement does not compile against the schema (a bad `where`,
+    /// a column that went away): the rule needs fixing.
+    Compile,
+    /// A lock was not had in time (or a deadlock was broken): try later.
+    LockTimeout,
+    Other,
+}
+
 /// Why a store operation failed. Never holds a connection string or key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -231,20 +242,32 @@ pub enum StoreError {
         /// The database's error code (SQLSTATE or native), safe to record.
         code: Option<String>,
         message: String,
-        lock_timeout: bool,
+        kind: QueryErrorKind,
     },
 }
 
 impl StoreError {
+    /// A result glemsel cannot read.
+    pub(crate) fn invalid(store: &str, context: &str, message: String) -> StoreError {
+        StoreError::Query {
+            store: store.to_string(),
+            context: context.to_string(),
+            code: None,
+            message,
+            kind: QueryErrorKind::Other,
+        }
+    }
+
+    pub fn kind(&self) -> Option<QueryErrorKind> {
+        match self {
+            StoreError::Query { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     /// A row lock could not be had in time; the batch may be retried later.
     pub fn is_lock_timeout(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Query {
-                lock_timeout: true,
-                ..
-            }
-        )
+        self.kind() == Some(QueryErrorKind::LockTimeout)
     }
 
     /// A short, data-free description for the audit trail.
@@ -342,14 +365,30 @@ pub(crate) fn connection_url(config: &StoreConfig) -> Result<String, StoreError>
     }
 }
 
+/// How long opening a connection may take, handshake and login included.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Opens a connection to a configured store.
 pub async fn connect(
     config: &StoreConfig,
     lock_timeout: std::time::Duration,
 ) -> Result<Box<dyn Store>, StoreError> {
-    Ok(match config.engine {
-        Engine::Postgres => Box::new(postgres::PostgresStore::connect(config, lock_timeout).await?),
-        Engine::Mysql => Box::new(mysql::MysqlStore::connect(config, lock_timeout).await?),
-        Engine::Sqlite => Box::new(sqlite::SqliteStore::open(config, lock_timeout)?),
-    })
+    let opening = async {
+        Ok::<Box<dyn Store>, StoreError>(match config.engine {
+            Engine::Postgres => {
+                Box::new(postgres::PostgresStore::connect(config, lock_timeout).await?)
+            }
+            Engine::Mysql => Box::new(mysql::MysqlStore::connect(config, lock_timeout).await?),
+            Engine::Sqlite => Box::new(sqlite::SqliteStore::open(config, lock_timeout)?),
+        })
+    };
+    // A firewall that drops packets would otherwise hold a connect for minutes.
+    tokio::time::timeout(CONNECT_TIMEOUT, opening)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Connect {
+                store: config.name.clone(),
+                message: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            })
+        })
 }

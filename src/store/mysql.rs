@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::sql::{self, BatchStatements, Dialect, Param, Query};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
-    TableSchema, Window, cascade_counts, connection_url,
+    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
+    Store, StoreError, TableSchema, Window, cascade_counts, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -225,7 +225,9 @@ impl MysqlStore {
         let opts = OptsBuilder::from_opts(opts)
             .init(setup)
             .stmt_cache_size(64)
-            .prefer_socket(false);
+            .prefer_socket(false)
+            // A peer that vanished mid-query is noticed instead of waited on.
+            .tcp_keepalive(Some(Duration::from_secs(60)));
         let conn = Conn::new(opts).await.map_err(|err| StoreError::Connect {
             store: config.name.clone(),
             message: describe_error(&err),
@@ -246,21 +248,22 @@ impl MysqlStore {
         StoreError::Query {
             store: self.name.clone(),
             context: context.to_string(),
-            // 1205: lock wait timeout; 1213: deadlock (rolled back, safe to retry).
-            lock_timeout: matches!(code, Some(1205) | Some(1213)),
+            kind: match code {
+                // Lock wait timeout; deadlock (rolled back, safe to retry).
+                Some(1205) | Some(1213) => QueryErrorKind::LockTimeout,
+                // Syntax, unknown column or table, ambiguous column, unknown
+                // function, wrong argument count.
+                Some(1064) | Some(1054) | Some(1146) | Some(1052) | Some(1305) | Some(1582)
+                | Some(1583) => QueryErrorKind::Compile,
+                _ => QueryErrorKind::Other,
+            },
             code: code.map(|c| c.to_string()),
             message: describe_error(&err),
         }
     }
 
     fn invalid(&self, context: &str, message: String) -> StoreError {
-        StoreError::Query {
-            store: self.name.clone(),
-            context: context.to_string(),
-            code: None,
-            message,
-            lock_timeout: false,
-        }
+        StoreError::invalid(&self.name, context, message)
     }
 
     async fn rows(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
@@ -635,7 +638,7 @@ impl Store for MysqlStore {
                     context: "audit lock".into(),
                     code: None,
                     message: "the audit append lock was not free within 30 s".into(),
-                    lock_timeout: true,
+                    kind: QueryErrorKind::LockTimeout,
                 });
             }
             self.holds_audit_lock = true;

@@ -16,8 +16,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::sql::{self, BatchStatements, Dialect, Param, Query};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
-    TableSchema, Window, cascade_counts, connection_url,
+    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
+    Store, StoreError, TableSchema, Window, cascade_counts, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -114,6 +114,8 @@ impl PostgresStore {
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(10));
         }
+        // A peer that vanished mid-query is noticed instead of waited on.
+        pg.keepalives(true).keepalives_idle(Duration::from_secs(60));
         let (client, connection) = pg.connect(NoTls).await.map_err(|err| StoreError::Connect {
             store: config.name.clone(),
             message: describe_error(&err),
@@ -161,7 +163,12 @@ impl PostgresStore {
         StoreError::Query {
             store: self.name.clone(),
             context: context.to_string(),
-            lock_timeout: code.as_deref() == Some("55P03"),
+            kind: match code.as_deref() {
+                // Class 42: syntax error or access rule violation.
+                Some(c) if c.starts_with("42") => QueryErrorKind::Compile,
+                Some("55P03") | Some("40P01") => QueryErrorKind::LockTimeout,
+                _ => QueryErrorKind::Other,
+            },
             code,
             message: describe_error(&err),
         }
@@ -169,13 +176,7 @@ impl PostgresStore {
 
     /// A result the code cannot read.
     fn invalid(&self, context: &str, message: String) -> StoreError {
-        StoreError::Query {
-            store: self.name.clone(),
-            context: context.to_string(),
-            code: None,
-            message,
-            lock_timeout: false,
-        }
+        StoreError::invalid(&self.name, context, message)
     }
 
     async fn query(&self, context: &str, q: &Query<'_>) -> Result<Vec<Row>, StoreError> {

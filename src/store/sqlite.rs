@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 
 use super::sql::{self, BatchStatements, Dialect, Param, Query};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, Store, StoreError,
-    TableSchema, Window, cascade_counts,
+    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
+    Store, StoreError, TableSchema, Window, cascade_counts,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
 use crate::plan::{Moment, Step};
@@ -157,6 +157,18 @@ fn declared_length(declared: &str) -> Option<usize> {
     declared[open + 1..close].trim().parse().ok()
 }
 
+/// Runs a blocking SQLite call. On the daemon's multi-threaded runtime the
+/// worker hands its other tasks over first, so a long count cannot stall
+/// other rules, signals or the watchdog.
+fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
+}
+
 /// One connection to an SQLite database file.
 pub struct SqliteStore {
     name: String,
@@ -249,23 +261,21 @@ impl SqliteStore {
         StoreError::Query {
             store: self.name.clone(),
             context: context.to_string(),
-            lock_timeout: matches!(
-                code,
-                Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
-            ),
+            kind: match code {
+                Some(rusqlite::ErrorCode::DatabaseBusy)
+                | Some(rusqlite::ErrorCode::DatabaseLocked) => QueryErrorKind::LockTimeout,
+                // SQLITE_ERROR: what prepare reports for a statement that
+                // does not compile (no such table or column, syntax).
+                Some(rusqlite::ErrorCode::Unknown) => QueryErrorKind::Compile,
+                _ => QueryErrorKind::Other,
+            },
             code: code.map(|c| format!("{c:?}")),
             message: err.to_string(),
         }
     }
 
     fn invalid(&self, context: &str, message: String) -> StoreError {
-        StoreError::Query {
-            store: self.name.clone(),
-            context: context.to_string(),
-            code: None,
-            message,
-            lock_timeout: false,
-        }
+        StoreError::invalid(&self.name, context, message)
     }
 
     fn rows(&self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
@@ -284,22 +294,22 @@ impl SqliteStore {
             }
             Ok(out)
         };
-        run().map_err(|e| self.error(context, e))
+        blocking(run).map_err(|e| self.error(context, e))
     }
 
     fn execute(&self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
         let values: Vec<Value> = q.params.iter().map(to_value).collect();
-        self.conn
-            .prepare_cached(&q.sql)
-            .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(values)))
-            .map(|n| n as u64)
-            .map_err(|e| self.error(context, e))
+        blocking(|| {
+            self.conn
+                .prepare_cached(&q.sql)
+                .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(values)))
+                .map(|n| n as u64)
+        })
+        .map_err(|e| self.error(context, e))
     }
 
     fn simple(&self, context: &str, sql: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch(sql)
-            .map_err(|e| self.error(context, e))
+        blocking(|| self.conn.execute_batch(sql)).map_err(|e| self.error(context, e))
     }
 
     fn is_main(&self, table: &TableRef) -> bool {
@@ -508,7 +518,8 @@ impl Store for SqliteStore {
         if !self.is_main(table) {
             return Ok(None);
         }
-        describe_table(&self.conn, &table.name).map_err(|e| self.error("describe table", e))
+        blocking(|| describe_table(&self.conn, &table.name))
+            .map_err(|e| self.error("describe table", e))
     }
 
     async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {

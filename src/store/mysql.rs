@@ -1,8 +1,9 @@
 //! MySQL and MariaDB, through mysql_async.
 //!
 //! Sessions run in UTC, READ COMMITTED (so a batch's range scan takes no
-//! gap locks that would stall the application's inserts), utf8mb4, and a
-//! short `innodb_lock_wait_timeout`. HMAC is two `SHA2` calls over binary
+//! gap locks that would stall the application's inserts), utf8mb4,
+//! ANSI_QUOTES (rule fragments read as on PostgreSQL), and a short
+//! `innodb_lock_wait_timeout`. HMAC is two `SHA2` calls over binary
 //! strings; the column is converted to utf8mb4 first, so a latin1 column
 //! yields the same token as a utf8mb4 one, as PostgreSQL and Rust do.
 
@@ -217,6 +218,10 @@ impl MysqlStore {
         let wait_seconds = lock_timeout.as_millis().div_ceil(1000).max(1);
         let setup = vec![
             "SET NAMES utf8mb4".to_string(),
+            // Rule fragments (`where`, `open`) are standard SQL on every
+            // engine: "x" is an identifier. Without this, MySQL would read
+            // "Open" = 1 as a string compared with 1: silently false.
+            "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')".to_string(),
             "SET time_zone = '+00:00'".to_string(),
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
             format!("SET SESSION innodb_lock_wait_timeout = {wait_seconds}"),

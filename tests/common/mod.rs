@@ -187,6 +187,18 @@ pub fn code(output: &Output) -> i32 {
     output.status.code().expect("exited")
 }
 
+/// A MariaDB session for test SQL: identifiers may be double-quoted, as
+/// in PostgreSQL, so one statement serves both (backticks still work).
+async fn mariadb_session(url: &str) -> mysql_async::Conn {
+    let mut conn = mysql_async::Conn::from_url(url)
+        .await
+        .expect("connect to MariaDB");
+    conn.query_drop("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+        .await
+        .unwrap();
+    conn
+}
+
 /// The engines the suite runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -265,7 +277,7 @@ impl TestDb {
                 .await
                 .unwrap_or_else(|e| panic!("{e}\n{sql}")),
             Kind::Mariadb => {
-                let mut conn = mysql_async::Conn::from_url(&self.url).await.unwrap();
+                let mut conn = mariadb_session(&self.url).await;
                 conn.query_drop(sql)
                     .await
                     .unwrap_or_else(|e| panic!("{e}\n{sql}"));
@@ -297,7 +309,7 @@ impl TestDb {
                 })
                 .collect(),
             Kind::Mariadb => {
-                let mut conn = mysql_async::Conn::from_url(&self.url).await.unwrap();
+                let mut conn = mariadb_session(&self.url).await;
                 let rows: Vec<mysql_async::Row> = conn
                     .query(sql)
                     .await

@@ -1,0 +1,599 @@
+//! Every promise of the five seed policies, as the shipped rule sets in
+//! `rules/` enforce it, on PostgreSQL and MariaDB: the day before the data
+//! becomes due nothing happens; on the day it does, the data goes (or is
+//! pseudonymised) as promised, and the audit trail names the rule.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Kind, Project, TestDb, code, text};
+
+/// A seed's rule set and the fixture of its system.
+struct Seed {
+    /// The folder in `rules/` and in `tests/fixtures/`.
+    dir: &'static str,
+    /// The store its rules name.
+    store: &'static str,
+}
+
+/// One promise at its boundary.
+struct Case {
+    rule: &'static str,
+    day_before: &'static str,
+    day_of: &'static str,
+    checks: &'static [Check],
+}
+
+/// A query returning one value (NULL reads "NULL"), and that value after
+/// the run on the day before and after the run on the day of.
+struct Check {
+    sql: &'static str,
+    before: &'static str,
+    after: &'static str,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn value(db: &TestDb, sql: &str) -> String {
+    db.rows(sql)
+        .await
+        .first()
+        .and_then(|row| row.first().cloned())
+        .map(|v| v.unwrap_or_else(|| "NULL".into()))
+        .unwrap_or_else(|| "no row".into())
+}
+
+async fn check_seed(seed: &Seed, cases: &[Case]) {
+    let fixtures = repo().join("tests/fixtures").join(seed.dir);
+    let data = std::fs::read_to_string(fixtures.join("data.sql")).unwrap();
+    for kind in [Kind::Postgres, Kind::Mariadb] {
+        let schema_file = match kind {
+            Kind::Postgres => "postgres.sql",
+            _ => "mariadb.sql",
+        };
+        let schema = std::fs::read_to_string(fixtures.join(schema_file)).unwrap();
+        for case in cases {
+            let Some(db) = TestDb::create(kind, "seed").await else {
+                continue;
+            };
+            db.exec(&schema).await;
+            db.exec(&data).await;
+            let project = Project::for_db(&db, seed.store, "");
+            for entry in std::fs::read_dir(repo().join("rules").join(seed.dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    std::fs::copy(
+                        &path,
+                        project.path().join("rules").join(path.file_name().unwrap()),
+                    )
+                    .unwrap();
+                }
+            }
+            let what = format!("{} {} on {kind:?}", seed.dir, case.rule);
+            let check = project.glemsel(&["check"]);
+            assert_eq!(
+                code(&check),
+                0,
+                "{what}: the rule set does not fit its fixture:\n{}",
+                text(&check)
+            );
+
+            let before = project.glemsel(&["run", "--rule", case.rule, "--as-of", case.day_before]);
+            assert_eq!(
+                code(&before),
+                0,
+                "{what} {}: {}",
+                case.day_before,
+                text(&before)
+            );
+            for check in case.checks {
+                assert_eq!(
+                    value(&db, check.sql).await,
+                    check.before,
+                    "{what}, as of {}: {}",
+                    case.day_before,
+                    check.sql
+                );
+            }
+            let batches = format!(
+                "SELECT count(*) FROM glemsel_audit WHERE rule_id = '{}' AND event = 'batch'",
+                case.rule
+            );
+            let batches_before = value(&db, &batches).await;
+            let on = project.glemsel(&["run", "--rule", case.rule, "--as-of", case.day_of]);
+            assert_eq!(code(&on), 0, "{what} {}: {}", case.day_of, text(&on));
+            for check in case.checks {
+                assert_eq!(
+                    value(&db, check.sql).await,
+                    check.after,
+                    "{what}, as of {}: {}",
+                    case.day_of,
+                    check.sql
+                );
+            }
+            assert_ne!(
+                value(&db, &batches).await,
+                batches_before,
+                "{what}: no batch row names the rule"
+            );
+            let verify = project.glemsel(&["audit", "verify"]);
+            assert_eq!(code(&verify), 0, "{what}: {}", text(&verify));
+            db.drop().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn itj_consult() {
+    let seed = Seed {
+        dir: "003-itj-consult",
+        store: "itj",
+    };
+    check_seed(
+        &seed,
+        &[
+            Case {
+                rule: "itj-purchases",
+                day_before: "2026-03-09",
+                day_of: "2026-03-10",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 1",
+                        before: "1",
+                        after: "0",
+                    },
+                    // A subscription that still runs keeps its purchase.
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 4",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+            },
+            Case {
+                rule: "itj-unfinished-purchases",
+                day_before: "2026-09-30",
+                day_of: "2026-10-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 2",
+                        before: "1",
+                        after: "0",
+                    },
+                    // Entered the same day but completed: another rule's business.
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 3",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+            },
+            Case {
+                rule: "itj-support-requests",
+                day_before: "2026-06-14",
+                day_of: "2026-06-15",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 11",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM ticket_messages WHERE ticket_id = 11",
+                        before: "2",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 12",
+                        before: "1",
+                        after: "1",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 42",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+            },
+            Case {
+                rule: "itj-support-accounts",
+                day_before: "2026-02-28",
+                day_of: "2026-03-01",
+                checks: &[
+                    // Last used 2024-03-01 (its last ticket), so unused for 2 years on 2026-03-01.
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 21",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE account_id = 21",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM ticket_messages WHERE ticket_id = 31",
+                        before: "1",
+                        after: "0",
+                    },
+                    // Same dates, but its ticket was never answered: still in use.
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 22",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+            },
+            Case {
+                rule: "itj-consent-withdrawn",
+                day_before: "2026-05-03",
+                day_of: "2026-05-04",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 41",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE account_id = 41",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM ticket_messages WHERE ticket_id = 33",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 42",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+            },
+            Case {
+                rule: "itj-access-logs",
+                day_before: "2026-08-19",
+                day_of: "2026-08-20",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM access_log WHERE id = 51",
+                        before: "1",
+                        after: "0",
+                    },
+                    // One second younger: due one second later.
+                    Check {
+                        sql: "SELECT count(*) FROM access_log WHERE id = 52",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+            },
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jetpak() {
+    let seed = Seed {
+        dir: "002-jetpak",
+        store: "jetpak",
+    };
+    check_seed(
+        &seed,
+        &[
+            Case {
+                rule: "jetpak-contract-administration",
+                // Customer 1's last order was delivered and paid on 2023-02-14.
+                day_before: "2026-02-13",
+                day_of: "2026-02-14",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN email LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE email END FROM customers WHERE id = 1",
+                        before: "kunde1@example.invalid",
+                        after: "token",
+                    },
+                    Check { sql: "SELECT COALESCE(personal_id, 'NULL') FROM customers WHERE id = 1", before: "010101-0001", after: "NULL" },
+                    Check { sql: "SELECT address FROM customers WHERE id = 1", before: "Eksempelvej 1", after: "[redacted]" },
+                    // Bookkeeping stays: the invoices keep their numbers and amounts.
+                    Check {
+                        sql: "SELECT CONCAT(invoice_no, '/', amount) FROM invoices WHERE id = 1001",
+                        before: "J-1001/1250.00",
+                        after: "J-1001/1250.00",
+                    },
+                    // The same dates, but a dispute is open: held.
+                    Check { sql: "SELECT email FROM customers WHERE id = 2", before: "kunde2@example.invalid", after: "kunde2@example.invalid" },
+                    // The same dates, but an order is not paid: the contract runs.
+                    Check { sql: "SELECT email FROM customers WHERE id = 3", before: "kunde3@example.invalid", after: "kunde3@example.invalid" },
+                    // An active agreement keeps the customer.
+                    Check { sql: "SELECT email FROM customers WHERE id = 4", before: "firma4@example.invalid", after: "firma4@example.invalid" },
+                    // Each run reports what the hold kept: nothing the day before,
+                    // customer 2 on the day.
+                    Check {
+                        sql: "SELECT CASE WHEN detail LIKE '%\"held_by\":[{\"name\":\"disputes\",\"rows\":1}]%' THEN 'kept 1' \
+                              WHEN detail LIKE '%\"held_by\":[{\"name\":\"disputes\",\"rows\":0}]%' THEN 'kept 0' ELSE detail END \
+                              FROM glemsel_audit WHERE event = 'run_finish' ORDER BY seq DESC LIMIT 1",
+                        before: "kept 0",
+                        after: "kept 1",
+                    },
+                ],
+            },
+            Case {
+                rule: "jetpak-marketing-customers",
+                day_before: "2026-02-13",
+                day_of: "2026-02-14",
+                checks: &[
+                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 1", before: "pakker", after: "NULL" },
+                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 2", before: "pakker", after: "pakker" },
+                ],
+            },
+            Case {
+                rule: "jetpak-marketing-prospects",
+                day_before: "2026-03-31",
+                day_of: "2026-04-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 201", before: "1", after: "0" },
+                    // Collected the same day, but became a customer: the customer rules apply.
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "jetpak-marketing-objections",
+                day_before: "2026-06-09",
+                day_of: "2026-06-10",
+                checks: &[Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "0" }],
+            },
+            Case {
+                rule: "jetpak-business-development",
+                day_before: "2026-01-19",
+                day_of: "2026-01-20",
+                checks: &[
+                    Check { sql: "SELECT COALESCE(ip, 'NULL') FROM web_sessions WHERE id = 301", before: "192.0.2.1", after: "NULL" },
+                    Check { sql: "SELECT browsing_history FROM web_sessions WHERE id = 301", before: "/track,/prices", after: "[redacted]" },
+                    // The customer's agreement is active: kept.
+                    Check { sql: "SELECT COALESCE(ip, 'NULL') FROM web_sessions WHERE id = 302", before: "192.0.2.4", after: "192.0.2.4" },
+                ],
+            },
+            Case {
+                rule: "jetpak-bookkeeping",
+                // Invoiced in 2018: 7 years from the end of 2018.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1002", before: "1", after: "0" },
+                    // Customer 2's dispute holds its invoice.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1001", before: "1", after: "1" },
+                ],
+            },
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jma_on_nav() {
+    let seed = Seed {
+        dir: "004-jma",
+        store: "jma",
+    };
+    check_seed(
+        &seed,
+        &[
+            Case {
+                rule: "jma-customers",
+                // The policy's vector: the agreement ended in May 2017.
+                day_before: "2022-06-30",
+                day_of: "2022-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00010'",
+                        before: "kunde10@example.invalid",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT \"Comment\" FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00010'",
+                        before: "Good customer",
+                        after: "[redacted]",
+                    },
+                    // An open ledger entry: not yet paid, kept.
+                    Check {
+                        sql: "SELECT \"E-Mail\" FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00020'",
+                        before: "kunde20@example.invalid",
+                        after: "kunde20@example.invalid",
+                    },
+                    // 1753-01-01 is NAV's blank: the agreement runs.
+                    Check {
+                        sql: "SELECT \"E-Mail\" FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00030'",
+                        before: "kunde30@example.invalid",
+                        after: "kunde30@example.invalid",
+                    },
+                ],
+            },
+            Case {
+                rule: "jma-invoices",
+                // Posted 2020-03-15, in the financial year ending 2020-06-30.
+                day_before: "2025-06-30",
+                day_of: "2025-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"Bill-to Name\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Bill-to Name\" END \
+                              FROM \"CRONUS International Ltd_$Sales Invoice Header\" WHERE \"No_\" = 'SI-1001'",
+                        before: "Kunde Ti",
+                        after: "token",
+                    },
+                    // The bookkeeping stays: number and amount.
+                    Check {
+                        sql: "SELECT CONCAT(\"No_\", '/', ROUND(\"Amount\", 2)) FROM \"CRONUS International Ltd_$Sales Invoice Header\" WHERE \"No_\" = 'SI-1001'",
+                        before: "SI-1001/1250.00",
+                        after: "SI-1001/1250.00",
+                    },
+                    // Posted on 2020-07-01: the next financial year, a year later.
+                    Check {
+                        sql: "SELECT \"Bill-to Name\" FROM \"CRONUS International Ltd_$Sales Invoice Header\" WHERE \"No_\" = 'SI-1003'",
+                        before: "Kunde Ti",
+                        after: "Kunde Ti",
+                    },
+                ],
+            },
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn web_agency() {
+    let seed = Seed {
+        dir: "001-web-agency",
+        store: "agency",
+    };
+    check_seed(
+        &seed,
+        &[
+            Case {
+                rule: "agency-client-contacts",
+                day_before: "2026-03-31",
+                day_of: "2026-04-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN email LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE email END FROM clients WHERE id = 1",
+                        before: "klient1@example.invalid",
+                        after: "token",
+                    },
+                    Check { sql: "SELECT COALESCE(phone, 'NULL') FROM clients WHERE id = 1", before: "+45 0000 0001", after: "NULL" },
+                    // Its invoices stay, with their numbers and amounts.
+                    Check {
+                        sql: "SELECT CONCAT(invoice_no, '/', amount) FROM invoices WHERE id = 12",
+                        before: "F-2023-012/4200.00",
+                        after: "F-2023-012/4200.00",
+                    },
+                    Check { sql: "SELECT email FROM clients WHERE id = 2", before: "klient2@example.invalid", after: "klient2@example.invalid" },
+                ],
+            },
+            Case {
+                rule: "agency-bookkeeping",
+                // Issued in 2020: 5 years from the end of 2020.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 11", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 21", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "agency-analytics",
+                day_before: "2026-09-14",
+                day_of: "2026-09-15",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 31", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 32", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "agency-cookie-consents",
+                day_before: "2026-09-30",
+                day_of: "2026-10-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 41", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 42", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "agency-contact-form-erasure",
+                day_before: "2026-02-01",
+                day_of: "2026-02-02",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 51", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 52", before: "1", after: "1" },
+                ],
+            },
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn just_apps() {
+    let seed = Seed {
+        dir: "000-just-apps",
+        store: "justapps",
+    };
+    check_seed(
+        &seed,
+        &[
+            Case {
+                rule: "justapps-erasure-requests",
+                day_before: "2026-03-02",
+                day_of: "2026-03-03",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 1", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 1", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE contact_id = 1", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM event_registrations WHERE contact_id = 1", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "justapps-opt-out-tracking",
+                day_before: "2026-04-03",
+                day_of: "2026-04-04",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 2", before: "2", after: "0" },
+                    // The opted-out contact itself stays: the opt-out is remembered.
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 5", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "justapps-leads",
+                // Last interaction 2024-05-05: 24 months later.
+                day_before: "2026-05-04",
+                day_of: "2026-05-05",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 3", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE contact_id = 3", before: "1", after: "0" },
+                    // The same dates, but a customer: not a lead.
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 5", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "justapps-event-registrations",
+                day_before: "2026-06-05",
+                day_of: "2026-06-06",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 41", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 42", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "justapps-web-visits",
+                day_before: "2026-07-06",
+                day_of: "2026-07-07",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM web_visits WHERE id = 61", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM web_visits WHERE id = 62", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "justapps-customer-contacts",
+                day_before: "2026-08-07",
+                day_of: "2026-08-08",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN email LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE email END FROM contacts WHERE id = 4",
+                        before: "kunde4@example.invalid",
+                        after: "token",
+                    },
+                    Check { sql: "SELECT COALESCE(job_title, 'NULL') FROM contacts WHERE id = 4", before: "Direktør", after: "NULL" },
+                    Check { sql: "SELECT email FROM contacts WHERE id = 5", before: "kunde5@example.invalid", after: "kunde5@example.invalid" },
+                ],
+            },
+        ],
+    )
+    .await;
+}

@@ -47,6 +47,28 @@ async fn value(db: &TestDb, sql: &str) -> String {
 }
 
 async fn check_seed(seed: &Seed, cases: &[Case]) {
+    let rule_files: Vec<PathBuf> = std::fs::read_dir(repo().join("rules").join(seed.dir))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    // Every promise is proven: no rule of the set goes without a case.
+    for path in &rule_files {
+        let file: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+        let rules = file
+            .get("rule")
+            .and_then(|r| r.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for rule in rules {
+            let id = rule["id"].as_str().unwrap();
+            assert!(
+                cases.iter().any(|case| case.rule == id),
+                "{}: rule {id} has no boundary case",
+                path.display()
+            );
+        }
+    }
     let fixtures = repo().join("tests/fixtures").join(seed.dir);
     let data = std::fs::read_to_string(fixtures.join("data.sql")).unwrap();
     for kind in [Kind::Postgres, Kind::Mariadb] {
@@ -62,15 +84,12 @@ async fn check_seed(seed: &Seed, cases: &[Case]) {
             db.exec(&schema).await;
             db.exec(&data).await;
             let project = Project::for_db(&db, seed.store, "");
-            for entry in std::fs::read_dir(repo().join("rules").join(seed.dir)).unwrap() {
-                let path = entry.unwrap().path();
-                if path.extension().is_some_and(|e| e == "toml") {
-                    std::fs::copy(
-                        &path,
-                        project.path().join("rules").join(path.file_name().unwrap()),
-                    )
-                    .unwrap();
-                }
+            for path in &rule_files {
+                std::fs::copy(
+                    path,
+                    project.path().join("rules").join(path.file_name().unwrap()),
+                )
+                .unwrap();
             }
             let what = format!("{} {} on {kind:?}", seed.dir, case.rule);
             let check = project.glemsel(&["check"]);
@@ -339,6 +358,19 @@ async fn jetpak() {
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 201", before: "1", after: "0" },
                     // Collected the same day, but became a customer: the customer rules apply.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "1" },
+                ],
+            },
+                        Case {
+                rule: "jetpak-marketing-converted",
+                // Prospect 202 became customer 1, whose contract period ended 2023-02-14.
+                day_before: "2026-02-13",
+                day_of: "2026-02-14",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "0" },
+                    // Customer 2's dispute is open: held.
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 204", before: "1", after: "1" },
+                                        // Not a customer: not this rule's row.
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "1" },
                 ],
             },
             Case {

@@ -94,7 +94,25 @@ fn the_readme_examples_load() {
     for (i, block) in rules.iter().enumerate() {
         std::fs::write(dir.path().join("rules").join(format!("{i}.toml")), block).unwrap();
     }
-    std::fs::write(dir.path().join("glemsel.toml"), configs[0]).unwrap();
+    // Examples taken from other deployments name their own stores.
+    let mut config = configs[0].to_string();
+    for block in &rules {
+        let file: toml::Table = block.parse().unwrap_or_else(|e| panic!("{e}\n{block}"));
+        for rule in file
+            .get("rule")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let store = rule["store"].as_str().unwrap();
+            if !config.contains(&format!("[stores.{store}]")) {
+                config.push_str(&format!(
+                    "\n[stores.{store}]\nengine = \"postgres\"\nurl_env = \"UNUSED\"\n"
+                ));
+            }
+        }
+    }
+    std::fs::write(dir.path().join("glemsel.toml"), config).unwrap();
     glemsel::rules::load(&dir.path().join("glemsel.toml"))
         .unwrap_or_else(|d| panic!("README example:\n{d}"));
 }

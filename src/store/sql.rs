@@ -679,10 +679,18 @@ pub(crate) fn window_end<'d>(
     rows: u64,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
+    // Aliased: `ORDER BY "id"` must sort the column, not the text the
+    // select list turns it into (which sorts '10000' before '9999').
     let selected: Vec<String> = step
         .key
         .iter()
-        .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{} AS key{i}",
+                dialect.key_select(&dialect.quote(&c.name), c)
+            )
+        })
         .collect();
     let table = dialect.table(&step.table);
     q.push("SELECT ")

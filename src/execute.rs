@@ -17,6 +17,7 @@ use crate::metrics;
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
 use crate::store::{Changed, Counts, Key, KeyValue, NamedCount, Store, StoreError, Window};
+use crate::walk::Walk;
 
 /// How often a batch that met a row lock is tried before it is skipped.
 const LOCK_ATTEMPTS: u32 = 3;
@@ -99,12 +100,18 @@ pub struct StepReport {
     pub table: String,
     pub action: &'static str,
     pub status: Status,
-    pub counted: Counts,
+    /// The dry-run counts taken before the batches; only rules with
+    /// `max_rows` or a hold are counted (it costs a scan of the table).
+    pub counted: Option<Counts>,
     pub rows_changed: u64,
     /// Rows deleted with them, per cascade table.
     pub cascaded: Vec<NamedCount>,
     pub batches: u64,
+    /// Windows walked, with or without due rows in them.
+    pub windows: u64,
     pub windows_skipped: u64,
+    /// The longest batch transaction, from its begin to its commit.
+    pub longest_batch_ms: u64,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -233,12 +240,18 @@ async fn run_locked(
     ctx: &RunContext<'_>,
     key: Option<&HmacKey>,
 ) -> Result<StepReport, StepError> {
-    // Counting can scan a large table: a stop must not wait for it.
-    let counted = tokio::select! {
-        counted = store.count(step) => counted?,
-        () = ctx.shutdown.requested() => return Err(Refusal::Stopped { rule: step.rule_id.clone() }.into()),
+    // Counting scans the table, which costs about as much as the run: only
+    // what a guard checks or the trail reports (what holds kept) is counted.
+    let counted = if step.max_rows.is_some() || !step.holds.is_empty() {
+        // A stop must not wait for the scan.
+        Some(tokio::select! {
+            counted = store.count(step) => counted?,
+            () = ctx.shutdown.requested() => return Err(Refusal::Stopped { rule: step.rule_id.clone() }.into()),
+        })
+    } else {
+        None
     };
-    if let Some(max_rows) = step.max_rows
+    if let (Some(max_rows), Some(counted)) = (step.max_rows, &counted)
         && counted.due > max_rows
     {
         return Err(Refusal::MaxRows {
@@ -285,7 +298,7 @@ async fn run_locked(
     let start_detail =
         serde_json::json!({ "counted": counted, "trigger": ctx.trigger }).to_string();
     append_alone(store, entry(AuditEvent::RunStart, 0, None, start_detail)).await?;
-    tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.due, held = counted.held, "run started");
+    tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.as_ref().map(|c| c.due), held = counted.as_ref().map(|c| c.held), "run started");
 
     let blocks = key.map(HmacKey::pad_blocks);
     let mut report = StepReport {
@@ -299,21 +312,27 @@ async fn run_locked(
         rows_changed: 0,
         cascaded: crate::store::cascade_counts(step, &vec![0; step.cascades.len()]),
         batches: 0,
+        windows: 0,
         windows_skipped: 0,
+        longest_batch_ms: 0,
         seconds: 0.0,
         error: None,
     };
     let mut after: Option<Key> = None;
     let mut failure: Option<StepError> = None;
-    loop {
+    let mut walk = match Walk::start(store, step).await {
+        Ok(walk) => Some(walk),
+        Err(err) => {
+            failure = Some(err.into());
+            None
+        }
+    };
+    while let Some(walk) = walk.as_mut() {
         if ctx.shutdown.is_requested() {
             report.status = Status::Stopped;
             break;
         }
-        let through = match store
-            .window_end(step, after.as_ref(), step.batch_size)
-            .await
-        {
+        let through = match walk.window_end(store, step, after.as_ref()).await {
             Ok(through) => through,
             Err(err) => {
                 failure = Some(err.into());
@@ -362,14 +381,18 @@ async fn run_locked(
                     finish_transaction(store, result).await
                 }
             };
+            let batch_ms = batch_started.elapsed().as_millis() as u64;
+            report.longest_batch_ms = report.longest_batch_ms.max(batch_ms);
             match outcome {
                 Ok(changed) => {
                     let rows = changed.rows;
+                    report.windows += 1;
                     report.rows_changed += rows;
                     report.batches += u64::from(rows > 0);
                     for (total, batch) in report.cascaded.iter_mut().zip(&changed.cascaded) {
                         total.rows += batch.rows;
                     }
+                    walk.record(batch_started.elapsed());
                     if rows > 0 {
                         metrics::batch_committed(
                             &step.rule_id,

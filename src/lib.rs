@@ -15,3 +15,4 @@ pub mod report;
 pub mod rules;
 pub mod schedule;
 pub mod store;
+pub mod walk;

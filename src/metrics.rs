@@ -111,10 +111,9 @@ pub fn run_ended(report: &StepReport) {
         _ => &METRICS.rows_pseudonymised,
     };
     changed.get_or_create(&rule).inc_by(report.rows_changed);
-    METRICS
-        .rows_held
-        .get_or_create(&rule)
-        .set(report.counted.held as i64);
+    // A rule without holds keeps nothing, and is not counted before its run.
+    let held = report.counted.as_ref().map_or(0, |c| c.held);
+    METRICS.rows_held.get_or_create(&rule).set(held as i64);
     match report.status {
         Status::Completed => {
             let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;

@@ -249,7 +249,10 @@ pub struct Step {
     #[serde(flatten)]
     pub action: StepAction,
     pub max_rows: Option<u64>,
+    /// The first batch's size; later batches adapt to `batch_ms`.
     pub batch_size: u64,
+    /// How long one batch should take; 0 keeps every batch at `batch_size` rows.
+    pub batch_ms: u64,
     pub rule_fingerprint: String,
 }
 
@@ -635,6 +638,7 @@ pub fn build_step(
         action,
         max_rows: rule.max_rows,
         batch_size: rule.batch_size,
+        batch_ms: rule.batch_ms,
         rule_fingerprint: rule.fingerprint.clone(),
     })
 }

@@ -200,8 +200,7 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                     if r.batches == 1 { "" } else { "es" },
                     r.seconds
                 );
-                if r.counted.held > 0 {
-                    let held = r.counted.held;
+                if let Some(held) = r.counted.as_ref().map(|c| c.held).filter(|&h| h > 0) {
                     let rows = if held == 1 { "row" } else { "rows" };
                     let _ = writeln!(out, "  {} due {rows} kept under a hold", thousands(held));
                 }

@@ -626,8 +626,10 @@ async fn sigterm_mid_run_drains_and_exits_zero() {
     let project = Project::for_db(&db, "db", "");
     project.rules(
         "logs.toml",
-        &logs_rule("logs", "db", "* * * * * *")
-            .replace("action = \"delete\"", "action = \"delete\"\nbatch_size = 2"),
+        &logs_rule("logs", "db", "* * * * * *").replace(
+            "action = \"delete\"",
+            "action = \"delete\"\nbatch_size = 2\nbatch_ms = 0",
+        ),
     );
     let mut daemon = Daemon::start(&project, "d", &[]);
     daemon.wait_notice("READY=1", Duration::from_secs(20));

@@ -165,7 +165,7 @@ async fn nav_table_with_spaces_composite_key_and_1753() {
         "nav.toml",
         "[[rule]]\nid = \"nav\"\nstore = \"shop\"\ntable = \"CRONUS International Ltd_$Customer\"\ncategory = \"test\"\n\
          after = \"Last Date Modified\"\nretain = \"5 years\"\nround_up_to = \"financial_year_end\"\nempty_dates = [\"1753-01-01\"]\n\
-         batch_size = 1\naction = \"pseudonymise\"\ncolumns = { \"Name\" = \"hmac\", \"E-Mail\" = \"hmac_email\", \"Phone No_\" = \"null\" }\n",
+         batch_size = 1\nbatch_ms = 0\naction = \"pseudonymise\"\ncolumns = { \"Name\" = \"hmac\", \"E-Mail\" = \"hmac_email\", \"Phone No_\" = \"null\" }\n",
     );
     let check = project.glemsel(&["check"]);
     assert_eq!(code(&check), 0, "{}", text(&check));
@@ -343,7 +343,7 @@ async fn locks_held_by_others() {
             "logs",
             "at",
             "1 year",
-            "action = \"delete\"\nbatch_size = 1",
+            "action = \"delete\"\nbatch_size = 1\nbatch_ms = 0",
         ),
     );
     let mut other = mysql_async::Conn::from_url(&db.url).await.unwrap();

@@ -368,7 +368,7 @@ async fn audit_verify_finds_edited_deleted_and_reordered_rows() {
     );
     project.rules(
         "shop.toml",
-        &contacts_rule("action = \"delete\"\nbatch_size = 1")
+        &contacts_rule("action = \"delete\"\nbatch_size = 1\nbatch_ms = 0")
             .replace("status = 'closed'", "status <> 'x'"),
     );
     let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
@@ -648,6 +648,7 @@ round_up_to = "financial_year_end"
 where = '"Blocked" = 0'
 empty_dates = ["1753-01-01"]
 batch_size = 7
+batch_ms = 0
 "#;
 
 /// Which of the 60 generated customers a run on 2026-11-22 must change:
@@ -933,7 +934,7 @@ async fn sigterm_stops_after_the_batch_in_flight() {
     let project = Project::new("postgres", "db", &db.url, "");
     project.rules(
         "logs.toml",
-        "[[rule]]\nid = \"access-logs\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nbatch_size = 2\n",
+        "[[rule]]\nid = \"access-logs\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nbatch_size = 2\nbatch_ms = 0\n",
     );
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_glemsel"))
         .arg("run")
@@ -1018,7 +1019,7 @@ async fn a_locked_window_is_retried_then_left_for_the_next_run() {
     let project = Project::new("postgres", "shop", &db.url, "lock_timeout_ms = 100");
     project.rules(
         "shop.toml",
-        &contacts_rule("action = \"delete\"\nbatch_size = 1"),
+        &contacts_rule("action = \"delete\"\nbatch_size = 1\nbatch_ms = 0"),
     );
     let blocker = db.client().await;
     blocker

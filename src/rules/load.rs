@@ -28,6 +28,10 @@ use crate::schedule::Schedule;
 
 const DEFAULT_BATCH_SIZE: u64 = 10_000;
 const MAX_BATCH_SIZE: u64 = 1_000_000;
+/// Short enough that an application waiting on a row lock barely notices,
+/// long enough that commits are a small share of the work.
+const DEFAULT_BATCH_MS: u64 = 100;
+const MAX_BATCH_MS: u64 = 60_000;
 const DEFAULT_LOCK_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_AUDIT_TABLE: &str = "glemsel_audit";
 
@@ -87,6 +91,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         categories: &categories,
         financial_year_end,
         default_batch_size: settings.batch_size,
+        default_batch_ms: settings.batch_ms,
     };
     let mut rules: Vec<Rule> = Vec::new();
     let mut seen: HashMap<String, Location> = HashMap::new();
@@ -226,6 +231,11 @@ fn settings(
         .as_ref()
         .and_then(|b| bounded(source, b, 1, MAX_BATCH_SIZE, "batch_size", None, diags))
         .unwrap_or(DEFAULT_BATCH_SIZE);
+    let batch_ms = raw
+        .batch_ms
+        .as_ref()
+        .and_then(|b| bounded(source, b, 0, MAX_BATCH_MS, "batch_ms", None, diags))
+        .unwrap_or(DEFAULT_BATCH_MS);
     let lock_timeout_ms = raw
         .lock_timeout_ms
         .as_ref()
@@ -255,6 +265,7 @@ fn settings(
             .as_ref()
             .map(|a| resolve(base, a.get_ref())),
         batch_size,
+        batch_ms,
         lock_timeout: Duration::from_millis(lock_timeout_ms),
     };
     // The audit table default is read per store; validate the global one here.
@@ -679,6 +690,7 @@ struct RuleContext<'a> {
     categories: &'a BTreeMap<String, Category>,
     financial_year_end: Option<u32>,
     default_batch_size: u64,
+    default_batch_ms: u64,
 }
 
 fn validate_rule(
@@ -902,6 +914,11 @@ fn validate_rule(
         .as_ref()
         .and_then(|b| bounded(source, b, 1, MAX_BATCH_SIZE, "batch_size", rule, diags))
         .unwrap_or(ctx.default_batch_size);
+    let batch_ms = raw
+        .batch_ms
+        .as_ref()
+        .and_then(|b| bounded(source, b, 0, MAX_BATCH_MS, "batch_ms", rule, diags))
+        .unwrap_or(ctx.default_batch_ms);
 
     let schedule = raw
         .schedule
@@ -961,6 +978,7 @@ fn validate_rule(
         empty_dates,
         max_rows,
         batch_size,
+        batch_ms,
         schedule,
         fingerprint,
         at: RuleLocations {

@@ -121,6 +121,8 @@ pub struct Settings {
     /// A file each run appends its audit chain heads to, outside the database.
     pub audit_checkpoints: Option<PathBuf>,
     pub batch_size: u64,
+    /// How long one batch transaction should take (0: fixed-size batches).
+    pub batch_ms: u64,
     pub lock_timeout: Duration,
 }
 
@@ -263,7 +265,11 @@ pub struct Rule {
     /// Dates that mean "no date", in addition to the store's.
     pub empty_dates: Vec<NaiveDate>,
     pub max_rows: Option<u64>,
+    /// Rows (or, along an integer key, key values) in the first batch.
     pub batch_size: u64,
+    /// How long one batch transaction should take; later batches are sized
+    /// to it. 0: every batch has `batch_size` rows.
+    pub batch_ms: u64,
     /// When the daemon runs the rule (else the config's default).
     pub schedule: Option<Schedule>,
     /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.

@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub audit_table: Option<Spanned<String>>,
     pub audit_checkpoints: Option<Spanned<String>>,
     pub batch_size: Option<Spanned<i64>>,
+    pub batch_ms: Option<Spanned<i64>>,
     pub lock_timeout_ms: Option<Spanned<i64>>,
     #[serde(default)]
     pub stores: BTreeMap<String, Spanned<RawStore>>,
@@ -91,6 +92,7 @@ pub(crate) struct RawRule {
     pub empty_dates: Option<Vec<Spanned<String>>>,
     pub max_rows: Option<Spanned<i64>>,
     pub batch_size: Option<Spanned<i64>>,
+    pub batch_ms: Option<Spanned<i64>>,
     pub schedule: Option<Spanned<String>>,
     pub join: Option<Vec<RawRelated>>,
     pub hold_table: Option<Vec<RawRelated>>,

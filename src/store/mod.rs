@@ -308,6 +308,9 @@ pub trait Store: Send {
         rows: u64,
     ) -> Result<Option<Key>, StoreError>;
 
+    /// The last key along the walk key; `None` when the table is empty.
+    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError>;
+
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
     async fn rollback(&mut self) -> Result<(), StoreError>;

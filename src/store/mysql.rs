@@ -271,6 +271,19 @@ impl MysqlStore {
         StoreError::invalid(&self.name, context, message)
     }
 
+    /// The walk key of the first row `q` finds, if any.
+    async fn first_key(&mut self, q: &Query<'_>) -> Result<Option<Key>, StoreError> {
+        let found = self.rows("window", q).await?;
+        let Some(row) = found.first() else {
+            return Ok(None);
+        };
+        row.iter()
+            .map(key_value)
+            .collect::<Result<Key, _>>()
+            .map(Some)
+            .map_err(|m| self.invalid("window", m))
+    }
+
     async fn rows(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
         match self.conn.exec::<Row, _, _>(q.sql.as_str(), params(q)).await {
             Ok(rows) => Ok(rows.into_iter().map(Row::unwrap).collect()),
@@ -524,17 +537,12 @@ impl Store for MysqlStore {
         after: Option<&Key>,
         rows: u64,
     ) -> Result<Option<Key>, StoreError> {
-        let found = self
-            .rows("window", &sql::window_end(&Mysql, step, after, rows))
-            .await?;
-        let Some(row) = found.first() else {
-            return Ok(None);
-        };
-        row.iter()
-            .map(key_value)
-            .collect::<Result<Key, _>>()
-            .map(Some)
-            .map_err(|m| self.invalid("window", m))
+        self.first_key(&sql::window_end(&Mysql, step, after, rows))
+            .await
+    }
+
+    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        self.first_key(&sql::last_key(&Mysql, step)).await
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

@@ -179,6 +179,15 @@ impl PostgresStore {
         StoreError::invalid(&self.name, context, message)
     }
 
+    /// The walk key of the first row `q` finds, if any.
+    async fn first_key(&self, step: &Step, q: &Query<'_>) -> Result<Option<Key>, StoreError> {
+        let found = self.query("window", q).await?;
+        found
+            .first()
+            .map(|row| key_of(row, &step.key).map_err(|m| self.invalid("window", m)))
+            .transpose()
+    }
+
     async fn query(&self, context: &str, q: &Query<'_>) -> Result<Vec<Row>, StoreError> {
         let boxed: Vec<BoxedParam> = q.params.iter().map(to_sql).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = boxed
@@ -435,13 +444,12 @@ impl Store for PostgresStore {
         after: Option<&Key>,
         rows: u64,
     ) -> Result<Option<Key>, StoreError> {
-        let found = self
-            .query("window", &sql::window_end(&Postgres, step, after, rows))
-            .await?;
-        found
-            .first()
-            .map(|row| key_of(row, &step.key).map_err(|m| self.invalid("window", m)))
-            .transpose()
+        let q = sql::window_end(&Postgres, step, after, rows);
+        self.first_key(step, &q).await
+    }
+
+    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        self.first_key(step, &sql::last_key(&Postgres, step)).await
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

@@ -678,6 +678,26 @@ pub(crate) fn window_end<'d>(
     after: Option<&Key>,
     rows: u64,
 ) -> Query<'d> {
+    let mut q = key_lookup(dialect, step, after, "");
+    q.push(" LIMIT 1 OFFSET ");
+    q.push_bind(Param::Int(rows.saturating_sub(1) as i64));
+    q
+}
+
+/// The last key of the table: where a walk along an integer key ends.
+pub(crate) fn last_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
+    let mut q = key_lookup(dialect, step, None, " DESC");
+    q.push(" LIMIT 1");
+    q
+}
+
+/// The walk key of the rows past `after`, in key order (`direction`).
+fn key_lookup<'d>(
+    dialect: &'d dyn Dialect,
+    step: &Step,
+    after: Option<&Key>,
+    direction: &str,
+) -> Query<'d> {
     let mut q = Query::new(dialect);
     // Aliased: `ORDER BY "id"` must sort the column, not the text the
     // select list turns it into (which sorts '10000' before '9999').
@@ -707,9 +727,11 @@ pub(crate) fn window_end<'d>(
         },
         &mut conditions,
     );
-    let order = key_columns(&q, step).join(", ");
-    q.push(" ORDER BY ").push(&order).push(" LIMIT 1 OFFSET ");
-    q.push_bind(Param::Int(rows.saturating_sub(1) as i64));
+    let order: Vec<String> = key_columns(&q, step)
+        .into_iter()
+        .map(|column| column + direction)
+        .collect();
+    q.push(" ORDER BY ").push(&order.join(", "));
     q
 }
 
@@ -1180,6 +1202,7 @@ mod tests {
             action,
             max_rows: None,
             batch_size: 100,
+            batch_ms: 0,
             rule_fingerprint: "f".into(),
         }
     }

@@ -278,6 +278,15 @@ impl SqliteStore {
         StoreError::invalid(&self.name, context, message)
     }
 
+    /// The walk key of the first row `q` finds, if any.
+    fn first_key(&self, q: &Query<'_>) -> Result<Option<Key>, StoreError> {
+        let found = self.rows("window", q)?;
+        found
+            .first()
+            .map(|row| key_of(row).map_err(|m| self.invalid("window", m)))
+            .transpose()
+    }
+
     fn rows(&self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
         let run = || -> rusqlite::Result<Vec<Vec<Value>>> {
             let mut statement = self.conn.prepare_cached(&q.sql)?;
@@ -556,11 +565,11 @@ impl Store for SqliteStore {
         after: Option<&Key>,
         rows: u64,
     ) -> Result<Option<Key>, StoreError> {
-        let found = self.rows("window", &sql::window_end(&Sqlite, step, after, rows))?;
-        found
-            .first()
-            .map(|row| key_of(row).map_err(|m| self.invalid("window", m)))
-            .transpose()
+        self.first_key(&sql::window_end(&Sqlite, step, after, rows))
+    }
+
+    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        self.first_key(&sql::last_key(&Sqlite, step))
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

@@ -110,7 +110,8 @@ pub struct StepReport {
     /// Windows walked, with or without due rows in them.
     pub windows: u64,
     pub windows_skipped: u64,
-    /// The longest batch transaction, from its begin to its commit.
+    /// The longest batch transaction, from its begin to its commit or
+    /// rollback.
     pub longest_batch_ms: u64,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -409,6 +410,7 @@ async fn run_locked(
                 }
                 Err(err) if err.is_lock_timeout() => {
                     tracing::warn!(rule = %step.rule_id, "a batch window stayed locked; its rows stay due for the next run");
+                    report.windows += 1;
                     report.windows_skipped += 1;
                     report.status = Status::Partial;
                     break;

@@ -3,84 +3,111 @@
 //! (`batch_ms`), so no transaction holds its locks for long whatever the
 //! table's rows cost.
 //!
-//! Along a single integer key, a window is a key range: its end is
-//! arithmetic, and finding it reads nothing. Along any other key, the end
-//! is the key `size` rows on, found by an index scan.
+//! Along any key, a window can end at the key `n` rows on, found by an
+//! index scan of those `n` entries. Along a single integer key, on a server
+//! that estimates rows (PostgreSQL, MySQL/MariaDB), a window is a key range
+//! instead: its size is checked against the planner's estimate of the rows
+//! in it, which costs a plan rather than a scan, and a stretch of keys much
+//! denser than the last never lands in one batch.
 
 use std::time::Duration;
 
 use crate::plan::Step;
-use crate::store::{ColumnKind, Key, KeyValue, Store, StoreError};
+use crate::store::{ColumnKind, Key, KeyValue, Store, StoreError, Window};
 
-/// The smallest batch the sizing goes down to (rows, or key values).
-const MIN_SIZE: u64 = 100;
-/// The largest batch counted in rows: the index scan that finds its end
-/// must stay short too.
+/// The smallest batch the sizing goes down to, in rows, unless the first
+/// batch was set smaller.
+const MIN_ROWS: u64 = 100;
+/// The largest: the index scan that finds a window's end must stay short too.
 const MAX_ROWS: u64 = 10_000_000;
-/// The widest key range: any key space, however sparse, is crossed in a
-/// few dozen windows.
-const MAX_SPAN: u64 = 1 << 60;
-/// How much a batch may grow or shrink from one to the next.
+/// How much the batch size may grow or shrink from one batch to the next.
 const GROWTH: f64 = 2.0;
 const SHRINK: f64 = 0.25;
+/// Estimates taken to size one key range.
+const MAX_PROBES: usize = 4;
 
-/// Sizes each batch so that it takes about `target`: after a batch that
-/// took `elapsed`, the next is scaled by `target / elapsed`, within bounds.
+/// Sizes batches, in rows, so that each takes about `target`.
 #[derive(Debug, Clone)]
 pub struct Sizer {
-    size: u64,
+    rows: u64,
+    min: u64,
     target: Option<Duration>,
-    max: u64,
 }
 
 impl Sizer {
-    /// `first` is the first batch's size; `batch_ms` = 0 keeps it fixed.
-    pub fn new(first: u64, batch_ms: u64, max: u64) -> Sizer {
+    /// `first` is the first batch's rows; `batch_ms` = 0 keeps it fixed.
+    pub fn new(first: u64, batch_ms: u64) -> Sizer {
+        let rows = first.clamp(1, MAX_ROWS);
         Sizer {
-            size: first.clamp(1, max),
+            rows,
+            min: MIN_ROWS.min(rows),
             target: (batch_ms > 0).then(|| Duration::from_millis(batch_ms)),
-            max,
         }
     }
 
-    pub fn size(&self) -> u64 {
-        self.size
+    pub fn rows(&self) -> u64 {
+        self.rows
     }
 
-    /// Learns from a committed batch how large the next one should be.
-    pub fn record(&mut self, elapsed: Duration) {
+    /// Learns from a committed batch of about `rows` rows that took
+    /// `elapsed`. A batch well short of the size (the table's end, a
+    /// sparse stretch) says nothing about how many rows fit the budget,
+    /// unless it was too slow even so.
+    pub fn record(&mut self, rows: u64, elapsed: Duration) {
         let Some(target) = self.target else {
             return;
         };
-        let ratio = target.as_secs_f64() / elapsed.as_secs_f64().max(1e-4);
-        let scaled = self.size as f64 * ratio.clamp(SHRINK, GROWTH);
-        self.size = (scaled.round() as u64).clamp(MIN_SIZE.min(self.max), self.max);
+        let slow = elapsed > target;
+        if !slow && rows < self.rows / 2 {
+            return;
+        }
+        let fitting = rows as f64 * target.as_secs_f64() / elapsed.as_secs_f64().max(1e-4);
+        let current = self.rows as f64;
+        let next = fitting.clamp(current * SHRINK, current * GROWTH);
+        let next = if slow { next.min(current) } else { next };
+        self.rows = (next.round() as u64).clamp(self.min, MAX_ROWS);
     }
 }
 
 /// Finds the end of each window of one step's run.
 pub struct Walk {
     sizer: Sizer,
-    /// The last key along an integer walk key; `None` walks by rows.
-    last: Option<i128>,
+    range: Option<Range>,
+}
+
+/// A walk along a single integer key by key ranges.
+struct Range {
+    /// The last key, as last read.
+    last: i128,
+    /// Key values in the next window, before it is checked.
+    span: i128,
+    /// The estimated rows of the window handed out last.
+    estimate: u64,
 }
 
 impl Walk {
-    /// Decides how windows are found. A walk sized by time along a single
-    /// integer key goes by key ranges; everything else by rows.
+    /// Decides how windows are found: by key range where the batches are
+    /// sized by time, the key is a single integer and the server estimates
+    /// rows; by rows otherwise.
     pub async fn start(store: &mut dyn Store, step: &Step) -> Result<Walk, StoreError> {
-        let by_range = step.batch_ms > 0
-            && matches!(step.key.as_slice(), [c] if c.kind == ColumnKind::Integer);
-        let last = if by_range {
-            store.last_key(step).await?.as_deref().and_then(integer)
-        } else {
-            None
-        };
-        let max = if last.is_some() { MAX_SPAN } else { MAX_ROWS };
-        Ok(Walk {
-            sizer: Sizer::new(step.batch_size, step.batch_ms, max),
-            last,
-        })
+        let sizer = Sizer::new(step.batch_size, step.batch_ms);
+        let integer_key = matches!(step.key.as_slice(), [c] if c.kind == ColumnKind::Integer);
+        let mut range = None;
+        if step.batch_ms > 0
+            && integer_key
+            && let Some(last) = store.last_key(step).await?.as_deref().and_then(integer)
+            && store
+                .estimate_rows(step, &Window::default())
+                .await?
+                .is_some()
+        {
+            range = Some(Range {
+                last,
+                span: i128::from(sizer.rows()),
+                estimate: 0,
+            });
+        }
+        Ok(Walk { sizer, range })
     }
 
     /// The end of the window after `after`; `None` for the last window,
@@ -91,34 +118,139 @@ impl Walk {
         step: &Step,
         after: Option<&Key>,
     ) -> Result<Option<Key>, StoreError> {
-        let Some(last) = self.last else {
-            return store.window_end(step, after, self.sizer.size()).await;
-        };
+        if self.range.is_none() {
+            return store.window_end(step, after, self.sizer.rows()).await;
+        }
         // The window starts at the next key there is, so a gap in the keys
-        // (deleted rows) costs one lookup rather than windows of nothing.
+        // (rows deleted long ago) costs one lookup.
         let Some(next) = store.window_end(step, after, 1).await? else {
             return Ok(None);
         };
         let Some(start) = integer(&next) else {
-            return store.window_end(step, after, self.sizer.size()).await;
+            // Not an integer after all (SQLite stores what it is given).
+            self.range = None;
+            return store.window_end(step, after, self.sizer.rows()).await;
         };
-        let end = start + i128::from(self.sizer.size()) - 1;
-        if end < last {
-            return Ok(Some(vec![key_value(end)]));
-        }
-        // Rows may have been added since the walk began: go on to them.
-        match store.last_key(step).await?.as_deref().and_then(integer) {
-            Some(newest) if end < newest => {
-                self.last = Some(newest);
-                Ok(Some(vec![key_value(end)]))
+        let goal = self.sizer.rows();
+        let range = self.range.as_mut().expect("checked above");
+        if start + range.span > range.last {
+            // Rows may have been added since the walk began.
+            if let Some(newest) = store.last_key(step).await?.as_deref().and_then(integer) {
+                range.last = newest;
             }
-            _ => Ok(None),
         }
+        let mut search = RangeSearch::new(start, range.last, range.span, goal);
+        while let Some(end) = search.next_look() {
+            let window = Window {
+                after: after.cloned(),
+                through: end.map(|end| vec![key_value(end)]),
+            };
+            match store.estimate_rows(step, &window).await? {
+                Some(rows) => search.observe(rows),
+                None => break,
+            }
+        }
+        let choice = search.finish();
+        range.span = choice.span;
+        range.estimate = choice.estimate;
+        Ok(choice.end.map(|end| vec![key_value(end)]))
     }
 
     /// Learns from a committed batch how large the next one should be.
     pub fn record(&mut self, elapsed: Duration) {
-        self.sizer.record(elapsed);
+        let rows = match &self.range {
+            Some(range) => range.estimate,
+            None => self.sizer.rows(),
+        };
+        self.sizer.record(rows, elapsed);
+    }
+}
+
+/// The key range a window covers.
+#[derive(Debug, Clone, PartialEq)]
+struct RangeChoice {
+    /// The window's last key; `None`: open-ended, to the table's end.
+    end: Option<i128>,
+    /// The span to start from next time.
+    span: i128,
+    /// The rows the planner expects in it.
+    estimate: u64,
+}
+
+/// Picks the window from key `start` on (the table's last key is `last`)
+/// that the planner expects to hold between half and twice `goal` rows:
+/// starting from `span` keys, narrowed or widened in proportion to each
+/// estimate, a few looks at most. A window expected to hold too many rows
+/// is never chosen, unless it is a single key.
+struct RangeSearch {
+    start: i128,
+    last: i128,
+    span: i128,
+    goal: u64,
+    looks: usize,
+    done: bool,
+    chosen: Option<RangeChoice>,
+}
+
+impl RangeSearch {
+    fn new(start: i128, last: i128, span: i128, goal: u64) -> RangeSearch {
+        RangeSearch {
+            start,
+            last,
+            span: span.max(1),
+            goal,
+            looks: 0,
+            done: false,
+            chosen: None,
+        }
+    }
+
+    fn end(&self) -> i128 {
+        self.start + self.span - 1
+    }
+
+    /// The window to estimate next (`Some(None)`: open-ended), or `None`
+    /// when the search is over.
+    fn next_look(&self) -> Option<Option<i128>> {
+        if self.done || self.looks == MAX_PROBES {
+            return None;
+        }
+        let end = self.end();
+        Some((end < self.last).then_some(end))
+    }
+
+    /// The planner expects `rows` rows in the window [`Self::next_look`] gave.
+    fn observe(&mut self, rows: u64) {
+        self.looks += 1;
+        let end = self.end();
+        let open = end >= self.last;
+        let keys = end.min(self.last) - self.start + 1;
+        let goal = i128::from(self.goal);
+        if rows > self.goal.saturating_mul(2) && keys > 1 {
+            // Too many rows: narrow it in proportion, and look again.
+            self.span = (keys * goal / i128::from(rows)).max(1);
+            return;
+        }
+        self.chosen = Some(RangeChoice {
+            end: (!open).then_some(end),
+            span: self.span,
+            estimate: rows,
+        });
+        if open || rows >= self.goal / 2 {
+            self.done = true;
+            return;
+        }
+        // Too few: widen in proportion (at most eightfold), and look again.
+        self.span = keys * (goal / i128::from(rows.max(1))).clamp(2, 8);
+    }
+
+    fn finish(self) -> RangeChoice {
+        self.chosen.unwrap_or(RangeChoice {
+            // Every look found too many rows: the narrowest window, one key.
+            end: Some(self.start),
+            span: 1,
+            estimate: self.goal,
+        })
     }
 }
 
@@ -148,43 +280,122 @@ mod tests {
 
     #[test]
     fn batches_grow_to_the_budget_and_shrink_from_it() {
-        let mut sizer = Sizer::new(10_000, 100, MAX_ROWS);
+        let mut sizer = Sizer::new(10_000, 100);
         // Fast batches double at most.
-        sizer.record(ms(1));
-        assert_eq!(sizer.size(), 20_000);
+        sizer.record(10_000, ms(1));
+        assert_eq!(sizer.rows(), 20_000);
         // Half the budget: double.
-        sizer.record(ms(50));
-        assert_eq!(sizer.size(), 40_000);
+        sizer.record(20_000, ms(50));
+        assert_eq!(sizer.rows(), 40_000);
         // On budget: stay.
-        sizer.record(ms(100));
-        assert_eq!(sizer.size(), 40_000);
+        sizer.record(40_000, ms(100));
+        assert_eq!(sizer.rows(), 40_000);
         // Twice the budget: halve.
-        sizer.record(ms(200));
-        assert_eq!(sizer.size(), 20_000);
+        sizer.record(40_000, ms(200));
+        assert_eq!(sizer.rows(), 20_000);
         // Far over: a quarter at most per batch.
-        sizer.record(ms(10_000));
-        assert_eq!(sizer.size(), 5_000);
+        sizer.record(20_000, ms(10_000));
+        assert_eq!(sizer.rows(), 5_000);
+    }
+
+    #[test]
+    fn short_batches_teach_nothing_unless_they_were_slow() {
+        let mut sizer = Sizer::new(10_000, 100);
+        // A few rows at the end of the table, quickly: no reason to shrink.
+        sizer.record(300, ms(2));
+        assert_eq!(sizer.rows(), 10_000);
+        // A few rows, slowly (say, a lock wait): shrink all the same.
+        sizer.record(300, ms(400));
+        assert_eq!(sizer.rows(), 2_500);
     }
 
     #[test]
     fn sizes_stay_within_bounds() {
-        let mut sizer = Sizer::new(200, 100, 1_000);
+        let mut sizer = Sizer::new(200, 100);
         for _ in 0..10 {
-            sizer.record(ms(10_000));
+            let rows = sizer.rows();
+            sizer.record(rows, ms(10_000));
         }
-        assert_eq!(sizer.size(), MIN_SIZE);
-        for _ in 0..10 {
-            sizer.record(ms(0));
+        assert_eq!(sizer.rows(), MIN_ROWS);
+        for _ in 0..40 {
+            let rows = sizer.rows();
+            sizer.record(rows, ms(0));
         }
-        assert_eq!(sizer.size(), 1_000);
+        assert_eq!(sizer.rows(), MAX_ROWS);
+    }
+
+    #[test]
+    fn a_small_first_batch_is_never_made_larger_by_slowness() {
+        let mut sizer = Sizer::new(10, 100);
+        sizer.record(10, ms(1_000));
+        assert_eq!(sizer.rows(), 10);
     }
 
     #[test]
     fn without_a_budget_every_batch_has_the_same_size() {
-        let mut sizer = Sizer::new(500, 0, MAX_ROWS);
-        sizer.record(ms(1));
-        sizer.record(ms(10_000));
-        assert_eq!(sizer.size(), 500);
+        let mut sizer = Sizer::new(500, 0);
+        sizer.record(500, ms(1));
+        sizer.record(500, ms(10_000));
+        assert_eq!(sizer.rows(), 500);
+    }
+
+    /// Runs a search against exact row counts of a key layout.
+    fn search(
+        start: i128,
+        last: i128,
+        span: i128,
+        goal: u64,
+        rows_in: impl Fn(i128, i128) -> u64,
+    ) -> RangeChoice {
+        let mut search = RangeSearch::new(start, last, span, goal);
+        while let Some(end) = search.next_look() {
+            search.observe(rows_in(start, end.unwrap_or(last)));
+        }
+        search.finish()
+    }
+
+    /// 300 keys a million apart, then 100,000 consecutive keys.
+    fn sparse_then_dense(from: i128, to: i128) -> u64 {
+        let dense_start = 301_000_000;
+        let sparse = (1..=300_i128)
+            .map(|k| k * 1_000_000)
+            .filter(|k| (from..=to).contains(k))
+            .count() as u64;
+        let dense = (to.min(dense_start + 99_999) - from.max(dense_start) + 1).max(0) as u64;
+        sparse + dense
+    }
+
+    #[test]
+    fn a_dense_stretch_after_a_sparse_one_is_not_swallowed() {
+        // The span that fit the sparse stretch reaches far into the dense one.
+        let choice = search(
+            250_000_000,
+            301_099_999,
+            1_000_000_000,
+            1_000,
+            sparse_then_dense,
+        );
+        let end = choice.end.expect("not the last window");
+        assert!(end >= 250_000_000, "{choice:?}");
+        assert!(sparse_then_dense(250_000_000, end) <= 2_000, "{choice:?}");
+    }
+
+    #[test]
+    fn a_narrow_start_widens_to_the_goal() {
+        let dense = |from: i128, to: i128| (to - from + 1) as u64;
+        let choice = search(1, 1_000_000, 100, 10_000, dense);
+        let end = choice.end.unwrap();
+        assert!((5_000..=20_000).contains(&end), "{choice:?}");
+    }
+
+    #[test]
+    fn the_last_window_is_open_ended_when_the_rest_fits() {
+        let dense = |from: i128, to: i128| (to - from + 1) as u64;
+        let choice = search(990_001, 1_000_000, 20_000, 10_000, dense);
+        assert_eq!(choice.end, None, "{choice:?}");
+        // More than twice the goal left: not yet.
+        let choice = search(900_001, 1_000_000, 500_000, 10_000, dense);
+        assert!(choice.end.is_some(), "{choice:?}");
     }
 
     #[test]

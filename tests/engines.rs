@@ -296,6 +296,7 @@ after = { latest = ["last_login", "tickets.created_at"] }
 retain = "2 years"
 action = "delete"
 batch_size = 2
+batch_ms = 0
 
 [[rule.join]]
 table = "tickets"
@@ -496,5 +497,73 @@ async fn every_engine_sizes_batches_by_time_along_any_key() {
             }
         }
         db.drop().await;
+    }
+}
+
+/// Along an integer key whose density changes sharply (300 keys a million
+/// apart, then 100,000 consecutive ones), the dense stretch is spread over
+/// several batches: each key range is checked against the planner's
+/// estimate before it runs.
+#[tokio::test]
+async fn a_dense_stretch_of_keys_is_not_one_batch() {
+    for kind in [Kind::Postgres, Kind::Mariadb] {
+        let Some(db) = TestDb::create(kind, "dense").await else {
+            continue;
+        };
+        let fill = match kind {
+            Kind::Postgres => {
+                "INSERT INTO events SELECT n * 1000000, '2020-01-01' FROM generate_series(1, 300) n;
+                 INSERT INTO events SELECT 301000000 + n, '2020-01-01' FROM generate_series(0, 99999) n;
+                 ANALYZE events;"
+            }
+            _ => {
+                "INSERT INTO events SELECT seq * 1000000, '2020-01-01' FROM seq_1_to_300;
+                 INSERT INTO events SELECT 301000000 + seq, '2020-01-01' FROM seq_0_to_99999;
+                 ANALYZE TABLE events;"
+            }
+        };
+        let date = if kind == Kind::Mariadb {
+            "DATETIME"
+        } else {
+            "TIMESTAMP"
+        };
+        db.exec(&format!(
+            "CREATE TABLE events (id BIGINT PRIMARY KEY, at {date} NOT NULL); {fill}"
+        ))
+        .await;
+        let project = Project::for_db(&db, "db", "");
+        project.rules(
+            "dense.toml",
+            "[[rule]]\nid = \"dense\"\nstore = \"db\"\ntable = \"events\"\ncategory = \"test\"\n\
+             after = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nbatch_size = 100\n",
+        );
+        let run = project.glemsel(&["run", "--as-of", "2026-11-01", "--format", "json"]);
+        assert_eq!(code(&run), 0, "{kind:?}: {}", text(&run));
+        let left = db.column("SELECT COUNT(*) FROM events").await;
+        assert_eq!(left[0].as_deref(), Some("0"), "{kind:?}");
+        let batches = db
+            .rows("SELECT key_to, rows_affected FROM glemsel_audit WHERE event = 'batch' ORDER BY seq")
+            .await;
+        let total: u64 = batches
+            .iter()
+            .map(|b| b[1].as_deref().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 100_300, "{kind:?}");
+        let largest = batches
+            .iter()
+            .map(|b| b[1].as_deref().unwrap().parse::<u64>().unwrap())
+            .max()
+            .unwrap();
+        // Batches grow at most twofold from one to the next, from 100 rows,
+        // give or take the estimate's error.
+        assert!(
+            largest <= 60_000,
+            "{kind:?}: a batch of {largest} rows: {batches:?}"
+        );
+        let dense = batches
+            .iter()
+            .filter(|b| b[0].as_deref().is_none_or(|k| k > "[301000000]"))
+            .count();
+        assert!(dense >= 4, "{kind:?}: {batches:?}");
     }
 }

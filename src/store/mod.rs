@@ -311,6 +311,16 @@ pub trait Store: Send {
     /// The last key along the walk key; `None` when the table is empty.
     async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError>;
 
+    /// The planner's estimate of the rows in `window` (all of them, due or
+    /// not), or `None` where the engine gives none.
+    async fn estimate_rows(
+        &mut self,
+        _step: &Step,
+        _window: &Window,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
     async fn rollback(&mut self) -> Result<(), StoreError>;

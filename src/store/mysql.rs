@@ -545,6 +545,37 @@ impl Store for MysqlStore {
         self.first_key(&sql::last_key(&Mysql, step)).await
     }
 
+    async fn estimate_rows(
+        &mut self,
+        step: &Step,
+        window: &Window,
+    ) -> Result<Option<u64>, StoreError> {
+        let q = sql::window_rows(&Mysql, step, window);
+        let plan = match self
+            .conn
+            .exec::<Row, _, _>(q.sql.as_str(), params(&q))
+            .await
+        {
+            Ok(plan) => plan,
+            Err(err) => return Err(self.error("estimate", err)),
+        };
+        // MySQL has a `partitions` column that MariaDB lacks: find `rows` by name.
+        let Some(row) = plan.first() else {
+            return Ok(None);
+        };
+        let rows = row
+            .columns_ref()
+            .iter()
+            .position(|c| c.name_str() == "rows")
+            .and_then(|i| row.as_ref(i))
+            .map(value_i64);
+        match rows {
+            Some(Ok(rows)) => Ok(Some(rows.max(0) as u64)),
+            // NULL: nothing matches (an impossible range).
+            Some(Err(_)) | None => Ok(Some(0)),
+        }
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.simple("begin", "START TRANSACTION").await
     }

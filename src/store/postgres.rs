@@ -452,6 +452,32 @@ impl Store for PostgresStore {
         self.first_key(step, &sql::last_key(&Postgres, step)).await
     }
 
+    async fn estimate_rows(
+        &mut self,
+        step: &Step,
+        window: &Window,
+    ) -> Result<Option<u64>, StoreError> {
+        let plan = self
+            .query("estimate", &sql::window_rows(&Postgres, step, window))
+            .await?;
+        // The top node's line: `Index Only Scan using ... (cost=... rows=N width=...)`.
+        let top: String = plan
+            .first()
+            .map(|row| get(row, 0))
+            .transpose()
+            .map_err(|m| self.invalid("estimate", m))?
+            .unwrap_or_default();
+        let rows = top
+            .split("rows=")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok());
+        match rows {
+            Some(rows) => Ok(Some(rows)),
+            None => Err(self.invalid("estimate", format!("no row estimate in {top:?}"))),
+        }
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.simple("begin", "BEGIN").await
     }

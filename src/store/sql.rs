@@ -684,6 +684,16 @@ pub(crate) fn window_end<'d>(
     q
 }
 
+/// The rows in `window`, for the planner to estimate (`EXPLAIN` + this).
+pub(crate) fn window_rows<'d>(dialect: &'d dyn Dialect, step: &Step, window: &Window) -> Query<'d> {
+    let mut q = Query::new(dialect);
+    q.push("EXPLAIN SELECT 1 FROM ")
+        .push(&dialect.table(&step.table));
+    let mut conditions = Conditions::new();
+    push_window(&mut q, step, window, &mut conditions);
+    q
+}
+
 /// The last key of the table: where a walk along an integer key ends.
 pub(crate) fn last_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
     let mut q = key_lookup(dialect, step, None, " DESC");
@@ -707,7 +717,7 @@ fn key_lookup<'d>(
         .enumerate()
         .map(|(i, c)| {
             format!(
-                "{} AS key{i}",
+                "{} AS glemsel_key{i}",
                 dialect.key_select(&dialect.quote(&c.name), c)
             )
         })

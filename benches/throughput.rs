@@ -54,7 +54,7 @@ impl Sizes {
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test` runs the smoke size.
-        let full = std::env::args().any(|a| a == "--bench");
+    let full = std::env::args().any(|a| a == "--bench");
     FULL.set(full).expect("set once");
     let sizes = Sizes::from_env(full);
     let engines = std::env::var("BENCH_ENGINES").unwrap_or_else(|_| "postgres,mariadb".into());
@@ -75,6 +75,7 @@ fn main() {
             let mut bench = Bench::new(db, full).await;
             bench.report_header(&sizes).await;
             bench.dense(&sizes).await;
+            bench.uneven(&sizes).await;
             bench.sparse_and_memory(&sizes).await;
             bench.db.drop().await;
         }
@@ -146,6 +147,9 @@ struct Sample {
     rows: u64,
     longest_batch_ms: Option<u64>,
     update_p99_ms: Option<f64>,
+    /// The slowest update: a client blocked for long sends few updates, so
+    /// a stall shows here before it shows in the 99th percentile.
+    update_max_ms: Option<f64>,
     peak_rss_kib: Option<u64>,
 }
 
@@ -250,39 +254,65 @@ columns = {{ name = "hmac", email = "hmac_email" }}
     /// `base_<rows>_<pct>`: the data every copy starts from.
     async fn create_base(&mut self, rows: u64, pct: u32) -> String {
         let base = format!("base_{rows}_{pct}");
-        let due = due_condition(
-            if self.db.kind == Kind::Postgres {
-                "g"
-            } else {
-                "seq"
-            },
-            pct,
-        );
+        self.create_table(&base).await;
+        self.fill(&base, pct, 1, rows, "n").await;
+        base
+    }
+
+    /// `rows / 100` keys a thousand apart, then `rows` consecutive ones: the
+    /// key density changes a thousandfold where the dense stretch begins.
+    async fn create_uneven_base(&mut self, rows: u64, pct: u32) -> (String, u64) {
+        let base = format!("uneven_{rows}_{pct}");
+        let sparse = rows / 100;
+        self.create_table(&base).await;
+        self.fill(&base, pct, 1, sparse, "n * 1000").await;
+        let dense_from = sparse * 1000;
+        self.fill(&base, pct, 1, rows, &format!("{dense_from} + n"))
+            .await;
+        (base, dense_from)
+    }
+
+    async fn create_table(&mut self, name: &str) {
+        let engine = if self.db.kind == Kind::Postgres {
+            ""
+        } else {
+            " ENGINE=InnoDB"
+        };
+        let timestamp = if self.db.kind == Kind::Postgres {
+            "timestamp"
+        } else {
+            "datetime"
+        };
+        self.conn
+            .exec(&format!(
+                "DROP TABLE IF EXISTS {name};
+                 CREATE TABLE {name} (id bigint PRIMARY KEY, created_at {timestamp} NOT NULL,
+                   name varchar(100) NOT NULL, email varchar(200) NOT NULL, note varchar(200)){engine}"
+            ))
+            .await;
+    }
+
+    /// Rows with `id` = `id_of(n)` for n in `from..=to`; a `pct` share due.
+    async fn fill(&mut self, table: &str, pct: u32, from: u64, to: u64, id_of: &str) {
+        let due = due_condition("id", pct);
         let sql = match self.db.kind {
             Kind::Postgres => format!(
-                "DROP TABLE IF EXISTS {base};
-                 CREATE TABLE {base} (id bigint PRIMARY KEY, created_at timestamp NOT NULL,
-                   name varchar(100) NOT NULL, email varchar(200) NOT NULL, note varchar(200));
-                 INSERT INTO {base} SELECT g,
-                   CASE WHEN {due} THEN timestamp '2015-01-01' + g * interval '1 second'
+                "INSERT INTO {table} SELECT id,
+                   CASE WHEN {due} THEN timestamp '2015-01-01' + n * interval '1 second'
                         ELSE localtimestamp - interval '1 day' END,
-                   'Name ' || g, 'user' || g || '@example.invalid', 'note ' || g
-                   FROM generate_series(1, {rows}) g"
+                   'Name ' || id, 'user' || id || '@example.invalid', 'note ' || id
+                   FROM (SELECT n, {id_of} AS id FROM generate_series({from}, {to}) n) ids"
             ),
             _ => format!(
-                "DROP TABLE IF EXISTS {base};
-                 CREATE TABLE {base} (id bigint PRIMARY KEY, created_at datetime NOT NULL,
-                   name varchar(100) NOT NULL, email varchar(200) NOT NULL, note varchar(200))
-                   ENGINE=InnoDB;
-                 INSERT INTO {base} SELECT seq,
-                   IF({due}, '2015-01-01' + INTERVAL seq SECOND, NOW() - INTERVAL 1 DAY),
-                   CONCAT('Name ', seq), CONCAT('user', seq, '@example.invalid'),
-                   CONCAT('note ', seq)
-                   FROM seq_1_to_{rows}"
+                "INSERT INTO {table} SELECT id,
+                   IF({due}, '2015-01-01' + INTERVAL n SECOND, NOW() - INTERVAL 1 DAY),
+                   CONCAT('Name ', id), CONCAT('user', id, '@example.invalid'),
+                   CONCAT('note ', id)
+                   FROM (SELECT seq AS n, {id_of} AS id FROM seq_{from}_to_{to}) ids",
+                id_of = id_of.replace('n', "seq")
             ),
         };
         self.conn.exec(&sql).await;
-        base
     }
 
     /// A fresh copy of `base` as the table, settled and in the cache.
@@ -349,7 +379,9 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(update_loop(
             Conn::open(&self.db).await,
-            self.rows_in_table().await,
+            self.conn
+                .number(&format!("SELECT COALESCE(MAX(id), 1) FROM {TABLE}"))
+                .await,
             pct,
             stop.clone(),
         ));
@@ -361,12 +393,13 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         let started = Instant::now();
         self.conn.exec(sql).await;
         let seconds = started.elapsed().as_secs_f64();
-        let update_p99_ms = load.stop().await;
+        let (update_p99_ms, update_max_ms) = load.stop().await;
         self.check_rows_left().await;
         Sample {
             seconds,
             rows: expected,
             update_p99_ms,
+            update_max_ms,
             ..Sample::default()
         }
     }
@@ -446,15 +479,19 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             .spawn()
             .expect("start glemsel");
         let pid = child.id() as libc::pid_t;
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
+        // Drained while it runs: a full pipe would stop it.
+        let drain = |pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || std::io::read_to_string(pipe).unwrap())
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
         let (status, rss_kib) = tokio::task::spawn_blocking(move || wait_with_rusage(pid))
             .await
             .unwrap();
         let seconds = started.elapsed().as_secs_f64();
-        let update_p99_ms = load.stop().await;
-        let output = std::io::read_to_string(stdout).unwrap();
-        let errors = std::io::read_to_string(stderr).unwrap();
+        let (update_p99_ms, update_max_ms) = load.stop().await;
+        let output = stdout.join().unwrap();
+        let errors = stderr.join().unwrap();
         assert_eq!(status, 0, "glemsel run {rule}:\n{output}\n{errors}");
         let report: serde_json::Value = serde_json::from_str(&output).unwrap();
         let rule_report = &report["rules"][0];
@@ -476,6 +513,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             rows: expected,
             longest_batch_ms: rule_report["longest_batch_ms"].as_u64(),
             update_p99_ms,
+            update_max_ms,
             peak_rss_kib: Some(rss_kib),
         }
     }
@@ -486,12 +524,6 @@ columns = {{ name = "hmac", email = "hmac_email" }}
                 "SELECT CONCAT(name, ' ', email) FROM {TABLE} WHERE created_at < {} ORDER BY id LIMIT 1",
                 self.bound()
             ))
-            .await
-    }
-
-    async fn rows_in_table(&mut self) -> u64 {
-        self.conn
-            .number(&format!("SELECT COUNT(*) FROM {TABLE}"))
             .await
     }
 
@@ -533,7 +565,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             .output()
             .expect("run pt-archiver");
         let seconds = started.elapsed().as_secs_f64();
-        let update_p99_ms = load.stop().await;
+        let (update_p99_ms, update_max_ms) = load.stop().await;
         assert!(
             output.status.success(),
             "pt-archiver: {}",
@@ -544,6 +576,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             seconds,
             rows: expected,
             update_p99_ms,
+            update_max_ms,
             ..Sample::default()
         })
     }
@@ -613,6 +646,37 @@ columns = {{ name = "hmac", email = "hmac_email" }}
                 ),
             ],
         );
+        self.conn.exec(&format!("DROP TABLE {base}")).await;
+    }
+
+    /// Keys a thousand apart, then consecutive ones: batches sized on the
+    /// sparse stretch must not carry over into the dense one.
+    async fn uneven(&mut self, sizes: &Sizes) {
+        let (base, dense_from) = self.create_uneven_base(sizes.mid, 50).await;
+        let due = self
+            .conn
+            .number(&format!(
+                "SELECT COUNT(*) FROM {base} WHERE created_at < {}",
+                self.bound()
+            ))
+            .await;
+        let mut line = Line {
+            name: "glemsel delete".into(),
+            samples: Vec::new(),
+        };
+        for _ in 0..sizes.repeats {
+            self.fresh_table(&base).await;
+            line.samples
+                .push(self.glemsel("bench-delete", due, 50).await);
+        }
+        println!(
+            "{} keys 1,000 apart, then {} consecutive keys from {}; {} due",
+            thousands(sizes.mid / 100),
+            thousands(sizes.mid),
+            thousands(dense_from + 1),
+            thousands(due)
+        );
+        print_lines(&[line], &[]);
         self.conn.exec(&format!("DROP TABLE {base}")).await;
     }
 
@@ -687,22 +751,32 @@ struct Load {
 }
 
 impl Load {
-    /// Stops the loop; the 99th percentile of its update latencies.
-    async fn stop(self) -> Option<f64> {
+    /// Stops the loop; the 99th percentile and the maximum of its update
+    /// latencies, in milliseconds.
+    async fn stop(self) -> (Option<f64>, Option<f64>) {
         self.stop.store(true, Ordering::Relaxed);
-        percentile(self.task.await.unwrap(), 0.99)
+        let latencies = self.task.await.unwrap();
+        (
+            percentile(latencies.clone(), 0.99),
+            percentile(latencies, 1.0),
+        )
     }
 }
 
 /// Updates random rows that are not due, one per statement, until told to
 /// stop; returns each statement's latency.
-async fn update_loop(mut conn: Conn, rows: u64, pct: u32, stop: Arc<AtomicBool>) -> Vec<Duration> {
+async fn update_loop(
+    mut conn: Conn,
+    last_id: u64,
+    pct: u32,
+    stop: Arc<AtomicBool>,
+) -> Vec<Duration> {
     use rand::{Rng, SeedableRng};
     let mut latencies = Vec::new();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(rows);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(last_id);
     while !stop.load(Ordering::Relaxed) {
         let id = loop {
-            let id: u64 = rng.random_range(1..=rows.max(1));
+            let id: u64 = rng.random_range(1..=last_id);
             if (id * 2654435761) % 100 >= u64::from(pct) {
                 break id;
             }
@@ -762,13 +836,13 @@ fn verdict(met: bool) -> &'static str {
 
 fn print_lines(lines: &[Line], ratios: &[(&str, &str, f64)]) {
     println!(
-        "  {:<40} {:>12} {:>10} {:>14} {:>12} {:>10}",
-        "", "rows/s", "seconds", "longest txn", "update p99", "peak RSS"
+        "  {:<40} {:>12} {:>10} {:>14} {:>12} {:>12} {:>10}",
+        "", "rows/s", "seconds", "longest txn", "update p99", "update max", "peak RSS"
     );
     for line in lines {
         let optional = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "  {:<40} {:>12} {:>10.3} {:>14} {:>12} {:>10}",
+            "  {:<40} {:>12} {:>10.3} {:>14} {:>12} {:>12} {:>10}",
             line.name,
             thousands(line.rows_per_second() as u64),
             line.median_seconds(),
@@ -778,6 +852,10 @@ fn print_lines(lines: &[Line], ratios: &[(&str, &str, f64)]) {
             ),
             optional(
                 line.worst(|s| s.update_p99_ms)
+                    .map(|ms| format!("{ms:.1} ms"))
+            ),
+            optional(
+                line.worst(|s| s.update_max_ms)
                     .map(|ms| format!("{ms:.1} ms"))
             ),
             optional(

@@ -373,6 +373,14 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         }
     }
 
+    async fn due_rows(&mut self, table: &str) -> u64 {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {table} WHERE created_at < {}",
+            self.bound()
+        );
+        self.conn.number(&sql).await
+    }
+
     /// An application updating rows that are not due, one at a time, while
     /// a measurement runs.
     async fn start_load(&mut self, pct: u32) -> Load {
@@ -653,13 +661,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
     /// sparse stretch must not carry over into the dense one.
     async fn uneven(&mut self, sizes: &Sizes) {
         let (base, dense_from) = self.create_uneven_base(sizes.mid, 50).await;
-        let due = self
-            .conn
-            .number(&format!(
-                "SELECT COUNT(*) FROM {base} WHERE created_at < {}",
-                self.bound()
-            ))
-            .await;
+        let due = self.due_rows(&base).await;
         let mut line = Line {
             name: "glemsel delete".into(),
             samples: Vec::new(),
@@ -686,13 +688,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         let mut rss = Vec::new();
         for rows in [sizes.mid, sizes.big] {
             let base = self.create_base(rows, 1).await;
-            let due = self
-                .conn
-                .number(&format!(
-                    "SELECT COUNT(*) FROM {base} WHERE created_at < {}",
-                    self.bound()
-                ))
-                .await;
+            let due = self.due_rows(&base).await;
             let mut lines = Vec::new();
             if rows == sizes.big {
                 let mut set = Line {

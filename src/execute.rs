@@ -311,7 +311,7 @@ async fn run_locked(
         status: Status::Completed,
         counted,
         rows_changed: 0,
-        cascaded: crate::store::cascade_counts(step, &vec![0; step.cascades.len()]),
+        cascaded: Changed::none(step).cascaded,
         batches: 0,
         windows: 0,
         windows_skipped: 0,

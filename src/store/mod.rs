@@ -1,8 +1,11 @@
 //! The [`Store`] trait: the small set of primitives every database offers
 //! (describe a table, count, find a batch window, change one batch, append
 //! to the audit chain, take a lock). Planning, executing and auditing are
-//! written once on top of it; dialect SQL lives only in this folder.
+//! written once on top of it; dialect SQL lives only in this folder, built
+//! in `sql`, and the statement sequences the SQL stores share (counts,
+//! windows, one batch) are in `flow`.
 
+pub(crate) mod flow;
 pub mod mysql;
 pub mod postgres;
 pub(crate) mod sql;
@@ -199,7 +202,7 @@ impl Counts {
 }
 
 /// Numbers per cascade table, named by the table.
-pub(crate) fn cascade_counts(step: &Step, rows: &[u64]) -> Vec<NamedCount> {
+fn cascade_counts(step: &Step, rows: &[u64]) -> Vec<NamedCount> {
     step.cascades
         .iter()
         .zip(rows)
@@ -215,6 +218,25 @@ pub(crate) fn cascade_counts(step: &Step, rows: &[u64]) -> Vec<NamedCount> {
 pub struct Changed {
     pub rows: u64,
     pub cascaded: Vec<NamedCount>,
+}
+
+impl Changed {
+    /// Nothing changed yet: no rows, and a zero per cascade table.
+    pub(crate) fn none(step: &Step) -> Changed {
+        Changed {
+            rows: 0,
+            cascaded: cascade_counts(step, &vec![0; step.cascades.len()]),
+        }
+    }
+
+    /// Counts rows changed by one statement, whose target is a cascade
+    /// table (by index) or, with `None`, the step's own table.
+    pub(crate) fn add(&mut self, target: Option<usize>, rows: u64) {
+        match target {
+            Some(index) => self.cascaded[index].rows += rows,
+            None => self.rows += rows,
+        }
+    }
 }
 
 /// What kind of failure a query met, as far as glemsel acts on it.

@@ -15,10 +15,11 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, Value};
 use sha2::{Digest, Sha256};
 
-use super::sql::{self, BatchStatements, Dialect, Param, Query};
+use super::flow::{self, Statements};
+use super::sql::{self, Dialect, Param, Query};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    Store, StoreError, TableSchema, Window, cascade_counts, connection_url,
+    Store, StoreError, TableSchema, Window, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -271,19 +272,6 @@ impl MysqlStore {
         StoreError::invalid(&self.name, context, message)
     }
 
-    /// The walk key of the first row `q` finds, if any.
-    async fn first_key(&mut self, q: &Query<'_>) -> Result<Option<Key>, StoreError> {
-        let found = self.rows("window", q).await?;
-        let Some(row) = found.first() else {
-            return Ok(None);
-        };
-        row.iter()
-            .map(key_value)
-            .collect::<Result<Key, _>>()
-            .map(Some)
-            .map_err(|m| self.invalid("window", m))
-    }
-
     async fn rows(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
         match self.conn.exec::<Row, _, _>(q.sql.as_str(), params(q)).await {
             Ok(rows) => Ok(rows.into_iter().map(Row::unwrap).collect()),
@@ -373,6 +361,43 @@ fn audit_record(row: &[Value]) -> Result<AuditRecord, String> {
         prev_hash: text(18)?,
         row_hash: text(19)?,
     })
+}
+
+#[async_trait]
+impl Statements for MysqlStore {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &Mysql
+    }
+
+    async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
+        self.execute(context, q).await
+    }
+
+    async fn numbers(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<u64>, StoreError> {
+        let rows = self.rows(context, q).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.invalid(context, "no row".into()))?;
+        row.iter()
+            .map(|v| value_i64(v).map(|n| n as u64))
+            .collect::<Result<Vec<u64>, String>>()
+            .map_err(|m| self.invalid(context, m))
+    }
+
+    /// Keys are read by their values' own types; `columns` is not needed.
+    async fn keys(
+        &mut self,
+        context: &str,
+        q: &Query<'_>,
+        _columns: &[Column],
+    ) -> Result<Vec<Key>, StoreError> {
+        self.rows(context, q)
+            .await?
+            .iter()
+            .map(|row| row.iter().map(key_value).collect::<Result<Key, String>>())
+            .collect::<Result<Vec<Key>, String>>()
+            .map_err(|m| self.invalid(context, m))
+    }
 }
 
 #[async_trait]
@@ -513,22 +538,7 @@ impl Store for MysqlStore {
     }
 
     async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        let statements = sql::count(&Mysql, step);
-        let numbers = |rows: &[Vec<Value>]| -> Result<Vec<u64>, String> {
-            let row = rows.first().ok_or_else(|| "no row".to_string())?;
-            row.iter()
-                .map(|v| value_i64(v).map(|n| n as u64))
-                .collect::<Result<Vec<u64>, String>>()
-        };
-        let main = numbers(&self.rows("count", &statements.main).await?)
-            .map_err(|m| self.invalid("count", m))?;
-        let mut cascaded = Vec::new();
-        for query in &statements.cascades {
-            let rows = self.rows("cascade count", query).await?;
-            let number = numbers(&rows).map_err(|m| self.invalid("cascade count", m))?;
-            cascaded.push(number[0]);
-        }
-        Ok(Counts::assemble(step, &main, &cascaded))
+        flow::count(self, step).await
     }
 
     async fn window_end(
@@ -537,12 +547,11 @@ impl Store for MysqlStore {
         after: Option<&Key>,
         rows: u64,
     ) -> Result<Option<Key>, StoreError> {
-        self.first_key(&sql::window_end(&Mysql, step, after, rows))
-            .await
+        flow::window_end(self, step, after, rows).await
     }
 
     async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        self.first_key(&sql::last_key(&Mysql, step)).await
+        flow::last_key(self, step).await
     }
 
     async fn estimate_rows(
@@ -598,32 +607,7 @@ impl Store for MysqlStore {
         window: &Window,
         blocks: Option<&PadBlocks>,
     ) -> Result<Changed, StoreError> {
-        let mut cascaded = vec![0; step.cascades.len()];
-        let rows = match sql::batch(&Mysql, step, window, blocks) {
-            BatchStatements::Single(q) => self.execute("batch", &q).await?,
-            BatchStatements::Captured { capture, .. } => {
-                let captured = self
-                    .rows("capture", &capture)
-                    .await?
-                    .iter()
-                    .map(|row| row.iter().map(key_value).collect::<Result<Key, String>>())
-                    .collect::<Result<Vec<Key>, String>>()
-                    .map_err(|m| self.invalid("capture", m))?;
-                let mut rows = 0;
-                for (index, q) in sql::captured_deletes(&Mysql, step, &captured) {
-                    let changed = self.execute("cascade", &q).await?;
-                    match index {
-                        Some(index) => cascaded[index] += changed,
-                        None => rows += changed,
-                    }
-                }
-                rows
-            }
-        };
-        Ok(Changed {
-            rows,
-            cascaded: cascade_counts(step, &cascaded),
-        })
+        flow::mutate(self, step, window, blocks).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

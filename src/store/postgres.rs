@@ -14,10 +14,11 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::sql::{self, BatchStatements, Dialect, Param, Query};
+use super::flow::{self, Statements};
+use super::sql::{self, Dialect, Param, Query};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    Store, StoreError, TableSchema, Window, cascade_counts, connection_url,
+    Store, StoreError, TableSchema, Window, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -179,15 +180,6 @@ impl PostgresStore {
         StoreError::invalid(&self.name, context, message)
     }
 
-    /// The walk key of the first row `q` finds, if any.
-    async fn first_key(&self, step: &Step, q: &Query<'_>) -> Result<Option<Key>, StoreError> {
-        let found = self.query("window", q).await?;
-        found
-            .first()
-            .map(|row| key_of(row, &step.key).map_err(|m| self.invalid("window", m)))
-            .transpose()
-    }
-
     async fn query(&self, context: &str, q: &Query<'_>) -> Result<Vec<Row>, StoreError> {
         let boxed: Vec<BoxedParam> = q.params.iter().map(to_sql).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = boxed
@@ -297,6 +289,42 @@ fn audit_record(row: &Row) -> Result<AuditRecord, String> {
         prev_hash: get(row, 18)?,
         row_hash: get(row, 19)?,
     })
+}
+
+#[async_trait]
+impl Statements for PostgresStore {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &Postgres
+    }
+
+    async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
+        self.execute(context, q).await
+    }
+
+    async fn numbers(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<u64>, StoreError> {
+        let rows = self.query(context, q).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.invalid(context, "no row".into()))?;
+        (0..row.len())
+            .map(|i| get::<i64>(row, i).map(|n| n as u64))
+            .collect::<Result<Vec<u64>, String>>()
+            .map_err(|m| self.invalid(context, m))
+    }
+
+    async fn keys(
+        &mut self,
+        context: &str,
+        q: &Query<'_>,
+        columns: &[Column],
+    ) -> Result<Vec<Key>, StoreError> {
+        self.query(context, q)
+            .await?
+            .iter()
+            .map(|row| key_of(row, columns))
+            .collect::<Result<Vec<Key>, String>>()
+            .map_err(|m| self.invalid(context, m))
+    }
 }
 
 #[async_trait]
@@ -420,22 +448,7 @@ impl Store for PostgresStore {
     }
 
     async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        let statements = sql::count(&Postgres, step);
-        let numbers = |rows: &[Row]| -> Result<Vec<u64>, String> {
-            let row = rows.first().ok_or_else(|| "no row".to_string())?;
-            (0..row.len())
-                .map(|i| get::<i64>(row, i).map(|n| n as u64))
-                .collect::<Result<Vec<u64>, String>>()
-        };
-        let main = numbers(&self.query("count", &statements.main).await?)
-            .map_err(|m| self.invalid("count", m))?;
-        let mut cascaded = Vec::new();
-        for query in &statements.cascades {
-            let rows = self.query("cascade count", query).await?;
-            let number = numbers(&rows).map_err(|m| self.invalid("cascade count", m))?;
-            cascaded.push(number[0]);
-        }
-        Ok(Counts::assemble(step, &main, &cascaded))
+        flow::count(self, step).await
     }
 
     async fn window_end(
@@ -444,12 +457,11 @@ impl Store for PostgresStore {
         after: Option<&Key>,
         rows: u64,
     ) -> Result<Option<Key>, StoreError> {
-        let q = sql::window_end(&Postgres, step, after, rows);
-        self.first_key(step, &q).await
+        flow::window_end(self, step, after, rows).await
     }
 
     async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        self.first_key(step, &sql::last_key(&Postgres, step)).await
+        flow::last_key(self, step).await
     }
 
     async fn estimate_rows(
@@ -496,32 +508,7 @@ impl Store for PostgresStore {
         window: &Window,
         blocks: Option<&PadBlocks>,
     ) -> Result<Changed, StoreError> {
-        let mut cascaded = vec![0; step.cascades.len()];
-        let rows = match sql::batch(&Postgres, step, window, blocks) {
-            BatchStatements::Single(q) => self.execute("batch", &q).await?,
-            BatchStatements::Captured { capture, columns } => {
-                let captured = self
-                    .query("capture", &capture)
-                    .await?
-                    .iter()
-                    .map(|row| key_of(row, &columns))
-                    .collect::<Result<Vec<Key>, String>>()
-                    .map_err(|m| self.invalid("capture", m))?;
-                let mut rows = 0;
-                for (index, q) in sql::captured_deletes(&Postgres, step, &captured) {
-                    let changed = self.execute("cascade", &q).await?;
-                    match index {
-                        Some(index) => cascaded[index] += changed,
-                        None => rows += changed,
-                    }
-                }
-                rows
-            }
-        };
-        Ok(Changed {
-            rows,
-            cascaded: cascade_counts(step, &cascaded),
-        })
+        flow::mutate(self, step, window, blocks).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -20,10 +20,11 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
-use super::sql::{self, BatchStatements, Dialect, Param, Query};
+use super::flow::{self, Statements};
+use super::sql::{self, Dialect, Param, Query};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    Store, StoreError, TableSchema, Window, cascade_counts,
+    Store, StoreError, TableSchema, Window,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
 use crate::plan::{Moment, Step};
@@ -278,15 +279,6 @@ impl SqliteStore {
         StoreError::invalid(&self.name, context, message)
     }
 
-    /// The walk key of the first row `q` finds, if any.
-    fn first_key(&self, q: &Query<'_>) -> Result<Option<Key>, StoreError> {
-        let found = self.rows("window", q)?;
-        found
-            .first()
-            .map(|row| key_of(row).map_err(|m| self.invalid("window", m)))
-            .transpose()
-    }
-
     fn rows(&self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
         let run = || -> rusqlite::Result<Vec<Vec<Value>>> {
             let mut statement = self.conn.prepare_cached(&q.sql)?;
@@ -514,6 +506,42 @@ fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<Tabl
 }
 
 #[async_trait]
+impl Statements for SqliteStore {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &Sqlite
+    }
+
+    async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
+        self.execute(context, q)
+    }
+
+    async fn numbers(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<u64>, StoreError> {
+        let rows = self.rows(context, q)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.invalid(context, "no row".into()))?;
+        row.iter()
+            .map(|v| int(v).map(|n| n as u64))
+            .collect::<Result<Vec<u64>, String>>()
+            .map_err(|m| self.invalid(context, m))
+    }
+
+    /// Keys are read by their values' own types; `columns` is not needed.
+    async fn keys(
+        &mut self,
+        context: &str,
+        q: &Query<'_>,
+        _columns: &[Column],
+    ) -> Result<Vec<Key>, StoreError> {
+        self.rows(context, q)?
+            .iter()
+            .map(|row| key_of(row))
+            .collect::<Result<Vec<Key>, String>>()
+            .map_err(|m| self.invalid(context, m))
+    }
+}
+
+#[async_trait]
 impl Store for SqliteStore {
     fn name(&self) -> &str {
         &self.name
@@ -541,22 +569,7 @@ impl Store for SqliteStore {
     }
 
     async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        let statements = sql::count(&Sqlite, step);
-        let numbers = |rows: &[Vec<Value>]| -> Result<Vec<u64>, String> {
-            let row = rows.first().ok_or_else(|| "no row".to_string())?;
-            row.iter()
-                .map(|v| int(v).map(|n| n as u64))
-                .collect::<Result<Vec<u64>, String>>()
-        };
-        let main = numbers(&self.rows("count", &statements.main)?)
-            .map_err(|m| self.invalid("count", m))?;
-        let mut cascaded = Vec::new();
-        for query in &statements.cascades {
-            let rows = self.rows("cascade count", query)?;
-            let number = numbers(&rows).map_err(|m| self.invalid("cascade count", m))?;
-            cascaded.push(number[0]);
-        }
-        Ok(Counts::assemble(step, &main, &cascaded))
+        flow::count(self, step).await
     }
 
     async fn window_end(
@@ -565,11 +578,11 @@ impl Store for SqliteStore {
         after: Option<&Key>,
         rows: u64,
     ) -> Result<Option<Key>, StoreError> {
-        self.first_key(&sql::window_end(&Sqlite, step, after, rows))
+        flow::window_end(self, step, after, rows).await
     }
 
     async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        self.first_key(&sql::last_key(&Sqlite, step))
+        flow::last_key(self, step).await
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
@@ -592,31 +605,7 @@ impl Store for SqliteStore {
         window: &Window,
         blocks: Option<&PadBlocks>,
     ) -> Result<Changed, StoreError> {
-        let mut cascaded = vec![0; step.cascades.len()];
-        let rows = match sql::batch(&Sqlite, step, window, blocks) {
-            BatchStatements::Single(q) => self.execute("batch", &q)?,
-            BatchStatements::Captured { capture, .. } => {
-                let captured = self
-                    .rows("capture", &capture)?
-                    .iter()
-                    .map(|row| key_of(row))
-                    .collect::<Result<Vec<Key>, String>>()
-                    .map_err(|m| self.invalid("capture", m))?;
-                let mut rows = 0;
-                for (index, q) in sql::captured_deletes(&Sqlite, step, &captured) {
-                    let changed = self.execute("cascade", &q)?;
-                    match index {
-                        Some(index) => cascaded[index] += changed,
-                        None => rows += changed,
-                    }
-                }
-                rows
-            }
-        };
-        Ok(Changed {
-            rows,
-            cascaded: cascade_counts(step, &cascaded),
-        })
+        flow::mutate(self, step, window, blocks).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

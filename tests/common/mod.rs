@@ -158,6 +158,17 @@ impl Project {
     }
 
     /// Runs the real binary in the project folder.
+    /// Runs `glemsel check`, which must refuse the rules (exit 4) and say
+    /// each of `expected`.
+    pub fn check_refuses(&self, expected: &[&str]) {
+        let check = self.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        for expected in expected {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+    }
+
     pub fn glemsel(&self, args: &[&str]) -> Output {
         self.glemsel_with_env(args, &[("GLEMSEL_LOG", "glemsel=debug,info")])
     }

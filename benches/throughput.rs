@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{KEY, Kind, Project, TestDb};
+use common::{Kind, Project, TestDb};
 use glemsel::report::thousands;
 use mysql_async::prelude::Queryable;
 
@@ -418,8 +418,8 @@ columns = {{ name = "hmac", email = "hmac_email" }}
 
     /// The same tokens as glemsel's, computed by one UPDATE.
     fn set_based_pseudonymise(&self) -> String {
-        let blocks = glemsel::pseudonym::HmacKey::from_bytes(KEY.as_bytes().to_vec()).pad_blocks();
-        let (inner, outer) = (hex::encode(&blocks.inner), hex::encode(&blocks.outer));
+        let (inner, outer) = common::key_pad_blocks();
+        let (inner, outer) = (hex::encode(inner), hex::encode(outer));
         match self.db.kind {
             Kind::Postgres => {
                 let token = |col: &str, len: usize| {

@@ -301,7 +301,6 @@ async fn run_locked(
     append_alone(store, entry(AuditEvent::RunStart, 0, None, start_detail)).await?;
     tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.as_ref().map(|c| c.due), held = counted.as_ref().map(|c| c.held), "run started");
 
-    let blocks = key.map(HmacKey::pad_blocks);
     let mut report = StepReport {
         rule_id: step.rule_id.clone(),
         trigger: ctx.trigger,
@@ -352,7 +351,7 @@ async fn run_locked(
                 Err(err) => Err(StepError::Store(err)),
                 Ok(()) => {
                     let result: Result<Changed, StepError> = async {
-                        let changed = store.mutate(step, &window, blocks.as_ref()).await?;
+                        let changed = store.mutate(step, &window, key).await?;
                         if let Some(max_rows) = step.max_rows
                             && changed_so_far + changed.rows > max_rows
                         {

@@ -203,13 +203,6 @@ pub struct ColumnChange {
     pub redacted: Option<String>,
 }
 
-impl ColumnChange {
-    /// A LIKE pattern matching values already in their final form.
-    pub fn done_pattern(&self) -> Option<String> {
-        self.token.as_ref().map(TokenShape::like_pattern)
-    }
-}
-
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum StepAction {

@@ -1,16 +1,16 @@
 //! Keyed pseudonyms: HMAC-SHA256 tokens, the key they are made with, and
-//! the Rust reference every database's SQL must agree with.
+//! the exact shape a token has, so a re-run recognises its own work.
 //!
-//! The databases compute tokens set-based, in SQL. HMAC is two SHA-256
-//! calls over the key XOR-ed with fixed pads, so Rust derives the two
-//! 64-byte pad blocks once and binds them as parameters; the SQL only
-//! concatenates and hashes. The key itself never leaves this process.
+//! Tokens are computed here, in the worker, never in the database: the key
+//! (and anything derived from it, such as HMAC's padded key blocks) must not
+//! reach a server, whose statement logs, binary logs, replicas and backups
+//! are outside the circle that may re-identify people.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// Every token starts with this, which is also how a re-run recognises a
 /// value that is already pseudonymised.
@@ -23,8 +23,6 @@ pub const REDACTED: &str = "[redacted]";
 pub const MIN_TOKEN_HEX: usize = 16;
 /// A key shorter than this is refused.
 pub const MIN_KEY_BYTES: usize = 32;
-
-const BLOCK: usize = 64;
 
 /// Why a key could not be loaded. Names the file, never its content.
 #[derive(Debug, thiserror::Error)]
@@ -103,40 +101,12 @@ impl HmacKey {
         hex::encode(&mac.finalize().into_bytes()[..8])
     }
 
-    /// The two blocks HMAC hashes the message and the inner digest with:
-    /// `(key' XOR ipad, key' XOR opad)`, where key' is the key (or its
-    /// SHA-256 when longer than a block) padded with zeros to 64 bytes.
-    pub fn pad_blocks(&self) -> PadBlocks {
-        let mut padded = [0u8; BLOCK];
-        if self.bytes.len() > BLOCK {
-            padded[..32].copy_from_slice(&Sha256::digest(&self.bytes));
-        } else {
-            padded[..self.bytes.len()].copy_from_slice(&self.bytes);
-        }
-        PadBlocks {
-            inner: padded.iter().map(|b| b ^ 0x36).collect(),
-            outer: padded.iter().map(|b| b ^ 0x5c).collect(),
-        }
-    }
-
     /// The reference HMAC-SHA256 of `value`'s UTF-8 bytes, as lowercase hex.
     pub fn hmac_hex(&self, value: &str) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.bytes).expect("HMAC takes any key length");
         mac.update(value.as_bytes());
         hex::encode(mac.finalize().into_bytes())
-    }
-}
-
-/// Derived key material bound into SQL. Secret: never log it.
-pub struct PadBlocks {
-    pub inner: Vec<u8>,
-    pub outer: Vec<u8>,
-}
-
-impl fmt::Debug for PadBlocks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PadBlocks(..)")
     }
 }
 
@@ -217,29 +187,63 @@ impl TokenShape {
         format!("{}{}{}", self.prefix, &digest[..self.hex_len], self.suffix)
     }
 
-    /// A LIKE pattern (with `!` as the escape character) that matches
-    /// exactly the tokens of this shape, length included, so values already
-    /// pseudonymised are left alone and look-alikes are not.
-    pub fn like_pattern(&self) -> String {
+    /// Whether `value` is exactly a token of this shape: the prefix, then
+    /// `hex_len` lowercase hex digits, then the suffix, and nothing else.
+    pub fn is_token(&self, value: &str) -> bool {
+        value
+            .strip_prefix(self.prefix)
+            .and_then(|rest| rest.strip_suffix(self.suffix))
+            .is_some_and(|hex| {
+                hex.len() == self.hex_len
+                    && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+    }
+
+    /// A POSIX/PCRE regular expression that matches exactly what
+    /// [`TokenShape::is_token`] accepts.
+    pub fn regex(&self) -> String {
+        format!(
+            "^{}[0-9a-f]{{{}}}{}$",
+            escape_regex(self.prefix),
+            self.hex_len,
+            escape_regex(self.suffix)
+        )
+    }
+
+    /// An SQLite GLOB pattern that matches exactly what
+    /// [`TokenShape::is_token`] accepts (GLOB is case-sensitive and anchored).
+    pub fn glob(&self) -> String {
         format!(
             "{}{}{}",
-            escape_like(self.prefix),
-            "_".repeat(self.hex_len),
-            escape_like(self.suffix)
+            escape_glob(self.prefix),
+            "[0-9a-f]".repeat(self.hex_len),
+            escape_glob(self.suffix)
         )
     }
 }
 
-/// The escape character used by every LIKE pattern glemsel binds.
-pub const LIKE_ESCAPE: &str = "!";
-
-fn escape_like(text: &str) -> String {
+fn escape_regex(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '!') {
-            out.push('!');
+        if !c.is_ascii_alphanumeric() && c != '_' && c != '@' {
+            out.push('\\');
         }
         out.push(c);
+    }
+    out
+}
+
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            _ => out.push(c),
+        }
     }
     out
 }
@@ -258,30 +262,6 @@ mod tests {
 
     fn key() -> HmacKey {
         HmacKey::from_bytes(b"0123456789abcdef0123456789abcdef".to_vec())
-    }
-
-    /// The pad blocks reproduce the hmac crate's HMAC with two plain SHA-256
-    /// calls, which is exactly what the SQL does.
-    #[test]
-    fn pad_blocks_reproduce_hmac() {
-        for key in [
-            key(),
-            HmacKey::from_bytes(vec![7u8; 64]),
-            HmacKey::from_bytes((0..200).map(|i| i as u8).collect()),
-        ] {
-            let blocks = key.pad_blocks();
-            for value in ["", "a", "Søren Æbelø", "😀 emoji", &"x".repeat(10_000)] {
-                let inner = Sha256::new()
-                    .chain_update(&blocks.inner)
-                    .chain_update(value.as_bytes())
-                    .finalize();
-                let outer = Sha256::new()
-                    .chain_update(&blocks.outer)
-                    .chain_update(inner)
-                    .finalize();
-                assert_eq!(hex::encode(outer), key.hmac_hex(value));
-            }
-        }
     }
 
     /// RFC 4231 test case 2 pins the reference to the standard.
@@ -309,13 +289,41 @@ mod tests {
         let token = shape.token(&key(), "jens@example.invalid");
         assert_eq!(token.len(), 40);
         assert!(token.ends_with("@invalid"));
+        assert_eq!(shape.regex(), format!("^psn_[0-9a-f]{{28}}@invalid$"));
         assert_eq!(
-            shape.like_pattern(),
-            format!("psn!_{}@invalid", "_".repeat(28))
+            shape.glob(),
+            format!("psn_{}@invalid", "[0-9a-f]".repeat(28))
         );
         assert!(TokenShape::for_column(ColumnAction::Null, Some(40)).is_none());
         assert_eq!(redacted_text(Some(4)), "[red");
         assert_eq!(redacted_text(None), "[redacted]");
+    }
+
+    /// Only the exact shape counts as done: a look-alike must still be
+    /// pseudonymised, or it escapes the rule.
+    #[test]
+    fn only_the_exact_token_shape_is_a_token() {
+        let shape = TokenShape::for_column(ColumnAction::HmacEmail, Some(40)).unwrap();
+        let token = shape.token(&key(), "jens@example.invalid");
+        assert!(shape.is_token(&token));
+        let hex = &token[4..32];
+        for look_alike in [
+            format!("psn_{}@invalid", hex.to_uppercase()),
+            format!("psn_{}x@invalid", &hex[1..]),
+            format!("psn_{hex}0@invalid"),
+            format!("psn_{}@invalid", &hex[1..]),
+            format!("psn_{hex}@invalid "),
+            format!("psn_{hex}"),
+            format!("psnx{hex}@invalid"),
+            format!("psn_{}@invalid", "æ".repeat(28)),
+            "psn_jens.hansen.private.mail.xyz@invalid".to_string(),
+        ] {
+            assert!(!shape.is_token(&look_alike), "{look_alike}");
+        }
+        let plain = TokenShape::for_column(ColumnAction::Hmac, Some(20)).unwrap();
+        assert!(plain.is_token("psn_0123456789abcdef"));
+        assert!(!plain.is_token("psn_0123456789abcdeg"));
+        assert!(!plain.is_token("psn_0123456789abcde"));
     }
 
     #[test]

@@ -1089,14 +1089,14 @@ async fn secrets_never_reach_output_or_the_audit_trail() {
     );
     // The key, and what SQL receives instead of it: the pad blocks, as hex
     // and as the byte lists a debug print would show.
-    let blocks = HmacKey::from_bytes(KEY.as_bytes().to_vec()).pad_blocks();
+    let (inner, outer) = common::key_pad_blocks();
     let block_texts = [
-        hex::encode(&blocks.inner),
-        hex::encode(&blocks.outer),
-        format!("{:?}", &blocks.inner[..8])
+        hex::encode(&inner),
+        hex::encode(&outer),
+        format!("{:?}", &inner[..8])
             .trim_end_matches(']')
             .to_string(),
-        format!("{:?}", &blocks.outer[..8])
+        format!("{:?}", &outer[..8])
             .trim_end_matches(']')
             .to_string(),
     ];

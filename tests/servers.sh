@@ -66,6 +66,9 @@ fi
     start >/dev/null || { cat "$work/pg/server.log" >&2; exit 1; }
 stoppers+=("\"\${as_pg[@]}\" \"$pg_bin/pg_ctl\" -D \"$work/pg/data\" -m immediate stop >/dev/null 2>&1")
 export GLEMSEL_TEST_PG_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+# The server's log, which tests search for secrets (they turn on statement
+# logging for their own databases).
+export GLEMSEL_TEST_PG_LOG="$work/pg/server.log"
 log "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
 
 # --- MariaDB ----------------------------------------------------------------
@@ -91,7 +94,13 @@ if [ "${GLEMSEL_DURABLE:-}" = 1 ]; then
     my_settings=(--innodb-flush-log-at-trx-commit=1 --innodb-buffer-pool-size=4G --innodb-log-file-size=1G
         --log-bin="$work/my/binlog" --sync-binlog=1 --binlog-format=ROW)
 else
-    my_settings=(--skip-log-bin --innodb-flush-log-at-trx-commit=2 --innodb-buffer-pool-size=128M)
+    # Every log a DBA might keep is on, so tests can prove that no secret
+    # reaches one: the binary log (MIXED, with the statement text annotated
+    # to row events), the general log and the slow log of every statement.
+    my_settings=(--innodb-flush-log-at-trx-commit=2 --innodb-buffer-pool-size=128M
+        --log-bin="$work/my/binlog" --binlog-format=MIXED --binlog-annotate-row-events=ON
+        --general-log=1 --general-log-file="$work/my/general.log"
+        --slow-query-log=1 --slow-query-log-file="$work/my/slow.log" --long-query-time=0)
 fi
 "$my_install" "${as_mysql[@]}" --datadir="$work/my/data" --auth-root-authentication-method=normal \
     --skip-test-db >"$work/my/install.log" 2>&1 || { cat "$work/my/install.log" >&2; exit 1; }
@@ -108,6 +117,8 @@ done
 "$my_client" --socket="$work/my/sock" -uroot -e \
     "CREATE USER 'glemsel'@'127.0.0.1' IDENTIFIED BY 'glemsel'; GRANT ALL ON *.* TO 'glemsel'@'127.0.0.1' WITH GRANT OPTION;"
 export GLEMSEL_TEST_MYSQL_URL="mysql://glemsel:glemsel@127.0.0.1:$my_port/"
+# The binary, general and slow logs, which tests search for secrets.
+export GLEMSEL_TEST_MYSQL_LOGS="$work/my"
 log "MariaDB $("$my_client" --socket="$work/my/sock" -uroot -N -e 'SELECT VERSION()') on 127.0.0.1:$my_port"
 
 # --- systemd-analyze, for the unit tests ------------------------------------

@@ -1,14 +1,15 @@
 //! The statement sequences every SQL store runs the same way: the counts of
-//! a dry run, and one batch (a single statement, or capture, cascades, then
-//! the rows themselves). Stores supply how a statement is executed and how
-//! its results are read; the order of statements is decided only here.
+//! a dry run, and one batch (a single statement; or capture, cascades, then
+//! the rows themselves; or read, tokens computed here, write back). Stores
+//! supply how a statement is executed and how its results are read; the
+//! order of statements is decided only here.
 
 use async_trait::async_trait;
 
-use super::sql::{self, BatchStatements, Dialect, Query};
-use super::{Changed, Column, Counts, Key, StoreError, Window};
+use super::sql::{self, BatchStatements, Dialect, Query, TokenRow};
+use super::{Changed, Column, Counts, Key, KeyValue, StoreError, Window};
 use crate::plan::Step;
-use crate::pseudonym::PadBlocks;
+use crate::pseudonym::HmacKey;
 
 /// What the shared sequences need of one engine's connection.
 #[async_trait]
@@ -21,14 +22,32 @@ pub(crate) trait Statements: Send {
     /// The first row of `q`'s result, each value a count.
     async fn numbers(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<u64>, StoreError>;
 
-    /// Every row of `q`'s result as a key of `columns` (selected as
-    /// [`Dialect::key_select`] gives them).
+    /// Every row of `q`'s result, each value read as `columns` type it
+    /// (keys selected as [`Dialect::key_select`] gives them); NULL is `None`.
+    async fn values(
+        &mut self,
+        context: &str,
+        q: &Query<'_>,
+        columns: &[Column],
+    ) -> Result<Vec<Vec<Option<KeyValue>>>, StoreError>;
+
+    /// Every row of `q`'s result as a key of `columns`.
     async fn keys(
         &mut self,
         context: &str,
         q: &Query<'_>,
         columns: &[Column],
-    ) -> Result<Vec<Key>, StoreError>;
+    ) -> Result<Vec<Key>, StoreError> {
+        let rows = self.values(context, q, columns).await?;
+        rows.into_iter()
+            .map(|row| row.into_iter().collect::<Option<Key>>())
+            .collect::<Option<Vec<Key>>>()
+            .ok_or_else(|| {
+                StoreError::invalid(self.store_name(), context, "a key value is NULL".into())
+            })
+    }
+
+    fn store_name(&self) -> &str;
 }
 
 /// The dry-run counts: one statement for the step's table, one per cascade.
@@ -76,10 +95,10 @@ pub(crate) async fn mutate(
     store: &mut impl Statements,
     step: &Step,
     window: &Window,
-    blocks: Option<&PadBlocks>,
+    key: Option<&HmacKey>,
 ) -> Result<Changed, StoreError> {
     let mut changed = Changed::none(step);
-    match sql::batch(store.dialect(), step, window, blocks) {
+    match sql::batch(store.dialect(), step, window) {
         BatchStatements::Single(q) => changed.rows = store.affected("batch", &q).await?,
         BatchStatements::Captured { capture, columns } => {
             let captured = store.keys("capture", &capture, &columns).await?;
@@ -87,6 +106,54 @@ pub(crate) async fn mutate(
                 changed.add(target, store.affected("cascade", &q).await?);
             }
         }
+        BatchStatements::Tokens { read, columns } => {
+            let key = key.ok_or_else(|| StoreError::Config {
+                store: step.store.clone(),
+                message: format!(
+                    "rule {} pseudonymises but no HMAC key is loaded",
+                    step.rule_id
+                ),
+            })?;
+            let read = store.values("read", &read, &columns).await?;
+            let rows = tokens_for(step, key, read).ok_or_else(|| {
+                StoreError::invalid(store.store_name(), "read", "a key value is NULL".into())
+            })?;
+            if rows.is_empty() {
+                return Ok(changed);
+            }
+            for q in sql::token_writes(store.dialect(), step, window, &rows) {
+                changed.rows += store.affected("batch", &q).await?;
+            }
+        }
     }
     Ok(changed)
+}
+
+/// The tokens for rows read as key then token columns: a value that is
+/// NULL or already a token stays (`None`). `None` when a key value is NULL.
+fn tokens_for(
+    step: &Step,
+    key: &HmacKey,
+    read: Vec<Vec<Option<KeyValue>>>,
+) -> Option<Vec<TokenRow>> {
+    let changes = sql::token_changes(step).expect("a pseudonymising step with tokens");
+    let key_len = step.key.len();
+    read.into_iter()
+        .map(|mut row| {
+            let values = row.split_off(key_len);
+            let tokens = values
+                .into_iter()
+                .zip(&changes)
+                .map(|(value, change)| {
+                    let shape = change.token.as_ref().expect("a token column");
+                    let text = value?.to_string();
+                    (!shape.is_token(&text)).then(|| shape.token(key, &text))
+                })
+                .collect();
+            Some(TokenRow {
+                key: row.into_iter().collect::<Option<Key>>()?,
+                tokens,
+            })
+        })
+        .collect()
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditRecord, ChainLink};
 use crate::plan::Step;
-use crate::pseudonym::PadBlocks;
+use crate::pseudonym::HmacKey;
 use crate::rules::{Connection, Engine, StoreConfig, TableRef};
 
 /// What kind of values a column holds, as far as glemsel cares.
@@ -349,11 +349,12 @@ pub trait Store: Send {
 
     /// Deletes or pseudonymises the due rows in `window` (and, for a delete
     /// with cascades, their children first); returns how many of each.
+    /// Tokens are computed with `key` in this process, never in the database.
     async fn mutate(
         &mut self,
         step: &Step,
         window: &Window,
-        blocks: Option<&PadBlocks>,
+        key: Option<&HmacKey>,
     ) -> Result<Changed, StoreError>;
 
     /// Creates the audit table if it is missing.

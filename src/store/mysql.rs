@@ -23,7 +23,7 @@ use super::{
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
-use crate::pseudonym::{PadBlocks, TokenShape};
+use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef};
 
 /// The MySQL / MariaDB dialect.
@@ -54,26 +54,24 @@ impl Dialect for Mysql {
         format!("CONVERT({sql} USING utf8mb4)")
     }
 
-    /// Most collations fold case and accents; tokens must match exactly.
-    fn like_subject(&self, column_sql: &str) -> String {
-        format!("CAST({column_sql} AS BINARY)")
+    /// Most collations fold case and accents; tokens must match exactly,
+    /// counted in characters (not bytes), whatever the column's charset.
+    fn is_token(&self, q: &mut Query<'_>, column_sql: &str, shape: &TokenShape) -> String {
+        let pattern = q.bind(Param::Text(shape.regex()));
+        format!("(CONVERT({column_sql} USING utf8mb4) COLLATE utf8mb4_bin REGEXP {pattern})")
     }
 
-    fn token(
-        &self,
-        q: &mut Query<'_>,
-        value_sql: &str,
-        shape: &TokenShape,
-        blocks: &PadBlocks,
-    ) -> String {
-        let prefix = q.bind(Param::Text(shape.prefix.into()));
-        let outer = q.bind(Param::Text(hex::encode(&blocks.outer)));
-        let inner = q.bind(Param::Text(hex::encode(&blocks.inner)));
-        let hex_len = q.bind(Param::Int(shape.hex_len as i64));
-        let suffix = q.bind(Param::Text(shape.suffix.into()));
-        format!(
-            "CONCAT({prefix}, LEFT(SHA2(CONCAT(UNHEX({outer}), UNHEX(SHA2(CONCAT(UNHEX({inner}), CONVERT({value_sql} USING utf8mb4)), 256))), 256), {hex_len}), {suffix})"
-        )
+    /// The bytes the worker hashes are UTF-8 whatever the column's charset.
+    fn value_text(&self, column_sql: &str) -> String {
+        format!("CONVERT({column_sql} USING utf8mb4)")
+    }
+
+    fn update_from(&self) -> bool {
+        false
+    }
+
+    fn max_params(&self) -> usize {
+        u16::MAX as usize
     }
 }
 
@@ -104,7 +102,7 @@ fn to_value(param: &Param) -> Value {
             .as_ref()
             .map_or(Value::NULL, |t| Value::Bytes(t.clone().into_bytes())),
         Param::Int(i) => Value::Int(*i),
-        Param::Bytes(b) => Value::Bytes(b.clone()),
+        Param::TextList(_) => unreachable!("only PostgreSQL binds arrays"),
         Param::Moment(m) => moment_value(m),
         Param::Key(KeyValue::Int(i), _) => Value::Int(*i),
         Param::Key(KeyValue::UInt(u), _) => Value::UInt(*u),
@@ -385,18 +383,29 @@ impl Statements for MysqlStore {
     }
 
     /// Keys are read by their values' own types; `columns` is not needed.
-    async fn keys(
+    async fn values(
         &mut self,
         context: &str,
         q: &Query<'_>,
         _columns: &[Column],
-    ) -> Result<Vec<Key>, StoreError> {
+    ) -> Result<Vec<Vec<Option<KeyValue>>>, StoreError> {
         self.rows(context, q)
             .await?
             .iter()
-            .map(|row| row.iter().map(key_value).collect::<Result<Key, String>>())
-            .collect::<Result<Vec<Key>, String>>()
+            .map(|row| {
+                row.iter()
+                    .map(|value| match value {
+                        Value::NULL => Ok(None),
+                        value => key_value(value).map(Some),
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .collect::<Result<Vec<_>, String>>()
             .map_err(|m| self.invalid(context, m))
+    }
+
+    fn store_name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -605,9 +614,9 @@ impl Store for MysqlStore {
         &mut self,
         step: &Step,
         window: &Window,
-        blocks: Option<&PadBlocks>,
+        key: Option<&HmacKey>,
     ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, blocks).await
+        flow::mutate(self, step, window, key).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -15,14 +15,14 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::flow::{self, Statements};
-use super::sql::{self, Dialect, Param, Query};
+use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
     Store, StoreError, TableSchema, Window, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
-use crate::pseudonym::{PadBlocks, TokenShape};
+use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef};
 
 /// The PostgreSQL dialect.
@@ -37,7 +37,7 @@ impl Dialect for Postgres {
         match param {
             Param::Text(_) | Param::OptText(_) => format!("${index}::text"),
             Param::Int(_) => format!("${index}::int8"),
-            Param::Bytes(_) => format!("${index}::bytea"),
+            Param::TextList(_) => format!("${index}::text[]"),
             Param::Moment(Moment::Date(_)) => format!("${index}::date"),
             Param::Moment(Moment::Timestamp(_)) => format!("${index}::timestamp"),
             Param::Moment(Moment::Instant(_)) => format!("${index}::timestamptz"),
@@ -57,21 +57,45 @@ impl Dialect for Postgres {
         format!("{column_sql}::text")
     }
 
-    fn token(
-        &self,
-        q: &mut Query<'_>,
-        value_sql: &str,
-        shape: &TokenShape,
-        blocks: &PadBlocks,
-    ) -> String {
-        let prefix = q.bind(Param::Text(shape.prefix.into()));
-        let outer = q.bind(Param::Bytes(blocks.outer.clone()));
-        let inner = q.bind(Param::Bytes(blocks.inner.clone()));
-        let hex_len = q.bind(Param::Int(shape.hex_len as i64));
-        let suffix = q.bind(Param::Text(shape.suffix.into()));
+    /// `text` drops a `char(n)` column's padding, so a token stored in a
+    /// wider column is still recognised.
+    fn is_token(&self, q: &mut Query<'_>, column_sql: &str, shape: &TokenShape) -> String {
+        let pattern = q.bind(Param::Text(shape.regex()));
+        format!("(CAST({column_sql} AS text) ~ {pattern})")
+    }
+
+    fn value_text(&self, column_sql: &str) -> String {
+        format!("CAST({column_sql} AS text)")
+    }
+
+    /// One array per column: any number of rows in four parameters.
+    fn rows_source(&self, q: &mut Query<'_>, key: &[Column], rows: &[TokenRow]) -> String {
+        let mut arrays = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..key.len() {
+            let values = rows.iter().map(|r| Some(r.key[i].to_string())).collect();
+            arrays.push(q.bind(Param::TextList(values)));
+            names.push(format!("glemsel_k{i}"));
+        }
+        let tokens = rows.first().map_or(0, |r| r.tokens.len());
+        for i in 0..tokens {
+            let values = rows.iter().map(|r| r.tokens[i].clone()).collect();
+            arrays.push(q.bind(Param::TextList(values)));
+            names.push(format!("glemsel_t{i}"));
+        }
         format!(
-            "({prefix} || substr(encode(sha256({outer} || sha256({inner} || convert_to({value_sql}::text, 'UTF8'))), 'hex'), 1, CAST({hex_len} AS integer)) || {suffix})"
+            "unnest({}) AS glemsel_v({})",
+            arrays.join(", "),
+            names.join(", ")
         )
+    }
+
+    fn source_key(&self, source_sql: &str, column: &Column) -> String {
+        format!("CAST({source_sql} AS {})", column.data_type)
+    }
+
+    fn max_params(&self) -> usize {
+        u16::MAX as usize
     }
 }
 
@@ -89,7 +113,7 @@ fn to_sql(param: &Param) -> BoxedParam {
         Param::Text(t) => Box::new(t.clone()),
         Param::OptText(t) => Box::new(t.clone()),
         Param::Int(i) => Box::new(*i),
-        Param::Bytes(b) => Box::new(b.clone()),
+        Param::TextList(list) => Box::new(list.clone()),
         Param::Moment(Moment::Date(d)) => Box::new(*d),
         Param::Moment(Moment::Timestamp(t)) => Box::new(*t),
         Param::Moment(Moment::Instant(i)) => Box::new(*i),
@@ -144,9 +168,9 @@ impl PostgresStore {
             .batch_execute(&setup)
             .await
             .map_err(|e| store.error("session setup", e))?;
-        // Bound parameters include the key's pad blocks. Keep them out of the
-        // server log where this role may say so (superusers); elsewhere the
-        // README asks the DBA to.
+        // Bound parameters hold row keys and tokens (never the HMAC key, which
+        // stays in the worker). Keep them out of the server log where this
+        // role may say so (superusers); elsewhere nothing secret is lost.
         if let Err(err) = store
             .client
             .batch_execute(
@@ -242,16 +266,18 @@ fn column_kind(base_type: &str) -> ColumnKind {
 
 /// A key read as text (see `key_select`). Integer keys are typed, so key
 /// ranges in the audit trail read the same as on the other engines.
-fn key_of(row: &Row, columns: &[Column]) -> Result<Key, String> {
+fn values_of(row: &Row, columns: &[Column]) -> Result<Vec<Option<KeyValue>>, String> {
     columns
         .iter()
         .enumerate()
         .map(|(i, column)| {
-            let text = get::<String>(row, i)?;
-            Ok(match (column.kind, text.parse::<i64>()) {
+            let Some(text) = get::<Option<String>>(row, i)? else {
+                return Ok(None);
+            };
+            Ok(Some(match (column.kind, text.parse::<i64>()) {
                 (ColumnKind::Integer, Ok(n)) => KeyValue::Int(n),
                 _ => KeyValue::Text(text),
-            })
+            }))
         })
         .collect()
 }
@@ -312,18 +338,22 @@ impl Statements for PostgresStore {
             .map_err(|m| self.invalid(context, m))
     }
 
-    async fn keys(
+    async fn values(
         &mut self,
         context: &str,
         q: &Query<'_>,
         columns: &[Column],
-    ) -> Result<Vec<Key>, StoreError> {
+    ) -> Result<Vec<Vec<Option<KeyValue>>>, StoreError> {
         self.query(context, q)
             .await?
             .iter()
-            .map(|row| key_of(row, columns))
-            .collect::<Result<Vec<Key>, String>>()
+            .map(|row| values_of(row, columns))
+            .collect::<Result<Vec<_>, String>>()
             .map_err(|m| self.invalid(context, m))
+    }
+
+    fn store_name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -506,9 +536,9 @@ impl Store for PostgresStore {
         &mut self,
         step: &Step,
         window: &Window,
-        blocks: Option<&PadBlocks>,
+        key: Option<&HmacKey>,
     ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, blocks).await
+        flow::mutate(self, step, window, key).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -5,8 +5,8 @@
 //! registered from Rust that reads ISO 8601 text ('T' or space, with or
 //! without fractions) as microseconds, exactly as the servers compare, and
 //! yields NULL for text that is no date (SQLite's own `julianday` keeps
-//! only milliseconds). The HMAC is another registered function that takes
-//! the same two pad blocks the server dialects bind. SQLite serialises
+//! only milliseconds). Tokens are computed in the worker, as for the
+//! servers. SQLite serialises
 //! writers itself, so no cross-process lock beyond the file is needed.
 //! Calls block the thread briefly; batches are small.
 
@@ -18,21 +18,18 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
-use sha2::{Digest, Sha256};
 
 use super::flow::{self, Statements};
-use super::sql::{self, Dialect, Param, Query};
+use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
     Store, StoreError, TableSchema, Window,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
 use crate::plan::{Moment, Step};
-use crate::pseudonym::{PadBlocks, TokenShape};
+use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
 
-/// The SQL function computing an HMAC from pad blocks: (inner, outer, value) → hex.
-const HMAC_FUNCTION: &str = "glemsel_hmac_hex";
 /// The SQL function reading date text as microseconds since 1970, or NULL.
 const MICROS_FUNCTION: &str = "glemsel_micros";
 
@@ -95,21 +92,43 @@ impl Dialect for Sqlite {
         None
     }
 
-    fn token(
-        &self,
-        q: &mut Query<'_>,
-        value_sql: &str,
-        shape: &TokenShape,
-        blocks: &PadBlocks,
-    ) -> String {
-        let prefix = q.bind(Param::Text(shape.prefix.into()));
-        let inner = q.bind(Param::Bytes(blocks.inner.clone()));
-        let outer = q.bind(Param::Bytes(blocks.outer.clone()));
-        let hex_len = q.bind(Param::Int(shape.hex_len as i64));
-        let suffix = q.bind(Param::Text(shape.suffix.into()));
+    /// GLOB is case-sensitive and matches the whole value, by character.
+    fn is_token(&self, q: &mut Query<'_>, column_sql: &str, shape: &TokenShape) -> String {
+        let pattern = q.bind(Param::Text(shape.glob()));
+        format!("(CAST({column_sql} AS TEXT) GLOB {pattern})")
+    }
+
+    fn value_text(&self, column_sql: &str) -> String {
+        format!("CAST({column_sql} AS TEXT)")
+    }
+
+    /// A VALUES list (SQLite caps UNION ALL at 500 terms), renamed.
+    fn rows_source(&self, q: &mut Query<'_>, key: &[Column], rows: &[TokenRow]) -> String {
+        let mut values = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cells = Vec::new();
+            for (i, value) in row.key.iter().enumerate() {
+                cells.push(q.bind(Param::Key(value.clone(), key[i].clone())));
+            }
+            for token in &row.tokens {
+                cells.push(q.bind(Param::OptText(token.clone())));
+            }
+            values.push(format!("({})", cells.join(", ")));
+        }
+        let tokens = rows.first().map_or(0, |r| r.tokens.len());
+        let names: Vec<String> = (0..key.len())
+            .map(|i| format!("column{} AS glemsel_k{i}", i + 1))
+            .chain((0..tokens).map(|i| format!("column{} AS glemsel_t{i}", key.len() + i + 1)))
+            .collect();
         format!(
-            "({prefix} || substr({HMAC_FUNCTION}({inner}, {outer}, CAST({value_sql} AS TEXT)), 1, {hex_len}) || {suffix})"
+            "(SELECT {} FROM (VALUES {})) AS glemsel_v",
+            names.join(", "),
+            values.join(", ")
         )
+    }
+
+    fn max_params(&self) -> usize {
+        32_766
     }
 }
 
@@ -118,7 +137,7 @@ fn to_value(param: &Param) -> Value {
         Param::Text(t) => Value::Text(t.clone()),
         Param::OptText(t) => t.clone().map_or(Value::Null, Value::Text),
         Param::Int(i) => Value::Integer(*i),
-        Param::Bytes(b) => Value::Blob(b.clone()),
+        Param::TextList(_) => unreachable!("only PostgreSQL binds arrays"),
         Param::Moment(Moment::Date(d)) => Value::Text(d.format("%Y-%m-%d").to_string()),
         Param::Moment(Moment::Timestamp(t)) => {
             Value::Text(t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
@@ -194,37 +213,10 @@ impl SqliteStore {
             .conn
             .busy_timeout(lock_timeout)
             .map_err(|e| store.error("session setup", e))?;
-        // Tokens are recognised by a LIKE that must not fold case.
+        // LIKE in rule fragments compares as on PostgreSQL: case-sensitively.
         store
             .conn
             .execute_batch("PRAGMA case_sensitive_like = ON")
-            .map_err(|e| store.error("session setup", e))?;
-        store
-            .conn
-            .create_scalar_function(
-                HMAC_FUNCTION,
-                3,
-                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-                |ctx| {
-                    let inner = ctx.get_raw(0).as_blob()?.to_vec();
-                    let outer = ctx.get_raw(1).as_blob()?.to_vec();
-                    Ok(match ctx.get_raw(2) {
-                        ValueRef::Null => None,
-                        value => {
-                            let text = value.as_str()?;
-                            let inner_digest = Sha256::new()
-                                .chain_update(&inner)
-                                .chain_update(text.as_bytes())
-                                .finalize();
-                            let digest = Sha256::new()
-                                .chain_update(&outer)
-                                .chain_update(inner_digest)
-                                .finalize();
-                            Some(hex::encode(digest))
-                        }
-                    })
-                },
-            )
             .map_err(|e| store.error("session setup", e))?;
         store
             .conn
@@ -318,13 +310,14 @@ impl SqliteStore {
     }
 }
 
-fn key_of(row: &[Value]) -> Result<Key, String> {
+fn values_of(row: &[Value]) -> Result<Vec<Option<KeyValue>>, String> {
     row.iter()
         .map(|value| match value {
-            Value::Integer(i) => Ok(KeyValue::Int(*i)),
-            Value::Text(t) => Ok(KeyValue::Text(t.clone())),
-            Value::Real(r) => Ok(KeyValue::Text(r.to_string())),
-            other => Err(format!("a key value of type {other:?} cannot be walked")),
+            Value::Null => Ok(None),
+            Value::Integer(i) => Ok(Some(KeyValue::Int(*i))),
+            Value::Text(t) => Ok(Some(KeyValue::Text(t.clone()))),
+            Value::Real(r) => Ok(Some(KeyValue::Text(r.to_string()))),
+            Value::Blob(_) => Err("a BLOB value cannot be walked or pseudonymised".into()),
         })
         .collect()
 }
@@ -527,17 +520,21 @@ impl Statements for SqliteStore {
     }
 
     /// Keys are read by their values' own types; `columns` is not needed.
-    async fn keys(
+    async fn values(
         &mut self,
         context: &str,
         q: &Query<'_>,
         _columns: &[Column],
-    ) -> Result<Vec<Key>, StoreError> {
+    ) -> Result<Vec<Vec<Option<KeyValue>>>, StoreError> {
         self.rows(context, q)?
             .iter()
-            .map(|row| key_of(row))
-            .collect::<Result<Vec<Key>, String>>()
+            .map(|row| values_of(row))
+            .collect::<Result<Vec<_>, String>>()
             .map_err(|m| self.invalid(context, m))
+    }
+
+    fn store_name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -603,9 +600,9 @@ impl Store for SqliteStore {
         &mut self,
         step: &Step,
         window: &Window,
-        blocks: Option<&PadBlocks>,
+        key: Option<&HmacKey>,
     ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, blocks).await
+        flow::mutate(self, step, window, key).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

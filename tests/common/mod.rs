@@ -13,6 +13,20 @@ use tokio_postgres::NoTls;
 /// The test key. Tests grep output for it to prove it never leaks.
 pub const KEY: &str = "k3y-for-tests-0123456789abcdef-0123456789";
 
+/// HMAC's two padded key blocks for [`KEY`]: `(key XOR 0x36, key XOR 0x5c)`,
+/// zero-padded to 64 bytes. Anyone who sees one of them has the key, so
+/// leak tests search for them, and the benchmark's in-database baseline
+/// (which glemsel itself never does) hashes with them.
+#[allow(dead_code)]
+pub fn key_pad_blocks() -> (Vec<u8>, Vec<u8>) {
+    let mut padded = [0u8; 64];
+    padded[..KEY.len()].copy_from_slice(KEY.as_bytes());
+    (
+        padded.iter().map(|b| b ^ 0x36).collect(),
+        padded.iter().map(|b| b ^ 0x5c).collect(),
+    )
+}
+
 /// The server URL `tests/run` exported, or `None` to skip. Under CI a
 /// missing server fails the test instead.
 pub fn server_url(var: &str) -> Option<String> {

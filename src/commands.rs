@@ -304,6 +304,7 @@ pub async fn run(
     let key = load_key(policy)?;
     let ctx = RunContext {
         run_id: new_run_id(),
+        max_clock_skew: policy.settings.max_clock_skew,
         key: key.as_ref(),
         host: audit::host_name(),
         shutdown,

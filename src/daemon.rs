@@ -470,6 +470,7 @@ async fn run_once(
     let key = commands::load_key(policy);
     let ctx = RunContext {
         run_id: commands::new_run_id(),
+        max_clock_skew: policy.settings.max_clock_skew,
         key: key.as_ref().ok().and_then(Option::as_ref),
         host: audit::host_name(),
         shutdown: shutdown.clone(),

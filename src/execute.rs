@@ -21,8 +21,6 @@ use crate::walk::Walk;
 
 /// How often a batch that met a row lock is tried before it is skipped.
 const LOCK_ATTEMPTS: u32 = 3;
-/// How far the clock may be behind the newest audit row before a run refuses.
-const CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// A request to stop, shared by signal handlers and every running step.
 #[derive(Clone, Debug)]
@@ -69,6 +67,8 @@ pub enum Trigger {
 /// What every step of one invocation shares.
 pub struct RunContext<'a> {
     pub run_id: String,
+    /// How far this host's clock and a database server's may differ.
+    pub max_clock_skew: Duration,
     pub key: Option<&'a HmacKey>,
     pub host: String,
     pub shutdown: Shutdown,
@@ -130,12 +130,15 @@ pub enum Refusal {
         max_rows: u64,
     },
     #[error(
-        "rule {rule}: the clock ({now}) is behind the newest audit row ({newest}); refusing to run on a clock that looks wrong"
+        "rule {rule}: this host's clock ({now}) is {skew} {direction} the clock of store {store}'s server ({server}), more than max_clock_skew_ms allows; one of them is wrong (check NTP on both) and nothing was changed"
     )]
-    ClockBehind {
+    ClockSkew {
         rule: String,
+        store: String,
         now: DateTime<Utc>,
-        newest: DateTime<Utc>,
+        server: DateTime<Utc>,
+        skew: String,
+        direction: &'static str,
     },
     #[error(
         "rule {rule}: the run reached max_rows = {max_rows}; the batch that would pass it was rolled back"
@@ -200,6 +203,37 @@ pub fn cutoff_text(step: &Step) -> String {
     )
 }
 
+/// Refuses when this host's clock and the database server's differ by more
+/// than `tolerance`, in either direction: a clock ahead deletes early, and
+/// one behind writes a trail out of order.
+async fn check_clocks(
+    store: &mut dyn Store,
+    step: &Step,
+    tolerance: Duration,
+) -> Result<(), StepError> {
+    let Some(server) = store.server_time().await? else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let skew = now - server;
+    if skew.abs().to_std().unwrap_or(Duration::MAX) <= tolerance {
+        return Ok(());
+    }
+    Err(Refusal::ClockSkew {
+        rule: step.rule_id.clone(),
+        store: step.store.clone(),
+        now,
+        server,
+        skew: format!("{} s", skew.num_seconds().abs()),
+        direction: if skew > chrono::TimeDelta::zero() {
+            "ahead of"
+        } else {
+            "behind"
+        },
+    }
+    .into())
+}
+
 /// Runs one step against its store.
 pub async fn run_step(
     store: &mut dyn Store,
@@ -241,6 +275,7 @@ async fn run_locked(
     ctx: &RunContext<'_>,
     key: Option<&HmacKey>,
 ) -> Result<StepReport, StepError> {
+    check_clocks(store, step, ctx.max_clock_skew).await?;
     // Counting scans the table, which costs about as much as the run: only
     // what a guard checks or the trail reports (what holds kept) is counted.
     let counted = if step.max_rows.is_some() || !step.holds.is_empty() {
@@ -264,14 +299,12 @@ async fn run_locked(
     }
     store.ensure_audit_table().await?;
     if let Some(newest) = store.audit_head().await? {
+        // A trail from the future means a clock was ahead once. The clocks
+        // agree now (checked above), so that run must not block every run
+        // until real time catches up; it is worth a look, not a refusal.
         let now = Utc::now();
-        if now + CLOCK_TOLERANCE < newest.at {
-            return Err(Refusal::ClockBehind {
-                rule: step.rule_id.clone(),
-                now,
-                newest: newest.at,
-            }
-            .into());
+        if now + ctx.max_clock_skew < newest.at {
+            tracing::warn!(rule = %step.rule_id, store = %step.store, newest = %newest.at, now = %now, "the newest audit row is later than the clock: an earlier run had a clock that was ahead");
         }
     }
 

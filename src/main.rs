@@ -215,11 +215,23 @@ fn as_of(policy: &Policy, text: Option<&str>) -> Result<DateTime<Utc>, Exit> {
     }
 }
 
+/// Writes to standard output. A reader that went away (`glemsel plan |
+/// head -1`) only means nobody reads the rest: the command still ends with
+/// its own exit code, quietly, as ripgrep does.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write to standard output: {err}");
+    }
+}
+
 fn print_json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("reports serialise")
-    );
+    let mut text = serde_json::to_string_pretty(value).expect("reports serialise");
+    text.push('\n');
+    emit(&text);
 }
 
 /// Asks the run to stop after the batch in flight on Ctrl-C or SIGTERM.
@@ -280,7 +292,7 @@ async fn dispatch(cli: Cli) -> Exit {
         let dir = dir.clone().unwrap_or_else(glemsel::demo::default_dir);
         return match glemsel::demo::run(&dir).await {
             Ok((text, exit)) => {
-                print!("{text}");
+                emit(&text);
                 exit
             }
             Err(err) => {
@@ -296,22 +308,22 @@ async fn dispatch(cli: Cli) -> Exit {
     match cli.command {
         Command::Check { offline } => {
             let files = policy.rule_files.len();
-            println!(
-                "{}: {} rule{} in {files} file{}, {} store{}: files are valid",
+            emit(&format!(
+                "{}: {} rule{} in {files} file{}, {} store{}: files are valid\n",
                 cli.config.display(),
                 policy.rules.len(),
                 if policy.rules.len() == 1 { "" } else { "s" },
                 if files == 1 { "" } else { "s" },
                 policy.stores.len(),
                 if policy.stores.len() == 1 { "" } else { "s" },
-            );
+            ));
             if offline {
                 return Exit::Ok;
             }
             match commands::check(&policy).await {
                 Ok(lines) => {
                     for line in lines {
-                        println!("{line}");
+                        emit(&format!("{line}\n"));
                     }
                     Exit::Ok
                 }
@@ -330,7 +342,7 @@ async fn dispatch(cli: Cli) -> Exit {
             match commands::plan(&policy, &rules, at).await {
                 Ok(report) => {
                     match format {
-                        Format::Text => print!("{}", report::plan_text(&report)),
+                        Format::Text => emit(&report::plan_text(&report)),
                         Format::Json => print_json(&report),
                     }
                     Exit::Ok
@@ -352,7 +364,7 @@ async fn dispatch(cli: Cli) -> Exit {
             match commands::run(&policy, &rules, at, shutdown).await {
                 Ok(outcomes) => {
                     match format {
-                        Format::Text => print!("{}", report::run_text(&outcomes)),
+                        Format::Text => emit(&report::run_text(&outcomes)),
                         Format::Json => print_json(&report::run_json(&outcomes)),
                     }
                     commands::run_exit(&outcomes)
@@ -368,7 +380,7 @@ async fn dispatch(cli: Cli) -> Exit {
         } => match commands::audit_verify(&policy, &stores).await {
             Ok(verdicts) => {
                 match format {
-                    Format::Text => print!("{}", report::verify_text(&verdicts)),
+                    Format::Text => emit(&report::verify_text(&verdicts)),
                     Format::Json => print_json(&verdicts),
                 }
                 if verdicts.iter().any(|v| v.broken.is_some()) {

@@ -311,6 +311,63 @@ fn related_step(
     })
 }
 
+/// Whether `columns` identify at most one row of the table: they include
+/// its primary key or one of its unique keys of NOT NULL columns.
+fn is_unique(schema: &TableSchema, columns: &[&String]) -> bool {
+    std::iter::once(&schema.primary_key)
+        .chain(&schema.unique_keys)
+        .any(|unique| !unique.is_empty() && unique.iter().all(|c| columns.contains(&c)))
+}
+
+/// Whether a table, as the catalog resolved it, is one glemsel writes
+/// itself (the store's audit trail). Compared without regard to case, and
+/// by name alone where the audit table's schema is not given: refusing a
+/// look-alike is cheap, deleting the trail is not.
+fn is_owned(store: &StoreConfig, resolved: &TableRef) -> bool {
+    let audit = &store.audit_table;
+    resolved.name.eq_ignore_ascii_case(&audit.name)
+        && match (&audit.schema, &resolved.schema) {
+            (Some(ours), Some(theirs)) => ours.eq_ignore_ascii_case(theirs),
+            _ => true,
+        }
+}
+
+/// No rule changes, reads or holds on glemsel's own tables.
+fn refuse_owned_tables(
+    rule: &Rule,
+    store: &StoreConfig,
+    schemas: &Schemas,
+    problems: &mut Problems<'_>,
+) {
+    let used = std::iter::once(("table", &rule.table, &rule.at.table))
+        .chain(
+            rule.joins
+                .iter()
+                .map(|j| ("join", &j.related.table, &j.related.at)),
+        )
+        .chain(
+            rule.hold_tables
+                .iter()
+                .map(|h| ("hold_table", &h.related.table, &h.related.at)),
+        )
+        .chain(
+            rule.cascades
+                .iter()
+                .map(|c| ("cascade", &c.related.table, &c.related.at)),
+        );
+    for (what, table, at) in used {
+        if is_owned(store, &schemas[table].table) {
+            problems.push(
+                at,
+                format!(
+                    "{what} {table} is the audit trail of store {}; no rule may touch glemsel's own tables",
+                    store.name
+                ),
+            );
+        }
+    }
+}
+
 /// The type a bound is expressed in for these sources: a date, a wall-clock
 /// timestamp (dates then count from midnight), or an instant. Instants do
 /// not mix with the others: which zone a wall-clock time is in is not known.
@@ -343,6 +400,7 @@ pub fn build_step(
     let table = &rule.table;
     let schema = &schemas[table];
     let column = |name: &str| schema.column(name);
+    refuse_owned_tables(rule, store, schemas, &mut problems);
 
     let joins: Vec<Option<JoinStep>> = rule
         .joins
@@ -519,6 +577,18 @@ pub fn build_step(
                     &mut problems,
                 ) {
                     let parent_schema = &schemas[parent_table];
+                    let ours: Vec<&String> = related.on.iter().map(|(_, ours)| ours).collect();
+                    if !is_unique(parent_schema, &ours) {
+                        problems.push(
+                            &cascade.related.at,
+                            format!(
+                                "cascade {}: ({}) is not the primary key or a unique key of NOT NULL columns of {parent_table}; rows that are not due may share the value, and their {} rows would be deleted too. Cascade on a unique key",
+                                cascade.related.table,
+                                ours.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                                cascade.related.table,
+                            ),
+                        );
+                    }
                     let parent_columns = related
                         .on
                         .iter()

@@ -121,6 +121,11 @@ export GLEMSEL_TEST_MYSQL_URL="mysql://glemsel:glemsel@127.0.0.1:$my_port/"
 export GLEMSEL_TEST_MYSQL_LOGS="$work/my"
 log "MariaDB $("$my_client" --socket="$work/my/sock" -uroot -N -e 'SELECT VERSION()') on 127.0.0.1:$my_port"
 
+# --- faketime, for the tests of clocks that disagree --------------------------
+if ! command -v faketime >/dev/null 2>&1; then
+    apt_install faketime
+fi
+
 # --- systemd-analyze, for the unit tests ------------------------------------
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     apt_install systemd

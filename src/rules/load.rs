@@ -33,6 +33,8 @@ const MAX_BATCH_SIZE: u64 = 1_000_000;
 const DEFAULT_BATCH_MS: u64 = 100;
 const MAX_BATCH_MS: u64 = 60_000;
 const DEFAULT_LOCK_TIMEOUT_MS: u64 = 2_000;
+/// Five minutes: NTP keeps healthy clocks within milliseconds.
+const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 300_000;
 const DEFAULT_AUDIT_TABLE: &str = "glemsel_audit";
 
 /// Loads and validates `config_file` and the rule files it names.
@@ -241,6 +243,11 @@ fn settings(
         .as_ref()
         .and_then(|b| bounded(source, b, 1, 600_000, "lock_timeout_ms", None, diags))
         .unwrap_or(DEFAULT_LOCK_TIMEOUT_MS);
+    let max_clock_skew_ms = raw
+        .max_clock_skew_ms
+        .as_ref()
+        .and_then(|b| bounded(source, b, 0, 86_400_000, "max_clock_skew_ms", None, diags))
+        .unwrap_or(DEFAULT_MAX_CLOCK_SKEW_MS);
     let settings = Settings {
         config_file: source.path.clone(),
         timezone,
@@ -267,6 +274,7 @@ fn settings(
         batch_size,
         batch_ms,
         lock_timeout: Duration::from_millis(lock_timeout_ms),
+        max_clock_skew: Duration::from_millis(max_clock_skew_ms),
     };
     // The audit table default is read per store; validate the global one here.
     if let Some(table) = &raw.audit_table {
@@ -1182,7 +1190,9 @@ fn event_spec(
 /// A `where` condition is trusted SQL from the rule file, but it is pasted
 /// inside a statement, so refuse what could end it, comment out the rest,
 /// or hide a quote from this scan: dollar quoting (`$$`), backslash
-/// escapes (`E'\''`, MySQL's `'\''`) and comments.
+/// escapes (`E'\''`, MySQL's `'\''`), comments, and brackets, which SQLite
+/// reads as a quoted name (`[a']`) and the servers as a subscript, so a
+/// quote inside them would be a quote to one engine and not to another.
 fn check_sql_fragment(text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err("empty condition".into());
@@ -1207,6 +1217,20 @@ fn check_sql_fragment(text: &str) -> Result<(), String> {
                     None => return Err(format!("unterminated {c} quote")),
                 }
             },
+            '[' => loop {
+                match chars.next() {
+                    Some(']') => break,
+                    Some(inside)
+                        if inside.is_alphanumeric() || matches!(inside, '_' | ' ' | '.' | ':') => {}
+                    Some(inside) => {
+                        return Err(format!(
+                            "{inside:?} inside [ ] is not allowed: brackets may hold a name or a number only (SQLite reads [..] as a quoted name)"
+                        ));
+                    }
+                    None => return Err("unterminated [".into()),
+                }
+            },
+            ']' => return Err("unbalanced ']'".into()),
             ';' => return Err("';' is not allowed: one condition, not a statement".into()),
             '$' => return Err("'$' outside a quoted name is not allowed (dollar quoting)".into()),
             '-' if chars.peek() == Some(&'-') => {
@@ -1466,6 +1490,13 @@ url = "postgres://user:secret@db/crm"
         assert!(check_sql_fragment("status = $$'$$ OR TRUE) OR (TRUE OR $$'$$ = ''").is_err());
         assert!(check_sql_fragment("status = E'\\'' OR TRUE) OR ('").is_err());
         assert!(check_sql_fragment("name = 'a\\' OR 1=1) OR ('x'").is_err());
+        // SQLite's bracket quoting hides a quote from every other reader.
+        assert!(
+            check_sql_fragment("CAST(1 AS [a']) = 1) OR (1 = 1 OR CAST(1 AS [b']) = 1").is_err()
+        );
+        assert!(check_sql_fragment("[a)] = 1").is_err());
+        assert!(check_sql_fragment("x = 1]").is_err());
+        assert!(check_sql_fragment("[Blocked] = 0 AND tags[1] = 'x'").is_ok());
         // A NAV name with '$' inside quotes is fine.
         assert!(check_sql_fragment("\"CRONUS$Blocked\" = 0 AND `a$b` = 1").is_ok());
     }

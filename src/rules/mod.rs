@@ -124,6 +124,9 @@ pub struct Settings {
     /// How long one batch transaction should take (0: fixed-size batches).
     pub batch_ms: u64,
     pub lock_timeout: Duration,
+    /// How far glemsel's clock and a database server's may differ before a
+    /// run refuses.
+    pub max_clock_skew: Duration,
 }
 
 /// A data category (`[categories.<name>]`).

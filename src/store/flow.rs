@@ -48,10 +48,25 @@ pub(crate) trait Statements: Send {
     }
 
     fn store_name(&self) -> &str;
+
+    /// Starts (`true`) or ends (`false`, rolling back) a read-only
+    /// transaction, in which no statement can write, whatever it calls.
+    async fn read_only(&mut self, on: bool) -> Result<(), StoreError>;
 }
 
-/// The dry-run counts: one statement for the step's table, one per cascade.
+/// The dry-run counts: one statement for the step's table, one per cascade,
+/// in a read-only transaction: a rule's `where` or `open` cannot write
+/// during a dry run, whatever function it calls.
 pub(crate) async fn count(store: &mut impl Statements, step: &Step) -> Result<Counts, StoreError> {
+    store.read_only(true).await?;
+    let counted = count_statements(store, step).await;
+    let ended = store.read_only(false).await;
+    let counts = counted?;
+    ended?;
+    Ok(counts)
+}
+
+async fn count_statements(store: &mut impl Statements, step: &Step) -> Result<Counts, StoreError> {
     let statements = sql::count(store.dialect(), step);
     let main = store.numbers("count", &statements.main).await?;
     let mut cascaded = Vec::new();

@@ -343,6 +343,12 @@ pub trait Store: Send {
         Ok(None)
     }
 
+    /// The database server's clock, or `None` where there is no server
+    /// (SQLite shares this host's clock).
+    async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
     async fn rollback(&mut self) -> Result<(), StoreError>;

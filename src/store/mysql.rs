@@ -407,6 +407,16 @@ impl Statements for MysqlStore {
     fn store_name(&self) -> &str {
         &self.name
     }
+
+    async fn read_only(&mut self, on: bool) -> Result<(), StoreError> {
+        match on {
+            true => {
+                self.simple("read-only", "START TRANSACTION READ ONLY")
+                    .await
+            }
+            false => self.simple("read-only", "ROLLBACK").await,
+        }
+    }
 }
 
 #[async_trait]
@@ -592,6 +602,15 @@ impl Store for MysqlStore {
             // NULL: nothing matches (an impossible range).
             Some(Err(_)) | None => Ok(Some(0)),
         }
+    }
+
+    async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let micros: Option<i64> = self
+            .conn
+            .query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")
+            .await
+            .map_err(|e| self.error("server clock", e))?;
+        Ok(micros.and_then(DateTime::from_timestamp_micros))
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

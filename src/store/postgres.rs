@@ -355,6 +355,13 @@ impl Statements for PostgresStore {
     fn store_name(&self) -> &str {
         &self.name
     }
+
+    async fn read_only(&mut self, on: bool) -> Result<(), StoreError> {
+        match on {
+            true => self.simple("read-only", "BEGIN READ ONLY").await,
+            false => self.simple("read-only", "ROLLBACK").await,
+        }
+    }
 }
 
 #[async_trait]
@@ -518,6 +525,15 @@ impl Store for PostgresStore {
             Some(rows) => Ok(Some(rows)),
             None => Err(self.invalid("estimate", format!("no row estimate in {top:?}"))),
         }
+    }
+
+    async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .client
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .map_err(|e| self.error("server clock", e))?;
+        Ok(Some(row.get(0)))
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

@@ -87,6 +87,19 @@ impl Dialect for Sqlite {
         }
     }
 
+    /// SQLite stores what it is given: a BOOLEAN column may hold 1, 'true',
+    /// 'yes' or 'x'. A hold lets a row go only when it is clearly off (0,
+    /// or the text 0, false, f, no, n, in any case); NULL and anything
+    /// else keep the row, as on the servers, where NULL holds too.
+    fn held(&self, column_sql: &str, _column: &Column) -> String {
+        format!(
+            "(CASE WHEN {column_sql} IS NULL THEN 1 \
+             WHEN typeof({column_sql}) IN ('integer', 'real') THEN {column_sql} <> 0 \
+             WHEN lower(trim({column_sql})) IN ('0', 'false', 'f', 'no', 'n') THEN 0 \
+             ELSE 1 END)"
+        )
+    }
+
     /// BEGIN IMMEDIATE already holds the database's write lock.
     fn for_update(&self) -> Option<&'static str> {
         None
@@ -535,6 +548,14 @@ impl Statements for SqliteStore {
 
     fn store_name(&self) -> &str {
         &self.name
+    }
+
+    /// `query_only` refuses every write to the file, functions' included.
+    async fn read_only(&mut self, on: bool) -> Result<(), StoreError> {
+        match on {
+            true => self.simple("read-only", "BEGIN; PRAGMA query_only = ON"),
+            false => self.simple("read-only", "PRAGMA query_only = OFF; ROLLBACK"),
+        }
     }
 }
 

@@ -31,6 +31,8 @@ pub enum CommandError {
     UnknownRule(String),
     #[error("no store named {0:?}")]
     UnknownStore(String),
+    #[error("{}", .0.join("\n"))]
+    Unsafe(Vec<String>),
     #[error("--as-of {as_of} is later than the clock ({now}); a run never acts before its time")]
     AsOfInFuture {
         as_of: DateTime<Utc>,
@@ -47,7 +49,7 @@ impl CommandError {
             CommandError::Schema(_) => Exit::Schema,
             CommandError::Store(_) => Exit::Error,
             CommandError::UnknownRule(_) | CommandError::UnknownStore(_) => Exit::Usage,
-            CommandError::AsOfInFuture { .. } => Exit::Refused,
+            CommandError::AsOfInFuture { .. } | CommandError::Unsafe(_) => Exit::Refused,
         }
     }
 }
@@ -78,7 +80,8 @@ impl<'p> Stores<'p> {
                 .stores
                 .get(name)
                 .ok_or_else(|| CommandError::UnknownStore(name.to_string()))?;
-            let store = store::connect(config, self.policy.settings.lock_timeout).await?;
+            let store =
+                store::connect(config, store::SessionLimits::of(&self.policy.settings)).await?;
             self.open.insert(name.to_string(), store);
         }
         Ok(self.open.get_mut(name).expect("just opened").as_mut())
@@ -421,6 +424,18 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
     let key = load_key(policy)?;
+    let mut unsafe_stores = Vec::new();
+    let mut used: Vec<&str> = steps.iter().map(|s| s.store.as_str()).collect();
+    used.sort_unstable();
+    used.dedup();
+    for name in used {
+        for reason in stores.get(name).await?.refusals().await? {
+            unsafe_stores.push(format!("store {name}: a run would refuse: {reason}"));
+        }
+    }
+    if !unsafe_stores.is_empty() {
+        return Err(CommandError::Unsafe(unsafe_stores));
+    }
     let mut lines: Vec<String> = steps
         .iter()
         .map(|step| {

@@ -158,7 +158,12 @@ async fn load_checked(config: &Path) -> Result<Policy, Exit> {
         if rules.is_empty() {
             continue;
         }
-        let mut store = match store::connect(store_config, policy.settings.lock_timeout).await {
+        let mut store = match store::connect(
+            store_config,
+            store::SessionLimits::of(&policy.settings),
+        )
+        .await
+        {
             Ok(store) => store,
             Err(err) => {
                 // One store down must not keep the others from running; its
@@ -356,7 +361,7 @@ async fn connect_with_retry(
     let mut backoff = Duration::from_secs(1);
     loop {
         let attempt = tokio::select! {
-            attempt = store::connect(config, policy.settings.lock_timeout) => attempt,
+            attempt = store::connect(config, store::SessionLimits::of(&policy.settings)) => attempt,
             () = stop_requested(shutdown, retired) => return None,
         };
         match attempt {

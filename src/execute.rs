@@ -141,6 +141,14 @@ pub enum Refusal {
         direction: &'static str,
     },
     #[error(
+        "rule {rule}: store {store} must not be written through: {reasons}; nothing was changed"
+    )]
+    Unsafe {
+        rule: String,
+        store: String,
+        reasons: String,
+    },
+    #[error(
         "rule {rule}: the run reached max_rows = {max_rows}; the batch that would pass it was rolled back"
     )]
     MaxRowsReached { rule: String, max_rows: u64 },
@@ -275,6 +283,15 @@ async fn run_locked(
     ctx: &RunContext<'_>,
     key: Option<&HmacKey>,
 ) -> Result<StepReport, StepError> {
+    let reasons = store.refusals().await?;
+    if !reasons.is_empty() {
+        return Err(Refusal::Unsafe {
+            rule: step.rule_id.clone(),
+            store: step.store.clone(),
+            reasons: reasons.join("; "),
+        }
+        .into());
+    }
     check_clocks(store, step, ctx.max_clock_skew).await?;
     // Counting scans the table, which costs about as much as the run: only
     // what a guard checks or the trail reports (what holds kept) is counted.

@@ -636,6 +636,15 @@ pub fn build_step(
                         fk.table,
                         fk.columns.join(", ")
                     ))
+                } else if *action == ColumnAction::Redact && schema.unique_columns.contains(name) {
+                    Some(format!(
+                        "columns: {name:?} is in a unique index of {table}; redact writes the same text into every row, so the second row would fail. Use hmac (distinct values stay distinct) or null"
+                    ))
+                } else if *action != ColumnAction::Null && schema.foreign_key_columns.contains(name)
+                {
+                    Some(format!(
+                        "columns: {name:?} is a foreign key of {table}: a new value would point at no row of the table it references. Use null, or change the referenced table"
+                    ))
                 } else if *action == ColumnAction::Null && !c.nullable {
                     Some(format!(
                         "columns: {name:?} is NOT NULL, so it cannot be set to null; use redact or hmac"

@@ -278,9 +278,15 @@ async fn past_run(db: &PgDb, rule: &str, days: i64) {
         empty_dates: vec![],
         location: glemsel::rules::Location::file_start(Path::new("test")),
     };
-    let mut store = glemsel::store::connect(&config, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let mut store = glemsel::store::connect(
+        &config,
+        glemsel::store::SessionLimits {
+            lock_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
     store.ensure_audit_table().await.unwrap();
     let at = chrono::Utc::now() - chrono::TimeDelta::days(days);
     store.begin().await.unwrap();

@@ -403,3 +403,172 @@ async fn a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
 }
+
+/// What the schema already shows would fail every night is refused by
+/// `check`: the same redacted text twice in a unique column, a token in a
+/// column that must match a row of another table.
+#[tokio::test]
+async fn check_refuses_changes_the_schema_would_reject() {
+    for kind in ALL {
+        let Some(db) = TestDb::create(kind, "schema_rejects").await else {
+            return;
+        };
+        db.exec(
+            "CREATE TABLE teams (code VARCHAR(40) PRIMARY KEY);
+             CREATE TABLE people (id INTEGER PRIMARY KEY, email VARCHAR(80) UNIQUE, team VARCHAR(40) REFERENCES teams (code), created DATE)",
+        )
+        .await;
+        let project = Project::for_db(&db, "db", "");
+        project.rules(
+            "people.toml",
+            "[[rule]]\nid = \"people\"\nstore = \"db\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\naction = \"pseudonymise\"\ncolumns = { email = \"redact\", team = \"hmac\" }\n",
+        );
+        project.check_refuses(&[
+            "columns: \"email\" is in a unique index of people; redact writes the same text into every row",
+            "columns: \"team\" is a foreign key of people",
+        ]);
+        db.drop().await;
+    }
+}
+
+/// A PostgreSQL domain over varchar(30) has the domain's length: the token
+/// is cut to fit instead of failing every run.
+#[tokio::test]
+async fn postgres_domains_keep_their_length() {
+    let Some(db) = TestDb::create(Kind::Postgres, "domains").await else {
+        return;
+    };
+    db.exec(
+        "CREATE DOMAIN short_text AS varchar(30);
+         CREATE TABLE people (id INTEGER PRIMARY KEY, name short_text, created DATE);
+         INSERT INTO people VALUES (1, 'Jens Hansen', '2015-01-01');",
+    )
+    .await;
+    let project = Project::for_db(&db, "db", "");
+    project.rules(
+        "people.toml",
+        "[[rule]]\nid = \"people\"\nstore = \"db\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\naction = \"pseudonymise\"\ncolumns = { name = \"hmac\" }\n",
+    );
+    let run = project.glemsel(&["run", "--as-of", "2026-06-01"]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    let shape = TokenShape::for_column(ColumnAction::Hmac, Some(30)).unwrap();
+    assert_eq!(
+        db.column("SELECT name FROM people").await,
+        [Some(shape.token(&key(), "Jens Hansen"))]
+    );
+}
+
+/// A BINARY(16) key (a UUID) is walked in many batches: its bytes are no
+/// text, so they travel as hex.
+#[tokio::test]
+async fn binary_keys_are_walked_in_batches() {
+    let Some(db) = TestDb::create(Kind::Mariadb, "binary_keys").await else {
+        return;
+    };
+    let rows: Vec<String> = (0..1_200)
+        .map(|i| {
+            let created = if i % 3 == 0 {
+                "2026-01-01"
+            } else {
+                "2015-01-01"
+            };
+            format!("(UNHEX(MD5('{i}')), 'Person {i}', '{created}')")
+        })
+        .collect();
+    db.exec(&format!(
+        "CREATE TABLE people (id BINARY(16) PRIMARY KEY, name VARCHAR(80), created DATE);
+         INSERT INTO people VALUES {};
+         CREATE TABLE visits (id BINARY(32) PRIMARY KEY, created DATE);
+         INSERT INTO visits SELECT UNHEX(SHA2(CONCAT('v', name), 256)), created FROM people;",
+        rows.join(", ")
+    ))
+    .await;
+    let project = Project::for_db(&db, "db", "");
+    project.rules(
+        "people.toml",
+        "[[rule]]\nid = \"people\"\nstore = \"db\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\naction = \"pseudonymise\"\ncolumns = { name = \"hmac\" }\nbatch_size = 100\nbatch_ms = 0\n\n\
+         [[rule]]\nid = \"visits\"\nstore = \"db\"\ntable = \"visits\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\naction = \"delete\"\nbatch_size = 100\nbatch_ms = 0\n",
+    );
+    let run = project.glemsel(&["run", "--as-of", "2026-06-01"]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_eq!(
+        db.column("SELECT COUNT(*) FROM people WHERE name LIKE 'psn\\_%'")
+            .await,
+        [Some("800".into())]
+    );
+    assert_eq!(
+        db.column("SELECT COUNT(*) FROM people WHERE name LIKE 'Person %'")
+            .await,
+        [Some("400".into())]
+    );
+    assert_eq!(
+        db.column("SELECT COUNT(*) FROM visits").await,
+        [Some("400".into())]
+    );
+    assert_eq!(
+        db.column(
+            "SELECT COUNT(*) > 8 FROM glemsel_audit WHERE event = 'batch' AND rule_id = 'visits'"
+        )
+        .await,
+        [Some("1".into())]
+    );
+}
+
+/// A replica, or a binary log in STATEMENT format that this role cannot
+/// change, is named by `check` and refused by `run` before anything changes.
+#[tokio::test]
+async fn servers_that_must_not_be_written_refuse() {
+    let Some(db) = TestDb::create(Kind::Mariadb, "replica").await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATE);
+         INSERT INTO logs VALUES (1, '2015-01-01');",
+    )
+    .await;
+    let rule = "[[rule]]\nid = \"logs\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\n";
+    let project = Project::for_db(&db, "db", "");
+    project.rules("logs.toml", rule);
+    // The test role may still write (it has every privilege); glemsel
+    // refuses because the server says it is a replica.
+    db.exec("SET GLOBAL read_only = 1").await;
+    let check = project.glemsel(&["check"]);
+    let run = project.glemsel(&["run", "--as-of", "2026-06-01"]);
+    db.exec("SET GLOBAL read_only = 0").await;
+    assert_eq!(code(&check), 5, "{}", text(&check));
+    assert!(
+        text(&check).contains("store db: a run would refuse: the server is read-only"),
+        "{}",
+        text(&check)
+    );
+    assert_eq!(code(&run), 5, "{}", text(&run));
+    assert_eq!(
+        db.column("SELECT COUNT(*) FROM logs").await,
+        [Some("1".into())]
+    );
+
+    // A role without BINLOG ADMIN cannot switch its session to ROW.
+    let user = format!("{}_app", db.name);
+    db.exec(&format!(
+        "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'app-password';
+         GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON `{}`.* TO '{user}'@'127.0.0.1';",
+        db.name
+    ))
+    .await;
+    let url = db
+        .url
+        .replacen("glemsel:glemsel@", &format!("{user}:app-password@"), 1);
+    let limited = Project::new("mysql", "db", &url, "");
+    limited.rules("logs.toml", rule);
+    db.exec("SET GLOBAL binlog_format = 'STATEMENT'").await;
+    let check = limited.glemsel(&["check"]);
+    db.exec("SET GLOBAL binlog_format = 'MIXED'").await;
+    db.exec(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
+    assert_eq!(code(&check), 5, "{}", text(&check));
+    assert!(
+        text(&check).contains("the binary log is in STATEMENT format"),
+        "{}",
+        text(&check)
+    );
+    db.drop().await;
+}

@@ -33,6 +33,9 @@ const MAX_BATCH_SIZE: u64 = 1_000_000;
 const DEFAULT_BATCH_MS: u64 = 100;
 const MAX_BATCH_MS: u64 = 60_000;
 const DEFAULT_LOCK_TIMEOUT_MS: u64 = 2_000;
+/// Fifteen minutes: a count of a large table may take minutes, but no
+/// statement of glemsel's should hold a snapshot for hours.
+const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 900_000;
 /// Five minutes: NTP keeps healthy clocks within milliseconds.
 const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 300_000;
 const DEFAULT_AUDIT_TABLE: &str = "glemsel_audit";
@@ -243,6 +246,21 @@ fn settings(
         .as_ref()
         .and_then(|b| bounded(source, b, 1, 600_000, "lock_timeout_ms", None, diags))
         .unwrap_or(DEFAULT_LOCK_TIMEOUT_MS);
+    let statement_timeout_ms = raw
+        .statement_timeout_ms
+        .as_ref()
+        .and_then(|b| {
+            bounded(
+                source,
+                b,
+                1_000,
+                86_400_000,
+                "statement_timeout_ms",
+                None,
+                diags,
+            )
+        })
+        .unwrap_or(DEFAULT_STATEMENT_TIMEOUT_MS);
     let max_clock_skew_ms = raw
         .max_clock_skew_ms
         .as_ref()
@@ -275,6 +293,7 @@ fn settings(
         batch_ms,
         lock_timeout: Duration::from_millis(lock_timeout_ms),
         max_clock_skew: Duration::from_millis(max_clock_skew_ms),
+        statement_timeout: Duration::from_millis(statement_timeout_ms),
     };
     // The audit table default is read per store; validate the global one here.
     if let Some(table) = &raw.audit_table {

@@ -127,6 +127,8 @@ pub struct Settings {
     /// How far glemsel's clock and a database server's may differ before a
     /// run refuses.
     pub max_clock_skew: Duration,
+    /// The longest one statement may run before the server cancels it.
+    pub statement_timeout: Duration,
 }
 
 /// A data category (`[categories.<name>]`).

@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub batch_size: Option<Spanned<i64>>,
     pub batch_ms: Option<Spanned<i64>>,
     pub lock_timeout_ms: Option<Spanned<i64>>,
+    /// The longest any one statement may run (a count, a batch).
+    pub statement_timeout_ms: Option<Spanned<i64>>,
     /// How far glemsel's clock and a database server's may differ.
     pub max_clock_skew_ms: Option<Spanned<i64>>,
     #[serde(default)]

@@ -111,6 +111,12 @@ pub struct TableSchema {
     pub unique_keys: Vec<Vec<String>>,
     /// Foreign keys elsewhere that point at this table.
     pub referenced_by: Vec<ForeignKey>,
+    /// Every column in a unique index of any kind (primary, nullable,
+    /// partial): no two rows may get the same value there.
+    pub unique_columns: Vec<String>,
+    /// Columns of this table's own foreign keys: their values must exist
+    /// in another table.
+    pub foreign_key_columns: Vec<String>,
 }
 
 impl TableSchema {
@@ -343,6 +349,13 @@ pub trait Store: Send {
         Ok(None)
     }
 
+    /// Why this connection must not be written through, each reason with
+    /// what to do about it: a read-only replica, a binary log that cannot
+    /// record the batches, a transaction-pooling proxy. Empty when none.
+    async fn refusals(&mut self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// The database server's clock, or `None` where there is no server
     /// (SQLite shares this host's clock).
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -407,21 +420,37 @@ pub(crate) fn connection_url(config: &StoreConfig) -> Result<String, StoreError>
     }
 }
 
+/// What a session may wait for and how long it may run.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// How long a statement waits for a row lock before it gives up.
+    pub lock_timeout: std::time::Duration,
+    /// How long one statement may run before the server cancels it.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl SessionLimits {
+    pub fn of(settings: &crate::rules::Settings) -> SessionLimits {
+        SessionLimits {
+            lock_timeout: settings.lock_timeout,
+            statement_timeout: settings.statement_timeout,
+        }
+    }
+}
+
 /// How long opening a connection may take, handshake and login included.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Opens a connection to a configured store.
 pub async fn connect(
     config: &StoreConfig,
-    lock_timeout: std::time::Duration,
+    limits: SessionLimits,
 ) -> Result<Box<dyn Store>, StoreError> {
     let opening = async {
         Ok::<Box<dyn Store>, StoreError>(match config.engine {
-            Engine::Postgres => {
-                Box::new(postgres::PostgresStore::connect(config, lock_timeout).await?)
-            }
-            Engine::Mysql => Box::new(mysql::MysqlStore::connect(config, lock_timeout).await?),
-            Engine::Sqlite => Box::new(sqlite::SqliteStore::open(config, lock_timeout)?),
+            Engine::Postgres => Box::new(postgres::PostgresStore::connect(config, limits).await?),
+            Engine::Mysql => Box::new(mysql::MysqlStore::connect(config, limits).await?),
+            Engine::Sqlite => Box::new(sqlite::SqliteStore::open(config, limits)?),
         })
     };
     // A firewall that drops packets would otherwise hold a connect for minutes.

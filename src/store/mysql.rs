@@ -19,7 +19,7 @@ use super::flow::{self, Statements};
 use super::sql::{self, Dialect, Param, Query};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    Store, StoreError, TableSchema, Window, connection_url,
+    SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -34,8 +34,21 @@ impl Dialect for Mysql {
         format!("`{}`", ident.replace('`', "``"))
     }
 
-    fn placeholder(&self, _index: usize, _param: &Param) -> String {
-        "?".into()
+    fn placeholder(&self, _index: usize, param: &Param) -> String {
+        match param {
+            Param::Key(_, column) if is_binary(column) => "UNHEX(?)".into(),
+            _ => "?".into(),
+        }
+    }
+
+    /// Binary keys (a UUID in BINARY(16)) travel as hex text, which any
+    /// byte sequence is, and go back through UNHEX.
+    fn key_select(&self, column_sql: &str, column: &Column) -> String {
+        if is_binary(column) {
+            format!("HEX({column_sql})")
+        } else {
+            column_sql.to_string()
+        }
     }
 
     /// Zero dates (`0000-00-00`) and partial ones (`2016-07-00`) that a
@@ -73,6 +86,14 @@ impl Dialect for Mysql {
     fn max_params(&self) -> usize {
         u16::MAX as usize
     }
+}
+
+/// Whether a column holds bytes rather than text.
+fn is_binary(column: &Column) -> bool {
+    let data_type = column.data_type.to_ascii_lowercase();
+    data_type.starts_with("binary")
+        || data_type.starts_with("varbinary")
+        || data_type.ends_with("blob")
 }
 
 fn moment_value(moment: &Moment) -> Value {
@@ -208,13 +229,13 @@ pub struct MysqlStore {
 }
 
 impl MysqlStore {
-    pub async fn connect(config: &StoreConfig, lock_timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(config: &StoreConfig, limits: SessionLimits) -> Result<Self, StoreError> {
         let url = connection_url(config)?;
         let opts = Opts::from_url(&url).map_err(|_| StoreError::Config {
             store: config.name.clone(),
             message: "the connection string is not a valid mysql:// URL".into(),
         })?;
-        let wait_seconds = lock_timeout.as_millis().div_ceil(1000).max(1);
+        let wait_seconds = limits.lock_timeout.as_millis().div_ceil(1000).max(1);
         let setup = vec![
             "SET NAMES utf8mb4".to_string(),
             // Rule fragments (`where`, `open`) are standard SQL on every
@@ -236,12 +257,33 @@ impl MysqlStore {
             store: config.name.clone(),
             message: describe_error(&err),
         })?;
-        Ok(Self {
+        let mut store = Self {
             name: config.name.clone(),
             conn,
             audit_table: config.audit_table.clone(),
             holds_audit_lock: false,
-        })
+        };
+        store.limit_statements(limits.statement_timeout).await?;
+        // Row-based logging for this session where the role may choose it
+        // (READ COMMITTED batches cannot be logged as statements); where it
+        // may not, `refusals` reports a STATEMENT binary log.
+        let _ = store
+            .conn
+            .query_drop("SET SESSION binlog_format = 'ROW'")
+            .await;
+        Ok(store)
+    }
+
+    /// No statement runs longer than `limit`: MariaDB's max_statement_time
+    /// (seconds) covers every statement; MySQL's max_execution_time
+    /// (milliseconds) covers SELECTs, which is what a count is.
+    async fn limit_statements(&mut self, limit: Duration) -> Result<(), StoreError> {
+        let mariadb = format!("SET SESSION max_statement_time = {}", limit.as_secs_f64());
+        if self.conn.query_drop(&mariadb).await.is_ok() {
+            return Ok(());
+        }
+        let mysql = format!("SET SESSION max_execution_time = {}", limit.as_millis());
+        self.simple("session setup", &mysql).await
     }
 
     fn error(&self, context: &str, err: mysql_async::Error) -> StoreError {
@@ -472,6 +514,10 @@ impl Store for MysqlStore {
             )
             .await
             .map_err(|e| self.error("describe keys", e))?;
+        let mut unique_columns: Vec<String> =
+            index_rows.iter().map(|(_, c, _)| c.clone()).collect();
+        unique_columns.sort();
+        unique_columns.dedup();
         let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();
         for (index, column, sub_part) in index_rows {
             match indexes.last_mut() {
@@ -532,12 +578,23 @@ impl Store for MysqlStore {
                 )),
             }
         }
+        let foreign_key_columns: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT DISTINCT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY 1",
+                (schema.as_str(), name.as_str()),
+            )
+            .await
+            .map_err(|e| self.error("describe foreign keys", e))?;
         Ok(Some(TableSchema {
             table: TableRef::new(Some(&schema), &name),
             columns,
             primary_key,
             unique_keys,
             referenced_by: referenced_by.into_iter().map(|(_, fk)| fk).collect(),
+            unique_columns,
+            foreign_key_columns,
         }))
     }
 
@@ -602,6 +659,31 @@ impl Store for MysqlStore {
             // NULL: nothing matches (an impossible range).
             Some(Err(_)) | None => Ok(Some(0)),
         }
+    }
+
+    async fn refusals(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let settings: Option<(i64, i64, String)> = self
+            .conn
+            .query_first("SELECT @@global.read_only, @@log_bin, @@session.binlog_format")
+            .await
+            .map_err(|e| self.error("server role", e))?;
+        let Some((read_only, log_bin, binlog_format)) = settings else {
+            return Ok(found);
+        };
+        if read_only != 0 {
+            found.push(
+                "the server is read-only (@@read_only = 1), as replicas are; point the store at the primary"
+                    .to_string(),
+            );
+        }
+        if log_bin != 0 && binlog_format.eq_ignore_ascii_case("STATEMENT") {
+            found.push(
+                "the binary log is in STATEMENT format and this role may not switch its session to ROW; batches run READ COMMITTED, which a statement log cannot record (error 1665): set binlog_format = MIXED or ROW on the server, or grant the role BINLOG ADMIN"
+                    .to_string(),
+            );
+        }
+        Ok(found)
     }
 
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {

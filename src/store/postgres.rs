@@ -18,7 +18,7 @@ use super::flow::{self, Statements};
 use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    Store, StoreError, TableSchema, Window, connection_url,
+    SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
@@ -99,6 +99,10 @@ impl Dialect for Postgres {
     }
 }
 
+/// glemsel never waits inside a transaction for anything but its own
+/// statements; a session idle in one that long has lost its worker.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
+
 /// One connection to a PostgreSQL database.
 pub struct PostgresStore {
     name: String,
@@ -128,7 +132,7 @@ fn lock_id(namespace: &str, name: &str) -> i64 {
 }
 
 impl PostgresStore {
-    pub async fn connect(config: &StoreConfig, lock_timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(config: &StoreConfig, limits: SessionLimits) -> Result<Self, StoreError> {
         let url = connection_url(config)?;
         let mut pg: tokio_postgres::Config = url.parse().map_err(|_| StoreError::Config {
             store: config.name.clone(),
@@ -158,10 +162,15 @@ impl PostgresStore {
         };
         // Sessions run in UTC so timestamptz values read and bound mean the
         // same instants everywhere; a batch that meets a row lock gives up
-        // quickly instead of stalling the application.
+        // quickly instead of stalling the application; no statement, and no
+        // transaction left open by a stuck worker, holds a snapshot (and so
+        // VACUUM) back for hours.
         let setup = format!(
-            "SET TIME ZONE 'UTC'; SET lock_timeout = '{}ms'",
-            lock_timeout.as_millis()
+            "SET TIME ZONE 'UTC'; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'; \
+             SET idle_in_transaction_session_timeout = '{}ms'",
+            limits.lock_timeout.as_millis(),
+            limits.statement_timeout.as_millis(),
+            IDLE_IN_TRANSACTION.as_millis()
         );
         store
             .client
@@ -394,9 +403,10 @@ impl Store for PostgresStore {
             .client
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), b.typname::text, a.attnotnull, \
-                 CASE WHEN b.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END \
+                 CASE WHEN b.typname IN ('varchar', 'bpchar') AND m.typmod > 4 THEN m.typmod - 4 END \
                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
                  JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+                 CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod) m \
                  WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                 &[&oid],
             )
@@ -465,12 +475,37 @@ impl Store for PostgresStore {
                 references: row.get(4),
             })
             .collect();
+        let names = |rows: Vec<Row>| -> Vec<String> { rows.iter().map(|r| r.get(0)).collect() };
+        let unique_columns = names(
+            self.client
+                .query(
+                    "SELECT DISTINCT a.attname::text FROM pg_index i \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]) \
+                     WHERE i.indrelid = $1::oid AND i.indisunique ORDER BY 1",
+                    &[&oid],
+                )
+                .await
+                .map_err(|e| self.error("describe unique indexes", e))?,
+        );
+        let foreign_key_columns = names(
+            self.client
+                .query(
+                    "SELECT DISTINCT a.attname::text FROM pg_constraint con \
+                     JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = ANY(con.conkey) \
+                     WHERE con.contype = 'f' AND con.conrelid = $1::oid ORDER BY 1",
+                    &[&oid],
+                )
+                .await
+                .map_err(|e| self.error("describe foreign keys", e))?,
+        );
         Ok(Some(TableSchema {
             table: TableRef::new(Some(&found.get::<_, String>(1)), &found.get::<_, String>(2)),
             columns,
             primary_key,
             unique_keys,
             referenced_by,
+            unique_columns,
+            foreign_key_columns,
         }))
     }
 
@@ -525,6 +560,33 @@ impl Store for PostgresStore {
             Some(rows) => Ok(Some(rows)),
             None => Err(self.invalid("estimate", format!("no row estimate in {top:?}"))),
         }
+    }
+
+    async fn refusals(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let first = self
+            .client
+            .query_one("SELECT pg_is_in_recovery(), pg_backend_pid()", &[])
+            .await
+            .map_err(|e| self.error("server role", e))?;
+        if first.get::<_, bool>(0) {
+            found.push(
+                "the server is a read-only replica (pg_is_in_recovery() is true); point the store at the primary"
+                    .to_string(),
+            );
+        }
+        let second = self
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(|e| self.error("server role", e))?;
+        if first.get::<_, i32>(1) != second.get::<_, i32>(0) {
+            found.push(
+                "two transactions ran in different server sessions, so a transaction-pooling proxy sits in between; glemsel's per-rule locks are session locks: connect directly or through session pooling"
+                    .to_string(),
+            );
+        }
+        Ok(found)
     }
 
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -11,7 +11,6 @@
 //! Calls block the thread briefly; batches are small.
 
 use std::path::Path;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -23,7 +22,7 @@ use super::flow::{self, Statements};
 use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    Store, StoreError, TableSchema, Window,
+    SessionLimits, Store, StoreError, TableSchema, Window,
 };
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
 use crate::plan::{Moment, Step};
@@ -210,7 +209,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub fn open(config: &StoreConfig, lock_timeout: Duration) -> Result<Self, StoreError> {
+    pub fn open(config: &StoreConfig, limits: SessionLimits) -> Result<Self, StoreError> {
         let StoreConnection::Path(path) = &config.connection else {
             return Err(StoreError::Config {
                 store: config.name.clone(),
@@ -224,7 +223,7 @@ impl SqliteStore {
         };
         store
             .conn
-            .busy_timeout(lock_timeout)
+            .busy_timeout(limits.lock_timeout)
             .map_err(|e| store.error("session setup", e))?;
         // LIKE in rule fragments compares as on PostgreSQL: case-sensitively.
         store
@@ -436,17 +435,21 @@ fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<Tabl
     let primary_key: Vec<String> = primary.into_iter().map(|(_, column)| column).collect();
 
     let mut unique_keys = Vec::new();
-    let indexes: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND partial = 0 AND origin <> 'pk'")?
-        .query_map([name], |row| row.get(0))?
+    let mut unique_columns = primary_key.clone();
+    let indexes: Vec<(String, bool, String)> = conn
+        .prepare("SELECT name, partial, origin FROM pragma_index_list(?1) WHERE \"unique\" = 1")?
+        .query_map([name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    for index in indexes {
+    for (index, partial, origin) in indexes {
         let names: Vec<Option<String>> = conn
             .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?
             .query_map([&index], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        unique_columns.extend(names.iter().flatten().cloned());
         // Expression indexes have unnamed parts: no key to walk.
         if let Some(names) = names.into_iter().collect::<Option<Vec<String>>>()
+            && !partial
+            && origin != "pk"
             && names
                 .iter()
                 .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
@@ -502,12 +505,20 @@ fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<Tabl
             last_id = Some(id);
         }
     }
+    unique_columns.sort();
+    unique_columns.dedup();
+    let foreign_key_columns: Vec<String> = conn
+        .prepare("SELECT DISTINCT \"from\" FROM pragma_foreign_key_list(?1) ORDER BY 1")?
+        .query_map([name], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(Some(TableSchema {
         table: TableRef::new(None, name),
         columns,
         primary_key,
         unique_keys,
         referenced_by,
+        unique_columns,
+        foreign_key_columns,
     }))
 }
 

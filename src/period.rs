@@ -166,34 +166,41 @@ pub enum RoundUp {
 }
 
 impl RoundUp {
-    /// The first instant after the year that contains `at`.
-    pub fn apply(&self, at: NaiveDateTime) -> NaiveDateTime {
+    /// The last day of the year that contains `date`.
+    pub fn last_day(&self, date: NaiveDate) -> NaiveDate {
         let end_month = match self {
             RoundUp::CalendarYearEnd => 12,
             RoundUp::FinancialYearEnd { end_month } => *end_month,
         };
-        let mut end = first_of_next_month(at.year(), end_month);
-        if at.date() >= end {
-            end = first_of_next_month(at.year() + 1, end_month);
+        let mut after = first_of_next_month(date.year(), end_month);
+        if date >= after {
+            after = first_of_next_month(date.year() + 1, end_month);
         }
-        end.and_time(NaiveTime::MIN)
+        after - Days::new(1)
+    }
+
+    /// The first instant after the year that contains `at`.
+    pub fn apply(&self, at: NaiveDateTime) -> NaiveDateTime {
+        (self.last_day(at.date()) + Days::new(1)).and_time(NaiveTime::MIN)
+    }
+}
+
+impl RoundUp {
+    /// Which year it is: "calendar year" or "financial year (06-30)".
+    fn year(&self) -> String {
+        match self {
+            RoundUp::CalendarYearEnd => "calendar year".into(),
+            RoundUp::FinancialYearEnd { end_month } => {
+                let last = first_of_next_month(2001, *end_month) - Days::new(1);
+                format!("financial year ({:02}-{:02})", end_month, last.day())
+            }
+        }
     }
 }
 
 impl fmt::Display for RoundUp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RoundUp::CalendarYearEnd => write!(f, "end of the calendar year"),
-            RoundUp::FinancialYearEnd { end_month } => {
-                let last = first_of_next_month(2001, *end_month) - Days::new(1);
-                write!(
-                    f,
-                    "end of the financial year ({:02}-{:02})",
-                    end_month,
-                    last.day()
-                )
-            }
-        }
+        write!(f, "end of the {}", self.year())
     }
 }
 
@@ -201,17 +208,36 @@ impl fmt::Display for RoundUp {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Retention {
     pub period: Period,
+    /// Each rounding takes the last day of the year that contains the
+    /// previous one's last day: `[financial_year_end, calendar_year_end]`
+    /// is "the end of the calendar year in which the financial year ends".
     pub round_up: Vec<RoundUp>,
 }
 
 impl Retention {
+    /// Where the period starts counting: the event itself, or the first
+    /// instant after the last year end the roundings reach.
+    ///
+    /// A chain works on year-end *days*, not on the instant after them:
+    /// the financial year 2019 (ending 31 December) ends in the calendar
+    /// year 2019, although the instant after it lies in 2020.
+    pub fn start(&self, event: NaiveDateTime) -> NaiveDateTime {
+        match self.round_up.split_first() {
+            None => event,
+            Some((first, rest)) => {
+                let last = rest
+                    .iter()
+                    .fold(first.last_day(event.date()), |day, rounding| {
+                        rounding.last_day(day)
+                    });
+                (last + Days::new(1)).and_time(NaiveTime::MIN)
+            }
+        }
+    }
+
     /// The first wall-clock instant at which an event at `event` is due.
     pub fn due_at(&self, event: NaiveDateTime) -> NaiveDateTime {
-        let start = self
-            .round_up
-            .iter()
-            .fold(event, |at, rounding| rounding.apply(at));
-        self.period.add_to(start)
+        self.period.add_to(self.start(event))
     }
 
     /// Whether an event at `event` is due at `now`.
@@ -262,8 +288,14 @@ impl Retention {
 impl fmt::Display for Retention {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.period)?;
-        for rounding in &self.round_up {
-            write!(f, " from the {rounding}")?;
+        // "from the end of the calendar year in which the financial year
+        // (06-30) ends": the last rounding is said first.
+        let mut roundings = self.round_up.iter().rev();
+        if let Some(last) = roundings.next() {
+            write!(f, " from the {last}")?;
+        }
+        for rounding in roundings {
+            write!(f, " in which the {} ends", rounding.year())?;
         }
         Ok(())
     }
@@ -360,12 +392,39 @@ mod tests {
     }
 
     /// Financial year ending 30 June, then the end of the calendar year in
-    /// which that financial year ends (Swedish bookkeeping).
+    /// which that financial year ends (Jetpak, Swedish bookkeeping).
     #[test]
     fn chained_rounding() {
         let rule = retention("7 years", &[FY_JUNE, RoundUp::CalendarYearEnd]);
         assert_eq!(rule.due_at(at("2019-08-10")), at("2028-01-01"));
         assert_eq!(rule.due_at(at("2019-06-10")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2019-06-30T23:59:59")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2019-07-01")), at("2028-01-01"));
+        assert_eq!(
+            rule.to_string(),
+            "7 years from the end of the calendar year in which the financial year (06-30) ends"
+        );
+    }
+
+    /// Jetpak's rule with a financial year that is the calendar year: the
+    /// financial year 2019 ends on 2019-12-31, in the calendar year 2019,
+    /// so the policy's own vector holds (not a year later, which rounding
+    /// the instant after the financial year would give).
+    #[test]
+    fn chained_rounding_with_a_calendar_financial_year() {
+        let december = RoundUp::FinancialYearEnd { end_month: 12 };
+        let rule = retention("7 years", &[december, RoundUp::CalendarYearEnd]);
+        assert_eq!(rule.due_at(at("2019-08-10")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2019-12-31T23:59:59")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2020-01-01")), at("2028-01-01"));
+        assert!(!rule.is_due(at("2019-08-10"), at("2026-12-31T23:59:59.999999")));
+        assert_eq!(
+            rule.first_date_not_due(at("2027-01-01")),
+            date("2020-01-01")
+        );
+        // The same with the financial year rounding alone.
+        let plain = retention("7 years", &[december]);
+        assert_eq!(plain.due_at(at("2019-08-10")), at("2027-01-01"));
     }
 
     #[test]
@@ -475,6 +534,7 @@ mod tests {
             retention("12 months", &[]),
             retention("5 years", &[FY_JUNE]),
             retention("7 years", &[RoundUp::CalendarYearEnd]),
+            retention("7 years", &[FY_JUNE, RoundUp::CalendarYearEnd]),
             retention("3 working days", &[]),
             retention("30 days", &[]),
             retention("0 days", &[]),
@@ -502,6 +562,81 @@ mod tests {
                 );
             }
             now += TimeDelta::hours(19) + TimeDelta::minutes(7);
+        }
+    }
+
+    /// The first due moment of each seed vector, as a wall-clock time in
+    /// Copenhagen (00:00): nothing under the bookkeeping acts goes before.
+    #[test]
+    fn seed_vectors() {
+        let calendar = RoundUp::CalendarYearEnd;
+        let december = RoundUp::FinancialYearEnd { end_month: 12 };
+        let cases: [(&str, Retention, &str, &str); 9] = [
+            // ITJ: 5 years after completion under the bookkeeping act,
+            // from the end of the (calendar) financial year.
+            (
+                "ITJ purchase",
+                retention("5 years", &[december]),
+                "2021-03-10",
+                "2027-01-01",
+            ),
+            (
+                "agency, calendar year",
+                retention("5 years", &[december]),
+                "2020-12-31",
+                "2026-01-01",
+            ),
+            (
+                "agency, calendar year",
+                retention("5 years", &[december]),
+                "2021-01-01",
+                "2027-01-01",
+            ),
+            (
+                "agency, year to 30 June",
+                retention("5 years", &[FY_JUNE]),
+                "2020-09-01",
+                "2026-07-01",
+            ),
+            (
+                "Jetpak, calendar year",
+                retention("7 years", &[december, calendar]),
+                "2019-08-10",
+                "2027-01-01",
+            ),
+            (
+                "Jetpak, year to 30 June",
+                retention("7 years", &[FY_JUNE, calendar]),
+                "2019-08-10",
+                "2028-01-01",
+            ),
+            (
+                "Jetpak, year to 30 June",
+                retention("7 years", &[FY_JUNE, calendar]),
+                "2018-08-10",
+                "2027-01-01",
+            ),
+            (
+                "JMA agreement",
+                retention("5 years", &[FY_JUNE]),
+                "2017-07-01",
+                "2023-07-01",
+            ),
+            (
+                "JMA invoice",
+                retention("5 years", &[FY_JUNE]),
+                "2020-03-15",
+                "2025-07-01",
+            ),
+        ];
+        for (what, rule, event, due) in cases {
+            let (event, due) = (at(event), at(due));
+            assert_eq!(rule.due_at(event), due, "{what}: {event}");
+            assert!(
+                !rule.is_due(event, due - TimeDelta::microseconds(1)),
+                "{what}: {event}"
+            );
+            assert!(rule.is_due(event, due), "{what}: {event}");
         }
     }
 

@@ -2,6 +2,10 @@
 //! `rules/` enforce it, on PostgreSQL and MariaDB: the day before the data
 //! becomes due nothing happens; on the day it does, the data goes (or is
 //! pseudonymised) as promised, and the audit trail names the rule.
+//!
+//! `run` refuses an `--as-of` later than the clock, so a boundary still
+//! ahead is proven by `plan` instead ([`Ahead`]): the dry run counts with
+//! the very predicate a run changes rows by.
 
 mod common;
 
@@ -20,9 +24,34 @@ struct Seed {
 /// One promise at its boundary.
 struct Case {
     rule: &'static str,
+    /// The deployment's `financial_year_end` in `glemsel.toml`.
+    year_end: &'static str,
     day_before: &'static str,
     day_of: &'static str,
     checks: &'static [Check],
+}
+
+/// The defaults of a [`Case`]: a financial year to 30 June, as in the
+/// shipped example config.
+const CASE: Case = Case {
+    rule: "",
+    year_end: JUNE,
+    day_before: "",
+    day_of: "",
+    checks: &[],
+};
+
+const JUNE: &str = "06-30";
+const CALENDAR_YEAR: &str = "12-31";
+
+/// A boundary the clock has not reached yet: the dry run counts `due.0`
+/// rows due the day before and `due.1` on the day.
+struct Ahead {
+    rule: &'static str,
+    year_end: &'static str,
+    day_before: &'static str,
+    day_of: &'static str,
+    due: (u64, u64),
 }
 
 /// A query returning one value (NULL reads "NULL"), and that value after
@@ -46,7 +75,36 @@ async fn value(db: &TestDb, sql: &str) -> String {
         .unwrap_or_else(|| "no row".into())
 }
 
-async fn check_seed(seed: &Seed, cases: &[Case]) {
+/// A project for `db` with the seed's rule files and the deployment's
+/// financial year end.
+fn project(db: &TestDb, seed: &Seed, rule_files: &[PathBuf], year_end: &str) -> Project {
+    let project = Project::for_db(db, seed.store, "");
+    for path in rule_files {
+        std::fs::copy(
+            path,
+            project.path().join("rules").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let config = std::fs::read_to_string(project.config()).unwrap();
+    let default = format!("financial_year_end = \"{JUNE}\"");
+    assert!(config.contains(&default), "{config}");
+    let config = config.replace(&default, &format!("financial_year_end = \"{year_end}\""));
+    std::fs::write(project.config(), config).unwrap();
+    project
+}
+
+/// How many rows the dry run counts as due for `rule` at `as_of`.
+fn due_in_plan(project: &Project, rule: &str, as_of: &str) -> u64 {
+    let plan = project.glemsel(&["plan", "--rule", rule, "--as-of", as_of, "--format", "json"]);
+    assert_eq!(code(&plan), 0, "plan {rule} {as_of}: {}", text(&plan));
+    let report: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    report["steps"][0]["counts"]["due"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no due count in {report}"))
+}
+
+async fn check_seed(seed: &Seed, cases: &[Case], ahead: &[Ahead]) {
     let rule_files: Vec<PathBuf> = std::fs::read_dir(repo().join("rules").join(seed.dir))
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -69,6 +127,17 @@ async fn check_seed(seed: &Seed, cases: &[Case]) {
             );
         }
     }
+    // A case the clock has not reached cannot be run; it belongs in `ahead`.
+    let today = chrono::Utc::now().date_naive().to_string();
+    for case in cases {
+        assert!(
+            case.day_of <= today.as_str(),
+            "{} {}: {} is after today; run refuses it, so write it as an Ahead case",
+            seed.dir,
+            case.rule,
+            case.day_of
+        );
+    }
     let fixtures = repo().join("tests/fixtures").join(seed.dir);
     let data = std::fs::read_to_string(fixtures.join("data.sql")).unwrap();
     for kind in [Kind::Postgres, Kind::Mariadb] {
@@ -83,15 +152,11 @@ async fn check_seed(seed: &Seed, cases: &[Case]) {
             };
             db.exec(&schema).await;
             db.exec(&data).await;
-            let project = Project::for_db(&db, seed.store, "");
-            for path in &rule_files {
-                std::fs::copy(
-                    path,
-                    project.path().join("rules").join(path.file_name().unwrap()),
-                )
-                .unwrap();
-            }
-            let what = format!("{} {} on {kind:?}", seed.dir, case.rule);
+            let project = project(&db, seed, &rule_files, case.year_end);
+            let what = format!(
+                "{} {} (year end {}) on {kind:?}",
+                seed.dir, case.rule, case.year_end
+            );
             let check = project.glemsel(&["check"]);
             assert_eq!(
                 code(&check),
@@ -142,6 +207,29 @@ async fn check_seed(seed: &Seed, cases: &[Case]) {
             assert_eq!(code(&verify), 0, "{what}: {}", text(&verify));
             db.drop().await;
         }
+        for case in ahead {
+            let Some(db) = TestDb::create(kind, "seed").await else {
+                continue;
+            };
+            db.exec(&schema).await;
+            db.exec(&data).await;
+            let project = project(&db, seed, &rule_files, case.year_end);
+            let what = format!(
+                "{} {} (year end {}) on {kind:?}, planned",
+                seed.dir, case.rule, case.year_end
+            );
+            assert_eq!(
+                (
+                    due_in_plan(&project, case.rule, case.day_before),
+                    due_in_plan(&project, case.rule, case.day_of)
+                ),
+                case.due,
+                "{what}: rows due as of {} and as of {}",
+                case.day_before,
+                case.day_of
+            );
+            db.drop().await;
+        }
     }
 }
 
@@ -154,15 +242,25 @@ async fn itj_consult() {
     check_seed(
         &seed,
         &[
+            // The bookkeeping act: 5 years from the end of the financial
+            // year the purchase concerns, never 5 years from the day.
             Case {
                 rule: "itj-purchases",
-                day_before: "2026-03-09",
-                day_of: "2026-03-10",
+                year_end: CALENDAR_YEAR,
+                // Completed 2020-03-10: the financial year ends 2020-12-31.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
                 checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 5",
+                        before: "1",
+                        after: "0",
+                    },
+                    // Completed 2021-03-10: a year later.
                     Check {
                         sql: "SELECT count(*) FROM purchases WHERE id = 1",
                         before: "1",
-                        after: "0",
+                        after: "1",
                     },
                     // A subscription that still runs keeps its purchase.
                     Check {
@@ -171,6 +269,27 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
+            },
+            Case {
+                rule: "itj-purchases",
+                year_end: JUNE,
+                // Completed 2021-03-10: the financial year ends 2021-06-30.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 1",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 4",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+                ..CASE
             },
             Case {
                 rule: "itj-unfinished-purchases",
@@ -189,6 +308,7 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "itj-support-requests",
@@ -216,6 +336,7 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "itj-support-accounts",
@@ -245,6 +366,7 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "itj-consent-withdrawn",
@@ -272,6 +394,7 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "itj-access-logs",
@@ -290,6 +413,17 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
+            },
+        ],
+        &[
+            // Completed 2021-03-10, a calendar financial year: 2027-01-01.
+            Ahead {
+                rule: "itj-purchases",
+                year_end: CALENDAR_YEAR,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (1, 2),
             },
         ],
     )
@@ -340,6 +474,7 @@ async fn jetpak() {
                         after: "kept 1",
                     },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "jetpak-marketing-customers",
@@ -349,6 +484,7 @@ async fn jetpak() {
                     Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 1", before: "pakker", after: "NULL" },
                     Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 2", before: "pakker", after: "pakker" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "jetpak-marketing-prospects",
@@ -359,6 +495,7 @@ async fn jetpak() {
                     // Collected the same day, but became a customer: the customer rules apply.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
                         Case {
                 rule: "jetpak-marketing-converted",
@@ -372,12 +509,14 @@ async fn jetpak() {
                                         // Not a customer: not this rule's row.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "1" },
                 ],
-            },
+                                        ..CASE
+                        },
             Case {
                 rule: "jetpak-marketing-objections",
                 day_before: "2026-06-09",
                 day_of: "2026-06-10",
                 checks: &[Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "0" }],
+                            ..CASE
             },
             Case {
                 rule: "jetpak-business-development",
@@ -389,6 +528,7 @@ async fn jetpak() {
                     // The customer's agreement is active: kept.
                     Check { sql: "SELECT COALESCE(ip, 'NULL') FROM web_sessions WHERE id = 302", before: "192.0.2.4", after: "192.0.2.4" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "jetpak-bookkeeping",
@@ -401,8 +541,10 @@ async fn jetpak() {
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 1001", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
         ],
+        &[],
     )
     .await;
 }
@@ -446,6 +588,7 @@ async fn jma_on_nav() {
                         after: "kunde30@example.invalid",
                     },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "jma-invoices",
@@ -472,8 +615,10 @@ async fn jma_on_nav() {
                         after: "Kunde Ti",
                     },
                 ],
+                            ..CASE
             },
         ],
+        &[],
     )
     .await;
 }
@@ -506,6 +651,7 @@ async fn web_agency() {
                     },
                     Check { sql: "SELECT email FROM clients WHERE id = 2", before: "klient2@example.invalid", after: "klient2@example.invalid" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "agency-bookkeeping",
@@ -516,6 +662,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 11", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 21", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "agency-analytics",
@@ -525,6 +672,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 31", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 32", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "agency-cookie-consents",
@@ -534,6 +682,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 41", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 42", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "agency-contact-form-erasure",
@@ -543,8 +692,10 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 51", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 52", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
         ],
+        &[],
     )
     .await;
 }
@@ -569,6 +720,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE contact_id = 1", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "justapps-opt-out-tracking",
@@ -580,6 +732,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 5", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "justapps-leads",
@@ -592,6 +745,7 @@ async fn just_apps() {
                     // The same dates, but a customer: not a lead.
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 5", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "justapps-event-registrations",
@@ -601,6 +755,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 41", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 42", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "justapps-web-visits",
@@ -610,6 +765,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM web_visits WHERE id = 61", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM web_visits WHERE id = 62", before: "1", after: "1" },
                 ],
+                            ..CASE
             },
             Case {
                 rule: "justapps-customer-contacts",
@@ -624,8 +780,10 @@ async fn just_apps() {
                     Check { sql: "SELECT COALESCE(job_title, 'NULL') FROM contacts WHERE id = 4", before: "Direktør", after: "NULL" },
                     Check { sql: "SELECT email FROM contacts WHERE id = 5", before: "kunde5@example.invalid", after: "kunde5@example.invalid" },
                 ],
+                            ..CASE
             },
         ],
+        &[],
     )
     .await;
 }

@@ -530,21 +530,67 @@ async fn jetpak() {
                 ],
                             ..CASE
             },
+            // 7 years from the end of the calendar year in which the
+            // financial year ends.
             Case {
                 rule: "jetpak-bookkeeping",
+                year_end: JUNE,
+                // Invoiced 2017-08-10: the financial year ends 2018-06-30,
+                // in the calendar year 2018.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1003", before: "1", after: "0" },
+                    // Invoiced 2018-08-10: the financial year ends 2019-06-30.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1002", before: "1", after: "1" },
+                    // Customer 2's dispute holds its invoice.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jetpak-bookkeeping",
+                year_end: CALENDAR_YEAR,
                 // Invoiced in 2018: 7 years from the end of 2018.
                 day_before: "2025-12-31",
                 day_of: "2026-01-01",
                 checks: &[
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 1002", before: "1", after: "0" },
-                    // Customer 2's dispute holds its invoice.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1004", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 1001", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
         ],
-        &[],
+        &[
+            // The policy's vector: invoice 2019-08-10, financial year =
+            // calendar year: may go after 2026-12-31 (1003 and 1002 are
+            // due already; 2001 is held).
+            Ahead {
+                rule: "jetpak-bookkeeping",
+                year_end: CALENDAR_YEAR,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (2, 3),
+            },
+            // With the year to 30 June: 2018-08-10 on 2027-01-01 and
+            // 2019-08-10 on 2028-01-01.
+            Ahead {
+                rule: "jetpak-bookkeeping",
+                year_end: JUNE,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (1, 2),
+            },
+            Ahead {
+                rule: "jetpak-bookkeeping",
+                year_end: JUNE,
+                day_before: "2027-12-31",
+                day_of: "2028-01-01",
+                due: (2, 3),
+            },
+        ],
     )
     .await;
 }
@@ -653,16 +699,39 @@ async fn web_agency() {
                 ],
                             ..CASE
             },
+            // 5 years from the end of the financial year the invoice
+            // concerns, with the deployment's year end.
             Case {
                 rule: "agency-bookkeeping",
-                // Issued in 2020: 5 years from the end of 2020.
+                year_end: CALENDAR_YEAR,
                 day_before: "2025-12-31",
                 day_of: "2026-01-01",
                 checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 14", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 13", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 11", before: "1", after: "0" },
+                    // 2021-01-01 belongs to the next year.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 22", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 21", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
+            },
+            Case {
+                rule: "agency-bookkeeping",
+                year_end: JUNE,
+                // 2020-09-01 to 2021-06-30 is the financial year 2020/21.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 13", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 14", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 22", before: "1", after: "0" },
+                    // 2020-05-05: the year that ended 2020-06-30, due a year ago.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 11", before: "0", after: "0" },
+                    // 2021-07-01: the next financial year.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 23", before: "1", after: "1" },
+                ],
+                ..CASE
             },
             Case {
                 rule: "agency-analytics",
@@ -695,7 +764,17 @@ async fn web_agency() {
                             ..CASE
             },
         ],
-        &[],
+        &[
+            // Calendar year: 2020-12-31 went on 2026-01-01 (with 11 and
+            // 13); the three invoices of 2021 come due on 2027-01-01.
+            Ahead {
+                rule: "agency-bookkeeping",
+                year_end: CALENDAR_YEAR,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (3, 6),
+            },
+        ],
     )
     .await;
 }

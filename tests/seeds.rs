@@ -604,11 +604,60 @@ async fn jma_on_nav() {
     check_seed(
         &seed,
         &[
+            // "5 years from the end of the financial year the material
+            // concerns": the agreement's end, and every ledger entry and
+            // invoice of the customer.
             Case {
                 rule: "jma-customers",
-                // The policy's vector: the agreement ended in May 2017.
-                day_before: "2022-06-30",
-                day_of: "2022-07-01",
+                // Agreement ended 2017-07-01: the financial year 2017/18.
+                day_before: "2023-06-30",
+                day_of: "2023-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00050'",
+                        before: "kunde50@example.invalid",
+                        after: "token",
+                    },
+                    // Ended in May 2017, but invoiced until 2020-07-01.
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00010'",
+                        before: "kunde10@example.invalid",
+                        after: "kunde10@example.invalid",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-customers",
+                // A one-off buyer: no agreement end date (1753-01-01), last
+                // invoiced 2019-03-01, in the year to 2019-06-30.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00040'",
+                        before: "kunde40@example.invalid",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00010'",
+                        before: "kunde10@example.invalid",
+                        after: "kunde10@example.invalid",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-customers",
+                // The agreement ended in May 2017 (the policy's vector: kept
+                // until at least 2022-06-30), but the last invoice was posted
+                // 2020-07-01, in the year to 2021-06-30.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
                 checks: &[
                     Check {
                         sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
@@ -627,14 +676,15 @@ async fn jma_on_nav() {
                         before: "kunde20@example.invalid",
                         after: "kunde20@example.invalid",
                     },
-                    // 1753-01-01 is NAV's blank: the agreement runs.
+                    // No date at all (a blank end date, nothing posted): no
+                    // usable date, never due; blank never reads as old.
                     Check {
                         sql: "SELECT \"E-Mail\" FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00030'",
                         before: "kunde30@example.invalid",
                         after: "kunde30@example.invalid",
                     },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "jma-invoices",

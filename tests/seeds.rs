@@ -848,6 +848,17 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM form_submissions WHERE contact_id = 1", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE contact_id = 1", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
+                    // Asked the same day, but a legal claim or a contract needs
+                    // the data: held, with its tracking.
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 6", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 6", before: "1", after: "1" },
+                    Check {
+                        sql: "SELECT CASE WHEN detail LIKE '%\"held_by\":[{\"name\":\"legal_hold\",\"rows\":1}]%' THEN 'kept 1' \
+                              WHEN detail LIKE '%\"held_by\":[{\"name\":\"legal_hold\",\"rows\":0}]%' THEN 'kept 0' ELSE detail END \
+                              FROM glemsel_audit WHERE event = 'run_finish' ORDER BY seq DESC LIMIT 1",
+                        before: "kept 0",
+                        after: "kept 1",
+                    },
                 ],
                             ..CASE
             },

@@ -482,7 +482,10 @@ async fn jetpak() {
                 day_of: "2026-02-14",
                 checks: &[
                     Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 1", before: "pakker", after: "NULL" },
-                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 2", before: "pakker", after: "pakker" },
+                    // A dispute holds contract data, not marketing data.
+                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 2", before: "pakker", after: "NULL" },
+                    // An order not yet paid: the contract period runs.
+                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 3", before: "pakker", after: "pakker" },
                 ],
                             ..CASE
             },
@@ -504,8 +507,10 @@ async fn jetpak() {
                 day_of: "2026-02-14",
                 checks: &[
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "0" },
-                    // Customer 2's dispute is open: held.
-                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 204", before: "1", after: "1" },
+                    // Customer 2's dispute holds its contract data, not this.
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 204", before: "1", after: "0" },
+                    // Customer 3 has an order not yet paid: the contract runs.
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 205", before: "1", after: "1" },
                                         // Not a customer: not this rule's row.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "1" },
                 ],

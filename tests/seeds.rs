@@ -359,9 +359,21 @@ async fn itj_consult() {
                         before: "1",
                         after: "0",
                     },
-                    // Same dates, but its ticket was never answered: still in use.
+                    // Same dates, and its ticket was never answered: a stale
+                    // ticket does not keep an account in use for ever.
                     Check {
                         sql: "SELECT count(*) FROM support_accounts WHERE id = 22",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 32",
+                        before: "1",
+                        after: "0",
+                    },
+                    // A ticket opened 2024-06-01: used three months later.
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 23",
                         before: "1",
                         after: "1",
                     },

@@ -547,6 +547,23 @@ async fn jetpak() {
                 ],
                             ..CASE
             },
+            Case {
+                rule: "jetpak-orders",
+                year_end: JUNE,
+                // Paid 2017-08-10: the financial year ends 2018-06-30, in the
+                // calendar year 2018; 7 years from its end.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 103", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 102", before: "1", after: "1" },
+                    // Customer 2's dispute holds its orders.
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 203", before: "1", after: "1" },
+                    // Never paid: the contract period runs.
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 303", before: "1", after: "1" },
+                ],
+                ..CASE
+            },
             // 7 years from the end of the calendar year in which the
             // financial year ends.
             Case {

@@ -338,6 +338,43 @@ async fn itj_consult() {
                 ],
                 ..CASE
             },
+            // Never answered: counted from the last message, as if answered then.
+            Case {
+                rule: "itj-stale-tickets",
+                day_before: "2026-02-28",
+                day_of: "2026-03-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 32",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM ticket_messages WHERE ticket_id = 32",
+                        before: "1",
+                        after: "0",
+                    },
+                    // The account is another rule's business.
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 22",
+                        before: "1",
+                        after: "1",
+                    },
+                    // Opened the same day, but its last message came 2024-09-10.
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 34",
+                        before: "1",
+                        after: "1",
+                    },
+                    // Answered: the answer counts (itj-support-requests).
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 31",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+                ..CASE
+            },
             Case {
                 rule: "itj-support-accounts",
                 day_before: "2026-02-28",

@@ -941,9 +941,49 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 2", before: "2", after: "0" },
                     // The opted-out contact itself stays: the opt-out is remembered.
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
-                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 5", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 5", before: "3", after: "3" },
                 ],
                             ..CASE
+            },
+            // Tracking of contacts who never opt out.
+            Case {
+                rule: "justapps-email-tracking",
+                day_before: "2026-05-04",
+                day_of: "2026-05-05",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE id = 52", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE id = 53", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 5", before: "1", after: "1" },
+                ],
+                ..CASE
+            },
+            // A form sent by someone who is no contact: visitor data.
+            Case {
+                rule: "justapps-visitor-forms",
+                day_before: "2026-07-06",
+                day_of: "2026-07-07",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 71", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 72", before: "1", after: "1" },
+                    // A customer's form, older still: the contact's rule.
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 81", before: "1", after: "1" },
+                ],
+                ..CASE
+            },
+            // A customer's form: interaction history, with the contact.
+            Case {
+                rule: "justapps-contact-forms",
+                // Contact 4's last interaction was 2021-08-08.
+                day_before: "2026-08-07",
+                day_of: "2026-08-08",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 81", before: "1", after: "0" },
+                    // Sent earlier still, but contact 5 was in touch in 2024.
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 82", before: "1", after: "1" },
+                    // A visitor's form is the visitor rule's.
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 71", before: "1", after: "1" },
+                ],
+                ..CASE
             },
             Case {
                 rule: "justapps-leads",

@@ -810,6 +810,20 @@ async fn web_agency() {
                         after: "token",
                     },
                     Check { sql: "SELECT COALESCE(phone, 'NULL') FROM clients WHERE id = 1", before: "+45 0000 0001", after: "NULL" },
+                    Check {
+                        sql: "SELECT CASE WHEN company_name LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE company_name END FROM clients WHERE id = 1",
+                        before: "Firma Et ApS",
+                        after: "token",
+                    },
+                    Check { sql: "SELECT cvr FROM clients WHERE id = 1", before: "00000001", after: "[redacted]" },
+                    // Never ordered: 36 months after it was registered.
+                    Check {
+                        sql: "SELECT CASE WHEN company_name LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE company_name END FROM clients WHERE id = 3",
+                        before: "Klient Tre Design",
+                        after: "token",
+                    },
+                    Check { sql: "SELECT cvr FROM clients WHERE id = 3", before: "00000003", after: "[redacted]" },
+                    Check { sql: "SELECT cvr FROM clients WHERE id = 4", before: "00000004", after: "00000004" },
                     // Its invoices stay, with their numbers and amounts.
                     Check {
                         sql: "SELECT CONCAT(invoice_no, '/', amount) FROM invoices WHERE id = 12",

@@ -769,6 +769,12 @@ async fn jma_on_nav() {
                         before: "Kunde Ti",
                         after: "token",
                     },
+                    Check {
+                        sql: "SELECT CASE WHEN \"Sell-to Contact\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Sell-to Contact\" END \
+                              FROM \"CRONUS International Ltd_$Sales Invoice Header\" WHERE \"No_\" = 'SI-1001'",
+                        before: "Anne Ti",
+                        after: "token",
+                    },
                     // The bookkeeping stays: number and amount.
                     Check {
                         sql: "SELECT CONCAT(\"No_\", '/', ROUND(\"Amount\", 2)) FROM \"CRONUS International Ltd_$Sales Invoice Header\" WHERE \"No_\" = 'SI-1001'",
@@ -783,6 +789,112 @@ async fn jma_on_nav() {
                     },
                 ],
                             ..CASE
+            },
+            Case {
+                rule: "jma-credit-memos",
+                // Posted 2018-09-01, in the financial year to 2019-06-30.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"Bill-to Name\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Bill-to Name\" END \
+                              FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1001'",
+                        before: "Kunde Ti",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT CASE WHEN \"Sell-to Contact\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Sell-to Contact\" END \
+                              FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1001'",
+                        before: "Anne Ti",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT CONCAT(\"No_\", '/', ROUND(\"Amount\", 2)) FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1001'",
+                        before: "CM-1001/200.00",
+                        after: "CM-1001/200.00",
+                    },
+                    // Posted 2019-07-01: the next financial year.
+                    Check {
+                        sql: "SELECT CASE WHEN \"Bill-to Name\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Bill-to Name\" END \
+                              FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1002'",
+                        before: "Kunde Ti",
+                        after: "Kunde Ti",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-contacts",
+                // Named by no customer or document; last changed 2019-03-01.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0002'",
+                        before: "jens@example.invalid",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT \"Job Title\" FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0002'",
+                        before: "IT-chef",
+                        after: "[redacted]",
+                    },
+                    // C00010's primary contact, named on its invoices until 2020-07-01.
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0001'",
+                        before: "anne@example.invalid",
+                        after: "anne@example.invalid",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-contacts",
+                // The last invoice naming CT0001 was posted 2020-07-01.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
+                checks: &[Check {
+                    sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0001'",
+                    before: "anne@example.invalid",
+                    after: "token",
+                }],
+                ..CASE
+            },
+            Case {
+                rule: "jma-comment-lines",
+                // C00040's comment has a blank date; the customer's last
+                // invoice was posted 2019-03-01.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 1 AND \"No_\" = 'C00040'",
+                        before: "1",
+                        after: "0",
+                    },
+                    // C00010 was invoiced until 2020-07-01.
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 1 AND \"No_\" = 'C00010'",
+                        before: "1",
+                        after: "1",
+                    },
+                    // C00020 has an open ledger entry.
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 1 AND \"No_\" = 'C00020'",
+                        before: "1",
+                        after: "1",
+                    },
+                    // A comment on an item is not about a customer.
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 3 AND \"No_\" = 'ITEM-1'",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+                ..CASE
             },
         ],
         &[],

@@ -523,7 +523,7 @@ async fn jetpak() {
                         after: "kept 1",
                     },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "jetpak-marketing-customers",
@@ -536,7 +536,7 @@ async fn jetpak() {
                     // An order not yet paid: the contract period runs.
                     Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 3", before: "pakker", after: "pakker" },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "jetpak-marketing-prospects",
@@ -547,9 +547,9 @@ async fn jetpak() {
                     // Collected the same day, but became a customer: the customer rules apply.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
-                        Case {
+            Case {
                 rule: "jetpak-marketing-converted",
                 // Prospect 202 became customer 1, whose contract period ended 2023-02-14.
                 day_before: "2026-02-13",
@@ -560,17 +560,17 @@ async fn jetpak() {
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 204", before: "1", after: "0" },
                     // Customer 3 has an order not yet paid: the contract runs.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 205", before: "1", after: "1" },
-                                        // Not a customer: not this rule's row.
+                    // Not a customer: not this rule's row.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "1" },
                 ],
-                                        ..CASE
-                        },
+                ..CASE
+            },
             Case {
                 rule: "jetpak-marketing-objections",
                 day_before: "2026-06-09",
                 day_of: "2026-06-10",
                 checks: &[Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "0" }],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "jetpak-business-development",
@@ -582,7 +582,7 @@ async fn jetpak() {
                     // The customer's agreement is active: kept.
                     Check { sql: "SELECT COALESCE(ip, 'NULL') FROM web_sessions WHERE id = 302", before: "192.0.2.4", after: "192.0.2.4" },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "jetpak-orders",
@@ -788,7 +788,7 @@ async fn jma_on_nav() {
                         after: "Kunde Ti",
                     },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "jma-credit-memos",
@@ -944,7 +944,7 @@ async fn web_agency() {
                     },
                     Check { sql: "SELECT email FROM clients WHERE id = 2", before: "klient2@example.invalid", after: "klient2@example.invalid" },
                 ],
-                            ..CASE
+                ..CASE
             },
             // 5 years from the end of the financial year the invoice
             // concerns, with the deployment's year end.
@@ -988,7 +988,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 31", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 32", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "agency-cookie-consents",
@@ -998,7 +998,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 41", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 42", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "agency-contact-form-erasure",
@@ -1008,7 +1008,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 51", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 52", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
         ],
         &[
@@ -1057,7 +1057,7 @@ async fn just_apps() {
                         after: "kept 1",
                     },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "justapps-opt-out-tracking",
@@ -1069,7 +1069,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 5", before: "3", after: "3" },
                 ],
-                            ..CASE
+                ..CASE
             },
             // Tracking of contacts who never opt out.
             Case {
@@ -1122,7 +1122,7 @@ async fn just_apps() {
                     // The same dates, but a customer: not a lead.
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 5", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "justapps-event-registrations",
@@ -1132,7 +1132,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 41", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 42", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "justapps-web-visits",
@@ -1142,7 +1142,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM web_visits WHERE id = 61", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM web_visits WHERE id = 62", before: "1", after: "1" },
                 ],
-                            ..CASE
+                ..CASE
             },
             Case {
                 rule: "justapps-customer-contacts",
@@ -1157,7 +1157,7 @@ async fn just_apps() {
                     Check { sql: "SELECT COALESCE(job_title, 'NULL') FROM contacts WHERE id = 4", before: "Direktør", after: "NULL" },
                     Check { sql: "SELECT email FROM contacts WHERE id = 5", before: "kunde5@example.invalid", after: "kunde5@example.invalid" },
                 ],
-                            ..CASE
+                ..CASE
             },
         ],
         &[],

@@ -269,7 +269,6 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
-                ..CASE
             },
             Case {
                 rule: "itj-purchases",
@@ -289,7 +288,6 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
-                ..CASE
             },
             Case {
                 rule: "itj-unfinished-purchases",
@@ -599,7 +597,6 @@ async fn jetpak() {
                     // Never paid: the contract period runs.
                     Check { sql: "SELECT count(*) FROM orders WHERE id = 303", before: "1", after: "1" },
                 ],
-                ..CASE
             },
             // 7 years from the end of the calendar year in which the
             // financial year ends.
@@ -617,7 +614,6 @@ async fn jetpak() {
                     // Customer 2's dispute holds its invoice.
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
                 ],
-                ..CASE
             },
             Case {
                 rule: "jetpak-bookkeeping",
@@ -631,7 +627,6 @@ async fn jetpak() {
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 1001", before: "1", after: "1" },
                 ],
-                ..CASE
             },
         ],
         &[
@@ -961,7 +956,6 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 22", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 21", before: "1", after: "1" },
                 ],
-                ..CASE
             },
             Case {
                 rule: "agency-bookkeeping",
@@ -978,7 +972,6 @@ async fn web_agency() {
                     // 2021-07-01: the next financial year.
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 23", before: "1", after: "1" },
                 ],
-                ..CASE
             },
             Case {
                 rule: "agency-analytics",

@@ -88,7 +88,8 @@ impl fmt::Display for Period {
 }
 
 impl Period {
-    /// An upper bound of the period's length in days, for search brackets.
+    /// The period's length in days at most, for search brackets; for working
+    /// days only without holidays or closing days (the search widens then).
     fn approx_days(&self) -> i64 {
         let n = i64::from(self.amount);
         match self.unit {

@@ -9,6 +9,10 @@
 //! makes the set of due events a prefix: `event < bound`. That lets the SQL
 //! compare the raw event column with one bound parameter, so it stays
 //! index-friendly and identical in `plan` and `run`.
+//!
+//! Working days come from a [`Calendar`]: Monday to Friday, less the public
+//! holidays of a country (Denmark's are built in) and the deployment's own
+//! closing days.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,7 +24,7 @@ use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Wee
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Days,
-    /// Monday to Friday; public holidays are not known and count as working days.
+    /// Monday to Friday, less the [`Calendar`]'s holidays and closing days.
     WorkingDays,
     Weeks,
     Months,
@@ -84,7 +88,8 @@ impl fmt::Display for Period {
 }
 
 impl Period {
-    /// An upper bound of the period's length in days, for search brackets.
+    /// The period's length in days at most, for search brackets; for working
+    /// days only without holidays or closing days (the search widens then).
     fn approx_days(&self) -> i64 {
         let n = i64::from(self.amount);
         match self.unit {
@@ -104,14 +109,15 @@ impl Period {
     /// That is never earlier than the usual clamp to the last day, and keeps
     /// the function monotone in the time of day.
     ///
-    /// Working days: an event on a Saturday or Sunday counts from Monday 00:00.
-    pub fn add_to(&self, at: NaiveDateTime) -> NaiveDateTime {
+    /// Working days: an event on a day that is not a working day counts from
+    /// the next working day's 00:00.
+    pub fn add_to(&self, at: NaiveDateTime, calendar: &Calendar) -> NaiveDateTime {
         match self.unit {
             Unit::Days => at + Days::new(u64::from(self.amount)),
             Unit::Weeks => at + Days::new(7 * u64::from(self.amount)),
             Unit::Months => add_months(at, self.amount),
             Unit::Years => add_months(at, self.amount * 12),
-            Unit::WorkingDays => add_working_days(at, self.amount),
+            Unit::WorkingDays => calendar.add_working_days(at, self.amount),
         }
     }
 }
@@ -134,23 +140,178 @@ fn first_of_next_month(year: i32, month: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(year, month, 1).expect("first of a month exists")
 }
 
-fn is_weekend(date: NaiveDate) -> bool {
-    matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
+/// Whose public holidays are not working days.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Holidays {
+    /// Only Saturdays, Sundays and the closing days are off.
+    #[default]
+    None,
+    /// Denmark's public holidays (helligdage), as [`danish_holidays`] lists them.
+    Denmark,
 }
 
-fn add_working_days(at: NaiveDateTime, amount: u32) -> NaiveDateTime {
-    let mut at = at;
-    while is_weekend(at.date()) {
-        at = (at.date() + Days::new(1)).and_time(NaiveTime::MIN);
-    }
-    let mut date = at.date() + Days::new(u64::from(amount / 5) * 7);
-    for _ in 0..amount % 5 {
-        date = date + Days::new(1);
-        while is_weekend(date) {
-            date = date + Days::new(1);
+impl FromStr for Holidays {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "DK" => Ok(Holidays::Denmark),
+            "none" => Ok(Holidays::None),
+            other => Err(format!(
+                "holidays {other:?} is not known; use \"DK\" (Danish public holidays) or \"none\" (only weekends and closing_days)"
+            )),
         }
     }
-    date.and_time(at.time())
+}
+
+/// Which days are working days: Monday to Friday, less public holidays and
+/// the deployment's closing days (for example 24 December).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Calendar {
+    pub holidays: Holidays,
+    /// Further days off, sorted and without repeats.
+    pub closing_days: Vec<NaiveDate>,
+}
+
+impl Calendar {
+    pub fn new(holidays: Holidays, mut closing_days: Vec<NaiveDate>) -> Self {
+        closing_days.sort();
+        closing_days.dedup();
+        Calendar {
+            holidays,
+            closing_days,
+        }
+    }
+
+    /// Why `date` is not a working day, or `None` when it is one.
+    pub fn day_off(&self, date: NaiveDate) -> Option<&'static str> {
+        if matches!(date.weekday(), Weekday::Sat | Weekday::Sun) {
+            return Some("weekend");
+        }
+        if self.closing_days.binary_search(&date).is_ok() {
+            return Some("closing day");
+        }
+        match self.holidays {
+            Holidays::None => None,
+            Holidays::Denmark => danish_holiday(date),
+        }
+    }
+
+    pub fn is_working_day(&self, date: NaiveDate) -> bool {
+        self.day_off(date).is_none()
+    }
+
+    fn next_working_day(&self, date: NaiveDate) -> NaiveDate {
+        let mut date = date + Days::new(1);
+        while !self.is_working_day(date) {
+            date = date + Days::new(1);
+        }
+        date
+    }
+
+    /// `amount` working days after `at`, at the same time of day. An event
+    /// on a day off counts from the next working day's 00:00.
+    pub fn add_working_days(&self, at: NaiveDateTime, amount: u32) -> NaiveDateTime {
+        let (mut date, mut time) = (at.date(), at.time());
+        if !self.is_working_day(date) {
+            date = self.next_working_day(date);
+            time = NaiveTime::MIN;
+        }
+        for _ in 0..amount {
+            date = self.next_working_day(date);
+        }
+        date.and_time(time)
+    }
+}
+
+impl fmt::Display for Calendar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Monday to Friday")?;
+        match (self.holidays, self.closing_days.len()) {
+            (Holidays::None, 0) => Ok(()),
+            (Holidays::None, n) => write!(f, ", less {n} closing day{}", plural(n)),
+            (Holidays::Denmark, 0) => write!(f, ", less Danish public holidays"),
+            (Holidays::Denmark, n) => write!(
+                f,
+                ", less Danish public holidays and {n} closing day{}",
+                plural(n)
+            ),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Easter Sunday of a Gregorian year (the anonymous Gregorian algorithm,
+/// Meeus/Jones/Butcher).
+pub fn easter_sunday(year: i32) -> NaiveDate {
+    let (a, b, c) = (
+        year.rem_euclid(19),
+        year.div_euclid(100),
+        year.rem_euclid(100),
+    );
+    let (d, e) = (b / 4, b % 4);
+    let f = (b + 8) / 25;
+    let g = (b - f + 1) / 3;
+    let h = (19 * a + b - d - g + 15) % 30;
+    let (i, k) = (c / 4, c % 4);
+    let l = (32 + 2 * e + 2 * i - h - k) % 7;
+    let m = (a + 11 * h + 22 * l) / 451;
+    let month = (h + l - 7 * m + 114) / 31;
+    let day = (h + l - 7 * m + 114) % 31 + 1;
+    NaiveDate::from_ymd_opt(year, month as u32, day as u32).expect("Easter is a date")
+}
+
+/// The last year with Great Prayer Day (store bededag) as a public holiday;
+/// the Folketing abolished it from 2024.
+const LAST_GREAT_PRAYER_DAY: i32 = 2023;
+
+/// The moveable feasts: days after Easter Sunday, name, last year kept.
+const MOVEABLE_FEASTS: [(i64, &str, i32); 8] = [
+    (-3, "Maundy Thursday", i32::MAX),
+    (-2, "Good Friday", i32::MAX),
+    (0, "Easter Sunday", i32::MAX),
+    (1, "Easter Monday", i32::MAX),
+    (26, "Great Prayer Day", LAST_GREAT_PRAYER_DAY),
+    (39, "Ascension Day", i32::MAX),
+    (49, "Whit Sunday", i32::MAX),
+    (50, "Whit Monday", i32::MAX),
+];
+
+const FIXED_FEASTS: [(u32, u32, &str); 3] = [
+    (1, 1, "New Year's Day"),
+    (12, 25, "Christmas Day"),
+    (12, 26, "Boxing Day"),
+];
+
+/// The Danish public holiday on `date`, if any. Christmas Eve, New Year's
+/// Eve and Constitution Day (5 June) are customary days off, not public
+/// holidays: a deployment that closes on them lists them in `closing_days`.
+pub fn danish_holiday(date: NaiveDate) -> Option<&'static str> {
+    if let Some((_, _, name)) = FIXED_FEASTS
+        .iter()
+        .find(|(month, day, _)| (date.month(), date.day()) == (*month, *day))
+    {
+        return Some(name);
+    }
+    let offset = (date - easter_sunday(date.year())).num_days();
+    MOVEABLE_FEASTS
+        .iter()
+        .find(|(days, _, last_year)| *days == offset && date.year() <= *last_year)
+        .map(|(_, name, _)| *name)
+}
+
+/// Every Danish public holiday of `year`, in date order.
+pub fn danish_holidays(year: i32) -> Vec<(NaiveDate, &'static str)> {
+    let mut days: Vec<(NaiveDate, &'static str)> = (1..=366)
+        .filter_map(|ordinal| NaiveDate::from_yo_opt(year, ordinal))
+        .filter_map(|date| danish_holiday(date).map(|name| (date, name)))
+        .collect();
+    days.sort();
+    days
 }
 
 /// Where a period starts counting: at the event itself, or at the end of
@@ -166,34 +327,41 @@ pub enum RoundUp {
 }
 
 impl RoundUp {
-    /// The first instant after the year that contains `at`.
-    pub fn apply(&self, at: NaiveDateTime) -> NaiveDateTime {
+    /// The last day of the year that contains `date`.
+    pub fn last_day(&self, date: NaiveDate) -> NaiveDate {
         let end_month = match self {
             RoundUp::CalendarYearEnd => 12,
             RoundUp::FinancialYearEnd { end_month } => *end_month,
         };
-        let mut end = first_of_next_month(at.year(), end_month);
-        if at.date() >= end {
-            end = first_of_next_month(at.year() + 1, end_month);
+        let mut after = first_of_next_month(date.year(), end_month);
+        if date >= after {
+            after = first_of_next_month(date.year() + 1, end_month);
         }
-        end.and_time(NaiveTime::MIN)
+        after - Days::new(1)
+    }
+
+    /// The first instant after the year that contains `at`.
+    pub fn apply(&self, at: NaiveDateTime) -> NaiveDateTime {
+        (self.last_day(at.date()) + Days::new(1)).and_time(NaiveTime::MIN)
+    }
+}
+
+impl RoundUp {
+    /// Which year it is: "calendar year" or "financial year (06-30)".
+    fn year(&self) -> String {
+        match self {
+            RoundUp::CalendarYearEnd => "calendar year".into(),
+            RoundUp::FinancialYearEnd { end_month } => {
+                let last = first_of_next_month(2001, *end_month) - Days::new(1);
+                format!("financial year ({:02}-{:02})", end_month, last.day())
+            }
+        }
     }
 }
 
 impl fmt::Display for RoundUp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RoundUp::CalendarYearEnd => write!(f, "end of the calendar year"),
-            RoundUp::FinancialYearEnd { end_month } => {
-                let last = first_of_next_month(2001, *end_month) - Days::new(1);
-                write!(
-                    f,
-                    "end of the financial year ({:02}-{:02})",
-                    end_month,
-                    last.day()
-                )
-            }
-        }
+        write!(f, "end of the {}", self.year())
     }
 }
 
@@ -201,17 +369,38 @@ impl fmt::Display for RoundUp {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Retention {
     pub period: Period,
+    /// Each rounding takes the last day of the year that contains the
+    /// previous one's last day: `[financial_year_end, calendar_year_end]`
+    /// is "the end of the calendar year in which the financial year ends".
     pub round_up: Vec<RoundUp>,
+    /// Which days are working days (for periods in working days).
+    pub calendar: Calendar,
 }
 
 impl Retention {
+    /// Where the period starts counting: the event itself, or the first
+    /// instant after the last year end the roundings reach.
+    ///
+    /// A chain works on year-end *days*, not on the instant after them:
+    /// the financial year 2019 (ending 31 December) ends in the calendar
+    /// year 2019, although the instant after it lies in 2020.
+    pub fn start(&self, event: NaiveDateTime) -> NaiveDateTime {
+        match self.round_up.split_first() {
+            None => event,
+            Some((first, rest)) => {
+                let last = rest
+                    .iter()
+                    .fold(first.last_day(event.date()), |day, rounding| {
+                        rounding.last_day(day)
+                    });
+                (last + Days::new(1)).and_time(NaiveTime::MIN)
+            }
+        }
+    }
+
     /// The first wall-clock instant at which an event at `event` is due.
     pub fn due_at(&self, event: NaiveDateTime) -> NaiveDateTime {
-        let start = self
-            .round_up
-            .iter()
-            .fold(event, |at, rounding| rounding.apply(at));
-        self.period.add_to(start)
+        self.period.add_to(self.start(event), &self.calendar)
     }
 
     /// Whether an event at `event` is due at `now`.
@@ -225,7 +414,11 @@ impl Retention {
     /// Found by bisection over microseconds, which is exact because
     /// [`Retention::due_at`] is monotone.
     pub fn first_not_due(&self, now: NaiveDateTime) -> NaiveDateTime {
-        let slack_days = self.period.approx_days() + 2 * 366 * self.round_up.len() as i64 + 2;
+        let mut slack_days = self.period.approx_days() + 2 * 366 * self.round_up.len() as i64 + 2;
+        // Holidays and closing days stretch working days beyond the guess.
+        while !self.is_due(now - TimeDelta::days(slack_days), now) {
+            slack_days *= 2;
+        }
         let micros = |at: NaiveDateTime| at.and_utc().timestamp_micros();
         let from_micros = |us: i64| {
             chrono::DateTime::from_timestamp_micros(us)
@@ -235,7 +428,6 @@ impl Retention {
         // Invariant: `due` is due and `not_due` is not (due_at(x) >= x > now).
         let mut due = micros(now - TimeDelta::days(slack_days));
         let mut not_due = micros(now) + 1;
-        debug_assert!(self.is_due(from_micros(due), now));
         while not_due - due > 1 {
             let mid = due + (not_due - due) / 2;
             if self.is_due(from_micros(mid), now) {
@@ -262,8 +454,17 @@ impl Retention {
 impl fmt::Display for Retention {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.period)?;
-        for rounding in &self.round_up {
-            write!(f, " from the {rounding}")?;
+        if self.period.unit == Unit::WorkingDays {
+            write!(f, " ({})", self.calendar)?;
+        }
+        // "from the end of the calendar year in which the financial year
+        // (06-30) ends": the last rounding is said first.
+        let mut roundings = self.round_up.iter().rev();
+        if let Some(last) = roundings.next() {
+            write!(f, " from the {last}")?;
+        }
+        for rounding in roundings {
+            write!(f, " in which the {} ends", rounding.year())?;
         }
         Ok(())
     }
@@ -289,7 +490,19 @@ mod tests {
         Retention {
             period: period.parse().unwrap(),
             round_up: round_up.to_vec(),
+            calendar: Calendar::default(),
         }
+    }
+
+    fn working_days(period: &str, calendar: Calendar) -> Retention {
+        Retention {
+            calendar,
+            ..retention(period, &[])
+        }
+    }
+
+    fn danish() -> Calendar {
+        Calendar::new(Holidays::Denmark, vec![])
     }
 
     const FY_JUNE: RoundUp = RoundUp::FinancialYearEnd { end_month: 6 };
@@ -360,12 +573,39 @@ mod tests {
     }
 
     /// Financial year ending 30 June, then the end of the calendar year in
-    /// which that financial year ends (Swedish bookkeeping).
+    /// which that financial year ends (Jetpak, Swedish bookkeeping).
     #[test]
     fn chained_rounding() {
         let rule = retention("7 years", &[FY_JUNE, RoundUp::CalendarYearEnd]);
         assert_eq!(rule.due_at(at("2019-08-10")), at("2028-01-01"));
         assert_eq!(rule.due_at(at("2019-06-10")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2019-06-30T23:59:59")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2019-07-01")), at("2028-01-01"));
+        assert_eq!(
+            rule.to_string(),
+            "7 years from the end of the calendar year in which the financial year (06-30) ends"
+        );
+    }
+
+    /// Jetpak's rule with a financial year that is the calendar year: the
+    /// financial year 2019 ends on 2019-12-31, in the calendar year 2019,
+    /// so the policy's own vector holds (not a year later, which rounding
+    /// the instant after the financial year would give).
+    #[test]
+    fn chained_rounding_with_a_calendar_financial_year() {
+        let december = RoundUp::FinancialYearEnd { end_month: 12 };
+        let rule = retention("7 years", &[december, RoundUp::CalendarYearEnd]);
+        assert_eq!(rule.due_at(at("2019-08-10")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2019-12-31T23:59:59")), at("2027-01-01"));
+        assert_eq!(rule.due_at(at("2020-01-01")), at("2028-01-01"));
+        assert!(!rule.is_due(at("2019-08-10"), at("2026-12-31T23:59:59.999999")));
+        assert_eq!(
+            rule.first_date_not_due(at("2027-01-01")),
+            date("2020-01-01")
+        );
+        // The same with the financial year rounding alone.
+        let plain = retention("7 years", &[december]);
+        assert_eq!(plain.due_at(at("2019-08-10")), at("2027-01-01"));
     }
 
     #[test]
@@ -448,6 +688,203 @@ mod tests {
     }
 
     #[test]
+    fn easter() {
+        for (year, easter) in [
+            (1818, "1818-03-22"),
+            (1943, "1943-04-25"),
+            (2000, "2000-04-23"),
+            (2019, "2019-04-21"),
+            (2023, "2023-04-09"),
+            (2024, "2024-03-31"),
+            (2025, "2025-04-20"),
+            (2026, "2026-04-05"),
+            (2038, "2038-04-25"),
+            (2285, "2285-03-22"),
+        ] {
+            assert_eq!(easter_sunday(year), date(easter), "{year}");
+        }
+    }
+
+    #[test]
+    fn danish_public_holidays() {
+        let list = |year| {
+            danish_holidays(year)
+                .into_iter()
+                .map(|(day, name)| format!("{day} {name}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            list(2026),
+            [
+                "2026-01-01 New Year's Day",
+                "2026-04-02 Maundy Thursday",
+                "2026-04-03 Good Friday",
+                "2026-04-05 Easter Sunday",
+                "2026-04-06 Easter Monday",
+                "2026-05-14 Ascension Day",
+                "2026-05-24 Whit Sunday",
+                "2026-05-25 Whit Monday",
+                "2026-12-25 Christmas Day",
+                "2026-12-26 Boxing Day",
+            ]
+        );
+        // Great Prayer Day, the fourth Friday after Easter, until 2023.
+        assert_eq!(
+            list(2023),
+            [
+                "2023-01-01 New Year's Day",
+                "2023-04-06 Maundy Thursday",
+                "2023-04-07 Good Friday",
+                "2023-04-09 Easter Sunday",
+                "2023-04-10 Easter Monday",
+                "2023-05-05 Great Prayer Day",
+                "2023-05-18 Ascension Day",
+                "2023-05-28 Whit Sunday",
+                "2023-05-29 Whit Monday",
+                "2023-12-25 Christmas Day",
+                "2023-12-26 Boxing Day",
+            ]
+        );
+        // Abolished from 2024: 26 April 2024 is an ordinary Friday.
+        assert_eq!(danish_holiday(date("2024-04-26")), None);
+        assert_eq!(danish_holidays(2024).len(), 10);
+        // Customary days off are not public holidays.
+        for day in ["2026-12-24", "2026-12-31", "2026-06-05"] {
+            assert_eq!(danish_holiday(date(day)), None, "{day}");
+        }
+    }
+
+    /// ITJ: "within 3 working days" of a withdrawal on Tuesday 2026-05-12
+    /// ends on Monday 2026-05-18, because Thursday 14 May is Ascension Day.
+    #[test]
+    fn working_days_skip_danish_holidays() {
+        let three = working_days("3 working days", danish());
+        assert_eq!(
+            three.due_at(at("2026-05-12T10:00:00")),
+            at("2026-05-18T10:00:00")
+        );
+        assert_eq!(three.due_at(at("2026-05-12")), at("2026-05-18"));
+        // Without a holiday calendar the deadline is three days earlier.
+        assert_eq!(
+            retention("3 working days", &[]).due_at(at("2026-05-12")),
+            at("2026-05-15")
+        );
+        // Easter 2026: Maundy Thursday to Easter Monday are off.
+        let one = working_days("1 working day", danish());
+        assert_eq!(
+            one.due_at(at("2026-04-01T10:00:00")),
+            at("2026-04-07T10:00:00")
+        );
+        // An event on a holiday counts from the next working day's 00:00.
+        assert_eq!(
+            working_days("0 working days", danish()).due_at(at("2026-05-14T10:00:00")),
+            at("2026-05-15")
+        );
+        assert_eq!(
+            working_days("2 working days", danish()).due_at(at("2026-05-14T10:00:00")),
+            at("2026-05-19")
+        );
+        // Whitsun: Friday 22 May + 1 working day skips Whit Monday.
+        assert_eq!(
+            one.due_at(at("2026-05-22T09:00:00")),
+            at("2026-05-26T09:00:00")
+        );
+        // Great Prayer Day 2023 was off; its date in 2024 was not.
+        assert_eq!(
+            one.due_at(at("2023-05-04T09:00:00")),
+            at("2023-05-08T09:00:00")
+        );
+        assert_eq!(
+            one.due_at(at("2024-04-25T09:00:00")),
+            at("2024-04-26T09:00:00")
+        );
+        // Christmas and New Year.
+        assert_eq!(
+            one.due_at(at("2026-12-24T09:00:00")),
+            at("2026-12-28T09:00:00")
+        );
+        assert_eq!(
+            one.due_at(at("2026-12-31T09:00:00")),
+            at("2027-01-04T09:00:00")
+        );
+    }
+
+    #[test]
+    fn closing_days_are_not_working_days() {
+        let closed = Calendar::new(
+            Holidays::Denmark,
+            vec![date("2026-12-31"), date("2026-12-24"), date("2026-12-24")],
+        );
+        assert_eq!(
+            closed.closing_days,
+            [date("2026-12-24"), date("2026-12-31")]
+        );
+        let one = working_days("1 working day", closed.clone());
+        // Wednesday 23 December: 24 closed, 25 and 26 holidays, 27 Sunday.
+        assert_eq!(
+            one.due_at(at("2026-12-23T09:00:00")),
+            at("2026-12-28T09:00:00")
+        );
+        // 30 December: 31 closed, 1 January a holiday, then the weekend.
+        assert_eq!(
+            one.due_at(at("2026-12-30T09:00:00")),
+            at("2027-01-04T09:00:00")
+        );
+        // Closing days without public holidays.
+        let only_closing = Calendar::new(Holidays::None, vec![date("2026-05-13")]);
+        assert_eq!(
+            working_days("3 working days", only_closing.clone()).due_at(at("2026-05-12")),
+            at("2026-05-18")
+        );
+        assert_eq!(closed.day_off(date("2026-12-24")), Some("closing day"));
+        assert_eq!(closed.day_off(date("2026-12-25")), Some("Christmas Day"));
+        assert_eq!(closed.day_off(date("2026-12-27")), Some("weekend"));
+        assert_eq!(closed.day_off(date("2026-12-28")), None);
+        assert_eq!(
+            working_days("3 working days", closed).to_string(),
+            "3 working days (Monday to Friday, less Danish public holidays and 2 closing days)"
+        );
+        assert_eq!(
+            working_days("3 working days", only_closing).to_string(),
+            "3 working days (Monday to Friday, less 1 closing day)"
+        );
+        assert_eq!(
+            retention("3 working days", &[]).to_string(),
+            "3 working days (Monday to Friday)"
+        );
+    }
+
+    #[test]
+    fn holidays_parse() {
+        assert_eq!("DK".parse::<Holidays>(), Ok(Holidays::Denmark));
+        assert_eq!("none".parse::<Holidays>(), Ok(Holidays::None));
+        assert!("SE".parse::<Holidays>().is_err());
+        assert!("dk".parse::<Holidays>().is_err());
+    }
+
+    /// The bound stays exact across holidays, long closures and the
+    /// bracket the search has to widen for them.
+    #[test]
+    fn first_not_due_is_exact_across_holidays() {
+        let closure: Vec<NaiveDate> = (0..40).map(|i| date("2026-07-01") + Days::new(i)).collect();
+        let rules = [
+            working_days("3 working days", danish()),
+            working_days("10 working days", Calendar::new(Holidays::Denmark, closure)),
+            working_days("0 working days", danish()),
+        ];
+        let mut now = at("2026-03-28T06:10:00");
+        while now < at("2027-01-10") {
+            for rule in &rules {
+                let bound = rule.first_not_due(now);
+                assert!(!rule.is_due(bound, now), "{rule} at {now}: bound {bound}");
+                let before = bound - TimeDelta::microseconds(1);
+                assert!(rule.is_due(before, now), "{rule} at {now}: {before}");
+            }
+            now += TimeDelta::hours(17) + TimeDelta::minutes(31);
+        }
+    }
+
+    #[test]
     fn round_up_is_the_first_instant_after_the_year() {
         assert_eq!(
             RoundUp::CalendarYearEnd.apply(at("2019-01-01")),
@@ -475,6 +912,7 @@ mod tests {
             retention("12 months", &[]),
             retention("5 years", &[FY_JUNE]),
             retention("7 years", &[RoundUp::CalendarYearEnd]),
+            retention("7 years", &[FY_JUNE, RoundUp::CalendarYearEnd]),
             retention("3 working days", &[]),
             retention("30 days", &[]),
             retention("0 days", &[]),
@@ -502,6 +940,81 @@ mod tests {
                 );
             }
             now += TimeDelta::hours(19) + TimeDelta::minutes(7);
+        }
+    }
+
+    /// The first due moment of each seed vector, as a wall-clock time in
+    /// Copenhagen (00:00): nothing under the bookkeeping acts goes before.
+    #[test]
+    fn seed_vectors() {
+        let calendar = RoundUp::CalendarYearEnd;
+        let december = RoundUp::FinancialYearEnd { end_month: 12 };
+        let cases: [(&str, Retention, &str, &str); 9] = [
+            // ITJ: 5 years after completion under the bookkeeping act,
+            // from the end of the (calendar) financial year.
+            (
+                "ITJ purchase",
+                retention("5 years", &[december]),
+                "2021-03-10",
+                "2027-01-01",
+            ),
+            (
+                "agency, calendar year",
+                retention("5 years", &[december]),
+                "2020-12-31",
+                "2026-01-01",
+            ),
+            (
+                "agency, calendar year",
+                retention("5 years", &[december]),
+                "2021-01-01",
+                "2027-01-01",
+            ),
+            (
+                "agency, year to 30 June",
+                retention("5 years", &[FY_JUNE]),
+                "2020-09-01",
+                "2026-07-01",
+            ),
+            (
+                "Jetpak, calendar year",
+                retention("7 years", &[december, calendar]),
+                "2019-08-10",
+                "2027-01-01",
+            ),
+            (
+                "Jetpak, year to 30 June",
+                retention("7 years", &[FY_JUNE, calendar]),
+                "2019-08-10",
+                "2028-01-01",
+            ),
+            (
+                "Jetpak, year to 30 June",
+                retention("7 years", &[FY_JUNE, calendar]),
+                "2018-08-10",
+                "2027-01-01",
+            ),
+            (
+                "JMA agreement",
+                retention("5 years", &[FY_JUNE]),
+                "2017-07-01",
+                "2023-07-01",
+            ),
+            (
+                "JMA invoice",
+                retention("5 years", &[FY_JUNE]),
+                "2020-03-15",
+                "2025-07-01",
+            ),
+        ];
+        for (what, rule, event, due) in cases {
+            let (event, due) = (at(event), at(due));
+            assert_eq!(rule.due_at(event), due, "{what}: {event}");
+            assert!(
+                !rule.is_due(event, due - TimeDelta::microseconds(1)),
+                "{what}: {event}"
+            );
+            assert!(rule.is_due(event, due), "{what}: {event}");
         }
     }
 

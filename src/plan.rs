@@ -875,6 +875,7 @@ mod tests {
         let retention = Retention {
             period: "5 years".parse().unwrap(),
             round_up: vec![crate::period::RoundUp::FinancialYearEnd { end_month: 6 }],
+            calendar: Default::default(),
         };
         let zone: Tz = "Europe/Copenhagen".parse().unwrap();
         // 2022-06-30 22:30 UTC is already 1 July 00:30 in Copenhagen.

@@ -2,6 +2,10 @@
 //! `rules/` enforce it, on PostgreSQL and MariaDB: the day before the data
 //! becomes due nothing happens; on the day it does, the data goes (or is
 //! pseudonymised) as promised, and the audit trail names the rule.
+//!
+//! `run` refuses an `--as-of` later than the clock, so a boundary still
+//! ahead is proven by `plan` instead ([`Ahead`]): the dry run counts with
+//! the very predicate a run changes rows by.
 
 mod common;
 
@@ -20,9 +24,34 @@ struct Seed {
 /// One promise at its boundary.
 struct Case {
     rule: &'static str,
+    /// The deployment's `financial_year_end` in `glemsel.toml`.
+    year_end: &'static str,
     day_before: &'static str,
     day_of: &'static str,
     checks: &'static [Check],
+}
+
+/// The defaults of a [`Case`]: a financial year to 30 June, as in the
+/// shipped example config.
+const CASE: Case = Case {
+    rule: "",
+    year_end: JUNE,
+    day_before: "",
+    day_of: "",
+    checks: &[],
+};
+
+const JUNE: &str = "06-30";
+const CALENDAR_YEAR: &str = "12-31";
+
+/// A boundary the clock has not reached yet: the dry run counts `due.0`
+/// rows due the day before and `due.1` on the day.
+struct Ahead {
+    rule: &'static str,
+    year_end: &'static str,
+    day_before: &'static str,
+    day_of: &'static str,
+    due: (u64, u64),
 }
 
 /// A query returning one value (NULL reads "NULL"), and that value after
@@ -46,7 +75,36 @@ async fn value(db: &TestDb, sql: &str) -> String {
         .unwrap_or_else(|| "no row".into())
 }
 
-async fn check_seed(seed: &Seed, cases: &[Case]) {
+/// A project for `db` with the seed's rule files and the deployment's
+/// financial year end.
+fn project(db: &TestDb, seed: &Seed, rule_files: &[PathBuf], year_end: &str) -> Project {
+    let project = Project::for_db(db, seed.store, "");
+    for path in rule_files {
+        std::fs::copy(
+            path,
+            project.path().join("rules").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let config = std::fs::read_to_string(project.config()).unwrap();
+    let default = format!("financial_year_end = \"{JUNE}\"");
+    assert!(config.contains(&default), "{config}");
+    let config = config.replace(&default, &format!("financial_year_end = \"{year_end}\""));
+    std::fs::write(project.config(), config).unwrap();
+    project
+}
+
+/// How many rows the dry run counts as due for `rule` at `as_of`.
+fn due_in_plan(project: &Project, rule: &str, as_of: &str) -> u64 {
+    let plan = project.glemsel(&["plan", "--rule", rule, "--as-of", as_of, "--format", "json"]);
+    assert_eq!(code(&plan), 0, "plan {rule} {as_of}: {}", text(&plan));
+    let report: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    report["steps"][0]["counts"]["due"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no due count in {report}"))
+}
+
+async fn check_seed(seed: &Seed, cases: &[Case], ahead: &[Ahead]) {
     let rule_files: Vec<PathBuf> = std::fs::read_dir(repo().join("rules").join(seed.dir))
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -69,6 +127,17 @@ async fn check_seed(seed: &Seed, cases: &[Case]) {
             );
         }
     }
+    // A case the clock has not reached cannot be run; it belongs in `ahead`.
+    let today = chrono::Utc::now().date_naive().to_string();
+    for case in cases {
+        assert!(
+            case.day_of <= today.as_str(),
+            "{} {}: {} is after today; run refuses it, so write it as an Ahead case",
+            seed.dir,
+            case.rule,
+            case.day_of
+        );
+    }
     let fixtures = repo().join("tests/fixtures").join(seed.dir);
     let data = std::fs::read_to_string(fixtures.join("data.sql")).unwrap();
     for kind in [Kind::Postgres, Kind::Mariadb] {
@@ -83,15 +152,11 @@ async fn check_seed(seed: &Seed, cases: &[Case]) {
             };
             db.exec(&schema).await;
             db.exec(&data).await;
-            let project = Project::for_db(&db, seed.store, "");
-            for path in &rule_files {
-                std::fs::copy(
-                    path,
-                    project.path().join("rules").join(path.file_name().unwrap()),
-                )
-                .unwrap();
-            }
-            let what = format!("{} {} on {kind:?}", seed.dir, case.rule);
+            let project = project(&db, seed, &rule_files, case.year_end);
+            let what = format!(
+                "{} {} (year end {}) on {kind:?}",
+                seed.dir, case.rule, case.year_end
+            );
             let check = project.glemsel(&["check"]);
             assert_eq!(
                 code(&check),
@@ -142,6 +207,29 @@ async fn check_seed(seed: &Seed, cases: &[Case]) {
             assert_eq!(code(&verify), 0, "{what}: {}", text(&verify));
             db.drop().await;
         }
+        for case in ahead {
+            let Some(db) = TestDb::create(kind, "seed").await else {
+                continue;
+            };
+            db.exec(&schema).await;
+            db.exec(&data).await;
+            let project = project(&db, seed, &rule_files, case.year_end);
+            let what = format!(
+                "{} {} (year end {}) on {kind:?}, planned",
+                seed.dir, case.rule, case.year_end
+            );
+            assert_eq!(
+                (
+                    due_in_plan(&project, case.rule, case.day_before),
+                    due_in_plan(&project, case.rule, case.day_of)
+                ),
+                case.due,
+                "{what}: rows due as of {} and as of {}",
+                case.day_before,
+                case.day_of
+            );
+            db.drop().await;
+        }
     }
 }
 
@@ -154,17 +242,46 @@ async fn itj_consult() {
     check_seed(
         &seed,
         &[
+            // The bookkeeping act: 5 years from the end of the financial
+            // year the purchase concerns, never 5 years from the day.
             Case {
                 rule: "itj-purchases",
-                day_before: "2026-03-09",
-                day_of: "2026-03-10",
+                year_end: CALENDAR_YEAR,
+                // Completed 2020-03-10: the financial year ends 2020-12-31.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 5",
+                        before: "1",
+                        after: "0",
+                    },
+                    // Completed 2021-03-10: a year later.
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 1",
+                        before: "1",
+                        after: "1",
+                    },
+                    // A subscription that still runs keeps its purchase.
+                    Check {
+                        sql: "SELECT count(*) FROM purchases WHERE id = 4",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+            },
+            Case {
+                rule: "itj-purchases",
+                year_end: JUNE,
+                // Completed 2021-03-10: the financial year ends 2021-06-30.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
                 checks: &[
                     Check {
                         sql: "SELECT count(*) FROM purchases WHERE id = 1",
                         before: "1",
                         after: "0",
                     },
-                    // A subscription that still runs keeps its purchase.
                     Check {
                         sql: "SELECT count(*) FROM purchases WHERE id = 4",
                         before: "1",
@@ -189,6 +306,7 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "itj-support-requests",
@@ -216,6 +334,44 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
+            },
+            // Never answered: counted from the last message, as if answered then.
+            Case {
+                rule: "itj-stale-tickets",
+                day_before: "2026-02-28",
+                day_of: "2026-03-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 32",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM ticket_messages WHERE ticket_id = 32",
+                        before: "1",
+                        after: "0",
+                    },
+                    // The account is another rule's business.
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 22",
+                        before: "1",
+                        after: "1",
+                    },
+                    // Opened the same day, but its last message came 2024-09-10.
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 34",
+                        before: "1",
+                        after: "1",
+                    },
+                    // Answered: the answer counts (itj-support-requests).
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 31",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+                ..CASE
             },
             Case {
                 rule: "itj-support-accounts",
@@ -238,13 +394,26 @@ async fn itj_consult() {
                         before: "1",
                         after: "0",
                     },
-                    // Same dates, but its ticket was never answered: still in use.
+                    // Same dates, and its ticket was never answered: a stale
+                    // ticket does not keep an account in use for ever.
                     Check {
                         sql: "SELECT count(*) FROM support_accounts WHERE id = 22",
+                        before: "1",
+                        after: "0",
+                    },
+                    Check {
+                        sql: "SELECT count(*) FROM support_tickets WHERE id = 32",
+                        before: "1",
+                        after: "0",
+                    },
+                    // A ticket opened 2024-06-01: used three months later.
+                    Check {
+                        sql: "SELECT count(*) FROM support_accounts WHERE id = 23",
                         before: "1",
                         after: "1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "itj-consent-withdrawn",
@@ -272,6 +441,7 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "itj-access-logs",
@@ -290,6 +460,17 @@ async fn itj_consult() {
                         after: "1",
                     },
                 ],
+                ..CASE
+            },
+        ],
+        &[
+            // Completed 2021-03-10, a calendar financial year: 2027-01-01.
+            Ahead {
+                rule: "itj-purchases",
+                year_end: CALENDAR_YEAR,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (1, 2),
             },
         ],
     )
@@ -340,6 +521,7 @@ async fn jetpak() {
                         after: "kept 1",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "jetpak-marketing-customers",
@@ -347,8 +529,12 @@ async fn jetpak() {
                 day_of: "2026-02-14",
                 checks: &[
                     Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 1", before: "pakker", after: "NULL" },
-                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 2", before: "pakker", after: "pakker" },
+                    // A dispute holds contract data, not marketing data.
+                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 2", before: "pakker", after: "NULL" },
+                    // An order not yet paid: the contract period runs.
+                    Check { sql: "SELECT COALESCE(marketing_interests, 'NULL') FROM customers WHERE id = 3", before: "pakker", after: "pakker" },
                 ],
+                ..CASE
             },
             Case {
                 rule: "jetpak-marketing-prospects",
@@ -359,25 +545,30 @@ async fn jetpak() {
                     // Collected the same day, but became a customer: the customer rules apply.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "1" },
                 ],
+                ..CASE
             },
-                        Case {
+            Case {
                 rule: "jetpak-marketing-converted",
                 // Prospect 202 became customer 1, whose contract period ended 2023-02-14.
                 day_before: "2026-02-13",
                 day_of: "2026-02-14",
                 checks: &[
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 202", before: "1", after: "0" },
-                    // Customer 2's dispute is open: held.
-                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 204", before: "1", after: "1" },
-                                        // Not a customer: not this rule's row.
+                    // Customer 2's dispute holds its contract data, not this.
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 204", before: "1", after: "0" },
+                    // Customer 3 has an order not yet paid: the contract runs.
+                    Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 205", before: "1", after: "1" },
+                    // Not a customer: not this rule's row.
                     Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "1" },
                 ],
+                ..CASE
             },
             Case {
                 rule: "jetpak-marketing-objections",
                 day_before: "2026-06-09",
                 day_of: "2026-06-10",
                 checks: &[Check { sql: "SELECT count(*) FROM marketing_contacts WHERE id = 203", before: "1", after: "0" }],
+                ..CASE
             },
             Case {
                 rule: "jetpak-business-development",
@@ -389,18 +580,81 @@ async fn jetpak() {
                     // The customer's agreement is active: kept.
                     Check { sql: "SELECT COALESCE(ip, 'NULL') FROM web_sessions WHERE id = 302", before: "192.0.2.4", after: "192.0.2.4" },
                 ],
+                ..CASE
+            },
+            Case {
+                rule: "jetpak-orders",
+                year_end: JUNE,
+                // Paid 2017-08-10: the financial year ends 2018-06-30, in the
+                // calendar year 2018; 7 years from its end.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 103", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 102", before: "1", after: "1" },
+                    // Customer 2's dispute holds its orders.
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 203", before: "1", after: "1" },
+                    // Never paid: the contract period runs.
+                    Check { sql: "SELECT count(*) FROM orders WHERE id = 303", before: "1", after: "1" },
+                ],
+            },
+            // 7 years from the end of the calendar year in which the
+            // financial year ends.
+            Case {
+                rule: "jetpak-bookkeeping",
+                year_end: JUNE,
+                // Invoiced 2017-08-10: the financial year ends 2018-06-30,
+                // in the calendar year 2018.
+                day_before: "2025-12-31",
+                day_of: "2026-01-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1003", before: "1", after: "0" },
+                    // Invoiced 2018-08-10: the financial year ends 2019-06-30.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1002", before: "1", after: "1" },
+                    // Customer 2's dispute holds its invoice.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
+                ],
             },
             Case {
                 rule: "jetpak-bookkeeping",
+                year_end: CALENDAR_YEAR,
                 // Invoiced in 2018: 7 years from the end of 2018.
                 day_before: "2025-12-31",
                 day_of: "2026-01-01",
                 checks: &[
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 1002", before: "1", after: "0" },
-                    // Customer 2's dispute holds its invoice.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 1004", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 2001", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 1001", before: "1", after: "1" },
                 ],
+            },
+        ],
+        &[
+            // The policy's vector: invoice 2019-08-10, financial year =
+            // calendar year: may go after 2026-12-31 (1003 and 1002 are
+            // due already; 2001 is held).
+            Ahead {
+                rule: "jetpak-bookkeeping",
+                year_end: CALENDAR_YEAR,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (2, 3),
+            },
+            // With the year to 30 June: 2018-08-10 on 2027-01-01 and
+            // 2019-08-10 on 2028-01-01.
+            Ahead {
+                rule: "jetpak-bookkeeping",
+                year_end: JUNE,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (1, 2),
+            },
+            Ahead {
+                rule: "jetpak-bookkeeping",
+                year_end: JUNE,
+                day_before: "2027-12-31",
+                day_of: "2028-01-01",
+                due: (2, 3),
             },
         ],
     )
@@ -416,11 +670,60 @@ async fn jma_on_nav() {
     check_seed(
         &seed,
         &[
+            // "5 years from the end of the financial year the material
+            // concerns": the agreement's end, and every ledger entry and
+            // invoice of the customer.
             Case {
                 rule: "jma-customers",
-                // The policy's vector: the agreement ended in May 2017.
-                day_before: "2022-06-30",
-                day_of: "2022-07-01",
+                // Agreement ended 2017-07-01: the financial year 2017/18.
+                day_before: "2023-06-30",
+                day_of: "2023-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00050'",
+                        before: "kunde50@example.invalid",
+                        after: "token",
+                    },
+                    // Ended in May 2017, but invoiced until 2020-07-01.
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00010'",
+                        before: "kunde10@example.invalid",
+                        after: "kunde10@example.invalid",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-customers",
+                // A one-off buyer: no agreement end date (1753-01-01), last
+                // invoiced 2019-03-01, in the year to 2019-06-30.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00040'",
+                        before: "kunde40@example.invalid",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00010'",
+                        before: "kunde10@example.invalid",
+                        after: "kunde10@example.invalid",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-customers",
+                // The agreement ended in May 2017 (the policy's vector: kept
+                // until at least 2022-06-30), but the last invoice was posted
+                // 2020-07-01, in the year to 2021-06-30.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
                 checks: &[
                     Check {
                         sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%@invalid' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
@@ -439,13 +742,15 @@ async fn jma_on_nav() {
                         before: "kunde20@example.invalid",
                         after: "kunde20@example.invalid",
                     },
-                    // 1753-01-01 is NAV's blank: the agreement runs.
+                    // No date at all (a blank end date, nothing posted): no
+                    // usable date, never due; blank never reads as old.
                     Check {
                         sql: "SELECT \"E-Mail\" FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00030'",
                         before: "kunde30@example.invalid",
                         after: "kunde30@example.invalid",
                     },
                 ],
+                ..CASE
             },
             Case {
                 rule: "jma-invoices",
@@ -457,6 +762,12 @@ async fn jma_on_nav() {
                         sql: "SELECT CASE WHEN \"Bill-to Name\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Bill-to Name\" END \
                               FROM \"CRONUS International Ltd_$Sales Invoice Header\" WHERE \"No_\" = 'SI-1001'",
                         before: "Kunde Ti",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT CASE WHEN \"Sell-to Contact\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Sell-to Contact\" END \
+                              FROM \"CRONUS International Ltd_$Sales Invoice Header\" WHERE \"No_\" = 'SI-1001'",
+                        before: "Anne Ti",
                         after: "token",
                     },
                     // The bookkeeping stays: number and amount.
@@ -472,8 +783,116 @@ async fn jma_on_nav() {
                         after: "Kunde Ti",
                     },
                 ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-credit-memos",
+                // Posted 2018-09-01, in the financial year to 2019-06-30.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"Bill-to Name\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Bill-to Name\" END \
+                              FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1001'",
+                        before: "Kunde Ti",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT CASE WHEN \"Sell-to Contact\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Sell-to Contact\" END \
+                              FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1001'",
+                        before: "Anne Ti",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT CONCAT(\"No_\", '/', ROUND(\"Amount\", 2)) FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1001'",
+                        before: "CM-1001/200.00",
+                        after: "CM-1001/200.00",
+                    },
+                    // Posted 2019-07-01: the next financial year.
+                    Check {
+                        sql: "SELECT CASE WHEN \"Bill-to Name\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"Bill-to Name\" END \
+                              FROM \"CRONUS International Ltd_$Sales Cr_Memo Header\" WHERE \"No_\" = 'CM-1002'",
+                        before: "Kunde Ti",
+                        after: "Kunde Ti",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-contacts",
+                // Named by no customer or document; last changed 2019-03-01.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0002'",
+                        before: "jens@example.invalid",
+                        after: "token",
+                    },
+                    Check {
+                        sql: "SELECT \"Job Title\" FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0002'",
+                        before: "IT-chef",
+                        after: "[redacted]",
+                    },
+                    // C00010's primary contact, named on its invoices until 2020-07-01.
+                    Check {
+                        sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0001'",
+                        before: "anne@example.invalid",
+                        after: "anne@example.invalid",
+                    },
+                ],
+                ..CASE
+            },
+            Case {
+                rule: "jma-contacts",
+                // The last invoice naming CT0001 was posted 2020-07-01.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
+                checks: &[Check {
+                    sql: "SELECT CASE WHEN \"E-Mail\" LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE \"E-Mail\" END \
+                              FROM \"CRONUS International Ltd_$Contact\" WHERE \"No_\" = 'CT0001'",
+                    before: "anne@example.invalid",
+                    after: "token",
+                }],
+                ..CASE
+            },
+            Case {
+                rule: "jma-comment-lines",
+                // C00040's comment has a blank date; the customer's last
+                // invoice was posted 2019-03-01.
+                day_before: "2024-06-30",
+                day_of: "2024-07-01",
+                checks: &[
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 1 AND \"No_\" = 'C00040'",
+                        before: "1",
+                        after: "0",
+                    },
+                    // C00010 was invoiced until 2020-07-01.
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 1 AND \"No_\" = 'C00010'",
+                        before: "1",
+                        after: "1",
+                    },
+                    // C00020 has an open ledger entry.
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 1 AND \"No_\" = 'C00020'",
+                        before: "1",
+                        after: "1",
+                    },
+                    // A comment on an item is not about a customer.
+                    Check {
+                        sql: "SELECT count(*) FROM \"CRONUS International Ltd_$Comment Line\" WHERE \"Table Name\" = 3 AND \"No_\" = 'ITEM-1'",
+                        before: "1",
+                        after: "1",
+                    },
+                ],
+                ..CASE
             },
         ],
+        &[],
     )
     .await;
 }
@@ -498,6 +917,20 @@ async fn web_agency() {
                         after: "token",
                     },
                     Check { sql: "SELECT COALESCE(phone, 'NULL') FROM clients WHERE id = 1", before: "+45 0000 0001", after: "NULL" },
+                    Check {
+                        sql: "SELECT CASE WHEN company_name LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE company_name END FROM clients WHERE id = 1",
+                        before: "Firma Et ApS",
+                        after: "token",
+                    },
+                    Check { sql: "SELECT cvr FROM clients WHERE id = 1", before: "00000001", after: "[redacted]" },
+                    // Never ordered: 36 months after it was registered.
+                    Check {
+                        sql: "SELECT CASE WHEN company_name LIKE 'psn!_%' ESCAPE '!' THEN 'token' ELSE company_name END FROM clients WHERE id = 3",
+                        before: "Klient Tre Design",
+                        after: "token",
+                    },
+                    Check { sql: "SELECT cvr FROM clients WHERE id = 3", before: "00000003", after: "[redacted]" },
+                    Check { sql: "SELECT cvr FROM clients WHERE id = 4", before: "00000004", after: "00000004" },
                     // Its invoices stay, with their numbers and amounts.
                     Check {
                         sql: "SELECT CONCAT(invoice_no, '/', amount) FROM invoices WHERE id = 12",
@@ -506,15 +939,38 @@ async fn web_agency() {
                     },
                     Check { sql: "SELECT email FROM clients WHERE id = 2", before: "klient2@example.invalid", after: "klient2@example.invalid" },
                 ],
+                ..CASE
             },
+            // 5 years from the end of the financial year the invoice
+            // concerns, with the deployment's year end.
             Case {
                 rule: "agency-bookkeeping",
-                // Issued in 2020: 5 years from the end of 2020.
+                year_end: CALENDAR_YEAR,
                 day_before: "2025-12-31",
                 day_of: "2026-01-01",
                 checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 14", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 13", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 11", before: "1", after: "0" },
+                    // 2021-01-01 belongs to the next year.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 22", before: "1", after: "1" },
                     Check { sql: "SELECT count(*) FROM invoices WHERE id = 21", before: "1", after: "1" },
+                ],
+            },
+            Case {
+                rule: "agency-bookkeeping",
+                year_end: JUNE,
+                // 2020-09-01 to 2021-06-30 is the financial year 2020/21.
+                day_before: "2026-06-30",
+                day_of: "2026-07-01",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 13", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 14", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 22", before: "1", after: "0" },
+                    // 2020-05-05: the year that ended 2020-06-30, due a year ago.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 11", before: "0", after: "0" },
+                    // 2021-07-01: the next financial year.
+                    Check { sql: "SELECT count(*) FROM invoices WHERE id = 23", before: "1", after: "1" },
                 ],
             },
             Case {
@@ -525,6 +981,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 31", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM analytics_events WHERE id = 32", before: "1", after: "1" },
                 ],
+                ..CASE
             },
             Case {
                 rule: "agency-cookie-consents",
@@ -534,6 +991,7 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 41", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM cookie_consents WHERE id = 42", before: "1", after: "1" },
                 ],
+                ..CASE
             },
             Case {
                 rule: "agency-contact-form-erasure",
@@ -543,6 +1001,18 @@ async fn web_agency() {
                     Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 51", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM contact_form_submissions WHERE id = 52", before: "1", after: "1" },
                 ],
+                ..CASE
+            },
+        ],
+        &[
+            // Calendar year: 2020-12-31 went on 2026-01-01 (with 11 and
+            // 13); the three invoices of 2021 come due on 2027-01-01.
+            Ahead {
+                rule: "agency-bookkeeping",
+                year_end: CALENDAR_YEAR,
+                day_before: "2026-12-31",
+                day_of: "2027-01-01",
+                due: (3, 6),
             },
         ],
     )
@@ -568,7 +1038,19 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM form_submissions WHERE contact_id = 1", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE contact_id = 1", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
+                    // Asked the same day, but a legal claim or a contract needs
+                    // the data: held, with its tracking.
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 6", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 6", before: "1", after: "1" },
+                    Check {
+                        sql: "SELECT CASE WHEN detail LIKE '%\"held_by\":[{\"name\":\"legal_hold\",\"rows\":1}]%' THEN 'kept 1' \
+                              WHEN detail LIKE '%\"held_by\":[{\"name\":\"legal_hold\",\"rows\":0}]%' THEN 'kept 0' ELSE detail END \
+                              FROM glemsel_audit WHERE event = 'run_finish' ORDER BY seq DESC LIMIT 1",
+                        before: "kept 0",
+                        after: "kept 1",
+                    },
                 ],
+                ..CASE
             },
             Case {
                 rule: "justapps-opt-out-tracking",
@@ -578,8 +1060,49 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 2", before: "2", after: "0" },
                     // The opted-out contact itself stays: the opt-out is remembered.
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 2", before: "1", after: "1" },
-                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 5", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE contact_id = 5", before: "3", after: "3" },
                 ],
+                ..CASE
+            },
+            // Tracking of contacts who never opt out.
+            Case {
+                rule: "justapps-email-tracking",
+                day_before: "2026-05-04",
+                day_of: "2026-05-05",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE id = 52", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM email_tracking WHERE id = 53", before: "1", after: "1" },
+                    Check { sql: "SELECT count(*) FROM contacts WHERE id = 5", before: "1", after: "1" },
+                ],
+                ..CASE
+            },
+            // A form sent by someone who is no contact: visitor data.
+            Case {
+                rule: "justapps-visitor-forms",
+                day_before: "2026-07-06",
+                day_of: "2026-07-07",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 71", before: "1", after: "0" },
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 72", before: "1", after: "1" },
+                    // A customer's form, older still: the contact's rule.
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 81", before: "1", after: "1" },
+                ],
+                ..CASE
+            },
+            // A customer's form: interaction history, with the contact.
+            Case {
+                rule: "justapps-contact-forms",
+                // Contact 4's last interaction was 2021-08-08.
+                day_before: "2026-08-07",
+                day_of: "2026-08-08",
+                checks: &[
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 81", before: "1", after: "0" },
+                    // Sent earlier still, but contact 5 was in touch in 2024.
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 82", before: "1", after: "1" },
+                    // A visitor's form is the visitor rule's.
+                    Check { sql: "SELECT count(*) FROM form_submissions WHERE id = 71", before: "1", after: "1" },
+                ],
+                ..CASE
             },
             Case {
                 rule: "justapps-leads",
@@ -592,6 +1115,7 @@ async fn just_apps() {
                     // The same dates, but a customer: not a lead.
                     Check { sql: "SELECT count(*) FROM contacts WHERE id = 5", before: "1", after: "1" },
                 ],
+                ..CASE
             },
             Case {
                 rule: "justapps-event-registrations",
@@ -601,6 +1125,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 41", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM event_registrations WHERE id = 42", before: "1", after: "1" },
                 ],
+                ..CASE
             },
             Case {
                 rule: "justapps-web-visits",
@@ -610,6 +1135,7 @@ async fn just_apps() {
                     Check { sql: "SELECT count(*) FROM web_visits WHERE id = 61", before: "1", after: "0" },
                     Check { sql: "SELECT count(*) FROM web_visits WHERE id = 62", before: "1", after: "1" },
                 ],
+                ..CASE
             },
             Case {
                 rule: "justapps-customer-contacts",
@@ -624,8 +1150,10 @@ async fn just_apps() {
                     Check { sql: "SELECT COALESCE(job_title, 'NULL') FROM contacts WHERE id = 4", before: "Direktør", after: "NULL" },
                     Check { sql: "SELECT email FROM contacts WHERE id = 5", before: "kunde5@example.invalid", after: "kunde5@example.invalid" },
                 ],
+                ..CASE
             },
         ],
+        &[],
     )
     .await;
 }

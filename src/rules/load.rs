@@ -22,7 +22,7 @@ use super::{
     EventSpec, HoldTable, Join, Location, Policy, Related, Rule, RuleLocations, SecretSource,
     Settings, StoreConfig, TableRef, check_identifier,
 };
-use crate::period::{Period, Retention, RoundUp};
+use crate::period::{Calendar, Holidays, Period, Retention, RoundUp, Unit};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
 
@@ -95,6 +95,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         stores: &stores,
         categories: &categories,
         financial_year_end,
+        calendar: settings.calendar.as_ref(),
         default_batch_size: settings.batch_size,
         default_batch_ms: settings.batch_ms,
     };
@@ -269,6 +270,7 @@ fn settings(
     let settings = Settings {
         config_file: source.path.clone(),
         timezone,
+        calendar: calendar(source, raw, diags),
         key: secret_source(
             source,
             "key",
@@ -300,6 +302,37 @@ fn settings(
         parse_table(source, table, None, diags);
     }
     (settings, financial_year_end)
+}
+
+/// `holidays` and `closing_days`: which days are working days. Unset when
+/// neither is given; closing days alone need `holidays` to say whose
+/// public holidays (if any) come on top.
+fn calendar(source: &Source, raw: &RawConfig, diags: &mut Diagnosed) -> Option<Calendar> {
+    let closing_days: Vec<NaiveDate> = raw
+        .closing_days
+        .iter()
+        .flatten()
+        .filter_map(|d| parse_date(source, d, None, diags))
+        .collect();
+    let holidays = match &raw.holidays {
+        Some(text) => match text.get_ref().parse::<Holidays>() {
+            Ok(holidays) => holidays,
+            Err(err) => {
+                diags.push(source.span_location(Some(text.span())), None, err);
+                Holidays::None
+            }
+        },
+        None if raw.closing_days.is_some() => {
+            diags.push(
+                Location::file_start(&source.path),
+                None,
+                "closing_days needs holidays = \"DK\" or \"none\": say whose public holidays are days off too",
+            );
+            Holidays::None
+        }
+        None => return None,
+    };
+    Some(Calendar::new(holidays, closing_days))
 }
 
 fn stores(
@@ -716,6 +749,7 @@ struct RuleContext<'a> {
     stores: &'a BTreeMap<String, StoreConfig>,
     categories: &'a BTreeMap<String, Category>,
     financial_year_end: Option<u32>,
+    calendar: Option<&'a Calendar>,
     default_batch_size: u64,
     default_batch_ms: u64,
 }
@@ -801,6 +835,15 @@ fn validate_rule(
             None
         }
     };
+    // Which days are working days is a deployment fact, like the
+    // financial year end: never assumed.
+    if period.is_some_and(|p| p.unit == Unit::WorkingDays) && ctx.calendar.is_none() {
+        diags.push(
+            loc(raw.retain.span()),
+            rule,
+            "retain counts working days: set holidays = \"DK\" (Danish public holidays are days off) or holidays = \"none\" in glemsel.toml",
+        );
+    }
     let year_end = match &raw.financial_year_end {
         Some(fye) => parse_year_end(source, fye, rule, diags),
         None => ctx.financial_year_end,
@@ -982,6 +1025,7 @@ fn validate_rule(
         retention: Retention {
             period: period?,
             round_up,
+            calendar: ctx.calendar.cloned().unwrap_or_default(),
         },
         filter,
         hold,
@@ -1492,6 +1536,101 @@ url = "postgres://user:secret@db/crm"
         assert_eq!(
             policy.rules[0].retention.round_up,
             vec![RoundUp::FinancialYearEnd { end_month: 12 }]
+        );
+    }
+
+    /// "The end of the calendar year in which the financial year ends":
+    /// a list, applied in order, with the deployment's year end.
+    #[test]
+    fn chained_rounding_with_the_deployments_year_end() {
+        let chained = GOOD_RULE.replace(
+            "round_up_to = \"financial_year_end\"",
+            "round_up_to = [\"financial_year_end\", \"calendar_year_end\"]",
+        );
+        let at = |text: &str| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .unwrap()
+                .and_time(chrono::NaiveTime::MIN)
+        };
+        for (year_end, due) in [("06-30", "2028-01-01"), ("12-31", "2027-01-01")] {
+            let config = CONFIG.replace("06-30", year_end);
+            let policy = Files::new(&config, &[("crm.toml", &rule(&chained))])
+                .load()
+                .unwrap();
+            let retention = &policy.rules[0].retention;
+            assert_eq!(retention.round_up.len(), 2);
+            assert_eq!(retention.round_up[1], RoundUp::CalendarYearEnd);
+            let seven_years = Retention {
+                period: "7 years".parse().unwrap(),
+                ..retention.clone()
+            };
+            assert_eq!(seven_years.due_at(at("2019-08-10")), at(due), "{year_end}");
+        }
+    }
+
+    #[test]
+    fn holidays_and_closing_days() {
+        let working = GOOD_RULE.replace("36 months", "3 working days");
+        let config = CONFIG.replace(
+            "key_file",
+            "holidays = \"DK\"\nclosing_days = [\"2026-12-31\", \"2026-12-24\"]\nkey_file",
+        );
+        let policy = Files::new(&config, &[("crm.toml", &rule(&working))])
+            .load()
+            .unwrap();
+        let calendar = &policy.rules[0].retention.calendar;
+        assert_eq!(calendar.holidays, Holidays::Denmark);
+        assert_eq!(
+            calendar.closing_days,
+            [
+                NaiveDate::from_ymd_opt(2026, 12, 24).unwrap(),
+                NaiveDate::from_ymd_opt(2026, 12, 31).unwrap()
+            ]
+        );
+        assert_eq!(policy.settings.calendar.as_ref(), Some(calendar));
+        // "none": weekends only, stated.
+        let none = CONFIG.replace("key_file", "holidays = \"none\"\nkey_file");
+        let policy = Files::new(&none, &[("crm.toml", &rule(&working))])
+            .load()
+            .unwrap();
+        assert_eq!(policy.rules[0].retention.calendar, Calendar::default());
+    }
+
+    #[test]
+    fn holiday_errors() {
+        let working = GOOD_RULE.replace("36 months", "3 working days");
+        // A rule counting working days needs the config to say which days.
+        let errors = Files::new(CONFIG, &[("crm.toml", &rule(&working))]).errors();
+        assert_eq!(
+            errors,
+            [
+                "rules/crm.toml:12:10: rule crm-contacts: retain counts working days: set holidays = \"DK\" (Danish public holidays are days off) or holidays = \"none\" in glemsel.toml"
+            ]
+        );
+        // Rules in months need nothing.
+        assert!(
+            Files::new(CONFIG, &[("crm.toml", &rule(GOOD_RULE))])
+                .load()
+                .is_ok()
+        );
+        let config = CONFIG.replace(
+            "key_file",
+            "holidays = \"SE\"\nclosing_days = [\"2026-12-24\", \"24-12-2026\"]\nkey_file",
+        );
+        let errors = Files::new(&config, &[("crm.toml", &rule(GOOD_RULE))]).errors();
+        assert_eq!(
+            errors,
+            [
+                "glemsel.toml:4:12: holidays \"SE\" is not known; use \"DK\" (Danish public holidays) or \"none\" (only weekends and closing_days)",
+                "glemsel.toml:5:31: \"24-12-2026\" is not a date; write \"YYYY-MM-DD\"",
+            ]
+        );
+        let config = CONFIG.replace("key_file", "closing_days = [\"2026-12-24\"]\nkey_file");
+        let errors = Files::new(&config, &[("crm.toml", &rule(GOOD_RULE))]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("glemsel.toml:1:1: closing_days needs holidays"),
+            "{errors:?}"
         );
     }
 

@@ -22,7 +22,7 @@ pub use load::load;
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
 
-use crate::period::Retention;
+use crate::period::{Calendar, Retention};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
 
@@ -112,6 +112,9 @@ pub struct StoreConfig {
 pub struct Settings {
     pub config_file: PathBuf,
     pub timezone: Tz,
+    /// Which days are working days; `None` when the config does not say
+    /// (then no rule may count working days).
+    pub calendar: Option<Calendar>,
     /// The HMAC key's file.
     pub key: Option<SecretSource>,
     /// The daemon's default schedule.

@@ -12,6 +12,10 @@ use toml::Spanned;
 pub(crate) struct RawConfig {
     pub timezone: Option<Spanned<String>>,
     pub financial_year_end: Option<Spanned<String>>,
+    /// Whose public holidays are not working days: "DK" or "none".
+    pub holidays: Option<Spanned<String>>,
+    /// Further days that are not working days, "YYYY-MM-DD".
+    pub closing_days: Option<Vec<Spanned<String>>>,
     pub key_file: Option<Spanned<String>>,
     /// The key as a systemd credential (a file in $CREDENTIALS_DIRECTORY).
     pub key_credential: Option<Spanned<String>>,

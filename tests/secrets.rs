@@ -188,3 +188,71 @@ async fn the_key_never_reaches_a_server_log() {
         db.drop().await;
     }
 }
+
+/// Server errors can quote a row's value (PostgreSQL's `invalid input
+/// syntax for type integer: "..."`, MariaDB's `Duplicate entry '...'`):
+/// output and the audit trail carry the error code and names, never it.
+#[tokio::test]
+async fn errors_never_quote_row_values() {
+    let key = HmacKey::from_bytes(KEY.as_bytes().to_vec());
+    let email = TokenShape::for_column(ColumnAction::HmacEmail, Some(120)).unwrap();
+    let existing = email.token(&key, "jens@example.invalid");
+    for kind in [Kind::Postgres, Kind::Mariadb] {
+        let Some(db) = TestDb::create(kind, "error_values").await else {
+            return;
+        };
+        db.exec(&format!(
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(80), email VARCHAR(120) UNIQUE, created DATE);
+             INSERT INTO people VALUES (1, 'Jens Hansen', 'jens@example.invalid', '2015-01-01'),
+                                       (2, 'Ole Olsen', '{existing}', '2026-01-01');"
+        ))
+        .await;
+        let project = Project::for_db(&db, "db", "");
+        let (rules, expected_code) = match kind {
+            // A data exception at the dry run: the value is in the message.
+            Kind::Postgres => (
+                "[[rule]]\nid = \"people\"\nstore = \"db\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\nwhere = \"CAST(name AS integer) > 0\"\naction = \"delete\"\n",
+                "22P02",
+            ),
+            // A duplicate key in a batch: the new value is in the message.
+            _ => (
+                "[[rule]]\nid = \"people\"\nstore = \"db\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\naction = \"pseudonymise\"\ncolumns = { email = \"hmac_email\" }\n",
+                "1062",
+            ),
+        };
+        project.rules("people.toml", rules);
+        let args: &[&str] = match kind {
+            Kind::Postgres => &["plan", "--as-of", "2025-06-01"],
+            _ => &["run", "--as-of", "2025-06-01"],
+        };
+        let out = project.glemsel_with_env(args, &[("GLEMSEL_LOG", "trace")]);
+        let shown = text(&out);
+        assert_eq!(code(&out), 1, "{kind:?}: {shown}");
+        assert!(shown.contains(expected_code), "{kind:?}: {shown}");
+        // A dry run writes no trail; a run records its failure there.
+        let trail: Vec<String> = match kind {
+            Kind::Postgres => Vec::new(),
+            _ => db
+                .rows("SELECT detail FROM glemsel_audit")
+                .await
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect(),
+        };
+        if kind == Kind::Mariadb {
+            assert!(
+                trail.iter().any(|d| d.contains(expected_code)),
+                "the failure is recorded: {trail:?}"
+            );
+        }
+        for value in ["Jens Hansen", "jens@example.invalid", existing.as_str()] {
+            assert!(!shown.contains(value), "{kind:?}: {value} in {shown}");
+            assert!(
+                !trail.iter().any(|d| d.contains(value)),
+                "{kind:?}: {value} in {trail:?}"
+            );
+        }
+        db.drop().await;
+    }
+}

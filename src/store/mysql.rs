@@ -366,9 +366,29 @@ impl MysqlStore {
 }
 
 /// A server's message without anything that could quote a value.
+/// Server errors whose messages name things (statements, tables, columns,
+/// variables, locks), never a row's value.
+const MESSAGES_WITHOUT_VALUES: &[u16] = &[
+    1044, 1045, 1046, 1049, 1052, 1054, 1064, 1142, 1143, 1146, 1193, 1205, 1213, 1227, 1238, 1290,
+    1305, 1317, 1582, 1583, 1665, 1792, 1969, 3024,
+];
+
+/// The server's error, as logs and reports may show it. Messages such as
+/// 1062 `Duplicate entry 'jens@...'` quote row values: for any code not
+/// known to be free of them, only the code and SQLSTATE are given.
 fn describe_error(err: &mysql_async::Error) -> String {
     match err {
-        mysql_async::Error::Server(server) => format!("error {}: {}", server.code, server.message),
+        mysql_async::Error::Server(server) if MESSAGES_WITHOUT_VALUES.contains(&server.code) => {
+            format!("error {}: {}", server.code, server.message)
+        }
+        mysql_async::Error::Server(server) => format!(
+            "error {} (SQLSTATE {}); the server's message is withheld because it can quote row values",
+            server.code, server.state
+        ),
+        // These print the value or row they could not convert.
+        mysql_async::Error::Driver(
+            mysql_async::DriverError::FromValue { .. } | mysql_async::DriverError::FromRow { .. },
+        ) => "a value could not be read as the expected type".to_string(),
         other => other.to_string(),
     }
 }

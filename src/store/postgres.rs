@@ -246,9 +246,38 @@ impl PostgresStore {
 }
 
 /// The message of an error without its DETAIL, which can quote row values.
+/// The server's error, as logs and reports may show it. A message can quote
+/// a row's value (`invalid input syntax for type integer: "jens@..."`), so
+/// it is given only for classes whose messages name things, not values:
+/// 42 (a rule that does not compile), 25 and 40 (transaction state), 53
+/// (resources), 55 and 57 (locks, timeouts, shutdown). Other errors give
+/// their SQLSTATE and the names of the table, column and constraint.
 fn describe_error(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        Some(db) => {
+            let code = db.code().code();
+            if ["42", "25", "40", "53", "55", "57"].contains(&&code[..2]) {
+                return format!("{}: {} (SQLSTATE {code})", db.severity(), db.message());
+            }
+            let names: Vec<String> = [
+                ("table", db.table()),
+                ("column", db.column()),
+                ("constraint", db.constraint()),
+                ("type", db.datatype()),
+            ]
+            .into_iter()
+            .filter_map(|(what, name)| name.map(|n| format!("{what} {n}")))
+            .collect();
+            let names = if names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            };
+            format!(
+                "{}: SQLSTATE {code}{names}; the server's message is withheld because it can quote row values",
+                db.severity()
+            )
+        }
         None => {
             let mut text = err.to_string();
             let mut source = std::error::Error::source(err);

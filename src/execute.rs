@@ -393,6 +393,8 @@ async fn run_locked(
             after: after.clone(),
             through: through.clone(),
         };
+        let limit = walk.limit();
+        let mut limited = false;
         let mut attempt = 1;
         loop {
             let batch_started = Instant::now();
@@ -401,7 +403,7 @@ async fn run_locked(
                 Err(err) => Err(StepError::Store(err)),
                 Ok(()) => {
                     let result: Result<Changed, StepError> = async {
-                        let changed = store.mutate(step, &window, key).await?;
+                        let changed = store.mutate(step, &window, key, limit).await?;
                         if let Some(max_rows) = step.max_rows
                             && changed_so_far + changed.rows > max_rows
                         {
@@ -442,7 +444,9 @@ async fn run_locked(
                     for (total, batch) in report.cascaded.iter_mut().zip(&changed.cascaded) {
                         total.rows += batch.rows;
                     }
-                    walk.record(batch_started.elapsed());
+                    // A limited batch that changed nothing would repeat forever.
+                    limited = changed.limited && rows > 0;
+                    walk.record(batch_started.elapsed(), rows, limited);
                     if rows > 0 {
                         metrics::batch_committed(
                             &step.rule_id,
@@ -470,7 +474,16 @@ async fn run_locked(
                 }
             }
         }
-        if failure.is_some() || through.is_none() {
+        if failure.is_some() {
+            break;
+        }
+        if limited {
+            // Due rows may remain in this window: the next, smaller window
+            // starts where this one did. The rows this batch changed are no
+            // longer due, so nothing is changed twice.
+            continue;
+        }
+        if through.is_none() {
             break;
         }
         if through == after {

@@ -9,6 +9,13 @@
 //! instead: its size is checked against the planner's estimate of the rows
 //! in it, which costs a plan rather than a scan, and a stretch of keys much
 //! denser than the last never lands in one batch.
+//!
+//! A window is sized by the rows it holds, due or not; how many of them are
+//! due is not known until the batch runs. So the rows one batch may change
+//! are sized too, from batches that changed many: a window larger than that
+//! is given it as a limit. A batch that reaches its limit leaves the rest
+//! of its window for the next, smaller one, so a long run of rows that are
+//! not due, then a dense block of due ones, never makes one long transaction.
 
 use std::time::Duration;
 
@@ -49,6 +56,11 @@ impl Sizer {
         self.rows
     }
 
+    /// At most `rows`, at least the floor.
+    fn shrink_to(&mut self, rows: u64) {
+        self.rows = self.rows.min(rows).max(self.min);
+    }
+
     /// Learns from a committed batch of about `rows` rows that took
     /// `elapsed`. A batch well short of the size (the table's end, a
     /// sparse stretch) says nothing about how many rows fit the budget,
@@ -72,6 +84,8 @@ impl Sizer {
 /// Finds the end of each window of one step's run.
 pub struct Walk {
     sizer: Sizer,
+    /// Sizes the rows one batch may change.
+    changes: Sizer,
     range: Option<Range>,
 }
 
@@ -91,6 +105,7 @@ impl Walk {
     /// rows; by rows otherwise.
     pub async fn start(store: &mut dyn Store, step: &Step) -> Result<Walk, StoreError> {
         let sizer = Sizer::new(step.batch_size, step.batch_ms);
+        let changes = sizer.clone();
         let integer_key = matches!(step.key.as_slice(), [c] if c.kind == ColumnKind::Integer);
         let mut range = None;
         if step.batch_ms > 0
@@ -107,7 +122,11 @@ impl Walk {
                 estimate: 0,
             });
         }
-        Ok(Walk { sizer, range })
+        Ok(Walk {
+            sizer,
+            changes,
+            range,
+        })
     }
 
     /// The end of the window after `after`; `None` for the last window,
@@ -156,13 +175,41 @@ impl Walk {
         Ok(choice.end.map(|end| vec![key_value(end)]))
     }
 
-    /// Learns from a committed batch how large the next one should be.
-    pub fn record(&mut self, elapsed: Duration) {
-        let rows = match &self.range {
+    /// The rows the window handed out last holds, as far as known.
+    fn window_rows(&self) -> u64 {
+        match &self.range {
             Some(range) => range.estimate,
             None => self.sizer.rows(),
-        };
-        self.sizer.record(rows, elapsed);
+        }
+    }
+
+    /// The most rows the next batch may change, when its window could hold
+    /// more than a batch should change; `None` for fixed-size batches,
+    /// whose window already bounds them.
+    pub fn limit(&self) -> Option<u64> {
+        self.sizer.target?;
+        let cap = self.changes.rows();
+        (self.window_rows() > cap).then_some(cap)
+    }
+
+    /// Learns from a committed batch how large the next one should be:
+    /// `changed` rows in `elapsed`, and whether it stopped at its limit.
+    pub fn record(&mut self, elapsed: Duration, changed: u64, limited: bool) {
+        self.sizer.record(self.window_rows(), elapsed);
+        if changed > 0 {
+            self.changes.record(changed, elapsed);
+        }
+        if limited {
+            // The window held more due rows than a batch should change: the
+            // next ones hold no more rows than that.
+            let cap = self.changes.rows();
+            if let Some(range) = &mut self.range
+                && range.estimate > cap
+            {
+                range.span = (range.span * i128::from(cap) / i128::from(range.estimate)).max(1);
+            }
+            self.sizer.shrink_to(cap);
+        }
     }
 }
 

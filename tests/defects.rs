@@ -572,3 +572,70 @@ async fn servers_that_must_not_be_written_refuse() {
     );
     db.drop().await;
 }
+
+/// A long stretch of rows that are not due grows the windows; the dense
+/// block of due rows after it must not land in one long transaction: the
+/// rows one batch changes are bounded by what batches changed before.
+#[tokio::test]
+async fn a_due_block_after_a_long_not_due_stretch_is_not_one_batch() {
+    for kind in ALL {
+        let Some(db) = TestDb::create(kind, "skewed").await else {
+            return;
+        };
+        let insert = |from: usize, to: usize, created: &str| {
+            let rows: Vec<String> = (from..to)
+                .map(|i| format!("({i}, 'Person {i}', '{created}')"))
+                .collect();
+            format!("INSERT INTO people VALUES {};", rows.join(", "))
+        };
+        db.exec(&format!(
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(80), created DATE);
+             {} {}",
+            insert(1, 6_001, "2026-01-01"),
+            insert(6_001, 8_001, "2015-01-01")
+        ))
+        .await;
+        if kind == Kind::Postgres {
+            db.exec("ANALYZE people").await;
+        }
+        let project = Project::for_db(&db, "db", "");
+        for (action, columns) in [
+            ("pseudonymise", "columns = { name = \"hmac\" }\n"),
+            ("delete", ""),
+        ] {
+            project.rules(
+                "people.toml",
+                &format!(
+                    "[[rule]]\nid = \"people-{action}\"\nstore = \"db\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\naction = \"{action}\"\n{columns}batch_size = 100\nbatch_ms = 5000\n"
+                ),
+            );
+            let run = project.glemsel(&["run", "--as-of", "2026-06-01"]);
+            assert_eq!(code(&run), 0, "{kind:?} {action}: {}", text(&run));
+            let batches: Vec<u64> = db
+                .column(&format!(
+                    "SELECT rows_affected FROM glemsel_audit WHERE event = 'batch' AND rule_id = 'people-{action}' ORDER BY seq"
+                ))
+                .await
+                .into_iter()
+                .map(|rows| rows.unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(
+                batches.iter().sum::<u64>(),
+                2_000,
+                "{kind:?} {action}: {batches:?}"
+            );
+            // The first batch with due rows changes at most the first batch
+            // size (without the limit it took the whole window, thousands);
+            // the size a batch may change at most doubles from one to the next.
+            for (i, rows) in batches.iter().enumerate() {
+                assert!(*rows <= 100 << i, "{kind:?} {action}: {batches:?}");
+            }
+        }
+        assert_eq!(
+            db.column("SELECT COUNT(*) FROM people").await,
+            [Some("6000".into())],
+            "{kind:?}"
+        );
+        db.drop().await;
+    }
+}

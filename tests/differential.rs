@@ -97,6 +97,9 @@ struct Case {
     pseudonymise: bool,
     with_hold: bool,
     batch_size: u64,
+    /// 0: fixed-size windows; otherwise windows grow and batches are
+    /// limited in the rows they change (the limited statement forms).
+    batch_ms: u64,
     as_of: DateTime<Utc>,
     rows: Vec<Row>,
 }
@@ -281,6 +284,7 @@ fn generate(rng: &mut StdRng, key: &HmacKey, shape: &TokenShape) -> Case {
         pseudonymise: rng.random_bool(0.4),
         with_hold: rng.random_bool(0.5),
         batch_size: rng.random_range(1..25),
+        batch_ms: [0, 5_000][rng.random_range(0..2)],
         as_of,
         rows: Vec::new(),
     };
@@ -371,8 +375,8 @@ fn rule(table: &str, case: &Case) -> String {
         Unit::Years => "years",
     };
     let mut rule = format!(
-        "[[rule]]\nid = \"{table}\"\nstore = \"db\"\ntable = \"{table}\"\ncategory = \"test\"\nafter = \"ev\"\nretain = \"{} {unit}\"\nempty_dates = [\"{EMPTY_DATE}\"]\nbatch_size = {}\nbatch_ms = 0\n",
-        case.amount, case.batch_size
+        "[[rule]]\nid = \"{table}\"\nstore = \"db\"\ntable = \"{table}\"\ncategory = \"test\"\nafter = \"ev\"\nretain = \"{} {unit}\"\nempty_dates = [\"{EMPTY_DATE}\"]\nbatch_size = {}\nbatch_ms = {}\n",
+        case.amount, case.batch_size, case.batch_ms
     );
     match case.rounding {
         Rounding::None => {}

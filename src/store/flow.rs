@@ -111,12 +111,18 @@ pub(crate) async fn mutate(
     step: &Step,
     window: &Window,
     key: Option<&HmacKey>,
+    limit: Option<u64>,
 ) -> Result<Changed, StoreError> {
     let mut changed = Changed::none(step);
-    match sql::batch(store.dialect(), step, window) {
-        BatchStatements::Single(q) => changed.rows = store.affected("batch", &q).await?,
+    let reached = |rows: usize| limit.is_some_and(|limit| rows as u64 >= limit);
+    match sql::batch(store.dialect(), step, window, limit) {
+        BatchStatements::Single(q) => {
+            changed.rows = store.affected("batch", &q).await?;
+            changed.limited = reached(changed.rows as usize);
+        }
         BatchStatements::Captured { capture, columns } => {
             let captured = store.keys("capture", &capture, &columns).await?;
+            changed.limited = reached(captured.len());
             for (target, q) in sql::captured_deletes(store.dialect(), step, &captured) {
                 changed.add(target, store.affected("cascade", &q).await?);
             }
@@ -130,6 +136,7 @@ pub(crate) async fn mutate(
                 ),
             })?;
             let read = store.values("read", &read, &columns).await?;
+            changed.limited = reached(read.len());
             let rows = tokens_for(step, key, read).ok_or_else(|| {
                 StoreError::invalid(store.store_name(), "read", "a key value is NULL".into())
             })?;

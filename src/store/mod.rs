@@ -224,6 +224,9 @@ fn cascade_counts(step: &Step, rows: &[u64]) -> Vec<NamedCount> {
 pub struct Changed {
     pub rows: u64,
     pub cascaded: Vec<NamedCount>,
+    /// The batch stopped at its limit: due rows may remain in its window.
+    #[serde(skip)]
+    pub limited: bool,
 }
 
 impl Changed {
@@ -232,6 +235,7 @@ impl Changed {
         Changed {
             rows: 0,
             cascaded: cascade_counts(step, &vec![0; step.cascades.len()]),
+            limited: false,
         }
     }
 
@@ -369,11 +373,15 @@ pub trait Store: Send {
     /// Deletes or pseudonymises the due rows in `window` (and, for a delete
     /// with cascades, their children first); returns how many of each.
     /// Tokens are computed with `key` in this process, never in the database.
+    /// With `limit`, at most that many rows of the step's table change, the
+    /// first due ones in key order, and [`Changed::limited`] says whether
+    /// the limit was reached.
     async fn mutate(
         &mut self,
         step: &Step,
         window: &Window,
         key: Option<&HmacKey>,
+        limit: Option<u64>,
     ) -> Result<Changed, StoreError>;
 
     /// Creates the audit table if it is missing.

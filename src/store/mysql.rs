@@ -16,7 +16,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, Value};
 use sha2::{Digest, Sha256};
 
 use super::flow::{self, Statements};
-use super::sql::{self, Dialect, Param, Query};
+use super::sql::{self, Dialect, LimitForm, Param, Query};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
@@ -85,6 +85,10 @@ impl Dialect for Mysql {
 
     fn max_params(&self) -> usize {
         u16::MAX as usize
+    }
+
+    fn limit_form(&self) -> LimitForm {
+        LimitForm::OrderByLimit
     }
 }
 
@@ -736,8 +740,9 @@ impl Store for MysqlStore {
         step: &Step,
         window: &Window,
         key: Option<&HmacKey>,
+        limit: Option<u64>,
     ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key).await
+        flow::mutate(self, step, window, key, limit).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::flow::{self, Statements};
-use super::sql::{self, Dialect, Param, Query, TokenRow};
+use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
@@ -96,6 +96,10 @@ impl Dialect for Postgres {
 
     fn max_params(&self) -> usize {
         u16::MAX as usize
+    }
+
+    fn limit_form(&self) -> LimitForm {
+        LimitForm::Ctid
     }
 }
 
@@ -644,8 +648,9 @@ impl Store for PostgresStore {
         step: &Step,
         window: &Window,
         key: Option<&HmacKey>,
+        limit: Option<u64>,
     ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key).await
+        flow::mutate(self, step, window, key, limit).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

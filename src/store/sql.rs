@@ -154,6 +154,24 @@ pub(crate) trait Dialect: Sync {
 
     /// The most parameters one statement may bind.
     fn max_params(&self) -> usize;
+
+    /// How a single statement is limited to the first rows of its window.
+    fn limit_form(&self) -> LimitForm {
+        LimitForm::KeyIn
+    }
+}
+
+/// How a delete or update is made to change at most `n` rows, the first
+/// in key order, in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitForm {
+    /// `... WHERE <cond> ORDER BY <key> LIMIT n` (MySQL's single-table form).
+    OrderByLimit,
+    /// `... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT n)) AND <cond>`:
+    /// PostgreSQL finds the rows by a TID scan, not a join.
+    Ctid,
+    /// `... WHERE (<key>) IN (SELECT <key> ... LIMIT n) AND <cond>`.
+    KeyIn,
 }
 
 /// One row of a pseudonymising batch: its key, and per token column the
@@ -819,11 +837,13 @@ pub(crate) enum BatchStatements<'d> {
 /// How many captured parents one set of deletes covers.
 const CAPTURE_CHUNK: usize = 500;
 
-/// The statements of one batch.
+/// The statements of one batch. With `limit`, the batch changes at most
+/// that many rows: the first due ones of the window, in key order.
 pub(crate) fn batch<'d>(
     dialect: &'d dyn Dialect,
     step: &Step,
     window: &Window,
+    limit: Option<u64>,
 ) -> BatchStatements<'d> {
     if let Some(changes) = token_changes(step) {
         let mut columns = step.key.clone();
@@ -838,11 +858,11 @@ pub(crate) fn batch<'d>(
                     .map(|c| dialect.value_text(&dialect.quote(&c.column.name))),
             )
             .collect();
-        let read = target_select(dialect, step, window, &selected);
+        let read = target_select(dialect, step, window, &selected, limit);
         return BatchStatements::Tokens { read, columns };
     }
     if step.cascades.is_empty() {
-        return BatchStatements::Single(main_statement(dialect, step, window));
+        return BatchStatements::Single(main_statement(dialect, step, window, limit));
     }
     let columns = capture_columns(step);
     let selected: Vec<String> = columns
@@ -850,33 +870,55 @@ pub(crate) fn batch<'d>(
         .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
         .collect();
     BatchStatements::Captured {
-        capture: target_select(dialect, step, window, &selected),
+        capture: target_select(dialect, step, window, &selected, limit),
         columns,
     }
 }
 
-/// `SELECT <selected> FROM <table> WHERE <window> AND <target>`, locking
-/// the rows it finds where the dialect can.
+/// `SELECT <selected> FROM <table> WHERE <window> AND <target>`, the
+/// first `limit` in key order if given, locking the rows it finds where the
+/// dialect can.
 fn target_select<'d>(
     dialect: &'d dyn Dialect,
     step: &Step,
     window: &Window,
     selected: &[String],
+    limit: Option<u64>,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
-    let table = dialect.table(&step.table);
+    push_target_select(&mut q, step, window, selected, limit);
+    if let Some(for_update) = dialect.for_update() {
+        q.push(for_update);
+    }
+    q
+}
+
+fn push_target_select(
+    q: &mut Query<'_>,
+    step: &Step,
+    window: &Window,
+    selected: &[String],
+    limit: Option<u64>,
+) {
+    let table = q.dialect.table(&step.table);
     q.push("SELECT ")
         .push(&selected.join(", "))
         .push(" FROM ")
         .push(&table);
     let mut conditions = Conditions::new();
-    push_window(&mut q, step, window, &mut conditions);
-    conditions.next(&mut q);
-    push_rows(&mut q, step, TARGET);
-    if let Some(for_update) = dialect.for_update() {
-        q.push(for_update);
+    push_window(q, step, window, &mut conditions);
+    conditions.next(q);
+    push_rows(q, step, TARGET);
+    if let Some(limit) = limit {
+        push_order_limit(q, step, limit);
     }
-    q
+}
+
+/// ` ORDER BY <key> LIMIT n`.
+fn push_order_limit(q: &mut Query<'_>, step: &Step, limit: u64) {
+    let order = key_columns(q, step).join(", ");
+    q.push(" ORDER BY ").push(&order).push(" LIMIT ");
+    q.push_bind(Param::Int(limit as i64));
 }
 
 /// The column changes of a pseudonymising step that write tokens, in the
@@ -1090,7 +1132,12 @@ fn push_in_values(q: &mut Query<'_>, columns: &[Column], values: &[Key]) {
 
 /// The statement that deletes or pseudonymises the target rows in a window
 /// (a pseudonymisation here writes no tokens: those go by [`token_writes`]).
-fn main_statement<'d>(dialect: &'d dyn Dialect, step: &Step, window: &Window) -> Query<'d> {
+fn main_statement<'d>(
+    dialect: &'d dyn Dialect,
+    step: &Step,
+    window: &Window,
+    limit: Option<u64>,
+) -> Query<'d> {
     let mut q = Query::new(dialect);
     let table = dialect.table(&step.table);
     match &step.action {
@@ -1102,10 +1149,31 @@ fn main_statement<'d>(dialect: &'d dyn Dialect, step: &Step, window: &Window) ->
             push_assignments(&mut q, step, false);
         }
     }
-    let mut conditions = Conditions::new();
+    let form = limit.map(|limit| (limit, dialect.limit_form()));
+    match form {
+        Some((limit, LimitForm::Ctid)) => {
+            q.push(" WHERE ctid = ANY(ARRAY(");
+            push_target_select(&mut q, step, window, &["ctid".to_string()], Some(limit));
+            q.push("))");
+        }
+        Some((limit, LimitForm::KeyIn)) => {
+            let key = key_columns(&q, step);
+            q.push(" WHERE ").push(&tuple(&key)).push(" IN (");
+            push_target_select(&mut q, step, window, &key, Some(limit));
+            q.push(")");
+        }
+        None | Some((_, LimitForm::OrderByLimit)) => {}
+    }
+    // The whole condition stays in the statement itself, limited or not.
+    let mut conditions = Conditions {
+        first: !matches!(form, Some((_, LimitForm::Ctid | LimitForm::KeyIn))),
+    };
     push_window(&mut q, step, window, &mut conditions);
     conditions.next(&mut q);
     push_rows(&mut q, step, TARGET);
+    if let Some((limit, LimitForm::OrderByLimit)) = form {
+        push_order_limit(&mut q, step, limit);
+    }
     q
 }
 
@@ -1178,7 +1246,7 @@ pub(crate) fn statements_to_prepare<'d>(
         "window",
         window_end(dialect, step, window.after.as_ref(), 1),
     ));
-    match batch(dialect, step, &window) {
+    match batch(dialect, step, &window, None) {
         BatchStatements::Single(q) => statements.push(("batch", q)),
         BatchStatements::Tokens { read, columns } => {
             statements.push(("read", read));
@@ -1419,7 +1487,7 @@ mod tests {
                 KeyValue::Text("B".into()),
             ]),
         };
-        let q = single(batch(&Positional, &step, &window));
+        let q = single(batch(&Positional, &step, &window, None));
         assert_eq!(
             q.sql,
             "DELETE FROM \"CRONUS International Ltd_$Customer\" WHERE \
@@ -1459,7 +1527,8 @@ mod tests {
             ],
         });
         let window = Window::default();
-        let BatchStatements::Tokens { read, columns } = batch(&Positional, &step, &window) else {
+        let BatchStatements::Tokens { read, columns } = batch(&Positional, &step, &window, None)
+        else {
             panic!("a token step reads, then writes");
         };
         assert_eq!(
@@ -1586,7 +1655,7 @@ mod tests {
             vec![KeyValue::Text("C2".into()), KeyValue::Text("A".into())],
         ];
         let BatchStatements::Captured { capture, columns } =
-            batch(&Positional, &step, &Window::default())
+            batch(&Positional, &step, &Window::default(), None)
         else {
             panic!("cascades capture first");
         };

@@ -633,8 +633,9 @@ impl Store for SqliteStore {
         step: &Step,
         window: &Window,
         key: Option<&HmacKey>,
+        limit: Option<u64>,
     ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key).await
+        flow::mutate(self, step, window, key, limit).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -183,7 +183,18 @@ pub async fn step_for(
 /// Loads the HMAC key when one is configured. A run also uses it to hash
 /// non-integer keys in the audit trail, so it is loaded for deletes too.
 pub fn load_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
-    let Some(source) = &policy.settings.key else {
+    load_secret_key(policy.settings.key.as_ref())
+}
+
+/// The audit chain's key, when one is configured.
+pub fn load_audit_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
+    load_secret_key(policy.settings.audit_key.as_ref())
+}
+
+fn load_secret_key(
+    source: Option<&crate::rules::SecretSource>,
+) -> Result<Option<HmacKey>, CommandError> {
+    let Some(source) = source else {
         return Ok(None);
     };
     let path = source.path().map_err(CommandError::KeySource)?;
@@ -267,6 +278,7 @@ impl StepOutcome {
             StepOutcome::Failed { error, .. } => match error {
                 StepError::Refused(Refusal::LockHeld { .. }) => Exit::LockHeld,
                 StepError::Refused(Refusal::Stopped { .. }) => Exit::Incomplete,
+                StepError::Refused(Refusal::BrokenTrail { .. }) => Exit::Tampered,
                 StepError::Refused(_) => Exit::Refused,
                 StepError::Store(_) => Exit::Error,
             },
@@ -277,6 +289,7 @@ impl StepOutcome {
 /// The most serious outcome decides the exit code.
 pub fn run_exit(outcomes: &[StepOutcome]) -> Exit {
     let rank = |exit: Exit| match exit {
+        Exit::Tampered => 6,
         Exit::Error => 5,
         Exit::Refused => 4,
         Exit::Incomplete => 3,
@@ -305,8 +318,11 @@ pub async fn run(
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, as_of).await?;
     let key = load_key(policy)?;
+    let audit_key = load_audit_key(policy)?;
     let ctx = RunContext {
         run_id: new_run_id(),
+        audit_key: audit_key.as_ref(),
+        audit_checkpoints: policy.settings.audit_checkpoints.as_deref(),
         max_clock_skew: policy.settings.max_clock_skew,
         key: key.as_ref(),
         host: audit::host_name(),
@@ -371,6 +387,10 @@ pub struct Verdict {
     pub store: String,
     pub rows: u64,
     pub checkpoints: usize,
+    /// Keyed rows whose hashes were not checked: no audit key was given.
+    pub unauthenticated: u64,
+    /// Segment rows: where the chain was keyed, or restarted after a break.
+    pub segments: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
 }
@@ -385,6 +405,7 @@ pub async fn audit_verify(
         store_names.to_vec()
     };
     let mut stores = Stores::new(policy);
+    let audit_key = load_audit_key(policy)?;
     let mut verdicts = Vec::new();
     for name in names {
         let checkpoints = match &policy.settings.audit_checkpoints {
@@ -398,23 +419,78 @@ pub async fn audit_verify(
         };
         let checkpoint_count = checkpoints.as_ref().map_or(0, Vec::len);
         let store = stores.get(&name).await?;
-        let result: Result<u64, ChainBreak> = audit::verify(store, checkpoints).await?;
+        let result: Result<audit::Verified, ChainBreak> =
+            audit::verify(store, checkpoints, audit_key.as_ref()).await?;
         verdicts.push(match result {
-            Ok(rows) => Verdict {
+            Ok(verified) => Verdict {
                 store: name,
-                rows,
+                rows: verified.rows,
                 checkpoints: checkpoint_count,
+                unauthenticated: verified.unauthenticated,
+                segments: verified.segments,
                 broken: None,
             },
             Err(brk) => Verdict {
                 store: name,
                 rows: 0,
                 checkpoints: checkpoint_count,
+                unauthenticated: 0,
+                segments: 0,
                 broken: Some(brk.to_string()),
             },
         });
     }
     Ok(verdicts)
+}
+
+/// Starts a new segment of each store's chain: keyed under the configured
+/// audit key (or unkeyed without one), after whatever its tail shows, which
+/// the segment row records. The explicit way to key an unkeyed trail, and
+/// to go on after a break someone has looked into.
+pub async fn audit_segment(
+    policy: &Policy,
+    store_names: &[String],
+    reason: &str,
+) -> Result<Vec<String>, CommandError> {
+    let names: Vec<String> = if store_names.is_empty() {
+        policy.stores.keys().cloned().collect()
+    } else {
+        store_names.to_vec()
+    };
+    let audit_key = load_audit_key(policy)?;
+    let mut stores = Stores::new(policy);
+    let mut lines = Vec::new();
+    let run_id = new_run_id();
+    let host = audit::host_name();
+    for name in names {
+        let checkpoints =
+            audit::checkpoints_of(policy.settings.audit_checkpoints.as_deref(), &name).map_err(
+                |err| StoreError::Config {
+                    store: name.clone(),
+                    message: format!("cannot read the checkpoint file: {err}"),
+                },
+            )?;
+        let store = stores.get(&name).await?;
+        store.ensure_audit_table().await?;
+        // Whether the last rows are intact, as far as this key can tell.
+        let found = match audit::check_tail(store, &checkpoints, audit_key.as_ref()).await? {
+            Ok(audit::Tail::Empty) => "empty".to_string(),
+            Ok(_) => "intact".to_string(),
+            Err(brk) => format!("broken: {brk}"),
+        };
+        let entry = execute::segment_row(&run_id, &host, &name, audit_key.as_ref(), reason, &found);
+        let record = execute::append_alone(store, entry, audit_key.as_ref()).await?;
+        audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
+        lines.push(format!(
+            "store {name}: segment started at seq {} ({}; the chain was {found})",
+            record.seq,
+            match &audit_key {
+                Some(key) => format!("keyed under audit key {}", key.id()),
+                None => "unkeyed".to_string(),
+            }
+        ));
+    }
+    Ok(lines)
 }
 
 /// `check` against the databases: every rule's step builds and compiles,

@@ -473,21 +473,24 @@ async fn run_once(
     };
     let store = store.as_mut();
     let key = commands::load_key(policy);
+    let audit_key = commands::load_audit_key(policy);
     let ctx = RunContext {
         run_id: commands::new_run_id(),
+        audit_key: audit_key.as_ref().ok().and_then(Option::as_ref),
+        audit_checkpoints: policy.settings.audit_checkpoints.as_deref(),
         max_clock_skew: policy.settings.max_clock_skew,
         key: key.as_ref().ok().and_then(Option::as_ref),
         host: audit::host_name(),
         shutdown: shutdown.clone(),
         trigger,
     };
-    let failure = match &key {
-        Err(err) => {
-            tracing::error!(rule = %rule.id, error = %err, "cannot load the key; the run is skipped");
+    let failure = match (&key, &audit_key) {
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::error!(rule = %rule.id, error = %err, "cannot load a key; the run is skipped");
             metrics::run_failed(&rule.id);
-            Some("the HMAC key could not be loaded; see the log".to_string())
+            Some("a key could not be loaded; see the log".to_string())
         }
-        Ok(_) => {
+        (Ok(_), Ok(_)) => {
             let checked = tokio::select! {
                 checked = step_for(store, config, rule, commands::now()) => checked,
                 () = stop_requested(shutdown, retired) => return,

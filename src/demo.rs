@@ -36,6 +36,7 @@ const CONFIG: &str = r#"# Written by `glemsel demo`.
 timezone = "Europe/Copenhagen"
 financial_year_end = "06-30"
 key_file = "hmac-key"
+audit_key_file = "audit-key"
 rules = "rules"
 audit_checkpoints = "audit-heads.tsv"
 
@@ -84,7 +85,13 @@ fn prepare_dir(dir: &Path) -> Result<(), DemoError> {
         if !empty && !dir.join(MARKER).exists() {
             return Err(DemoError::NotOurs(dir.to_path_buf()));
         }
-        for name in [DATABASE, "audit-heads.tsv", "glemsel.toml", "hmac-key"] {
+        for name in [
+            DATABASE,
+            "audit-heads.tsv",
+            "glemsel.toml",
+            "hmac-key",
+            "audit-key",
+        ] {
             let path = dir.join(name);
             if path.exists() {
                 std::fs::remove_file(&path).map_err(io(&path))?;
@@ -106,10 +113,13 @@ fn write_files(dir: &Path) -> Result<(), DemoError> {
         std::fs::write(&path, text).map_err(io(&path))
     };
     write("glemsel.toml", CONFIG.as_bytes())?;
-    write(
-        "hmac-key",
-        format!("{}\n", hex::encode(rand::random::<[u8; 32]>())).as_bytes(),
-    )?;
+    // Two keys: one pseudonymises, the other keys the audit chain.
+    for name in ["hmac-key", "audit-key"] {
+        write(
+            name,
+            format!("{}\n", hex::encode(rand::random::<[u8; 32]>())).as_bytes(),
+        )?;
+    }
     for (name, text) in RULE_FILES {
         write(&format!("rules/{name}"), text.as_bytes())?;
     }

@@ -109,6 +109,18 @@ enum AuditCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Start a new segment of each store's chain: keyed under the configured
+    /// audit key (how an unkeyed trail becomes keyed), or after a break that
+    /// has been looked into. The segment row records the reason and what
+    /// the chain's tail looked like.
+    Segment {
+        /// Only this store (repeatable).
+        #[arg(long = "store", value_name = "NAME")]
+        stores: Vec<String>,
+        /// Why, in words an auditor will read.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn exit_codes_help() -> String {
@@ -388,6 +400,17 @@ async fn dispatch(cli: Cli) -> Exit {
                 } else {
                     Exit::Ok
                 }
+            }
+            Err(err) => fail(err),
+        },
+        Command::Audit {
+            command: AuditCommand::Segment { stores, reason },
+        } => match commands::audit_segment(&policy, &stores, &reason).await {
+            Ok(lines) => {
+                for line in lines {
+                    emit(&format!("{line}\n"));
+                }
+                Exit::Ok
             }
             Err(err) => fail(err),
         },

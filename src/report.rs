@@ -243,10 +243,21 @@ pub fn verify_text(verdicts: &[Verdict]) -> String {
             None => {
                 let _ = writeln!(
                     out,
-                    "store {}: audit chain intact, {} rows, {} checkpoints matched",
+                    "store {}: audit chain intact, {} rows, {} checkpoints matched{}{}",
                     v.store,
                     thousands(v.rows),
-                    v.checkpoints
+                    v.checkpoints,
+                    match v.segments {
+                        0 => String::new(),
+                        n => format!(", {n} segments"),
+                    },
+                    match v.unauthenticated {
+                        0 => String::new(),
+                        n => format!(
+                            "; {} keyed rows not authenticated: give the audit key (audit_key_file) to check them",
+                            thousands(n)
+                        ),
+                    }
                 );
             }
             Some(broken) => {

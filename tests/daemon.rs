@@ -311,6 +311,7 @@ async fn past_run(db: &PgDb, rule: &str, days: i64) {
             version: "0".into(),
             detail: "{}".into(),
         },
+        None,
     )
     .await
     .unwrap();

@@ -279,6 +279,14 @@ fn settings(
             base,
             diags,
         ),
+        audit_key: secret_source(
+            source,
+            "audit_key",
+            &raw.audit_key_file,
+            &raw.audit_key_credential,
+            base,
+            diags,
+        ),
         schedule: raw
             .schedule
             .as_ref()

@@ -117,6 +117,8 @@ pub struct Settings {
     pub calendar: Option<Calendar>,
     /// The HMAC key's file.
     pub key: Option<SecretSource>,
+    /// The audit chain's key, when the chain is keyed.
+    pub audit_key: Option<SecretSource>,
     /// The daemon's default schedule.
     pub schedule: Option<Schedule>,
     /// Where the daemon serves metrics.

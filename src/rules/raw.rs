@@ -19,6 +19,9 @@ pub(crate) struct RawConfig {
     pub key_file: Option<Spanned<String>>,
     /// The key as a systemd credential (a file in $CREDENTIALS_DIRECTORY).
     pub key_credential: Option<Spanned<String>>,
+    /// The audit chain's own key (never the pseudonymisation key).
+    pub audit_key_file: Option<Spanned<String>>,
+    pub audit_key_credential: Option<Spanned<String>>,
     /// The default cron schedule of the daemon, with seconds.
     pub schedule: Option<Spanned<String>>,
     /// Where the daemon serves Prometheus metrics (a loopback address).

@@ -21,19 +21,30 @@ struct Daemon {
 
 impl Daemon {
     fn start(project: &Project, name: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(project, name, env, true)
+    }
+
+    /// Starts a daemon; `read` false leaves its notify socket unread, as a
+    /// stalled service manager would.
+    fn start_with(project: &Project, name: &str, env: &[(&str, &str)], read: bool) -> Daemon {
         let socket_path = project.path().join(format!("{name}.notify"));
         let socket = UnixDatagram::bind(&socket_path).unwrap();
         // Like systemd, keep reading: a full queue would make the daemon
-        // drop notices (it never blocks on them; see the unit tests).
+        // drop notices (it never blocks on them; see
+        // `a_notify_socket_nobody_reads_never_stalls_the_daemon`).
         let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let collected = notices.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            while let Ok(n) = socket.recv(&mut buf) {
+            while read && let Ok(n) = socket.recv(&mut buf) {
                 collected
                     .lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            if !read {
+                // Keep the socket open, and full, until the test ends.
+                std::thread::sleep(Duration::from_secs(600));
             }
         });
         let log = project.path().join(format!("{name}.log"));
@@ -249,6 +260,47 @@ fn notify_protocol_schedules_reload_and_stop() {
     let verify = project.glemsel(&["audit", "verify"]);
     assert_eq!(code(&verify), 0, "{}", text(&verify));
     assert_lacks(&text(&verify), " 0 checkpoints matched");
+}
+
+/// A service manager that stops reading its notify socket must not stall
+/// the daemon: once the socket's queue is full, notices are dropped, and
+/// runs and SIGTERM go on as before.
+#[test]
+fn a_notify_socket_nobody_reads_never_stalls_the_daemon() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("s.sqlite");
+    let add_due_row = || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL);
+                 INSERT INTO logs (at) VALUES ('2020-01-01 00:00:00');",
+            )
+            .unwrap();
+    };
+    add_due_row();
+    let project = Project::with_store(
+        "s",
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        "",
+    );
+    project.rules("logs.toml", &logs_rule("logs", "s", "* * * * * *"));
+    // A watchdog ping every 5 ms fills the unread socket within seconds.
+    let mut daemon = Daemon::start_with(&project, "s", &[("WATCHDOG_USEC", "10000")], false);
+    wait_until(Duration::from_secs(20), "the first run", || {
+        sqlite_count(&path, "SELECT count(*) FROM logs") == 0
+    });
+    daemon.wait_log("watchdog enabled", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(5));
+    add_due_row();
+    wait_until(Duration::from_secs(10), "a run after the socket filled", || {
+        sqlite_count(&path, "SELECT count(*) FROM logs") == 0
+    });
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0, "{}", daemon.log());
 }
 
 /// Appends a finished run of `rule` that ended `days` ago to the trail.

@@ -640,7 +640,7 @@ every_engine! {
             .copied()
             .chain(block_texts.iter().map(String::as_str))
         {
-            assert!(!everything.contains(secret), "{secret} leaked");
+            assert_lacks(&everything, secret);
         }
         // Nor the personal data the rule pseudonymised.
         assert_lacks(&trail, "Jens");

@@ -488,16 +488,16 @@ async fn run_once(
         return;
     };
     let store = store.as_mut();
-    let key = commands::load_key(policy);
+    let hmac_key = commands::load_key(policy);
     let ctx = RunContext {
         run_id: commands::new_run_id(),
         max_clock_skew: policy.settings.max_clock_skew,
-        key: key.as_ref().ok().and_then(Option::as_ref),
+        key: hmac_key.as_ref().ok().and_then(Option::as_ref),
         host: audit::host_name(),
         shutdown: shutdown.clone(),
         trigger,
     };
-    let failure = match &key {
+    let failure = match &hmac_key {
         Err(err) => {
             tracing::error!(rule = %rule.id, error = %err, "cannot load the key; the run is skipped");
             metrics::run_failed(&rule.id);

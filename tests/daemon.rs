@@ -296,11 +296,18 @@ fn a_notify_socket_nobody_reads_never_stalls_the_daemon() {
     daemon.wait_log("watchdog enabled", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(5));
     add_due_row();
-    wait_until(Duration::from_secs(10), "a run after the socket filled", || {
-        sqlite_count(&path, "SELECT count(*) FROM logs") == 0
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "a run after the socket filled",
+        || sqlite_count(&path, "SELECT count(*) FROM logs") == 0,
+    );
     daemon.signal("-TERM");
-    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0, "{}", daemon.log());
+    assert_eq!(
+        daemon.exit_code(Duration::from_secs(10)),
+        0,
+        "{}",
+        daemon.log()
+    );
 }
 
 /// Appends a finished run of `rule` that ended `days` ago to the trail.

@@ -156,10 +156,7 @@ fn tables(db: &rusqlite::Connection) -> Tables {
             let mut statement = db
                 .prepare(&format!("SELECT * FROM \"{table}\" ORDER BY {order}"))
                 .unwrap();
-            let names: Vec<String> = statement
-                .column_names()
-                .map(|n| n.to_string())
-                .collect();
+            let names: Vec<String> = statement.column_names().map(|n| n.to_string()).collect();
             let rows = statement
                 .query_map([], |row| {
                     names
@@ -250,7 +247,9 @@ fn expected_tables(dir: &std::path::Path) -> Tables {
         )
         .unwrap();
     let now: DateTime<Utc> = as_of.parse().unwrap();
-    let local = now.with_timezone(&chrono_tz::Europe::Copenhagen).naive_local();
+    let local = now
+        .with_timezone(&chrono_tz::Europe::Copenhagen)
+        .naive_local();
     let fresh = tempfile::tempdir().unwrap();
     let before = fresh.path().join("before.sqlite");
     glemsel::demo::fill_database(&before, now).unwrap();
@@ -270,12 +269,14 @@ fn expected_tables(dir: &std::path::Path) -> Tables {
         other => panic!("{column}: {other:?}"),
     };
     let flag = |row: &BTreeMap<String, Value>, column: &str| row[column] == Value::Integer(1);
-    let is_due = |row: &BTreeMap<String, Value>, column: &str, period| due(&row[column], period, local);
+    let is_due =
+        |row: &BTreeMap<String, Value>, column: &str, period| due(&row[column], period, local);
 
     // Deletes: the row goes when its rule's period has passed.
-    let keep = |table: &str, tables: &mut Tables, gone: &dyn Fn(&BTreeMap<String, Value>) -> bool| {
-        tables.get_mut(table).unwrap().retain(|row| !gone(row));
-    };
+    let keep =
+        |table: &str, tables: &mut Tables, gone: &dyn Fn(&BTreeMap<String, Value>) -> bool| {
+            tables.get_mut(table).unwrap().retain(|row| !gone(row));
+        };
     keep("customers", &mut tables, &|row| {
         text(row, "status") == "prospect"
             && !flag(row, "legal_hold")

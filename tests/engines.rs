@@ -213,20 +213,21 @@ async fn every_engine_does_the_same() {
         "delete",
         "at < 2025-11-01 00:00:00.000001",
     ];
-    let audit_row = |rule: [&str; 4], event: &str, rows: u32, from: Option<&str>, to: Option<&str>| {
-        let some = |text: &str| Some(text.to_string());
-        vec![
-            some(event),
-            some(rule[0]),
-            some(rule[1]),
-            some(rule[2]),
-            some(&rows.to_string()),
-            from.map(str::to_string),
-            to.map(str::to_string),
-            some(rule[3]),
-            (rule[2] == "pseudonymise").then(|| key.id().to_string()),
-        ]
-    };
+    let audit_row =
+        |rule: [&str; 4], event: &str, rows: u32, from: Option<&str>, to: Option<&str>| {
+            let some = |text: &str| Some(text.to_string());
+            vec![
+                some(event),
+                some(rule[0]),
+                some(rule[1]),
+                some(rule[2]),
+                some(&rows.to_string()),
+                from.map(str::to_string),
+                to.map(str::to_string),
+                some(rule[3]),
+                (rule[2] == "pseudonymise").then(|| key.id().to_string()),
+            ]
+        };
     assert_eq!(
         first.audit,
         [

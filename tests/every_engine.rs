@@ -73,7 +73,12 @@ async fn audit_rows(db: &TestDb) -> Vec<(String, i64)> {
     db.rows("SELECT event, rows_affected FROM glemsel_audit ORDER BY seq")
         .await
         .into_iter()
-        .map(|r| (r[0].clone().unwrap(), r[1].as_deref().unwrap().parse().unwrap()))
+        .map(|r| {
+            (
+                r[0].clone().unwrap(),
+                r[1].as_deref().unwrap().parse().unwrap(),
+            )
+        })
         .collect()
 }
 

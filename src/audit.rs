@@ -557,16 +557,7 @@ pub async fn check_tail(
 /// This machine's name, for the audit trail. From gethostname(2), which a
 /// hardened service can call where /proc/sys is hidden.
 pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most
-    // that many bytes and the result is read only up to the first NUL.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let name = if ok {
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
     if name.is_empty() {
         "unknown".into()
     } else {

@@ -317,14 +317,14 @@ pub async fn run(
     let rules = select(policy, rule_ids)?;
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, as_of).await?;
-    let key = load_key(policy)?;
+    let hmac_key = load_key(policy)?;
     let audit_key = load_audit_key(policy)?;
     let ctx = RunContext {
         run_id: new_run_id(),
         audit_key: audit_key.as_ref(),
         audit_checkpoints: policy.settings.audit_checkpoints.as_deref(),
         max_clock_skew: policy.settings.max_clock_skew,
-        key: key.as_ref(),
+        key: hmac_key.as_ref(),
         host: audit::host_name(),
         shutdown,
         trigger: execute::Trigger::Command,
@@ -499,7 +499,7 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     let rules = select(policy, &[])?;
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
-    let key = load_key(policy)?;
+    let hmac_key = load_key(policy)?;
     let mut unsafe_stores = Vec::new();
     let mut used: Vec<&str> = steps.iter().map(|s| s.store.as_str()).collect();
     used.sort_unstable();
@@ -515,19 +515,19 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     let mut lines: Vec<String> = steps
         .iter()
         .map(|step| {
-            let key: Vec<&str> = step.key.iter().map(|c| c.name.as_str()).collect();
+            let walk_key: Vec<&str> = step.key.iter().map(|c| c.name.as_str()).collect();
             format!(
                 "rule {}: ok: {}.{}, event {}, walks ({})",
                 step.rule_id,
                 step.store,
                 step.table,
                 step.due.event.describe(&step.joins),
-                key.join(", ")
+                walk_key.join(", ")
             )
         })
         .collect();
-    if let Some(key) = key {
-        lines.push(format!("HMAC key loaded, id {}", key.id()));
+    if let Some(hmac_key) = hmac_key {
+        lines.push(format!("HMAC key loaded, id {}", hmac_key.id()));
     }
     Ok(lines)
 }

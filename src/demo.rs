@@ -173,8 +173,10 @@ CREATE TABLE "CRONUS International Ltd_$Customer" ("No_" VARCHAR(20) NOT NULL, "
     "Last Date Modified" DATETIME NOT NULL, PRIMARY KEY ("No_", "Company"));
 "#;
 
-/// Creates and fills the demo database; returns the number of rows.
-fn fill_database(path: &Path, now: DateTime<Utc>) -> Result<u64, DemoError> {
+/// Creates and fills the demo database as of `now`; returns the number of
+/// rows. The same `now` gives the same rows (the generator is seeded), which
+/// is how `tests/demo.rs` knows exactly what a run must leave.
+pub fn fill_database(path: &Path, now: DateTime<Utc>) -> Result<u64, DemoError> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch(SCHEMA)?;
     let mut clock = Clock {

@@ -263,15 +263,17 @@ impl SqliteStore {
 
     fn error(&self, context: &str, err: rusqlite::Error) -> StoreError {
         let code = err.sqlite_error_code();
+        // rusqlite reports a statement that does not compile (no such table
+        // or column, syntax) from prepare as SqlInputError, without a code.
+        let compile = matches!(err, rusqlite::Error::SqlInputError { .. })
+            || code == Some(rusqlite::ErrorCode::Unknown);
         StoreError::Query {
             store: self.name.clone(),
             context: context.to_string(),
             kind: match code {
                 Some(rusqlite::ErrorCode::DatabaseBusy)
                 | Some(rusqlite::ErrorCode::DatabaseLocked) => QueryErrorKind::LockTimeout,
-                // SQLITE_ERROR: what prepare reports for a statement that
-                // does not compile (no such table or column, syntax).
-                Some(rusqlite::ErrorCode::Unknown) => QueryErrorKind::Compile,
+                _ if compile => QueryErrorKind::Compile,
                 _ => QueryErrorKind::Other,
             },
             code: code.map(|c| format!("{c:?}")),

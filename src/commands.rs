@@ -218,6 +218,8 @@ pub struct PlanReport {
     pub as_of: DateTime<Utc>,
     pub timezone: String,
     pub steps: Vec<PlannedStep>,
+    /// Where plaintext of the rows the run changes would survive it.
+    pub warnings: Vec<String>,
 }
 
 pub async fn plan(
@@ -243,10 +245,13 @@ pub async fn plan(
             refusal,
         });
     }
+    let steps: Vec<Step> = planned.iter().map(|p| p.step.clone()).collect();
+    let warnings = copy_warnings(&mut stores, &steps, policy.settings.copies_max_log_days).await?;
     Ok(PlanReport {
         as_of,
         timezone: policy.settings.timezone.name().to_string(),
         steps: planned,
+        warnings,
     })
 }
 
@@ -493,9 +498,36 @@ pub async fn audit_segment(
     Ok(lines)
 }
 
+/// Where plaintext of the rows each step changes survives the run: server
+/// logs and archives, triggers, old row versions. One line per finding,
+/// naming the rule and the setting.
+pub async fn copy_warnings(
+    stores: &mut Stores<'_>,
+    steps: &[Step],
+    max_log_days: u64,
+) -> Result<Vec<String>, CommandError> {
+    let mut warnings = Vec::new();
+    for step in steps {
+        let store = stores.get(&step.store).await?;
+        let mut found = store.copies(&step.table, max_log_days).await?;
+        if store.keeps_old_versions() && !step.vacuum_after && !step.action.is_delete() {
+            found.push(format!(
+                "old versions of the rows it changes stay in the pages of {} until VACUUM reclaims them; set vacuum_after = true",
+                step.table
+            ));
+        }
+        warnings.extend(
+            found
+                .into_iter()
+                .map(|f| format!("warning: rule {} (store {}): {f}", step.rule_id, step.store)),
+        );
+    }
+    Ok(warnings)
+}
+
 /// `check` against the databases: every rule's step builds and compiles,
 /// and the key file loads if a rule needs it. One line per rule.
-pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
+pub async fn check(policy: &Policy) -> Result<Checked, CommandError> {
     let rules = select(policy, &[])?;
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
@@ -512,6 +544,7 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     if !unsafe_stores.is_empty() {
         return Err(CommandError::Unsafe(unsafe_stores));
     }
+    let warnings = copy_warnings(&mut stores, &steps, policy.settings.copies_max_log_days).await?;
     let mut lines: Vec<String> = steps
         .iter()
         .map(|step| {
@@ -529,7 +562,13 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     if let Some(hmac_key) = hmac_key {
         lines.push(format!("HMAC key loaded, id {}", hmac_key.id()));
     }
-    Ok(lines)
+    Ok(Checked { lines, warnings })
+}
+
+/// What `check` found: a line per rule (and the key), and the warnings.
+pub struct Checked {
+    pub lines: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// "Now" for a plan or run without `--as-of`: the clock, to the second, so

@@ -120,6 +120,10 @@ pub struct StepReport {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the old row versions were reclaimed after the run
+    /// (`vacuum_after`); absent when not asked for or nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vacuumed: Option<bool>,
 }
 
 /// Why a step did not run at all. Nothing was written.
@@ -487,6 +491,7 @@ async fn run_locked(
         longest_batch_ms: 0,
         seconds: 0.0,
         error: None,
+        vacuumed: None,
     };
     let mut after: Option<Key> = None;
     let mut failure: Option<StepError> = None;
@@ -623,6 +628,14 @@ async fn run_locked(
             _ => Status::Failed,
         };
         report.error = Some(err.audit_code());
+    }
+    if step.vacuum_after && report.rows_changed > 0 {
+        // Outside any transaction, after the last batch committed.
+        let vacuumed = store.vacuum(&step.table).await;
+        if let Err(err) = &vacuumed {
+            tracing::warn!(rule = %step.rule_id, table = %step.table, error = %err, "could not reclaim the old row versions; run VACUUM on the table");
+        }
+        report.vacuumed = Some(vacuumed.is_ok());
     }
     report.seconds = started.elapsed().as_secs_f64();
     let finish_detail = serde_json::to_string(&report).expect("reports serialise");

@@ -60,6 +60,9 @@ enum Command {
         /// Only the files; do not connect to any database.
         #[arg(long)]
         offline: bool,
+        /// Exit 5 when there are warnings (copies that survive a run), for CI.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Dry run: what a run would change now (or at --as-of). Changes nothing.
     Plan {
@@ -71,6 +74,9 @@ enum Command {
         as_of: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Exit 5 when there are warnings (copies that survive a run), for CI.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Delete or pseudonymise the due rows, in batches, with an audit row per batch.
     Run {
@@ -240,6 +246,15 @@ fn emit(text: &str) {
     }
 }
 
+/// `--deny-warnings` makes warnings (copies that survive a run) fail CI.
+fn warnings_exit(deny: bool, warnings: &[String]) -> Exit {
+    if deny && !warnings.is_empty() {
+        Exit::Refused
+    } else {
+        Exit::Ok
+    }
+}
+
 fn print_json<T: serde::Serialize>(value: &T) {
     let mut text = serde_json::to_string_pretty(value).expect("reports serialise");
     text.push('\n');
@@ -318,7 +333,10 @@ async fn dispatch(cli: Cli) -> Exit {
         Err(exit) => return exit,
     };
     match cli.command {
-        Command::Check { offline } => {
+        Command::Check {
+            offline,
+            deny_warnings,
+        } => {
             let files = policy.rule_files.len();
             emit(&format!(
                 "{}: {} rule{} in {files} file{}, {} store{}: files are valid\n",
@@ -333,11 +351,11 @@ async fn dispatch(cli: Cli) -> Exit {
                 return Exit::Ok;
             }
             match commands::check(&policy).await {
-                Ok(lines) => {
-                    for line in lines {
+                Ok(checked) => {
+                    for line in checked.lines.iter().chain(&checked.warnings) {
                         emit(&format!("{line}\n"));
                     }
-                    Exit::Ok
+                    warnings_exit(deny_warnings, &checked.warnings)
                 }
                 Err(err) => fail(err),
             }
@@ -346,6 +364,7 @@ async fn dispatch(cli: Cli) -> Exit {
             rules,
             as_of: at,
             format,
+            deny_warnings,
         } => {
             let at = match as_of(&policy, at.as_deref()) {
                 Ok(at) => at,
@@ -357,7 +376,7 @@ async fn dispatch(cli: Cli) -> Exit {
                         Format::Text => emit(&report::plan_text(&report)),
                         Format::Json => print_json(&report),
                     }
-                    Exit::Ok
+                    warnings_exit(deny_warnings, &report.warnings)
                 }
                 Err(err) => fail(err),
             }

@@ -211,6 +211,10 @@ pub enum StepAction {
 }
 
 impl StepAction {
+    pub fn is_delete(&self) -> bool {
+        matches!(self, StepAction::Delete)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             StepAction::Delete => "delete",
@@ -242,6 +246,8 @@ pub struct Step {
     #[serde(flatten)]
     pub action: StepAction,
     pub max_rows: Option<u64>,
+    /// Reclaim old row versions after a run that changed rows.
+    pub vacuum_after: bool,
     /// The first batch's size; later batches adapt to `batch_ms`.
     pub batch_size: u64,
     /// How long one batch should take; 0 keeps every batch at `batch_size` rows.
@@ -709,6 +715,7 @@ pub fn build_step(
         key,
         action,
         max_rows: rule.max_rows,
+        vacuum_after: rule.vacuum_after,
         batch_size: rule.batch_size,
         batch_ms: rule.batch_ms,
         rule_fingerprint: rule.fingerprint.clone(),

@@ -168,6 +168,9 @@ pub fn plan_text(report: &PlanReport) -> String {
         report.steps.len(),
         if report.steps.len() == 1 { "" } else { "s" }
     );
+    for warning in &report.warnings {
+        let _ = writeln!(out, "{warning}");
+    }
     out
 }
 

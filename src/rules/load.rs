@@ -262,6 +262,11 @@ fn settings(
             )
         })
         .unwrap_or(DEFAULT_STATEMENT_TIMEOUT_MS);
+    let copies_max_log_days = raw
+        .copies_max_log_days
+        .as_ref()
+        .and_then(|b| bounded(source, b, 0, 36_500, "copies_max_log_days", None, diags))
+        .unwrap_or(30);
     let max_clock_skew_ms = raw
         .max_clock_skew_ms
         .as_ref()
@@ -304,6 +309,7 @@ fn settings(
         lock_timeout: Duration::from_millis(lock_timeout_ms),
         max_clock_skew: Duration::from_millis(max_clock_skew_ms),
         statement_timeout: Duration::from_millis(statement_timeout_ms),
+        copies_max_log_days,
     };
     // The audit table default is read per store; validate the global one here.
     if let Some(table) = &raw.audit_table {
@@ -1056,6 +1062,7 @@ fn validate_rule(
         key,
         empty_dates,
         max_rows,
+        vacuum_after: raw.vacuum_after.unwrap_or(false),
         batch_size,
         batch_ms,
         schedule,

@@ -134,6 +134,9 @@ pub struct Settings {
     pub max_clock_skew: Duration,
     /// The longest one statement may run before the server cancels it.
     pub statement_timeout: Duration,
+    /// How long a server log may keep old row values before `check` and
+    /// `plan` warn about it.
+    pub copies_max_log_days: u64,
 }
 
 /// A data category (`[categories.<name>]`).
@@ -275,6 +278,8 @@ pub struct Rule {
     /// Dates that mean "no date", in addition to the store's.
     pub empty_dates: Vec<NaiveDate>,
     pub max_rows: Option<u64>,
+    /// Reclaim old row versions after a run that changed rows.
+    pub vacuum_after: bool,
     /// Rows (or, along an integer key, key values) in the first batch.
     pub batch_size: u64,
     /// How long one batch transaction should take; later batches are sized

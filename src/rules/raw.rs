@@ -32,6 +32,8 @@ pub(crate) struct RawConfig {
     pub batch_size: Option<Spanned<i64>>,
     pub batch_ms: Option<Spanned<i64>>,
     pub lock_timeout_ms: Option<Spanned<i64>>,
+    /// How long a server log may keep old row values before `check` warns.
+    pub copies_max_log_days: Option<Spanned<i64>>,
     /// The longest any one statement may run (a count, a batch).
     pub statement_timeout_ms: Option<Spanned<i64>>,
     /// How far glemsel's clock and a database server's may differ.
@@ -102,6 +104,9 @@ pub(crate) struct RawRule {
     pub key: Option<Spanned<Vec<String>>>,
     pub empty_dates: Option<Vec<Spanned<String>>>,
     pub max_rows: Option<Spanned<i64>>,
+    /// After a run that changed rows, reclaim the old row versions
+    /// (PostgreSQL VACUUM), so no plaintext stays in the table's pages.
+    pub vacuum_after: Option<bool>,
     pub batch_size: Option<Spanned<i64>>,
     pub batch_ms: Option<Spanned<i64>>,
     pub schedule: Option<Spanned<String>>,

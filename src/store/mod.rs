@@ -360,6 +360,32 @@ pub trait Store: Send {
         Ok(Vec::new())
     }
 
+    /// Where plaintext of rows a rule changes in `table` survives the run,
+    /// each with what to do about it: server logs and archives that keep
+    /// old row values, triggers that may copy rows elsewhere. Backups are
+    /// not visible from here. `max_log_days` is how long a log may keep
+    /// them before it is worth a warning.
+    async fn copies(
+        &mut self,
+        _table: &TableRef,
+        _max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Reclaims the old versions of rows a run changed, so their plaintext
+    /// does not stay in the table's pages (PostgreSQL's VACUUM). Engines
+    /// that purge or zero old versions themselves do nothing.
+    async fn vacuum(&mut self, _table: &TableRef) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether old row versions outlive a change until something reclaims
+    /// them (PostgreSQL's MVCC), so a rule should say `vacuum_after`.
+    fn keeps_old_versions(&self) -> bool {
+        false
+    }
+
     /// The database server's clock, or `None` where there is no server
     /// (SQLite shares this host's clock).
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {

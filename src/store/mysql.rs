@@ -710,6 +710,79 @@ impl Store for MysqlStore {
         Ok(found)
     }
 
+    async fn copies(
+        &mut self,
+        table: &TableRef,
+        max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let settings: Option<(i64, String, i64, i64)> = self
+            .conn
+            .query_first("SELECT @@log_bin, @@binlog_row_image, @@general_log, @@slow_query_log")
+            .await
+            .map_err(|e| self.error("copies", e))?;
+        let Some((log_bin, row_image, general_log, slow_log)) = settings else {
+            return Ok(found);
+        };
+        // Seconds (MariaDB 10.6+, MySQL 8) or whole days (older servers).
+        let expiry_seconds: u64 = match self
+            .conn
+            .query_first::<u64, _>("SELECT @@binlog_expire_logs_seconds")
+            .await
+        {
+            Ok(Some(seconds)) => seconds,
+            _ => {
+                let days: Option<f64> = self
+                    .conn
+                    .query_first("SELECT @@expire_logs_days")
+                    .await
+                    .map_err(|e| self.error("copies", e))?;
+                (days.unwrap_or(0.0) * 86_400.0) as u64
+            }
+        };
+        if log_bin != 0 && !row_image.eq_ignore_ascii_case("MINIMAL") {
+            let kept = match expiry_seconds {
+                0 => Some("for ever (no binlog_expire_logs_seconds)".to_string()),
+                s if s > max_log_days * 86_400 => Some(format!("for {} days", s / 86_400)),
+                _ => None,
+            };
+            if let Some(kept) = kept {
+                found.push(format!(
+                    "the binary log (binlog_row_image = {row_image}) keeps the changed rows' old values {kept}, and so do replicas' relay logs and binlog backups: set binlog_expire_logs_seconds within the retention you promise, or binlog_row_image = MINIMAL"
+                ));
+            }
+        }
+        if general_log != 0 {
+            found.push(
+                "the general query log is on: it keeps every statement the application sent, with the personal data in them; turn it off or expire it"
+                    .to_string(),
+            );
+        }
+        if slow_log != 0 {
+            found.push(
+                "the slow query log is on: it keeps slow statements with the values in them; expire it within the retention you promise"
+                    .to_string(),
+            );
+        }
+        let schema = table.schema.clone();
+        let triggers: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+                 WHERE EVENT_OBJECT_SCHEMA = COALESCE(?, DATABASE()) AND EVENT_OBJECT_TABLE = ? ORDER BY 1",
+                (schema, table.name.clone()),
+            )
+            .await
+            .map_err(|e| self.error("copies", e))?;
+        if !triggers.is_empty() {
+            found.push(format!(
+                "triggers on {table} ({}) may copy the rows elsewhere before they change; check where they write",
+                triggers.join(", ")
+            ));
+        }
+        Ok(found)
+    }
+
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let micros: Option<i64> = self
             .conn

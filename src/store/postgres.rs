@@ -622,6 +622,63 @@ impl Store for PostgresStore {
         Ok(found)
     }
 
+    async fn copies(
+        &mut self,
+        table: &TableRef,
+        _max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let qualified = Postgres.table(table);
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('archive_mode'), \
+                 (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'logical'), \
+                 ARRAY(SELECT pubname::text FROM pg_publication_tables p \
+                       WHERE format('%I.%I', p.schemaname, p.tablename)::regclass = $1::text::regclass ORDER BY 1), \
+                 ARRAY(SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal ORDER BY 1)",
+                &[&qualified],
+            )
+            .await
+            .map_err(|e| self.error("copies", e))?;
+        let archive: String = row.get(0);
+        if archive != "off" {
+            found.push(format!(
+                "archive_mode = {archive}: the WAL archive keeps the old row versions for as long as archives are kept; expire archived WAL (and base backups) within the retention you promise"
+            ));
+        }
+        let slots: i64 = row.get(1);
+        if slots > 0 {
+            found.push(format!(
+                "{slots} logical replication slot(s): their consumers receive the rows as they were changed and keep what they keep; make sure they forget them too"
+            ));
+        }
+        let publications: Vec<String> = row.get(2);
+        if !publications.is_empty() {
+            found.push(format!(
+                "{table} is published ({}): subscribers receive the changes; run the same rules there",
+                publications.join(", ")
+            ));
+        }
+        let triggers: Vec<String> = row.get(3);
+        if !triggers.is_empty() {
+            found.push(format!(
+                "triggers on {table} ({}) may copy the rows elsewhere before they change; check where they write",
+                triggers.join(", ")
+            ));
+        }
+        Ok(found)
+    }
+
+    async fn vacuum(&mut self, table: &TableRef) -> Result<(), StoreError> {
+        let sql = format!("VACUUM {}", Postgres.table(table));
+        self.simple("vacuum", &sql).await
+    }
+
+    fn keeps_old_versions(&self) -> bool {
+        true
+    }
+
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .client

@@ -1457,6 +1457,7 @@ mod tests {
             ],
             action,
             max_rows: None,
+            vacuum_after: false,
             batch_size: 100,
             batch_ms: 0,
             rule_fingerprint: "f".into(),

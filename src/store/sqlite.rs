@@ -225,6 +225,12 @@ impl SqliteStore {
             .conn
             .busy_timeout(limits.lock_timeout)
             .map_err(|e| store.error("session setup", e))?;
+        // Deleted and overwritten content is zeroed in the file, not left in
+        // free pages until a VACUUM.
+        store
+            .conn
+            .execute_batch("PRAGMA secure_delete = ON")
+            .map_err(|e| store.error("session setup", e))?;
         // LIKE in rule fragments compares as on PostgreSQL: case-sensitively.
         store
             .conn
@@ -614,6 +620,28 @@ impl Store for SqliteStore {
 
     async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
         flow::last_key(self, step).await
+    }
+
+    async fn copies(
+        &mut self,
+        table: &TableRef,
+        _max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let triggers: Vec<String> = blocking(|| {
+            self.conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 ORDER BY name")?
+                .query_map([&table.name], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| self.error("copies", e))?;
+        Ok(if triggers.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "triggers on {table} ({}) may copy the rows elsewhere before they change; check where they write",
+                triggers.join(", ")
+            )]
+        })
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

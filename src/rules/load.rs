@@ -1271,7 +1271,7 @@ fn event_spec(
 /// escapes (`E'\''`, MySQL's `'\''`), comments, and brackets, which SQLite
 /// reads as a quoted name (`[a']`) and the servers as a subscript, so a
 /// quote inside them would be a quote to one engine and not to another.
-fn check_sql_fragment(text: &str) -> Result<(), String> {
+pub fn check_sql_fragment(text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err("empty condition".into());
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-pub use load::load;
+pub use load::{check_sql_fragment, load};
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
 

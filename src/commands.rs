@@ -195,6 +195,8 @@ pub fn load_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
 pub struct PlannedStep {
     #[serde(flatten)]
     pub step: Step,
+    /// The legal basis of the rule's category, as the rule files state it.
+    pub legal_basis: Option<String>,
     pub counts: Counts,
     /// Why a run would refuse this rule, if it would.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,8 +228,13 @@ pub async fn plan(
                 counts.due
             )
         });
+        let legal_basis = policy
+            .categories
+            .get(&step.category)
+            .and_then(|c| c.legal_basis.clone());
         planned.push(PlannedStep {
             step,
+            legal_basis,
             counts,
             refusal,
         });

@@ -25,6 +25,9 @@ pub enum Exit {
     Incomplete = 7,
     /// Another worker holds a rule's lock, so that rule was skipped.
     LockHeld = 8,
+    /// `check --coverage` found columns that look like personal data and
+    /// that no rule deletes or pseudonymises (and no allow-list entry names).
+    Uncovered = 9,
 }
 
 impl Exit {
@@ -52,5 +55,9 @@ impl Exit {
             "stopped early (signal) or batches left locked; rest due next run",
         ),
         (8, "another worker holds a rule's lock; rule skipped"),
+        (
+            9,
+            "check --coverage: personal-looking columns no rule covers",
+        ),
     ];
 }

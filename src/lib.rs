@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod commands;
+pub mod coverage;
 pub mod daemon;
 pub mod demo;
 pub mod execute;
@@ -12,6 +13,7 @@ pub mod period;
 pub mod plan;
 pub mod pseudonym;
 pub mod report;
+pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod store;

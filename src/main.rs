@@ -53,13 +53,37 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Html,
+    Md,
+    Csv,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate config and rule files, then each rule against its live table.
     Check {
         /// Only the files; do not connect to any database.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "coverage")]
         offline: bool,
+        /// Also list every column that looks like personal data and what
+        /// becomes of it; exit 9 when a rule covers none of them.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// The retention report for the DPO and the auditor: schedule, 12-month
+    /// forecast, status, coverage and the audit chains. Changes nothing.
+    Report {
+        /// The moment "now" stands for (default: the clock).
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Write the report here instead of to standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Dry run: what a run would change now (or at --as-of). Changes nothing.
     Plan {
@@ -306,7 +330,47 @@ async fn dispatch(cli: Cli) -> Exit {
         Err(exit) => return exit,
     };
     match cli.command {
-        Command::Check { offline } => {
+        Command::Report {
+            as_of: at,
+            format,
+            output,
+        } => {
+            let at = match as_of(&policy, at.as_deref()) {
+                Ok(at) => at,
+                Err(exit) => return exit,
+            };
+            let review = glemsel::review::gather(&policy, at).await;
+            let text = match format {
+                ReportFormat::Html => report::html::render(&review),
+                ReportFormat::Md => report::review::markdown(&review),
+                ReportFormat::Csv => report::review::csv(&review),
+                ReportFormat::Json => {
+                    serde_json::to_string_pretty(&review).expect("reports serialise") + "\n"
+                }
+            };
+            let written = match &output {
+                Some(path) => std::fs::write(path, &text).map_err(|err| {
+                    eprintln!("error: cannot write {}: {err}", path.display());
+                    Exit::Error
+                }),
+                None => {
+                    emit(&text);
+                    Ok(())
+                }
+            };
+            if let Err(exit) = written {
+                return exit;
+            }
+            for problem in review_problems(&review) {
+                eprintln!("warning: {problem}");
+            }
+            if review.has_problems() {
+                Exit::Error
+            } else {
+                Exit::Ok
+            }
+        }
+        Command::Check { offline, coverage } => {
             let files = policy.rule_files.len();
             emit(&format!(
                 "{}: {} rule{} in {files} file{}, {} store{}: files are valid\n",
@@ -325,7 +389,20 @@ async fn dispatch(cli: Cli) -> Exit {
                     for line in lines {
                         emit(&format!("{line}\n"));
                     }
-                    Exit::Ok
+                }
+                Err(err) => return fail(err),
+            }
+            if !coverage {
+                return Exit::Ok;
+            }
+            match glemsel::review::coverage(&policy).await {
+                Ok(findings) => {
+                    emit(&report::coverage_text(&findings));
+                    if findings.iter().any(|f| f.is_uncovered()) {
+                        Exit::Uncovered
+                    } else {
+                        Exit::Ok
+                    }
                 }
                 Err(err) => fail(err),
             }
@@ -392,6 +469,19 @@ async fn dispatch(cli: Cli) -> Exit {
             Err(err) => fail(err),
         },
     }
+}
+
+/// What the report could not gather, for stderr.
+fn review_problems(review: &glemsel::review::Review) -> Vec<String> {
+    let stores = review
+        .stores
+        .iter()
+        .filter_map(|s| s.problem.as_ref().map(|p| format!("store {}: {p}", s.name)));
+    let rules = review
+        .rules
+        .iter()
+        .filter_map(|r| r.problem.as_ref().map(|p| format!("rule {}: {p}", r.id)));
+    stores.chain(rules).collect()
 }
 
 fn main() -> ExitCode {

@@ -803,7 +803,12 @@ const MAX_ZONE_OFFSET: chrono::TimeDelta = chrono::TimeDelta::hours(14);
 /// The first event value (in the type of an event of `kind`) that a run
 /// at `as_of` does not find due: the bound of the due condition. Forecasts
 /// ask it for later moments.
-pub fn due_bound(retention: &Retention, kind: ColumnKind, zone: Tz, as_of: DateTime<Utc>) -> Moment {
+pub fn due_bound(
+    retention: &Retention,
+    kind: ColumnKind,
+    zone: Tz,
+    as_of: DateTime<Utc>,
+) -> Moment {
     let now = as_of.with_timezone(&zone).naive_local();
     Moment::for_column(kind, retention.first_not_due(now), zone)
 }

@@ -1373,7 +1373,11 @@ pub(crate) fn audit_search<'d>(
     any_of(
         &mut q,
         "event",
-        filter.events.iter().map(|e| e.as_str().to_string()).collect(),
+        filter
+            .events
+            .iter()
+            .map(|e| e.as_str().to_string())
+            .collect(),
     );
     let at = dialect.quote("at");
     if let Some(since) = filter.since {

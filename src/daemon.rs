@@ -480,6 +480,8 @@ async fn run_once(
         host: audit::host_name(),
         shutdown: shutdown.clone(),
         trigger,
+        plan: None,
+        progress: None,
     };
     let failure = match &key {
         Err(err) => {

@@ -327,7 +327,14 @@ pub async fn run(dir: &Path) -> Result<(String, Exit), DemoError> {
 
     let before = table_counts(&database)?;
     let _ = writeln!(out, "\n== 2. the run ==\n");
-    let outcomes = commands::run(&policy, &[], now, Shutdown::default()).await?;
+    let outcomes = commands::run(
+        &policy,
+        &[],
+        now,
+        Shutdown::default(),
+        &commands::RunOptions::default(),
+    )
+    .await?;
     out.push_str(&report::run_text(&outcomes));
 
     let after = table_counts(&database)?;

@@ -1,6 +1,7 @@
 //! glemsel: makes privacy-policy retention promises true inside the
 //! databases where personal data lives.
 
+pub mod approval;
 pub mod audit;
 pub mod commands;
 pub mod coverage;

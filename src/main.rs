@@ -95,17 +95,28 @@ enum Command {
         as_of: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also write the plan to FILE for approval: as-of, rule and schema
+        /// fingerprints, counts. `run --plan FILE` runs exactly it.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
     },
     /// Delete or pseudonymise the due rows, in batches, with an audit row per batch.
     Run {
         /// Only this rule (repeatable).
-        #[arg(long = "rule", value_name = "ID")]
+        #[arg(long = "rule", value_name = "ID", conflicts_with = "plan")]
         rules: Vec<String>,
         /// The moment "now" stands for; never later than the clock.
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", conflicts_with = "plan")]
         as_of: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Run an approved plan (from `plan --save`): its rules at its as-of,
+        /// refused (exit 5) if a rule or a table changed or more rows are due.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// How many more due rows than planned a plan's run accepts, in percent.
+        #[arg(long, value_name = "PERCENT", default_value = "0%", requires = "plan")]
+        max_drift: String,
     },
     /// Run every rule on its schedule, as a systemd service (Type=notify).
     /// SIGHUP reloads the config and rules; SIGTERM stops after the batches in flight.
@@ -411,34 +422,79 @@ async fn dispatch(cli: Cli) -> Exit {
             rules,
             as_of: at,
             format,
+            save,
         } => {
             let at = match as_of(&policy, at.as_deref()) {
                 Ok(at) => at,
                 Err(exit) => return exit,
             };
-            match commands::plan(&policy, &rules, at).await {
-                Ok(report) => {
-                    match format {
-                        Format::Text => emit(&report::plan_text(&report)),
-                        Format::Json => print_json(&report),
-                    }
-                    Exit::Ok
+            let (report, file) = match &save {
+                None => match commands::plan(&policy, &rules, at).await {
+                    Ok(report) => (report, None),
+                    Err(err) => return fail(err),
+                },
+                Some(_) => match glemsel::approval::save(&policy, &rules, at).await {
+                    Ok((report, file)) => (report, Some(file)),
+                    Err(err) => return fail(err),
+                },
+            };
+            if let (Some(path), Some(file)) = (&save, &file) {
+                let mut text = serde_json::to_string_pretty(file).expect("plans serialise");
+                text.push('\n');
+                if let Err(err) = std::fs::write(path, &text) {
+                    eprintln!("error: cannot write {}: {err}", path.display());
+                    return Exit::Error;
                 }
-                Err(err) => fail(err),
+                use sha2::Digest as _;
+                eprintln!(
+                    "plan saved to {} (sha256 {}); `glemsel run --plan {}` runs exactly it",
+                    path.display(),
+                    hex::encode(sha2::Sha256::digest(text.as_bytes())),
+                    path.display()
+                );
             }
+            match format {
+                Format::Text => emit(&report::plan_text(&report)),
+                Format::Json => print_json(&report),
+            }
+            Exit::Ok
         }
         Command::Run {
             rules,
             as_of: at,
             format,
+            plan,
+            max_drift,
         } => {
-            let at = match as_of(&policy, at.as_deref()) {
-                Ok(at) => at,
-                Err(exit) => return exit,
-            };
             let shutdown = Shutdown::default();
             stop_on_signals(shutdown.clone());
-            match commands::run(&policy, &rules, at, shutdown).await {
+            let outcomes = match plan {
+                Some(path) => {
+                    let drift = match glemsel::approval::parse_drift(&max_drift) {
+                        Ok(drift) => drift,
+                        Err(err) => {
+                            eprintln!("error: --max-drift: {err}");
+                            return Exit::Usage;
+                        }
+                    };
+                    glemsel::approval::run(&policy, &path, drift, shutdown, None).await
+                }
+                None => {
+                    let at = match as_of(&policy, at.as_deref()) {
+                        Ok(at) => at,
+                        Err(exit) => return exit,
+                    };
+                    commands::run(
+                        &policy,
+                        &rules,
+                        at,
+                        shutdown,
+                        &commands::RunOptions::default(),
+                    )
+                    .await
+                }
+            };
+            match outcomes {
                 Ok(outcomes) => {
                     match format {
                         Format::Text => emit(&report::run_text(&outcomes)),

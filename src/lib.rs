@@ -18,4 +18,5 @@ pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod store;
+pub mod trail;
 pub mod walk;

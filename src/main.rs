@@ -134,8 +134,40 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum TrailFormat {
+    Text,
+    Json,
+    Csv,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// The trail for auditors: runs with their rules, rows deleted,
+    /// pseudonymised and held, the cutoff, the rule's fingerprint and the
+    /// approved plan, oldest first. Read page by page.
+    Show {
+        /// Only this rule (repeatable).
+        #[arg(long = "rule", value_name = "ID")]
+        rules: Vec<String>,
+        /// Only rows written at or after this time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only rows written before this time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only this run.
+        #[arg(long = "run", value_name = "ID")]
+        run: Option<String>,
+        /// Only this store (repeatable).
+        #[arg(long = "store", value_name = "NAME")]
+        stores: Vec<String>,
+        #[arg(long, value_enum, default_value_t = TrailFormat::Text)]
+        format: TrailFormat,
+        /// Audit rows read per page (tests use small pages).
+        #[arg(long, hide = true, default_value_t = glemsel::trail::PAGE_ROWS)]
+        page_rows: u32,
+    },
     /// Recompute each store's hash chain (and compare with the checkpoint file).
     Verify {
         /// Only this store (repeatable).
@@ -509,6 +541,45 @@ async fn dispatch(cli: Cli) -> Exit {
             unreachable!("handled before the config is loaded")
         }
         Command::Audit {
+            command:
+                AuditCommand::Show {
+                    rules,
+                    since,
+                    until,
+                    run,
+                    stores,
+                    format,
+                    page_rows,
+                },
+        } => {
+            let mut times = Vec::new();
+            for (flag, text) in [("--since", &since), ("--until", &until)] {
+                match text
+                    .as_deref()
+                    .map(|t| commands::parse_as_of(t, policy.settings.timezone))
+                {
+                    None => times.push(None),
+                    Some(Ok(at)) => times.push(Some(at)),
+                    Some(Err(err)) => {
+                        eprintln!("error: {flag}: {err}");
+                        return Exit::Usage;
+                    }
+                }
+            }
+            let options = glemsel::trail::ShowOptions {
+                stores,
+                filter: glemsel::audit::AuditFilter {
+                    rules,
+                    run_id: run,
+                    events: Vec::new(),
+                    since: times[0],
+                    until: times[1],
+                },
+                page_rows,
+            };
+            audit_show(&policy, &options, format).await
+        }
+        Command::Audit {
             command: AuditCommand::Verify { stores, format },
         } => match commands::audit_verify(&policy, &stores).await {
             Ok(verdicts) => {
@@ -524,6 +595,57 @@ async fn dispatch(cli: Cli) -> Exit {
             }
             Err(err) => fail(err),
         },
+    }
+}
+
+/// Streams `audit show` to stdout as the trail is read.
+async fn audit_show(
+    policy: &Policy,
+    options: &glemsel::trail::ShowOptions,
+    format: TrailFormat,
+) -> Exit {
+    let tz = policy.settings.timezone.name().to_string();
+    let mut count = 0usize;
+    let mut last_run = String::new();
+    match format {
+        TrailFormat::Json => emit("["),
+        TrailFormat::Csv => {
+            let mut header = String::new();
+            let names: Vec<String> = report::trail::CSV_HEADER
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            report::review::csv_row(&mut header, &names);
+            emit(&header);
+        }
+        TrailFormat::Text => {}
+    }
+    let mut write = |run: glemsel::trail::RuleRun| {
+        match format {
+            TrailFormat::Json => {
+                let json = serde_json::to_string_pretty(&run).expect("runs serialise");
+                emit(&format!("{}\n{json}", if count == 0 { "" } else { "," }));
+            }
+            TrailFormat::Csv => emit(&report::trail::csv_line(&run)),
+            TrailFormat::Text => {
+                let key = format!("{}\t{}", run.store, run.run_id);
+                emit(&report::trail::text(&run, key != last_run, &tz));
+                last_run = key;
+            }
+        }
+        count += 1;
+    };
+    let result = glemsel::trail::show(policy, options, &mut write).await;
+    match format {
+        TrailFormat::Json => emit("\n]\n"),
+        TrailFormat::Text if count == 0 && result.is_ok() => {
+            emit("no runs in the audit trail match\n")
+        }
+        _ => {}
+    }
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(err) => fail(err),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod html;
 pub mod review;
+pub mod trail;
 
 use std::fmt::Write as _;
 

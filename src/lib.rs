@@ -12,6 +12,7 @@ pub mod exit;
 pub mod metrics;
 pub mod period;
 pub mod plan;
+pub mod progress;
 pub mod pseudonym;
 pub mod report;
 pub mod review;

@@ -186,7 +186,12 @@ fn exit_codes_help() -> String {
     text
 }
 
-fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
+fn init_logging(
+    format: LogFormat,
+    verbose: u8,
+    quiet: bool,
+    bars: Option<&glemsel::progress::Bars>,
+) {
     use tracing_subscriber::prelude::*;
     // Only glemsel's own events get more verbose; library internals stay at
     // warn, as they may describe statements and their parameters.
@@ -211,6 +216,14 @@ fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     }
     // Colour only for a terminal; files and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // While progress bars are drawn, log lines lift them out of the way.
+    if let (Some(bars), LogFormat::Text) = (bars, format) {
+        let stderr = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(bars.log_writer());
+        registry.with(stderr).init();
+        return;
+    }
     let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
@@ -344,7 +357,7 @@ fn handle_daemon_signals(signals: glemsel::daemon::Signals) -> std::io::Result<(
     Ok(())
 }
 
-async fn dispatch(cli: Cli) -> Exit {
+async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
     // The daemon loads (and reloads) the config itself.
     if let Command::Daemon = &cli.command {
         let signals = glemsel::daemon::Signals::default();
@@ -509,23 +522,24 @@ async fn dispatch(cli: Cli) -> Exit {
                             return Exit::Usage;
                         }
                     };
-                    glemsel::approval::run(&policy, &path, drift, shutdown, None).await
+                    let progress = bars.map(|b| b as &dyn glemsel::execute::Progress);
+                    glemsel::approval::run(&policy, &path, drift, shutdown, progress).await
                 }
                 None => {
                     let at = match as_of(&policy, at.as_deref()) {
                         Ok(at) => at,
                         Err(exit) => return exit,
                     };
-                    commands::run(
-                        &policy,
-                        &rules,
-                        at,
-                        shutdown,
-                        &commands::RunOptions::default(),
-                    )
-                    .await
+                    let options = commands::RunOptions {
+                        progress: bars.map(|b| b as &dyn glemsel::execute::Progress),
+                        ..commands::RunOptions::default()
+                    };
+                    commands::run(&policy, &rules, at, shutdown, &options).await
                 }
             };
+            if let Some(bars) = bars {
+                bars.finish();
+            }
             match outcomes {
                 Ok(outcomes) => {
                     match format {
@@ -666,7 +680,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own account of each step.
     let quiet = matches!(cli.command, Command::Demo { .. });
-    init_logging(cli.log_format, cli.verbose, quiet);
+    // Progress bars only for a person watching a run: text output, and a
+    // terminal on stderr (not the daemon, not JSON, not a file or pipe).
+    let interactive = matches!(
+        cli.command,
+        Command::Run {
+            format: Format::Text,
+            ..
+        }
+    ) && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && !stderr_is_the_journal();
+    let bars = interactive.then(glemsel::progress::Bars::new);
+    init_logging(cli.log_format, cli.verbose, quiet, bars.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -678,6 +703,6 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Error.code());
         }
     };
-    let exit = runtime.block_on(dispatch(cli));
+    let exit = runtime.block_on(dispatch(cli, bars.as_ref()));
     ExitCode::from(exit.code())
 }

@@ -95,7 +95,10 @@ pub struct RuleReview {
     pub fingerprint: String,
     /// Counts at the as-of; `None` when the store or table could not be read.
     pub counts: Option<Counts>,
-    /// Rows becoming due in each month of [`Review::months`].
+    /// Rows becoming due in each month of [`Review::months`]: due at the
+    /// month's last microsecond and not at the one before it (the as-of,
+    /// for the first month). A run at that moment changes exactly the
+    /// rows due now plus those of the months up to it.
     pub forecast: Option<Vec<u64>>,
     pub overdue: Option<Overdue>,
     pub last_run: Option<LastRun>,
@@ -316,11 +319,16 @@ async fn measure(
         bounds.push(plan::due_bound(&rule.retention, kind, zone, at));
     }
     bounds.push(step.due.bound);
-    bounds.extend(
-        months
-            .iter()
-            .map(|m| plan::due_bound(&rule.retention, kind, zone, m.until)),
-    );
+    // A month's rows are those due by its last microsecond: a row due at
+    // 00:00 on the first of July becomes due in July.
+    bounds.extend(months.iter().map(|m| {
+        plan::due_bound(
+            &rule.retention,
+            kind,
+            zone,
+            m.until - TimeDelta::microseconds(1),
+        )
+    }));
     let counts = store.count(step).await?;
     let cumulative = store.forecast(step, &bounds).await?;
     let (overdue, now, ahead) = match waited_from {
@@ -347,16 +355,13 @@ async fn measure(
     Ok(())
 }
 
-/// The rule's last finished run at or before `as_of`.
-async fn last_run(
-    store: &mut dyn Store,
-    rule: &str,
-    as_of: DateTime<Utc>,
-) -> Result<Option<LastRun>, StoreError> {
+/// The rule's last finished run: the newest in the trail, whatever the
+/// as-of (which pins what is due, not what has been done).
+async fn last_run(store: &mut dyn Store, rule: &str) -> Result<Option<LastRun>, StoreError> {
     let filter = AuditFilter {
         rules: vec![rule.to_string()],
         events: vec![AuditEvent::RunFinish],
-        until: Some(as_of + TimeDelta::microseconds(1)),
+
         ..AuditFilter::default()
     };
     let found = store
@@ -576,7 +581,7 @@ async fn review_rule(
 ) -> Result<(), String> {
     let config = &policy.stores[&rule.store];
     let store = stores.get(&rule.store).await.map_err(|e| e.to_string())?;
-    match last_run(store, &rule.id, as_of).await {
+    match last_run(store, &rule.id).await {
         Ok(found) => line.last_run = found,
         Err(err) if no_trail(&err) => {}
         Err(err) => return Err(err.to_string()),

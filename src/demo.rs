@@ -86,7 +86,13 @@ fn prepare_dir(dir: &Path) -> Result<(), DemoError> {
         if !empty && !dir.join(MARKER).exists() {
             return Err(DemoError::NotOurs(dir.to_path_buf()));
         }
-        for name in [DATABASE, "audit-heads.tsv", "glemsel.toml", "hmac-key", REPORT] {
+        for name in [
+            DATABASE,
+            "audit-heads.tsv",
+            "glemsel.toml",
+            "hmac-key",
+            REPORT,
+        ] {
             let path = dir.join(name);
             if path.exists() {
                 std::fs::remove_file(&path).map_err(io(&path))?;

@@ -53,9 +53,16 @@ action = "delete"
 }
 
 /// What a refused run must leave exactly as it was.
-async fn state(db: &TestDb) -> (Vec<Vec<Option<String>>>, Vec<Option<String>>, Vec<Option<String>>) {
+async fn state(
+    db: &TestDb,
+) -> (
+    Vec<Vec<Option<String>>>,
+    Vec<Option<String>>,
+    Vec<Option<String>>,
+) {
     (
-        db.rows("SELECT id, name, email FROM people ORDER BY id").await,
+        db.rows("SELECT id, name, email FROM people ORDER BY id")
+            .await,
         db.column("SELECT id FROM logs ORDER BY id").await,
         db.column("SELECT COUNT(*) FROM glemsel_audit").await,
     )
@@ -65,7 +72,10 @@ fn refuses(project: &Project, plan: &str, expected: &[&str]) {
     let run = project.glemsel(&["run", "--plan", plan]);
     let out = text(&run);
     assert_eq!(code(&run), 5, "{out}");
-    assert!(out.contains("no longer matches; nothing was changed"), "{out}");
+    assert!(
+        out.contains("no longer matches; nothing was changed"),
+        "{out}"
+    );
     for expected in expected {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
@@ -86,33 +96,61 @@ async fn approved_plans(kind: Kind) {
     assert_eq!(code(&saved), 0, "{kind:?}: {}", text(&saved));
     let bytes = std::fs::read(project.path().join("plan.json")).unwrap();
     let hash = hex::encode(sha2::Sha256::digest(&bytes));
-    assert!(text(&saved).contains(&format!("sha256 {hash}")), "{}", text(&saved));
+    assert!(
+        text(&saved).contains(&format!("sha256 {hash}")),
+        "{}",
+        text(&saved)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(plan["format"], "glemsel-plan/1");
     assert_eq!(plan["rules"][0]["counts"]["due"], 1, "{plan}");
     assert_eq!(plan["rules"][1]["counts"]["due"], 1, "{plan}");
-    assert_eq!(plan["rules"][0]["tables"][0]["columns"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        plan["rules"][0]["tables"][0]["columns"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
 
     // Each difference refuses the whole run, names itself, changes nothing.
     let untouched = state(&db).await;
     let extra = "[[rule]]\nid = \"extra\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"3 years\"\naction = \"delete\"\n";
     std::fs::write(project.path().join("rules/extra.toml"), extra).unwrap();
-    refuses(&project, "plan.json", &["rule extra was added since the plan was made (rules/extra.toml:2)"]);
+    refuses(
+        &project,
+        "plan.json",
+        &["rule extra was added since the plan was made (rules/extra.toml:2)"],
+    );
     std::fs::remove_file(project.path().join("rules/extra.toml")).unwrap();
     assert_eq!(state(&db).await, untouched);
 
     project.rules("rules.toml", &rules("4 years"));
-    refuses(&project, "plan.json", &["rule people changed since the plan was made"]);
+    refuses(
+        &project,
+        "plan.json",
+        &["rule people changed since the plan was made"],
+    );
     project.rules("rules.toml", &rules("5 years"));
     assert_eq!(state(&db).await, untouched);
 
-    db.exec("ALTER TABLE people ADD COLUMN phone2 VARCHAR(40)").await;
-    refuses(&project, "plan.json", &["rule people: table people: column phone2 (", ") was added"]);
+    db.exec("ALTER TABLE people ADD COLUMN phone2 VARCHAR(40)")
+        .await;
+    refuses(
+        &project,
+        "plan.json",
+        &["rule people: table people: column phone2 (", ") was added"],
+    );
     assert_eq!(state(&db).await, untouched);
     db.exec("ALTER TABLE people DROP COLUMN phone2").await;
 
-    db.exec("INSERT INTO logs (id, ip, at) VALUES (3, '192.0.2.3', '2023-05-05')").await;
-    refuses(&project, "plan.json", &["rule logs: 2 rows are due, more than the 1 the plan approved"]);
+    db.exec("INSERT INTO logs (id, ip, at) VALUES (3, '192.0.2.3', '2023-05-05')")
+        .await;
+    refuses(
+        &project,
+        "plan.json",
+        &["rule logs: 2 rows are due, more than the 1 the plan approved"],
+    );
     assert_eq!(state(&db).await.0, untouched.0);
     assert_eq!(state(&db).await.2, untouched.2);
     // A drift allowance lets a reviewed growth through; here it is removed again.
@@ -123,15 +161,28 @@ async fn approved_plans(kind: Kind) {
     assert_eq!(code(&run), 0, "{kind:?}: {}", text(&run));
     let after = state(&db).await;
     assert_eq!(after.1, [Some("2".to_string())], "{kind:?}");
-    assert!(after.0[0][1].as_deref().unwrap().starts_with("psn_"), "{after:?}");
-    assert_eq!(after.0[1][1].as_deref(), Some("Bo"), "due after the plan's as-of");
+    assert!(
+        after.0[0][1].as_deref().unwrap().starts_with("psn_"),
+        "{after:?}"
+    );
+    assert_eq!(
+        after.0[1][1].as_deref(),
+        Some("Bo"),
+        "due after the plan's as-of"
+    );
     // Every audit row of the run carries the plan's hash.
     let details = db
         .column("SELECT detail FROM glemsel_audit WHERE run_id = (SELECT run_id FROM glemsel_audit ORDER BY seq DESC LIMIT 1) ORDER BY seq")
         .await;
     assert!(details.len() >= 6, "{details:?}");
     for detail in &details {
-        assert!(detail.as_deref().unwrap().contains(&format!("\"plan\":\"{hash}\"")), "{detail:?}");
+        assert!(
+            detail
+                .as_deref()
+                .unwrap()
+                .contains(&format!("\"plan\":\"{hash}\"")),
+            "{detail:?}"
+        );
     }
     let verify = project.glemsel(&["audit", "verify"]);
     assert_eq!(code(&verify), 0, "{}", text(&verify));
@@ -150,9 +201,18 @@ async fn approved_plans(kind: Kind) {
     let run_id = runs[1]["run_id"].as_str().unwrap().to_string();
     let text_show = project.glemsel(&["audit", "show", "--run", &run_id]);
     let shown = text(&text_show);
-    assert!(shown.contains(&format!("approved plan sha256 {hash}")), "{shown}");
-    assert!(shown.contains("rule people: pseudonymised 1 rows of people, 1 held; completed"), "{shown}");
-    assert!(shown.contains("rule logs: deleted 1 rows of logs, 0 held; completed"), "{shown}");
+    assert!(
+        shown.contains(&format!("approved plan sha256 {hash}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("rule people: pseudonymised 1 rows of people, 1 held; completed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("rule logs: deleted 1 rows of logs, 0 held; completed"),
+        "{shown}"
+    );
     // Small pages give the same answer as one large one, in CSV too.
     let small = project.glemsel(&["audit", "show", "--format", "csv", "--page-rows", "1"]);
     let large = project.glemsel(&["audit", "show", "--format", "csv"]);
@@ -161,7 +221,11 @@ async fn approved_plans(kind: Kind) {
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.starts_with("store,run_id,rule_id,"), "{csv}");
     let none = project.glemsel(&["audit", "show", "--since", "2099-01-01"]);
-    assert!(text(&none).contains("no runs in the audit trail match"), "{}", text(&none));
+    assert!(
+        text(&none).contains("no runs in the audit trail match"),
+        "{}",
+        text(&none)
+    );
     let until = project.glemsel(&["audit", "show", "--until", "2000-01-01", "--format", "json"]);
     assert_eq!(String::from_utf8_lossy(&until.stdout).trim(), "[\n]");
 
@@ -170,7 +234,11 @@ async fn approved_plans(kind: Kind) {
     assert_eq!(code(&again), 0, "{}", text(&again));
     // A rule whose due count grew runs with a drift allowance, capped at it.
     db.exec("INSERT INTO logs (id, ip, at) VALUES (4, '192.0.2.4', '2023-05-05'), (5, '192.0.2.5', '2023-05-06')").await;
-    refuses(&project, "plan.json", &["rule logs: 2 rows are due, more than the 1 the plan approved"]);
+    refuses(
+        &project,
+        "plan.json",
+        &["rule logs: 2 rows are due, more than the 1 the plan approved"],
+    );
     let drift = project.glemsel(&["run", "--plan", "plan.json", "--max-drift", "100%"]);
     assert_eq!(code(&drift), 0, "{}", text(&drift));
     assert_eq!(state(&db).await.1, [Some("2".to_string())]);

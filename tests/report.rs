@@ -78,7 +78,10 @@ fn render(browser: &Path, page: &Path, work: &Path) -> (String, PathBuf, Vec<Str
             "--proxy-server=127.0.0.1:9",
             "--window-size=1280,2200",
         ])
-        .arg(format!("--user-data-dir={}", work.join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            work.join("profile").display()
+        ))
         .arg(format!("--log-net-log={}", net_log.display()))
         .arg(format!("--screenshot={}", shot.display()))
         .arg("--dump-dom")
@@ -95,7 +98,9 @@ fn render(browser: &Path, page: &Path, work: &Path) -> (String, PathBuf, Vec<Str
 
 /// The part of `dom` from the element opening with `start` to `end`.
 fn section<'a>(dom: &'a str, start: &str, end: &str) -> &'a str {
-    let from = dom.find(start).unwrap_or_else(|| panic!("no {start} in the DOM"));
+    let from = dom
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in the DOM"));
     let rest = &dom[from..];
     &rest[..rest.find(end).unwrap_or(rest.len())]
 }
@@ -118,7 +123,10 @@ fn the_demo_report_renders_offline_in_a_browser() {
     assert_eq!(code(&demo), 0, "{}", text(&demo));
     let page = tmp.path().join("d").join("report.html");
     assert!(
-        String::from_utf8_lossy(&demo.stdout).contains(&format!("{}:", Path::new("d").join("report.html").display())),
+        String::from_utf8_lossy(&demo.stdout).contains(&format!(
+            "{}:",
+            Path::new("d").join("report.html").display()
+        )),
         "the demo prints the report's path: {}",
         text(&demo)
     );
@@ -128,7 +136,9 @@ fn the_demo_report_renders_offline_in_a_browser() {
 
     // Self-contained as written: nothing to fetch, nothing to run.
     let html = std::fs::read_to_string(&page).unwrap();
-    for banned in ["<script", "<link", "<img", "@import", "url(", "src=", "http:", "https:"] {
+    for banned in [
+        "<script", "<link", "<img", "@import", "url(", "src=", "http:", "https:",
+    ] {
         assert!(!html.contains(banned), "the report holds {banned:?}");
     }
 
@@ -154,16 +164,29 @@ fn the_demo_report_renders_offline_in_a_browser() {
         .map(|row| &row[..row.find('"').unwrap()])
         .collect();
     assert_eq!(rows, ids);
-    assert!(schedule.contains("Legal basis: legitimate interest (security)"), "{schedule}");
-    assert!(schedule.contains("5 years from the end of the financial year (06-30) of Last Date Modified"));
+    assert!(
+        schedule.contains("Legal basis: legitimate interest (security)"),
+        "{schedule}"
+    );
+    assert!(
+        schedule
+            .contains("5 years from the end of the financial year (06-30) of Last Date Modified")
+    );
 
     // The chart: one series per rule, each a line and a point per month.
     let chart = section(&dom, "<svg id=\"forecast-chart\"", "</svg>");
     let series: Vec<&str> = chart.split("<g class=\"series\"").skip(1).collect();
     assert_eq!(series.len(), ids.len());
     for (series, id) in series.iter().zip(&ids) {
-        assert!(series.starts_with(&format!(" data-rule=\"{id}\"")), "{series}");
-        assert_eq!(series.matches("<circle class=\"point\"").count(), 12, "{series}");
+        assert!(
+            series.starts_with(&format!(" data-rule=\"{id}\"")),
+            "{series}"
+        );
+        assert_eq!(
+            series.matches("<circle class=\"point\"").count(),
+            12,
+            "{series}"
+        );
         let points = series.split("points=\"").nth(1).unwrap();
         let points = &points[..points.find('"').unwrap()];
         assert_eq!(points.split_whitespace().count(), 12, "{points}");
@@ -178,7 +201,10 @@ fn the_demo_report_renders_offline_in_a_browser() {
     // The screenshot is the page, drawn.
     let (width, height) = png_size(&shot);
     assert_eq!((width, height), (1280, 2200));
-    assert!(std::fs::metadata(&shot).unwrap().len() > 50_000, "an empty page?");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 50_000,
+        "an empty page?"
+    );
     // Kept for a person to look at (the README's picture comes from here).
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-demo.png");
     std::fs::copy(&shot, &keep).unwrap();
@@ -214,7 +240,11 @@ fn progress_bars_only_for_a_person_at_a_terminal() {
     let more_due = "INSERT INTO access_log (ip, path, at) SELECT ip, path, datetime(at, '-3 years') FROM access_log";
     db.execute(more_due, []).unwrap();
     let due: i64 = db
-        .query_row("SELECT count(*) FROM access_log WHERE at < datetime('now', '-13 months')", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM access_log WHERE at < datetime('now', '-13 months')",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(due > 1_000);
 
@@ -222,11 +252,20 @@ fn progress_bars_only_for_a_person_at_a_terminal() {
     let screen = in_terminal(&dir, &format!("{bin} run --rule access-logs"));
     let last_bar = screen
         .split(['\r', '\n'])
-        .filter(|line| line.contains("access-logs ["))
-        .last()
+        .rfind(|line| line.contains("access-logs ["))
         .unwrap_or_else(|| panic!("no progress bar on the terminal:\n{screen}"));
-    assert!(last_bar.contains(&format!("{}/{} rows", glemsel::report::thousands(due as u64), glemsel::report::thousands(due as u64))), "{last_bar}");
-    assert!(last_bar.contains("rows/s") && last_bar.contains("left") && last_bar.contains("done"), "{last_bar}");
+    assert!(
+        last_bar.contains(&format!(
+            "{}/{} rows",
+            glemsel::report::thousands(due as u64),
+            glemsel::report::thousands(due as u64)
+        )),
+        "{last_bar}"
+    );
+    assert!(
+        last_bar.contains("rows/s") && last_bar.contains("left") && last_bar.contains("done"),
+        "{last_bar}"
+    );
     assert!(screen.contains("rule access-logs: deleted"), "{screen}");
 
     // JSON output, a pipe, or a file: no bars.

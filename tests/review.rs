@@ -102,8 +102,7 @@ action = "delete"
 const AS_OF: &str = "2026-03-15T10:00";
 
 fn json(output: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|err| panic!("{err}: {}", text(output)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| panic!("{err}: {}", text(output)))
 }
 
 fn report(project: &Project) -> serde_json::Value {
@@ -141,7 +140,13 @@ async fn forecast_and_status(kind: Kind) {
         people["period"],
         "36 months from the end of the financial year (06-30) of ended"
     );
-    assert!(people["source"].as_str().unwrap().ends_with("rules.toml:10"), "{people}");
+    assert!(
+        people["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("rules.toml:10"),
+        "{people}"
+    );
 
     // Month by month, the forecast is what plan counts at the month's end.
     let ids = ["people-after-contract", "visits", "leads"];
@@ -183,10 +188,18 @@ async fn forecast_and_status(kind: Kind) {
             .map(|n| n.as_u64().unwrap())
             .collect()
     };
-    assert!(forecast("visits").iter().filter(|n| **n > 0).count() >= 8, "{:?}", forecast("visits"));
+    assert!(
+        forecast("visits").iter().filter(|n| **n > 0).count() >= 8,
+        "{:?}",
+        forecast("visits")
+    );
     let people = forecast("people-after-contract");
     assert!(people[4] > 0, "{people:?}");
-    assert_eq!(people.iter().sum::<u64>(), people[4], "{kind:?}: only July: {people:?}");
+    assert_eq!(
+        people.iter().sum::<u64>(),
+        people[4],
+        "{kind:?}: only July: {people:?}"
+    );
 
     // Rows due for longer than a day without a schedule are overdue, until a run.
     let overdue = rule(&before, "visits")["overdue"]["rows"].as_u64().unwrap();
@@ -203,7 +216,10 @@ async fn forecast_and_status(kind: Kind) {
     assert_eq!(visits["counts"]["due"], 0);
     // The held rows the run kept are in its last run, and in the counts now.
     let people = rule(&after, "people-after-contract");
-    assert!(people["last_run"]["rows_held"].as_u64().unwrap() > 0, "{people}");
+    assert!(
+        people["last_run"]["rows_held"].as_u64().unwrap() > 0,
+        "{people}"
+    );
     assert_eq!(people["last_run"]["rows_held"], people["counts"]["held"]);
     let chain = &after["stores"][0]["chain"];
     assert!(chain["broken"].is_null(), "{chain}");
@@ -213,14 +229,23 @@ async fn forecast_and_status(kind: Kind) {
     let md = project.glemsel(&["report", "--format", "md", "--as-of", AS_OF]);
     assert_eq!(code(&md), 0, "{}", text(&md));
     let md = String::from_utf8_lossy(&md.stdout);
-    assert!(md.contains("| `visits` | 2026-03-15 10:00 |") || md.contains("| `visits` |"), "{md}");
+    assert!(
+        md.contains("| `visits` | 2026-03-15 10:00 |") || md.contains("| `visits` |"),
+        "{md}"
+    );
     assert!(md.contains("## 2. Forecast"), "{md}");
     let csv = project.glemsel(&["report", "--format", "csv", "--as-of", AS_OF]);
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
-    assert!(lines[0].starts_with("rule_id,category,") && lines[0].ends_with("due_2027-02"), "{csv}");
-    assert!(lines[1].starts_with("people-after-contract,customer,"), "{csv}");
+    assert!(
+        lines[0].starts_with("rule_id,category,") && lines[0].ends_with("due_2027-02"),
+        "{csv}"
+    );
+    assert!(
+        lines[1].starts_with("people-after-contract,customer,"),
+        "{csv}"
+    );
     db.drop().await;
 }
 
@@ -247,7 +272,8 @@ async fn coverage(kind: Kind) {
     );
 
     // A migration adds a second phone number, which the rule does not know.
-    db.exec("ALTER TABLE people ADD COLUMN phone2 VARCHAR(40)").await;
+    db.exec("ALTER TABLE people ADD COLUMN phone2 VARCHAR(40)")
+        .await;
     db.exec("CREATE TABLE newsletter (id INTEGER PRIMARY KEY, mail VARCHAR(120), signed_up DATE)")
         .await;
     let check = project.glemsel(&["check", "--coverage"]);
@@ -258,7 +284,8 @@ async fn coverage(kind: Kind) {
         "{kind:?}: {out}"
     );
     assert!(
-        out.contains("newsletter.mail (") && out.contains("no rule deletes or pseudonymises anything in this table"),
+        out.contains("newsletter.mail (")
+            && out.contains("no rule deletes or pseudonymises anything in this table"),
         "{kind:?}: {out}"
     );
     let report = report(&project);
@@ -283,7 +310,11 @@ async fn coverage(kind: Kind) {
     .unwrap();
     let check = project.glemsel(&["check", "--coverage"]);
     assert_eq!(code(&check), 0, "{kind:?}: {}", text(&check));
-    assert!(text(&check).contains("2 reviewed (allow-list), 0 not covered"), "{}", text(&check));
+    assert!(
+        text(&check).contains("2 reviewed (allow-list), 0 not covered"),
+        "{}",
+        text(&check)
+    );
     let report = self::report(&project);
     let phone2 = report["stores"][0]["coverage"]
         .as_array()
@@ -294,7 +325,10 @@ async fn coverage(kind: Kind) {
         .clone();
     assert_eq!(phone2["status"], "allowed");
     assert_eq!(phone2["reason"], "the switchboard's extension, no person's");
-    assert!(phone2["at"].as_str().unwrap().contains("glemsel.toml:"), "{phone2}");
+    assert!(
+        phone2["at"].as_str().unwrap().contains("glemsel.toml:"),
+        "{phone2}"
+    );
 
     // An allow-list entry without a reason is refused with the config.
     std::fs::write(
@@ -304,7 +338,11 @@ async fn coverage(kind: Kind) {
     .unwrap();
     let check = project.glemsel(&["check", "--offline"]);
     assert_eq!(code(&check), 3, "{}", text(&check));
-    assert!(text(&check).contains("coverage.allow: say why"), "{}", text(&check));
+    assert!(
+        text(&check).contains("coverage.allow: say why"),
+        "{}",
+        text(&check)
+    );
     db.drop().await;
 }
 

@@ -232,10 +232,10 @@ fn schedule(out: &mut String, review: &Review) {
         }
         out.push_str("</td><td>");
         action_cell(out, rule);
-        let _ = write!(
+        let _ = writeln!(
             out,
             "</td><td><code>{}</code><br><span class=\"small mono\">{}</span><br>\
-             <span class=\"small mono\" title=\"SHA-256 of the rule\">{}…</span>{}</td></tr>\n",
+             <span class=\"small mono\" title=\"SHA-256 of the rule\">{}…</span>{}</td></tr>",
             esc(&rule.id),
             esc(&rule.source),
             esc(&rule.fingerprint[..rule.fingerprint.len().min(16)]),
@@ -301,17 +301,17 @@ fn chart(out: &mut String, review: &Review) {
     let plot_h = height - top - bottom;
     let x = |i: usize| left + plot_w * (i as f64 + 0.5) / months as f64;
     let y = |v: u64| top + plot_h * (1.0 - v as f64 / top_value);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<svg id=\"forecast-chart\" class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" \
-         aria-label=\"Rows becoming due per rule per month\">\n"
+         aria-label=\"Rows becoming due per rule per month\">"
     );
     let mut value = 0;
     while value as f64 <= top_value {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e3e7ec\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             width - right,
             left - 6.0,
             y(value) + 4.0,
@@ -321,9 +321,9 @@ fn chart(out: &mut String, review: &Review) {
         value += step;
     }
     for (i, month) in review.months.iter().enumerate() {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             x(i),
             height - bottom + 18.0,
             esc(&month.label)
@@ -522,9 +522,9 @@ fn status(out: &mut String, review: &Review) {
                     Some(broken) => format!("<span class=\"bad\"><strong>BROKEN</strong>: {}</span>", esc(broken)),
                     None => "<span class=\"good\">intact</span>".to_string(),
                 };
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<td>{verdict}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"mono small\">{}</td></tr>\n",
+                    "<td>{verdict}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"mono small\">{}</td></tr>",
                     thousands(chain.rows),
                     chain.checkpoints,
                     match (chain.head_seq, &chain.head_hash) {
@@ -534,7 +534,7 @@ fn status(out: &mut String, review: &Review) {
                 );
             }
             (None, Some(problem)) => {
-                let _ = write!(out, "<td colspan=\"4\" class=\"bad\">{}</td></tr>\n", esc(problem));
+                let _ = writeln!(out, "<td colspan=\"4\" class=\"bad\">{}</td></tr>", esc(problem));
             }
             (None, None) => out.push_str("<td colspan=\"4\" class=\"small\">no audit trail yet: no run has written to this store</td></tr>\n"),
         }
@@ -551,16 +551,16 @@ fn coverage(out: &mut String, review: &Review) {
          a person decides.</p>\n",
     );
     for store in &review.stores {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<h3>Store {} <span class=\"small\">({})</span></h3>\n",
+            "<h3>Store {} <span class=\"small\">({})</span></h3>",
             esc(&store.name),
             esc(&store.engine)
         );
         let Some(findings) = &store.coverage else {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<p class=\"bad\">Not available: {}</p>\n",
+                "<p class=\"bad\">Not available: {}</p>",
                 esc(store
                     .problem
                     .as_deref()
@@ -572,10 +572,10 @@ fn coverage(out: &mut String, review: &Review) {
             out.push_str("<p>No column looks like personal data.</p>\n");
             continue;
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<table class=\"coverage\" data-store=\"{}\"><thead><tr><th>Table</th><th>Column</th><th>Type</th>\
-             <th>Looks like</th><th>What becomes of it</th></tr></thead><tbody>\n",
+             <th>Looks like</th><th>What becomes of it</th></tr></thead><tbody>",
             esc(&store.name)
         );
         for finding in findings {
@@ -598,9 +598,9 @@ fn coverage(out: &mut String, review: &Review) {
                     esc(why)
                 ),
             };
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<tr><td><code>{}</code></td><td><code>{}</code></td><td class=\"small mono\">{}</td><td>{}</td><td>{what}</td></tr>\n",
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td class=\"small mono\">{}</td><td>{}</td><td>{what}</td></tr>",
                 esc(&finding.table),
                 esc(&finding.column),
                 esc(&finding.data_type),

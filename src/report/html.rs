@@ -75,6 +75,9 @@ footer { margin-top: 36px; font-size: 12px; color: var(--muted); border-top: 1px
   table { font-size: 10.5px; }
   h2 { margin-top: 18px; }
   section.page { break-before: page; }
+  svg.chart { height: 70mm; }
+  tfoot { display: table-row-group; }
+  #forecast td:first-child, #status td:first-child { white-space: nowrap; }
   .summary { grid-template-columns: repeat(5, 1fr); }
 }
 "#;

@@ -344,6 +344,7 @@ mod tests {
         assert_eq!(field("plain"), "plain");
         assert_eq!(field("a, b"), "\"a, b\"");
         assert_eq!(field("say \"x\""), "\"say \"\"x\"\"\"");
-        assert_eq!(sparkline(&[0, 1, 7]), " ▁█");
+        assert_eq!(sparkline(&[0, 1, 7]), " ▂█");
+        assert_eq!(sparkline(&[1, 100]), "▁█");
     }
 }

@@ -115,6 +115,26 @@ pub struct AuditRecord {
     pub row_hash: String,
 }
 
+/// Which audit rows a search returns; an empty list matches every value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub rules: Vec<String>,
+    pub run_id: Option<String>,
+    pub events: Vec<AuditEvent>,
+    /// Rows written at or after this moment.
+    pub since: Option<DateTime<Utc>>,
+    /// Rows written before this moment.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Where a page of a search starts: ascending after a sequence number, or
+/// descending (newest first) before one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditCursor {
+    After(i64),
+    Before(i64),
+}
+
 /// The end of a chain: what the next row links to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainLink {

@@ -33,6 +33,16 @@ pub enum CommandError {
     UnknownStore(String),
     #[error("{}", .0.join("\n"))]
     Unsafe(Vec<String>),
+    #[error("{0}")]
+    PlanFile(String),
+    #[error(
+        "the approved plan {plan} no longer matches; nothing was changed:\n{}\nmake a new plan (glemsel plan --save) and have it approved",
+        differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n")
+    )]
+    PlanRefused {
+        plan: String,
+        differences: Vec<String>,
+    },
     #[error("--as-of {as_of} is later than the clock ({now}); a run never acts before its time")]
     AsOfInFuture {
         as_of: DateTime<Utc>,
@@ -43,13 +53,16 @@ pub enum CommandError {
 impl CommandError {
     pub fn exit(&self) -> Exit {
         match self {
-            CommandError::Invalid(_) | CommandError::Key(_) | CommandError::KeySource(_) => {
-                Exit::Invalid
-            }
+            CommandError::Invalid(_)
+            | CommandError::Key(_)
+            | CommandError::KeySource(_)
+            | CommandError::PlanFile(_) => Exit::Invalid,
             CommandError::Schema(_) => Exit::Schema,
             CommandError::Store(_) => Exit::Error,
             CommandError::UnknownRule(_) | CommandError::UnknownStore(_) => Exit::Usage,
-            CommandError::AsOfInFuture { .. } | CommandError::Unsafe(_) => Exit::Refused,
+            CommandError::AsOfInFuture { .. }
+            | CommandError::Unsafe(_)
+            | CommandError::PlanRefused { .. } => Exit::Refused,
         }
     }
 }
@@ -206,6 +219,8 @@ fn load_secret_key(
 pub struct PlannedStep {
     #[serde(flatten)]
     pub step: Step,
+    /// The legal basis of the rule's category, as the rule files state it.
+    pub legal_basis: Option<String>,
     pub counts: Counts,
     /// Why a run would refuse this rule, if it would.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -239,8 +254,13 @@ pub async fn plan(
                 counts.due
             )
         });
+        let legal_basis = policy
+            .categories
+            .get(&step.category)
+            .and_then(|c| c.legal_basis.clone());
         planned.push(PlannedStep {
             step,
+            legal_basis,
             counts,
             refusal,
         });
@@ -308,12 +328,25 @@ pub fn run_exit(outcomes: &[StepOutcome]) -> Exit {
         .unwrap_or(Exit::Ok)
 }
 
+/// How a run goes beyond its rules and moment.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// The approved plan's hash, recorded in every audit row of the run.
+    pub plan: Option<String>,
+    /// Per rule, the most rows the run may change (from an approved plan):
+    /// enforced as `max_rows` is, before the first batch and by every batch.
+    pub ceilings: BTreeMap<String, u64>,
+    /// Where progress goes, if anywhere.
+    pub progress: Option<&'a dyn execute::Progress>,
+}
+
 /// Runs the selected rules. `as_of` must not be later than the clock.
 pub async fn run(
     policy: &Policy,
     rule_ids: &[String],
     as_of: DateTime<Utc>,
     shutdown: Shutdown,
+    options: &RunOptions<'_>,
 ) -> Result<Vec<StepOutcome>, CommandError> {
     let now = Utc::now();
     if as_of > now {
@@ -321,7 +354,12 @@ pub async fn run(
     }
     let rules = select(policy, rule_ids)?;
     let mut stores = Stores::new(policy);
-    let steps = build_steps(&mut stores, &rules, as_of).await?;
+    let mut steps = build_steps(&mut stores, &rules, as_of).await?;
+    for step in &mut steps {
+        if let Some(ceiling) = options.ceilings.get(&step.rule_id) {
+            step.max_rows = Some(step.max_rows.map_or(*ceiling, |max| max.min(*ceiling)));
+        }
+    }
     let hmac_key = load_key(policy)?;
     let audit_key = load_audit_key(policy)?;
     let ctx = RunContext {
@@ -333,6 +371,8 @@ pub async fn run(
         host: audit::host_name(),
         shutdown,
         trigger: execute::Trigger::Command,
+        plan: options.plan.clone(),
+        progress: options.progress,
     };
     tracing::info!(run_id = %ctx.run_id, rules = steps.len(), as_of = %as_of, "run begins");
     let mut outcomes = Vec::new();

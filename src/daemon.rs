@@ -499,6 +499,8 @@ async fn run_once(
         host: audit::host_name(),
         shutdown: shutdown.clone(),
         trigger,
+        plan: None,
+        progress: None,
     };
     let failure = match (&hmac_key, &audit_key) {
         (Err(err), _) | (_, Err(err)) => {

@@ -64,6 +64,17 @@ pub enum Trigger {
     CatchUp,
 }
 
+/// Hears how a run goes, batch by batch: a terminal's progress bars. The
+/// daemon and programs reading JSON pass none.
+pub trait Progress: Send + Sync {
+    /// A rule's batches begin; `due` is what its count found, if it counted.
+    fn begin(&self, rule: &str, due: Option<u64>);
+    /// A batch of the rule committed, changing `rows` rows.
+    fn advance(&self, rule: &str, rows: u64);
+    /// The rule's batches are over.
+    fn end(&self, rule: &str, report: &StepReport);
+}
+
 /// What every step of one invocation shares.
 pub struct RunContext<'a> {
     pub run_id: String,
@@ -77,6 +88,12 @@ pub struct RunContext<'a> {
     pub host: String,
     pub shutdown: Shutdown,
     pub trigger: Trigger,
+    /// SHA-256 of the approved plan file the run follows, if any: recorded
+    /// in every audit row of the run.
+    pub plan: Option<String>,
+    /// Where progress goes; with it, every rule is counted first so that
+    /// progress can say how much is left.
+    pub progress: Option<&'a dyn Progress>,
 }
 
 /// How a step's run ended.
@@ -124,6 +141,9 @@ pub struct StepReport {
     /// (`vacuum_after`); absent when not asked for or nothing changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vacuumed: Option<bool>,
+    /// The approved plan's hash, when the run followed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// Why a step did not run at all. Nothing was written.
@@ -413,7 +433,7 @@ async fn run_locked(
     check_clocks(store, step, ctx.max_clock_skew).await?;
     // Counting scans the table, which costs about as much as the run: only
     // what a guard checks or the trail reports (what holds kept) is counted.
-    let counted = if step.max_rows.is_some() || !step.holds.is_empty() {
+    let counted = if step.max_rows.is_some() || !step.holds.is_empty() || ctx.progress.is_some() {
         // A stop must not wait for the scan.
         Some(tokio::select! {
             counted = store.count(step) => counted?,
@@ -465,8 +485,11 @@ async fn run_locked(
             version: env!("CARGO_PKG_VERSION").into(),
             detail,
         };
-    let start_detail =
-        serde_json::json!({ "counted": counted, "trigger": ctx.trigger }).to_string();
+    let mut start_detail = serde_json::json!({ "counted": counted, "trigger": ctx.trigger });
+    if let Some(plan) = &ctx.plan {
+        start_detail["plan"] = serde_json::json!(plan);
+    }
+    let start_detail = start_detail.to_string();
     append_alone(
         store,
         entry(AuditEvent::RunStart, 0, None, start_detail),
@@ -474,6 +497,9 @@ async fn run_locked(
     )
     .await?;
     tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.as_ref().map(|c| c.due), held = counted.as_ref().map(|c| c.held), "run started");
+    if let Some(progress) = ctx.progress {
+        progress.begin(&step.rule_id, counted.as_ref().map(|c| c.due));
+    }
 
     let mut report = StepReport {
         rule_id: step.rule_id.clone(),
@@ -492,6 +518,7 @@ async fn run_locked(
         seconds: 0.0,
         error: None,
         vacuumed: None,
+        plan: ctx.plan.clone(),
     };
     let mut after: Option<Key> = None;
     let mut failure: Option<StepError> = None;
@@ -540,10 +567,13 @@ async fn run_locked(
                         }
                         // Every change has its audit row: cascaded rows too.
                         if changed.rows > 0 || changed.cascaded.iter().any(|c| c.rows > 0) {
-                            let detail = serde_json::json!({
+                            let mut detail = serde_json::json!({
                                 "ms": batch_started.elapsed().as_millis() as u64,
                                 "cascaded": changed.cascaded,
                             });
+                            if let Some(plan) = &ctx.plan {
+                                detail["plan"] = serde_json::json!(plan);
+                            }
                             let batch = entry(
                                 AuditEvent::Batch,
                                 changed.rows,
@@ -572,6 +602,9 @@ async fn run_locked(
                     // A limited batch that changed nothing would repeat forever.
                     limited = changed.limited && rows > 0;
                     walk.record(batch_started.elapsed(), rows, limited);
+                    if let (Some(progress), true) = (ctx.progress, rows > 0) {
+                        progress.advance(&step.rule_id, rows);
+                    }
                     if rows > 0 {
                         metrics::batch_committed(
                             &step.rule_id,
@@ -638,6 +671,9 @@ async fn run_locked(
         report.vacuumed = Some(vacuumed.is_ok());
     }
     report.seconds = started.elapsed().as_secs_f64();
+    if let Some(progress) = ctx.progress {
+        progress.end(&step.rule_id, &report);
+    }
     let finish_detail = serde_json::to_string(&report).expect("reports serialise");
     let finish = append_alone(
         store,

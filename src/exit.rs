@@ -43,6 +43,9 @@ exit_codes! {
         /// What was done is committed and audited.
     ;
     LockHeld = 8: "another worker holds a rule's lock; that rule was skipped";
+    Uncovered = 9: "check --coverage: a column that looks like personal data is covered by no rule and not on the allow-list",
+        /// No rule deletes or pseudonymises them, and no allow-list entry names them.
+    ;
 }
 
 impl Exit {
@@ -70,7 +73,7 @@ mod tests {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
         let rows: Vec<u8> = Exit::TABLE.iter().map(|(code, _)| *code).collect();
         assert_eq!(codes, rows);
-        assert_eq!(codes, (0..=8).collect::<Vec<u8>>());
+        assert_eq!(codes, (0..=9).collect::<Vec<u8>>());
         assert_eq!(Exit::Refused.meaning(), Exit::TABLE[5].1);
     }
 }

@@ -807,6 +807,19 @@ pub const EARLIEST_USABLE_DATE: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).
 /// timestamptz column in any zone lies within this of its UTC day.
 const MAX_ZONE_OFFSET: chrono::TimeDelta = chrono::TimeDelta::hours(14);
 
+/// The first event value (in the type of an event of `kind`) that a run
+/// at `as_of` does not find due: the bound of the due condition. Forecasts
+/// ask it for later moments.
+pub fn due_bound(
+    retention: &Retention,
+    kind: ColumnKind,
+    zone: Tz,
+    as_of: DateTime<Utc>,
+) -> Moment {
+    let now = as_of.with_timezone(&zone).naive_local();
+    Moment::for_column(kind, retention.first_not_due(now), zone)
+}
+
 fn due_condition(
     retention: &Retention,
     event: Event,
@@ -814,8 +827,7 @@ fn due_condition(
     zone: Tz,
     as_of: DateTime<Utc>,
 ) -> DueCondition {
-    let now = as_of.with_timezone(&zone).naive_local();
-    let bound = Moment::for_column(event.kind, retention.first_not_due(now), zone);
+    let bound = due_bound(retention, event.kind, zone, as_of);
     let kind = event.kind;
     let midnight = |date: NaiveDate| date.and_time(NaiveTime::MIN);
     let day = |date: &NaiveDate| match kind {

@@ -38,6 +38,8 @@ fn the_demo_plans_runs_and_verifies_on_a_fresh_folder() {
         "== 2. the run",
         "== 3. what changed",
         "audit chain intact",
+        "== 5. the retention report",
+        "report.html: the retention schedule, a 12-month forecast",
     ] {
         assert_contains(&out, expected);
     }
@@ -48,6 +50,8 @@ fn the_demo_plans_runs_and_verifies_on_a_fresh_folder() {
     );
 
     let dir = tmp.path().join("d");
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(report.starts_with("<!DOCTYPE html>") && report.contains("<table id=\"schedule\">"));
     let db = rusqlite::Connection::open(dir.join("demo.sqlite")).unwrap();
     // SQLite's clock is UTC; the rules count in Copenhagen, at most two hours off.
     assert_eq!(

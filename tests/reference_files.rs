@@ -269,3 +269,37 @@ fn help_lists_every_exit_code() {
     }
     assert_contains(&text(&help), &expected);
 }
+
+/// The README's table of coverage hints is the code's list, word for word.
+#[test]
+fn the_readme_lists_every_coverage_hint() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("| looks like | part of the name | whole word | type |")
+        .nth(1)
+        .expect("the README's table of coverage hints");
+    let rows: Vec<&str> = section
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(rows.len(), glemsel::coverage::HINTS.len());
+    for (row, hint) in rows.iter().zip(glemsel::coverage::HINTS) {
+        assert!(row.starts_with(&format!("| {} |", hint.label)), "{row}");
+        let parts = hint
+            .contains
+            .iter()
+            .chain(hint.words)
+            .chain(hint.types)
+            .chain(hint.unless);
+        for part in parts {
+            assert!(
+                row.contains(&format!("`{part}`")),
+                "{part} missing in {row}"
+            );
+        }
+        let listed = row.matches('`').count() / 2;
+        let known = hint.contains.len() + hint.words.len() + hint.types.len() + hint.unless.len();
+        assert_eq!(listed, known, "{row}");
+    }
+}

@@ -126,6 +126,11 @@ if ! command -v faketime >/dev/null 2>&1; then
     apt_install faketime
 fi
 
+# --- chromium, which renders the HTML report headless ------------------------
+if ! command -v chromium >/dev/null 2>&1; then
+    apt_install chromium
+fi
+
 # --- systemd-analyze, for the unit tests ------------------------------------
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     apt_install systemd

@@ -107,6 +107,34 @@ pub struct StoreConfig {
     pub location: Location,
 }
 
+/// A column (or table) the coverage review was told to leave alone:
+/// `[[coverage.allow]]` in `glemsel.toml`, with the reviewer's reason.
+#[derive(Debug, Clone)]
+pub struct CoverageAllow {
+    /// Only in this store; every store when `None`.
+    pub store: Option<String>,
+    /// Matches a table of this name, in this schema if one is given.
+    pub table: TableRef,
+    /// These columns; every column of the table when empty.
+    pub columns: Vec<String>,
+    pub reason: String,
+    pub at: Location,
+}
+
+impl CoverageAllow {
+    /// Whether this entry covers `column` of `table` (as the catalog names it) in `store`.
+    pub fn matches(&self, store: &str, table: &TableRef, column: &str) -> bool {
+        self.store.as_deref().is_none_or(|s| s == store)
+            && self.table.name == table.name
+            && self
+                .table
+                .schema
+                .as_ref()
+                .is_none_or(|schema| Some(schema) == table.schema.as_ref())
+            && (self.columns.is_empty() || self.columns.iter().any(|c| c == column))
+    }
+}
+
 /// Deployment-wide settings from `glemsel.toml`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -137,6 +165,8 @@ pub struct Settings {
     /// How long a server log may keep old row values before `check` and
     /// `plan` warn about it.
     pub copies_max_log_days: u64,
+    /// Columns the coverage review leaves alone (`[[coverage.allow]]`).
+    pub coverage_allow: Vec<CoverageAllow>,
 }
 
 /// A data category (`[categories.<name>]`).

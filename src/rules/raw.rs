@@ -40,6 +40,25 @@ pub(crate) struct RawConfig {
     pub max_clock_skew_ms: Option<Spanned<i64>>,
     #[serde(default)]
     pub stores: BTreeMap<String, Spanned<RawStore>>,
+    pub coverage: Option<RawCoverage>,
+}
+
+/// `[coverage]`: what the coverage review was told to leave alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCoverage {
+    #[serde(default)]
+    pub allow: Vec<Spanned<RawAllow>>,
+}
+
+/// `[[coverage.allow]]`: a reviewed table or columns, and why.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    pub store: Option<String>,
+    pub table: String,
+    pub columns: Option<Vec<String>>,
+    pub reason: String,
 }
 
 #[derive(Debug, Deserialize)]

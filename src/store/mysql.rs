@@ -18,10 +18,11 @@ use sha2::{Digest, Sha256};
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
+    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    group_catalog,
 };
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
+use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef};
@@ -641,6 +642,27 @@ impl Store for MysqlStore {
         flow::count(self, step).await
     }
 
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self, step, bounds).await
+    }
+
+    async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
+        let rows = self
+            .conn
+            .query::<(String, String, String, String), _>(
+                "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE \
+                 FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
+                 ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+                 WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' \
+                 ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+            )
+            .await
+            .map_err(|e| self.error("catalog", e))?;
+        Ok(group_catalog(rows.into_iter().map(
+            |(schema, table, column, data_type)| (Some(schema), table, column, data_type),
+        )))
+    }
+
     async fn window_end(
         &mut self,
         step: &Step,
@@ -905,6 +927,19 @@ impl Store for MysqlStore {
         let rows = self.rows("audit read", &q).await?;
         rows.iter()
             .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
+            .collect()
+    }
+
+    async fn audit_search(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_search(&Mysql, &self.audit_table, filter, cursor, limit);
+        let rows = self.rows("audit search", &q).await?;
+        rows.iter()
+            .map(|row| audit_record(row).map_err(|m| self.invalid("audit search", m)))
             .collect()
     }
 

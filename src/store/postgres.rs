@@ -17,10 +17,11 @@ use tokio_postgres::{NoTls, Row};
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
+    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    group_catalog,
 };
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
+use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef};
@@ -556,6 +557,34 @@ impl Store for PostgresStore {
         flow::count(self, step).await
     }
 
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self, step, bounds).await
+    }
+
+    async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                 AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
+                 ORDER BY 1, 2, a.attnum",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("catalog", e))?;
+        Ok(group_catalog(rows.iter().map(|row| {
+            (
+                Some(row.get::<_, String>(0)),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+            )
+        })))
+    }
+
     async fn window_end(
         &mut self,
         step: &Step,
@@ -792,6 +821,20 @@ impl Store for PostgresStore {
             .await?
             .iter()
             .map(|row| audit_record(row).map_err(|message| self.invalid("audit read", message)))
+            .collect()
+    }
+
+    async fn audit_search(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_search(&Postgres, &self.audit_table, filter, cursor, limit);
+        self.query("audit search", &q)
+            .await?
+            .iter()
+            .map(|row| audit_record(row).map_err(|message| self.invalid("audit search", message)))
             .collect()
     }
 

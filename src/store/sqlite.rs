@@ -21,10 +21,12 @@ use rusqlite::{Connection, OpenFlags};
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    SessionLimits, Store, StoreError, TableSchema, Window,
+    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
+    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, group_catalog,
 };
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
+use crate::audit::{
+    AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink, format_time,
+};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
@@ -609,6 +611,26 @@ impl Store for SqliteStore {
         flow::count(self, step).await
     }
 
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self, step, bounds).await
+    }
+
+    async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<(Option<String>, String, String, String)>> {
+            self.conn
+                .prepare(
+                    "SELECT m.name, p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p \
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
+                     ORDER BY m.name, p.cid",
+                )?
+                .query_map([], |row| Ok((None, row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect()
+        };
+        blocking(read)
+            .map(group_catalog)
+            .map_err(|e| self.error("catalog", e))
+    }
+
     async fn window_end(
         &mut self,
         step: &Step,
@@ -728,6 +750,19 @@ impl Store for SqliteStore {
         self.rows("audit read", &q)?
             .iter()
             .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
+            .collect()
+    }
+
+    async fn audit_search(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_search(&Sqlite, &self.audit_table, filter, cursor, limit);
+        self.rows("audit search", &q)?
+            .iter()
+            .map(|row| audit_record(row).map_err(|m| self.invalid("audit search", m)))
             .collect()
     }
 

@@ -1,6 +1,12 @@
 //! Rendering for people (text) and programs (JSON): the dry-run report a
 //! data-protection officer reads before anything is deleted, run summaries
-//! and audit verdicts. Reports hold counts and conditions, never row values.
+//! and audit verdicts; the retention report (`html`, `review`) and the
+//! audit trail for auditors. Reports hold counts and conditions, never row
+//! values.
+
+pub mod html;
+pub mod review;
+pub mod trail;
 
 use std::fmt::Write as _;
 
@@ -24,7 +30,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-fn local(at: DateTime<Utc>, tz: &str) -> String {
+pub(crate) fn local(at: DateTime<Utc>, tz: &str) -> String {
     match tz.parse::<Tz>() {
         Ok(zone) => format!(
             "{} {tz}",
@@ -85,6 +91,9 @@ pub fn plan_text(report: &PlanReport) -> String {
             step.store, step.engine, step.table
         );
         let _ = writeln!(out, "  category  {}", step.category);
+        if let Some(basis) = &planned.legal_basis {
+            let _ = writeln!(out, "  basis     {basis}");
+        }
         let _ = writeln!(out, "  action    {}", action_text(step));
         let _ = writeln!(
             out,
@@ -268,6 +277,46 @@ pub fn verify_text(verdicts: &[Verdict]) -> String {
             }
         }
     }
+    out
+}
+
+/// `check --coverage`: each personal-looking column that no rule covers,
+/// then a tally. Covered and reviewed columns are counted, not listed.
+pub fn coverage_text(findings: &[crate::coverage::Finding]) -> String {
+    use crate::coverage::Disposition;
+    let mut out = String::new();
+    let (mut covered, mut allowed, mut uncovered) = (0, 0, 0);
+    for finding in findings {
+        match &finding.disposition {
+            Disposition::Covered { .. } => covered += 1,
+            Disposition::Allowed { .. } => allowed += 1,
+            Disposition::Uncovered { why } => {
+                uncovered += 1;
+                let _ = writeln!(
+                    out,
+                    "store {}: {}.{} ({}) looks like {} and is not covered: {why}",
+                    finding.store,
+                    finding.table,
+                    finding.column,
+                    finding.data_type,
+                    finding.looks_like
+                );
+            }
+        }
+    }
+    if uncovered > 0 {
+        let _ = writeln!(
+            out,
+            "add each column to a rule (columns = {{ ... }}, or a delete rule for its table), or, once reviewed, to [[coverage.allow]] in the config with a reason"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "coverage: {} column{} look{} like personal data: {covered} covered by rules, {allowed} reviewed (allow-list), {uncovered} not covered",
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" },
+        if findings.len() == 1 { "s" } else { "" },
+    );
     out
 }
 

@@ -343,7 +343,7 @@ async fn run_locked(
             key_id: key.map(|k| k.id().to_string()),
             at: audit::now(),
             host: ctx.host.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::VERSION.into(),
             detail,
         };
     let start_detail =
@@ -553,7 +553,7 @@ pub async fn record_failure(
         key_id: None,
         at: audit::now(),
         host: ctx.host.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::VERSION.into(),
         detail: detail.to_string(),
     };
     append_alone(store, entry).await.map(|_| ())

@@ -17,7 +17,7 @@ use glemsel::rules::{self, Policy};
 #[derive(Parser)]
 #[command(
     name = "glemsel",
-    version,
+    version = glemsel::VERSION,
     about = "Enforces privacy-policy retention rules inside the databases where personal data lives",
     after_help = exit_codes_help()
 )]

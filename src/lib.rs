@@ -5,12 +5,7 @@
 /// `--version` prints it and the audit trail's `version` column records it.
 /// The commit is "unknown" in a build from outside a git checkout (see
 /// `build.rs`).
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("GLEMSEL_COMMIT"),
-    ")"
-);
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GLEMSEL_COMMIT"), ")");
 
 pub mod audit;
 pub mod commands;

@@ -66,6 +66,17 @@ fi
     start >/dev/null || { cat "$work/pg/server.log" >&2; exit 1; }
 stoppers+=("\"\${as_pg[@]}\" \"$pg_bin/pg_ctl\" -D \"$work/pg/data\" -m immediate stop >/dev/null 2>&1")
 export GLEMSEL_TEST_PG_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+# Crashes the server (immediate stop: no checkpoint, as a power cut) and
+# starts it again, for the fault tests.
+{
+    printf '#!/usr/bin/env bash\nset -e\n'
+    printf '%q ' "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/data" -m immediate stop; printf '>/dev/null\n'
+    printf '%q ' "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work/pg -c max_connections=300 $pg_settings" start
+    printf '>/dev/null\n'
+} >"$work/pg-crash-restart"
+chmod +x "$work/pg-crash-restart"
+export GLEMSEL_TEST_PG_CRASH="$work/pg-crash-restart"
 # The server's log, which tests search for secrets (they turn on statement
 # logging for their own databases).
 export GLEMSEL_TEST_PG_LOG="$work/pg/server.log"
@@ -117,6 +128,22 @@ done
 "$my_client" --socket="$work/my/sock" -uroot -e \
     "CREATE USER 'glemsel'@'127.0.0.1' IDENTIFIED BY 'glemsel'; GRANT ALL ON *.* TO 'glemsel'@'127.0.0.1' WITH GRANT OPTION;"
 export GLEMSEL_TEST_MYSQL_URL="mysql://glemsel:glemsel@127.0.0.1:$my_port/"
+# Kills the server (SIGKILL, as a crash) and starts it again, for the fault
+# tests.
+{
+    printf '#!/usr/bin/env bash\nset -e\n'
+    printf 'kill -9 "$(cat %q)"\n' "$work/my/pid"
+    printf 'while %q --socket=%q -uroot ping >/dev/null 2>&1; do sleep 0.1; done\n' "$my_admin" "$work/my/sock"
+    printf 'sleep 0.5\n'
+    printf 'setsid '; printf '%q ' "$my_server" "${as_mysql[@]}" --datadir="$work/my/data" --socket="$work/my/sock" \
+        --port="$my_port" --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$work/my/pid" \
+        --log-error="$work/my/error.log" "${my_settings[@]}" --max-connections=300
+    printf '>/dev/null 2>&1 </dev/null &\n'
+    printf 'for _ in $(seq 1 240); do %q --socket=%q -uroot ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1\n' \
+        "$my_admin" "$work/my/sock"
+} >"$work/my-crash-restart"
+chmod +x "$work/my-crash-restart"
+export GLEMSEL_TEST_MYSQL_CRASH="$work/my-crash-restart"
 # The binary, general and slow logs, which tests search for secrets.
 export GLEMSEL_TEST_MYSQL_LOGS="$work/my"
 log "MariaDB $("$my_client" --socket="$work/my/sock" -uroot -N -e 'SELECT VERSION()') on 127.0.0.1:$my_port"

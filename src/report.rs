@@ -4,11 +4,12 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use crate::commands::{PlanReport, StepOutcome, Verdict};
 use crate::execute::{Status, cutoff_text};
+use crate::period::{PeriodKind, describe_duration};
 use crate::plan::{Hold, RelatedStep, Step, StepAction};
 
 /// `1234567` → `1,234,567`.
@@ -37,13 +38,39 @@ fn local(at: DateTime<Utc>, tz: &str) -> String {
 fn action_text(step: &Step) -> String {
     match &step.action {
         StepAction::Delete => "delete rows".into(),
-        StepAction::Pseudonymise { columns } => {
+        StepAction::Pseudonymise { columns } | StepAction::Anonymise { columns } => {
             let parts: Vec<String> = columns
                 .iter()
-                .map(|c| format!("{} → {}", c.column.name, c.action.as_str()))
+                .map(|c| format!("{} → {}", c.column.name, c.action))
                 .collect();
-            format!("pseudonymise {}", parts.join(", "))
+            format!("{} {}", step.action.as_str(), parts.join(", "))
         }
+    }
+}
+
+/// Minimum or deadline, and for a deadline how far ahead it acts.
+fn kind_text(step: &Step) -> String {
+    let timing = &step.timing;
+    match timing.kind {
+        PeriodKind::Minimum => "minimum: nothing goes before the end of its period".into(),
+        PeriodKind::Deadline => format!(
+            "deadline: rows go {} before the end of their period ({})",
+            describe_duration(TimeDelta::seconds(timing.lead_seconds)),
+            timing.lead_reason.as_deref().unwrap_or("lead")
+        ),
+    }
+}
+
+/// The latest moment the rows due now are gone.
+fn gone_by_text(step: &Step, tz: &str) -> String {
+    let timing = &step.timing;
+    match timing.gone_by {
+        Some(at) => format!(
+            "{}: the next scheduled run, + max_duration {}",
+            local(at, tz),
+            describe_duration(TimeDelta::seconds(timing.max_duration_seconds))
+        ),
+        None => "the next time glemsel runs the rule (it has no schedule)".into(),
     }
 }
 
@@ -92,7 +119,9 @@ pub fn plan_text(report: &PlanReport) -> String {
             step.retention,
             step.due.event.describe(&step.joins)
         );
+        let _ = writeln!(out, "  kind      {}", kind_text(step));
         let _ = writeln!(out, "  due when  {}", cutoff_text(step));
+        let _ = writeln!(out, "  gone by   {}", gone_by_text(step, &report.timezone));
         if let Some(filter) = &step.filter {
             let _ = writeln!(out, "  where     {filter}");
         }
@@ -151,8 +180,13 @@ pub fn plan_text(report: &PlanReport) -> String {
             thousands(c.held),
             thousands(c.undated)
         );
-        if matches!(step.action, StepAction::Pseudonymise { .. }) {
-            let _ = write!(rows, ", {} already pseudonymised", thousands(c.done));
+        if step.action.columns().is_some() {
+            let done = if step.action.as_str() == "anonymise" {
+                "anonymised"
+            } else {
+                "pseudonymised"
+            };
+            let _ = write!(rows, ", {} already {done}", thousands(c.done));
         }
         let _ = writeln!(out, "{rows}, {} in the table", thousands(c.rows));
         if let Some(max) = step.max_rows {
@@ -188,10 +222,10 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                     out,
                     "rule {}: {} {} rows in table {} of store {} ({} batch{}, {:.1} s): {status}",
                     r.rule_id,
-                    if r.action == "delete" {
-                        "deleted"
-                    } else {
-                        "pseudonymised"
+                    match r.action {
+                        "delete" => "deleted",
+                        "anonymise" => "anonymised",
+                        _ => "pseudonymised",
                     },
                     thousands(r.rows_changed),
                     r.table,

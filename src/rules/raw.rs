@@ -21,6 +21,9 @@ pub(crate) struct RawConfig {
     pub key_credential: Option<Spanned<String>>,
     /// The default cron schedule of the daemon, with seconds.
     pub schedule: Option<Spanned<String>>,
+    /// How long before its deadline a deadline rule acts when no schedule
+    /// says how often glemsel runs (a timer, or by hand).
+    pub lead: Option<Spanned<String>>,
     /// Where the daemon serves Prometheus metrics (a loopback address).
     pub metrics_listen: Option<Spanned<String>>,
     pub rules: Option<Spanned<OneOrMany>>,
@@ -89,6 +92,12 @@ pub(crate) struct RawRule {
     pub category: Spanned<String>,
     pub after: Spanned<RawAfter>,
     pub retain: Spanned<String>,
+    /// "minimum" (the default) or "deadline".
+    pub kind: Option<Spanned<String>>,
+    /// A deadline rule's lead, when no schedule says how often it runs.
+    pub lead: Option<Spanned<String>>,
+    /// How long a run of the rule may take: the margin a deadline leaves it.
+    pub max_duration: Option<Spanned<String>>,
     pub round_up_to: Option<Spanned<OneOrMany>>,
     pub financial_year_end: Option<Spanned<String>>,
     #[serde(rename = "where")]

@@ -819,11 +819,11 @@ fn column_problem(
         ))
     } else if spreads && schema.unique_columns.iter().any(|u| u == name) {
         Some(format!(
-            "columns: {name:?} is in a unique index of {table}; {} the same text into many rows, so the second row would fail. Use {}null",
+            "columns: {name:?} is in a unique index of {table}; {}, so the second row would fail. Use {}null",
             if action == ColumnAction::Redact {
-                "redact writes".to_string()
+                "redact writes the same text into every row".to_string()
             } else {
-                format!("{action} can write")
+                format!("{action} can give many rows the same value")
             },
             if anonymise {
                 ""

@@ -28,10 +28,13 @@ fn stores_of(rules: &Path) -> BTreeSet<String> {
     stores
 }
 
-/// A config for `rules` with each store it names, engine as given.
+/// A config for `rules` with each store it names, engine as given, and the
+/// deployment facts the seed sets need: a schedule (deadline rules act
+/// ahead of it) and whose holidays are days off (working days).
 fn config_for(dir: &Path, rules: &Path, engine: &str) -> PathBuf {
     let mut config = format!(
-        "timezone = \"Europe/Copenhagen\"\nfinancial_year_end = \"06-30\"\nkey_file = \"key\"\nrules = {:?}\n",
+        "timezone = \"Europe/Copenhagen\"\nfinancial_year_end = \"06-30\"\nkey_file = \"key\"\nrules = {:?}\n\
+         schedule = \"0 30 2 * * *\"\nholidays = \"DK\"\n",
         rules.display().to_string()
     );
     for store in stores_of(rules) {

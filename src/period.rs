@@ -579,31 +579,68 @@ pub fn local_to_instant(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
     }
 }
 
-/// The years [`Retention::shortest_span`] samples: leap years, both kinds
-/// of February, and every daylight-saving change in them.
-const SPAN_SAMPLE_YEARS: std::ops::RangeInclusive<i32> = 2024..=2031;
+/// The years events are sampled from to judge a period as a whole
+/// ([`Retention::shortest_span`], [`Retention::first_event_beyond`]): leap
+/// years, both kinds of February, and every daylight-saving change in them.
+const SAMPLE_YEARS: std::ops::RangeInclusive<i32> = 2024..=2031;
+
+/// Every day of [`SAMPLE_YEARS`] at 00:00, 12:00 and its last microsecond.
+fn sample_events() -> impl Iterator<Item = NaiveDateTime> {
+    let times = [
+        NaiveTime::MIN,
+        NaiveTime::from_hms_opt(12, 0, 0).expect("noon"),
+        NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).expect("a time"),
+    ];
+    let first = NaiveDate::from_yo_opt(*SAMPLE_YEARS.start(), 1).expect("a date");
+    let last = NaiveDate::from_yo_opt(*SAMPLE_YEARS.end() + 1, 1).expect("a date");
+    first
+        .iter_days()
+        .take_while(move |day| *day < last)
+        .flat_map(move |day| times.map(|time| day.and_time(time)))
+}
+
+/// Which side of another period's end a rule's moment must stay on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Not before it: a floor (a category's minimum).
+    NotBefore,
+    /// Not after it: a ceiling (a category's deadline).
+    NotAfter,
+}
 
 impl Retention {
-    /// The shortest real time from an event to its due moment, for events
-    /// on every day of several years (at 00:00, 12:00 and the last
-    /// microsecond), wall-clock times in `zone`. A deadline rule's lead
-    /// must fit in it, or rows would be due before their event happened and
-    /// still go too late.
+    /// The shortest real time from an event to its due moment, over
+    /// events on every day of several years (wall-clock times in `zone`).
+    /// A deadline rule's lead must fit in it, or rows would be due before
+    /// their event happened and still go too late.
     pub fn shortest_span(&self, zone: Tz) -> TimeDelta {
-        let times = [
-            NaiveTime::MIN,
-            NaiveTime::from_hms_opt(12, 0, 0).expect("noon"),
-            NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).expect("a time"),
-        ];
-        let first = NaiveDate::from_yo_opt(*SPAN_SAMPLE_YEARS.start(), 1).expect("a date");
-        let last = NaiveDate::from_yo_opt(*SPAN_SAMPLE_YEARS.end() + 1, 1).expect("a date");
-        first
-            .iter_days()
-            .take_while(|day| *day < last)
-            .flat_map(|day| times.map(|time| day.and_time(time)))
+        sample_events()
             .map(|event| local_to_instant(self.due_at(event), zone) - local_to_instant(event, zone))
             .min()
             .expect("some days")
+    }
+
+    /// The first sampled event at which this period's due moment, moved by
+    /// `shift`, falls on the wrong `side` of `bound`'s, counted from the
+    /// same event; `None` when it never does. A category's minimum is a
+    /// floor no rule of it may go before (`shift` = minus the rule's
+    /// lead); its deadline a ceiling no rule may stay past (`shift` = how
+    /// long after its due moment a row is gone at the latest).
+    pub fn first_event_beyond(
+        &self,
+        shift: TimeDelta,
+        side: Side,
+        bound: &Retention,
+        zone: Tz,
+    ) -> Option<NaiveDateTime> {
+        sample_events().find(|event| {
+            let ours = local_to_instant(self.due_at(*event), zone) + shift;
+            let theirs = local_to_instant(bound.due_at(*event), zone);
+            match side {
+                Side::NotBefore => ours < theirs,
+                Side::NotAfter => ours > theirs,
+            }
+        })
     }
 }
 
@@ -882,6 +919,43 @@ mod tests {
         assert_eq!(span(retention("0 days", &[])), TimeDelta::zero());
         // Rounding up only lengthens: a year from the end of the year.
         assert!(span(retention("1 year", &[RoundUp::CalendarYearEnd])) >= TimeDelta::days(365));
+    }
+
+    /// A floor and a ceiling, one level up: the first event a rule's
+    /// period breaks them at.
+    #[test]
+    fn floors_and_ceilings() {
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let five = retention("5 years", &[]);
+        let from_year_end = retention("5 years", &[FY_JUNE]);
+        let three = retention("3 years", &[]);
+        // 5 years from the end of the financial year never goes before 5 years.
+        assert_eq!(
+            from_year_end.first_event_beyond(TimeDelta::zero(), Side::NotBefore, &five, zone),
+            None
+        );
+        // 3 years does, at once.
+        assert_eq!(
+            three.first_event_beyond(TimeDelta::zero(), Side::NotBefore, &five, zone),
+            Some(at("2024-01-01"))
+        );
+        // A deadline of 36 months acting 26 hours ahead stays within 36
+        // months; a minimum of 36 months gone 26 hours after its end does not.
+        let months = retention("36 months", &[]);
+        let lead = TimeDelta::hours(26);
+        assert_eq!(
+            months.first_event_beyond(-lead + lead, Side::NotAfter, &months, zone),
+            None
+        );
+        assert_eq!(
+            months.first_event_beyond(lead, Side::NotAfter, &months, zone),
+            Some(at("2024-01-01"))
+        );
+        // 12 months is within a ceiling of 36.
+        assert_eq!(
+            retention("12 months", &[]).first_event_beyond(lead, Side::NotAfter, &months, zone),
+            None
+        );
     }
 
     /// A deadline's rows are due a lead before the end of their period:

@@ -1076,6 +1076,7 @@ mod tests {
                 "0 30 2 * * *".parse().unwrap(),
                 "Europe/Copenhagen".parse().unwrap(),
             )),
+            settle: Some(chrono::TimeDelta::hours(26)),
         }
     }
 

@@ -24,7 +24,7 @@ use super::{
     Settings, StoreConfig, TableRef, Timing, check_identifier,
 };
 use crate::period::{
-    Calendar, Holidays, Period, PeriodKind, Retention, RoundUp, Unit, describe_duration,
+    Calendar, Holidays, Period, PeriodKind, Retention, RoundUp, Side, Unit, describe_duration,
     parse_duration,
 };
 use crate::pseudonym::ColumnAction;
@@ -717,12 +717,25 @@ fn parse_rule_file(
                                 continue;
                             }
                             category_at.insert(name.clone(), name_at);
+                            let mut bound = |text: &Option<Spanned<String>>, what: &str| {
+                                text.as_ref().and_then(|text| match text.get_ref().parse::<Period>() {
+                                    Ok(period) => Some(period),
+                                    Err(err) => {
+                                        diags.push(source.span_location(Some(text.span())), None, format!("category {name}: {what}: {err}"));
+                                        None
+                                    }
+                                })
+                            };
+                            let minimum = bound(&raw.minimum, "minimum");
+                            let deadline = bound(&raw.deadline, "deadline");
                             categories.insert(
                                 name.clone(),
                                 Category {
                                     name,
                                     description: raw.description,
                                     legal_basis: raw.legal_basis,
+                                    minimum,
+                                    deadline,
                                 },
                             );
                         }
@@ -1004,6 +1017,26 @@ fn validate_rule(
         ctx,
         diags,
     );
+    if let (Some(category), Some(period), Some(timing)) = (
+        ctx.categories.get(raw.category.get_ref()),
+        period,
+        timing.as_ref(),
+    ) {
+        let retention = Retention {
+            period,
+            round_up: round_up.clone(),
+            calendar: ctx.calendar.cloned().unwrap_or_default(),
+        };
+        check_category_bounds(
+            raw,
+            category,
+            &retention,
+            timing,
+            zone,
+            loc(raw.category.span()),
+            diags,
+        );
+    }
     if !cascades.is_empty() && raw.action.get_ref() != "delete" {
         diags.push(
             loc(raw.action.span()),
@@ -1124,12 +1157,19 @@ fn timing(
         .as_ref()
         .and_then(|lead| parse_span(source, lead, "lead", rule, diags));
     let schedule = schedule.or(ctx.default_schedule);
-    let timing = |lead, lead_reason| Timing {
+    let gap = schedule.map(|schedule| {
+        *ctx.gaps
+            .borrow_mut()
+            .entry(schedule.to_string())
+            .or_insert_with(|| schedule.longest_gap(chrono::Utc::now(), ctx.timezone))
+    });
+    let timing = |lead, lead_reason, settle| Timing {
         kind,
         lead,
         lead_reason,
         max_duration,
         schedule: schedule.map(|s| (s.clone(), ctx.timezone)),
+        settle,
     };
     let kind_at = raw
         .kind
@@ -1143,35 +1183,34 @@ fn timing(
                 "lead applies to kind = \"deadline\": a minimum never goes early",
             );
         }
-        return (diags.0.len() == errors_before).then(|| timing(TimeDelta::zero(), None));
+        // How soon after coming due a minimum's row is gone, for a
+        // category's deadline: the schedule's, else the config's lead.
+        let settle = match gap {
+            Some(gap) => gap.map(|gap| gap + max_duration),
+            None => ctx.default_lead,
+        };
+        return (diags.0.len() == errors_before).then(|| timing(TimeDelta::zero(), None, settle));
     }
-    let needed = match schedule {
-        None => None,
-        Some(schedule) => {
-            let gap = *ctx
-                .gaps
-                .borrow_mut()
-                .entry(schedule.to_string())
-                .or_insert_with(|| schedule.longest_gap(chrono::Utc::now(), ctx.timezone));
-            match gap {
-                Some(gap) => Some((
-                    gap + max_duration,
-                    format!(
-                        "schedule \"{schedule}\" leaves up to {} between runs, + max_duration {}",
-                        describe_duration(gap),
-                        describe_duration(max_duration)
-                    ),
-                )),
-                None => {
-                    diags.push(
+    let needed = match (schedule, gap) {
+        (None, _) | (_, None) => None,
+        (Some(schedule), Some(gap)) => match gap {
+            Some(gap) => Some((
+                gap + max_duration,
+                format!(
+                    "schedule \"{schedule}\" leaves up to {} between runs, + max_duration {}",
+                    describe_duration(gap),
+                    describe_duration(max_duration)
+                ),
+            )),
+            None => {
+                diags.push(
                         kind_at.clone(),
                         rule,
                         format!("kind = \"deadline\": schedule \"{schedule}\" stops running within the next 400 days, so nothing would meet the deadline after it"),
                     );
-                    return None;
-                }
+                return None;
             }
-        }
+        },
     };
     let given = match (given, &raw.lead) {
         (Some(lead), _) => Some((lead, format!("lead = \"{}\"", describe_duration(lead)))),
@@ -1182,6 +1221,10 @@ fn timing(
                 format!("lead = \"{}\" in glemsel.toml", describe_duration(lead)),
             )
         }),
+    };
+    let settle = match (&needed, &given) {
+        (Some((needed, _)), _) => Some(*needed),
+        (None, given) => given.as_ref().map(|(lead, _)| *lead),
     };
     let (lead, reason) = match (given, needed) {
         (Some((lead, _)), Some((needed, why))) if lead < needed => {
@@ -1223,7 +1266,82 @@ fn timing(
             return None;
         }
     }
-    Some(timing(lead, Some(reason)))
+    Some(timing(lead, Some(reason), settle))
+}
+
+/// A category's minimum and deadline, one level up from a rule's own
+/// `kind`: no rule of the category may let its data go before the
+/// category's minimum has passed since the rule's event (counting the
+/// rule's lead), nor keep it past the category's deadline (counting how
+/// long after coming due a row is gone at the latest).
+fn check_category_bounds(
+    raw: &RawRule,
+    category: &Category,
+    retention: &Retention,
+    timing: &Timing,
+    zone: Tz,
+    at: Location,
+    diags: &mut Diagnosed,
+) {
+    let rule = Some(raw.id.get_ref().as_str());
+    let bound = |period: Period| Retention {
+        period,
+        round_up: Vec::new(),
+        calendar: retention.calendar.clone(),
+    };
+    let name = &category.name;
+    let moment = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+    if let Some(floor) = category.minimum
+        && let Some(event) =
+            retention.first_event_beyond(-timing.lead, Side::NotBefore, &bound(floor), zone)
+    {
+        diags.push(
+            at.clone(),
+            rule,
+            format!(
+                "category {name} keeps its data at least {floor} (minimum), but this rule's data could go sooner: an event at {} would be due at {}, before {}",
+                moment(event),
+                moment(retention.due_at(event) - timing.lead),
+                moment(floor.add_to(event, &retention.calendar))
+            ),
+        );
+    }
+    let Some(ceiling) = category.deadline else {
+        return;
+    };
+    match timing.settle {
+        None => diags.push(
+            at,
+            rule,
+            format!(
+                "category {name} has its data gone within {ceiling} (deadline), but nothing says how often this rule runs: set a schedule (or lead)"
+            ),
+        ),
+        Some(settle) => {
+            if let Some(event) = retention.first_event_beyond(
+                settle - timing.lead,
+                Side::NotAfter,
+                &bound(ceiling),
+                zone,
+            ) {
+                diags.push(
+                    at,
+                    rule,
+                    format!(
+                        "category {name} has its data gone within {ceiling} (deadline), but this rule's could stay longer: an event at {} would be gone only by {}, after {}{}",
+                        moment(event),
+                        moment(retention.due_at(event) - timing.lead + settle),
+                        moment(ceiling.add_to(event, &retention.calendar)),
+                        if timing.kind == PeriodKind::Minimum {
+                            "; should the rule be kind = \"deadline\"?"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// A length of time (`lead`, `max_duration`): more than nothing, at most
@@ -2098,6 +2216,73 @@ url = "postgres://user:secret@db/crm"
         .errors();
         assert!(
             errors[0].contains("kind \"maximum\" is not known"),
+            "{errors:?}"
+        );
+    }
+
+    /// A category's minimum and deadline bound every rule of it: the same
+    /// kinds of promise, one level up.
+    #[test]
+    fn categories_have_floors_and_ceilings() {
+        let config = config_with(DAILY);
+        let category = |bounds: &str| {
+            CATEGORY.replace(
+                "legal_basis = \"contract\"",
+                &format!("legal_basis = \"contract\"\n{bounds}"),
+            )
+        };
+        let file = |bounds: &str, body: &str| format!("{}\n[[rule]]\n{body}", category(bounds));
+        // 36 months from the end of the financial year never goes before
+        // 36 months, and a deadline of 36 months stays within them.
+        let fine = file("minimum = \"36 months\"", GOOD_RULE);
+        assert!(Files::new(&config, &[("crm.toml", &fine)]).load().is_ok());
+        let fine = file(
+            "deadline = \"36 months\"",
+            &GOOD_RULE.replace(
+                "retain = \"36 months\"\nround_up_to = \"financial_year_end\"",
+                "retain = \"36 months\"\nkind = \"deadline\"",
+            ),
+        );
+        assert!(Files::new(&config, &[("crm.toml", &fine)]).load().is_ok());
+        // A rule shorter than the category's floor is refused...
+        let short = file(
+            "minimum = \"5 years\"",
+            &GOOD_RULE.replace("round_up_to = \"financial_year_end\"\n", ""),
+        );
+        let errors = Files::new(&config, &[("crm.toml", &short)]).errors();
+        assert_eq!(
+            errors,
+            [
+                "rules/crm.toml:11:12: rule crm-contacts: category customer_contact keeps its data at least 5 years (minimum), but this rule's data could go sooner: an event at 2024-01-01 00:00 would be due at 2027-01-01 00:00, before 2029-01-01 00:00"
+            ]
+        );
+        // ...and so is a minimum that reaches the ceiling only at a run
+        // after it: it should be a deadline.
+        let late = file(
+            "deadline = \"36 months\"",
+            &GOOD_RULE.replace("round_up_to = \"financial_year_end\"\n", ""),
+        );
+        let errors = Files::new(&config, &[("crm.toml", &late)]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("category customer_contact has its data gone within 36 months (deadline), but this rule's could stay longer: an event at 2024-01-01 00:00 would be gone only by 2027-01-02 02:00, after 2027-01-01 00:00; should the rule be kind = \"deadline\"?"),
+            "{errors:?}"
+        );
+        // Without a schedule nobody knows when a minimum's rows go.
+        let errors = Files::new(CONFIG, &[("crm.toml", &late)]).errors();
+        assert!(
+            errors[0].contains("nothing says how often this rule runs"),
+            "{errors:?}"
+        );
+        let errors = Files::new(
+            CONFIG,
+            &[("crm.toml", &file("minimum = \"soon\"", GOOD_RULE))],
+        )
+        .errors();
+        assert!(
+            errors[0].contains(
+                "category customer_contact: minimum: period \"soon\" must start with a whole number"
+            ),
             "{errors:?}"
         );
     }

@@ -22,7 +22,7 @@ pub use load::load;
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
 
-use crate::period::{Calendar, PeriodKind, Retention};
+use crate::period::{Calendar, Period, PeriodKind, Retention};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
 
@@ -142,6 +142,12 @@ pub struct Category {
     pub name: String,
     pub description: Option<String>,
     pub legal_basis: Option<String>,
+    /// A floor: no rule of the category lets its data go before this
+    /// period has passed since the rule's event.
+    pub minimum: Option<Period>,
+    /// A ceiling: every rule of the category has its data gone before
+    /// this period has passed since the rule's event.
+    pub deadline: Option<Period>,
 }
 
 /// What a rule does to a due row.
@@ -193,6 +199,10 @@ pub struct Timing {
     /// The schedule the rule runs on (its own, else the config's), and the
     /// zone its fields are read in.
     pub schedule: Option<(Schedule, Tz)>,
+    /// How long after a row comes due it is gone at the latest: the
+    /// schedule's longest gap plus `max_duration`, or without a schedule
+    /// the `lead` given. `None` when nobody can say.
+    pub settle: Option<TimeDelta>,
 }
 
 /// Which of several event times a row is judged by.

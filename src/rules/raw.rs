@@ -79,6 +79,10 @@ impl OneOrMany {
 pub(crate) struct RawCategory {
     pub description: Option<String>,
     pub legal_basis: Option<String>,
+    /// A floor: no rule of the category lets its data go before this.
+    pub minimum: Option<Spanned<String>>,
+    /// A ceiling: every rule of the category has its data gone by this.
+    pub deadline: Option<Spanned<String>>,
 }
 
 /// One `[[rule]]`. Serialised (without spans) to fingerprint the rule.

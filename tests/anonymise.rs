@@ -3,13 +3,14 @@
 //! ip_prefix, prefix:N, a foreign key to NULL) changes exactly the due
 //! rows, the same way on every engine; a second run changes nothing and
 //! the dry run then counts nothing due; the audit trail says `anonymise`.
-//! And the SQL that tells a finished IP prefix from one still to write
-//! agrees with the worker's own check, value for value.
+//! And the SQL that tells a finished IP prefix (or token) from one still to
+//! write agrees with the worker's own check, value for value.
 
 mod common;
 
 use common::{ALL, Kind, Project, TestDb, code, text};
 use glemsel::generalise::{ip_prefix, is_ip_prefix_done};
+use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
 
 fn fixture(kind: Kind) -> String {
     let (timestamp, engine) = match kind {
@@ -485,4 +486,43 @@ fn check_refuses_hmac_in_anonymise() {
         "{}",
         text(&check)
     );
+}
+
+/// A token followed by a newline is no token to the worker, so it must be
+/// none to the SQL either (MariaDB's `$` matched before a final newline).
+#[tokio::test]
+async fn a_token_and_a_newline_is_no_token_on_any_engine() {
+    let key = HmacKey::from_bytes(common::KEY.as_bytes().to_vec());
+    let shape = TokenShape::for_column(ColumnAction::Hmac, Some(80)).unwrap();
+    let token = shape.token(&key, "Jens");
+    for kind in ALL {
+        let Some(db) = TestDb::create(kind, "newline").await else {
+            continue;
+        };
+        db.exec(&format!(
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(80), created DATE);
+             INSERT INTO people VALUES (1, '{token}\n', '2015-01-01'), (2, '{token}', '2015-01-01');"
+        ))
+        .await;
+        let project = Project::for_db(&db, "db", "");
+        project.rules(
+            "people.toml",
+            "[[rule]]\nid = \"people\"\nstore = \"db\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"created\"\nretain = \"1 year\"\naction = \"pseudonymise\"\ncolumns = { name = \"hmac\" }\n",
+        );
+        let run = project.glemsel(&["run", "--as-of", "2026-01-01"]);
+        assert_eq!(code(&run), 0, "{kind:?}: {}", text(&run));
+        let names = db.column("SELECT name FROM people ORDER BY id").await;
+        assert_eq!(
+            names,
+            [
+                Some(shape.token(&key, &format!("{token}\n"))),
+                Some(token.clone())
+            ],
+            "{kind:?}"
+        );
+        let plan = project.glemsel(&["plan", "--format", "json", "--as-of", "2026-01-01"]);
+        let json: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+        assert_eq!(json["steps"][0]["counts"]["due"], 0, "{kind:?}: {json}");
+        db.drop().await;
+    }
 }

@@ -1212,10 +1212,10 @@ fn timing(
             }
         },
     };
-    let given = match (given, &raw.lead) {
-        (Some(lead), _) => Some((lead, format!("lead = \"{}\"", describe_duration(lead)))),
-        (None, Some(_)) => return None,
-        (None, None) => ctx.default_lead.map(|lead| {
+    let given = match &raw.lead {
+        // Parsed above; a lead that did not parse has been reported.
+        Some(text) => Some((given?, format!("lead = \"{}\"", text.get_ref()))),
+        None => ctx.default_lead.map(|lead| {
             (
                 lead,
                 format!("lead = \"{}\" in glemsel.toml", describe_duration(lead)),

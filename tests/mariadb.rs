@@ -338,7 +338,7 @@ async fn locks_held_by_others() {
 
     // Another worker runs the rule: this one skips it.
     other
-        .query_drop("SELECT GET_LOCK(CONCAT('glemsel:rule:', LEFT(SHA2('logs', 256), 40)), 0)")
+        .query_drop("SELECT GET_LOCK(CONCAT('glemsel:rule:', LEFT(SHA2(CONCAT(DATABASE(), '/logs'), 256), 40)), 0)")
         .await
         .unwrap();
     let run = project.glemsel(&["run", "--as-of", "2026-11-01"]);

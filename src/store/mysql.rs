@@ -254,6 +254,10 @@ pub struct MysqlStore {
     audit_table: TableRef,
     /// The audit append lock is a session lock: released after commit.
     holds_audit_lock: bool,
+    /// The connection's database. GET_LOCK names are global to a server,
+    /// so every lock name carries it: two databases with a rule of the same
+    /// id must not block each other.
+    database: String,
 }
 
 impl MysqlStore {
@@ -290,7 +294,14 @@ impl MysqlStore {
             conn,
             audit_table: config.audit_table.clone(),
             holds_audit_lock: false,
+            database: String::new(),
         };
+        let database: Option<Option<String>> = store
+            .conn
+            .query_first("SELECT DATABASE()")
+            .await
+            .map_err(|e| store.error("session setup", e))?;
+        store.database = database.flatten().unwrap_or_default();
         store.limit_statements(limits.statement_timeout).await?;
         // Row-based logging for this session where the role may choose it
         // (READ COMMITTED batches cannot be logged as statements); where it
@@ -340,6 +351,19 @@ impl MysqlStore {
         StoreError::invalid(&self.name, context, message)
     }
 
+    /// The GET_LOCK name of this database's audit append lock.
+    fn audit_lock(&self) -> String {
+        lock_name(
+            "audit",
+            &format!("{}/{}", self.database, Mysql.table(&self.audit_table)),
+        )
+    }
+
+    /// The GET_LOCK name of a rule's lock in this database.
+    fn rule_lock(&self, rule: &str) -> String {
+        lock_name("rule", &format!("{}/{rule}", self.database))
+    }
+
     async fn rows(&mut self, context: &str, q: &Query<'_>) -> Result<Vec<Vec<Value>>, StoreError> {
         match self.conn.exec::<Row, _, _>(q.sql.as_str(), params(q)).await {
             Ok(rows) => Ok(rows.into_iter().map(Row::unwrap).collect()),
@@ -381,7 +405,7 @@ impl MysqlStore {
     async fn release_audit_lock(&mut self) -> Result<(), StoreError> {
         if self.holds_audit_lock {
             self.holds_audit_lock = false;
-            let name = lock_name("audit", &Mysql.table(&self.audit_table));
+            let name = self.audit_lock();
             self.scalar(
                 "audit unlock",
                 "SELECT RELEASE_LOCK(?)",
@@ -905,7 +929,7 @@ impl Store for MysqlStore {
         // Appenders on every host queue on one named lock until the append
         // commits (commit and rollback release it), so the chain stays linear.
         if !self.holds_audit_lock {
-            let name = lock_name("audit", &Mysql.table(&self.audit_table));
+            let name = self.audit_lock();
             let got = self
                 .scalar(
                     "audit lock",
@@ -971,7 +995,7 @@ impl Store for MysqlStore {
             .scalar(
                 "rule lock",
                 "SELECT GET_LOCK(?, 0)",
-                vec![Value::from(lock_name("rule", name))],
+                vec![Value::from(self.rule_lock(name))],
             )
             .await?;
         Ok(value_i64(&got).ok() == Some(1))
@@ -981,7 +1005,7 @@ impl Store for MysqlStore {
         self.scalar(
             "rule unlock",
             "SELECT RELEASE_LOCK(?)",
-            vec![Value::from(lock_name("rule", name))],
+            vec![Value::from(self.rule_lock(name))],
         )
         .await
         .map(|_| ())

@@ -428,13 +428,18 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     let mut used: Vec<&str> = steps.iter().map(|s| s.store.as_str()).collect();
     used.sort_unstable();
     used.dedup();
-    for name in used {
+    for &name in &used {
         for reason in stores.get(name).await?.refusals().await? {
             unsafe_stores.push(format!("store {name}: a run would refuse: {reason}"));
         }
     }
     if !unsafe_stores.is_empty() {
         return Err(CommandError::Unsafe(unsafe_stores));
+    }
+    let mut store_lines = Vec::new();
+    for name in used {
+        let config = &policy.stores[name];
+        store_lines.extend(store_security(config, stores.get(name).await?).await?);
     }
     let mut lines: Vec<String> = steps
         .iter()
@@ -450,8 +455,38 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
             )
         })
         .collect();
+    lines.extend(store_lines);
     if let Some(key) = key {
         lines.push(format!("HMAC key loaded, id {}", key.id()));
+    }
+    Ok(lines)
+}
+
+/// What `check` says of a store's connection: whether the server sees
+/// the session encrypted.
+async fn store_security(
+    config: &StoreConfig,
+    store: &mut dyn Store,
+) -> Result<Vec<String>, StoreError> {
+    use crate::rules::{Engine, Tls};
+    let name = &config.name;
+    let mut lines = Vec::new();
+    if config.engine != Engine::Sqlite {
+        let version = store.tls_version().await?;
+        lines.push(match (&config.tls, version) {
+            (Tls::VerifyFull { ca_file }, Some(version)) => format!(
+                "store {name}: connection encrypted ({version}); certificate and host name verified against {}",
+                ca_file.display()
+            ),
+            (Tls::Require, Some(version)) => format!(
+                "store {name}: connection encrypted ({version}); certificate not verified (tls = \"require\")"
+            ),
+            (Tls::Disable, Some(version)) => format!("store {name}: connection encrypted ({version})"),
+            (tls, None) => format!(
+                "store {name}: connection not encrypted (tls = \"{}\"); use tls = \"verify-full\" beyond loopback",
+                tls.as_str()
+            ),
+        });
     }
     Ok(lines)
 }

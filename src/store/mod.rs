@@ -10,6 +10,7 @@ pub mod mysql;
 pub mod postgres;
 pub(crate) mod sql;
 pub mod sqlite;
+pub(crate) mod tls;
 
 use std::fmt;
 
@@ -363,6 +364,12 @@ pub trait Store: Send {
     /// The database server's clock, or `None` where there is no server
     /// (SQLite shares this host's clock).
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
+    }
+
+    /// The TLS version of this connection as the server reports it;
+    /// `None` when it is not encrypted (or there is none: SQLite).
+    async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
 

@@ -12,11 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, Value};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, Row, SslOpts, Value};
 use sha2::{Digest, Sha256};
 
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query};
+use super::tls;
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
@@ -24,7 +25,7 @@ use super::{
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
-use crate::rules::{Engine, StoreConfig, TableRef};
+use crate::rules::{Engine, StoreConfig, TableRef, Tls};
 
 /// The MySQL / MariaDB dialect.
 pub(crate) struct Mysql;
@@ -232,6 +233,45 @@ pub struct MysqlStore {
     holds_audit_lock: bool,
 }
 
+/// The TLS options for a store's `tls`, which override the URL's own
+/// (`require_ssl`, ...); a URL asking for TLS on a store set to `disable`
+/// is refused rather than quietly obeyed or ignored.
+fn ssl_opts(config: &StoreConfig, opts: &Opts) -> Result<Option<SslOpts>, StoreError> {
+    let refuse = |message: &str| StoreError::Config {
+        store: config.name.clone(),
+        message: message.to_string(),
+    };
+    if config.tls != Tls::Disable && opts.socket().is_some() {
+        // mysql_async would skip TLS on a socket without a word.
+        return Err(refuse(
+            "the URL names a Unix socket, which TLS does not cover; connect over TCP, or use tls = \"disable\" for a local socket",
+        ));
+    }
+    if config.tls != Tls::Disable {
+        tls::install_default_provider();
+    }
+    let ssl = SslOpts::default();
+    match &config.tls {
+        Tls::Disable if opts.ssl_opts().is_some() => Err(refuse(
+            "the URL asks for require_ssl, but the store has tls = \"disable\"; set tls = \"require\" or \"verify-full\"",
+        )),
+        Tls::Disable => Ok(None),
+        Tls::Require => Ok(Some(
+            ssl.with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        )),
+        Tls::VerifyFull { ca_file } => {
+            let pem = tls::read_ca(config, ca_file)?;
+            // Only the operator's CA: a public CA's certificate for some
+            // other name must not do.
+            Ok(Some(
+                ssl.with_root_certs(vec![pem.into()])
+                    .with_disable_built_in_roots(true),
+            ))
+        }
+    }
+}
+
 impl MysqlStore {
     pub async fn connect(config: &StoreConfig, limits: SessionLimits) -> Result<Self, StoreError> {
         let url = connection_url(config)?;
@@ -251,15 +291,22 @@ impl MysqlStore {
             format!("SET SESSION innodb_lock_wait_timeout = {wait_seconds}"),
             format!("SET SESSION lock_wait_timeout = {wait_seconds}"),
         ];
+        let ssl = ssl_opts(config, &opts)?;
         let opts = OptsBuilder::from_opts(opts)
             .init(setup)
             .stmt_cache_size(64)
             .prefer_socket(false)
+            .ssl_opts(ssl)
             // A peer that vanished mid-query is noticed instead of waited on.
             .tcp_keepalive(Some(Duration::from_secs(60)));
         let conn = Conn::new(opts).await.map_err(|err| StoreError::Connect {
             store: config.name.clone(),
-            message: describe_error(&err),
+            message: match &err {
+                mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => {
+                    tls::not_offered(config)
+                }
+                _ => tls::explain(config, &err).unwrap_or_else(|| describe_error(&err)),
+            },
         })?;
         let mut store = Self {
             name: config.name.clone(),
@@ -717,6 +764,15 @@ impl Store for MysqlStore {
             .await
             .map_err(|e| self.error("server clock", e))?;
         Ok(micros.and_then(DateTime::from_timestamp_micros))
+    }
+
+    async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+            .await
+            .map_err(|e| self.error("TLS version", e))?;
+        Ok(row.map(|(_, version)| version).filter(|v| !v.is_empty()))
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

@@ -11,11 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
+use super::tls;
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
@@ -135,6 +137,64 @@ fn lock_id(namespace: &str, name: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// Connects as the store's `tls` says: the URL's own `sslmode` is
+/// overridden, except that a URL asking for TLS on a store set to
+/// `disable` is refused rather than quietly sent in the clear.
+async fn open(
+    config: &StoreConfig,
+    pg: &mut tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let failed = |message: String| StoreError::Connect {
+        store: config.name.clone(),
+        message,
+    };
+    let Some(tls) = tls::client_config(config)? else {
+        if pg.get_ssl_mode() == SslMode::Require {
+            return Err(StoreError::Config {
+                store: config.name.clone(),
+                message: "the URL asks for sslmode=require, but the store has tls = \"disable\"; set tls = \"require\" or \"verify-full\"".into(),
+            });
+        }
+        let (client, connection) = pg
+            .connect(NoTls)
+            .await
+            .map_err(|err| failed(describe_error(&err)))?;
+        spawn_connection(config, connection);
+        return Ok(client);
+    };
+    pg.ssl_mode(SslMode::Require);
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+    match pg.connect(connector).await {
+        Ok((client, connection)) => {
+            spawn_connection(config, connection);
+            Ok(client)
+        }
+        Err(err) => {
+            // tokio-postgres names this case only in its message.
+            let text = describe_error(&err);
+            Err(failed(if text.contains("server does not support TLS") {
+                tls::not_offered(config)
+            } else {
+                tls::explain(config, &err).unwrap_or(text)
+            }))
+        }
+    }
+}
+
+/// Drives a connection until it closes; a failure is logged.
+fn spawn_connection<S, T>(config: &StoreConfig, connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let store_name = config.name.clone();
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(store = %store_name, error = %describe_error(&err), "connection closed");
+        }
+    });
+}
+
 impl PostgresStore {
     pub async fn connect(config: &StoreConfig, limits: SessionLimits) -> Result<Self, StoreError> {
         let url = connection_url(config)?;
@@ -149,16 +209,7 @@ impl PostgresStore {
         }
         // A peer that vanished mid-query is noticed instead of waited on.
         pg.keepalives(true).keepalives_idle(Duration::from_secs(60));
-        let (client, connection) = pg.connect(NoTls).await.map_err(|err| StoreError::Connect {
-            store: config.name.clone(),
-            message: describe_error(&err),
-        })?;
-        let store_name = config.name.clone();
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(store = %store_name, error = %describe_error(&err), "connection closed");
-            }
-        });
+        let client = open(config, &mut pg).await?;
         let store = Self {
             name: config.name.clone(),
             client,
@@ -629,6 +680,18 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.error("server clock", e))?;
         Ok(Some(row.get(0)))
+    }
+
+    async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("TLS version", e))?;
+        Ok(row.and_then(|row| row.get(0)))
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

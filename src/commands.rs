@@ -462,8 +462,9 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     Ok(lines)
 }
 
-/// What `check` says of a store's connection: whether the server sees
-/// the session encrypted.
+/// What `check` says of a store's connection and its role: whether the
+/// server sees the session encrypted, and a warning when the role could
+/// change or delete audit rows.
 async fn store_security(
     config: &StoreConfig,
     store: &mut dyn Store,
@@ -488,7 +489,62 @@ async fn store_security(
             ),
         });
     }
+    let overreach = store.audit_overreach().await?;
+    if !overreach.is_empty() {
+        lines.push(format!(
+            "store {name}: warning: on the audit table {} the role needs only SELECT and INSERT, but it {}: it could rewrite the trail it writes; `glemsel grants` prints what it needs",
+            config.audit_table,
+            overreach.join(", ")
+        ));
+    }
     Ok(lines)
+}
+
+/// One store's part of `glemsel grants`.
+#[derive(Debug, serde::Serialize)]
+pub struct StoreGrants {
+    pub store: String,
+    pub engine: crate::rules::Engine,
+    /// The statements, with comments; `None` where the engine has no
+    /// privileges (SQLite).
+    pub statements: Option<Vec<String>>,
+}
+
+/// The grants each selected store's rules need (all stores when none is
+/// named), for `role`: the rules are checked against the live schema first,
+/// as `check` does, so the grants name real tables and columns.
+pub async fn grants(
+    policy: &Policy,
+    store_names: &[String],
+    role: &str,
+) -> Result<Vec<StoreGrants>, CommandError> {
+    let names: Vec<String> = if store_names.is_empty() {
+        policy.stores.keys().cloned().collect()
+    } else {
+        store_names.to_vec()
+    };
+    let rules: Vec<&Rule> = policy
+        .rules
+        .iter()
+        .filter(|rule| names.contains(&rule.store))
+        .collect();
+    let mut stores = Stores::new(policy);
+    let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
+    let mut found = Vec::new();
+    for name in names {
+        let config = policy
+            .stores
+            .get(&name)
+            .ok_or_else(|| CommandError::UnknownStore(name.clone()))?;
+        let needs = store::grants::Needs::of(steps.iter().filter(|s| s.store == name));
+        let statements = stores.get(&name).await?.grants(&needs, role).await?;
+        found.push(StoreGrants {
+            store: name,
+            engine: config.engine,
+            statements,
+        });
+    }
+    Ok(found)
 }
 
 /// "Now" for a plan or run without `--as-of`: the clock, to the second, so

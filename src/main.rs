@@ -92,6 +92,16 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Print the GRANT statements the rules need, per store, for the role
+    /// glemsel connects as: nothing more, and no UPDATE or DELETE on the audit table.
+    Grants {
+        /// Only this store (repeatable).
+        #[arg(long = "store", value_name = "NAME")]
+        stores: Vec<String>,
+        /// The role (PostgreSQL) or account (MySQL: user@host, host % when left out) to grant to.
+        #[arg(long, value_name = "NAME", default_value = "glemsel")]
+        role: String,
+    },
     /// Work with the audit trail.
     Audit {
         #[command(subcommand)]
@@ -372,6 +382,13 @@ async fn dispatch(cli: Cli) -> Exit {
                 Err(err) => fail(err),
             }
         }
+        Command::Grants { stores, role } => match commands::grants(&policy, &stores, &role).await {
+            Ok(grants) => {
+                emit(&report::grants_text(&grants, &role));
+                Exit::Ok
+            }
+            Err(err) => fail(err),
+        },
         Command::Demo { .. } | Command::Daemon => {
             unreachable!("handled before the config is loaded")
         }

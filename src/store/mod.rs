@@ -6,6 +6,7 @@
 //! windows, one batch) are in `flow`.
 
 pub(crate) mod flow;
+pub mod grants;
 pub mod mysql;
 pub mod postgres;
 pub(crate) mod sql;
@@ -370,6 +371,24 @@ pub trait Store: Send {
     /// The TLS version of this connection as the server reports it;
     /// `None` when it is not encrypted (or there is none: SQLite).
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// What the connected role may do to the audit table beyond the SELECT
+    /// and INSERT it needs ("may UPDATE rows", "owns the table ..."); empty
+    /// when nothing, or where there are no roles (SQLite).
+    async fn audit_overreach(&mut self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The statements a DBA runs so that `role` may do what `needs` lists
+    /// and read and append to the audit table, and nothing more; `None`
+    /// where the engine has no privileges (SQLite: the file's permissions).
+    async fn grants(
+        &mut self,
+        _needs: &grants::Needs,
+        _role: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         Ok(None)
     }
 

@@ -17,11 +17,11 @@ use tokio_postgres::{NoTls, Row};
 
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
-use super::tls;
 use super::{
     Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
 };
+use super::{grants, tls};
 use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
@@ -179,6 +179,19 @@ async fn open(
             }))
         }
     }
+}
+
+/// The audit table's definition (`table` quoted): what a run creates when
+/// it is missing, and what `glemsel grants` gives the DBA to create.
+fn audit_table_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+         seq bigint PRIMARY KEY, run_id text NOT NULL, event text NOT NULL, rule_id text NOT NULL, \
+         store text NOT NULL, table_name text NOT NULL, action text NOT NULL, rows_affected bigint NOT NULL, \
+         key_from text, key_to text, as_of timestamptz NOT NULL, cutoff text NOT NULL, rule_hash text NOT NULL, \
+         key_id text, at timestamptz NOT NULL, host text NOT NULL, version text NOT NULL, detail text NOT NULL, \
+         prev_hash text NOT NULL, row_hash text NOT NULL)"
+    )
 }
 
 /// Drives a connection until it closes; a failure is logged.
@@ -694,6 +707,102 @@ impl Store for PostgresStore {
         Ok(row.and_then(|row| row.get(0)))
     }
 
+    async fn audit_overreach(&mut self) -> Result<Vec<String>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT has_any_column_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE'), \
+                 has_table_privilege(c.oid, 'TRUNCATE'), pg_has_role(c.relowner, 'MEMBER'), \
+                 (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                 FROM pg_class c WHERE c.oid = to_regclass($1::text)",
+                &[&Postgres.table(&self.audit_table)],
+            )
+            .await
+            .map_err(|e| self.error("audit privileges", e))?;
+        let Some(row) = row else {
+            return Ok(Vec::new());
+        };
+        let found = [
+            (4, "is a superuser (no privilege binds it)"),
+            (
+                3,
+                "owns the table (an owner may grant itself any right, or drop it)",
+            ),
+            (0, "may UPDATE rows"),
+            (1, "may DELETE rows"),
+            (2, "may TRUNCATE the table"),
+        ];
+        Ok(found
+            .into_iter()
+            .filter(|(column, _)| row.get::<_, Option<bool>>(*column) == Some(true))
+            .map(|(_, what)| what.to_string())
+            .collect())
+    }
+
+    async fn grants(
+        &mut self,
+        needs: &grants::Needs,
+        role: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut resolved = std::collections::BTreeMap::new();
+        for table in needs.tables.keys() {
+            let schema = self.describe(table).await?;
+            resolved.insert(table.clone(), schema.map_or(table.clone(), |s| s.table));
+        }
+        let needs = needs.resolved(|table| resolved[table].clone());
+        let names = self
+            .client
+            .query_one(
+                "SELECT current_database()::text, current_schema()::text",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("grants", e))?;
+        let (database, schema): (String, Option<String>) = (names.get(0), names.get(1));
+        let audit_table = self.audit_table.clone();
+        let audit = match self.describe(&audit_table).await? {
+            Some(found) => found.table,
+            None => TableRef {
+                schema: audit_table.schema.clone().or(schema),
+                name: audit_table.name.clone(),
+            },
+        };
+        let quote = |ident: &str| Postgres.quote(ident);
+        let syntax = grants::GrantSyntax {
+            quote: &quote,
+            grantee: quote(role),
+            lock_needs_update: true,
+        };
+        let mut lines = vec![
+            format!(
+                "-- Run as the tables' owner or a superuser, in database {database}. The role must exist:"
+            ),
+            format!("--   CREATE ROLE {} LOGIN PASSWORD '...';", syntax.grantee),
+            "-- Advisory locks, session settings and the catalogs need no grant.".to_string(),
+            format!(
+                "GRANT CONNECT ON DATABASE {} TO {};",
+                quote(&database),
+                syntax.grantee
+            ),
+        ];
+        let schemas: std::collections::BTreeSet<&String> = needs
+            .tables
+            .keys()
+            .chain([&audit])
+            .filter_map(|t| t.schema.as_ref())
+            .collect();
+        for schema in schemas {
+            lines.push(format!(
+                "GRANT USAGE ON SCHEMA {} TO {};",
+                quote(schema),
+                syntax.grantee
+            ));
+        }
+        lines.extend(syntax.table_grants(&needs));
+        lines.extend(syntax.audit_grants(&audit, &audit_table_ddl(&Postgres.table(&audit))));
+        Ok(Some(lines))
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.simple("begin", "BEGIN").await
     }
@@ -727,15 +836,8 @@ impl Store for PostgresStore {
         if exists {
             return Ok(());
         }
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\
-             seq bigint PRIMARY KEY, run_id text NOT NULL, event text NOT NULL, rule_id text NOT NULL, \
-             store text NOT NULL, table_name text NOT NULL, action text NOT NULL, rows_affected bigint NOT NULL, \
-             key_from text, key_to text, as_of timestamptz NOT NULL, cutoff text NOT NULL, rule_hash text NOT NULL, \
-             key_id text, at timestamptz NOT NULL, host text NOT NULL, version text NOT NULL, detail text NOT NULL, \
-             prev_hash text NOT NULL, row_hash text NOT NULL)"
-        );
-        self.simple("create audit table", &create).await
+        self.simple("create audit table", &audit_table_ddl(&table))
+            .await
     }
 
     async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {

@@ -168,7 +168,7 @@ pub(crate) fn explain(
 /// The error for a server that answered a TLS request with "no".
 pub(crate) fn not_offered(config: &StoreConfig) -> String {
     format!(
-        "the server does not offer TLS, and the store asks for tls = \"{}\"; nothing was sent unencrypted",
+        "the server does not offer TLS, and the store asks for tls = \"{}\"; no password or query was sent",
         config.tls.as_str()
     )
 }

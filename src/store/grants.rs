@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::sql::Dialect;
 use crate::plan::{Hold, Step, StepAction};
 use crate::rules::TableRef;
 
@@ -104,8 +105,8 @@ impl Needs {
 
 /// How one dialect writes grants.
 pub(crate) struct GrantSyntax<'a> {
-    /// Quotes an identifier.
-    pub quote: &'a dyn Fn(&str) -> String,
+    /// Quotes names.
+    pub dialect: &'a dyn Dialect,
     /// The grantee as a GRANT names it.
     pub grantee: String,
     /// Whether a row lock needs an UPDATE right (PostgreSQL).
@@ -114,10 +115,7 @@ pub(crate) struct GrantSyntax<'a> {
 
 impl GrantSyntax<'_> {
     fn table(&self, table: &TableRef) -> String {
-        match &table.schema {
-            Some(schema) => format!("{}.{}", (self.quote)(schema), (self.quote)(&table.name)),
-            None => (self.quote)(&table.name),
-        }
+        self.dialect.table(table)
     }
 
     /// One GRANT per table, with a comment naming its rules and why.
@@ -143,7 +141,7 @@ impl GrantSyntax<'_> {
                 why.push("pseudonymise");
             }
             if !update.is_empty() {
-                let columns: Vec<String> = update.iter().map(|c| (self.quote)(c)).collect();
+                let columns: Vec<String> = update.iter().map(|c| self.dialect.quote(c)).collect();
                 rights.push(format!("UPDATE ({})", columns.join(", ")));
             }
             let rules: Vec<&str> = need.rules.iter().map(String::as_str).collect();
@@ -192,10 +190,7 @@ pub(crate) fn mysql_account(role: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn quote(ident: &str) -> String {
-        format!("\"{}\"", ident.replace('"', "\"\""))
-    }
+    use crate::store::{mysql::Mysql, postgres::Postgres};
 
     fn needs(rule: &str, delete: bool, update: &[&str], lock: Option<&str>) -> TableNeeds {
         TableNeeds {
@@ -218,8 +213,8 @@ mod tests {
         all.tables
             .insert(t("disputes"), needs("c", false, &[], None));
         let pg = GrantSyntax {
-            quote: &quote,
-            grantee: quote("glemsel"),
+            dialect: &Postgres,
+            grantee: Postgres.quote("glemsel"),
             lock_needs_update: true,
         };
         let statements: Vec<String> = pg
@@ -238,13 +233,13 @@ mod tests {
         );
         // MySQL locks rows with SELECT (and DELETE) alone.
         let my = GrantSyntax {
-            lock_needs_update: false,
+            dialect: &Mysql,
             grantee: mysql_account("glemsel"),
-            ..pg
+            lock_needs_update: false,
         };
         assert_eq!(
             my.table_grants(&all)[1],
-            r#"GRANT SELECT, DELETE ON "public"."accounts" TO 'glemsel'@'%';"#
+            "GRANT SELECT, DELETE ON `public`.`accounts` TO 'glemsel'@'%';"
         );
         let audit = my.audit_grants(&t("glemsel_audit"), "CREATE TABLE x");
         assert!(

@@ -904,9 +904,8 @@ impl Store for MysqlStore {
             },
             name: self.audit_table.name.clone(),
         };
-        let quote = |ident: &str| Mysql.quote(ident);
         let syntax = grants::GrantSyntax {
-            quote: &quote,
+            dialect: &Mysql,
             grantee: grants::mysql_account(role),
             lock_needs_update: false,
         };

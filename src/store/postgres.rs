@@ -767,10 +767,9 @@ impl Store for PostgresStore {
                 name: audit_table.name.clone(),
             },
         };
-        let quote = |ident: &str| Postgres.quote(ident);
         let syntax = grants::GrantSyntax {
-            quote: &quote,
-            grantee: quote(role),
+            dialect: &Postgres,
+            grantee: Postgres.quote(role),
             lock_needs_update: true,
         };
         let mut lines = vec![
@@ -781,7 +780,7 @@ impl Store for PostgresStore {
             "-- Advisory locks, session settings and the catalogs need no grant.".to_string(),
             format!(
                 "GRANT CONNECT ON DATABASE {} TO {};",
-                quote(&database),
+                Postgres.quote(&database),
                 syntax.grantee
             ),
         ];
@@ -794,7 +793,7 @@ impl Store for PostgresStore {
         for schema in schemas {
             lines.push(format!(
                 "GRANT USAGE ON SCHEMA {} TO {};",
-                quote(schema),
+                Postgres.quote(schema),
                 syntax.grantee
             ));
         }

@@ -105,6 +105,12 @@ async fn connections(kind: Kind) {
         &url_with(kind, &db.url, "127.0.0.1"),
         &verify_full(&ca),
     );
+    // grants too, with every log on, and never the password.
+    let grants = good.glemsel_with_env(&["grants", "-vv"], &[("GLEMSEL_LOG", "trace")]);
+    let out = text(&grants);
+    assert_eq!(code(&grants), 0, "{out}");
+    assert!(out.contains("GRANT SELECT, DELETE ON "), "{out}");
+    assert!(!out.contains(PASSWORD), "the password leaked:\n{out}");
     let run = good.glemsel(&["run"]);
     assert_eq!(code(&run), 0, "{}", text(&run));
     assert_eq!(db.column("SELECT id FROM t").await, [Some("2".to_string())]);

@@ -2,6 +2,13 @@
 //! or reordered row is found, and checkpointed outside the database so a
 //! cut tail is found too.
 //!
+//! A chain is keyed or not. Unkeyed rows are chained with SHA-256, which
+//! anyone who can write to the table can recompute. Keyed rows are chained
+//! with HMAC-SHA256 under an audit key of their own (never the
+//! pseudonymisation key), so rewriting them needs that key. A `segment`
+//! row starts a keyed (or unkeyed) stretch and says so; a trail changes
+//! from one to the other only by such a row, written on purpose.
+//!
 //! Each store keeps its own chain in its own audit table; a batch's row is
 //! written in the same transaction as the batch. The trail holds counts,
 //! key ranges, rule fingerprints and error codes, never column values.
@@ -13,6 +20,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::pseudonym::HmacKey;
 use crate::store::{Store, StoreError};
 
 /// The `prev_hash` of the first row of a chain.
@@ -25,6 +33,8 @@ pub enum AuditEvent {
     RunStart,
     Batch,
     RunFinish,
+    /// Starts a stretch of the chain hashed one way (keyed or not).
+    Segment,
 }
 
 impl AuditEvent {
@@ -33,6 +43,7 @@ impl AuditEvent {
             AuditEvent::RunStart => "run_start",
             AuditEvent::Batch => "batch",
             AuditEvent::RunFinish => "run_finish",
+            AuditEvent::Segment => "segment",
         }
     }
 
@@ -41,6 +52,7 @@ impl AuditEvent {
             AuditEvent::RunStart,
             AuditEvent::Batch,
             AuditEvent::RunFinish,
+            AuditEvent::Segment,
         ]
         .into_iter()
         .find(|e| e.as_str() == text)
@@ -103,6 +115,26 @@ pub struct AuditRecord {
     pub row_hash: String,
 }
 
+/// Which audit rows a search returns; an empty list matches every value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub rules: Vec<String>,
+    pub run_id: Option<String>,
+    pub events: Vec<AuditEvent>,
+    /// Rows written at or after this moment.
+    pub since: Option<DateTime<Utc>>,
+    /// Rows written before this moment.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Where a page of a search starts: ascending after a sequence number, or
+/// descending (newest first) before one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditCursor {
+    After(i64),
+    Before(i64),
+}
+
 /// The end of a chain: what the next row links to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainLink {
@@ -119,27 +151,62 @@ struct Hashed<'a> {
     entry: &'a AuditEntry,
 }
 
-/// The hash of a row: SHA-256 over its sequence number, the previous hash
-/// and every field, in a fixed canonical JSON form.
-pub fn row_hash(seq: i64, prev_hash: &str, entry: &AuditEntry) -> String {
-    let canonical = serde_json::to_vec(&Hashed {
+/// The hash of a row over its sequence number, the previous hash and every
+/// field, in a fixed canonical JSON form: HMAC-SHA256 under the audit key
+/// for a keyed chain, plain SHA-256 otherwise.
+pub fn row_hash(seq: i64, prev_hash: &str, entry: &AuditEntry, key: Option<&HmacKey>) -> String {
+    let canonical = serde_json::to_string(&Hashed {
         seq,
         prev_hash,
         entry,
     })
     .expect("audit entries serialise");
-    hex::encode(Sha256::digest(canonical))
+    match key {
+        Some(key) => key.hmac_hex(&canonical),
+        None => hex::encode(Sha256::digest(canonical)),
+    }
 }
 
-/// Links an entry to the chain's tail.
-pub fn seal(tail: Option<&ChainLink>, mut entry: AuditEntry) -> AuditRecord {
+/// How a segment row says its stretch of the chain is hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SegmentDetail {
+    /// `hmac-sha256` or `sha256`.
+    pub chain: String,
+    /// The id of the audit key (not the key) for a keyed stretch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_key_id: Option<String>,
+    /// Why the segment was started, in the operator's words.
+    pub reason: String,
+    /// What the chain looked like when it was started: `empty`, `intact`,
+    /// or the break that was found.
+    pub found: String,
+}
+
+pub const KEYED: &str = "hmac-sha256";
+pub const UNKEYED: &str = "sha256";
+
+impl SegmentDetail {
+    fn of(record: &AuditRecord) -> Option<SegmentDetail> {
+        (record.entry.event == AuditEvent::Segment)
+            .then(|| serde_json::from_str(&record.entry.detail).ok())
+            .flatten()
+    }
+
+    fn keyed(&self) -> bool {
+        self.chain == KEYED
+    }
+}
+
+/// Links an entry to the chain's tail, hashed under `key` (keyed chain) or
+/// plain.
+pub fn seal(tail: Option<&ChainLink>, mut entry: AuditEntry, key: Option<&HmacKey>) -> AuditRecord {
     entry.as_of = entry.as_of.trunc_subsecs(6);
     entry.at = entry.at.trunc_subsecs(6);
     let (seq, prev_hash) = match tail {
         Some(link) => (link.seq + 1, link.row_hash.clone()),
         None => (1, GENESIS.to_string()),
     };
-    let row_hash = row_hash(seq, &prev_hash, &entry);
+    let row_hash = row_hash(seq, &prev_hash, &entry, key);
     AuditRecord {
         seq,
         entry,
@@ -148,11 +215,15 @@ pub fn seal(tail: Option<&ChainLink>, mut entry: AuditEntry) -> AuditRecord {
     }
 }
 
-/// Appends an entry to a store's chain. Call it inside the transaction
-/// whose change the entry describes.
-pub async fn append(store: &mut dyn Store, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+/// Appends an entry to a store's chain, keyed under `key` if given. Call it
+/// inside the transaction whose change the entry describes.
+pub async fn append(
+    store: &mut dyn Store,
+    entry: AuditEntry,
+    key: Option<&HmacKey>,
+) -> Result<AuditRecord, StoreError> {
     let tail = store.audit_tail().await?;
-    let record = seal(tail.as_ref(), entry);
+    let record = seal(tail.as_ref(), entry, key);
     store.audit_insert(&record).await?;
     Ok(record)
 }
@@ -241,6 +312,15 @@ pub fn read_checkpoints(path: &Path, store: &str) -> std::io::Result<Option<Vec<
     Ok(Some(checkpoints))
 }
 
+/// The checkpoints of `store` a run checks the chain's tail against: none
+/// when no file is configured or it does not exist yet.
+pub fn checkpoints_of(path: Option<&Path>, store: &str) -> std::io::Result<Vec<Checkpoint>> {
+    match path {
+        Some(path) => Ok(read_checkpoints(path, store)?.unwrap_or_default()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The first place a chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
@@ -260,24 +340,87 @@ pub enum ChainBreak {
         "the checkpoint file is configured but missing, while the chain has rows; it was removed"
     )]
     CheckpointsMissing,
+    #[error(
+        "row seq {seq}: the chain is keyed from here under audit key {key_id}, not the one configured"
+    )]
+    OtherKey { seq: i64, key_id: String },
+}
+
+/// The state of a chain's last rows, as a run finds it before appending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tail {
+    /// No rows yet.
+    Empty,
+    /// The last rows are hashed with plain SHA-256.
+    Unkeyed,
+    /// The last rows are keyed; `verified` is false when no audit key was
+    /// given to check them with.
+    Keyed { verified: bool },
 }
 
 /// Checks a chain, page by page, as its rows are read in order.
 #[derive(Debug)]
-pub struct ChainVerifier {
+pub struct ChainVerifier<'k> {
     expected_seq: i64,
     prev_hash: String,
     hashes_at_checkpoints: Vec<Checkpoint>,
+    key: Option<&'k HmacKey>,
+    /// Whether the rows being read are keyed (a segment row switches it).
+    keyed: bool,
     pub rows: u64,
+    /// Keyed rows whose hash could not be checked: no audit key was given.
+    pub unauthenticated: u64,
+    pub segments: u64,
 }
 
-impl ChainVerifier {
-    pub fn new(checkpoints: Vec<Checkpoint>) -> Self {
+impl<'k> ChainVerifier<'k> {
+    /// Checks a chain from its first row, keyed rows with `key`.
+    pub fn new(checkpoints: Vec<Checkpoint>, key: Option<&'k HmacKey>) -> Self {
         Self {
             expected_seq: 1,
             prev_hash: GENESIS.to_string(),
             hashes_at_checkpoints: checkpoints,
+            key,
+            keyed: false,
             rows: 0,
+            unauthenticated: 0,
+            segments: 0,
+        }
+    }
+
+    /// Checks a chain's last rows, from `first` on: whether they are keyed
+    /// is read from `first` itself (its hash matches one way or the other).
+    pub fn resume(
+        first: &AuditRecord,
+        checkpoints: Vec<Checkpoint>,
+        key: Option<&'k HmacKey>,
+    ) -> Self {
+        let plain = row_hash(first.seq, &first.prev_hash, &first.entry, None) == first.row_hash;
+        let keyed = match SegmentDetail::of(first) {
+            Some(segment) => segment.keyed(),
+            None => !plain,
+        };
+        Self {
+            expected_seq: first.seq,
+            prev_hash: first.prev_hash.clone(),
+            hashes_at_checkpoints: checkpoints,
+            key,
+            // Before the first row, the stretch it belongs to.
+            keyed,
+            rows: 0,
+            unauthenticated: 0,
+            segments: 0,
+        }
+    }
+
+    /// The state of the chain after the rows fed so far.
+    pub fn tail(&self) -> Tail {
+        match (self.rows, self.keyed) {
+            (0, _) => Tail::Empty,
+            (_, false) => Tail::Unkeyed,
+            (_, true) => Tail::Keyed {
+                verified: self.key.is_some(),
+            },
         }
     }
 
@@ -291,8 +434,31 @@ impl ChainVerifier {
         if record.prev_hash != self.prev_hash {
             return Err(ChainBreak::Link { seq: record.seq });
         }
-        if row_hash(record.seq, &record.prev_hash, &record.entry) != record.row_hash {
-            return Err(ChainBreak::Content { seq: record.seq });
+        if let Some(segment) = SegmentDetail::of(record) {
+            self.keyed = segment.keyed();
+            self.segments += 1;
+            if let (true, Some(key), Some(id)) =
+                (self.keyed, self.key, segment.audit_key_id.as_deref())
+                && key.id() != id
+            {
+                return Err(ChainBreak::OtherKey {
+                    seq: record.seq,
+                    key_id: id.to_string(),
+                });
+            }
+        }
+        let authentic = match (self.keyed, self.key) {
+            (false, _) => Some(None),
+            (true, Some(key)) => Some(Some(key)),
+            (true, None) => None,
+        };
+        match authentic {
+            Some(key) => {
+                if row_hash(record.seq, &record.prev_hash, &record.entry, key) != record.row_hash {
+                    return Err(ChainBreak::Content { seq: record.seq });
+                }
+            }
+            None => self.unauthenticated += 1,
         }
         if let Some(checkpoint) = self
             .hashes_at_checkpoints
@@ -318,15 +484,26 @@ impl ChainVerifier {
     }
 }
 
-/// Verifies a store's whole chain, reading it in pages. `checkpoints` is
-/// `None` when a checkpoint file is configured but missing.
+/// What a whole chain's verification found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    pub rows: u64,
+    /// Keyed rows not checked for want of the audit key.
+    pub unauthenticated: u64,
+    pub segments: u64,
+}
+
+/// Verifies a store's whole chain, reading it in pages; keyed rows are
+/// checked with `key` when given. `checkpoints` is `None` when a checkpoint
+/// file is configured but missing.
 pub async fn verify(
     store: &mut dyn Store,
     checkpoints: Option<Vec<Checkpoint>>,
-) -> Result<Result<u64, ChainBreak>, StoreError> {
+    key: Option<&HmacKey>,
+) -> Result<Result<Verified, ChainBreak>, StoreError> {
     const PAGE: u32 = 5_000;
     let expected = checkpoints.is_some();
-    let mut verifier = ChainVerifier::new(checkpoints.unwrap_or_default());
+    let mut verifier = ChainVerifier::new(checkpoints.unwrap_or_default(), key);
     // From the very first row, whatever its seq: a forged seq 0 is a gap too.
     let mut after = i64::MIN;
     loop {
@@ -344,22 +521,63 @@ pub async fn verify(
     if !expected && verifier.rows > 0 {
         return Ok(Err(ChainBreak::CheckpointsMissing));
     }
-    Ok(verifier.finish().map(|()| verifier.rows))
+    Ok(verifier.finish().map(|()| Verified {
+        rows: verifier.rows,
+        unauthenticated: verifier.unauthenticated,
+        segments: verifier.segments,
+    }))
+}
+
+/// How many of a chain's last rows a run checks before it appends.
+const TAIL_ROWS: i64 = 200;
+
+/// Checks a chain's last rows before a run appends to it: their sequence,
+/// their links, their hashes (keyed ones with `key`) and any checkpoint
+/// among them. A run never appends to a broken chain.
+pub async fn check_tail(
+    store: &mut dyn Store,
+    checkpoints: &[Checkpoint],
+    key: Option<&HmacKey>,
+) -> Result<Result<Tail, ChainBreak>, StoreError> {
+    let Some(head) = store.audit_head().await? else {
+        return Ok(Ok(Tail::Empty));
+    };
+    let rows = store
+        .audit_records(
+            (head.seq - TAIL_ROWS).max(i64::MIN + 1),
+            TAIL_ROWS as u32 + 1,
+        )
+        .await?;
+    // From the newest segment row on, if one is among them: a segment
+    // started after a break (on purpose, recorded) is where trust restarts.
+    // `audit verify` still reports the break before it.
+    let start = rows
+        .iter()
+        .rposition(|r| r.entry.event == AuditEvent::Segment)
+        .unwrap_or(0);
+    let rows = &rows[start..];
+    let Some(first) = rows.first() else {
+        return Ok(Ok(Tail::Empty));
+    };
+    let mut verifier = ChainVerifier::resume(first, checkpoints.to_vec(), key);
+    for record in rows {
+        if let Err(brk) = verifier.feed(record) {
+            return Ok(Err(brk));
+        }
+    }
+    if rows.last().map(|r| r.seq) != Some(head.seq) {
+        return Ok(Err(ChainBreak::Gap {
+            seq: head.seq,
+            expected: verifier.expected_seq,
+        }));
+    }
+    Ok(Ok(verifier.tail()))
 }
 
 /// This machine's name, for the audit trail. From gethostname(2), which a
 /// hardened service can call where /proc/sys is hidden.
 pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most
-    // that many bytes and the result is read only up to the first NUL.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let name = if ok {
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
     if name.is_empty() {
         "unknown".into()
     } else {
@@ -401,13 +619,13 @@ mod tests {
                 row_hash: r.row_hash.clone(),
                 at: r.entry.at,
             });
-            records.push(seal(tail.as_ref(), entry(i)));
+            records.push(seal(tail.as_ref(), entry(i), None));
         }
         records
     }
 
     fn check(records: &[AuditRecord], checkpoints: Vec<Checkpoint>) -> Result<u64, ChainBreak> {
-        let mut verifier = ChainVerifier::new(checkpoints);
+        let mut verifier = ChainVerifier::new(checkpoints, None);
         for r in records {
             verifier.feed(r)?;
         }
@@ -468,7 +686,7 @@ mod tests {
                 row_hash: r.row_hash.clone(),
                 at: r.entry.at,
             });
-            rewritten.push(seal(tail.as_ref(), e));
+            rewritten.push(seal(tail.as_ref(), e, None));
         }
         assert_eq!(check(&rewritten, vec![]), Ok(4));
         assert_eq!(

@@ -33,6 +33,16 @@ pub enum CommandError {
     UnknownStore(String),
     #[error("{}", .0.join("\n"))]
     Unsafe(Vec<String>),
+    #[error("{0}")]
+    PlanFile(String),
+    #[error(
+        "the approved plan {plan} no longer matches; nothing was changed:\n{}\nmake a new plan (glemsel plan --save) and have it approved",
+        differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n")
+    )]
+    PlanRefused {
+        plan: String,
+        differences: Vec<String>,
+    },
     #[error("--as-of {as_of} is later than the clock ({now}); a run never acts before its time")]
     AsOfInFuture {
         as_of: DateTime<Utc>,
@@ -43,13 +53,16 @@ pub enum CommandError {
 impl CommandError {
     pub fn exit(&self) -> Exit {
         match self {
-            CommandError::Invalid(_) | CommandError::Key(_) | CommandError::KeySource(_) => {
-                Exit::Invalid
-            }
+            CommandError::Invalid(_)
+            | CommandError::Key(_)
+            | CommandError::KeySource(_)
+            | CommandError::PlanFile(_) => Exit::Invalid,
             CommandError::Schema(_) => Exit::Schema,
             CommandError::Store(_) => Exit::Error,
             CommandError::UnknownRule(_) | CommandError::UnknownStore(_) => Exit::Usage,
-            CommandError::AsOfInFuture { .. } | CommandError::Unsafe(_) => Exit::Refused,
+            CommandError::AsOfInFuture { .. }
+            | CommandError::Unsafe(_)
+            | CommandError::PlanRefused { .. } => Exit::Refused,
         }
     }
 }
@@ -183,7 +196,18 @@ pub async fn step_for(
 /// Loads the HMAC key when one is configured. A run also uses it to hash
 /// non-integer keys in the audit trail, so it is loaded for deletes too.
 pub fn load_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
-    let Some(source) = &policy.settings.key else {
+    load_secret_key(policy.settings.key.as_ref())
+}
+
+/// The audit chain's key, when one is configured.
+pub fn load_audit_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
+    load_secret_key(policy.settings.audit_key.as_ref())
+}
+
+fn load_secret_key(
+    source: Option<&crate::rules::SecretSource>,
+) -> Result<Option<HmacKey>, CommandError> {
+    let Some(source) = source else {
         return Ok(None);
     };
     let path = source.path().map_err(CommandError::KeySource)?;
@@ -195,6 +219,8 @@ pub fn load_key(policy: &Policy) -> Result<Option<HmacKey>, CommandError> {
 pub struct PlannedStep {
     #[serde(flatten)]
     pub step: Step,
+    /// The legal basis of the rule's category, as the rule files state it.
+    pub legal_basis: Option<String>,
     pub counts: Counts,
     /// Why a run would refuse this rule, if it would.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,6 +233,8 @@ pub struct PlanReport {
     pub as_of: DateTime<Utc>,
     pub timezone: String,
     pub steps: Vec<PlannedStep>,
+    /// Where plaintext of the rows the run changes would survive it.
+    pub warnings: Vec<String>,
 }
 
 pub async fn plan(
@@ -226,16 +254,24 @@ pub async fn plan(
                 counts.due
             )
         });
+        let legal_basis = policy
+            .categories
+            .get(&step.category)
+            .and_then(|c| c.legal_basis.clone());
         planned.push(PlannedStep {
             step,
+            legal_basis,
             counts,
             refusal,
         });
     }
+    let steps: Vec<Step> = planned.iter().map(|p| p.step.clone()).collect();
+    let warnings = copy_warnings(&mut stores, &steps, policy.settings.copies_max_log_days).await?;
     Ok(PlanReport {
         as_of,
         timezone: policy.settings.timezone.name().to_string(),
         steps: planned,
+        warnings,
     })
 }
 
@@ -267,6 +303,7 @@ impl StepOutcome {
             StepOutcome::Failed { error, .. } => match error {
                 StepError::Refused(Refusal::LockHeld { .. }) => Exit::LockHeld,
                 StepError::Refused(Refusal::Stopped { .. }) => Exit::Incomplete,
+                StepError::Refused(Refusal::BrokenTrail { .. }) => Exit::Tampered,
                 StepError::Refused(_) => Exit::Refused,
                 StepError::Store(_) => Exit::Error,
             },
@@ -277,6 +314,7 @@ impl StepOutcome {
 /// The most serious outcome decides the exit code.
 pub fn run_exit(outcomes: &[StepOutcome]) -> Exit {
     let rank = |exit: Exit| match exit {
+        Exit::Tampered => 6,
         Exit::Error => 5,
         Exit::Refused => 4,
         Exit::Incomplete => 3,
@@ -290,12 +328,25 @@ pub fn run_exit(outcomes: &[StepOutcome]) -> Exit {
         .unwrap_or(Exit::Ok)
 }
 
+/// How a run goes beyond its rules and moment.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// The approved plan's hash, recorded in every audit row of the run.
+    pub plan: Option<String>,
+    /// Per rule, the most rows the run may change (from an approved plan):
+    /// enforced as `max_rows` is, before the first batch and by every batch.
+    pub ceilings: BTreeMap<String, u64>,
+    /// Where progress goes, if anywhere.
+    pub progress: Option<&'a dyn execute::Progress>,
+}
+
 /// Runs the selected rules. `as_of` must not be later than the clock.
 pub async fn run(
     policy: &Policy,
     rule_ids: &[String],
     as_of: DateTime<Utc>,
     shutdown: Shutdown,
+    options: &RunOptions<'_>,
 ) -> Result<Vec<StepOutcome>, CommandError> {
     let now = Utc::now();
     if as_of > now {
@@ -303,15 +354,25 @@ pub async fn run(
     }
     let rules = select(policy, rule_ids)?;
     let mut stores = Stores::new(policy);
-    let steps = build_steps(&mut stores, &rules, as_of).await?;
-    let key = load_key(policy)?;
+    let mut steps = build_steps(&mut stores, &rules, as_of).await?;
+    for step in &mut steps {
+        if let Some(ceiling) = options.ceilings.get(&step.rule_id) {
+            step.max_rows = Some(step.max_rows.map_or(*ceiling, |max| max.min(*ceiling)));
+        }
+    }
+    let hmac_key = load_key(policy)?;
+    let audit_key = load_audit_key(policy)?;
     let ctx = RunContext {
         run_id: new_run_id(),
+        audit_key: audit_key.as_ref(),
+        audit_checkpoints: policy.settings.audit_checkpoints.as_deref(),
         max_clock_skew: policy.settings.max_clock_skew,
-        key: key.as_ref(),
+        key: hmac_key.as_ref(),
         host: audit::host_name(),
         shutdown,
         trigger: execute::Trigger::Command,
+        plan: options.plan.clone(),
+        progress: options.progress,
     };
     tracing::info!(run_id = %ctx.run_id, rules = steps.len(), as_of = %as_of, "run begins");
     let mut outcomes = Vec::new();
@@ -371,6 +432,10 @@ pub struct Verdict {
     pub store: String,
     pub rows: u64,
     pub checkpoints: usize,
+    /// Keyed rows whose hashes were not checked: no audit key was given.
+    pub unauthenticated: u64,
+    /// Segment rows: where the chain was keyed, or restarted after a break.
+    pub segments: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
 }
@@ -385,6 +450,7 @@ pub async fn audit_verify(
         store_names.to_vec()
     };
     let mut stores = Stores::new(policy);
+    let audit_key = load_audit_key(policy)?;
     let mut verdicts = Vec::new();
     for name in names {
         let checkpoints = match &policy.settings.audit_checkpoints {
@@ -398,18 +464,23 @@ pub async fn audit_verify(
         };
         let checkpoint_count = checkpoints.as_ref().map_or(0, Vec::len);
         let store = stores.get(&name).await?;
-        let result: Result<u64, ChainBreak> = audit::verify(store, checkpoints).await?;
+        let result: Result<audit::Verified, ChainBreak> =
+            audit::verify(store, checkpoints, audit_key.as_ref()).await?;
         verdicts.push(match result {
-            Ok(rows) => Verdict {
+            Ok(verified) => Verdict {
                 store: name,
-                rows,
+                rows: verified.rows,
                 checkpoints: checkpoint_count,
+                unauthenticated: verified.unauthenticated,
+                segments: verified.segments,
                 broken: None,
             },
             Err(brk) => Verdict {
                 store: name,
                 rows: 0,
                 checkpoints: checkpoint_count,
+                unauthenticated: 0,
+                segments: 0,
                 broken: Some(brk.to_string()),
             },
         });
@@ -417,13 +488,90 @@ pub async fn audit_verify(
     Ok(verdicts)
 }
 
+/// Starts a new segment of each store's chain: keyed under the configured
+/// audit key (or unkeyed without one), after whatever its tail shows, which
+/// the segment row records. The explicit way to key an unkeyed trail, and
+/// to go on after a break someone has looked into.
+pub async fn audit_segment(
+    policy: &Policy,
+    store_names: &[String],
+    reason: &str,
+) -> Result<Vec<String>, CommandError> {
+    let names: Vec<String> = if store_names.is_empty() {
+        policy.stores.keys().cloned().collect()
+    } else {
+        store_names.to_vec()
+    };
+    let audit_key = load_audit_key(policy)?;
+    let mut stores = Stores::new(policy);
+    let mut lines = Vec::new();
+    let run_id = new_run_id();
+    let host = audit::host_name();
+    for name in names {
+        let checkpoints =
+            audit::checkpoints_of(policy.settings.audit_checkpoints.as_deref(), &name).map_err(
+                |err| StoreError::Config {
+                    store: name.clone(),
+                    message: format!("cannot read the checkpoint file: {err}"),
+                },
+            )?;
+        let store = stores.get(&name).await?;
+        store.ensure_audit_table().await?;
+        // Whether the last rows are intact, as far as this key can tell.
+        let found = match audit::check_tail(store, &checkpoints, audit_key.as_ref()).await? {
+            Ok(audit::Tail::Empty) => "empty".to_string(),
+            Ok(_) => "intact".to_string(),
+            Err(brk) => format!("broken: {brk}"),
+        };
+        let entry = execute::segment_row(&run_id, &host, &name, audit_key.as_ref(), reason, &found);
+        let record = execute::append_alone(store, entry, audit_key.as_ref()).await?;
+        audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
+        lines.push(format!(
+            "store {name}: segment started at seq {} ({}; the chain was {found})",
+            record.seq,
+            match &audit_key {
+                Some(key) => format!("keyed under audit key {}", key.id()),
+                None => "unkeyed".to_string(),
+            }
+        ));
+    }
+    Ok(lines)
+}
+
+/// Where plaintext of the rows each step changes survives the run: server
+/// logs and archives, triggers, old row versions. One line per finding,
+/// naming the rule and the setting.
+pub async fn copy_warnings(
+    stores: &mut Stores<'_>,
+    steps: &[Step],
+    max_log_days: u64,
+) -> Result<Vec<String>, CommandError> {
+    let mut warnings = Vec::new();
+    for step in steps {
+        let store = stores.get(&step.store).await?;
+        let mut found = store.copies(&step.table, max_log_days).await?;
+        if store.keeps_old_versions() && !step.vacuum_after && !step.action.is_delete() {
+            found.push(format!(
+                "old versions of the rows it changes stay in the pages of {} until VACUUM reclaims them; set vacuum_after = true",
+                step.table
+            ));
+        }
+        warnings.extend(
+            found
+                .into_iter()
+                .map(|f| format!("warning: rule {} (store {}): {f}", step.rule_id, step.store)),
+        );
+    }
+    Ok(warnings)
+}
+
 /// `check` against the databases: every rule's step builds and compiles,
 /// and the key file loads if a rule needs it. One line per rule.
-pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
+pub async fn check(policy: &Policy) -> Result<Checked, CommandError> {
     let rules = select(policy, &[])?;
     let mut stores = Stores::new(policy);
     let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
-    let key = load_key(policy)?;
+    let hmac_key = load_key(policy)?;
     let mut unsafe_stores = Vec::new();
     let mut used: Vec<&str> = steps.iter().map(|s| s.store.as_str()).collect();
     used.sort_unstable();
@@ -436,45 +584,55 @@ pub async fn check(policy: &Policy) -> Result<Vec<String>, CommandError> {
     if !unsafe_stores.is_empty() {
         return Err(CommandError::Unsafe(unsafe_stores));
     }
+    let mut warnings =
+        copy_warnings(&mut stores, &steps, policy.settings.copies_max_log_days).await?;
     let mut store_lines = Vec::new();
     for name in used {
         let config = &policy.stores[name];
-        store_lines.extend(store_security(config, stores.get(name).await?).await?);
+        let (line, warning) = store_security(config, stores.get(name).await?).await?;
+        store_lines.extend(line);
+        warnings.extend(warning);
     }
     let mut lines: Vec<String> = steps
         .iter()
         .map(|step| {
-            let key: Vec<&str> = step.key.iter().map(|c| c.name.as_str()).collect();
+            let walk_key: Vec<&str> = step.key.iter().map(|c| c.name.as_str()).collect();
             format!(
                 "rule {}: ok: {}.{}, event {}, walks ({})",
                 step.rule_id,
                 step.store,
                 step.table,
                 step.due.event.describe(&step.joins),
-                key.join(", ")
+                walk_key.join(", ")
             )
         })
         .collect();
     lines.extend(store_lines);
-    if let Some(key) = key {
-        lines.push(format!("HMAC key loaded, id {}", key.id()));
+    if let Some(hmac_key) = hmac_key {
+        lines.push(format!("HMAC key loaded, id {}", hmac_key.id()));
     }
-    Ok(lines)
+    Ok(Checked { lines, warnings })
 }
 
-/// What `check` says of a store's connection and its role: whether the
-/// server sees the session encrypted, and a warning when the role could
-/// change or delete audit rows.
+/// What `check` found: a line per rule (and the key), and the warnings.
+pub struct Checked {
+    pub lines: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// What `check` says of a store's connection and its role: a line saying
+/// whether the server sees the session encrypted, and a warning when the
+/// role could change or delete audit rows.
 async fn store_security(
     config: &StoreConfig,
     store: &mut dyn Store,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<(Option<String>, Option<String>), StoreError> {
     use crate::rules::{Engine, Tls};
     let name = &config.name;
-    let mut lines = Vec::new();
+    let mut line = None;
     if config.engine != Engine::Sqlite {
         let version = store.tls_version().await?;
-        lines.push(match (&config.tls, version) {
+        line = Some(match (&config.tls, version) {
             (Tls::VerifyFull { ca_file }, Some(version)) => format!(
                 "store {name}: connection encrypted ({version}); certificate and host name verified against {}",
                 ca_file.display()
@@ -482,7 +640,9 @@ async fn store_security(
             (Tls::Require, Some(version)) => format!(
                 "store {name}: connection encrypted ({version}); certificate not verified (tls = \"require\")"
             ),
-            (Tls::Disable, Some(version)) => format!("store {name}: connection encrypted ({version})"),
+            (Tls::Disable, Some(version)) => {
+                format!("store {name}: connection encrypted ({version})")
+            }
             (tls, None) => format!(
                 "store {name}: connection not encrypted (tls = \"{}\"); use tls = \"verify-full\" beyond loopback",
                 tls.as_str()
@@ -490,14 +650,14 @@ async fn store_security(
         });
     }
     let overreach = store.audit_overreach().await?;
-    if !overreach.is_empty() {
-        lines.push(format!(
-            "store {name}: warning: on the audit table {} the role needs only SELECT and INSERT, but it {}: it could rewrite the trail it writes; `glemsel grants` prints what it needs",
+    let warning = (!overreach.is_empty()).then(|| {
+        format!(
+            "warning: store {name}: on the audit table {} the role needs only SELECT and INSERT, but it {}: it could rewrite the trail it writes; `glemsel grants` prints what it needs",
             config.audit_table,
             overreach.join(", ")
-        ));
-    }
-    Ok(lines)
+        )
+    });
+    Ok((line, warning))
 }
 
 /// One store's part of `glemsel grants`.

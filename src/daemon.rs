@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use std::os::unix::ffi::OsStrExt as _;
+use sd_notify::NotifyState;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinSet;
 
@@ -41,78 +42,93 @@ pub struct Signals {
     pub reload: Arc<Notify>,
 }
 
-/// One line of systemd's notify protocol.
-enum Notice<'a> {
+/// One notice to systemd, owned so it can cross to the notifier thread.
+enum Notice {
     Ready,
     Reloading,
     Stopping,
     Watchdog,
-    Status(&'a str),
+    Status(String),
 }
 
-impl Notice<'_> {
-    fn line(&self) -> String {
+impl Notice {
+    /// A STATUS= notice; the protocol is one line per field.
+    fn status(text: &str) -> Notice {
+        Notice::Status(text.replace('\n', " "))
+    }
+
+    fn state(&self) -> NotifyState<'_> {
         match self {
-            Notice::Ready => "READY=1".into(),
-            Notice::Reloading => "RELOADING=1".into(),
-            Notice::Stopping => "STOPPING=1".into(),
-            Notice::Watchdog => "WATCHDOG=1".into(),
-            Notice::Status(text) => format!("STATUS={}", text.replace('\n', " ")),
+            Notice::Ready => NotifyState::Ready,
+            Notice::Reloading => NotifyState::Reloading,
+            Notice::Stopping => NotifyState::Stopping,
+            Notice::Watchdog => NotifyState::Watchdog,
+            Notice::Status(text) => NotifyState::Status(text),
         }
     }
 }
 
-/// Sends notices to systemd (sd_notify(3)); without NOTIFY_SOCKET, nothing.
-/// The send never blocks: a full socket queue drops the notice rather
-/// than stall the runtime it is called from.
-fn notify(notices: &[Notice<'_>]) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let message: String = notices.iter().map(|n| n.line() + "\n").collect();
-    if let Err(err) = send_notice(&path, &message) {
-        tracing::debug!(error = %err, "could not notify systemd");
-    }
-}
+/// How many messages may wait for the notifier thread; past that, new ones
+/// are dropped.
+const NOTICE_QUEUE: usize = 64;
 
-/// One datagram to a notify socket (a path, or `@name` for an abstract one).
-fn send_notice(path: &std::ffi::OsStr, message: &str) -> std::io::Result<()> {
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let socket = UnixDatagram::unbound()?;
-    socket.set_nonblocking(true)?;
-    let path = path.as_encoded_bytes();
-    let addr = match path.strip_prefix(b"@") {
-        Some(name) => <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)?,
-        None => SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(path))?,
-    };
-    socket.send_to_addr(message.as_bytes(), &addr)?;
-    Ok(())
+/// Sends notices to systemd (sd_notify(3), through the sd-notify crate) as
+/// one message; without NOTIFY_SOCKET, nothing. The crate's send blocks
+/// while the socket's queue is full, so a thread of its own sends, in
+/// order, and the caller never waits: a service manager that stops reading
+/// must not stall the runtime. When that thread is behind, the message is
+/// dropped, as a non-blocking send would drop it.
+fn notify(notices: Vec<Notice>) {
+    static SENDER: OnceLock<Option<SyncSender<Vec<Notice>>>> = OnceLock::new();
+    let sender = SENDER.get_or_init(|| {
+        std::env::var_os("NOTIFY_SOCKET")?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Notice>>(NOTICE_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                for notices in receiver {
+                    let states: Vec<NotifyState<'_>> = notices.iter().map(Notice::state).collect();
+                    if let Err(err) = sd_notify::notify(&states) {
+                        tracing::debug!(error = %err, "could not notify systemd");
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(sender),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot start the thread that notifies systemd");
+                None
+            }
+        }
+    });
+    if let Some(sender) = sender
+        && sender.try_send(notices).is_err()
+    {
+        tracing::debug!("systemd is not reading notices; one was dropped");
+    }
 }
 
 fn status(text: &str) {
-    notify(&[Notice::Status(text)]);
+    notify(vec![Notice::status(text)]);
 }
 
 /// The watchdog interval systemd asked for, per sd_watchdog_enabled(3):
-/// WATCHDOG_USEC is set, and WATCHDOG_PID, if set, is this process.
-fn watchdog_usec() -> Option<u64> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    match std::env::var("WATCHDOG_PID") {
-        Ok(pid) if pid.parse() != Ok(std::process::id()) => None,
-        _ => (usec > 0).then_some(usec),
-    }
+/// WATCHDOG_USEC is set and not zero, and WATCHDOG_PID, if set, is this
+/// process.
+fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled().filter(|interval| !interval.is_zero())
 }
 
 /// Pings systemd's watchdog at half its interval, if it asked for pings.
 fn start_watchdog() {
-    if let Some(usec) = watchdog_usec() {
-        let every = Duration::from_micros(usec / 2).max(Duration::from_millis(10));
+    if let Some(interval) = watchdog_interval() {
+        let every = (interval / 2).max(Duration::from_millis(10));
         tracing::info!(every_ms = every.as_millis() as u64, "watchdog enabled");
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                notify(&[Notice::Watchdog]);
+                notify(vec![Notice::Watchdog]);
             }
         });
     }
@@ -273,7 +289,7 @@ pub async fn run(config: PathBuf, signals: Signals) -> Exit {
     tracing::info!(rules = policy.rules.len(), "ready");
     let mut current = Generation::start(Arc::new(policy), &signals.shutdown, &locks, true);
     let mut retired: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    notify(&[Notice::Ready, Notice::Status(&ready)]);
+    notify(vec![Notice::Ready, Notice::status(&ready)]);
     let exit = loop {
         tokio::select! {
             () = signals.shutdown.requested() => break Exit::Ok,
@@ -286,7 +302,7 @@ pub async fn run(config: PathBuf, signals: Signals) -> Exit {
                 }
             }
             () = signals.reload.notified() => {
-                notify(&[Notice::Reloading, Notice::Status("reloading rules")]);
+                notify(vec![Notice::Reloading, Notice::status("reloading rules")]);
                 tracing::info!(config = %config.display(), "reloading");
                 let loaded = tokio::select! {
                     loaded = load_checked(&config) => loaded,
@@ -302,13 +318,13 @@ pub async fn run(config: PathBuf, signals: Signals) -> Exit {
                     }
                     Err(_) => tracing::error!("the new rules did not pass their checks; the previous rules keep running"),
                 }
-                notify(&[Notice::Ready, Notice::Status(&ready)]);
+                notify(vec![Notice::Ready, Notice::status(&ready)]);
             }
         }
     };
-    notify(&[
+    notify(vec![
         Notice::Stopping,
-        Notice::Status("stopping after the batches in flight"),
+        Notice::status("stopping after the batches in flight"),
     ]);
     tracing::info!("stopping after the batches in flight");
     signals.shutdown.request();
@@ -472,22 +488,27 @@ async fn run_once(
         return;
     };
     let store = store.as_mut();
-    let key = commands::load_key(policy);
+    let hmac_key = commands::load_key(policy);
+    let audit_key = commands::load_audit_key(policy);
     let ctx = RunContext {
         run_id: commands::new_run_id(),
+        audit_key: audit_key.as_ref().ok().and_then(Option::as_ref),
+        audit_checkpoints: policy.settings.audit_checkpoints.as_deref(),
         max_clock_skew: policy.settings.max_clock_skew,
-        key: key.as_ref().ok().and_then(Option::as_ref),
+        key: hmac_key.as_ref().ok().and_then(Option::as_ref),
         host: audit::host_name(),
         shutdown: shutdown.clone(),
         trigger,
+        plan: None,
+        progress: None,
     };
-    let failure = match &key {
-        Err(err) => {
-            tracing::error!(rule = %rule.id, error = %err, "cannot load the key; the run is skipped");
+    let failure = match (&hmac_key, &audit_key) {
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::error!(rule = %rule.id, error = %err, "cannot load a key; the run is skipped");
             metrics::run_failed(&rule.id);
-            Some("the HMAC key could not be loaded; see the log".to_string())
+            Some("a key could not be loaded; see the log".to_string())
         }
-        Ok(_) => {
+        (Ok(_), Ok(_)) => {
             let checked = tokio::select! {
                 checked = step_for(store, config, rule, commands::now()) => checked,
                 () = stop_requested(shutdown, retired) => return,
@@ -533,39 +554,4 @@ async fn run_once(
     }
     audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
     status("waiting for the next scheduled run");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A socket nobody reads fills up after a few datagrams; sending to it
-    /// must fail fast, never wait.
-    #[test]
-    fn a_full_notify_socket_never_blocks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify");
-        let _socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        let started = std::time::Instant::now();
-        let results: Vec<_> = (0..200)
-            .map(|_| send_notice(path.as_os_str(), "WATCHDOG=1\n"))
-            .collect();
-        assert!(started.elapsed() < Duration::from_secs(2));
-        assert!(results.iter().any(Result::is_ok));
-        assert!(results.iter().any(|r| {
-            r.as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
-        }));
-    }
-
-    #[test]
-    fn notices_reach_an_abstract_socket() {
-        let name = format!("glemsel-test-{}", std::process::id());
-        let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name.as_bytes()).unwrap();
-        let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
-        send_notice(std::ffi::OsStr::new(&format!("@{name}")), "READY=1\n").unwrap();
-        let mut buf = [0u8; 64];
-        let n = socket.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1\n");
-    }
 }

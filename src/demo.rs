@@ -4,7 +4,7 @@
 //! support portal, access logs, a NAV-style customer table) with eight
 //! years of synthetic rows, a config, a random key and the rule files
 //! shipped in `rules/demo/`; then plans, runs and verifies, like an
-//! operator would. Nothing in the data is real: generated names,
+//! operator would, and ends with the retention report a DPO would read. Nothing in the data is real: generated names,
 //! `example.invalid` addresses and documentation IP ranges.
 
 use std::fmt::Write as _;
@@ -31,11 +31,14 @@ const RULE_FILES: [(&str, &str); 4] = [
 /// Marks a folder as the demo's own, so a re-run may replace it.
 const MARKER: &str = ".glemsel-demo";
 const DATABASE: &str = "demo.sqlite";
+/// The retention report the demo ends with.
+const REPORT: &str = "report.html";
 
 const CONFIG: &str = r#"# Written by `glemsel demo`.
 timezone = "Europe/Copenhagen"
 financial_year_end = "06-30"
 key_file = "hmac-key"
+audit_key_file = "audit-key"
 rules = "rules"
 audit_checkpoints = "audit-heads.tsv"
 
@@ -84,7 +87,14 @@ fn prepare_dir(dir: &Path) -> Result<(), DemoError> {
         if !empty && !dir.join(MARKER).exists() {
             return Err(DemoError::NotOurs(dir.to_path_buf()));
         }
-        for name in [DATABASE, "audit-heads.tsv", "glemsel.toml", "hmac-key"] {
+        for name in [
+            DATABASE,
+            "audit-heads.tsv",
+            "glemsel.toml",
+            "hmac-key",
+            "audit-key",
+            REPORT,
+        ] {
             let path = dir.join(name);
             if path.exists() {
                 std::fs::remove_file(&path).map_err(io(&path))?;
@@ -106,10 +116,13 @@ fn write_files(dir: &Path) -> Result<(), DemoError> {
         std::fs::write(&path, text).map_err(io(&path))
     };
     write("glemsel.toml", CONFIG.as_bytes())?;
-    write(
-        "hmac-key",
-        format!("{}\n", hex::encode(rand::random::<[u8; 32]>())).as_bytes(),
-    )?;
+    // Two keys: one pseudonymises, the other keys the audit chain.
+    for name in ["hmac-key", "audit-key"] {
+        write(
+            name,
+            format!("{}\n", hex::encode(rand::random::<[u8; 32]>())).as_bytes(),
+        )?;
+    }
     for (name, text) in RULE_FILES {
         write(&format!("rules/{name}"), text.as_bytes())?;
     }
@@ -163,8 +176,10 @@ CREATE TABLE "CRONUS International Ltd_$Customer" ("No_" VARCHAR(20) NOT NULL, "
     "Last Date Modified" DATETIME NOT NULL, PRIMARY KEY ("No_", "Company"));
 "#;
 
-/// Creates and fills the demo database; returns the number of rows.
-fn fill_database(path: &Path, now: DateTime<Utc>) -> Result<u64, DemoError> {
+/// Creates and fills the demo database as of `now`; returns the number of
+/// rows. The same `now` gives the same rows (the generator is seeded), which
+/// is how `tests/demo.rs` knows exactly what a run must leave.
+pub fn fill_database(path: &Path, now: DateTime<Utc>) -> Result<u64, DemoError> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch(SCHEMA)?;
     let mut clock = Clock {
@@ -327,7 +342,14 @@ pub async fn run(dir: &Path) -> Result<(String, Exit), DemoError> {
 
     let before = table_counts(&database)?;
     let _ = writeln!(out, "\n== 2. the run ==\n");
-    let outcomes = commands::run(&policy, &[], now, Shutdown::default()).await?;
+    let outcomes = commands::run(
+        &policy,
+        &[],
+        now,
+        Shutdown::default(),
+        &commands::RunOptions::default(),
+    )
+    .await?;
     out.push_str(&report::run_text(&outcomes));
 
     let after = table_counts(&database)?;
@@ -357,9 +379,18 @@ pub async fn run(dir: &Path) -> Result<(String, Exit), DemoError> {
     let _ = writeln!(out, "\n== 4. the audit trail ==\n");
     let verdicts = commands::audit_verify(&policy, &[]).await?;
     out.push_str(&report::verify_text(&verdicts));
+    let review = crate::review::gather(&policy, commands::now()).await;
+    let report_path = dir.join(REPORT);
+    std::fs::write(&report_path, report::html::render(&review)).map_err(io(&report_path))?;
+    let _ = writeln!(out, "\n== 5. the retention report ==\n");
     let _ = writeln!(
         out,
-        "\nNext: cd {} and try `glemsel plan`, `glemsel audit verify`, or read the trail with\n  sqlite3 {DATABASE} 'SELECT seq, event, rule_id, rows_affected FROM glemsel_audit'",
+        "  {}: the retention schedule, a 12-month forecast, each rule's last run and the audit chain,\n  one self-contained file for the DPO and the auditor; open it in a browser, or print it",
+        report_path.display()
+    );
+    let _ = writeln!(
+        out,
+        "\nNext: cd {} and try `glemsel plan --save plan.json`, `glemsel run --plan plan.json`,\n`glemsel audit show`, `glemsel audit verify` or `glemsel report --format md`",
         dir.display()
     );
     let exit = if verdicts.iter().any(|v| v.broken.is_some()) {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::audit::{self, AuditEntry, AuditEvent};
+use crate::audit::{self, AuditEntry, AuditEvent, Tail};
 use crate::metrics;
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
@@ -64,15 +64,36 @@ pub enum Trigger {
     CatchUp,
 }
 
+/// Hears how a run goes, batch by batch: a terminal's progress bars. The
+/// daemon and programs reading JSON pass none.
+pub trait Progress: Send + Sync {
+    /// A rule's batches begin; `due` is what its count found, if it counted.
+    fn begin(&self, rule: &str, due: Option<u64>);
+    /// A batch of the rule committed, changing `rows` rows.
+    fn advance(&self, rule: &str, rows: u64);
+    /// The rule's batches are over.
+    fn end(&self, rule: &str, report: &StepReport);
+}
+
 /// What every step of one invocation shares.
 pub struct RunContext<'a> {
     pub run_id: String,
+    /// The audit chain's key; `None` keeps an unkeyed chain.
+    pub audit_key: Option<&'a HmacKey>,
+    /// The checkpoint file, whose heads the chain's tail is checked against.
+    pub audit_checkpoints: Option<&'a std::path::Path>,
     /// How far this host's clock and a database server's may differ.
     pub max_clock_skew: Duration,
     pub key: Option<&'a HmacKey>,
     pub host: String,
     pub shutdown: Shutdown,
     pub trigger: Trigger,
+    /// SHA-256 of the approved plan file the run follows, if any: recorded
+    /// in every audit row of the run.
+    pub plan: Option<String>,
+    /// Where progress goes; with it, every rule is counted first so that
+    /// progress can say how much is left.
+    pub progress: Option<&'a dyn Progress>,
 }
 
 /// How a step's run ended.
@@ -116,6 +137,13 @@ pub struct StepReport {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the old row versions were reclaimed after the run
+    /// (`vacuum_after`); absent when not asked for or nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vacuumed: Option<bool>,
+    /// The approved plan's hash, when the run followed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// Why a step did not run at all. Nothing was written.
@@ -140,6 +168,22 @@ pub enum Refusal {
         skew: String,
         direction: &'static str,
     },
+    #[error(
+        "rule {rule}: the audit trail of store {store} is broken ({reason}); nothing was changed. Find out what happened, then `glemsel audit segment --store {store} --reason ...` starts a new segment after the break"
+    )]
+    BrokenTrail {
+        rule: String,
+        store: String,
+        reason: String,
+    },
+    #[error(
+        "rule {rule}: the audit trail of store {store} is not keyed, and an audit key is configured; `glemsel audit segment --store {store} --reason ...` starts a keyed segment (on purpose, recorded, never silently)"
+    )]
+    TrailNotKeyed { rule: String, store: String },
+    #[error(
+        "rule {rule}: the audit trail of store {store} is keyed (or its last rows were edited), and no audit key is configured; set audit_key_file or audit_key_credential"
+    )]
+    TrailKeyed { rule: String, store: String },
     #[error(
         "rule {rule}: store {store} must not be written through: {reasons}; nothing was changed"
     )]
@@ -209,6 +253,100 @@ pub fn cutoff_text(step: &Step) -> String {
         step.due.event.describe(&step.joins),
         step.due.bound
     )
+}
+
+/// Checks the audit chain's last rows before anything is appended: a run
+/// never appends to a broken chain, and never switches a chain between
+/// keyed and unkeyed by itself. A new trail with an audit key starts with
+/// a keyed segment row.
+async fn check_trail(
+    store: &mut dyn Store,
+    step: &Step,
+    ctx: &RunContext<'_>,
+) -> Result<(), StepError> {
+    let checkpoints = audit::checkpoints_of(ctx.audit_checkpoints, &step.store).map_err(|err| {
+        StoreError::Config {
+            store: step.store.clone(),
+            message: format!("cannot read the audit checkpoint file: {err}"),
+        }
+    })?;
+    let (rule, store_name) = (step.rule_id.clone(), step.store.clone());
+    match audit::check_tail(store, &checkpoints, ctx.audit_key).await? {
+        Err(brk) => Err(Refusal::BrokenTrail {
+            rule,
+            store: store_name,
+            reason: brk.to_string(),
+        }
+        .into()),
+        Ok(Tail::Empty) => {
+            if let Some(key) = ctx.audit_key {
+                let segment = segment_row(
+                    &ctx.run_id,
+                    &ctx.host,
+                    &step.store,
+                    Some(key),
+                    "a new trail",
+                    "empty",
+                );
+                append_alone(store, segment, Some(key)).await?;
+            }
+            Ok(())
+        }
+        Ok(Tail::Unkeyed) if ctx.audit_key.is_some() => Err(Refusal::TrailNotKeyed {
+            rule,
+            store: store_name,
+        }
+        .into()),
+        Ok(Tail::Keyed { .. }) if ctx.audit_key.is_none() => Err(Refusal::TrailKeyed {
+            rule,
+            store: store_name,
+        }
+        .into()),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// A segment row of `store`'s chain: keyed under `key`, or unkeyed, with
+/// the operator's reason and what the chain looked like (`found`).
+pub fn segment_row(
+    run_id: &str,
+    host: &str,
+    store: &str,
+    key: Option<&HmacKey>,
+    reason: &str,
+    found: &str,
+) -> AuditEntry {
+    let detail = audit::SegmentDetail {
+        chain: if key.is_some() {
+            audit::KEYED
+        } else {
+            audit::UNKEYED
+        }
+        .to_string(),
+        audit_key_id: key.map(|k| k.id().to_string()),
+        reason: reason.to_string(),
+        found: found.to_string(),
+    };
+    let now = audit::now();
+    AuditEntry {
+        run_id: run_id.to_string(),
+        event: AuditEvent::Segment,
+        rule_id: String::new(),
+        store: store.to_string(),
+        table_name: String::new(),
+        action: "segment".into(),
+        rows: 0,
+        key_from: None,
+        key_to: None,
+        as_of: now,
+        cutoff: String::new(),
+        rule_hash: String::new(),
+        key_id: None,
+        at: now,
+        host: host.to_string(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        detail: serde_json::to_string(&detail).expect("segment details serialise"),
+    }
 }
 
 /// Refuses when this host's clock and the database server's differ by more
@@ -295,7 +433,7 @@ async fn run_locked(
     check_clocks(store, step, ctx.max_clock_skew).await?;
     // Counting scans the table, which costs about as much as the run: only
     // what a guard checks or the trail reports (what holds kept) is counted.
-    let counted = if step.max_rows.is_some() || !step.holds.is_empty() {
+    let counted = if step.max_rows.is_some() || !step.holds.is_empty() || ctx.progress.is_some() {
         // A stop must not wait for the scan.
         Some(tokio::select! {
             counted = store.count(step) => counted?,
@@ -315,6 +453,7 @@ async fn run_locked(
         .into());
     }
     store.ensure_audit_table().await?;
+    check_trail(store, step, ctx).await?;
     if let Some(newest) = store.audit_head().await? {
         // A trail from the future means a clock was ahead once. The clocks
         // agree now (checked above), so that run must not block every run
@@ -346,10 +485,21 @@ async fn run_locked(
             version: env!("CARGO_PKG_VERSION").into(),
             detail,
         };
-    let start_detail =
-        serde_json::json!({ "counted": counted, "trigger": ctx.trigger }).to_string();
-    append_alone(store, entry(AuditEvent::RunStart, 0, None, start_detail)).await?;
+    let mut start_detail = serde_json::json!({ "counted": counted, "trigger": ctx.trigger });
+    if let Some(plan) = &ctx.plan {
+        start_detail["plan"] = serde_json::json!(plan);
+    }
+    let start_detail = start_detail.to_string();
+    append_alone(
+        store,
+        entry(AuditEvent::RunStart, 0, None, start_detail),
+        ctx.audit_key,
+    )
+    .await?;
     tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.as_ref().map(|c| c.due), held = counted.as_ref().map(|c| c.held), "run started");
+    if let Some(progress) = ctx.progress {
+        progress.begin(&step.rule_id, counted.as_ref().map(|c| c.due));
+    }
 
     let mut report = StepReport {
         rule_id: step.rule_id.clone(),
@@ -367,6 +517,8 @@ async fn run_locked(
         longest_batch_ms: 0,
         seconds: 0.0,
         error: None,
+        vacuumed: None,
+        plan: ctx.plan.clone(),
     };
     let mut after: Option<Key> = None;
     let mut failure: Option<StepError> = None;
@@ -415,17 +567,20 @@ async fn run_locked(
                         }
                         // Every change has its audit row: cascaded rows too.
                         if changed.rows > 0 || changed.cascaded.iter().any(|c| c.rows > 0) {
-                            let detail = serde_json::json!({
+                            let mut detail = serde_json::json!({
                                 "ms": batch_started.elapsed().as_millis() as u64,
                                 "cascaded": changed.cascaded,
                             });
+                            if let Some(plan) = &ctx.plan {
+                                detail["plan"] = serde_json::json!(plan);
+                            }
                             let batch = entry(
                                 AuditEvent::Batch,
                                 changed.rows,
                                 Some(&window),
                                 detail.to_string(),
                             );
-                            audit::append(store, batch).await?;
+                            audit::append(store, batch, ctx.audit_key).await?;
                         }
                         Ok(changed)
                     }
@@ -447,6 +602,9 @@ async fn run_locked(
                     // A limited batch that changed nothing would repeat forever.
                     limited = changed.limited && rows > 0;
                     walk.record(batch_started.elapsed(), rows, limited);
+                    if let (Some(progress), true) = (ctx.progress, rows > 0) {
+                        progress.advance(&step.rule_id, rows);
+                    }
                     if rows > 0 {
                         metrics::batch_committed(
                             &step.rule_id,
@@ -504,7 +662,18 @@ async fn run_locked(
         };
         report.error = Some(err.audit_code());
     }
+    if step.vacuum_after && report.rows_changed > 0 {
+        // Outside any transaction, after the last batch committed.
+        let vacuumed = store.vacuum(&step.table).await;
+        if let Err(err) = &vacuumed {
+            tracing::warn!(rule = %step.rule_id, table = %step.table, error = %err, "could not reclaim the old row versions; run VACUUM on the table");
+        }
+        report.vacuumed = Some(vacuumed.is_ok());
+    }
     report.seconds = started.elapsed().as_secs_f64();
+    if let Some(progress) = ctx.progress {
+        progress.end(&step.rule_id, &report);
+    }
     let finish_detail = serde_json::to_string(&report).expect("reports serialise");
     let finish = append_alone(
         store,
@@ -514,6 +683,7 @@ async fn run_locked(
             None,
             finish_detail,
         ),
+        ctx.audit_key,
     )
     .await;
     match (failure, finish) {
@@ -569,16 +739,40 @@ pub async fn record_failure(
         version: env!("CARGO_PKG_VERSION").into(),
         detail: detail.to_string(),
     };
-    append_alone(store, entry).await.map(|_| ())
+    // Only onto a chain that is intact and hashed the way this run would.
+    let checkpoints = audit::checkpoints_of(ctx.audit_checkpoints, &rule.store).unwrap_or_default();
+    match audit::check_tail(store, &checkpoints, ctx.audit_key).await? {
+        Ok(Tail::Empty | Tail::Unkeyed) if ctx.audit_key.is_none() => {}
+        Ok(Tail::Keyed { verified: true }) => {}
+        Ok(Tail::Empty) => {
+            let key = ctx.audit_key;
+            let segment = segment_row(
+                &ctx.run_id,
+                &ctx.host,
+                &rule.store,
+                key,
+                "a new trail",
+                "empty",
+            );
+            append_alone(store, segment, key).await?;
+        }
+        _ => {
+            tracing::warn!(rule = %rule.id, store = %rule.store, "the audit trail is broken or hashed another way; the failure is not recorded there");
+            return Ok(());
+        }
+    }
+    append_alone(store, entry, ctx.audit_key).await.map(|_| ())
 }
 
-/// Appends one audit row in a transaction of its own.
-async fn append_alone(
+/// Appends one audit row, keyed under `key` if given, in a transaction of
+/// its own.
+pub async fn append_alone(
     store: &mut dyn Store,
     entry: AuditEntry,
+    key: Option<&HmacKey>,
 ) -> Result<audit::AuditRecord, StoreError> {
     store.begin().await?;
-    let result = audit::append(store, entry).await;
+    let result = audit::append(store, entry, key).await;
     finish_transaction(store, result).await
 }
 

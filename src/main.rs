@@ -53,13 +53,41 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Html,
+    Md,
+    Csv,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate config and rule files, then each rule against its live table.
     Check {
         /// Only the files; do not connect to any database.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "coverage")]
         offline: bool,
+        /// Exit 5 when there are warnings (copies that survive a run, a role
+        /// that could rewrite the audit trail), for CI.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Also list every column that looks like personal data and what
+        /// becomes of it; exit 9 when a rule covers none of them.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// The retention report for the DPO and the auditor: schedule, 12-month
+    /// forecast, status, coverage and the audit chains. Changes nothing.
+    Report {
+        /// The moment "now" stands for (default: the clock).
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Write the report here instead of to standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Dry run: what a run would change now (or at --as-of). Changes nothing.
     Plan {
@@ -71,17 +99,31 @@ enum Command {
         as_of: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Exit 5 when there are warnings (copies that survive a run), for CI.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Also write the plan to FILE for approval: as-of, rule and schema
+        /// fingerprints, counts. `run --plan FILE` runs exactly it.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
     },
     /// Delete or pseudonymise the due rows, in batches, with an audit row per batch.
     Run {
         /// Only this rule (repeatable).
-        #[arg(long = "rule", value_name = "ID")]
+        #[arg(long = "rule", value_name = "ID", conflicts_with = "plan")]
         rules: Vec<String>,
         /// The moment "now" stands for; never later than the clock.
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", conflicts_with = "plan")]
         as_of: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Run an approved plan (from `plan --save`): its rules at its as-of,
+        /// refused (exit 5) if a rule or a table changed or more rows are due.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// How many more due rows than planned a plan's run accepts, in percent.
+        #[arg(long, value_name = "PERCENT", default_value = "0%", requires = "plan")]
+        max_drift: String,
     },
     /// Run every rule on its schedule, as a systemd service (Type=notify).
     /// SIGHUP reloads the config and rules; SIGTERM stops after the batches in flight.
@@ -109,8 +151,40 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum TrailFormat {
+    Text,
+    Json,
+    Csv,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// The trail for auditors: runs with their rules, rows deleted,
+    /// pseudonymised and held, the cutoff, the rule's fingerprint and the
+    /// approved plan, oldest first. Read page by page.
+    Show {
+        /// Only this rule (repeatable).
+        #[arg(long = "rule", value_name = "ID")]
+        rules: Vec<String>,
+        /// Only rows written at or after this time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only rows written before this time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only this run.
+        #[arg(long = "run", value_name = "ID")]
+        run: Option<String>,
+        /// Only this store (repeatable).
+        #[arg(long = "store", value_name = "NAME")]
+        stores: Vec<String>,
+        #[arg(long, value_enum, default_value_t = TrailFormat::Text)]
+        format: TrailFormat,
+        /// Audit rows read per page (tests use small pages).
+        #[arg(long, hide = true, default_value_t = glemsel::trail::PAGE_ROWS)]
+        page_rows: u32,
+    },
     /// Recompute each store's hash chain (and compare with the checkpoint file).
     Verify {
         /// Only this store (repeatable).
@@ -118,6 +192,18 @@ enum AuditCommand {
         stores: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Start a new segment of each store's chain: keyed under the configured
+    /// audit key (how an unkeyed trail becomes keyed), or after a break that
+    /// has been looked into. The segment row records the reason and what
+    /// the chain's tail looked like.
+    Segment {
+        /// Only this store (repeatable).
+        #[arg(long = "store", value_name = "NAME")]
+        stores: Vec<String>,
+        /// Why, in words an auditor will read.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -129,7 +215,12 @@ fn exit_codes_help() -> String {
     text
 }
 
-fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
+fn init_logging(
+    format: LogFormat,
+    verbose: u8,
+    quiet: bool,
+    bars: Option<&glemsel::progress::Bars>,
+) {
     use tracing_subscriber::prelude::*;
     // Only glemsel's own events get more verbose; library internals stay at
     // warn, as they may describe statements and their parameters.
@@ -154,6 +245,14 @@ fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
     }
     // Colour only for a terminal; files and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // While progress bars are drawn, log lines lift them out of the way.
+    if let (Some(bars), LogFormat::Text) = (bars, format) {
+        let stderr = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(bars.log_writer());
+        registry.with(stderr).init();
+        return;
+    }
     let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
@@ -238,6 +337,16 @@ fn emit(text: &str) {
     }
 }
 
+/// `--deny-warnings` makes warnings (copies that survive a run, a role that
+/// could rewrite the audit trail) fail CI.
+fn warnings_exit(deny: bool, warnings: &[String]) -> Exit {
+    if deny && !warnings.is_empty() {
+        Exit::Refused
+    } else {
+        Exit::Ok
+    }
+}
+
 fn print_json<T: serde::Serialize>(value: &T) {
     let mut text = serde_json::to_string_pretty(value).expect("reports serialise");
     text.push('\n');
@@ -287,7 +396,7 @@ fn handle_daemon_signals(signals: glemsel::daemon::Signals) -> std::io::Result<(
     Ok(())
 }
 
-async fn dispatch(cli: Cli) -> Exit {
+async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
     // The daemon loads (and reloads) the config itself.
     if let Command::Daemon = &cli.command {
         let signals = glemsel::daemon::Signals::default();
@@ -316,7 +425,51 @@ async fn dispatch(cli: Cli) -> Exit {
         Err(exit) => return exit,
     };
     match cli.command {
-        Command::Check { offline } => {
+        Command::Report {
+            as_of: at,
+            format,
+            output,
+        } => {
+            let at = match as_of(&policy, at.as_deref()) {
+                Ok(at) => at,
+                Err(exit) => return exit,
+            };
+            let review = glemsel::review::gather(&policy, at).await;
+            let text = match format {
+                ReportFormat::Html => report::html::render(&review),
+                ReportFormat::Md => report::review::markdown(&review),
+                ReportFormat::Csv => report::review::csv(&review),
+                ReportFormat::Json => {
+                    serde_json::to_string_pretty(&review).expect("reports serialise") + "\n"
+                }
+            };
+            let written = match &output {
+                Some(path) => std::fs::write(path, &text).map_err(|err| {
+                    eprintln!("error: cannot write {}: {err}", path.display());
+                    Exit::Error
+                }),
+                None => {
+                    emit(&text);
+                    Ok(())
+                }
+            };
+            if let Err(exit) = written {
+                return exit;
+            }
+            for problem in review_problems(&review) {
+                eprintln!("warning: {problem}");
+            }
+            if review.has_problems() {
+                Exit::Error
+            } else {
+                Exit::Ok
+            }
+        }
+        Command::Check {
+            offline,
+            coverage,
+            deny_warnings,
+        } => {
             let files = policy.rule_files.len();
             emit(&format!(
                 "{}: {} rule{} in {files} file{}, {} store{}: files are valid\n",
@@ -330,12 +483,27 @@ async fn dispatch(cli: Cli) -> Exit {
             if offline {
                 return Exit::Ok;
             }
-            match commands::check(&policy).await {
-                Ok(lines) => {
-                    for line in lines {
+            let checked_warnings = match commands::check(&policy).await {
+                Ok(checked) => {
+                    for line in checked.lines.iter().chain(&checked.warnings) {
                         emit(&format!("{line}\n"));
                     }
-                    Exit::Ok
+                    checked.warnings
+                }
+                Err(err) => return fail(err),
+            };
+            let warned = warnings_exit(deny_warnings, &checked_warnings);
+            if !coverage {
+                return warned;
+            }
+            match glemsel::review::coverage(&policy).await {
+                Ok(findings) => {
+                    emit(&report::coverage_text(&findings));
+                    if findings.iter().any(|f| f.is_uncovered()) {
+                        Exit::Uncovered
+                    } else {
+                        warned
+                    }
                 }
                 Err(err) => fail(err),
             }
@@ -344,34 +512,81 @@ async fn dispatch(cli: Cli) -> Exit {
             rules,
             as_of: at,
             format,
+            deny_warnings,
+            save,
         } => {
             let at = match as_of(&policy, at.as_deref()) {
                 Ok(at) => at,
                 Err(exit) => return exit,
             };
-            match commands::plan(&policy, &rules, at).await {
-                Ok(report) => {
-                    match format {
-                        Format::Text => emit(&report::plan_text(&report)),
-                        Format::Json => print_json(&report),
-                    }
-                    Exit::Ok
+            let (report, file) = match &save {
+                None => match commands::plan(&policy, &rules, at).await {
+                    Ok(report) => (report, None),
+                    Err(err) => return fail(err),
+                },
+                Some(_) => match glemsel::approval::save(&policy, &rules, at).await {
+                    Ok((report, file)) => (report, Some(file)),
+                    Err(err) => return fail(err),
+                },
+            };
+            if let (Some(path), Some(file)) = (&save, &file) {
+                let mut text = serde_json::to_string_pretty(file).expect("plans serialise");
+                text.push('\n');
+                if let Err(err) = std::fs::write(path, &text) {
+                    eprintln!("error: cannot write {}: {err}", path.display());
+                    return Exit::Error;
                 }
-                Err(err) => fail(err),
+                use sha2::Digest as _;
+                eprintln!(
+                    "plan saved to {} (sha256 {}); `glemsel run --plan {}` runs exactly it",
+                    path.display(),
+                    hex::encode(sha2::Sha256::digest(text.as_bytes())),
+                    path.display()
+                );
             }
+            match format {
+                Format::Text => emit(&report::plan_text(&report)),
+                Format::Json => print_json(&report),
+            }
+            warnings_exit(deny_warnings, &report.warnings)
         }
         Command::Run {
             rules,
             as_of: at,
             format,
+            plan,
+            max_drift,
         } => {
-            let at = match as_of(&policy, at.as_deref()) {
-                Ok(at) => at,
-                Err(exit) => return exit,
-            };
             let shutdown = Shutdown::default();
             stop_on_signals(shutdown.clone());
-            match commands::run(&policy, &rules, at, shutdown).await {
+            let outcomes = match plan {
+                Some(path) => {
+                    let drift = match glemsel::approval::parse_drift(&max_drift) {
+                        Ok(drift) => drift,
+                        Err(err) => {
+                            eprintln!("error: --max-drift: {err}");
+                            return Exit::Usage;
+                        }
+                    };
+                    let progress = bars.map(|b| b as &dyn glemsel::execute::Progress);
+                    glemsel::approval::run(&policy, &path, drift, shutdown, progress).await
+                }
+                None => {
+                    let at = match as_of(&policy, at.as_deref()) {
+                        Ok(at) => at,
+                        Err(exit) => return exit,
+                    };
+                    let options = commands::RunOptions {
+                        progress: bars.map(|b| b as &dyn glemsel::execute::Progress),
+                        ..commands::RunOptions::default()
+                    };
+                    commands::run(&policy, &rules, at, shutdown, &options).await
+                }
+            };
+            if let Some(bars) = bars {
+                bars.finish();
+            }
+            match outcomes {
                 Ok(outcomes) => {
                     match format {
                         Format::Text => emit(&report::run_text(&outcomes)),
@@ -393,6 +608,45 @@ async fn dispatch(cli: Cli) -> Exit {
             unreachable!("handled before the config is loaded")
         }
         Command::Audit {
+            command:
+                AuditCommand::Show {
+                    rules,
+                    since,
+                    until,
+                    run,
+                    stores,
+                    format,
+                    page_rows,
+                },
+        } => {
+            let mut times = Vec::new();
+            for (flag, text) in [("--since", &since), ("--until", &until)] {
+                match text
+                    .as_deref()
+                    .map(|t| commands::parse_as_of(t, policy.settings.timezone))
+                {
+                    None => times.push(None),
+                    Some(Ok(at)) => times.push(Some(at)),
+                    Some(Err(err)) => {
+                        eprintln!("error: {flag}: {err}");
+                        return Exit::Usage;
+                    }
+                }
+            }
+            let options = glemsel::trail::ShowOptions {
+                stores,
+                filter: glemsel::audit::AuditFilter {
+                    rules,
+                    run_id: run,
+                    events: Vec::new(),
+                    since: times[0],
+                    until: times[1],
+                },
+                page_rows,
+            };
+            audit_show(&policy, &options, format).await
+        }
+        Command::Audit {
             command: AuditCommand::Verify { stores, format },
         } => match commands::audit_verify(&policy, &stores).await {
             Ok(verdicts) => {
@@ -408,14 +662,100 @@ async fn dispatch(cli: Cli) -> Exit {
             }
             Err(err) => fail(err),
         },
+        Command::Audit {
+            command: AuditCommand::Segment { stores, reason },
+        } => match commands::audit_segment(&policy, &stores, &reason).await {
+            Ok(lines) => {
+                for line in lines {
+                    emit(&format!("{line}\n"));
+                }
+                Exit::Ok
+            }
+            Err(err) => fail(err),
+        },
     }
+}
+
+/// Streams `audit show` to stdout as the trail is read.
+async fn audit_show(
+    policy: &Policy,
+    options: &glemsel::trail::ShowOptions,
+    format: TrailFormat,
+) -> Exit {
+    let tz = policy.settings.timezone.name().to_string();
+    let mut count = 0usize;
+    let mut last_run = String::new();
+    match format {
+        TrailFormat::Json => emit("["),
+        TrailFormat::Csv => {
+            let mut header = String::new();
+            let names: Vec<String> = report::trail::CSV_HEADER
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            report::review::csv_row(&mut header, &names);
+            emit(&header);
+        }
+        TrailFormat::Text => {}
+    }
+    let mut write = |run: glemsel::trail::RuleRun| {
+        match format {
+            TrailFormat::Json => {
+                let json = serde_json::to_string_pretty(&run).expect("runs serialise");
+                emit(&format!("{}\n{json}", if count == 0 { "" } else { "," }));
+            }
+            TrailFormat::Csv => emit(&report::trail::csv_line(&run)),
+            TrailFormat::Text => {
+                let key = format!("{}\t{}", run.store, run.run_id);
+                emit(&report::trail::text(&run, key != last_run, &tz));
+                last_run = key;
+            }
+        }
+        count += 1;
+    };
+    let result = glemsel::trail::show(policy, options, &mut write).await;
+    match format {
+        TrailFormat::Json => emit("\n]\n"),
+        TrailFormat::Text if count == 0 && result.is_ok() => {
+            emit("no runs in the audit trail match\n")
+        }
+        _ => {}
+    }
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(err) => fail(err),
+    }
+}
+
+/// What the report could not gather, for stderr.
+fn review_problems(review: &glemsel::review::Review) -> Vec<String> {
+    let stores = review
+        .stores
+        .iter()
+        .filter_map(|s| s.problem.as_ref().map(|p| format!("store {}: {p}", s.name)));
+    let rules = review
+        .rules
+        .iter()
+        .filter_map(|r| r.problem.as_ref().map(|p| format!("rule {}: {p}", r.id)));
+    stores.chain(rules).collect()
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own account of each step.
     let quiet = matches!(cli.command, Command::Demo { .. });
-    init_logging(cli.log_format, cli.verbose, quiet);
+    // Progress bars only for a person watching a run: text output, and a
+    // terminal on stderr (not the daemon, not JSON, not a file or pipe).
+    let interactive = matches!(
+        cli.command,
+        Command::Run {
+            format: Format::Text,
+            ..
+        }
+    ) && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && !stderr_is_the_journal();
+    let bars = interactive.then(glemsel::progress::Bars::new);
+    init_logging(cli.log_format, cli.verbose, quiet, bars.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -427,6 +767,6 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Error.code());
         }
     };
-    let exit = runtime.block_on(dispatch(cli));
+    let exit = runtime.block_on(dispatch(cli, bars.as_ref()));
     ExitCode::from(exit.code())
 }

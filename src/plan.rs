@@ -211,6 +211,10 @@ pub enum StepAction {
 }
 
 impl StepAction {
+    pub fn is_delete(&self) -> bool {
+        matches!(self, StepAction::Delete)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             StepAction::Delete => "delete",
@@ -242,6 +246,8 @@ pub struct Step {
     #[serde(flatten)]
     pub action: StepAction,
     pub max_rows: Option<u64>,
+    /// Reclaim old row versions after a run that changed rows.
+    pub vacuum_after: bool,
     /// The first batch's size; later batches adapt to `batch_ms`.
     pub batch_size: u64,
     /// How long one batch should take; 0 keeps every batch at `batch_size` rows.
@@ -709,6 +715,7 @@ pub fn build_step(
         key,
         action,
         max_rows: rule.max_rows,
+        vacuum_after: rule.vacuum_after,
         batch_size: rule.batch_size,
         batch_ms: rule.batch_ms,
         rule_fingerprint: rule.fingerprint.clone(),
@@ -800,6 +807,19 @@ pub const EARLIEST_USABLE_DATE: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).
 /// timestamptz column in any zone lies within this of its UTC day.
 const MAX_ZONE_OFFSET: chrono::TimeDelta = chrono::TimeDelta::hours(14);
 
+/// The first event value (in the type of an event of `kind`) that a run
+/// at `as_of` does not find due: the bound of the due condition. Forecasts
+/// ask it for later moments.
+pub fn due_bound(
+    retention: &Retention,
+    kind: ColumnKind,
+    zone: Tz,
+    as_of: DateTime<Utc>,
+) -> Moment {
+    let now = as_of.with_timezone(&zone).naive_local();
+    Moment::for_column(kind, retention.first_not_due(now), zone)
+}
+
 fn due_condition(
     retention: &Retention,
     event: Event,
@@ -807,8 +827,7 @@ fn due_condition(
     zone: Tz,
     as_of: DateTime<Utc>,
 ) -> DueCondition {
-    let now = as_of.with_timezone(&zone).naive_local();
-    let bound = Moment::for_column(event.kind, retention.first_not_due(now), zone);
+    let bound = due_bound(retention, event.kind, zone, as_of);
     let kind = event.kind;
     let midnight = |date: NaiveDate| date.and_time(NaiveTime::MIN);
     let day = |date: &NaiveDate| match kind {

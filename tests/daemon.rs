@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KEY, Kind, PgDb, Project, TestDb};
+use common::{KEY, Kind, Project, TestDb, assert_contains, assert_lacks, code, text};
 
 /// A running daemon: its process, the notices it sent, and its log file.
 struct Daemon {
@@ -21,19 +21,30 @@ struct Daemon {
 
 impl Daemon {
     fn start(project: &Project, name: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(project, name, env, true)
+    }
+
+    /// Starts a daemon; `read` false leaves its notify socket unread, as a
+    /// stalled service manager would.
+    fn start_with(project: &Project, name: &str, env: &[(&str, &str)], read: bool) -> Daemon {
         let socket_path = project.path().join(format!("{name}.notify"));
         let socket = UnixDatagram::bind(&socket_path).unwrap();
         // Like systemd, keep reading: a full queue would make the daemon
-        // drop notices (it never blocks on them; see the unit tests).
+        // drop notices (it never blocks on them; see
+        // `a_notify_socket_nobody_reads_never_stalls_the_daemon`).
         let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let collected = notices.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            while let Ok(n) = socket.recv(&mut buf) {
+            while read && let Ok(n) = socket.recv(&mut buf) {
                 collected
                     .lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            if !read {
+                // Keep the socket open, and full, until the test ends.
+                std::thread::sleep(Duration::from_secs(600));
             }
         });
         let log = project.path().join(format!("{name}.log"));
@@ -177,10 +188,7 @@ fn notify_protocol_schedules_reload_and_stop() {
     let mut daemon = Daemon::start(&project, "d", &[("WATCHDOG_USEC", "400000")]);
 
     let ready = daemon.wait_notice("READY=1", Duration::from_secs(20));
-    assert!(
-        ready.contains("STATUS=running 1 rule on their schedules"),
-        "{ready}"
-    );
+    assert_contains(&ready, "STATUS=running 1 rule on their schedules");
     daemon.wait_notice("WATCHDOG=1", Duration::from_secs(2));
     wait_until(Duration::from_secs(10), "the scheduled run", || {
         sqlite_count(&path, "SELECT count(*) FROM logs") == 1
@@ -202,11 +210,7 @@ fn notify_protocol_schedules_reload_and_stop() {
     daemon.wait_notice("RELOADING=1", Duration::from_secs(5));
     daemon.wait_notice("READY=1", Duration::from_secs(10));
     daemon.wait_log("the previous rules keep running", Duration::from_secs(5));
-    assert!(
-        daemon.log().contains("unknown store \"nowhere\""),
-        "{}",
-        daemon.log()
-    );
+    assert_contains(&daemon.log(), "unknown store \"nowhere\"");
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute("INSERT INTO logs (at) VALUES ('2021-01-02')", [])
@@ -254,16 +258,60 @@ fn notify_protocol_schedules_reload_and_stop() {
     let heads = std::fs::read_to_string(project.path().join("heads.tsv")).unwrap();
     assert!(heads.lines().count() >= 3, "{heads}");
     let verify = project.glemsel(&["audit", "verify"]);
-    assert_eq!(common::code(&verify), 0, "{}", common::text(&verify));
-    assert!(
-        !common::text(&verify).contains(" 0 checkpoints matched"),
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+    assert_lacks(&text(&verify), " 0 checkpoints matched");
+}
+
+/// A service manager that stops reading its notify socket must not stall
+/// the daemon: once the socket's queue is full, notices are dropped, and
+/// runs and SIGTERM go on as before.
+#[test]
+fn a_notify_socket_nobody_reads_never_stalls_the_daemon() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("s.sqlite");
+    let add_due_row = || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL);
+                 INSERT INTO logs (at) VALUES ('2020-01-01 00:00:00');",
+            )
+            .unwrap();
+    };
+    add_due_row();
+    let project = Project::with_store(
+        "s",
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        "",
+    );
+    project.rules("logs.toml", &logs_rule("logs", "s", "* * * * * *"));
+    // A watchdog ping every 5 ms fills the unread socket within seconds.
+    let mut daemon = Daemon::start_with(&project, "s", &[("WATCHDOG_USEC", "10000")], false);
+    wait_until(Duration::from_secs(20), "the first run", || {
+        sqlite_count(&path, "SELECT count(*) FROM logs") == 0
+    });
+    daemon.wait_log("watchdog enabled", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(5));
+    add_due_row();
+    wait_until(
+        Duration::from_secs(10),
+        "a run after the socket filled",
+        || sqlite_count(&path, "SELECT count(*) FROM logs") == 0,
+    );
+    daemon.signal("-TERM");
+    assert_eq!(
+        daemon.exit_code(Duration::from_secs(10)),
+        0,
         "{}",
-        common::text(&verify)
+        daemon.log()
     );
 }
 
 /// Appends a finished run of `rule` that ended `days` ago to the trail.
-async fn past_run(db: &PgDb, rule: &str, days: i64) {
+async fn past_run(db: &TestDb, rule: &str, days: i64) {
     use glemsel::audit::{AuditEntry, AuditEvent};
     let url_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(url_file.path(), &db.url).unwrap();
@@ -312,6 +360,7 @@ async fn past_run(db: &PgDb, rule: &str, days: i64) {
             version: "0".into(),
             detail: "{}".into(),
         },
+        None,
     )
     .await
     .unwrap();
@@ -323,24 +372,21 @@ async fn past_run(db: &PgDb, rule: &str, days: i64) {
 #[tokio::test]
 async fn a_missed_run_is_caught_up_at_start() {
     const PASSWORD: &str = "daemon-Pa55w0rd-secret";
-    let Some(db) = PgDb::create("catchup").await else {
+    let Some(db) = TestDb::create(Kind::Postgres, "catchup").await else {
         return;
     };
-    let client = db.client().await;
-    client
-        .batch_execute(
-            "CREATE TABLE logs (id int PRIMARY KEY, at timestamptz NOT NULL);
-             INSERT INTO logs VALUES (1, '2020-01-01'), (2, '2020-01-02');
-             CREATE TABLE other_logs (id int PRIMARY KEY, at timestamptz NOT NULL);
-             INSERT INTO other_logs VALUES (1, '2020-01-01');",
-        )
-        .await
-        .unwrap();
+    db.exec(
+        "CREATE TABLE logs (id int PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO logs VALUES (1, '2020-01-01'), (2, '2020-01-02');
+         CREATE TABLE other_logs (id int PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO other_logs VALUES (1, '2020-01-01');",
+    )
+    .await;
     past_run(&db, "logs", 3).await;
     let credentials = tempfile::tempdir().unwrap();
     std::fs::write(
         credentials.path().join("db-url"),
-        db.url_with_password(PASSWORD),
+        db.pg_url_with_password(PASSWORD),
     )
     .unwrap();
     std::fs::write(credentials.path().join("hmac-key"), KEY).unwrap();
@@ -374,11 +420,7 @@ async fn a_missed_run_is_caught_up_at_start() {
     );
     let started = Instant::now();
     loop {
-        let left: i64 = client
-            .query_one("SELECT count(*) FROM logs", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let left = db.number("SELECT count(*) FROM logs").await;
         if left == 0 {
             break;
         }
@@ -388,49 +430,32 @@ async fn a_missed_run_is_caught_up_at_start() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let detail: String = client
-        .query_one(
-            "SELECT detail FROM glemsel_audit WHERE event = 'run_start' AND rule_id = 'logs'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(detail.contains("\"trigger\":\"catch-up\""), "{detail}");
+    let detail = db
+        .column("SELECT detail FROM glemsel_audit WHERE event = 'run_start' AND rule_id = 'logs'")
+        .await;
+    assert_eq!(detail.len(), 1, "{detail:?}");
+    assert_contains(detail[0].as_deref().unwrap(), "\"trigger\":\"catch-up\"");
     // A reload must not take the finished catch-up for a missed run again.
     daemon.signal("-HUP");
     daemon.wait_log("reloaded", Duration::from_secs(10));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let runs: i64 = client
-        .query_one(
-            "SELECT count(*) FROM glemsel_audit WHERE event = 'run_start' AND rule_id = 'logs'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let runs = db
+        .number("SELECT count(*) FROM glemsel_audit WHERE event = 'run_start' AND rule_id = 'logs'")
+        .await;
     assert_eq!(runs, 1, "one catch-up, no more");
-    let host: String = client
-        .query_one(
-            "SELECT host FROM glemsel_audit WHERE event = 'run_start'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(host, glemsel::audit::host_name());
+    let host = db
+        .column("SELECT host FROM glemsel_audit WHERE event = 'run_start'")
+        .await;
+    assert_eq!(host, [Some(glemsel::audit::host_name())]);
+    let host = host[0].clone().unwrap();
     assert_ne!(host, "unknown");
-    let other: i64 = client
-        .query_one("SELECT count(*) FROM other_logs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let other = db.number("SELECT count(*) FROM other_logs").await;
     assert_eq!(other, 1, "a rule that never ran waits for its schedule");
     daemon.signal("-TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
     let log = daemon.log();
     for secret in [PASSWORD, KEY] {
-        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        assert_lacks(&log, secret);
     }
     db.drop().await;
 }
@@ -503,7 +528,7 @@ async fn two_daemons_never_run_a_rule_at_once() {
         assert!(finish < next_start, "runs overlap: {pair:?}");
     }
     let verify = project.glemsel(&["audit", "verify"]);
-    assert_eq!(common::code(&verify), 0, "{}", common::text(&verify));
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
     db.drop().await;
 }
 
@@ -575,12 +600,9 @@ fn a_store_that_is_down_does_not_stop_the_others() {
         "glemsel_batch_duration_seconds_count{rule=\"up-logs\"} 1",
         "glemsel_rows_held{rule=\"up-logs\"} 0",
     ] {
-        assert!(
-            metrics.contains(expected),
-            "missing {expected:?} in:\n{metrics}"
-        );
+        assert_contains(&metrics, expected);
     }
-    assert!(!daemon.log().contains("secret"), "{}", daemon.log());
+    assert_lacks(&daemon.log(), "secret");
     daemon.signal("-TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
 }
@@ -604,7 +626,7 @@ fn json_logs_are_one_object_per_line() {
     );
     project.rules("logs.toml", &logs_rule("logs", "j", "* * * * * *"));
     let output = project.glemsel_with_env(&["--log-format", "json", "run"], &[]);
-    assert_eq!(common::code(&output), 0, "{}", common::text(&output));
+    assert_eq!(code(&output), 0, "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(lines.len() >= 3, "{stderr}");
@@ -672,12 +694,7 @@ async fn sigterm_mid_run_drains_and_exits_zero() {
     let finish = db
         .column("SELECT detail FROM glemsel_audit WHERE event = 'run_finish'")
         .await;
-    assert!(
-        finish[0]
-            .as_deref()
-            .unwrap()
-            .contains("\"status\":\"stopped\""),
-        "{finish:?}"
-    );
+    assert_eq!(finish.len(), 1, "{finish:?}");
+    assert_contains(finish[0].as_deref().unwrap(), "\"status\":\"stopped\"");
     db.drop().await;
 }

@@ -256,3 +256,104 @@ async fn errors_never_quote_row_values() {
         db.drop().await;
     }
 }
+
+/// Where plaintext of the rows a rule changes survives the run is named by
+/// `check` and `plan`, rule by rule, with what to do; `--deny-warnings`
+/// makes it fail CI. (The test servers keep MariaDB's binary log without
+/// expiry and its general and slow logs on.)
+#[tokio::test]
+async fn copies_that_survive_a_run_are_named() {
+    for kind in [Kind::Postgres, Kind::Mariadb, Kind::Sqlite] {
+        let Some(db) = TestDb::create(kind, "copies").await else {
+            return;
+        };
+        db.exec(PEOPLE).await;
+        db.exec("CREATE TABLE people_log (id INTEGER, name VARCHAR(80))")
+            .await;
+        db.exec(match kind {
+            Kind::Postgres => {
+                "CREATE FUNCTION keep_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO people_log VALUES (OLD.id, OLD.name); RETURN NEW; END $$;
+                 CREATE TRIGGER people_copy BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION keep_copy();
+                 CREATE PUBLICATION people_pub FOR TABLE people;"
+            }
+            Kind::Mariadb => {
+                "CREATE TRIGGER people_copy BEFORE UPDATE ON people FOR EACH ROW INSERT INTO people_log VALUES (OLD.id, OLD.name)"
+            }
+            Kind::Sqlite => {
+                "CREATE TRIGGER people_copy BEFORE UPDATE ON people BEGIN INSERT INTO people_log VALUES (OLD.id, OLD.name); END"
+            }
+        })
+        .await;
+        // Debian's MariaDB expires binary logs after 10 days; a promise of
+        // 5 makes that worth a warning.
+        let project = Project::for_db(&db, "db", "copies_max_log_days = 5");
+        project.rules("people.toml", RULE);
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{kind:?}: {}", text(&check));
+        let shown = text(&check);
+        assert!(
+            shown.contains("warning: rule people (store db): triggers on people (people_copy) may copy the rows elsewhere"),
+            "{kind:?}: {shown}"
+        );
+        match kind {
+            Kind::Postgres => {
+                assert!(
+                    shown.contains("people is published (people_pub)"),
+                    "{shown}"
+                );
+                assert!(shown.contains("set vacuum_after = true"), "{shown}");
+            }
+            Kind::Mariadb => {
+                assert!(shown.contains("the binary log (binlog_row_image = FULL) keeps the changed rows' old values for "), "{shown}");
+                assert!(shown.contains("the general query log is on"), "{shown}");
+                assert!(shown.contains("the slow query log is on"), "{shown}");
+            }
+            Kind::Sqlite => {}
+        }
+        let denied = project.glemsel(&["check", "--deny-warnings"]);
+        assert_eq!(code(&denied), 5, "{kind:?}: {}", text(&denied));
+        let plan = project.glemsel(&[
+            "plan",
+            "--format",
+            "json",
+            "--as-of",
+            "2025-06-01",
+            "--deny-warnings",
+        ]);
+        assert_eq!(code(&plan), 5, "{kind:?}: {}", text(&plan));
+        let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+        assert!(
+            plan["warnings"].as_array().is_some_and(|w| w
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("people_copy"))),
+            "{kind:?}: {plan}"
+        );
+        db.drop().await;
+    }
+}
+
+/// `vacuum_after` reclaims the old row versions a pseudonymisation leaves
+/// in PostgreSQL's pages, and the run says it did.
+#[tokio::test]
+async fn vacuum_after_reclaims_old_row_versions() {
+    let Some(db) = TestDb::create(Kind::Postgres, "vacuum").await else {
+        return;
+    };
+    db.exec(PEOPLE).await;
+    let project = Project::for_db(&db, "db", "");
+    project.rules("people.toml", &format!("{RULE}vacuum_after = true\n"));
+    let check = project.glemsel(&["check"]);
+    assert!(!text(&check).contains("vacuum_after"), "{}", text(&check));
+    let run = project.glemsel(&["run", "--as-of", "2025-06-01", "--format", "json"]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["rules"][0]["vacuumed"], true, "{report}");
+    // No dead row versions (with the plaintext) are left in its pages...
+    db.exec("CREATE EXTENSION IF NOT EXISTS pgstattuple").await;
+    let dead = "SELECT dead_tuple_count FROM pgstattuple('people')";
+    assert_eq!(db.column(dead).await, [Some("0".into())]);
+    // ... as an update without it would leave them.
+    db.exec("UPDATE people SET name = 'Other' WHERE id = 3")
+        .await;
+    assert_eq!(db.column(dead).await, [Some("1".into())]);
+}

@@ -11,7 +11,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Kind, Project, TestDb, code, text};
+use common::{Kind, Project, TestDb, assert_contains, code, text};
 
 /// A seed's rule set and the fixture of its system.
 struct Seed {
@@ -88,7 +88,7 @@ fn project(db: &TestDb, seed: &Seed, rule_files: &[PathBuf], year_end: &str) -> 
     }
     let config = std::fs::read_to_string(project.config()).unwrap();
     let default = format!("financial_year_end = \"{JUNE}\"");
-    assert!(config.contains(&default), "{config}");
+    assert_contains(&config, &default);
     let config = config.replace(&default, &format!("financial_year_end = \"{year_end}\""));
     std::fs::write(project.config(), config).unwrap();
     project

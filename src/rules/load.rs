@@ -48,7 +48,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         Ok(source) => source,
         Err(diag) => return Err(Diagnostics(vec![diag])),
     };
-    let raw: RawConfig = match toml::from_str(&source.text) {
+    let mut raw: RawConfig = match toml::from_str(&source.text) {
         Ok(raw) => raw,
         Err(err) => {
             diags.push(source.span_location(err.span()), None, err.message());
@@ -64,12 +64,15 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         .to_string();
     let stores = stores(
         &source,
-        raw.stores,
+        std::mem::take(&mut raw.stores),
         &base,
         &settings,
         &default_audit,
         &mut diags,
     );
+
+    let mut settings = settings;
+    settings.coverage_allow = coverage_allow(&source, raw.coverage, &stores, &mut diags);
 
     let mut categories = BTreeMap::new();
     let mut category_at: HashMap<String, Location> = HashMap::new();
@@ -262,6 +265,11 @@ fn settings(
             )
         })
         .unwrap_or(DEFAULT_STATEMENT_TIMEOUT_MS);
+    let copies_max_log_days = raw
+        .copies_max_log_days
+        .as_ref()
+        .and_then(|b| bounded(source, b, 0, 36_500, "copies_max_log_days", None, diags))
+        .unwrap_or(30);
     let max_clock_skew_ms = raw
         .max_clock_skew_ms
         .as_ref()
@@ -276,6 +284,14 @@ fn settings(
             "key",
             &raw.key_file,
             &raw.key_credential,
+            base,
+            diags,
+        ),
+        audit_key: secret_source(
+            source,
+            "audit_key",
+            &raw.audit_key_file,
+            &raw.audit_key_credential,
             base,
             diags,
         ),
@@ -296,6 +312,8 @@ fn settings(
         lock_timeout: Duration::from_millis(lock_timeout_ms),
         max_clock_skew: Duration::from_millis(max_clock_skew_ms),
         statement_timeout: Duration::from_millis(statement_timeout_ms),
+        copies_max_log_days,
+        coverage_allow: Vec::new(),
     };
     // The audit table default is read per store; validate the global one here.
     if let Some(table) = &raw.audit_table {
@@ -540,6 +558,48 @@ fn store_tls(
             None
         }
     }
+}
+
+/// `[[coverage.allow]]`: each entry names a known store (if any), a table,
+/// and why its columns need no rule.
+fn coverage_allow(
+    source: &Source,
+    raw: Option<super::raw::RawCoverage>,
+    stores: &BTreeMap<String, StoreConfig>,
+    diags: &mut Diagnosed,
+) -> Vec<super::CoverageAllow> {
+    let mut allowed = Vec::new();
+    for entry in raw.map(|c| c.allow).unwrap_or_default() {
+        let at = source.span_location(Some(entry.span()));
+        let entry = entry.into_inner();
+        if let Some(store) = &entry.store
+            && !stores.contains_key(store)
+        {
+            diags.push(
+                at.clone(),
+                None,
+                format!("coverage.allow: no store named {store:?}"),
+            );
+        }
+        if entry.reason.trim().is_empty() {
+            diags.push(
+                at.clone(),
+                None,
+                "coverage.allow: say why the columns need no rule (reason = \"...\"); an auditor will ask",
+            );
+        }
+        match entry.table.parse::<TableRef>() {
+            Ok(table) => allowed.push(super::CoverageAllow {
+                store: entry.store,
+                table,
+                columns: entry.columns.unwrap_or_default(),
+                reason: entry.reason,
+                at,
+            }),
+            Err(err) => diags.push(at, None, format!("coverage.allow: {err}")),
+        }
+    }
+    allowed
 }
 
 /// A secret given as a file path or as a systemd credential name: one of them.
@@ -1120,6 +1180,7 @@ fn validate_rule(
         key,
         empty_dates,
         max_rows,
+        vacuum_after: raw.vacuum_after.unwrap_or(false),
         batch_size,
         batch_ms,
         schedule,
@@ -1328,7 +1389,7 @@ fn event_spec(
 /// escapes (`E'\''`, MySQL's `'\''`), comments, and brackets, which SQLite
 /// reads as a quoted name (`[a']`) and the servers as a subscript, so a
 /// quote inside them would be a quote to one engine and not to another.
-fn check_sql_fragment(text: &str) -> Result<(), String> {
+pub fn check_sql_fragment(text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err("empty condition".into());
     }

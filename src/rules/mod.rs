@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-pub use load::load;
+pub use load::{check_sql_fragment, load};
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
 
@@ -134,6 +134,34 @@ pub struct StoreConfig {
     pub location: Location,
 }
 
+/// A column (or table) the coverage review was told to leave alone:
+/// `[[coverage.allow]]` in `glemsel.toml`, with the reviewer's reason.
+#[derive(Debug, Clone)]
+pub struct CoverageAllow {
+    /// Only in this store; every store when `None`.
+    pub store: Option<String>,
+    /// Matches a table of this name, in this schema if one is given.
+    pub table: TableRef,
+    /// These columns; every column of the table when empty.
+    pub columns: Vec<String>,
+    pub reason: String,
+    pub at: Location,
+}
+
+impl CoverageAllow {
+    /// Whether this entry covers `column` of `table` (as the catalog names it) in `store`.
+    pub fn matches(&self, store: &str, table: &TableRef, column: &str) -> bool {
+        self.store.as_deref().is_none_or(|s| s == store)
+            && self.table.name == table.name
+            && self
+                .table
+                .schema
+                .as_ref()
+                .is_none_or(|schema| Some(schema) == table.schema.as_ref())
+            && (self.columns.is_empty() || self.columns.iter().any(|c| c == column))
+    }
+}
+
 /// Deployment-wide settings from `glemsel.toml`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -144,6 +172,8 @@ pub struct Settings {
     pub calendar: Option<Calendar>,
     /// The HMAC key's file.
     pub key: Option<SecretSource>,
+    /// The audit chain's key, when the chain is keyed.
+    pub audit_key: Option<SecretSource>,
     /// The daemon's default schedule.
     pub schedule: Option<Schedule>,
     /// Where the daemon serves metrics.
@@ -159,6 +189,11 @@ pub struct Settings {
     pub max_clock_skew: Duration,
     /// The longest one statement may run before the server cancels it.
     pub statement_timeout: Duration,
+    /// How long a server log may keep old row values before `check` and
+    /// `plan` warn about it.
+    pub copies_max_log_days: u64,
+    /// Columns the coverage review leaves alone (`[[coverage.allow]]`).
+    pub coverage_allow: Vec<CoverageAllow>,
 }
 
 /// A data category (`[categories.<name>]`).
@@ -300,6 +335,8 @@ pub struct Rule {
     /// Dates that mean "no date", in addition to the store's.
     pub empty_dates: Vec<NaiveDate>,
     pub max_rows: Option<u64>,
+    /// Reclaim old row versions after a run that changed rows.
+    pub vacuum_after: bool,
     /// Rows (or, along an integer key, key values) in the first batch.
     pub batch_size: u64,
     /// How long one batch transaction should take; later batches are sized

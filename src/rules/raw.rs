@@ -19,6 +19,9 @@ pub(crate) struct RawConfig {
     pub key_file: Option<Spanned<String>>,
     /// The key as a systemd credential (a file in $CREDENTIALS_DIRECTORY).
     pub key_credential: Option<Spanned<String>>,
+    /// The audit chain's own key (never the pseudonymisation key).
+    pub audit_key_file: Option<Spanned<String>>,
+    pub audit_key_credential: Option<Spanned<String>>,
     /// The default cron schedule of the daemon, with seconds.
     pub schedule: Option<Spanned<String>>,
     /// Where the daemon serves Prometheus metrics (a loopback address).
@@ -29,12 +32,33 @@ pub(crate) struct RawConfig {
     pub batch_size: Option<Spanned<i64>>,
     pub batch_ms: Option<Spanned<i64>>,
     pub lock_timeout_ms: Option<Spanned<i64>>,
+    /// How long a server log may keep old row values before `check` warns.
+    pub copies_max_log_days: Option<Spanned<i64>>,
     /// The longest any one statement may run (a count, a batch).
     pub statement_timeout_ms: Option<Spanned<i64>>,
     /// How far glemsel's clock and a database server's may differ.
     pub max_clock_skew_ms: Option<Spanned<i64>>,
     #[serde(default)]
     pub stores: BTreeMap<String, Spanned<RawStore>>,
+    pub coverage: Option<RawCoverage>,
+}
+
+/// `[coverage]`: what the coverage review was told to leave alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCoverage {
+    #[serde(default)]
+    pub allow: Vec<Spanned<RawAllow>>,
+}
+
+/// `[[coverage.allow]]`: a reviewed table or columns, and why.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    pub store: Option<String>,
+    pub table: String,
+    pub columns: Option<Vec<String>>,
+    pub reason: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +127,9 @@ pub(crate) struct RawRule {
     pub key: Option<Spanned<Vec<String>>>,
     pub empty_dates: Option<Vec<Spanned<String>>>,
     pub max_rows: Option<Spanned<i64>>,
+    /// After a run that changed rows, reclaim the old row versions
+    /// (PostgreSQL VACUUM), so no plaintext stays in the table's pages.
+    pub vacuum_after: Option<bool>,
     pub batch_size: Option<Spanned<i64>>,
     pub batch_ms: Option<Spanned<i64>>,
     pub schedule: Option<Spanned<String>>,

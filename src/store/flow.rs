@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::sql::{self, BatchStatements, Dialect, Query, TokenRow};
 use super::{Changed, Column, Counts, Key, KeyValue, StoreError, Window};
-use crate::plan::Step;
+use crate::plan::{Moment, Step};
 use crate::pseudonym::HmacKey;
 
 /// What the shared sequences need of one engine's connection.
@@ -60,6 +60,24 @@ pub(crate) trait Statements: Send {
 pub(crate) async fn count(store: &mut impl Statements, step: &Step) -> Result<Counts, StoreError> {
     store.read_only(true).await?;
     let counted = count_statements(store, step).await;
+    let ended = store.read_only(false).await;
+    let counts = counted?;
+    ended?;
+    Ok(counts)
+}
+
+/// The forecast's counts, one per bound, read-only as the counts are.
+pub(crate) async fn forecast(
+    store: &mut impl Statements,
+    step: &Step,
+    bounds: &[Moment],
+) -> Result<Vec<u64>, StoreError> {
+    if bounds.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.read_only(true).await?;
+    let q = sql::forecast(store.dialect(), step, bounds);
+    let counted = store.numbers("forecast", &q).await;
     let ended = store.read_only(false).await;
     let counts = counted?;
     ended?;

@@ -18,8 +18,8 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::audit::{AuditRecord, ChainLink};
-use crate::plan::Step;
+use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
+use crate::plan::{Moment, Step};
 use crate::pseudonym::HmacKey;
 use crate::rules::{Connection, Engine, StoreConfig, TableRef};
 
@@ -316,6 +316,42 @@ impl StoreError {
     }
 }
 
+/// One column as the catalog lists it, for the coverage review.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CatalogColumn {
+    pub name: String,
+    /// The type as the database spells it.
+    pub data_type: String,
+}
+
+/// A base table and its columns, as the catalog lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogTable {
+    /// Schema-qualified where the engine has schemas.
+    pub table: TableRef,
+    pub columns: Vec<CatalogColumn>,
+}
+
+/// Groups catalog rows `(schema, table, column, type)`, sorted by table,
+/// into tables.
+pub(crate) fn group_catalog(
+    rows: impl IntoIterator<Item = (Option<String>, String, String, String)>,
+) -> Vec<CatalogTable> {
+    let mut tables: Vec<CatalogTable> = Vec::new();
+    for (schema, table, name, data_type) in rows {
+        let table = TableRef::new(schema.as_deref(), &table);
+        let column = CatalogColumn { name, data_type };
+        match tables.last_mut() {
+            Some(last) if last.table == table => last.columns.push(column),
+            _ => tables.push(CatalogTable {
+                table,
+                columns: vec![column],
+            }),
+        }
+    }
+    tables
+}
+
 /// The primitives glemsel needs from a database. One connection each;
 /// transactions are connection state (`begin` … `commit`).
 #[async_trait]
@@ -332,6 +368,15 @@ pub trait Store: Send {
 
     /// The dry-run counts, from the same predicate the batches use.
     async fn count(&mut self, step: &Step) -> Result<Counts, StoreError>;
+
+    /// The forecast: how many rows a run at each of `bounds` (ascending due
+    /// bounds of the step's event) would change, from one statement built
+    /// by the same predicate builder as the counts and batches.
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError>;
+
+    /// Every base table of the database the store connects to (every user
+    /// schema on PostgreSQL), with its columns, in catalog order.
+    async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError>;
 
     /// The key `rows` rows after `after` along the walk key, or `None` when
     /// fewer rows remain (the last window is open-ended).
@@ -360,6 +405,32 @@ pub trait Store: Send {
     /// record the batches, a transaction-pooling proxy. Empty when none.
     async fn refusals(&mut self) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Where plaintext of rows a rule changes in `table` survives the run,
+    /// each with what to do about it: server logs and archives that keep
+    /// old row values, triggers that may copy rows elsewhere. Backups are
+    /// not visible from here. `max_log_days` is how long a log may keep
+    /// them before it is worth a warning.
+    async fn copies(
+        &mut self,
+        _table: &TableRef,
+        _max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Reclaims the old versions of rows a run changed, so their plaintext
+    /// does not stay in the table's pages (PostgreSQL's VACUUM). Engines
+    /// that purge or zero old versions themselves do nothing.
+    async fn vacuum(&mut self, _table: &TableRef) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether old row versions outlive a change until something reclaims
+    /// them (PostgreSQL's MVCC), so a rule should say `vacuum_after`.
+    fn keeps_old_versions(&self) -> bool {
+        false
     }
 
     /// The database server's clock, or `None` where there is no server
@@ -425,6 +496,14 @@ pub trait Store: Send {
     async fn audit_records(
         &mut self,
         after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Audit rows matching `filter`, at most `limit`, from `cursor` on.
+    async fn audit_search(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError>;
 

@@ -18,11 +18,12 @@ use sha2::{Digest, Sha256};
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
+    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    group_catalog,
 };
 use super::{grants, tls};
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
+use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef, Tls};
@@ -735,6 +736,27 @@ impl Store for MysqlStore {
         flow::count(self, step).await
     }
 
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self, step, bounds).await
+    }
+
+    async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
+        let rows = self
+            .conn
+            .query::<(String, String, String, String), _>(
+                "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE \
+                 FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
+                 ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+                 WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' \
+                 ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+            )
+            .await
+            .map_err(|e| self.error("catalog", e))?;
+        Ok(group_catalog(rows.into_iter().map(
+            |(schema, table, column, data_type)| (Some(schema), table, column, data_type),
+        )))
+    }
+
     async fn window_end(
         &mut self,
         step: &Step,
@@ -800,6 +822,79 @@ impl Store for MysqlStore {
                 "the binary log is in STATEMENT format and this role may not switch its session to ROW; batches run READ COMMITTED, which a statement log cannot record (error 1665): set binlog_format = MIXED or ROW on the server, or grant the role BINLOG ADMIN"
                     .to_string(),
             );
+        }
+        Ok(found)
+    }
+
+    async fn copies(
+        &mut self,
+        table: &TableRef,
+        max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let settings: Option<(i64, String, i64, i64)> = self
+            .conn
+            .query_first("SELECT @@log_bin, @@binlog_row_image, @@general_log, @@slow_query_log")
+            .await
+            .map_err(|e| self.error("copies", e))?;
+        let Some((log_bin, row_image, general_log, slow_log)) = settings else {
+            return Ok(found);
+        };
+        // Seconds (MariaDB 10.6+, MySQL 8) or whole days (older servers).
+        let expiry_seconds: u64 = match self
+            .conn
+            .query_first::<u64, _>("SELECT @@binlog_expire_logs_seconds")
+            .await
+        {
+            Ok(Some(seconds)) => seconds,
+            _ => {
+                let days: Option<f64> = self
+                    .conn
+                    .query_first("SELECT @@expire_logs_days")
+                    .await
+                    .map_err(|e| self.error("copies", e))?;
+                (days.unwrap_or(0.0) * 86_400.0) as u64
+            }
+        };
+        if log_bin != 0 && !row_image.eq_ignore_ascii_case("MINIMAL") {
+            let kept = match expiry_seconds {
+                0 => Some("for ever (no binlog_expire_logs_seconds)".to_string()),
+                s if s > max_log_days * 86_400 => Some(format!("for {} days", s / 86_400)),
+                _ => None,
+            };
+            if let Some(kept) = kept {
+                found.push(format!(
+                    "the binary log (binlog_row_image = {row_image}) keeps the changed rows' old values {kept}, and so do replicas' relay logs and binlog backups: set binlog_expire_logs_seconds within the retention you promise, or binlog_row_image = MINIMAL"
+                ));
+            }
+        }
+        if general_log != 0 {
+            found.push(
+                "the general query log is on: it keeps every statement the application sent, with the personal data in them; turn it off or expire it"
+                    .to_string(),
+            );
+        }
+        if slow_log != 0 {
+            found.push(
+                "the slow query log is on: it keeps slow statements with the values in them; expire it within the retention you promise"
+                    .to_string(),
+            );
+        }
+        let schema = table.schema.clone();
+        let triggers: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+                 WHERE EVENT_OBJECT_SCHEMA = COALESCE(?, DATABASE()) AND EVENT_OBJECT_TABLE = ? ORDER BY 1",
+                (schema, table.name.clone()),
+            )
+            .await
+            .map_err(|e| self.error("copies", e))?;
+        if !triggers.is_empty() {
+            found.push(format!(
+                "triggers on {table} ({}) may copy the rows elsewhere before they change; check where they write",
+                triggers.join(", ")
+            ));
         }
         Ok(found)
     }
@@ -1028,6 +1123,19 @@ impl Store for MysqlStore {
         let rows = self.rows("audit read", &q).await?;
         rows.iter()
             .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
+            .collect()
+    }
+
+    async fn audit_search(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_search(&Mysql, &self.audit_table, filter, cursor, limit);
+        let rows = self.rows("audit search", &q).await?;
+        rows.iter()
+            .map(|row| audit_record(row).map_err(|m| self.invalid("audit search", m)))
             .collect()
     }
 

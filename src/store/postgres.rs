@@ -18,11 +18,12 @@ use tokio_postgres::{NoTls, Row};
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
+    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
+    group_catalog,
 };
 use super::{grants, tls};
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
+use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef};
@@ -620,6 +621,34 @@ impl Store for PostgresStore {
         flow::count(self, step).await
     }
 
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self, step, bounds).await
+    }
+
+    async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                 AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
+                 ORDER BY 1, 2, a.attnum",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("catalog", e))?;
+        Ok(group_catalog(rows.iter().map(|row| {
+            (
+                Some(row.get::<_, String>(0)),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+            )
+        })))
+    }
+
     async fn window_end(
         &mut self,
         step: &Step,
@@ -684,6 +713,63 @@ impl Store for PostgresStore {
             );
         }
         Ok(found)
+    }
+
+    async fn copies(
+        &mut self,
+        table: &TableRef,
+        _max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let qualified = Postgres.table(table);
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('archive_mode'), \
+                 (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'logical'), \
+                 ARRAY(SELECT pubname::text FROM pg_publication_tables p \
+                       WHERE format('%I.%I', p.schemaname, p.tablename)::regclass = $1::text::regclass ORDER BY 1), \
+                 ARRAY(SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal ORDER BY 1)",
+                &[&qualified],
+            )
+            .await
+            .map_err(|e| self.error("copies", e))?;
+        let archive: String = row.get(0);
+        if archive != "off" {
+            found.push(format!(
+                "archive_mode = {archive}: the WAL archive keeps the old row versions for as long as archives are kept; expire archived WAL (and base backups) within the retention you promise"
+            ));
+        }
+        let slots: i64 = row.get(1);
+        if slots > 0 {
+            found.push(format!(
+                "{slots} logical replication slot(s): their consumers receive the rows as they were changed and keep what they keep; make sure they forget them too"
+            ));
+        }
+        let publications: Vec<String> = row.get(2);
+        if !publications.is_empty() {
+            found.push(format!(
+                "{table} is published ({}): subscribers receive the changes; run the same rules there",
+                publications.join(", ")
+            ));
+        }
+        let triggers: Vec<String> = row.get(3);
+        if !triggers.is_empty() {
+            found.push(format!(
+                "triggers on {table} ({}) may copy the rows elsewhere before they change; check where they write",
+                triggers.join(", ")
+            ));
+        }
+        Ok(found)
+    }
+
+    async fn vacuum(&mut self, table: &TableRef) -> Result<(), StoreError> {
+        let sql = format!("VACUUM {}", Postgres.table(table));
+        self.simple("vacuum", &sql).await
+    }
+
+    fn keeps_old_versions(&self) -> bool {
+        true
     }
 
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -899,6 +985,20 @@ impl Store for PostgresStore {
             .await?
             .iter()
             .map(|row| audit_record(row).map_err(|message| self.invalid("audit read", message)))
+            .collect()
+    }
+
+    async fn audit_search(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_search(&Postgres, &self.audit_table, filter, cursor, limit);
+        self.query("audit search", &q)
+            .await?
+            .iter()
+            .map(|row| audit_record(row).map_err(|message| self.invalid("audit search", message)))
             .collect()
     }
 

@@ -5,7 +5,7 @@
 //! Identifiers come only from validated rules and the catalog, and are
 //! quoted by the dialect; every value is a bound parameter.
 
-use crate::audit::{AuditEvent, AuditRecord};
+use crate::audit::{AuditCursor, AuditEvent, AuditFilter, AuditRecord};
 use crate::plan::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
 use crate::pseudonym::{ColumnAction, TokenShape};
 use crate::rules::Combine;
@@ -696,6 +696,44 @@ pub(crate) fn count<'d>(dialect: &'d dyn Dialect, step: &Step) -> CountStatement
     CountStatements { main: q, cascades }
 }
 
+/// The forecast: of the rows a run at the last of `bounds` would change,
+/// how many a run at each bound would change (ascending bounds, so the
+/// counts are cumulative). One statement per rule: the event is computed
+/// once per row in a derived table and compared with every bound, and the
+/// rows are those of [`TARGET`] with the last bound, so each count is, to
+/// the letter, what a run at that bound changes.
+pub(crate) fn forecast<'d>(dialect: &'d dyn Dialect, step: &Step, bounds: &[Moment]) -> Query<'d> {
+    let mut horizon = step.clone();
+    if let Some(last) = bounds.last() {
+        horizon.due.bound = *last;
+    }
+    let mut q = Query::new(dialect);
+    q.push("SELECT ");
+    for (i, bound) in bounds.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        let placeholder = q.bind(Param::Moment(*bound));
+        let bound = dialect.event_value(&placeholder);
+        q.push("COUNT(CASE WHEN glemsel_e < ")
+            .push(&bound)
+            .push(" THEN 1 END)");
+    }
+    q.push(" FROM (SELECT ");
+    match horizon.due.event.single() {
+        Some(column) => {
+            let value = dialect.event_value(&dialect.quote(&column.name));
+            q.push(&value);
+        }
+        None => push_event(&mut q, &horizon),
+    }
+    let table = dialect.table(&step.table);
+    q.push(" AS glemsel_e FROM ").push(&table).push(" WHERE ");
+    push_rows(&mut q, &horizon, TARGET);
+    q.push(") glemsel_f");
+    q
+}
+
 /// `(child columns) IN (SELECT parent columns ...)`: the rows of cascade
 /// `index` whose parents are due now (in `window`, when given).
 fn push_cascade_match(q: &mut Query<'_>, step: &Step, index: usize, window: Option<&Window>) {
@@ -1352,6 +1390,24 @@ pub(crate) fn audit_select<'d>(
     after_seq: i64,
     limit: u32,
 ) -> Query<'d> {
+    audit_search(
+        dialect,
+        audit_table,
+        &AuditFilter::default(),
+        AuditCursor::After(after_seq),
+        limit,
+    )
+}
+
+/// Audit rows matching `filter`, one page from `cursor`: ascending after a
+/// sequence number, or descending before one.
+pub(crate) fn audit_search<'d>(
+    dialect: &'d dyn Dialect,
+    audit_table: &TableRef,
+    filter: &AuditFilter,
+    cursor: AuditCursor,
+    limit: u32,
+) -> Query<'d> {
     let mut q = Query::new(dialect);
     let columns: Vec<String> = AUDIT_COLUMNS.iter().map(|c| dialect.quote(c)).collect();
     let table = dialect.table(audit_table);
@@ -1360,9 +1416,47 @@ pub(crate) fn audit_select<'d>(
         .push(&columns.join(", "))
         .push(" FROM ")
         .push(&table);
-    q.push(" WHERE ").push(&seq).push(" > ");
-    q.push_bind(Param::Int(after_seq));
-    q.push(" ORDER BY ").push(&seq).push(" LIMIT ");
+    let (op, from, order) = match cursor {
+        AuditCursor::After(seq) => (" > ", seq, ""),
+        AuditCursor::Before(seq) => (" < ", seq, " DESC"),
+    };
+    q.push(" WHERE ").push(&seq).push(op);
+    q.push_bind(Param::Int(from));
+    let any_of = |q: &mut Query<'_>, column: &str, values: Vec<String>| {
+        if values.is_empty() {
+            return;
+        }
+        let column = q.quote(column);
+        q.push(" AND ").push(&column).push(" IN (");
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push_bind(Param::Text(value));
+        }
+        q.push(")");
+    };
+    any_of(&mut q, "rule_id", filter.rules.clone());
+    any_of(&mut q, "run_id", filter.run_id.iter().cloned().collect());
+    any_of(
+        &mut q,
+        "event",
+        filter
+            .events
+            .iter()
+            .map(|e| e.as_str().to_string())
+            .collect(),
+    );
+    let at = dialect.quote("at");
+    if let Some(since) = filter.since {
+        q.push(" AND ").push(&at).push(" >= ");
+        q.push_bind(Param::Moment(Moment::Instant(since)));
+    }
+    if let Some(until) = filter.until {
+        q.push(" AND ").push(&at).push(" < ");
+        q.push_bind(Param::Moment(Moment::Instant(until)));
+    }
+    q.push(" ORDER BY ").push(&seq).push(order).push(" LIMIT ");
     q.push_bind(Param::Int(i64::from(limit)));
     q
 }
@@ -1457,6 +1551,7 @@ mod tests {
             ],
             action,
             max_rows: None,
+            vacuum_after: false,
             batch_size: 100,
             batch_ms: 0,
             rule_fingerprint: "f".into(),

@@ -21,10 +21,12 @@ use rusqlite::{Connection, OpenFlags};
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
-    Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete, QueryErrorKind,
-    SessionLimits, Store, StoreError, TableSchema, Window,
+    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
+    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, group_catalog,
 };
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink, format_time};
+use crate::audit::{
+    AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink, format_time,
+};
 use crate::plan::{Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
@@ -225,6 +227,12 @@ impl SqliteStore {
             .conn
             .busy_timeout(limits.lock_timeout)
             .map_err(|e| store.error("session setup", e))?;
+        // Deleted and overwritten content is zeroed in the file, not left in
+        // free pages until a VACUUM.
+        store
+            .conn
+            .execute_batch("PRAGMA secure_delete = ON")
+            .map_err(|e| store.error("session setup", e))?;
         // LIKE in rule fragments compares as on PostgreSQL: case-sensitively.
         store
             .conn
@@ -263,15 +271,17 @@ impl SqliteStore {
 
     fn error(&self, context: &str, err: rusqlite::Error) -> StoreError {
         let code = err.sqlite_error_code();
+        // rusqlite reports a statement that does not compile (no such table
+        // or column, syntax) from prepare as SqlInputError, without a code.
+        let compile = matches!(err, rusqlite::Error::SqlInputError { .. })
+            || code == Some(rusqlite::ErrorCode::Unknown);
         StoreError::Query {
             store: self.name.clone(),
             context: context.to_string(),
             kind: match code {
                 Some(rusqlite::ErrorCode::DatabaseBusy)
                 | Some(rusqlite::ErrorCode::DatabaseLocked) => QueryErrorKind::LockTimeout,
-                // SQLITE_ERROR: what prepare reports for a statement that
-                // does not compile (no such table or column, syntax).
-                Some(rusqlite::ErrorCode::Unknown) => QueryErrorKind::Compile,
+                _ if compile => QueryErrorKind::Compile,
                 _ => QueryErrorKind::Other,
             },
             code: code.map(|c| format!("{c:?}")),
@@ -601,6 +611,26 @@ impl Store for SqliteStore {
         flow::count(self, step).await
     }
 
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self, step, bounds).await
+    }
+
+    async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<(Option<String>, String, String, String)>> {
+            self.conn
+                .prepare(
+                    "SELECT m.name, p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p \
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
+                     ORDER BY m.name, p.cid",
+                )?
+                .query_map([], |row| Ok((None, row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect()
+        };
+        blocking(read)
+            .map(group_catalog)
+            .map_err(|e| self.error("catalog", e))
+    }
+
     async fn window_end(
         &mut self,
         step: &Step,
@@ -612,6 +642,28 @@ impl Store for SqliteStore {
 
     async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
         flow::last_key(self, step).await
+    }
+
+    async fn copies(
+        &mut self,
+        table: &TableRef,
+        _max_log_days: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let triggers: Vec<String> = blocking(|| {
+            self.conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 ORDER BY name")?
+                .query_map([&table.name], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| self.error("copies", e))?;
+        Ok(if triggers.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "triggers on {table} ({}) may copy the rows elsewhere before they change; check where they write",
+                triggers.join(", ")
+            )]
+        })
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
@@ -698,6 +750,19 @@ impl Store for SqliteStore {
         self.rows("audit read", &q)?
             .iter()
             .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
+            .collect()
+    }
+
+    async fn audit_search(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = sql::audit_search(&Sqlite, &self.audit_table, filter, cursor, limit);
+        self.rows("audit search", &q)?
+            .iter()
+            .map(|row| audit_record(row).map_err(|m| self.invalid("audit search", m)))
             .collect()
     }
 

@@ -27,21 +27,70 @@ pub fn key_pad_blocks() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-/// The server URL `tests/run` exported, or `None` to skip. Under CI a
-/// missing server fails the test instead.
+/// Set to `1` to let tests skip what needs a server or a tool that
+/// `tests/run` provides. Without it a missing one fails the test, so that a
+/// green run means the tests ran; under `CI=true` nothing is ever skipped.
+pub const SKIP_VAR: &str = "GLEMSEL_TEST_SKIP_SERVERS";
+
+/// Something a test needs (`what`, e.g. "GLEMSEL_TEST_PG_URL is not set") is
+/// missing: fails the test, unless [`SKIP_VAR`] asks to skip, in which case
+/// it prints which test was skipped and why, and the caller returns.
+#[track_caller]
+pub fn missing(what: &str) {
+    let asked = std::env::var(SKIP_VAR).as_deref() == Ok("1");
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    if ci {
+        panic!("{test}: {what}, and CI=true never skips: run the suite with tests/run");
+    }
+    if !asked {
+        panic!(
+            "{test}: {what}: run the suite with tests/run, which provides it, \
+             or set {SKIP_VAR}=1 to skip the tests that need it"
+        );
+    }
+    // Straight to stderr, past the test harness's capture, so every skip
+    // shows in the run's output.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {what} ({SKIP_VAR}=1)");
+}
+
+/// The server URL (or file) `tests/run` exported in `var`, or `None` when
+/// it is missing and [`SKIP_VAR`] asks to skip (see [`missing`]).
+#[track_caller]
 pub fn server_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "CI=true but {var} is not set: run the suite with tests/run, which starts the servers"
-            )
-        }
         _ => {
-            eprintln!("skipping: {var} is not set (tests/run starts the servers)");
+            missing(&format!("{var} is not set"));
             None
         }
     }
+}
+
+/// Asserts that `text` contains `needle`, printing the whole text if not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(
+        text.contains(needle),
+        "missing {needle:?} in:\n{text}\n(end of text)"
+    );
+}
+
+/// Asserts that `text` does not contain `needle`, printing the whole text if
+/// it does.
+#[track_caller]
+pub fn assert_lacks(text: &str, needle: &str) {
+    assert!(
+        !text.contains(needle),
+        "unexpected {needle:?} in:\n{text}\n(end of text)"
+    );
+}
+
+/// Values as a query returns them: each as text, none NULL.
+pub fn texts<T: std::fmt::Display>(values: &[T]) -> Vec<Option<String>> {
+    values.iter().map(|v| Some(v.to_string())).collect()
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -53,52 +102,6 @@ fn unique_name(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// A database of its own for one test, on the PostgreSQL test server.
-pub struct PgDb {
-    pub name: String,
-    pub url: String,
-    pub admin_url: String,
-}
-
-impl PgDb {
-    pub async fn create(prefix: &str) -> Option<PgDb> {
-        let admin_url = server_url("GLEMSEL_TEST_PG_URL")?;
-        let name = unique_name(prefix);
-        let admin = connect(&admin_url).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create test database");
-        let base = admin_url.rsplit_once('/').expect("URL with a database").0;
-        Some(PgDb {
-            url: format!("{base}/{name}"),
-            name,
-            admin_url,
-        })
-    }
-
-    pub async fn client(&self) -> tokio_postgres::Client {
-        connect(&self.url).await
-    }
-
-    /// The URL with a password added, to prove it never appears in output
-    /// (the test server trusts loopback, so any password works).
-    pub fn url_with_password(&self, password: &str) -> String {
-        self.url
-            .replacen("postgres@", &format!("postgres:{password}@"), 1)
-    }
-
-    pub async fn drop(self) {
-        let admin = connect(&self.admin_url).await;
-        let _ = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .await;
-    }
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
@@ -171,7 +174,6 @@ impl Project {
         glemsel::rules::load(&self.config()).unwrap_or_else(|d| panic!("{d}"))
     }
 
-    /// Runs the real binary in the project folder.
     /// Runs `glemsel check`, which must refuse the rules (exit 4) and say
     /// each of `expected`.
     pub fn check_refuses(&self, expected: &[&str]) {
@@ -179,10 +181,11 @@ impl Project {
         let out = text(&check);
         assert_eq!(code(&check), 4, "{out}");
         for expected in expected {
-            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+            assert_contains(&out, expected);
         }
     }
 
+    /// Runs the real binary in the project folder.
     pub fn glemsel(&self, args: &[&str]) -> Output {
         self.glemsel_with_env(args, &[("GLEMSEL_LOG", "glemsel=debug,info")])
     }
@@ -249,12 +252,18 @@ impl TestDb {
         let name = unique_name(prefix);
         match kind {
             Kind::Postgres => {
-                let db = PgDb::create(prefix).await?;
+                let admin_url = server_url("GLEMSEL_TEST_PG_URL")?;
+                connect(&admin_url)
+                    .await
+                    .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create test database");
+                let base = admin_url.rsplit_once('/').expect("URL with a database").0;
                 Some(TestDb {
                     kind,
-                    name: db.name.clone(),
-                    url: db.url.clone(),
-                    admin_url: Some(db.admin_url.clone()),
+                    url: format!("{base}/{name}"),
+                    name,
+                    admin_url: Some(admin_url),
                     _dir: None,
                 })
             }
@@ -389,6 +398,58 @@ impl TestDb {
             .collect()
     }
 
+    /// The number a query returns (its first row and column).
+    pub async fn number(&self, sql: &str) -> i64 {
+        let column = self.column(sql).await;
+        let value = column.first().cloned().flatten();
+        value
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("not a number: {value:?}\n{sql}"))
+    }
+
+    /// Whether glemsel created its audit table here.
+    pub async fn has_audit_table(&self) -> bool {
+        let sql = match self.kind {
+            Kind::Postgres => "SELECT count(*) FROM pg_tables WHERE tablename = 'glemsel_audit'",
+            Kind::Mariadb => {
+                "SELECT count(*) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = 'glemsel_audit'"
+            }
+            Kind::Sqlite => {
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'glemsel_audit'"
+            }
+        };
+        self.number(sql).await > 0
+    }
+
+    /// Every value of the audit trail as one text, to search for what must
+    /// never be in it.
+    pub async fn audit_text(&self) -> String {
+        self.rows("SELECT * FROM glemsel_audit ORDER BY seq")
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// A connection of its own to this PostgreSQL database, for tests that
+    /// hold a lock or a transaction open.
+    pub async fn pg_client(&self) -> tokio_postgres::Client {
+        assert_eq!(self.kind, Kind::Postgres, "pg_client is for PostgreSQL");
+        connect(&self.url).await
+    }
+
+    /// The PostgreSQL URL with a password added, to prove it never appears
+    /// in output (the test server trusts loopback, so any password works).
+    pub fn pg_url_with_password(&self, password: &str) -> String {
+        assert_eq!(self.kind, Kind::Postgres, "the URL is PostgreSQL's");
+        self.url
+            .replacen("postgres@", &format!("postgres:{password}@"), 1)
+    }
+
     pub async fn drop(self) {
         match (self.kind, &self.admin_url) {
             (Kind::Postgres, Some(admin)) => {
@@ -411,4 +472,45 @@ impl TestDb {
             _ => {}
         }
     }
+}
+
+/// One test body run as a test of its own on each engine, as ripgrep's
+/// `tests/macros.rs` runs one body per variant: the tests are named
+/// `<name>::postgres`, `<name>::mariadb` and `<name>::sqlite`.
+///
+/// ```ignore
+/// every_engine! {
+///     /// What the test proves.
+///     async fn guards_refuse(kind) {
+///         let Some(db) = TestDb::create(kind, "guards").await else { return };
+///         ...
+///     }
+/// }
+/// ```
+#[allow(unused_macros)]
+macro_rules! every_engine {
+    ($(#[doc = $doc:expr])* async fn $name:ident($kind:ident) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($kind: $crate::common::Kind) $body
+
+            #[tokio::test]
+            async fn postgres() {
+                body($crate::common::Kind::Postgres).await
+            }
+
+            #[tokio::test]
+            async fn mariadb() {
+                body($crate::common::Kind::Mariadb).await
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                body($crate::common::Kind::Sqlite).await
+            }
+        }
+    };
 }

@@ -1,15 +1,21 @@
 //! Rendering for people (text) and programs (JSON): the dry-run report a
 //! data-protection officer reads before anything is deleted, run summaries
-//! and audit verdicts. Reports hold counts and conditions, never row values.
+//! and audit verdicts; the retention report (`html`, `review`) and the
+//! audit trail for auditors. Reports hold counts and conditions, never row
+//! values.
+
+pub mod html;
+pub mod review;
+pub mod trail;
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use chrono_tz::Tz;
 
 use crate::commands::{PlanReport, StepOutcome, StoreGrants, Verdict};
-use crate::execute::{Status, cutoff_text};
-use crate::plan::{Hold, RelatedStep, Step, StepAction};
+use crate::execute::Status;
+use crate::plan::{Hold, Moment, RelatedStep, Step, StepAction};
 
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
@@ -24,13 +30,57 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-fn local(at: DateTime<Utc>, tz: &str) -> String {
+pub(crate) fn local(at: DateTime<Utc>, tz: &str) -> String {
     match tz.parse::<Tz>() {
         Ok(zone) => format!(
             "{} {tz}",
             at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S")
         ),
         Err(_) => at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    }
+}
+
+/// A due bound as people say it: `< 2023-07-01`, `<= 2025-11-30 21:56:06`.
+///
+/// The bound is the first event time that is not due. A period counted
+/// from "now" (to the second) puts it a microsecond past a whole second,
+/// and `< 2025-11-30 21:56:06.000001` makes a reader stop; the same
+/// condition reads `<= 2025-11-30 21:56:06`. Other bounds keep `<`, with a
+/// fraction only when they have one. An instant (timestamptz) is shown on
+/// the report's clock, with its zone's abbreviation. JSON and the audit
+/// trail keep the exact bound.
+pub fn bound_text(bound: &Moment, timezone: &str) -> String {
+    const SECONDS: &str = "%Y-%m-%d %H:%M:%S";
+    let micro = TimeDelta::microseconds(1);
+    // (operator, the time to show, whether it has a fraction to show)
+    let pick = |nanos: u32, nanos_before: u32| match (nanos, nanos_before) {
+        (0, _) => ("<", false, false),
+        (_, 0) => ("<=", true, false),
+        _ => ("<", false, true),
+    };
+    match bound {
+        Moment::Date(date) => format!("< {date}"),
+        Moment::Timestamp(at) => {
+            let (op, before, fraction) = pick(at.nanosecond(), (*at - micro).nanosecond());
+            let at = if before { *at - micro } else { *at };
+            let shown = at.format(if fraction {
+                "%Y-%m-%d %H:%M:%S%.6f"
+            } else {
+                SECONDS
+            });
+            format!("{op} {shown}")
+        }
+        Moment::Instant(at) => {
+            let (op, before, fraction) = pick(at.nanosecond(), (*at - micro).nanosecond());
+            let at = if before { *at - micro } else { *at };
+            let zone: Tz = timezone.parse().unwrap_or(Tz::UTC);
+            let format = if fraction {
+                "%Y-%m-%d %H:%M:%S%.6f %Z"
+            } else {
+                "%Y-%m-%d %H:%M:%S %Z"
+            };
+            format!("{op} {}", at.with_timezone(&zone).format(format))
+        }
     }
 }
 
@@ -85,6 +135,9 @@ pub fn plan_text(report: &PlanReport) -> String {
             step.store, step.engine, step.table
         );
         let _ = writeln!(out, "  category  {}", step.category);
+        if let Some(basis) = &planned.legal_basis {
+            let _ = writeln!(out, "  basis     {basis}");
+        }
         let _ = writeln!(out, "  action    {}", action_text(step));
         let _ = writeln!(
             out,
@@ -92,7 +145,12 @@ pub fn plan_text(report: &PlanReport) -> String {
             step.retention,
             step.due.event.describe(&step.joins)
         );
-        let _ = writeln!(out, "  due when  {}", cutoff_text(step));
+        let _ = writeln!(
+            out,
+            "  due when  {} {}",
+            step.due.event.describe(&step.joins),
+            bound_text(&step.due.bound, &report.timezone)
+        );
         if let Some(filter) = &step.filter {
             let _ = writeln!(out, "  where     {filter}");
         }
@@ -168,6 +226,9 @@ pub fn plan_text(report: &PlanReport) -> String {
         report.steps.len(),
         if report.steps.len() == 1 { "" } else { "s" }
     );
+    for warning in &report.warnings {
+        let _ = writeln!(out, "{warning}");
+    }
     out
 }
 
@@ -243,10 +304,21 @@ pub fn verify_text(verdicts: &[Verdict]) -> String {
             None => {
                 let _ = writeln!(
                     out,
-                    "store {}: audit chain intact, {} rows, {} checkpoints matched",
+                    "store {}: audit chain intact, {} rows, {} checkpoints matched{}{}",
                     v.store,
                     thousands(v.rows),
-                    v.checkpoints
+                    v.checkpoints,
+                    match v.segments {
+                        0 => String::new(),
+                        n => format!(", {n} segments"),
+                    },
+                    match v.unauthenticated {
+                        0 => String::new(),
+                        n => format!(
+                            "; {} keyed rows not authenticated: give the audit key (audit_key_file) to check them",
+                            thousands(n)
+                        ),
+                    }
                 );
             }
             Some(broken) => {
@@ -254,6 +326,46 @@ pub fn verify_text(verdicts: &[Verdict]) -> String {
             }
         }
     }
+    out
+}
+
+/// `check --coverage`: each personal-looking column that no rule covers,
+/// then a tally. Covered and reviewed columns are counted, not listed.
+pub fn coverage_text(findings: &[crate::coverage::Finding]) -> String {
+    use crate::coverage::Disposition;
+    let mut out = String::new();
+    let (mut covered, mut allowed, mut uncovered) = (0, 0, 0);
+    for finding in findings {
+        match &finding.disposition {
+            Disposition::Covered { .. } => covered += 1,
+            Disposition::Allowed { .. } => allowed += 1,
+            Disposition::Uncovered { why } => {
+                uncovered += 1;
+                let _ = writeln!(
+                    out,
+                    "store {}: {}.{} ({}) looks like {} and is not covered: {why}",
+                    finding.store,
+                    finding.table,
+                    finding.column,
+                    finding.data_type,
+                    finding.looks_like
+                );
+            }
+        }
+    }
+    if uncovered > 0 {
+        let _ = writeln!(
+            out,
+            "add each column to a rule (columns = {{ ... }}, or a delete rule for its table), or, once reviewed, to [[coverage.allow]] in the config with a reason"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "coverage: {} column{} look{} like personal data: {covered} covered by rules, {allowed} reviewed (allow-list), {uncovered} not covered",
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" },
+        if findings.len() == 1 { "s" } else { "" },
+    );
     out
 }
 
@@ -296,5 +408,48 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn bounds_read_as_people_say_them() {
+        let zone = "Europe/Copenhagen";
+        let timestamp = |s: &str| Moment::Timestamp(s.parse().unwrap());
+        let instant = |s: &str| Moment::Instant(s.parse().unwrap());
+        assert_eq!(
+            bound_text(&Moment::Date("2023-07-01".parse().unwrap()), zone),
+            "< 2023-07-01"
+        );
+        // "Now" to the second, as plan and run take it: the last due second.
+        assert_eq!(
+            bound_text(&timestamp("2025-11-30T21:56:06.000001"), zone),
+            "<= 2025-11-30 21:56:06"
+        );
+        assert_eq!(
+            bound_text(&timestamp("2020-07-01T00:00:00"), zone),
+            "< 2020-07-01 00:00:00"
+        );
+        // A fraction of its own (an --as-of with one) is shown exactly.
+        assert_eq!(
+            bound_text(&timestamp("2025-11-30T21:56:06.250001"), zone),
+            "< 2025-11-30 21:56:06.250001"
+        );
+        // Instants on the report's clock, winter and summer.
+        assert_eq!(
+            bound_text(&instant("2025-11-30T20:56:06.000001Z"), zone),
+            "<= 2025-11-30 21:56:06 CET"
+        );
+        assert_eq!(
+            bound_text(&instant("2017-06-30T22:00:00Z"), zone),
+            "< 2017-07-01 00:00:00 CEST"
+        );
+        // The autumn hour that happens twice is told apart by its zone.
+        assert_eq!(
+            bound_text(&instant("2026-10-25T00:30:00Z"), zone),
+            "< 2026-10-25 02:30:00 CEST"
+        );
+        assert_eq!(
+            bound_text(&instant("2026-10-25T01:30:00Z"), zone),
+            "< 2026-10-25 02:30:00 CET"
+        );
     }
 }

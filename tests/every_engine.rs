@@ -1,0 +1,709 @@
+//! What glemsel must do alike on every engine, each test one body run as a
+//! test of its own on PostgreSQL, MariaDB and SQLite (`every_engine!`):
+//! every data-changing path checked row by row with its audit rows, the
+//! tokens against the reference, tampering with the trail, schema
+//! mismatches, invalid files, guards, secrets and the seed vectors at their
+//! boundaries. `tests/engines.rs` compares whole outcomes across engines;
+//! what only one engine has lives in `tests/postgres.rs` and
+//! `tests/mariadb.rs`.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{KEY, Kind, Project, TestDb, assert_contains, assert_lacks, code, text, texts};
+use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
+
+const CUSTOMERS: &str = "
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(80),
+    email VARCHAR(120),
+    phone VARCHAR(40),
+    note VARCHAR(200),
+    status VARCHAR(20) NOT NULL,
+    contract_ended DATE,
+    legal_hold BOOLEAN NOT NULL DEFAULT FALSE
+);
+INSERT INTO customers (id, name, email, phone, note, status, contract_ended, legal_hold) VALUES
+    (1, 'Jens Hansen',   'jens@example.invalid',  '+45 11', 'VIP',  'closed', '2019-03-01', FALSE),
+    (2, 'Søren Æbelø',   'soren@example.invalid', '+45 22', NULL,   'closed', '2019-06-30', FALSE),
+    (3, 'Held Person',   'held@example.invalid',  '+45 33', 'x',    'closed', '2019-01-01', TRUE),
+    (4, 'No Date',       'nodate@example.invalid','+45 44', 'y',    'closed', NULL,         FALSE),
+    (5, 'Still Active',  'active@example.invalid','+45 55', 'z',    'active', '2019-01-01', FALSE),
+    (6, 'Recent',        'recent@example.invalid','+45 66', NULL,   'closed', '2023-07-01', FALSE),
+    (7, NULL,            NULL,                    NULL,     NULL,   'closed', '2020-06-30', FALSE);
+";
+
+/// On 2026-11-22, customers whose contract ended before 1 July 2023 are due:
+/// 36 months from the end of the financial year (30 June) it ended in.
+fn contacts_rule(action: &str) -> String {
+    format!(
+        r#"
+[[rule]]
+id = "customers-after-contract"
+store = "shop"
+table = "customers"
+category = "test"
+after = "contract_ended"
+retain = "36 months"
+round_up_to = "financial_year_end"
+where = "status = 'closed'"
+hold = "legal_hold"
+{action}
+"#
+    )
+}
+
+/// A fresh database of `kind` holding `schema`, or `None` to skip.
+async fn setup(kind: Kind, prefix: &str, schema: &str) -> Option<TestDb> {
+    let db = TestDb::create(kind, prefix).await?;
+    db.exec(schema).await;
+    Some(db)
+}
+
+/// The ids left in `customers`, in order.
+async fn customer_ids(db: &TestDb) -> Vec<Option<String>> {
+    db.column("SELECT id FROM customers ORDER BY id").await
+}
+
+/// (event, rows_affected) of every audit row, in chain order.
+async fn audit_rows(db: &TestDb) -> Vec<(String, i64)> {
+    db.rows("SELECT event, rows_affected FROM glemsel_audit ORDER BY seq")
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone().unwrap(),
+                r[1].as_deref().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A query's second column by its first (an integer id).
+async fn by_id(db: &TestDb, sql: &str) -> BTreeMap<i64, Option<String>> {
+    db.rows(sql)
+        .await
+        .into_iter()
+        .map(|r| (r[0].as_deref().unwrap().parse().unwrap(), r[1].clone()))
+        .collect()
+}
+
+fn token(action: ColumnAction, max_len: Option<usize>, value: &str) -> String {
+    let key = HmacKey::from_bytes(KEY.as_bytes().to_vec());
+    TokenShape::for_column(action, max_len)
+        .unwrap()
+        .token(&key, value)
+}
+
+every_engine! {
+    async fn delete_removes_exactly_the_due_rows_and_audits_them(kind) {
+        let Some(db) = setup(kind, "delete", CUSTOMERS).await else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "");
+        project.rules("shop.toml", &contacts_rule("action = \"delete\""));
+
+        let plan = project.glemsel(&["plan", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&plan), 0, "{}", text(&plan));
+        let plan_text = text(&plan);
+        assert_contains(
+            &plan_text,
+            "rows      3 due, 1 held, 1 with no usable date, 7 in the table",
+        );
+        assert_contains(&plan_text, "due when  contract_ended < 2023-07-01");
+        // A dry run changes nothing and writes no audit table.
+        assert_eq!(customer_ids(&db).await, texts(&[1, 2, 3, 4, 5, 6, 7]));
+        assert!(!db.has_audit_table().await);
+
+        let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        assert_contains(&text(&run), "deleted 3 rows");
+        // 1, 2 and 7 are due; 3 is held, 4 has no date, 5 is out of scope, 6 is recent.
+        assert_eq!(customer_ids(&db).await, texts(&[3, 4, 5, 6]));
+
+        let audit = audit_rows(&db).await;
+        assert_eq!(audit.first().unwrap().0, "run_start");
+        assert_eq!(audit.last().unwrap(), &("run_finish".to_string(), 3));
+        let batch_sum: i64 = audit
+            .iter()
+            .filter(|(e, _)| e == "batch")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(batch_sum, 3);
+        let finish = db
+            .rows(
+                "SELECT rule_id, table_name, action, cutoff, detail FROM glemsel_audit WHERE event = 'run_finish'",
+            )
+            .await;
+        assert_eq!(finish.len(), 1, "{finish:?}");
+        let finish: Vec<String> = finish[0].iter().map(|v| v.clone().unwrap()).collect();
+        assert_eq!(
+            finish[..4],
+            [
+                "customers-after-contract",
+                "customers",
+                "delete",
+                "contract_ended < 2023-07-01"
+            ]
+        );
+        assert_contains(&finish[4], "\"held\":1");
+
+        // A second run finds nothing due and changes nothing.
+        let again = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&again), 0, "{}", text(&again));
+        assert_eq!(customer_ids(&db).await, texts(&[3, 4, 5, 6]));
+        assert_eq!(
+            audit_rows(&db).await.last().unwrap(),
+            &("run_finish".to_string(), 0)
+        );
+
+        let verify = project.glemsel(&["audit", "verify"]);
+        assert_eq!(code(&verify), 0, "{}", text(&verify));
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    async fn pseudonymise_changes_only_the_named_columns_of_due_rows_once(kind) {
+        let Some(db) = setup(kind, "pseudonymise", CUSTOMERS).await else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "");
+        project.rules(
+            "shop.toml",
+            &contacts_rule(
+                "action = \"pseudonymise\"\ncolumns = { name = \"hmac\", email = \"hmac_email\", phone = \"null\", note = \"redact\" }",
+            ),
+        );
+        let everything = "SELECT id, name, email, phone, note, status, contract_ended FROM customers ORDER BY id";
+        let before = db.rows(everything).await;
+
+        let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+
+        let names = by_id(&db, "SELECT id, name FROM customers").await;
+        let emails = by_id(&db, "SELECT id, email FROM customers").await;
+        let phones = by_id(&db, "SELECT id, phone FROM customers").await;
+        let notes = by_id(&db, "SELECT id, note FROM customers").await;
+        // Due: 1, 2 and 7. Each column as its action says, computed by Rust's reference.
+        assert_eq!(
+            names[&1],
+            Some(token(ColumnAction::Hmac, Some(80), "Jens Hansen"))
+        );
+        assert_eq!(
+            names[&2],
+            Some(token(ColumnAction::Hmac, Some(80), "Søren Æbelø"))
+        );
+        assert_eq!(
+            emails[&1],
+            Some(token(
+                ColumnAction::HmacEmail,
+                Some(120),
+                "jens@example.invalid"
+            ))
+        );
+        assert!(emails[&1].as_ref().unwrap().ends_with("@invalid"));
+        assert_eq!(
+            emails[&2],
+            Some(token(
+                ColumnAction::HmacEmail,
+                Some(120),
+                "soren@example.invalid"
+            ))
+        );
+        assert_eq!((phones[&1].clone(), phones[&2].clone()), (None, None));
+        assert_eq!(notes[&1].as_deref(), Some("[redacted]"));
+        assert_eq!(notes[&2], None, "NULL stays NULL");
+        assert_eq!((names[&7].clone(), emails[&7].clone()), (None, None));
+        // Held, undated, out-of-scope and recent rows are untouched, every column.
+        let after = db.rows(everything).await;
+        assert_eq!(after.len(), 7);
+        for id in [3, 4, 5, 6] {
+            assert_eq!(after[id - 1], before[id - 1], "row {id}");
+            assert!(phones[&(id as i64)].is_some(), "row {id}");
+        }
+
+        let audit = audit_rows(&db).await;
+        // Row 7 holds nothing but NULLs in the named columns: nothing to change.
+        let changed: i64 = audit
+            .iter()
+            .filter(|(e, _)| e == "batch")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(changed, 2);
+        let key_ids = db
+            .column("SELECT key_id FROM glemsel_audit WHERE event = 'batch'")
+            .await;
+        assert_eq!(
+            key_ids,
+            [Some(HmacKey::from_bytes(KEY.as_bytes().to_vec()).id().to_string())]
+        );
+
+        // Re-running changes nothing: tokens are not hashed again.
+        let names_after_first = names.clone();
+        let again = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&again), 0, "{}", text(&again));
+        assert_contains(&text(&again), "pseudonymised 0 rows");
+        assert_eq!(
+            by_id(&db, "SELECT id, name FROM customers").await,
+            names_after_first
+        );
+        let plan = project.glemsel(&["plan", "--as-of", "2026-11-22"]);
+        assert_contains(
+            &text(&plan),
+            "0 due, 1 held, 1 with no usable date, 3 already pseudonymised",
+        );
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// Tokens written by glemsel equal the Rust reference on hard inputs,
+    /// whole and cut to a column's length.
+    async fn tokens_equal_the_rust_reference(kind) {
+        let schema = "CREATE TABLE samples (id INTEGER PRIMARY KEY, whole TEXT, cut VARCHAR(24), mail VARCHAR(40), at DATE NOT NULL)";
+        let Some(db) = setup(kind, "tokens", schema).await else {
+            return;
+        };
+        let long = "æøå-10kB-".repeat(1200);
+        let values = [
+            "",
+            "a",
+            "Jens Hansen",
+            "Søren Æbelø",
+            "😀 emoji 👍🏽",
+            "tab\tand\nnewline",
+            "quote ' and \"",
+            &long,
+        ];
+        let literal = |value: &str| format!("'{}'", value.replace('\'', "''"));
+        for (i, value) in values.iter().enumerate() {
+            let cut: String = value.chars().take(24).collect();
+            let mail: String = value.chars().take(40).collect();
+            db.exec(&format!(
+                "INSERT INTO samples (id, whole, cut, mail, at) VALUES ({i}, {}, {}, {}, '2000-01-01')",
+                literal(value),
+                literal(&cut),
+                literal(&mail)
+            ))
+            .await;
+        }
+        let project = Project::for_db(&db, "db", "");
+        project.rules(
+            "t.toml",
+            r#"
+[[rule]]
+id = "tokens"
+store = "db"
+table = "samples"
+category = "test"
+after = "at"
+retain = "1 year"
+action = "pseudonymise"
+columns = { whole = "hmac", cut = "hmac", mail = "hmac_email" }
+"#,
+        );
+        let run = project.glemsel(&["run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        let whole = by_id(&db, "SELECT id, whole FROM samples").await;
+        let cut = by_id(&db, "SELECT id, cut FROM samples").await;
+        let mail = by_id(&db, "SELECT id, mail FROM samples").await;
+        for (i, value) in values.iter().enumerate() {
+            let i = i as i64;
+            let cut_value: String = value.chars().take(24).collect();
+            let mail_value: String = value.chars().take(40).collect();
+            assert_eq!(
+                whole[&i].as_deref(),
+                Some(token(ColumnAction::Hmac, None, value).as_str()),
+                "whole {value:.20}"
+            );
+            assert_eq!(
+                cut[&i].as_deref(),
+                Some(token(ColumnAction::Hmac, Some(24), &cut_value).as_str()),
+                "cut {value:.20}"
+            );
+            assert_eq!(cut[&i].as_ref().unwrap().len(), 24);
+            assert_eq!(
+                mail[&i].as_deref(),
+                Some(token(ColumnAction::HmacEmail, Some(40), &mail_value).as_str())
+            );
+        }
+        db.drop().await;
+    }
+}
+
+/// Runs `audit verify`, which must exit `expected` and say `says`.
+fn verify_says(project: &Project, expected: i32, says: &str) {
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(code(&verify), expected, "{}", text(&verify));
+    assert_contains(&text(&verify), says);
+}
+
+every_engine! {
+    async fn audit_verify_finds_edited_deleted_and_reordered_rows(kind) {
+        let Some(db) = setup(kind, "tamper", CUSTOMERS).await else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "audit_checkpoints = \"heads.tsv\"");
+        project.rules(
+            "shop.toml",
+            &contacts_rule("action = \"delete\"\nbatch_size = 1\nbatch_ms = 0")
+                .replace("status = 'closed'", "status <> 'x'"),
+        );
+        let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        // Due: 1, 2, 5 and 7, in batches of one.
+        let rows = db.number("SELECT count(*) FROM glemsel_audit").await;
+        assert!(rows >= 5, "start, several batches, finish: {rows}");
+        assert!(
+            std::fs::read_to_string(project.path().join("heads.tsv"))
+                .unwrap()
+                .starts_with("shop\t")
+        );
+        verify_says(
+            &project,
+            0,
+            &format!("audit chain intact, {rows} rows, 1 checkpoints matched"),
+        );
+
+        // Edited: a batch claims fewer rows than it deleted.
+        db.exec("UPDATE glemsel_audit SET rows_affected = 0 WHERE seq = 3")
+            .await;
+        verify_says(
+            &project,
+            6,
+            "row seq 3: its content does not match its row_hash",
+        );
+        db.exec("UPDATE glemsel_audit SET rows_affected = 1 WHERE seq = 3")
+            .await;
+        assert_eq!(code(&project.glemsel(&["audit", "verify"])), 0);
+
+        // Reordered: two rows swap places.
+        let swap = "UPDATE glemsel_audit SET seq = -1 WHERE seq = 2; UPDATE glemsel_audit SET seq = 2 WHERE seq = 3; \
+                    UPDATE glemsel_audit SET seq = 3 WHERE seq = -1";
+        db.exec(swap).await;
+        verify_says(&project, 6, "row seq 2: prev_hash does not match");
+        db.exec(swap).await;
+        assert_eq!(code(&project.glemsel(&["audit", "verify"])), 0);
+
+        // Deleted: a row in the middle, then the tail (found by the checkpoint).
+        db.exec("CREATE TABLE saved AS SELECT * FROM glemsel_audit")
+            .await;
+        db.exec("DELETE FROM glemsel_audit WHERE seq = 2").await;
+        verify_says(&project, 6, "row seq 3: expected seq 2");
+        db.exec(&format!(
+            "DELETE FROM glemsel_audit; INSERT INTO glemsel_audit SELECT * FROM saved WHERE seq < {rows}"
+        ))
+        .await;
+        verify_says(&project, 6, "rows were cut from its end");
+        db.drop().await;
+    }
+}
+
+/// How `check` names the type of a `VARCHAR(80)` column on each engine.
+fn varchar_80(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => "character varying(80)",
+        Kind::Mariadb => "varchar(80)",
+        Kind::Sqlite => "VARCHAR(80)",
+    }
+}
+
+every_engine! {
+    async fn schema_mismatches_fail_check_and_run_before_anything_is_written(kind) {
+        let Some(db) = setup(kind, "schema", CUSTOMERS).await else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "");
+        project.rules(
+            "shop.toml",
+            &(contacts_rule("action = \"delete\"")
+                .replace("after = \"contract_ended\"", "after = \"contract_end\"")
+                + r#"
+[[rule]]
+id = "second"
+store = "shop"
+table = "customers"
+category = "test"
+after = "name"
+retain = "1 year"
+action = "pseudonymise"
+columns = { id = "hmac", phone = "null", nope = "redact" }
+"#),
+        );
+        let offline = project.glemsel(&["check", "--offline"]);
+        assert_eq!(code(&offline), 0, "{}", text(&offline));
+
+        project.check_refuses(&[
+            "rules/shop.toml:10:9: rule customers-after-contract: after: customers has no column \"contract_end\"",
+            &format!(
+                "rule second: after: column \"name\" of customers is {}, not a date or timestamp",
+                varchar_80(kind)
+            ),
+            "rule second: columns: \"id\" is part of the key of customers",
+            "rule second: columns: customers has no column \"nope\"",
+            "4 problems found; nothing was changed",
+        ]);
+        // A run with one bad rule runs none, not even the good ones.
+        let good = contacts_rule("action = \"delete\"");
+        project.rules("shop.toml", &format!("{good}\n[[rule]]\nid = \"bad\"\nstore = \"shop\"\ntable = \"nowhere\"\ncategory = \"test\"\nafter = \"x\"\nretain = \"1 day\"\naction = \"delete\"\n"));
+        let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&run), 4, "{}", text(&run));
+        assert_contains(&text(&run), "table nowhere does not exist in store shop");
+        assert_eq!(customer_ids(&db).await, texts(&[1, 2, 3, 4, 5, 6, 7]));
+        assert!(!db.has_audit_table().await);
+
+        // A `where` the database cannot compile is a check error too.
+        project.rules(
+            "shop.toml",
+            &good.replace("status = 'closed'", "statu = 'closed'"),
+        );
+        project.check_refuses(&[
+            "rules/shop.toml:13:9: rule customers-after-contract: the count statement does not compile",
+        ]);
+        assert_eq!(customer_ids(&db).await, texts(&[1, 2, 3, 4, 5, 6, 7]));
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    async fn invalid_files_touch_no_database(kind) {
+        let Some(db) = setup(kind, "invalid", CUSTOMERS).await else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "");
+        project.rules(
+            "shop.toml",
+            &contacts_rule("action = \"delete\"\nmax_row = 1"),
+        );
+        for args in [&["check", "--offline"][..], &["check"], &["plan"], &["run"]] {
+            let out = project.glemsel(args);
+            assert_eq!(code(&out), 3, "{args:?}: {}", text(&out));
+            assert_contains(
+                &text(&out),
+                "rules/shop.toml:16:1: rule customers-after-contract: unknown field `max_row`",
+            );
+            assert_contains(&text(&out), "no database was touched");
+        }
+        assert_eq!(customer_ids(&db).await, texts(&[1, 2, 3, 4, 5, 6, 7]));
+        assert!(!db.has_audit_table().await);
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    async fn guards_refuse_before_writing(kind) {
+        let Some(db) = setup(kind, "guards", CUSTOMERS).await else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "");
+        project.rules(
+            "shop.toml",
+            &contacts_rule("action = \"delete\"\nmax_rows = 2"),
+        );
+        let plan = project.glemsel(&["plan", "--as-of", "2026-11-22"]);
+        assert_contains(
+            &text(&plan),
+            "guard     max_rows 2: 3 rows are due, more than max_rows = 2: a run would refuse",
+        );
+        let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&run), 5, "{}", text(&run));
+        assert_contains(
+            &text(&run),
+            "3 rows are due, more than max_rows = 2; nothing was changed",
+        );
+        assert_eq!(customer_ids(&db).await, texts(&[1, 2, 3, 4, 5, 6, 7]));
+        assert!(!db.has_audit_table().await);
+
+        // Nothing goes before its time.
+        project.rules("shop.toml", &contacts_rule("action = \"delete\""));
+        let future = (chrono::Utc::now() + chrono::TimeDelta::days(2))
+            .format("%Y-%m-%d")
+            .to_string();
+        let run = project.glemsel(&["run", "--as-of", &future]);
+        assert_eq!(code(&run), 5, "{}", text(&run));
+        assert_contains(&text(&run), "is later than the clock");
+        assert_eq!(customer_ids(&db).await, texts(&[1, 2, 3, 4, 5, 6, 7]));
+        // A plan may look ahead.
+        assert_eq!(code(&project.glemsel(&["plan", "--as-of", &future])), 0);
+        db.drop().await;
+    }
+}
+
+const PASSWORD: &str = "Pa55w0rd-must-not-leak";
+
+/// A project whose store connects with [`PASSWORD`] (SQLite has none), and
+/// the URL of a server that refuses the connection, with the password too
+/// (for SQLite, a file that is not there).
+async fn project_with_password(db: &TestDb) -> (Project, String) {
+    match db.kind {
+        Kind::Postgres => (
+            Project::new("postgres", "shop", &db.pg_url_with_password(PASSWORD), ""),
+            format!("postgresql://postgres:{PASSWORD}@127.0.0.1:1/nowhere"),
+        ),
+        Kind::Mariadb => {
+            // A user of its own, whose password is the secret.
+            let user = format!("{}_u", db.name);
+            db.exec(&format!(
+                "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
+                 GRANT ALL ON `{}`.* TO '{user}'@'127.0.0.1'",
+                db.name
+            ))
+            .await;
+            let (_, host_and_db) = db.url.split_once('@').unwrap();
+            let url = format!("mysql://{user}:{PASSWORD}@{host_and_db}");
+            (
+                Project::new("mysql", "shop", &url, ""),
+                format!("mysql://{user}:{PASSWORD}@127.0.0.1:1/nowhere"),
+            )
+        }
+        Kind::Sqlite => {
+            let project = Project::for_db(db, "shop", "");
+            (project, format!("{}.missing", db.url))
+        }
+    }
+}
+
+every_engine! {
+    async fn secrets_never_reach_output_or_the_audit_trail(kind) {
+        let Some(db) = setup(kind, "secrets", CUSTOMERS).await else {
+            return;
+        };
+        let (project, refusing) = project_with_password(&db).await;
+        project.rules(
+            "shop.toml",
+            &contacts_rule(
+                "action = \"pseudonymise\"\ncolumns = { name = \"hmac\", email = \"hmac_email\" }",
+            ),
+        );
+        let mut everything = String::new();
+        for args in [
+            &["check", "-vv"][..],
+            &["plan", "-vv", "--as-of", "2026-11-22", "--format", "json"],
+            &["run", "-vv", "--as-of", "2026-11-22", "--format", "json"],
+            &["--log-format", "json", "audit", "verify", "-vv"],
+        ] {
+            // Every log level of every crate on: nothing may print key material.
+            let out = project.glemsel_with_env(args, &[("GLEMSEL_LOG", "trace")]);
+            assert_eq!(code(&out), 0, "{args:?}: {}", text(&out));
+            everything.push_str(&text(&out));
+        }
+        // The run did its work: rows 1 and 2 carry tokens.
+        assert_eq!(
+            db.column("SELECT name FROM customers WHERE id <= 2 ORDER BY id").await,
+            [
+                Some(token(ColumnAction::Hmac, Some(80), "Jens Hansen")),
+                Some(token(ColumnAction::Hmac, Some(80), "Søren Æbelø"))
+            ]
+        );
+        // A server that refuses the connection (for SQLite, a missing file).
+        match kind {
+            Kind::Sqlite => {
+                let config = std::fs::read_to_string(project.config())
+                    .unwrap()
+                    .replace(&format!("{:?}", db.url), &format!("{refusing:?}"));
+                std::fs::write(project.config(), config).unwrap();
+            }
+            _ => std::fs::write(project.path().join("shop.url"), refusing).unwrap(),
+        }
+        let refused = project.glemsel(&["plan", "-vv"]);
+        assert_eq!(code(&refused), 1, "{}", text(&refused));
+        assert_contains(&text(&refused), "store shop: cannot connect");
+        everything.push_str(&text(&refused));
+        let trail = db.audit_text().await;
+        everything.push_str(&trail);
+        assert_contains(&everything, "customers-after-contract");
+        // The key, and the pad blocks HMAC derives from it, as hex and as
+        // the byte lists a debug print would show.
+        let (inner, outer) = common::key_pad_blocks();
+        let block_texts = [
+            hex::encode(&inner),
+            hex::encode(&outer),
+            format!("{:?}", &inner[..8])
+                .trim_end_matches(']')
+                .to_string(),
+            format!("{:?}", &outer[..8])
+                .trim_end_matches(']')
+                .to_string(),
+        ];
+        for secret in [PASSWORD, KEY]
+            .iter()
+            .copied()
+            .chain(block_texts.iter().map(String::as_str))
+        {
+            assert_lacks(&everything, secret);
+        }
+        // Nor the personal data the rule pseudonymised.
+        assert_lacks(&trail, "Jens");
+        assert_lacks(&trail, "jens@");
+        if kind == Kind::Mariadb {
+            db.exec(&format!("DROP USER '{}_u'@'127.0.0.1'", db.name))
+                .await;
+        }
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// The seed policies' own date vectors, at a real database, the day
+    /// before and the day the data becomes due.
+    async fn seed_vectors_at_their_boundaries(kind) {
+        let schema = "
+            CREATE TABLE agreements (id INTEGER PRIMARY KEY, ended DATE);
+            INSERT INTO agreements (id, ended) VALUES (1, '2017-05-15');
+            CREATE TABLE invoices (id INTEGER PRIMARY KEY, invoice_date DATE);
+            INSERT INTO invoices (id, invoice_date) VALUES (1, '2019-08-10');
+        ";
+        let Some(db) = setup(kind, "vectors", schema).await else {
+            return;
+        };
+        let project = Project::for_db(&db, "db", "");
+        project.rules(
+            "vectors.toml",
+            r#"
+[[rule]]
+id = "jma-agreements"
+store = "db"
+table = "agreements"
+category = "test"
+after = "ended"
+retain = "5 years"
+round_up_to = "financial_year_end"
+action = "delete"
+
+[[rule]]
+id = "jetpak-invoices"
+store = "db"
+table = "invoices"
+category = "test"
+after = "invoice_date"
+retain = "7 years"
+round_up_to = "calendar_year_end"
+action = "delete"
+"#,
+        );
+        for (rule, day_before, day_of) in [
+            ("jma-agreements", "2022-06-30", "2022-07-01"),
+            ("jetpak-invoices", "2026-12-31", "2027-01-01"),
+        ] {
+            for (as_of, due) in [
+                (day_before, 0),
+                (&format!("{day_before}T23:59:59"), 0),
+                (day_of, 1),
+            ] {
+                let plan =
+                    project.glemsel(&["plan", "--rule", rule, "--format", "json", "--as-of", as_of]);
+                let json: serde_json::Value = serde_json::from_slice(&plan.stdout)
+                    .unwrap_or_else(|_| panic!("{}", text(&plan)));
+                assert_eq!(
+                    json["steps"][0]["counts"]["due"], due,
+                    "{rule} as of {as_of}"
+                );
+            }
+        }
+        db.drop().await;
+    }
+}

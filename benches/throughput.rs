@@ -76,6 +76,7 @@ fn main() {
             bench.report_header(&sizes).await;
             bench.dense(&sizes).await;
             bench.uneven(&sizes).await;
+            bench.skewed(&sizes).await;
             bench.sparse_and_memory(&sizes).await;
             bench.db.drop().await;
         }
@@ -294,7 +295,13 @@ columns = {{ name = "hmac", email = "hmac_email" }}
 
     /// Rows with `id` = `id_of(n)` for n in `from..=to`; a `pct` share due.
     async fn fill(&mut self, table: &str, pct: u32, from: u64, to: u64, id_of: &str) {
-        let due = due_condition("id", pct);
+        self.fill_where(table, &due_condition("id", pct), from, to, id_of)
+            .await;
+    }
+
+    /// Rows with `id` = `id_of(n)` for n in `from..=to`; those where `due`
+    /// (a condition on `id`) holds are due.
+    async fn fill_where(&mut self, table: &str, due: &str, from: u64, to: u64, id_of: &str) {
         let sql = match self.db.kind {
             Kind::Postgres => format!(
                 "INSERT INTO {table} SELECT id,
@@ -676,6 +683,62 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         );
         print_lines(&[line], &[]);
         self.conn.exec(&format!("DROP TABLE {base}")).await;
+    }
+
+    /// The shapes that made long transactions: the first 80% of the keys not
+    /// due and the last 20% due (windows grow over the first part), and a
+    /// re-run where the first 80% is already pseudonymised. The longest
+    /// transaction must stay short on both.
+    async fn skewed(&mut self, sizes: &Sizes) {
+        let rows = sizes.mid;
+        let tail_from = rows * 4 / 5;
+        let base = format!("skewed_{rows}");
+        self.create_table(&base).await;
+        self.fill_where(&base, &format!("id > {tail_from}"), 1, rows, "n")
+            .await;
+        let due = self.due_rows(&base).await;
+        let mut lines = Vec::new();
+        for (name, rule) in [
+            ("glemsel pseudonymise, due tail", "bench-pseudonymise"),
+            ("glemsel delete, due tail", "bench-delete"),
+        ] {
+            let mut line = Line {
+                name: name.into(),
+                samples: Vec::new(),
+            };
+            for _ in 0..sizes.repeats {
+                self.fresh_table(&base).await;
+                line.samples.push(self.glemsel(rule, due, 0).await);
+            }
+            lines.push(line);
+        }
+        self.conn.exec(&format!("DROP TABLE {base}")).await;
+
+        // Every row due, the first 80% already pseudonymised (by the
+        // set-based statement, which writes the same tokens).
+        let base = format!("done_prefix_{rows}");
+        self.create_table(&base).await;
+        self.fill_where(&base, "1 = 1", 1, rows, "n").await;
+        let mut line = Line {
+            name: "glemsel pseudonymise, 80% already done".into(),
+            samples: Vec::new(),
+        };
+        for _ in 0..sizes.repeats {
+            self.fresh_table(&base).await;
+            let prefix = format!("{} AND id <= {tail_from}", self.set_based_pseudonymise());
+            self.conn.exec(&prefix).await;
+            line.samples.push(
+                self.glemsel("bench-pseudonymise", rows - tail_from, 0)
+                    .await,
+            );
+        }
+        lines.push(line);
+        self.conn.exec(&format!("DROP TABLE {base}")).await;
+        println!(
+            "{} rows: the last 20% due; then every row due and the first 80% already pseudonymised",
+            thousands(rows)
+        );
+        print_lines(&lines, &[]);
     }
 
     /// 1% due, scattered, in a large table: the run must not read the table

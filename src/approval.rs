@@ -250,7 +250,7 @@ pub async fn save(
         as_of,
         timezone: report.timezone.clone(),
         created_at: commands::now(),
-        glemsel: env!("CARGO_PKG_VERSION").to_string(),
+        glemsel: crate::VERSION.to_string(),
         policy: policy_rules(policy),
         rules,
     };

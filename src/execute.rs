@@ -344,7 +344,7 @@ pub fn segment_row(
         key_id: None,
         at: now,
         host: host.to_string(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::VERSION.into(),
         detail: serde_json::to_string(&detail).expect("segment details serialise"),
     }
 }
@@ -482,7 +482,7 @@ async fn run_locked(
             key_id: key.map(|k| k.id().to_string()),
             at: audit::now(),
             host: ctx.host.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::VERSION.into(),
             detail,
         };
     let mut start_detail = serde_json::json!({ "counted": counted, "trigger": ctx.trigger });
@@ -736,7 +736,7 @@ pub async fn record_failure(
         key_id: None,
         at: audit::now(),
         host: ctx.host.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::VERSION.into(),
         detail: detail.to_string(),
     };
     // Only onto a chain that is intact and hashed the way this run would.

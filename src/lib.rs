@@ -1,6 +1,12 @@
 //! glemsel: makes privacy-policy retention promises true inside the
 //! databases where personal data lives.
 
+/// The version and the commit it was built from (`0.1.0 (ab9a4e2)`), as
+/// `--version` prints it and the audit trail's `version` column records it.
+/// The commit is "unknown" in a build from outside a git checkout (see
+/// `build.rs`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GLEMSEL_COMMIT"), ")");
+
 pub mod approval;
 pub mod audit;
 pub mod commands;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use glemsel::commands::{self, CommandError};
 use glemsel::execute::Shutdown;
@@ -14,11 +14,19 @@ use glemsel::exit::Exit;
 use glemsel::report;
 use glemsel::rules::{self, Policy};
 
+mod manual;
+
 #[derive(Parser)]
 #[command(
     name = "glemsel",
-    version,
+    version = glemsel::VERSION,
     about = "Enforces privacy-policy retention rules inside the databases where personal data lives",
+    long_about = "Enforces privacy-policy retention rules inside the databases where personal data lives.\n\n\
+        glemsel.toml names the stores (PostgreSQL, MySQL/MariaDB, SQLite), the time zone and the \
+        rule files; each rule says which table, which event column its period counts from, how \
+        long, and whether due rows are deleted or pseudonymised. plan shows what is due and \
+        changes nothing; run changes exactly those rows, in small batches, each with a row in \
+        a hash-chained audit trail; daemon runs every rule on its schedule under systemd.",
     after_help = exit_codes_help()
 )]
 struct Cli {
@@ -97,6 +105,7 @@ enum Command {
         /// The moment "now" stands for: 2026-12-01, 2026-12-01T02:30 (config time zone) or RFC 3339.
         #[arg(long, value_name = "TIME")]
         as_of: Option<String>,
+        /// Text for people, JSON for programs.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Exit 5 when there are warnings (copies that survive a run), for CI.
@@ -115,6 +124,7 @@ enum Command {
         /// The moment "now" stands for; never later than the clock.
         #[arg(long, value_name = "TIME", conflicts_with = "plan")]
         as_of: Option<String>,
+        /// Text for people, JSON for programs.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Run an approved plan (from `plan --save`): its rules at its as-of,
@@ -158,6 +168,33 @@ enum TrailFormat {
     Csv,
 }
 
+// `glemsel generate`, for packaging: the man pages and completions. Parsed
+// on its own, before `Cli`, so that what it writes does not offer it.
+#[derive(Parser)]
+#[command(
+    name = "glemsel-generate",
+    bin_name = "glemsel generate",
+    about = "Write glemsel's man pages or shell completions (for packaging)"
+)]
+struct Generate {
+    #[command(subcommand)]
+    what: GenerateCommand,
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Write glemsel.1 and a page per subcommand into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the completion script of SHELL.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// The trail for auditors: runs with their rules, rows deleted,
@@ -190,6 +227,7 @@ enum AuditCommand {
         /// Only this store (repeatable).
         #[arg(long = "store", value_name = "NAME")]
         stores: Vec<String>,
+        /// Text for people, JSON for programs.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -394,6 +432,33 @@ fn handle_daemon_signals(signals: glemsel::daemon::Signals) -> std::io::Result<(
         }
     });
     Ok(())
+}
+
+/// `glemsel generate`: the manual or a completion script.
+fn generate(what: &GenerateCommand) -> Exit {
+    match what {
+        GenerateCommand::Man { dir } => match manual::write_man_pages(Cli::command(), dir) {
+            Ok(pages) => {
+                for page in pages {
+                    emit(&format!("{}\n", page.display()));
+                }
+                Exit::Ok
+            }
+            Err(err) => {
+                eprintln!(
+                    "error: cannot write the man pages into {}: {err}",
+                    dir.display()
+                );
+                Exit::Error
+            }
+        },
+        GenerateCommand::Completion { shell } => {
+            let mut script = Vec::new();
+            manual::write_completion(Cli::command(), *shell, &mut script);
+            emit(&String::from_utf8_lossy(&script));
+            Exit::Ok
+        }
+    }
 }
 
 async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
@@ -741,6 +806,13 @@ fn review_problems(review: &glemsel::review::Review) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "generate")
+    {
+        let Generate { what } = Generate::parse_from(std::env::args_os().skip(1));
+        return ExitCode::from(generate(&what).code());
+    }
     let cli = Cli::parse();
     // The demo prints its own account of each step.
     let quiet = matches!(cli.command, Command::Demo { .. });

@@ -567,7 +567,7 @@ pub async fn gather(policy: &Policy, as_of: DateTime<Utc>) -> Review {
         as_of,
         generated_at: commands::now(),
         timezone: policy.settings.timezone.name().to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::VERSION.to_string(),
         config_file: policy.settings.config_file.display().to_string(),
         policy_fingerprint: policy_fingerprint(policy),
         months,

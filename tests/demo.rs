@@ -126,6 +126,25 @@ fn the_demo_plans_runs_and_verifies_on_a_fresh_folder() {
     let verify = glemsel(&dir, &["audit", "verify"]);
     assert_eq!(code(&verify), 0, "{}", text(&verify));
 
+    // Cutoffs read as people say them; JSON keeps the exact bound.
+    let at = "2025-11-30T21:56:06";
+    let plan = glemsel(&dir, &["plan", "--as-of", at, "--rule", "access-logs"]);
+    assert!(
+        text(&plan).contains("  due when  at <= 2024-11-30 21:56:06\n"),
+        "{}",
+        text(&plan)
+    );
+    let json = glemsel(&dir, &["plan", "--as-of", at, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let bounds: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["rule_id"] == "access-logs")
+        .map(|s| s["due"]["bound"].as_str().unwrap())
+        .collect();
+    assert_eq!(bounds, ["2024-11-30T21:56:06.000001"]);
+
     // A second demo replaces the first; a folder that is not a demo is left alone.
     let again = glemsel(tmp.path(), &["demo", "--dir", "d"]);
     assert_eq!(code(&again), 0, "{}", text(&again));

@@ -100,11 +100,23 @@ if [ "${GLEMSEL_DURABLE:-}" = 1 ]; then
 else
     pg_settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 fi
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1,127.0.0.2 -p $pg_port -k $work/pg -c max_connections=300 $pg_settings $pg_tls" \
+# Also on 127.0.0.2, which the certificate does not name.
+pg_options="-c listen_addresses=127.0.0.1,127.0.0.2 -p $pg_port -k $work/pg -c max_connections=300 $pg_settings $pg_tls"
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 60 -o "$pg_options" \
     start >/dev/null || { cat "$work/pg/server.log" >&2; exit 1; }
 stoppers+=("\"\${as_pg[@]}\" \"$pg_bin/pg_ctl\" -D \"$work/pg/data\" -m immediate stop >/dev/null 2>&1")
 export GLEMSEL_TEST_PG_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+# Crashes the server (immediate stop: no checkpoint, as a power cut) and
+# starts it again, for the fault tests.
+{
+    printf '#!/usr/bin/env bash\nset -e\n'
+    printf '%q ' "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/data" -m immediate stop; printf '>/dev/null\n'
+    printf '%q ' "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 60 \
+        -o "$pg_options" start
+    printf '>/dev/null\n'
+} >"$work/pg-crash-restart"
+chmod +x "$work/pg-crash-restart"
+export GLEMSEL_TEST_PG_CRASH="$work/pg-crash-restart"
 pg_plain_port=$(free_port)
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/plain" -l "$work/pg/plain.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $pg_plain_port -k $work/pg -c ssl=off -c max_connections=20 -c shared_buffers=16MB -c fsync=off" \
@@ -156,11 +168,12 @@ fi
 cp -a "$work/my/data" "$work/my/plain"
 install -m 0600 "${my_key_owner[@]}" "$tls/server.key" "$work/my/server.key"
 my_plain_port=$(free_port)
-"$my_server" "${as_mysql[@]}" --datadir="$work/my/data" --socket="$work/my/sock" --port="$my_port" \
-    --bind-address=127.0.0.1,127.0.0.2 --skip-name-resolve --pid-file="$work/my/pid" --log-error="$work/my/error.log" \
-        "${my_settings[@]}" --max-connections=300 \
-        --ssl-cert="$tls/server.pem" --ssl-key="$work/my/server.key" --ssl-ca="$tls/ca.pem" \
-    >/dev/null 2>&1 &
+# Also on 127.0.0.2, which the certificate does not name.
+my_options=("${as_mysql[@]}" --datadir="$work/my/data" --socket="$work/my/sock" --port="$my_port"
+    --bind-address=127.0.0.1,127.0.0.2 --skip-name-resolve --pid-file="$work/my/pid" --log-error="$work/my/error.log"
+    "${my_settings[@]}" --max-connections=300
+    --ssl-cert="$tls/server.pem" --ssl-key="$work/my/server.key" --ssl-ca="$tls/ca.pem")
+"$my_server" "${my_options[@]}" >/dev/null 2>&1 &
 stoppers+=("\"$my_admin\" --socket=\"$work/my/sock\" -uroot shutdown >/dev/null 2>&1")
 "$my_server" "${as_mysql[@]}" --datadir="$work/my/plain" --socket="$work/my/plain.sock" --port="$my_plain_port" \
     --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$work/my/plain.pid" --log-error="$work/my/plain.log" \
@@ -179,6 +192,20 @@ for sock in sock plain.sock; do
 done
 export GLEMSEL_TEST_MYSQL_URL="mysql://glemsel:glemsel@127.0.0.1:$my_port/"
 export GLEMSEL_TEST_MYSQL_PLAIN_URL="mysql://glemsel:glemsel@127.0.0.1:$my_plain_port/"
+# Kills the server (SIGKILL, as a crash) and starts it again, for the fault
+# tests.
+{
+    printf '#!/usr/bin/env bash\nset -e\n'
+    printf 'kill -9 "$(cat %q)"\n' "$work/my/pid"
+    printf 'while %q --socket=%q -uroot ping >/dev/null 2>&1; do sleep 0.1; done\n' "$my_admin" "$work/my/sock"
+    printf 'sleep 0.5\n'
+    printf 'setsid '; printf '%q ' "$my_server" "${my_options[@]}"
+    printf '>/dev/null 2>&1 </dev/null &\n'
+    printf 'for _ in $(seq 1 240); do %q --socket=%q -uroot ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1\n' \
+        "$my_admin" "$work/my/sock"
+} >"$work/my-crash-restart"
+chmod +x "$work/my-crash-restart"
+export GLEMSEL_TEST_MYSQL_CRASH="$work/my-crash-restart"
 # The binary, general and slow logs, which tests search for secrets.
 export GLEMSEL_TEST_MYSQL_LOGS="$work/my"
 log "MariaDB $("$my_client" --socket="$work/my/sock" -uroot -N -e 'SELECT VERSION()') on 127.0.0.1:$my_port"

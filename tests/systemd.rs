@@ -1,5 +1,6 @@
-//! The shipped systemd units: `systemd-analyze verify` accepts them, and
-//! their exposure score stays at 2.0 or below.
+//! The shipped systemd units: `systemd-analyze verify` accepts them (the
+//! man page they name included), and their exposure score stays at 2.0 or
+//! below.
 
 mod common;
 
@@ -26,9 +27,16 @@ fn analyze() -> Option<PathBuf> {
     found
 }
 
-/// The units, with ExecStart pointing at the binary under test.
+/// The units, with ExecStart pointing at the binary under test, and the
+/// man pages their Documentation= names in `man/`.
 fn units() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    let man = Command::new(env!("CARGO_BIN_EXE_glemsel"))
+        .args(["generate", "man"])
+        .arg(dir.path().join("man/man1"))
+        .output()
+        .unwrap();
+    assert!(man.status.success(), "{man:?}");
     for unit in UNITS {
         let text = std::fs::read_to_string(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,7 +44,7 @@ fn units() -> tempfile::TempDir {
                 .join(unit),
         )
         .unwrap();
-        let text = text.replace("/usr/local/bin/glemsel", env!("CARGO_BIN_EXE_glemsel"));
+        let text = text.replace("/usr/bin/glemsel", env!("CARGO_BIN_EXE_glemsel"));
         std::fs::write(dir.path().join(unit), text).unwrap();
     }
     dir
@@ -46,9 +54,11 @@ fn units() -> tempfile::TempDir {
 fn the_units_verify() {
     let Some(analyze) = analyze() else { return };
     let dir = units();
+    // verify runs `man` for each Documentation=man: page.
     let output = Command::new(analyze)
         .arg("verify")
         .args(UNITS)
+        .env("MANPATH", dir.path().join("man"))
         .current_dir(dir.path())
         .output()
         .unwrap();

@@ -181,3 +181,125 @@ pub(crate) struct RawRelated {
     /// default: the rule's table.
     pub parent: Option<String>,
 }
+
+/// The JSON Schemas in `schema/` (for editors) accept exactly the keys
+/// these structs accept, and no other: a key added here and not there, or
+/// the other way round, fails this test.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::{self, Visitor};
+    use serde_json::Value;
+
+    /// Answers only `deserialize_struct`, by noting the field names a
+    /// derived `Deserialize` hands it (renames applied), then stopping.
+    struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for FieldNames<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields noted"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    fn fields_of<T: for<'de> Deserialize<'de>>() -> Vec<String> {
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(FieldNames(&mut fields));
+        assert!(
+            !fields.is_empty(),
+            "{} is not a struct",
+            std::any::type_name::<T>()
+        );
+        let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+        fields.sort();
+        fields
+    }
+
+    fn schema(name: &str) -> Value {
+        let path = format!("{}/schema/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    /// The keys of an object schema, which must refuse any other key.
+    fn keys_of(schema: &Value, at: &str) -> Vec<String> {
+        let object = schema.pointer(at).unwrap_or_else(|| panic!("no {at}"));
+        assert_eq!(
+            object["additionalProperties"],
+            Value::Bool(false),
+            "{at} must refuse unknown keys, as serde's deny_unknown_fields does"
+        );
+        let mut keys: Vec<String> = object["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{at} has no properties"))
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn the_config_schema_has_every_key_and_no_other() {
+        let config = schema("glemsel.schema.json");
+        assert_eq!(keys_of(&config, ""), fields_of::<RawConfig>());
+        assert_eq!(
+            keys_of(&config, "/definitions/store"),
+            fields_of::<RawStore>()
+        );
+    }
+
+    #[test]
+    fn the_rule_schema_has_every_key_and_no_other() {
+        let rules = schema("rules.schema.json");
+        // The top level is read by hand in load.rs: categories and rule.
+        assert_eq!(keys_of(&rules, ""), ["categories", "rule"]);
+        assert_eq!(
+            keys_of(&rules, "/definitions/category"),
+            fields_of::<RawCategory>()
+        );
+        assert_eq!(keys_of(&rules, "/definitions/rule"), fields_of::<RawRule>());
+        let after = "/definitions/rule/properties/after/anyOf";
+        assert_eq!(
+            keys_of(&rules, &format!("{after}/1")),
+            fields_of::<RawLatest>()
+        );
+        assert_eq!(
+            keys_of(&rules, &format!("{after}/2")),
+            fields_of::<RawEarliest>()
+        );
+        // Each kind of related table takes some of RawRelated's keys (load.rs
+        // refuses the others); together they are all of them.
+        let mut related = Vec::new();
+        for kind in ["join", "hold_table", "cascade"] {
+            let keys = keys_of(
+                &rules,
+                &format!("/definitions/rule/properties/{kind}/items"),
+            );
+            assert!(
+                keys.iter().all(|k| fields_of::<RawRelated>().contains(k)),
+                "{kind}: {keys:?}"
+            );
+            related.extend(keys);
+        }
+        related.sort();
+        related.dedup();
+        assert_eq!(related, fields_of::<RawRelated>());
+    }
+}

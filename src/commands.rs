@@ -556,6 +556,12 @@ pub async fn copy_warnings(
                 step.table
             ));
         }
+        if step.vacuum_after && !store.may_vacuum(&step.table).await? {
+            found.push(format!(
+                "vacuum_after is set, but this role may not VACUUM {}: only the table's owner may (PostgreSQL 17 and later: a role granted MAINTAIN); the old row versions stay until the owner vacuums it",
+                step.table
+            ));
+        }
         warnings.extend(
             found
                 .into_iter()

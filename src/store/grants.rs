@@ -28,6 +28,8 @@ pub struct TableNeeds {
     /// (`SELECT ... FOR UPDATE`, before a delete's cascades) but updates
     /// none: PostgreSQL lets a role lock a row only with an UPDATE right.
     pub lock: Option<String>,
+    /// A rule reclaims the table's old row versions (`vacuum_after`).
+    pub vacuum: bool,
 }
 
 impl TableNeeds {
@@ -36,6 +38,7 @@ impl TableNeeds {
         self.delete |= other.delete;
         self.update.extend(other.update);
         self.lock = self.lock.take().or(other.lock);
+        self.vacuum |= other.vacuum;
     }
 }
 
@@ -50,7 +53,10 @@ impl Needs {
     pub fn of<'s>(steps: impl IntoIterator<Item = &'s Step>) -> Needs {
         let mut needs = Needs::default();
         for step in steps {
-            let mut main = TableNeeds::default();
+            let mut main = TableNeeds {
+                vacuum: step.vacuum_after,
+                ..TableNeeds::default()
+            };
             match &step.action {
                 StepAction::Delete => {
                     main.delete = true;
@@ -103,6 +109,17 @@ impl Needs {
     }
 }
 
+/// What lets a role VACUUM a table, for `vacuum_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VacuumRight {
+    /// Nothing to reclaim (MySQL, MariaDB): no right is needed.
+    NotNeeded,
+    /// A right of its own (PostgreSQL 17 and later: MAINTAIN).
+    Grant(&'static str),
+    /// Only the table's owner may (PostgreSQL before 17): no grant helps.
+    OwnerOnly,
+}
+
 /// How one dialect writes grants.
 pub(crate) struct GrantSyntax<'a> {
     /// Quotes names.
@@ -111,6 +128,7 @@ pub(crate) struct GrantSyntax<'a> {
     pub grantee: String,
     /// Whether a row lock needs an UPDATE right (PostgreSQL).
     pub lock_needs_update: bool,
+    pub vacuum: VacuumRight,
 }
 
 impl GrantSyntax<'_> {
@@ -122,43 +140,67 @@ impl GrantSyntax<'_> {
     pub fn table_grants(&self, needs: &Needs) -> Vec<String> {
         let mut lines = Vec::new();
         for (table, need) in &needs.tables {
-            let mut rights = vec!["SELECT".to_string()];
-            let mut why = vec!["read"];
-            if need.delete {
-                rights.push("DELETE".into());
-                why.push("delete");
-            }
-            let update: Vec<&String> = match (&need.lock, self.lock_needs_update) {
-                (Some(lock), true) if need.update.is_empty() => {
-                    why.push(
-                        "lock the due rows before their cascades go (SELECT ... FOR UPDATE, which PostgreSQL allows only with UPDATE of some column; the role never updates it)",
-                    );
-                    vec![lock]
-                }
-                _ => need.update.iter().collect(),
-            };
-            if !need.update.is_empty() {
-                why.push("pseudonymise");
-            }
-            if !update.is_empty() {
-                let columns: Vec<String> = update.iter().map(|c| self.dialect.quote(c)).collect();
-                rights.push(format!("UPDATE ({})", columns.join(", ")));
-            }
+            let granted = self.rights(need);
             let rules: Vec<&str> = need.rules.iter().map(String::as_str).collect();
             lines.push(format!(
                 "-- {} {}: {}",
                 if rules.len() == 1 { "rule" } else { "rules" },
                 rules.join(", "),
-                why.join(", ")
+                granted.why.join(", ")
             ));
+            lines.extend(granted.notes.iter().map(|note| format!("-- {note}")));
             lines.push(format!(
                 "GRANT {} ON {} TO {};",
-                rights.join(", "),
+                granted.rights.join(", "),
                 self.table(table),
                 self.grantee
             ));
         }
         lines
+    }
+
+    /// The rights one table's needs come to, with why, and what no right
+    /// can give.
+    fn rights(&self, need: &TableNeeds) -> Granted {
+        let mut granted = Granted {
+            rights: vec!["SELECT".to_string()],
+            why: vec!["read"],
+            notes: Vec::new(),
+        };
+        if need.delete {
+            granted.rights.push("DELETE".into());
+            granted.why.push("delete");
+        }
+        if !need.update.is_empty() {
+            granted.why.push("pseudonymise");
+        }
+        let update: Vec<&String> = match (&need.lock, self.lock_needs_update) {
+            (Some(lock), true) if need.update.is_empty() => {
+                granted.why.push(
+                    "lock the due rows before their cascades go (SELECT ... FOR UPDATE, which PostgreSQL allows only with UPDATE of some column; the role never updates it)",
+                );
+                vec![lock]
+            }
+            _ => need.update.iter().collect(),
+        };
+        if !update.is_empty() {
+            let columns: Vec<String> = update.iter().map(|c| self.dialect.quote(c)).collect();
+            granted
+                .rights
+                .push(format!("UPDATE ({})", columns.join(", ")));
+        }
+        match (need.vacuum, self.vacuum) {
+            (true, VacuumRight::Grant(right)) => {
+                granted.rights.push(right.to_string());
+                granted.why.push("VACUUM (vacuum_after)");
+            }
+            (true, VacuumRight::OwnerOnly) => granted.notes.extend([
+                "vacuum_after: before PostgreSQL 17 only the table's owner may VACUUM it, and no grant",
+                "allows it: VACUUM it from the owner's own job after glemsel's runs (check warns)",
+            ]),
+            _ => {}
+        }
+        granted
     }
 
     /// The audit table: created by the DBA, then only read and appended.
@@ -177,6 +219,13 @@ impl GrantSyntax<'_> {
             ),
         ]
     }
+}
+
+/// One table's rights, why it needs them, and what no grant can give.
+struct Granted {
+    rights: Vec<String>,
+    why: Vec<&'static str>,
+    notes: Vec<&'static str>,
 }
 
 /// A MySQL account for GRANT: `user@host` (host `%` when not given), each
@@ -198,6 +247,7 @@ mod tests {
             delete,
             update: update.iter().map(|c| c.to_string()).collect(),
             lock: lock.map(str::to_string),
+            vacuum: false,
         }
     }
 
@@ -216,6 +266,7 @@ mod tests {
             dialect: &Postgres,
             grantee: Postgres.quote("glemsel"),
             lock_needs_update: true,
+            vacuum: VacuumRight::Grant("MAINTAIN"),
         };
         let statements: Vec<String> = pg
             .table_grants(&all)
@@ -236,11 +287,30 @@ mod tests {
             dialect: &Mysql,
             grantee: mysql_account("glemsel"),
             lock_needs_update: false,
+            vacuum: VacuumRight::NotNeeded,
         };
         assert_eq!(
             my.table_grants(&all)[1],
             "GRANT SELECT, DELETE ON `public`.`accounts` TO 'glemsel'@'%';"
         );
+        // vacuum_after: PostgreSQL 17 grants MAINTAIN; before, only a note.
+        all.tables.get_mut(&t("customers")).unwrap().vacuum = true;
+        assert!(pg.table_grants(&all).contains(
+            &r#"GRANT SELECT, UPDATE ("email", "name"), MAINTAIN ON "public"."customers" TO "glemsel";"#
+                .to_string()
+        ));
+        let old = GrantSyntax {
+            vacuum: VacuumRight::OwnerOnly,
+            ..pg
+        };
+        let lines = old.table_grants(&all);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("-- vacuum_after: before PostgreSQL 17"))
+        );
+        assert!(lines.iter().all(|l| !l.contains("MAINTAIN")));
+        assert!(my.table_grants(&all).iter().all(|l| !l.contains("vacuum")));
         let audit = my.audit_grants(&t("glemsel_audit"), "CREATE TABLE x");
         assert!(
             audit

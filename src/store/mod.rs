@@ -427,6 +427,13 @@ pub trait Store: Send {
         Ok(())
     }
 
+    /// Whether this role may [`Store::vacuum`] the table: PostgreSQL lets
+    /// only its owner (from 17, also a role granted MAINTAIN). True where
+    /// there is nothing to reclaim.
+    async fn may_vacuum(&mut self, _table: &TableRef) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     /// Whether old row versions outlive a change until something reclaims
     /// them (PostgreSQL's MVCC), so a rule should say `vacuum_after`.
     fn keeps_old_versions(&self) -> bool {

@@ -1003,6 +1003,7 @@ impl Store for MysqlStore {
             dialect: &Mysql,
             grantee: grants::mysql_account(role),
             lock_needs_update: false,
+            vacuum: grants::VacuumRight::NotNeeded,
         };
         let mut lines = vec![
             "-- Run as an account that may grant these rights. The account must exist:".to_string(),

@@ -26,6 +26,7 @@ use crate::commands::{self, step_for};
 use crate::execute::{self, Refusal, RunContext, Shutdown, StepError, Trigger};
 use crate::exit::Exit;
 use crate::metrics;
+use crate::period::PeriodKind;
 use crate::rules::{self, Policy, Rule, StoreConfig};
 use crate::schedule::Schedule;
 use crate::store::{self, Store};
@@ -468,6 +469,24 @@ async fn rule_task(
     }
 }
 
+/// A deadline rule acts `max_duration` ahead for its run to finish in; a
+/// run that took longer may have finished after a deadline.
+fn warn_if_overlong(rule: &Rule, seconds: f64) {
+    let max = rule.timing.max_duration;
+    if seconds <= max.num_seconds() as f64 {
+        return;
+    }
+    let max_duration = crate::period::describe_duration(max);
+    match rule.timing.kind {
+        PeriodKind::Deadline => {
+            tracing::warn!(rule = %rule.id, seconds, %max_duration, "the run took longer than max_duration, so rows may have gone after their deadline; raise max_duration (the lead grows with it)")
+        }
+        PeriodKind::Minimum => {
+            tracing::info!(rule = %rule.id, seconds, %max_duration, "the run took longer than max_duration")
+        }
+    }
+}
+
 /// One run of a rule: connect, check, run, disconnect. Until its first
 /// audit row a stop (or a reload) abandons it; after that it stops after
 /// the batch in flight. Failures are logged, counted, and recorded in the
@@ -529,6 +548,7 @@ async fn run_once(
                 Ok(Ok(step)) => match execute::run_step(store, &step, &ctx).await {
                     Ok(report) => {
                         tracing::info!(rule = %rule.id, rows = report.rows_changed, status = ?report.status, ?trigger, "run done");
+                        warn_if_overlong(rule, report.seconds);
                         None
                     }
                     Err(StepError::Refused(Refusal::LockHeld { .. })) => {

@@ -394,7 +394,7 @@ pub async fn run_step(
             .into());
         }
         (StepAction::Pseudonymise { .. }, Some(key)) => Some(key),
-        (StepAction::Delete, _) => None,
+        (StepAction::Delete | StepAction::Anonymise { .. }, _) => None,
     };
     if !store.try_lock(&step.rule_id).await? {
         return Err(Refusal::LockHeld {

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod demo;
 pub mod execute;
 pub mod exit;
+pub mod generalise;
 pub mod metrics;
 pub mod period;
 pub mod plan;

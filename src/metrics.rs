@@ -27,6 +27,7 @@ struct Metrics {
     registry: Registry,
     rows_deleted: Family<RuleLabels, Counter>,
     rows_pseudonymised: Family<RuleLabels, Counter>,
+    rows_anonymised: Family<RuleLabels, Counter>,
     rows_held: Family<RuleLabels, Gauge>,
     runs: Family<RuleLabels, Counter>,
     failures: Family<RuleLabels, Counter>,
@@ -45,6 +46,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry: Registry::default(),
         rows_deleted: Family::default(),
         rows_pseudonymised: Family::default(),
+        rows_anonymised: Family::default(),
         rows_held: Family::default(),
         runs: Family::default(),
         failures: Family::default(),
@@ -60,6 +62,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "rows_pseudonymised",
         "Rows pseudonymised, per rule",
         metrics.rows_pseudonymised.clone(),
+    );
+    registry.register(
+        "rows_anonymised",
+        "Rows anonymised, per rule",
+        metrics.rows_anonymised.clone(),
     );
     registry.register(
         "rows_held",
@@ -108,6 +115,7 @@ pub fn run_ended(report: &StepReport) {
     METRICS.runs.get_or_create(&rule).inc();
     let changed = match report.action {
         "delete" => &METRICS.rows_deleted,
+        "anonymise" => &METRICS.rows_anonymised,
         _ => &METRICS.rows_pseudonymised,
     };
     changed.get_or_create(&rule).inc_by(report.rows_changed);

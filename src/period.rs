@@ -17,7 +17,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Weekday};
+use chrono::{
+    DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc,
+    Weekday,
+};
+use chrono_tz::Tz;
 
 /// The unit a retention period counts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -470,6 +474,176 @@ impl fmt::Display for Retention {
     }
 }
 
+/// Which kind of promise a rule's period is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeriodKind {
+    /// Nothing goes before the period has passed: a statutory duty such as
+    /// bookkeeping ("kept 5 years"). Rows are due at the end of the period
+    /// and go at the first run after it. The default.
+    #[default]
+    Minimum,
+    /// Everything is gone before the period has passed: "at most", "up
+    /// to", "no later than", "within". Rows are due a lead time before the
+    /// end of the period, so the run that takes them finishes before it.
+    Deadline,
+}
+
+impl PeriodKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodKind::Minimum => "minimum",
+            PeriodKind::Deadline => "deadline",
+        }
+    }
+}
+
+impl FromStr for PeriodKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "minimum" => Ok(PeriodKind::Minimum),
+            "deadline" => Ok(PeriodKind::Deadline),
+            other => Err(format!(
+                "kind {other:?} is not known; use \"minimum\" (nothing goes before the period ends) or \"deadline\" (everything is gone before it ends)"
+            )),
+        }
+    }
+}
+
+/// A length of time such as `lead = "1 day"` or `max_duration = "2 hours"`:
+/// a whole number of minutes, hours, days (24 hours) or weeks.
+pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
+    let mut words = text.split_whitespace();
+    let amount: i64 = words
+        .next()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (0..=100_000).contains(n))
+        .ok_or_else(|| {
+            format!("{text:?} must start with a whole number, e.g. \"1 hour\" or \"2 days\"")
+        })?;
+    let unit: Vec<&str> = words.collect();
+    let minutes = match unit.join(" ").to_ascii_lowercase().as_str() {
+        "minute" | "minutes" => 1,
+        "hour" | "hours" => 60,
+        "day" | "days" => 24 * 60,
+        "week" | "weeks" => 7 * 24 * 60,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use minutes, hours, days or weeks"
+            ));
+        }
+    };
+    Ok(TimeDelta::minutes(amount * minutes))
+}
+
+/// A length of time as people say it: `1 day 2 hours`, `25 hours 30 minutes`.
+/// Days are named only from 48 hours on, so a daily schedule's longest gap
+/// reads `25 hours`.
+pub fn describe_duration(span: TimeDelta) -> String {
+    let seconds = span.num_seconds().max(0);
+    let (days, rest) = if seconds >= 2 * 86_400 {
+        (seconds / 86_400, seconds % 86_400)
+    } else {
+        (0, seconds)
+    };
+    let parts = [
+        (days, "day"),
+        (rest / 3_600, "hour"),
+        (rest % 3_600 / 60, "minute"),
+        (rest % 60, "second"),
+    ];
+    let words: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n} {unit}{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    if words.is_empty() {
+        "0 minutes".into()
+    } else {
+        words.join(" ")
+    }
+}
+
+/// The instant a wall-clock time names. Of an ambiguous time (autumn) the
+/// earlier; a time that does not exist (spring) is moved back until it does,
+/// so a bound never moves later than the wall clock says.
+pub fn local_to_instant(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
+    let mut probe = local;
+    loop {
+        if let Some(at) = zone.from_local_datetime(&probe).earliest() {
+            return at.with_timezone(&Utc);
+        }
+        probe -= TimeDelta::minutes(1);
+    }
+}
+
+/// The years events are sampled from to judge a period as a whole
+/// ([`Retention::shortest_span`], [`Retention::first_event_beyond`]): leap
+/// years, both kinds of February, and every daylight-saving change in them.
+const SAMPLE_YEARS: std::ops::RangeInclusive<i32> = 2024..=2031;
+
+/// Every day of [`SAMPLE_YEARS`] at 00:00, 12:00 and its last microsecond.
+fn sample_events() -> impl Iterator<Item = NaiveDateTime> {
+    let times = [
+        NaiveTime::MIN,
+        NaiveTime::from_hms_opt(12, 0, 0).expect("noon"),
+        NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).expect("a time"),
+    ];
+    let first = NaiveDate::from_yo_opt(*SAMPLE_YEARS.start(), 1).expect("a date");
+    let last = NaiveDate::from_yo_opt(*SAMPLE_YEARS.end() + 1, 1).expect("a date");
+    first
+        .iter_days()
+        .take_while(move |day| *day < last)
+        .flat_map(move |day| times.map(|time| day.and_time(time)))
+}
+
+/// Which side of another period's end a rule's moment must stay on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Not before it: a floor (a category's minimum).
+    NotBefore,
+    /// Not after it: a ceiling (a category's deadline).
+    NotAfter,
+}
+
+impl Retention {
+    /// The shortest real time from an event to its due moment, over
+    /// events on every day of several years (wall-clock times in `zone`).
+    /// A deadline rule's lead must fit in it, or rows would be due before
+    /// their event happened and still go too late.
+    pub fn shortest_span(&self, zone: Tz) -> TimeDelta {
+        sample_events()
+            .map(|event| local_to_instant(self.due_at(event), zone) - local_to_instant(event, zone))
+            .min()
+            .expect("some days")
+    }
+
+    /// The first sampled event at which this period's due moment, moved by
+    /// `shift`, falls on the wrong `side` of `bound`'s, counted from the
+    /// same event; `None` when it never does. A category's minimum is a
+    /// floor no rule of it may go before (`shift` = minus the rule's
+    /// lead); its deadline a ceiling no rule may stay past (`shift` = how
+    /// long after its due moment a row is gone at the latest).
+    pub fn first_event_beyond(
+        &self,
+        shift: TimeDelta,
+        side: Side,
+        bound: &Retention,
+        zone: Tz,
+    ) -> Option<NaiveDateTime> {
+        sample_events().find(|event| {
+            let ours = local_to_instant(self.due_at(*event), zone) + shift;
+            let theirs = local_to_instant(bound.due_at(*event), zone);
+            match side {
+                Side::NotBefore => ours < theirs,
+                Side::NotAfter => ours > theirs,
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,6 +859,122 @@ mod tests {
             retention("0 working days", &[]).due_at(at("2026-11-22T08:00:00")),
             at("2026-11-23")
         );
+    }
+
+    #[test]
+    fn kinds_and_durations_parse() {
+        assert_eq!("minimum".parse::<PeriodKind>(), Ok(PeriodKind::Minimum));
+        assert_eq!("deadline".parse::<PeriodKind>(), Ok(PeriodKind::Deadline));
+        assert!(
+            "maximum"
+                .parse::<PeriodKind>()
+                .unwrap_err()
+                .contains("use \"minimum\"")
+        );
+        assert_eq!(PeriodKind::default(), PeriodKind::Minimum);
+        assert_eq!(parse_duration("90 minutes"), Ok(TimeDelta::minutes(90)));
+        assert_eq!(parse_duration("1 hour"), Ok(TimeDelta::hours(1)));
+        assert_eq!(parse_duration("2 Days"), Ok(TimeDelta::days(2)));
+        assert_eq!(parse_duration("1 week"), Ok(TimeDelta::days(7)));
+        assert!(
+            parse_duration("1 month")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(describe_duration(TimeDelta::hours(25)), "25 hours");
+        assert_eq!(describe_duration(TimeDelta::hours(26)), "26 hours");
+        assert_eq!(
+            describe_duration(TimeDelta::hours(170) + TimeDelta::minutes(1)),
+            "7 days 2 hours 1 minute"
+        );
+        assert_eq!(describe_duration(TimeDelta::zero()), "0 minutes");
+    }
+
+    /// The shortest real time a period can last: what a deadline's lead
+    /// must fit in.
+    #[test]
+    fn shortest_spans() {
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let span = |rule: Retention| rule.shortest_span(zone);
+        // 30 days across the spring change last 30 days less an hour.
+        assert_eq!(
+            span(retention("30 days", &[])),
+            TimeDelta::days(30) - TimeDelta::hours(1)
+        );
+        assert_eq!(
+            retention("30 days", &[]).shortest_span(Tz::UTC),
+            TimeDelta::days(30)
+        );
+        // A month from 28 February.
+        assert_eq!(
+            retention("1 month", &[]).shortest_span(Tz::UTC),
+            TimeDelta::days(28)
+        );
+        // Three working days from a Monday.
+        assert_eq!(
+            working_days("3 working days", danish()).shortest_span(zone),
+            TimeDelta::days(3)
+        );
+        assert_eq!(span(retention("0 days", &[])), TimeDelta::zero());
+        // Rounding up only lengthens: a year from the end of the year.
+        assert!(span(retention("1 year", &[RoundUp::CalendarYearEnd])) >= TimeDelta::days(365));
+    }
+
+    /// A floor and a ceiling, one level up: the first event a rule's
+    /// period breaks them at.
+    #[test]
+    fn floors_and_ceilings() {
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let five = retention("5 years", &[]);
+        let from_year_end = retention("5 years", &[FY_JUNE]);
+        let three = retention("3 years", &[]);
+        // 5 years from the end of the financial year never goes before 5 years.
+        assert_eq!(
+            from_year_end.first_event_beyond(TimeDelta::zero(), Side::NotBefore, &five, zone),
+            None
+        );
+        // 3 years does, at once.
+        assert_eq!(
+            three.first_event_beyond(TimeDelta::zero(), Side::NotBefore, &five, zone),
+            Some(at("2024-01-01"))
+        );
+        // A deadline of 36 months acting 26 hours ahead stays within 36
+        // months; a minimum of 36 months gone 26 hours after its end does not.
+        let months = retention("36 months", &[]);
+        let lead = TimeDelta::hours(26);
+        assert_eq!(
+            months.first_event_beyond(-lead + lead, Side::NotAfter, &months, zone),
+            None
+        );
+        assert_eq!(
+            months.first_event_beyond(lead, Side::NotAfter, &months, zone),
+            Some(at("2024-01-01"))
+        );
+        // 12 months is within a ceiling of 36.
+        assert_eq!(
+            retention("12 months", &[]).first_event_beyond(lead, Side::NotAfter, &months, zone),
+            None
+        );
+    }
+
+    /// A deadline's rows are due a lead before the end of their period:
+    /// the bound of `now + lead`. Every row due then is gone by the run
+    /// after it, within the lead.
+    #[test]
+    fn a_lead_moves_the_bound_not_the_period() {
+        let thirty = retention("30 days", &[]);
+        let lead = TimeDelta::hours(26);
+        let now = at("2026-09-30T02:30:00");
+        // Entered 2026-09-01 00:00: deadline 2026-10-01 00:00.
+        let entered = at("2026-09-01");
+        assert!(!thirty.is_due(entered, now));
+        assert!(entered < thirty.first_not_due(now + lead));
+        // Due from 2026-09-29 22:00, 26 hours before its deadline, and not before.
+        let acts = thirty.due_at(entered) - lead;
+        assert_eq!(acts, at("2026-09-29T22:00:00"));
+        assert!(entered < thirty.first_not_due(acts + lead));
+        assert!(entered >= thirty.first_not_due(acts + lead - TimeDelta::microseconds(1)));
     }
 
     #[test]

@@ -7,13 +7,14 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 
-use crate::period::Retention;
-use crate::pseudonym::{ColumnAction, TokenShape, redacted_text};
+use crate::generalise::ip_prefix;
+use crate::period::{PeriodKind, Retention};
+use crate::pseudonym::{ColumnAction, HmacKey, TokenShape, redacted_text};
 use crate::rules::{
-    Action, Combine, Diagnostic, Engine, Location, Related, Rule, StoreConfig, TableRef,
+    Action, Combine, Diagnostic, Engine, Location, Related, Rule, StoreConfig, TableRef, Timing,
 };
 use std::collections::BTreeMap;
 
@@ -54,18 +55,7 @@ impl Moment {
     }
 }
 
-/// The instant a wall-clock time names. Of an ambiguous time (autumn) the
-/// earlier; a time that does not exist (spring) is moved back until it does,
-/// so a bound never moves later than the wall clock says.
-pub fn local_to_instant(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
-    let mut probe = local;
-    loop {
-        if let Some(at) = zone.from_local_datetime(&probe).earliest() {
-            return at.with_timezone(&Utc);
-        }
-        probe -= chrono::TimeDelta::minutes(1);
-    }
-}
+pub use crate::period::local_to_instant;
 
 /// Rows of another table that belong to each row of a step's table.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -191,23 +181,49 @@ pub struct CascadeStep {
     pub parent: Option<usize>,
 }
 
-/// One column change of a pseudonymising step.
+/// One column change of a pseudonymising or anonymising step.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ColumnChange {
     pub column: Column,
     pub action: ColumnAction,
     #[serde(skip)]
     pub token: Option<TokenShape>,
-    /// What `redact` writes.
+    /// What `redact` writes, and what `ip_prefix` writes for a value that
+    /// is no IP address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redacted: Option<String>,
+}
+
+impl ColumnChange {
+    /// The value the worker writes for `value`, or `None` when it is done
+    /// already (a token, an IP prefix). `key` is needed for tokens only.
+    pub fn worker_value(&self, key: Option<&HmacKey>, value: &str) -> Option<String> {
+        match (&self.token, self.action) {
+            (Some(shape), _) => {
+                let key = key.expect("a token needs the key");
+                (!shape.is_token(value)).then(|| shape.token(key, value))
+            }
+            (None, ColumnAction::IpPrefix) => {
+                let redacted = self.redacted.as_deref().expect("ip_prefix has its text");
+                let prefix = ip_prefix(value, self.column.max_chars, redacted);
+                (prefix != value).then_some(prefix)
+            }
+            (None, other) => unreachable!("{other} is computed in SQL"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum StepAction {
     Delete,
-    Pseudonymise { columns: Vec<ColumnChange> },
+    Pseudonymise {
+        columns: Vec<ColumnChange>,
+    },
+    /// Like pseudonymise, with no keyed tokens (check refuses them).
+    Anonymise {
+        columns: Vec<ColumnChange>,
+    },
 }
 
 impl StepAction {
@@ -219,6 +235,60 @@ impl StepAction {
         match self {
             StepAction::Delete => "delete",
             StepAction::Pseudonymise { .. } => "pseudonymise",
+            StepAction::Anonymise { .. } => "anonymise",
+        }
+    }
+
+    /// The column changes of an in-place action; `None` for a delete.
+    pub fn columns(&self) -> Option<&[ColumnChange]> {
+        match self {
+            StepAction::Delete => None,
+            StepAction::Pseudonymise { columns } | StepAction::Anonymise { columns } => {
+                Some(columns)
+            }
+        }
+    }
+}
+
+/// When a step's rows go, for the report: the kind of the period, how far
+/// ahead of a deadline the step acts, and the latest moment the rows due
+/// now will be gone.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepTiming {
+    pub kind: PeriodKind,
+    /// How long before the end of its period a row is due: 0 for a minimum.
+    pub lead_seconds: i64,
+    /// How the lead was arrived at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_reason: Option<String>,
+    /// The moment the due bound is computed for: `as_of` plus the lead.
+    pub acts_as_of: DateTime<Utc>,
+    pub max_duration_seconds: i64,
+    /// The rule's schedule (its own or the config's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The first scheduled run at or after `as_of`.
+    pub next_run: Option<DateTime<Utc>>,
+    /// The latest moment the rows due now are gone: the next scheduled run
+    /// plus `max_duration`. `None` without a schedule (they go when glemsel
+    /// is run).
+    pub gone_by: Option<DateTime<Utc>>,
+}
+
+impl StepTiming {
+    fn of(timing: &Timing, as_of: DateTime<Utc>) -> StepTiming {
+        let next_run = timing.schedule.as_ref().and_then(|(schedule, zone)| {
+            schedule.next_after(as_of - chrono::TimeDelta::milliseconds(1), *zone)
+        });
+        StepTiming {
+            kind: timing.kind,
+            lead_seconds: timing.lead.num_seconds(),
+            lead_reason: timing.lead_reason.clone(),
+            acts_as_of: as_of + timing.lead,
+            max_duration_seconds: timing.max_duration.num_seconds(),
+            schedule: timing.schedule.as_ref().map(|(s, _)| s.to_string()),
+            next_run,
+            gone_by: next_run.map(|at| at + timing.max_duration),
         }
     }
 }
@@ -234,6 +304,8 @@ pub struct Step {
     pub category: String,
     pub retention: String,
     pub as_of: DateTime<Utc>,
+    /// Minimum or deadline; for a deadline, `due` is computed a lead ahead.
+    pub timing: StepTiming,
     pub due: DueCondition,
     /// The rule's extra condition (trusted SQL).
     #[serde(rename = "where")]
@@ -612,71 +684,12 @@ pub fn build_step(
             }
             Some(StepAction::Delete)
         }
-        Action::Pseudonymise { columns } => {
-            let mut changes = Vec::new();
-            for (name, action) in columns {
-                let at = rule.at.columns.get(name).unwrap_or(&rule.at.rule);
-                let Some(c) = column(name) else {
-                    problems.push(at, format!("columns: {table} has no column {name:?}"));
-                    continue;
-                };
-                let problem = if key.iter().any(|k| k.name == *name)
-                    || schema.primary_key.contains(name)
-                {
-                    Some(format!(
-                        "columns: {name:?} is part of the key of {table}; keys are never changed"
-                    ))
-                } else if action.needs_text() && c.kind != ColumnKind::Text {
-                    Some(format!(
-                        "columns: {name:?} is {}; {} needs a text column",
-                        c.data_type,
-                        action.as_str()
-                    ))
-                } else if let Some(fk) = schema
-                    .referenced_by
-                    .iter()
-                    .find(|fk| fk.references.contains(name))
-                {
-                    Some(format!(
-                        "columns: {name:?} is referenced by {} ({}); it cannot change",
-                        fk.table,
-                        fk.columns.join(", ")
-                    ))
-                } else if *action == ColumnAction::Redact && schema.unique_columns.contains(name) {
-                    Some(format!(
-                        "columns: {name:?} is in a unique index of {table}; redact writes the same text into every row, so the second row would fail. Use hmac (distinct values stay distinct) or null"
-                    ))
-                } else if *action != ColumnAction::Null && schema.foreign_key_columns.contains(name)
-                {
-                    Some(format!(
-                        "columns: {name:?} is a foreign key of {table}: a new value would point at no row of the table it references. Use null, or change the referenced table"
-                    ))
-                } else if *action == ColumnAction::Null && !c.nullable {
-                    Some(format!(
-                        "columns: {name:?} is NOT NULL, so it cannot be set to null; use redact or hmac"
-                    ))
-                } else {
-                    c.max_chars.filter(|max| *max < action.min_length()).map(|max| {
-                        format!(
-                            "columns: {name:?} holds at most {max} characters; {} needs at least {}",
-                            action.as_str(),
-                            action.min_length()
-                        )
-                    })
-                };
-                if let Some(problem) = problem {
-                    problems.push(at, problem);
-                    continue;
-                }
-                changes.push(ColumnChange {
-                    column: c.clone(),
-                    action: *action,
-                    token: TokenShape::for_column(*action, c.max_chars),
-                    redacted: (*action == ColumnAction::Redact).then(|| redacted_text(c.max_chars)),
-                });
-            }
-            Some(StepAction::Pseudonymise { columns: changes })
-        }
+        Action::Pseudonymise { columns } => Some(StepAction::Pseudonymise {
+            columns: column_changes(columns, schema, &key, rule, &mut problems),
+        }),
+        Action::Anonymise { columns } => Some(StepAction::Anonymise {
+            columns: column_changes(columns, schema, &key, rule, &mut problems),
+        }),
     };
 
     let joins: Option<Vec<JoinStep>> = joins.into_iter().collect();
@@ -691,12 +704,15 @@ pub fn build_step(
         combine: rule.event.combine,
         kind,
     };
+    let timing = StepTiming::of(&rule.timing, as_of);
+    // A deadline is due a lead ahead: the bound a run uses is the one of
+    // `as_of + lead`. A minimum's lead is zero: it never goes early.
     let due = due_condition(
         &rule.retention,
         event,
         &rule.empty_dates,
         store.time_zone,
-        as_of,
+        timing.acts_as_of,
     );
     Ok(Step {
         rule_id: rule.id.clone(),
@@ -707,6 +723,7 @@ pub fn build_step(
         category: rule.category.clone(),
         retention: rule.retention.to_string(),
         as_of,
+        timing,
         due,
         filter: rule.filter.clone(),
         joins,
@@ -720,6 +737,134 @@ pub fn build_step(
         batch_ms: rule.batch_ms,
         rule_fingerprint: rule.fingerprint.clone(),
     })
+}
+
+/// The column changes of a pseudonymising or anonymising rule, each
+/// checked against its column.
+fn column_changes(
+    columns: &[(String, ColumnAction)],
+    schema: &TableSchema,
+    key: &[Column],
+    rule: &Rule,
+    problems: &mut Problems<'_>,
+) -> Vec<ColumnChange> {
+    let table = &rule.table;
+    let mut changes = Vec::new();
+    for (name, action) in columns {
+        let at = rule.at.columns.get(name).unwrap_or(&rule.at.rule);
+        let Some(c) = schema.column(name) else {
+            problems.push(at, format!("columns: {table} has no column {name:?}"));
+            continue;
+        };
+        let anonymise = matches!(rule.action, Action::Anonymise { .. });
+        if let Some(problem) = column_problem(name, *action, c, schema, key, table, anonymise) {
+            problems.push(at, problem);
+            continue;
+        }
+        let redacted = matches!(action, ColumnAction::Redact | ColumnAction::IpPrefix)
+            .then(|| redacted_text(c.max_chars));
+        changes.push(ColumnChange {
+            column: c.clone(),
+            action: *action,
+            token: TokenShape::for_column(*action, c.max_chars),
+            redacted,
+        });
+    }
+    changes
+}
+
+/// Why `action` cannot be done to column `c`, if it cannot.
+fn column_problem(
+    name: &str,
+    action: ColumnAction,
+    c: &Column,
+    schema: &TableSchema,
+    key: &[Column],
+    table: &TableRef,
+    anonymise: bool,
+) -> Option<String> {
+    let spreads = !matches!(
+        action,
+        ColumnAction::Hmac | ColumnAction::HmacEmail | ColumnAction::Null
+    );
+    if key.iter().any(|k| k.name == name) || schema.primary_key.iter().any(|k| k == name) {
+        Some(format!(
+            "columns: {name:?} is part of the key of {table}; keys are never changed"
+        ))
+    } else if let ColumnAction::Truncate(part) = action
+        && c.kind != ColumnKind::Date
+        && c.kind != ColumnKind::Timestamp
+    {
+        Some(match c.kind {
+            ColumnKind::TimestampTz => format!(
+                "columns: {name:?} is {}, an instant: which {} it falls in depends on the zone it is read in, so {} takes a date or a timestamp without time zone. Use null",
+                c.data_type,
+                part.as_str(),
+                part.as_str()
+            ),
+            _ => format!(
+                "columns: {name:?} is {}; {} needs a date or a timestamp",
+                c.data_type,
+                part.as_str()
+            ),
+        })
+    } else if action.needs_text() && c.kind != ColumnKind::Text {
+        Some(format!(
+            "columns: {name:?} is {}; {} needs a text column",
+            c.data_type,
+            action.as_str()
+        ))
+    } else if let Some(fk) = schema
+        .referenced_by
+        .iter()
+        .find(|fk| fk.references.iter().any(|r| r == name))
+    {
+        Some(format!(
+            "columns: {name:?} is referenced by {} ({}); it cannot change",
+            fk.table,
+            fk.columns.join(", ")
+        ))
+    } else if spreads && schema.unique_columns.iter().any(|u| u == name) {
+        Some(format!(
+            "columns: {name:?} is in a unique index of {table}; {}, so the second row would fail. Use {}null",
+            if action == ColumnAction::Redact {
+                "redact writes the same text into every row".to_string()
+            } else {
+                format!("{action} can give many rows the same value")
+            },
+            if anonymise {
+                ""
+            } else {
+                "hmac (distinct values stay distinct) or "
+            }
+        ))
+    } else if action != ColumnAction::Null && schema.foreign_key_columns.iter().any(|f| f == name) {
+        Some(format!(
+            "columns: {name:?} is a foreign key of {table}: a new value would point at no row of the table it references. Use null, or change the referenced table"
+        ))
+    } else if action == ColumnAction::Null && !c.nullable {
+        Some(format!(
+            "columns: {name:?} is NOT NULL, so it cannot be set to null; use redact{}",
+            if anonymise { "" } else { " or hmac" }
+        ))
+    } else if let ColumnAction::Prefix(n) = action
+        && c.max_chars.is_some_and(|max| max <= usize::from(n))
+    {
+        Some(format!(
+            "columns: {name:?} holds at most {} characters, so prefix:{n} would keep every value whole",
+            c.max_chars.unwrap_or_default()
+        ))
+    } else {
+        c.max_chars
+            .filter(|max| *max < action.min_length())
+            .map(|max| {
+                format!(
+                    "columns: {name:?} holds at most {max} characters; {} needs at least {}",
+                    action.as_str(),
+                    action.min_length()
+                )
+            })
+    }
 }
 
 /// A delete must not be widened or blocked by a foreign key the rule does
@@ -938,6 +1083,90 @@ mod tests {
             "2022-06-30T21:30:00Z".parse().unwrap(),
         );
         assert_eq!(earlier.bound, Moment::Date("2016-07-01".parse().unwrap()));
+    }
+
+    fn timing(kind: PeriodKind, lead_hours: i64) -> Timing {
+        Timing {
+            kind,
+            lead: chrono::TimeDelta::hours(lead_hours),
+            lead_reason: None,
+            max_duration: chrono::TimeDelta::hours(1),
+            schedule: Some((
+                "0 30 2 * * *".parse().unwrap(),
+                "Europe/Copenhagen".parse().unwrap(),
+            )),
+            settle: Some(chrono::TimeDelta::hours(26)),
+        }
+    }
+
+    /// A deadline's bound is the one of `as_of + lead`; a minimum's is the
+    /// one of `as_of`. A purchase entered on 2026-09-01 with "no later than
+    /// 30 days" must be gone before 2026-10-01 00:00: a daily 02:30 run
+    /// (26 hours of lead) takes it on 30 September, a minimum on 1 October.
+    #[test]
+    fn deadlines_act_a_lead_ahead_and_minimums_never_do() {
+        let thirty = Retention {
+            period: "30 days".parse().unwrap(),
+            round_up: vec![],
+            calendar: Default::default(),
+        };
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let entered: NaiveDate = "2026-09-01".parse().unwrap();
+        let due_at = |kind, as_of: &str| {
+            let as_of: DateTime<Utc> = as_of.parse().unwrap();
+            let lead = if kind == PeriodKind::Deadline { 26 } else { 0 };
+            let step_timing = StepTiming::of(&timing(kind, lead), as_of);
+            let due = due_condition(
+                &thirty,
+                event(column("entered", ColumnKind::Date, true, None)),
+                &[],
+                zone,
+                step_timing.acts_as_of,
+            );
+            let Moment::Date(bound) = due.bound else {
+                panic!()
+            };
+            entered < bound
+        };
+        // 30 September, 02:30 Copenhagen: the deadline run takes it.
+        assert!(due_at(PeriodKind::Deadline, "2026-09-30T00:30:00Z"));
+        // The run the night before does not: 26 hours are not yet left.
+        assert!(!due_at(PeriodKind::Deadline, "2026-09-29T00:30:00Z"));
+        // A minimum waits for the end of the period, to the minute.
+        assert!(!due_at(PeriodKind::Minimum, "2026-09-30T21:59:59Z"));
+        assert!(due_at(PeriodKind::Minimum, "2026-09-30T22:00:00Z"));
+    }
+
+    #[test]
+    fn the_latest_moment_rows_go() {
+        let as_of: DateTime<Utc> = "2026-09-29T12:00:00Z".parse().unwrap();
+        let deadline = StepTiming::of(&timing(PeriodKind::Deadline, 26), as_of);
+        assert_eq!(deadline.lead_seconds, 26 * 3600);
+        assert_eq!(deadline.acts_as_of, as_of + chrono::TimeDelta::hours(26));
+        // The next 02:30 in Copenhagen (CEST), plus an hour for the run.
+        assert_eq!(
+            deadline.next_run,
+            Some("2026-09-30T00:30:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            deadline.gone_by,
+            Some("2026-09-30T01:30:00Z".parse().unwrap())
+        );
+        let minimum = StepTiming::of(&timing(PeriodKind::Minimum, 0), as_of);
+        assert_eq!(minimum.acts_as_of, as_of);
+        assert_eq!(minimum.gone_by, deadline.gone_by);
+        // At a run's own time, that run is the next.
+        let at_run = StepTiming::of(
+            &timing(PeriodKind::Minimum, 0),
+            "2026-09-30T00:30:00Z".parse().unwrap(),
+        );
+        assert_eq!(at_run.next_run, deadline.next_run);
+        // Without a schedule nobody knows when the next run comes.
+        let unscheduled = Timing {
+            schedule: None,
+            ..timing(PeriodKind::Deadline, 24)
+        };
+        assert_eq!(StepTiming::of(&unscheduled, as_of).gone_by, None);
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use crate::generalise::DatePart;
+
 /// Every token starts with this, which is also how a re-run recognises a
 /// value that is already pseudonymised.
 pub const TOKEN_PREFIX: &str = "psn_";
@@ -110,9 +112,8 @@ impl HmacKey {
     }
 }
 
-/// What happens to one column of a pseudonymised row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// What happens to one column of a pseudonymised or anonymised row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ColumnAction {
     /// `psn_<hex>`: same value, same token, so joins survive.
     Hmac,
@@ -122,21 +123,87 @@ pub enum ColumnAction {
     Null,
     /// Replace with `[redacted]`.
     Redact,
+    /// A date or wall-clock timestamp to the first instant of its year or
+    /// month (computed in SQL).
+    Truncate(DatePart),
+    /// An IP address to its /24 (IPv4) or /48 (IPv6); anything else to the
+    /// redacted text (computed in the worker).
+    IpPrefix,
+    /// The first N characters (computed in SQL).
+    Prefix(u16),
 }
 
 impl ColumnAction {
+    /// The actions a rule file may name, for messages.
+    pub const NAMES: &'static str =
+        "hmac, hmac_email, null, redact, year, month, ip_prefix or prefix:N";
+
+    /// Reads a rule file's column action: `hmac`, `year`, `prefix:3`, ...
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "hmac" => ColumnAction::Hmac,
+            "hmac_email" => ColumnAction::HmacEmail,
+            "null" => ColumnAction::Null,
+            "redact" => ColumnAction::Redact,
+            "year" => ColumnAction::Truncate(DatePart::Year),
+            "month" => ColumnAction::Truncate(DatePart::Month),
+            "ip_prefix" => ColumnAction::IpPrefix,
+            other => match other.strip_prefix("prefix:").map(str::parse::<u16>) {
+                Some(Ok(n)) if n > 0 => ColumnAction::Prefix(n),
+                Some(_) => {
+                    return Err(format!(
+                        "{other:?}: prefix:N keeps the first N characters, N a whole number from 1 to 65535"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "unknown column action {other:?}; use {}",
+                        Self::NAMES
+                    ));
+                }
+            },
+        })
+    }
+
+    /// The action as a rule file writes it.
+    pub fn name(self) -> String {
+        match self {
+            ColumnAction::Prefix(n) => format!("prefix:{n}"),
+            other => other.as_str().to_string(),
+        }
+    }
+
+    /// The action's name; `prefix` without its length.
     pub fn as_str(self) -> &'static str {
         match self {
             ColumnAction::Hmac => "hmac",
             ColumnAction::HmacEmail => "hmac_email",
             ColumnAction::Null => "null",
             ColumnAction::Redact => "redact",
+            ColumnAction::Truncate(part) => part.as_str(),
+            ColumnAction::IpPrefix => "ip_prefix",
+            ColumnAction::Prefix(_) => "prefix",
         }
+    }
+
+    /// Whether the action writes a keyed token (so needs the HMAC key, and
+    /// its result is pseudonymised, not anonymised, data).
+    pub fn is_keyed(self) -> bool {
+        matches!(self, ColumnAction::Hmac | ColumnAction::HmacEmail)
+    }
+
+    /// Whether the new value is computed in the worker (and written back by
+    /// key) rather than in SQL.
+    pub fn in_worker(self) -> bool {
+        matches!(
+            self,
+            ColumnAction::Hmac | ColumnAction::HmacEmail | ColumnAction::IpPrefix
+        )
     }
 
     /// Whether the column must hold text.
     pub fn needs_text(self) -> bool {
-        !matches!(self, ColumnAction::Null)
+        !matches!(self, ColumnAction::Null | ColumnAction::Truncate(_))
     }
 
     /// The shortest text column the action fits in.
@@ -144,9 +211,21 @@ impl ColumnAction {
         match self {
             ColumnAction::Hmac => TOKEN_PREFIX.len() + MIN_TOKEN_HEX,
             ColumnAction::HmacEmail => TOKEN_PREFIX.len() + MIN_TOKEN_HEX + EMAIL_SUFFIX.len(),
-            ColumnAction::Null => 0,
-            ColumnAction::Redact => 1,
+            ColumnAction::Null | ColumnAction::Truncate(_) => 0,
+            ColumnAction::Redact | ColumnAction::IpPrefix | ColumnAction::Prefix(_) => 1,
         }
+    }
+}
+
+impl fmt::Display for ColumnAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl serde::Serialize for ColumnAction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
     }
 }
 
@@ -166,7 +245,7 @@ impl TokenShape {
         let suffix = match action {
             ColumnAction::Hmac => "",
             ColumnAction::HmacEmail => EMAIL_SUFFIX,
-            ColumnAction::Null | ColumnAction::Redact => return None,
+            _ => return None,
         };
         let hex_len = match max_len {
             Some(len) => len
@@ -199,11 +278,17 @@ impl TokenShape {
             })
     }
 
-    /// A POSIX/PCRE regular expression that matches exactly what
+    /// A POSIX regular expression (PostgreSQL's) that matches exactly what
     /// [`TokenShape::is_token`] accepts.
     pub fn regex(&self) -> String {
+        self.regex_ending("$")
+    }
+
+    /// The same with another end-of-text anchor: PCRE (MariaDB) needs
+    /// `\z`, as its `$` also matches before a final newline.
+    pub fn regex_ending(&self, end: &str) -> String {
         format!(
-            "^{}[0-9a-f]{{{}}}{}$",
+            "^{}[0-9a-f]{{{}}}{}{end}",
             escape_regex(self.prefix),
             self.hex_len,
             escape_regex(self.suffix)

@@ -241,7 +241,7 @@ fn schedule_line(policy: &Policy, rule: &Rule) -> RuleReview {
                 .map(|c| c.related.table.to_string())
                 .collect(),
         ),
-        Action::Pseudonymise { columns } => (
+        Action::Pseudonymise { columns } | Action::Anonymise { columns } => (
             columns
                 .iter()
                 .map(|(column, action)| Treatment {
@@ -446,7 +446,7 @@ async fn claims(
                 .chain(rule.cascades.iter().map(|c| &c.related.table))
                 .map(|table| (table, None))
                 .collect(),
-            Action::Pseudonymise { columns } => vec![(
+            Action::Pseudonymise { columns } | Action::Anonymise { columns } => vec![(
                 &rule.table,
                 Some(columns.iter().map(|(c, _)| c.clone()).collect()),
             )],

@@ -12,6 +12,10 @@ use std::str::FromStr;
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
+/// Runs closer together than this are stepped over by
+/// [`Schedule::longest_gap`].
+const GAP_STEP: TimeDelta = TimeDelta::minutes(10);
+
 /// A validated cron expression: `sec min hour day-of-month month day-of-week [year]`.
 #[derive(Clone)]
 pub struct Schedule {
@@ -100,6 +104,34 @@ impl Schedule {
             .find(|at| *at > after)
     }
 
+    /// The longest time between two consecutive runs, over the 400 days
+    /// after `from` (every month, both daylight-saving changes), in `zone`;
+    /// `None` when the runs stop within them. A deadline rule acts this
+    /// much (and its `max_duration`) ahead, so the run after a row comes
+    /// due still takes it before its deadline.
+    ///
+    /// Runs closer together than [`GAP_STEP`] are stepped over, so a
+    /// schedule every second costs no more than one every ten minutes; the
+    /// gap found then errs long by less than a step, never short.
+    pub fn longest_gap(&self, from: DateTime<Utc>, zone: Tz) -> Option<TimeDelta> {
+        let end = from + TimeDelta::days(400);
+        let mut last = self.next_after(from, zone)?;
+        let mut longest = TimeDelta::zero();
+        while last < end {
+            let next = self.next_after(last, zone)?;
+            let next = if next - last < GAP_STEP {
+                // The last run before `last + GAP_STEP` is at least `last`,
+                // so measuring from `last` can only make the gap longer.
+                self.next_after(last + GAP_STEP - TimeDelta::seconds(1), zone)?
+            } else {
+                next
+            };
+            longest = longest.max(next - last);
+            last = next;
+        }
+        Some(longest)
+    }
+
     /// Whether a run was due between `last` and `now` (exclusive of `last`).
     pub fn missed_since(&self, last: DateTime<Utc>, now: DateTime<Utc>, zone: Tz) -> bool {
         self.next_after(last, zone).is_some_and(|next| next <= now)
@@ -168,6 +200,34 @@ mod tests {
             runs("0 30 2 * * *", "2026-10-25T01:10:00Z", 1),
             [utc("2026-10-26T01:30:00Z")]
         );
+    }
+
+    #[test]
+    fn longest_gaps() {
+        let zone: Tz = "Europe/Copenhagen".parse().unwrap();
+        let from = utc("2026-01-10T12:00:00Z");
+        let gap = |text: &str| text.parse::<Schedule>().unwrap().longest_gap(from, zone);
+        // Daily at 02:30: 25 hours when the clocks go back in October.
+        assert_eq!(gap("0 30 2 * * *"), Some(TimeDelta::hours(25)));
+        // In UTC a day is a day.
+        let daily: Schedule = "0 30 2 * * *".parse().unwrap();
+        assert_eq!(daily.longest_gap(from, Tz::UTC), Some(TimeDelta::hours(24)));
+        // Weekdays only: Friday to Monday, 73 hours across the October change.
+        assert_eq!(gap("0 30 2 * * MON-FRI"), Some(TimeDelta::hours(73)));
+        // Every hour: an hour, two across the autumn change (02:00 and
+        // 03:00 CEST, then the repeated hour is skipped... measured as run).
+        assert!(gap("0 0 * * * *").unwrap() <= TimeDelta::hours(2));
+        // Every second during the 02:00 hour: the rest of the day, to
+        // within a step.
+        let dense = gap("* * 2 * * *").unwrap();
+        assert!(dense >= TimeDelta::hours(23), "{dense}");
+        assert!(dense <= TimeDelta::hours(24) + GAP_STEP, "{dense}");
+        // Monthly on the 31st: from 31 August... the longest wait is two
+        // months without a 31st (31 July to 31 August is one; 31 October to
+        // 31 December two).
+        assert_eq!(gap("0 0 3 31 * *").map(|g| g.num_days()), Some(61));
+        // A schedule that ends has no longest gap.
+        assert_eq!(gap("0 0 3 * * * 2026"), None);
     }
 
     #[test]

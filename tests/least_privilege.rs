@@ -1,9 +1,10 @@
 //! Least privilege, on PostgreSQL and MariaDB: a role given exactly what
 //! `glemsel grants` prints runs every data-changing path (delete, delete
-//! with cascades, pseudonymise with tokens and with fixed values, a join,
-//! a hold column and a hold table) end to end, reads nothing else, and
-//! can neither change nor delete audit rows. `check` says when a role has
-//! more than it needs on the audit table.
+//! with cascades, pseudonymise with tokens and with fixed values, anonymise
+//! in the worker and in SQL, a join, a hold column and a hold table,
+//! vacuum_after) end to end, reads nothing else, and can neither change nor
+//! delete audit rows. `check` says when a role has more than it needs on
+//! the audit table.
 
 mod common;
 
@@ -39,6 +40,8 @@ INSERT INTO tickets VALUES (1, 1, 'login'), (2, 1, 'invoice'), (3, 2, 'other');
 CREATE TABLE messages (id INTEGER PRIMARY KEY,
     ticket_id INTEGER NOT NULL REFERENCES tickets (id), body VARCHAR(200));
 INSERT INTO messages VALUES (1, 1, 'hello'), (2, 2, 'hi'), (3, 3, 'hey');
+CREATE TABLE visits (id INTEGER PRIMARY KEY, ip VARCHAR(45), born DATE, at DATE);
+INSERT INTO visits VALUES (1, '10.1.2.3', '1980-06-15', '2019-01-01'), (2, '10.9.9.9', '1990-02-02', '2999-01-01');
 CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATE);
 INSERT INTO logs VALUES (1, '2019-01-01'), (2, '2999-01-01');
 CREATE TABLE secrets (id INTEGER PRIMARY KEY, value VARCHAR(80));
@@ -98,6 +101,16 @@ on = { ticket_id = "id" }
 parent = "tickets"
 
 [[rule]]
+id = "visits"
+store = "db"
+table = "visits"
+category = "test"
+after = "at"
+retain = "1 year"
+action = "anonymise"
+columns = { ip = "ip_prefix", born = "year" }
+
+[[rule]]
 id = "logs"
 store = "db"
 table = "logs"
@@ -154,6 +167,10 @@ fn expected_grants(kind: Kind, db: &str, role: &str) -> Vec<String> {
         grant(&format!("SELECT, UPDATE ({})", q("body")), "notes"),
         grant("SELECT", "orders"),
         grant("SELECT, DELETE", "tickets"),
+        grant(
+            &format!("SELECT, UPDATE ({}, {})", q("born"), q("ip")),
+            "visits",
+        ),
     ]);
     expected.push(format!(
         "CREATE TABLE IF NOT EXISTS {table}{} (",
@@ -319,12 +336,22 @@ async fn restricted_role_runs_every_path(kind: Kind) {
     assert_eq!(db.column(&ids("tickets")).await, [Some("3".to_string())]);
     assert_eq!(db.column(&ids("messages")).await, [Some("3".to_string())]);
     assert_eq!(db.column(&ids("logs")).await, two);
+    assert_eq!(
+        db.rows("SELECT ip, born FROM visits ORDER BY id").await,
+        [
+            [
+                Some(glemsel::generalise::ip_prefix("10.1.2.3", None, "-")),
+                Some("1980-01-01".into())
+            ],
+            [Some("10.9.9.9".into()), Some("1990-02-02".into())],
+        ]
+    );
 
     // One batch per rule, each between its run's start and finish.
     let audit = db
         .rows("SELECT rule_id, event, rows_affected, detail FROM glemsel_audit ORDER BY seq")
         .await;
-    for rule in ["customers", "notes", "accounts", "logs"] {
+    for rule in ["customers", "notes", "accounts", "visits", "logs"] {
         let events: Vec<(&str, &str)> = audit
             .iter()
             .filter(|r| r[0].as_deref() == Some(rule))

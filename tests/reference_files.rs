@@ -34,10 +34,13 @@ fn stores_of(rules: &Path) -> BTreeSet<String> {
     stores
 }
 
-/// A config for `rules` with each store it names, engine as given.
+/// A config for `rules` with each store it names, engine as given, and the
+/// deployment facts the seed sets need: a schedule (deadline rules act
+/// ahead of it) and whose holidays are days off (working days).
 fn config_for(dir: &Path, rules: &Path, engine: &str) -> PathBuf {
     let mut config = format!(
-        "timezone = \"Europe/Copenhagen\"\nfinancial_year_end = \"06-30\"\nkey_file = \"key\"\nrules = {:?}\n",
+        "timezone = \"Europe/Copenhagen\"\nfinancial_year_end = \"06-30\"\nkey_file = \"key\"\nrules = {:?}\n\
+         schedule = \"0 30 2 * * *\"\nholidays = \"DK\"\n",
         rules.display().to_string()
     );
     for store in stores_of(rules) {
@@ -84,6 +87,10 @@ fn declared_rules(files: &[PathBuf], config_year_end: &str) -> Vec<[String; 4]> 
                 other => panic!("{}: unknown rounding {other:?}", file.display()),
             };
             let mut retention = field("retain");
+            // The test config counts working days with Danish holidays.
+            if retention.contains("working day") {
+                retention.push_str(" (Monday to Friday, less Danish public holidays)");
+            }
             let mut from = roundings.iter().rev();
             if let Some(last) = from.next() {
                 retention.push_str(&format!(" from the end of the {}", year(last)));
@@ -106,6 +113,7 @@ fn loaded_rules(policy: &glemsel::rules::Policy) -> Vec<[String; 4]> {
             let action = match rule.action {
                 glemsel::rules::Action::Delete => "delete",
                 glemsel::rules::Action::Pseudonymise { .. } => "pseudonymise",
+                glemsel::rules::Action::Anonymise { .. } => "anonymise",
             };
             [
                 rule.id.clone(),

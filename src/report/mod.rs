@@ -15,6 +15,7 @@ use chrono_tz::Tz;
 
 use crate::commands::{PlanReport, StepOutcome, StoreGrants, Verdict};
 use crate::execute::Status;
+use crate::period::{PeriodKind, describe_duration};
 use crate::plan::{Hold, Moment, RelatedStep, Step, StepAction};
 
 /// `1234567` → `1,234,567`.
@@ -87,13 +88,39 @@ pub fn bound_text(bound: &Moment, timezone: &str) -> String {
 fn action_text(step: &Step) -> String {
     match &step.action {
         StepAction::Delete => "delete rows".into(),
-        StepAction::Pseudonymise { columns } => {
+        StepAction::Pseudonymise { columns } | StepAction::Anonymise { columns } => {
             let parts: Vec<String> = columns
                 .iter()
-                .map(|c| format!("{} → {}", c.column.name, c.action.as_str()))
+                .map(|c| format!("{} → {}", c.column.name, c.action))
                 .collect();
-            format!("pseudonymise {}", parts.join(", "))
+            format!("{} {}", step.action.as_str(), parts.join(", "))
         }
+    }
+}
+
+/// Minimum or deadline, and for a deadline how far ahead it acts.
+fn kind_text(step: &Step) -> String {
+    let timing = &step.timing;
+    match timing.kind {
+        PeriodKind::Minimum => "minimum: nothing goes before the end of its period".into(),
+        PeriodKind::Deadline => format!(
+            "deadline: rows go {} before the end of their period ({})",
+            describe_duration(TimeDelta::seconds(timing.lead_seconds)),
+            timing.lead_reason.as_deref().unwrap_or("lead")
+        ),
+    }
+}
+
+/// The latest moment the rows due now are gone.
+fn gone_by_text(step: &Step, tz: &str) -> String {
+    let timing = &step.timing;
+    match timing.gone_by {
+        Some(at) => format!(
+            "{}: the next scheduled run, + max_duration {}",
+            local(at, tz),
+            describe_duration(TimeDelta::seconds(timing.max_duration_seconds))
+        ),
+        None => "the next time glemsel runs the rule (it has no schedule)".into(),
     }
 }
 
@@ -145,12 +172,14 @@ pub fn plan_text(report: &PlanReport) -> String {
             step.retention,
             step.due.event.describe(&step.joins)
         );
+        let _ = writeln!(out, "  kind      {}", kind_text(step));
         let _ = writeln!(
             out,
             "  due when  {} {}",
             step.due.event.describe(&step.joins),
             bound_text(&step.due.bound, &report.timezone)
         );
+        let _ = writeln!(out, "  gone by   {}", gone_by_text(step, &report.timezone));
         if let Some(filter) = &step.filter {
             let _ = writeln!(out, "  where     {filter}");
         }
@@ -209,8 +238,13 @@ pub fn plan_text(report: &PlanReport) -> String {
             thousands(c.held),
             thousands(c.undated)
         );
-        if matches!(step.action, StepAction::Pseudonymise { .. }) {
-            let _ = write!(rows, ", {} already pseudonymised", thousands(c.done));
+        if step.action.columns().is_some() {
+            let done = if step.action.as_str() == "anonymise" {
+                "anonymised"
+            } else {
+                "pseudonymised"
+            };
+            let _ = write!(rows, ", {} already {done}", thousands(c.done));
         }
         let _ = writeln!(out, "{rows}, {} in the table", thousands(c.rows));
         if let Some(max) = step.max_rows {
@@ -249,10 +283,10 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                     out,
                     "rule {}: {} {} rows in table {} of store {} ({} batch{}, {:.1} s): {status}",
                     r.rule_id,
-                    if r.action == "delete" {
-                        "deleted"
-                    } else {
-                        "pseudonymised"
+                    match r.action {
+                        "delete" => "deleted",
+                        "anonymise" => "anonymised",
+                        _ => "pseudonymised",
                     },
                     thousands(r.rows_changed),
                     r.table,

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use chrono::{Datelike as _, NaiveDate};
+use chrono::{Datelike as _, NaiveDate, TimeDelta};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -20,9 +21,12 @@ use super::source::Source;
 use super::{
     Action, Cascade, Category, Combine, Connection, Diagnostic, Diagnostics, Engine, EventRef,
     EventSpec, HoldTable, Join, Location, Policy, Related, Rule, RuleLocations, SecretSource,
-    Settings, StoreConfig, TableRef, Tls, check_identifier,
+    Settings, StoreConfig, TableRef, Timing, Tls, check_identifier,
 };
-use crate::period::{Calendar, Holidays, Period, Retention, RoundUp, Unit};
+use crate::period::{
+    Calendar, Holidays, Period, PeriodKind, Retention, RoundUp, Side, Unit, describe_duration,
+    parse_duration,
+};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
 
@@ -101,6 +105,10 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         calendar: settings.calendar.as_ref(),
         default_batch_size: settings.batch_size,
         default_batch_ms: settings.batch_ms,
+        timezone: settings.timezone,
+        default_schedule: settings.schedule.as_ref(),
+        default_lead: settings.lead,
+        gaps: RefCell::new(HashMap::new()),
     };
     let mut rules: Vec<Rule> = Vec::new();
     let mut seen: HashMap<String, Location> = HashMap::new();
@@ -299,6 +307,10 @@ fn settings(
             .schedule
             .as_ref()
             .and_then(|s| parse_schedule(source, s, None, diags)),
+        lead: raw
+            .lead
+            .as_ref()
+            .and_then(|l| parse_span(source, l, "lead", None, diags)),
         metrics_listen: raw
             .metrics_listen
             .as_ref()
@@ -837,12 +849,25 @@ fn parse_rule_file(
                                 continue;
                             }
                             category_at.insert(name.clone(), name_at);
+                            let mut bound = |text: &Option<Spanned<String>>, what: &str| {
+                                text.as_ref().and_then(|text| match text.get_ref().parse::<Period>() {
+                                    Ok(period) => Some(period),
+                                    Err(err) => {
+                                        diags.push(source.span_location(Some(text.span())), None, format!("category {name}: {what}: {err}"));
+                                        None
+                                    }
+                                })
+                            };
+                            let minimum = bound(&raw.minimum, "minimum");
+                            let deadline = bound(&raw.deadline, "deadline");
                             categories.insert(
                                 name.clone(),
                                 Category {
                                     name,
                                     description: raw.description,
                                     legal_basis: raw.legal_basis,
+                                    minimum,
+                                    deadline,
                                 },
                             );
                         }
@@ -884,6 +909,12 @@ struct RuleContext<'a> {
     calendar: Option<&'a Calendar>,
     default_batch_size: u64,
     default_batch_ms: u64,
+    /// The zone schedules are read in.
+    timezone: Tz,
+    default_schedule: Option<&'a Schedule>,
+    default_lead: Option<TimeDelta>,
+    /// Each schedule's longest gap, computed once per load.
+    gaps: RefCell<HashMap<String, Option<TimeDelta>>>,
 }
 
 fn validate_rule(
@@ -1010,70 +1041,46 @@ fn validate_rule(
     });
 
     let mut column_locations = BTreeMap::new();
-    let action = match raw.action.get_ref().as_str() {
+    let action_name = raw.action.get_ref().as_str();
+    let action = match action_name {
         "delete" => {
             if let Some(columns) = &raw.columns {
                 diags.push(
                     loc(columns.span()),
                     rule,
-                    "columns apply only to action = \"pseudonymise\"; a delete removes whole rows",
+                    "columns apply only to action = \"pseudonymise\" or \"anonymise\"; a delete removes whole rows",
                 );
             }
             Some(Action::Delete)
         }
-        "pseudonymise" | "pseudonymize" => match &raw.columns {
-            None => {
-                diags.push(loc(raw.action.span()), rule, "action = \"pseudonymise\" needs columns = { <column> = \"hmac\" | \"hmac_email\" | \"null\" | \"redact\" }");
-                None
-            }
-            Some(columns) if columns.get_ref().is_empty() => {
-                diags.push(
-                    loc(columns.span()),
-                    rule,
-                    "columns is empty; name at least one column to pseudonymise",
-                );
-                None
-            }
-            Some(columns) => {
-                let mut actions = Vec::new();
-                for (name, action) in columns.get_ref() {
-                    let at = loc(action.span());
-                    if let Err(err) = check_identifier(name) {
-                        diags.push(at.clone(), rule, format!("columns: {err}"));
-                    }
-                    if event.as_ref().is_some_and(|e| e.uses_own(name)) {
-                        diags.push(at.clone(), rule, format!("column {name:?} is the event column; changing it would change when rows are due"));
-                    }
-                    if hold.as_ref() == Some(name) {
-                        diags.push(
-                            at.clone(),
-                            rule,
-                            format!("column {name:?} is the hold column"),
-                        );
-                    }
-                    let column_action = match action.get_ref().as_str() {
-                        "hmac" => Some(ColumnAction::Hmac),
-                        "hmac_email" => Some(ColumnAction::HmacEmail),
-                        "null" => Some(ColumnAction::Null),
-                        "redact" => Some(ColumnAction::Redact),
-                        other => {
-                            diags.push(at.clone(), rule, format!("unknown column action {other:?}; use hmac, hmac_email, null or redact"));
-                            None
-                        }
-                    };
-                    column_locations.insert(name.clone(), at);
-                    if let Some(column_action) = column_action {
-                        actions.push((name.clone(), column_action));
-                    }
+        "pseudonymise" | "pseudonymize" | "anonymise" | "anonymize" => {
+            let anonymise = action_name.starts_with("anonymi");
+            let columns = column_actions(
+                source,
+                raw,
+                ColumnRules {
+                    anonymise,
+                    event: event.as_ref(),
+                    hold: hold.as_deref(),
+                },
+                &mut column_locations,
+                diags,
+            );
+            columns.map(|columns| {
+                if anonymise {
+                    Action::Anonymise { columns }
+                } else {
+                    Action::Pseudonymise { columns }
                 }
-                Some(Action::Pseudonymise { columns: actions })
-            }
-        },
+            })
+        }
         other => {
             diags.push(
                 loc(raw.action.span()),
                 rule,
-                format!("unknown action {other:?}; use \"delete\" or \"pseudonymise\""),
+                format!(
+                    "unknown action {other:?}; use \"delete\", \"pseudonymise\" or \"anonymise\""
+                ),
             );
             None
         }
@@ -1126,11 +1133,47 @@ fn validate_rule(
         .schedule
         .as_ref()
         .and_then(|s| parse_schedule(source, s, rule, diags));
+    let zone = store_config.map_or(ctx.timezone, |s| s.time_zone);
+    let timing = timing(
+        source,
+        raw,
+        Period0 {
+            retention: period.map(|period| Retention {
+                period,
+                round_up: round_up.clone(),
+                calendar: ctx.calendar.cloned().unwrap_or_default(),
+            }),
+            zone,
+        },
+        schedule.as_ref(),
+        ctx,
+        diags,
+    );
+    if let (Some(category), Some(period), Some(timing)) = (
+        ctx.categories.get(raw.category.get_ref()),
+        period,
+        timing.as_ref(),
+    ) {
+        let retention = Retention {
+            period,
+            round_up: round_up.clone(),
+            calendar: ctx.calendar.cloned().unwrap_or_default(),
+        };
+        check_category_bounds(
+            raw,
+            category,
+            &retention,
+            timing,
+            zone,
+            loc(raw.category.span()),
+            diags,
+        );
+    }
     if !cascades.is_empty() && raw.action.get_ref() != "delete" {
         diags.push(
             loc(raw.action.span()),
             rule,
-            "[[rule.cascade]] applies to action = \"delete\"; pseudonymising keeps rows, so their children stay",
+            "[[rule.cascade]] applies to action = \"delete\"; pseudonymising or anonymising keeps rows, so their children stay",
         );
     }
     if diags.0.len() > errors_before {
@@ -1184,6 +1227,7 @@ fn validate_rule(
         batch_size,
         batch_ms,
         schedule,
+        timing: timing?,
         fingerprint,
         at: RuleLocations {
             rule: rule_at,
@@ -1195,6 +1239,346 @@ fn validate_rule(
             columns: column_locations,
         },
     })
+}
+
+/// What a deadline's lead is checked against: the rule's retention (if
+/// it parsed) and the zone its periods are counted in.
+struct Period0 {
+    retention: Option<Retention>,
+    zone: Tz,
+}
+
+/// A run may take this long unless the rule says otherwise: a deadline
+/// acts early enough for the run after its rows come due to finish.
+const DEFAULT_MAX_DURATION: TimeDelta = TimeDelta::hours(1);
+
+/// `kind`, `lead` and `max_duration`: whether the period is a minimum or a
+/// deadline, and for a deadline how far ahead of it rows are due.
+///
+/// A deadline acts ahead by the longest gap between two runs of its
+/// schedule plus `max_duration`, so the first run after a row comes due
+/// finishes before the row's deadline. Without a schedule (a timer, or by
+/// hand) the rule or the config must say `lead`; a `lead` next to a
+/// schedule may be longer than the schedule needs, never shorter. A
+/// period shorter than the lead cannot be met at all: refused.
+fn timing(
+    source: &Source,
+    raw: &RawRule,
+    period: Period0,
+    schedule: Option<&Schedule>,
+    ctx: &RuleContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<Timing> {
+    let rule = Some(raw.id.get_ref().as_str());
+    let loc = |span: std::ops::Range<usize>| source.span_location(Some(span));
+    let errors_before = diags.0.len();
+    let kind = match &raw.kind {
+        None => PeriodKind::Minimum,
+        Some(kind) => kind.get_ref().parse().unwrap_or_else(|err| {
+            diags.push(loc(kind.span()), rule, err);
+            PeriodKind::Minimum
+        }),
+    };
+    let max_duration = match &raw.max_duration {
+        None => DEFAULT_MAX_DURATION,
+        Some(text) => {
+            parse_span(source, text, "max_duration", rule, diags).unwrap_or(DEFAULT_MAX_DURATION)
+        }
+    };
+    let given = raw
+        .lead
+        .as_ref()
+        .and_then(|lead| parse_span(source, lead, "lead", rule, diags));
+    let schedule = schedule.or(ctx.default_schedule);
+    let gap = schedule.map(|schedule| {
+        *ctx.gaps
+            .borrow_mut()
+            .entry(schedule.to_string())
+            .or_insert_with(|| schedule.longest_gap(chrono::Utc::now(), ctx.timezone))
+    });
+    let timing = |lead, lead_reason, settle| Timing {
+        kind,
+        lead,
+        lead_reason,
+        max_duration,
+        schedule: schedule.map(|s| (s.clone(), ctx.timezone)),
+        settle,
+    };
+    let kind_at = raw
+        .kind
+        .as_ref()
+        .map_or(loc(raw.id.span()), |k| loc(k.span()));
+    if kind == PeriodKind::Minimum {
+        if let Some(lead) = &raw.lead {
+            diags.push(
+                loc(lead.span()),
+                rule,
+                "lead applies to kind = \"deadline\": a minimum never goes early",
+            );
+        }
+        // How soon after coming due a minimum's row is gone, for a
+        // category's deadline: the schedule's, else the config's lead.
+        let settle = match gap {
+            Some(gap) => gap.map(|gap| gap + max_duration),
+            None => ctx.default_lead,
+        };
+        return (diags.0.len() == errors_before).then(|| timing(TimeDelta::zero(), None, settle));
+    }
+    let needed = match (schedule, gap) {
+        (None, _) | (_, None) => None,
+        (Some(schedule), Some(gap)) => match gap {
+            Some(gap) => Some((
+                gap + max_duration,
+                format!(
+                    "schedule \"{schedule}\" leaves up to {} between runs, + max_duration {}",
+                    describe_duration(gap),
+                    describe_duration(max_duration)
+                ),
+            )),
+            None => {
+                diags.push(
+                        kind_at.clone(),
+                        rule,
+                        format!("kind = \"deadline\": schedule \"{schedule}\" stops running within the next 400 days, so nothing would meet the deadline after it"),
+                    );
+                return None;
+            }
+        },
+    };
+    let given = match &raw.lead {
+        // Parsed above; a lead that did not parse has been reported.
+        Some(text) => Some((given?, format!("lead = \"{}\"", text.get_ref()))),
+        None => ctx.default_lead.map(|lead| {
+            (
+                lead,
+                format!("lead = \"{}\" in glemsel.toml", describe_duration(lead)),
+            )
+        }),
+    };
+    let settle = match (&needed, &given) {
+        (Some((needed, _)), _) => Some(*needed),
+        (None, given) => given.as_ref().map(|(lead, _)| *lead),
+    };
+    let (lead, reason) = match (given, needed) {
+        (Some((lead, _)), Some((needed, why))) if lead < needed => {
+            diags.push(
+                raw.lead.as_ref().map_or(kind_at.clone(), |l| loc(l.span())),
+                rule,
+                format!(
+                    "lead {} is shorter than the schedule needs: {why}, {} in all; a row that came due just after a run would be gone only after its deadline",
+                    describe_duration(lead),
+                    describe_duration(needed)
+                ),
+            );
+            return None;
+        }
+        (Some(given), _) => given,
+        (None, Some(needed)) => needed,
+        (None, None) => {
+            diags.push(
+                kind_at,
+                rule,
+                "kind = \"deadline\" needs to know how often glemsel runs, to act early enough: set schedule (in the rule, or a default in glemsel.toml) or, for a timer or runs by hand, lead = \"<how long before the deadline rows must go>\"",
+            );
+            return None;
+        }
+    };
+    if let Some(retention) = &period.retention {
+        let shortest = retention.shortest_span(period.zone);
+        if shortest < lead {
+            diags.push(
+                kind_at,
+                rule,
+                format!(
+                    "kind = \"deadline\": retain \"{}\" can end {} after its event, but the rule must act {} ahead ({reason}): the schedule is too sparse to meet it; run the rule more often",
+                    retention.period,
+                    describe_duration(shortest),
+                    describe_duration(lead),
+                ),
+            );
+            return None;
+        }
+    }
+    Some(timing(lead, Some(reason), settle))
+}
+
+/// A category's minimum and deadline, one level up from a rule's own
+/// `kind`: no rule of the category may let its data go before the
+/// category's minimum has passed since the rule's event (counting the
+/// rule's lead), nor keep it past the category's deadline (counting how
+/// long after coming due a row is gone at the latest).
+fn check_category_bounds(
+    raw: &RawRule,
+    category: &Category,
+    retention: &Retention,
+    timing: &Timing,
+    zone: Tz,
+    at: Location,
+    diags: &mut Diagnosed,
+) {
+    let rule = Some(raw.id.get_ref().as_str());
+    let bound = |period: Period| Retention {
+        period,
+        round_up: Vec::new(),
+        calendar: retention.calendar.clone(),
+    };
+    let name = &category.name;
+    let moment = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+    if let Some(floor) = category.minimum
+        && let Some(event) =
+            retention.first_event_beyond(-timing.lead, Side::NotBefore, &bound(floor), zone)
+    {
+        diags.push(
+            at.clone(),
+            rule,
+            format!(
+                "category {name} keeps its data at least {floor} (minimum), but this rule's data could go sooner: an event at {} would be due at {}, before {}",
+                moment(event),
+                moment(retention.due_at(event) - timing.lead),
+                moment(floor.add_to(event, &retention.calendar))
+            ),
+        );
+    }
+    let Some(ceiling) = category.deadline else {
+        return;
+    };
+    match timing.settle {
+        None => diags.push(
+            at,
+            rule,
+            format!(
+                "category {name} has its data gone within {ceiling} (deadline), but nothing says how often this rule runs: set a schedule (or lead)"
+            ),
+        ),
+        Some(settle) => {
+            if let Some(event) = retention.first_event_beyond(
+                settle - timing.lead,
+                Side::NotAfter,
+                &bound(ceiling),
+                zone,
+            ) {
+                diags.push(
+                    at,
+                    rule,
+                    format!(
+                        "category {name} has its data gone within {ceiling} (deadline), but this rule's could stay longer: an event at {} would be gone only by {}, after {}{}",
+                        moment(event),
+                        moment(retention.due_at(event) - timing.lead + settle),
+                        moment(ceiling.add_to(event, &retention.calendar)),
+                        if timing.kind == PeriodKind::Minimum {
+                            "; should the rule be kind = \"deadline\"?"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A length of time (`lead`, `max_duration`): more than nothing, at most
+/// a year.
+fn parse_span(
+    source: &Source,
+    text: &Spanned<String>,
+    what: &str,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<TimeDelta> {
+    match parse_duration(text.get_ref()) {
+        Ok(span) if span > TimeDelta::zero() && span <= TimeDelta::days(366) => Some(span),
+        Ok(_) => {
+            diags.push(
+                source.span_location(Some(text.span())),
+                rule,
+                format!("{what} must be more than nothing and at most a year"),
+            );
+            None
+        }
+        Err(err) => {
+            diags.push(
+                source.span_location(Some(text.span())),
+                rule,
+                format!("{what}: {err}"),
+            );
+            None
+        }
+    }
+}
+
+/// What the columns of an in-place action may not be.
+struct ColumnRules<'a> {
+    anonymise: bool,
+    event: Option<&'a EventSpec>,
+    hold: Option<&'a str>,
+}
+
+/// `columns = { ... }` of a pseudonymise or anonymise rule, each action
+/// read and checked; `None` when they are missing or empty.
+fn column_actions(
+    source: &Source,
+    raw: &RawRule,
+    rules: ColumnRules<'_>,
+    locations: &mut BTreeMap<String, Location>,
+    diags: &mut Diagnosed,
+) -> Option<Vec<(String, ColumnAction)>> {
+    let rule = Some(raw.id.get_ref().as_str());
+    let loc = |span: std::ops::Range<usize>| source.span_location(Some(span));
+    let action = raw.action.get_ref();
+    let columns = match &raw.columns {
+        None => {
+            diags.push(
+                loc(raw.action.span()),
+                rule,
+                format!(
+                    "action = {action:?} needs columns = {{ <column> = \"<action>\", ... }} with {}",
+                    ColumnAction::NAMES
+                ),
+            );
+            return None;
+        }
+        Some(columns) if columns.get_ref().is_empty() => {
+            diags.push(
+                loc(columns.span()),
+                rule,
+                format!("columns is empty; name at least one column to {action}"),
+            );
+            return None;
+        }
+        Some(columns) => columns,
+    };
+    let mut actions = Vec::new();
+    for (name, text) in columns.get_ref() {
+        let at = loc(text.span());
+        if let Err(err) = check_identifier(name) {
+            diags.push(at.clone(), rule, format!("columns: {err}"));
+        }
+        if rules.event.is_some_and(|e| e.uses_own(name)) {
+            diags.push(at.clone(), rule, format!("column {name:?} is the event column; changing it would change when rows are due"));
+        }
+        if rules.hold == Some(name.as_str()) {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("column {name:?} is the hold column"),
+            );
+        }
+        locations.insert(name.clone(), at.clone());
+        match ColumnAction::parse(text.get_ref()) {
+            Ok(column_action) if rules.anonymise && column_action.is_keyed() => diags.push(
+                at,
+                rule,
+                format!(
+                    "column {name:?}: {} writes a keyed token, which whoever holds the key can recompute from a guessed value: pseudonymised data, still personal data, not anonymised. Use null, redact or a generalisation (year, month, ip_prefix, prefix:N), or action = \"pseudonymise\" if that is what the policy allows",
+                    column_action.as_str()
+                ),
+            ),
+            Ok(column_action) => actions.push((name.clone(), column_action)),
+            Err(err) => diags.push(at, rule, err),
+        }
+    }
+    Some(actions)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1582,11 +1966,11 @@ columns = { x = "hmac" }
         assert_eq!(
             errors,
             vec![
-                "rules/crm.toml:17:21: rule crm-contacts: unknown column action \"md5\"; use hmac, hmac_email, null or redact",
+                "rules/crm.toml:17:21: rule crm-contacts: unknown column action \"md5\"; use hmac, hmac_email, null, redact, year, month, ip_prefix or prefix:N",
                 "rules/crm.toml:22:9: rule bad-two: unknown store \"nowhere\"; glemsel.toml defines: crm",
                 "rules/crm.toml:23:9: rule bad-two: table \"a.b.c\" has more than two parts; write schema.table, quoting a part that holds a dot",
                 "rules/crm.toml:26:10: rule bad-two: unknown unit \"fortnights\" in period \"12 fortnights\"; use days, working days, weeks, months or years",
-                "rules/crm.toml:28:11: rule bad-two: columns apply only to action = \"pseudonymise\"; a delete removes whole rows",
+                "rules/crm.toml:28:11: rule bad-two: columns apply only to action = \"pseudonymise\" or \"anonymise\"; a delete removes whole rows",
             ]
         );
     }
@@ -1812,6 +2196,275 @@ url = "postgres://user:secret@db/crm"
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].starts_with("glemsel.toml:1:1: closing_days needs holidays"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn anonymise_refuses_keyed_tokens() {
+        let anonymise = GOOD_RULE
+            .replace("action = \"pseudonymise\"", "action = \"anonymise\"")
+            .replace(
+                "columns = { email = \"hmac_email\", name = \"hmac\", phone = \"null\", note = \"redact\" }",
+                "columns = { email = \"hmac_email\", name = \"redact\", phone = \"null\", born = \"year\", ip = \"ip_prefix\", zip = \"prefix:2\" }",
+            );
+        let errors = Files::new(CONFIG, &[("crm.toml", &rule(&anonymise))]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("rules/crm.toml:17:21: rule crm-contacts: column \"email\": hmac_email writes a keyed token, which whoever holds the key can recompute from a guessed value: pseudonymised data"),
+            "{errors:?}"
+        );
+        let fixed = anonymise.replace("email = \"hmac_email\"", "email = \"null\"");
+        let policy = Files::new(CONFIG, &[("crm.toml", &rule(&fixed))])
+            .load()
+            .unwrap();
+        let loaded = &policy.rules[0];
+        assert_eq!(loaded.action.as_str(), "anonymise");
+        assert!(!loaded.needs_key());
+        assert_eq!(
+            loaded
+                .action
+                .columns()
+                .unwrap()
+                .iter()
+                .map(|(c, a)| format!("{c}={a}"))
+                .collect::<Vec<_>>(),
+            [
+                "born=year",
+                "email=null",
+                "ip=ip_prefix",
+                "name=redact",
+                "phone=null",
+                "zip=prefix:2"
+            ]
+        );
+        // Anonymising rules alone need no key.
+        let no_key = CONFIG.replace("key_file = \"hmac-key\"\n", "");
+        assert!(
+            Files::new(&no_key, &[("crm.toml", &rule(&fixed))])
+                .load()
+                .is_ok()
+        );
+        let bad = fixed.replace("\"prefix:2\"", "\"prefix:0\"");
+        let errors = Files::new(CONFIG, &[("crm.toml", &rule(&bad))]).errors();
+        assert!(
+            errors[0].contains("prefix:N keeps the first N characters"),
+            "{errors:?}"
+        );
+    }
+
+    const DAILY: &str = "schedule = \"0 30 2 * * *\"\n";
+
+    /// The test config with more top-level keys.
+    fn config_with(extra: &str) -> String {
+        CONFIG.replace("key_file", &format!("{extra}key_file"))
+    }
+
+    fn deadline(period: &str, extra: &str) -> String {
+        rule(&GOOD_RULE.replace(
+            "retain = \"36 months\"",
+            &format!("retain = \"{period}\"\nkind = \"deadline\"\n{extra}"),
+        ))
+    }
+
+    #[test]
+    fn a_minimum_never_goes_early() {
+        let policy = Files::new(&config_with(DAILY), &[("crm.toml", &rule(GOOD_RULE))])
+            .load()
+            .unwrap();
+        let timing = &policy.rules[0].timing;
+        assert_eq!(timing.kind, PeriodKind::Minimum);
+        assert_eq!(timing.lead, TimeDelta::zero());
+        assert_eq!(timing.max_duration, TimeDelta::hours(1));
+        // A lead on a minimum is a mistake, said so.
+        let text = rule(&GOOD_RULE.replace("retain", "lead = \"1 day\"\nretain"));
+        let errors = Files::new(CONFIG, &[("crm.toml", &text)]).errors();
+        assert_eq!(
+            errors,
+            [
+                "rules/crm.toml:12:8: rule crm-contacts: lead applies to kind = \"deadline\": a minimum never goes early"
+            ]
+        );
+    }
+
+    /// The config's schedule: daily at 02:30 in Copenhagen, 25 hours apart
+    /// at most (the autumn change), plus the default hour for the run.
+    #[test]
+    fn a_deadline_acts_a_schedule_gap_ahead() {
+        let config = config_with(DAILY);
+        let policy = Files::new(&config, &[("crm.toml", &deadline("30 days", ""))])
+            .load()
+            .unwrap();
+        let timing = &policy.rules[0].timing;
+        assert_eq!(timing.kind, PeriodKind::Deadline);
+        assert_eq!(timing.lead, TimeDelta::hours(26));
+        assert_eq!(
+            timing.lead_reason.as_deref(),
+            Some(
+                "schedule \"0 30 2 * * *\" leaves up to 25 hours between runs, + max_duration 1 hour"
+            )
+        );
+        // The rule's own schedule and max_duration count instead.
+        let own = deadline(
+            "30 days",
+            "schedule = \"0 0 */6 * * *\"\nmax_duration = \"30 minutes\"\n",
+        );
+        let policy = Files::new(&config, &[("crm.toml", &own)]).load().unwrap();
+        assert_eq!(
+            policy.rules[0].timing.lead,
+            TimeDelta::hours(7) + TimeDelta::minutes(30)
+        );
+        // A longer lead than the schedule needs is allowed; a shorter one is not.
+        let longer = deadline("30 days", "lead = \"2 days\"\n");
+        let policy = Files::new(&config, &[("crm.toml", &longer)])
+            .load()
+            .unwrap();
+        assert_eq!(policy.rules[0].timing.lead, TimeDelta::days(2));
+        let shorter = deadline("30 days", "lead = \"1 day\"\n");
+        let errors = Files::new(&config, &[("crm.toml", &shorter)]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("lead 24 hours is shorter than the schedule needs: schedule \"0 30 2 * * *\" leaves up to 25 hours between runs, + max_duration 1 hour, 26 hours in all"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_deadline_without_a_schedule_needs_a_lead() {
+        let errors = Files::new(CONFIG, &[("crm.toml", &deadline("30 days", ""))]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("rules/crm.toml:13:8: rule crm-contacts: kind = \"deadline\" needs to know how often glemsel runs"),
+            "{errors:?}"
+        );
+        // A timer's lead, in the rule or in glemsel.toml.
+        let policy = Files::new(
+            CONFIG,
+            &[("crm.toml", &deadline("30 days", "lead = \"1 day\"\n"))],
+        )
+        .load()
+        .unwrap();
+        assert_eq!(policy.rules[0].timing.lead, TimeDelta::days(1));
+        let config = config_with("lead = \"2 days\"\n");
+        let policy = Files::new(&config, &[("crm.toml", &deadline("30 days", ""))])
+            .load()
+            .unwrap();
+        assert_eq!(policy.rules[0].timing.lead, TimeDelta::days(2));
+        assert_eq!(
+            policy.rules[0].timing.lead_reason.as_deref(),
+            Some("lead = \"2 days\" in glemsel.toml")
+        );
+    }
+
+    #[test]
+    fn check_refuses_a_schedule_too_sparse_for_the_deadline() {
+        let config = CONFIG.replace("key_file", "holidays = \"DK\"\nkey_file");
+        // Weekly runs cannot keep "within 3 working days".
+        let weekly = deadline("3 working days", "schedule = \"0 30 2 * * MON\"\n");
+        let errors = Files::new(&config, &[("crm.toml", &weekly)]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("kind = \"deadline\": retain \"3 working days\" can end 3 days after its event, but the rule must act 7 days 2 hours ahead"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].contains("the schedule is too sparse to meet it"),
+            "{errors:?}"
+        );
+        // Daily runs can.
+        let daily = deadline("3 working days", DAILY);
+        assert!(Files::new(&config, &[("crm.toml", &daily)]).load().is_ok());
+        // Nothing meets a deadline of no time at all.
+        let errors = Files::new(
+            &config_with(DAILY),
+            &[("crm.toml", &deadline("0 days", ""))],
+        )
+        .errors();
+        assert!(
+            errors[0].contains("can end 0 minutes after its event"),
+            "{errors:?}"
+        );
+        // A schedule that stops cannot keep a deadline either.
+        let ending = deadline("30 days", "schedule = \"0 30 2 * * * 2026\"\n");
+        let errors = Files::new(CONFIG, &[("crm.toml", &ending)]).errors();
+        assert!(errors[0].contains("stops running"), "{errors:?}");
+        let errors = Files::new(
+            CONFIG,
+            &[(
+                "crm.toml",
+                &rule(&GOOD_RULE.replace("retain", "kind = \"maximum\"\nretain")),
+            )],
+        )
+        .errors();
+        assert!(
+            errors[0].contains("kind \"maximum\" is not known"),
+            "{errors:?}"
+        );
+    }
+
+    /// A category's minimum and deadline bound every rule of it: the same
+    /// kinds of promise, one level up.
+    #[test]
+    fn categories_have_floors_and_ceilings() {
+        let config = config_with(DAILY);
+        let category = |bounds: &str| {
+            CATEGORY.replace(
+                "legal_basis = \"contract\"",
+                &format!("legal_basis = \"contract\"\n{bounds}"),
+            )
+        };
+        let file = |bounds: &str, body: &str| format!("{}\n[[rule]]\n{body}", category(bounds));
+        // 36 months from the end of the financial year never goes before
+        // 36 months, and a deadline of 36 months stays within them.
+        let fine = file("minimum = \"36 months\"", GOOD_RULE);
+        assert!(Files::new(&config, &[("crm.toml", &fine)]).load().is_ok());
+        let fine = file(
+            "deadline = \"36 months\"",
+            &GOOD_RULE.replace(
+                "retain = \"36 months\"\nround_up_to = \"financial_year_end\"",
+                "retain = \"36 months\"\nkind = \"deadline\"",
+            ),
+        );
+        assert!(Files::new(&config, &[("crm.toml", &fine)]).load().is_ok());
+        // A rule shorter than the category's floor is refused...
+        let short = file(
+            "minimum = \"5 years\"",
+            &GOOD_RULE.replace("round_up_to = \"financial_year_end\"\n", ""),
+        );
+        let errors = Files::new(&config, &[("crm.toml", &short)]).errors();
+        assert_eq!(
+            errors,
+            [
+                "rules/crm.toml:11:12: rule crm-contacts: category customer_contact keeps its data at least 5 years (minimum), but this rule's data could go sooner: an event at 2024-01-01 00:00 would be due at 2027-01-01 00:00, before 2029-01-01 00:00"
+            ]
+        );
+        // ...and so is a minimum that reaches the ceiling only at a run
+        // after it: it should be a deadline.
+        let late = file(
+            "deadline = \"36 months\"",
+            &GOOD_RULE.replace("round_up_to = \"financial_year_end\"\n", ""),
+        );
+        let errors = Files::new(&config, &[("crm.toml", &late)]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("category customer_contact has its data gone within 36 months (deadline), but this rule's could stay longer: an event at 2024-01-01 00:00 would be gone only by 2027-01-02 02:00, after 2027-01-01 00:00; should the rule be kind = \"deadline\"?"),
+            "{errors:?}"
+        );
+        // Without a schedule nobody knows when a minimum's rows go.
+        let errors = Files::new(CONFIG, &[("crm.toml", &late)]).errors();
+        assert!(
+            errors[0].contains("nothing says how often this rule runs"),
+            "{errors:?}"
+        );
+        let errors = Files::new(
+            CONFIG,
+            &[("crm.toml", &file("minimum = \"soon\"", GOOD_RULE))],
+        )
+        .errors();
+        assert!(
+            errors[0].contains(
+                "category customer_contact: minimum: period \"soon\" must start with a whole number"
+            ),
             "{errors:?}"
         );
     }

@@ -15,14 +15,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, TimeDelta};
 use chrono_tz::Tz;
 
 pub use load::{check_sql_fragment, load};
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
 
-use crate::period::{Calendar, Retention};
+use crate::period::{Calendar, Period, PeriodKind, Retention};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
 
@@ -176,6 +176,8 @@ pub struct Settings {
     pub audit_key: Option<SecretSource>,
     /// The daemon's default schedule.
     pub schedule: Option<Schedule>,
+    /// A deadline rule's lead when no schedule applies.
+    pub lead: Option<TimeDelta>,
     /// Where the daemon serves metrics.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// A file each run appends its audit chain heads to, outside the database.
@@ -202,6 +204,12 @@ pub struct Category {
     pub name: String,
     pub description: Option<String>,
     pub legal_basis: Option<String>,
+    /// A floor: no rule of the category lets its data go before this
+    /// period has passed since the rule's event.
+    pub minimum: Option<Period>,
+    /// A ceiling: every rule of the category has its data gone before
+    /// this period has passed since the rule's event.
+    pub deadline: Option<Period>,
 }
 
 /// What a rule does to a due row.
@@ -212,6 +220,12 @@ pub enum Action {
     Pseudonymise {
         columns: Vec<(String, ColumnAction)>,
     },
+    /// Overwrite these columns in place so that nobody, key or no key, can
+    /// tell whom the row was about: no keyed tokens, only NULL, fixed text
+    /// and generalisations. The row stays.
+    Anonymise {
+        columns: Vec<(String, ColumnAction)>,
+    },
 }
 
 impl Action {
@@ -219,8 +233,38 @@ impl Action {
         match self {
             Action::Delete => "delete",
             Action::Pseudonymise { .. } => "pseudonymise",
+            Action::Anonymise { .. } => "anonymise",
         }
     }
+
+    /// The columns an in-place action changes; `None` for a delete.
+    pub fn columns(&self) -> Option<&[(String, ColumnAction)]> {
+        match self {
+            Action::Delete => None,
+            Action::Pseudonymise { columns } | Action::Anonymise { columns } => Some(columns),
+        }
+    }
+}
+
+/// When a rule's rows go: the kind of its period, and for a deadline how
+/// far ahead of it glemsel acts.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub kind: PeriodKind,
+    /// How long before the end of its period a row is due: zero for a
+    /// minimum, which never goes early.
+    pub lead: TimeDelta,
+    /// How the lead was arrived at, for reports.
+    pub lead_reason: Option<String>,
+    /// How long a run may take: a deadline's lead leaves this margin.
+    pub max_duration: TimeDelta,
+    /// The schedule the rule runs on (its own, else the config's), and the
+    /// zone its fields are read in.
+    pub schedule: Option<(Schedule, Tz)>,
+    /// How long after a row comes due it is gone at the latest: the
+    /// schedule's longest gap plus `max_duration`, or without a schedule
+    /// the `lead` given. `None` when nobody can say.
+    pub settle: Option<TimeDelta>,
 }
 
 /// Which of several event times a row is judged by.
@@ -344,13 +388,15 @@ pub struct Rule {
     pub batch_ms: u64,
     /// When the daemon runs the rule (else the config's default).
     pub schedule: Option<Schedule>,
+    /// Minimum or deadline, and how early a deadline acts.
+    pub timing: Timing,
     /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.
     pub fingerprint: String,
     pub at: RuleLocations,
 }
 
 impl Rule {
-    /// Whether the rule pseudonymises (and so needs the HMAC key).
+    /// Whether the rule writes keyed tokens (and so needs the HMAC key).
     pub fn needs_key(&self) -> bool {
         matches!(self.action, Action::Pseudonymise { .. })
     }

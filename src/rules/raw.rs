@@ -24,6 +24,9 @@ pub(crate) struct RawConfig {
     pub audit_key_credential: Option<Spanned<String>>,
     /// The default cron schedule of the daemon, with seconds.
     pub schedule: Option<Spanned<String>>,
+    /// How long before its deadline a deadline rule acts when no schedule
+    /// says how often glemsel runs (a timer, or by hand).
+    pub lead: Option<Spanned<String>>,
     /// Where the daemon serves Prometheus metrics (a loopback address).
     pub metrics_listen: Option<Spanned<String>>,
     pub rules: Option<Spanned<OneOrMany>>,
@@ -104,6 +107,10 @@ impl OneOrMany {
 pub(crate) struct RawCategory {
     pub description: Option<String>,
     pub legal_basis: Option<String>,
+    /// A floor: no rule of the category lets its data go before this.
+    pub minimum: Option<Spanned<String>>,
+    /// A ceiling: every rule of the category has its data gone by this.
+    pub deadline: Option<Spanned<String>>,
 }
 
 /// One `[[rule]]`. Serialised (without spans) to fingerprint the rule.
@@ -117,6 +124,12 @@ pub(crate) struct RawRule {
     pub category: Spanned<String>,
     pub after: Spanned<RawAfter>,
     pub retain: Spanned<String>,
+    /// "minimum" (the default) or "deadline".
+    pub kind: Option<Spanned<String>>,
+    /// A deadline rule's lead, when no schedule says how often it runs.
+    pub lead: Option<Spanned<String>>,
+    /// How long a run of the rule may take: the margin a deadline leaves it.
+    pub max_duration: Option<Spanned<String>>,
     pub round_up_to: Option<Spanned<OneOrMany>>,
     pub financial_year_end: Option<Spanned<String>>,
     #[serde(rename = "where")]

@@ -1,8 +1,8 @@
 //! The statement sequences every SQL store runs the same way: the counts of
 //! a dry run, and one batch (a single statement; or capture, cascades, then
-//! the rows themselves; or read, tokens computed here, write back). Stores
-//! supply how a statement is executed and how its results are read; the
-//! order of statements is decided only here.
+//! the rows themselves; or read, tokens and IP prefixes computed here,
+//! write back). Stores supply how a statement is executed and how its
+//! results are read; the order of statements is decided only here.
 
 use async_trait::async_trait;
 
@@ -146,16 +146,19 @@ pub(crate) async fn mutate(
             }
         }
         BatchStatements::Tokens { read, columns } => {
-            let key = key.ok_or_else(|| StoreError::Config {
-                store: step.store.clone(),
-                message: format!(
-                    "rule {} pseudonymises but no HMAC key is loaded",
-                    step.rule_id
-                ),
-            })?;
+            let changes = sql::worker_changes(step).expect("a step with worker values");
+            if key.is_none() && changes.iter().any(|c| c.token.is_some()) {
+                return Err(StoreError::Config {
+                    store: step.store.clone(),
+                    message: format!(
+                        "rule {} pseudonymises but no HMAC key is loaded",
+                        step.rule_id
+                    ),
+                });
+            }
             let read = store.values("read", &read, &columns).await?;
             changed.limited = reached(read.len());
-            let rows = tokens_for(step, key, read).ok_or_else(|| {
+            let rows = worker_values(step, key, read).ok_or_else(|| {
                 StoreError::invalid(store.store_name(), "read", "a key value is NULL".into())
             })?;
             if rows.is_empty() {
@@ -169,14 +172,15 @@ pub(crate) async fn mutate(
     Ok(changed)
 }
 
-/// The tokens for rows read as key then token columns: a value that is
-/// NULL or already a token stays (`None`). `None` when a key value is NULL.
-fn tokens_for(
+/// The new values for rows read as key then the columns the worker
+/// computes: a value that is NULL, already a token or already an IP prefix
+/// stays (`None`). `None` when a key value is NULL.
+fn worker_values(
     step: &Step,
-    key: &HmacKey,
+    key: Option<&HmacKey>,
     read: Vec<Vec<Option<KeyValue>>>,
 ) -> Option<Vec<TokenRow>> {
-    let changes = sql::token_changes(step).expect("a pseudonymising step with tokens");
+    let changes = sql::worker_changes(step).expect("a step with worker values");
     let key_len = step.key.len();
     read.into_iter()
         .map(|mut row| {
@@ -184,11 +188,7 @@ fn tokens_for(
             let tokens = values
                 .into_iter()
                 .zip(&changes)
-                .map(|(value, change)| {
-                    let shape = change.token.as_ref().expect("a token column");
-                    let text = value?.to_string();
-                    (!shape.is_token(&text)).then(|| shape.token(key, &text))
-                })
+                .map(|(value, change)| change.worker_value(key, &value?.to_string()))
                 .collect();
             Some(TokenRow {
                 key: row.into_iter().collect::<Option<Key>>()?,

@@ -21,6 +21,8 @@ use crate::rules::TableRef;
 pub struct TableNeeds {
     /// The rules that use the table: all of them read it.
     pub rules: BTreeSet<String>,
+    /// What they do to its rows: delete, pseudonymise, anonymise.
+    pub actions: BTreeSet<&'static str>,
     pub delete: bool,
     /// The pseudonymised columns.
     pub update: BTreeSet<String>,
@@ -35,6 +37,7 @@ pub struct TableNeeds {
 impl TableNeeds {
     fn merge(&mut self, other: TableNeeds) {
         self.rules.extend(other.rules);
+        self.actions.extend(other.actions);
         self.delete |= other.delete;
         self.update.extend(other.update);
         self.lock = self.lock.take().or(other.lock);
@@ -57,6 +60,7 @@ impl Needs {
                 vacuum: step.vacuum_after,
                 ..TableNeeds::default()
             };
+            main.actions.insert(step.action.as_str());
             match &step.action {
                 StepAction::Delete => {
                     main.delete = true;
@@ -64,7 +68,7 @@ impl Needs {
                         main.lock = step.key.first().map(|c| c.name.clone());
                     }
                 }
-                StepAction::Pseudonymise { columns } => {
+                StepAction::Pseudonymise { columns } | StepAction::Anonymise { columns } => {
                     main.update = columns.iter().map(|c| c.column.name.clone()).collect();
                 }
             }
@@ -80,6 +84,7 @@ impl Needs {
             for cascade in &step.cascades {
                 let deleted = TableNeeds {
                     delete: true,
+                    actions: ["delete"].into(),
                     ..TableNeeds::default()
                 };
                 needs.add(step, &cascade.related.table, deleted);
@@ -167,12 +172,9 @@ impl GrantSyntax<'_> {
             why: vec!["read"],
             notes: Vec::new(),
         };
+        granted.why.extend(&need.actions);
         if need.delete {
             granted.rights.push("DELETE".into());
-            granted.why.push("delete");
-        }
-        if !need.update.is_empty() {
-            granted.why.push("pseudonymise");
         }
         let update: Vec<&String> = match (&need.lock, self.lock_needs_update) {
             (Some(lock), true) if need.update.is_empty() => {
@@ -244,6 +246,7 @@ mod tests {
     fn needs(rule: &str, delete: bool, update: &[&str], lock: Option<&str>) -> TableNeeds {
         TableNeeds {
             rules: [rule.to_string()].into(),
+            actions: BTreeSet::new(),
             delete,
             update: update.iter().map(|c| c.to_string()).collect(),
             lock: lock.map(str::to_string),

@@ -24,7 +24,8 @@ use super::{
 };
 use super::{grants, tls};
 use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
-use crate::plan::{Moment, Step};
+use crate::generalise::{DatePart, ip_prefix_regex};
+use crate::plan::{ColumnChange, Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef, Tls};
 
@@ -71,9 +72,31 @@ impl Dialect for Mysql {
 
     /// Most collations fold case and accents; tokens must match exactly,
     /// counted in characters (not bytes), whatever the column's charset.
+    /// PCRE's `$` also matches before a final newline: the pattern ends
+    /// in `\z`, the end of the text.
     fn is_token(&self, q: &mut Query<'_>, column_sql: &str, shape: &TokenShape) -> String {
-        let pattern = q.bind(Param::Text(shape.regex()));
+        let pattern = q.bind(Param::Text(shape.regex_ending("\\z")));
         format!("(CONVERT({column_sql} USING utf8mb4) COLLATE utf8mb4_bin REGEXP {pattern})")
+    }
+
+    fn is_ip_prefix(&self, q: &mut Query<'_>, column_sql: &str, change: &ColumnChange) -> String {
+        let redacted = change.redacted.as_deref().expect("ip_prefix has its text");
+        let pattern = q.bind(Param::Text(ip_prefix_regex(redacted, "\\z")));
+        format!("(CONVERT({column_sql} USING utf8mb4) COLLATE utf8mb4_bin REGEXP {pattern})")
+    }
+
+    /// Partial and zero dates are excluded before (`invalid_event`), so
+    /// the text DATE_FORMAT writes is always a date.
+    fn truncated(&self, column_sql: &str, column: &Column, part: DatePart) -> String {
+        let format = match part {
+            DatePart::Year => "%Y-01-01",
+            DatePart::Month => "%Y-%m-01",
+        };
+        let target = match column.kind {
+            ColumnKind::Date => "DATE",
+            _ => "DATETIME(6)",
+        };
+        format!("CAST(DATE_FORMAT({column_sql}, '{format}') AS {target})")
     }
 
     /// The bytes the worker hashes are UTF-8 whatever the column's charset.

@@ -24,7 +24,8 @@ use super::{
 };
 use super::{grants, tls};
 use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
-use crate::plan::{Moment, Step};
+use crate::generalise::{DatePart, ip_prefix_regex};
+use crate::plan::{ColumnChange, Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Engine, StoreConfig, TableRef};
 
@@ -69,6 +70,29 @@ impl Dialect for Postgres {
 
     fn value_text(&self, column_sql: &str) -> String {
         format!("CAST({column_sql} AS text)")
+    }
+
+    fn is_ip_prefix(&self, q: &mut Query<'_>, column_sql: &str, change: &ColumnChange) -> String {
+        let redacted = change.redacted.as_deref().expect("ip_prefix has its text");
+        let pattern = q.bind(Param::Text(ip_prefix_regex(redacted, "$")));
+        format!("(CAST({column_sql} AS text) ~ {pattern})")
+    }
+
+    fn truncated(&self, column_sql: &str, column: &Column, part: DatePart) -> String {
+        let truncated = format!("date_trunc('{}', {column_sql})", part.as_str());
+        match column.kind {
+            ColumnKind::Date => format!("CAST({truncated} AS date)"),
+            _ => truncated,
+        }
+    }
+
+    fn char_length(&self, sql: &str) -> String {
+        format!("char_length(CAST({sql} AS text))")
+    }
+
+    /// `left` takes an int4; the length is bound as an int8.
+    fn text_prefix(&self, sql: &str, length_sql: &str) -> String {
+        format!("left(CAST({sql} AS text), CAST({length_sql} AS integer))")
     }
 
     /// One array per column: any number of rows in four parameters.

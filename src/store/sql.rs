@@ -6,6 +6,7 @@
 //! quoted by the dialect; every value is a bound parameter.
 
 use crate::audit::{AuditCursor, AuditEvent, AuditFilter, AuditRecord};
+use crate::generalise::DatePart;
 use crate::plan::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
 use crate::pseudonym::{ColumnAction, TokenShape};
 use crate::rules::Combine;
@@ -82,9 +83,30 @@ pub(crate) trait Dialect: Sync {
     /// (compared by character, case-sensitively, whatever the collation).
     fn is_token(&self, q: &mut Query<'_>, column_sql: &str, shape: &TokenShape) -> String;
 
-    /// A column's value as the text the worker hashes.
+    /// A column's value as the text the worker hashes (or reads an IP
+    /// address from).
     fn value_text(&self, column_sql: &str) -> String {
         column_sql.to_string()
+    }
+
+    /// True when the value in `column_sql` is exactly what `ip_prefix`
+    /// writes for it (an IP prefix, or the redacted text): the same answer
+    /// as [`crate::generalise::is_ip_prefix_done`] on the text the worker
+    /// reads ([`Dialect::value_text`]).
+    fn is_ip_prefix(&self, q: &mut Query<'_>, column_sql: &str, change: &ColumnChange) -> String;
+
+    /// A date or timestamp column truncated to the first instant of its
+    /// year or month, in the column's own type.
+    fn truncated(&self, column_sql: &str, column: &Column, part: DatePart) -> String;
+
+    /// The length of a text value in characters.
+    fn char_length(&self, sql: &str) -> String {
+        format!("CHAR_LENGTH({sql})")
+    }
+
+    /// The first `length_sql` characters of a text value.
+    fn text_prefix(&self, sql: &str, length_sql: &str) -> String {
+        format!("LEFT({sql}, {length_sql})")
     }
 
     /// True when a row is under a hold. NULL counts as held: when nobody
@@ -483,13 +505,14 @@ fn push_scope(q: &mut Query<'_>, step: &Step) {
 }
 
 /// Whether a column still needs its change (so a re-run changes nothing).
+/// NULL never does: NULL identifies nobody.
 fn push_column_pending(q: &mut Query<'_>, change: &ColumnChange) {
     let column = q.quote(&change.column.name);
+    let dialect = q.dialect;
     q.push("(").push(&column).push(" IS NOT NULL");
     match change.action {
         ColumnAction::Hmac | ColumnAction::HmacEmail => {
             let shape = change.token.as_ref().expect("token actions have a shape");
-            let dialect = q.dialect;
             let is_token = dialect.is_token(q, &column, shape);
             q.push(" AND NOT ").push(&is_token);
         }
@@ -499,6 +522,28 @@ fn push_column_pending(q: &mut Query<'_>, change: &ColumnChange) {
             q.push_bind(Param::Text(redacted));
         }
         ColumnAction::Null => {}
+        ColumnAction::IpPrefix => {
+            let done = dialect.is_ip_prefix(q, &column, change);
+            q.push(" AND NOT ").push(&done);
+        }
+        // A value that is no date to glemsel (an infinity, a zero date,
+        // SQLite text that is no date) has nothing to keep: it stays.
+        ColumnAction::Truncate(part) => {
+            if let Some(invalid) = dialect.invalid_event(&column, &change.column) {
+                q.push(" AND NOT ").push(&invalid);
+            }
+            let truncated = dialect.truncated(&column, &change.column, part);
+            let (value, truncated) = (
+                dialect.event_value(&column),
+                dialect.event_value(&truncated),
+            );
+            q.push(" AND ").push(&value).push(" <> ").push(&truncated);
+        }
+        ColumnAction::Prefix(length) => {
+            let length_sql = dialect.char_length(&column);
+            q.push(" AND ").push(&length_sql).push(" > ");
+            q.push_bind(Param::Int(i64::from(length)));
+        }
     }
     q.push(")");
 }
@@ -553,10 +598,7 @@ const DONE: &[Part] = &[Part::Scope, Part::Due, Part::Pending(false)];
 /// every batch statement is built here, so a dry run and a run cannot
 /// disagree about which rows a rule touches.
 fn push_rows(q: &mut Query<'_>, step: &Step, parts: &[Part]) {
-    let columns = match &step.action {
-        StepAction::Pseudonymise { columns } => Some(columns.as_slice()),
-        StepAction::Delete => None,
-    };
+    let columns = step.action.columns();
     // A class that cannot hold any row on this step.
     let impossible = parts.iter().any(|part| match part {
         Part::Held(true) => step.holds.is_empty(),
@@ -862,10 +904,12 @@ pub(crate) enum BatchStatements<'d> {
         capture: Query<'d>,
         columns: Vec<Column>,
     },
-    /// A pseudonymisation with tokens: this reads the window's target rows
-    /// (key, then each token column's text), locking them where the dialect
-    /// can; the worker computes the tokens and [`token_writes`] writes them
-    /// back by key. The key never reaches the server.
+    /// A pseudonymisation with tokens, or an anonymisation with IP
+    /// prefixes: this reads the window's target rows (key, then the text of
+    /// each column the worker computes), locking them where the dialect
+    /// can; the worker computes the tokens and prefixes and
+    /// [`token_writes`] writes them back by key. The HMAC key never reaches
+    /// the server.
     Tokens {
         read: Query<'d>,
         columns: Vec<Column>,
@@ -883,7 +927,7 @@ pub(crate) fn batch<'d>(
     window: &Window,
     limit: Option<u64>,
 ) -> BatchStatements<'d> {
-    if let Some(changes) = token_changes(step) {
+    if let Some(changes) = worker_changes(step) {
         let mut columns = step.key.clone();
         columns.extend(changes.iter().map(|c| c.column.clone()));
         let selected: Vec<String> = step
@@ -959,13 +1003,16 @@ fn push_order_limit(q: &mut Query<'_>, step: &Step, limit: u64) {
     q.push_bind(Param::Int(limit as i64));
 }
 
-/// The column changes of a pseudonymising step that write tokens, in the
-/// order [`TokenRow::tokens`] holds them; `None` when it writes none.
-pub(crate) fn token_changes(step: &Step) -> Option<Vec<&ColumnChange>> {
-    let StepAction::Pseudonymise { columns } = &step.action else {
-        return None;
-    };
-    let changes: Vec<&ColumnChange> = columns.iter().filter(|c| c.token.is_some()).collect();
+/// The column changes whose new values the worker computes (tokens, IP
+/// prefixes), in the order [`TokenRow::tokens`] holds them; `None` when
+/// the step has none.
+pub(crate) fn worker_changes(step: &Step) -> Option<Vec<&ColumnChange>> {
+    let changes: Vec<&ColumnChange> = step
+        .action
+        .columns()?
+        .iter()
+        .filter(|c| c.action.in_worker())
+        .collect();
     (!changes.is_empty()).then_some(changes)
 }
 
@@ -979,7 +1026,7 @@ pub(crate) fn token_writes<'d>(
     window: &Window,
     rows: &[TokenRow],
 ) -> Vec<Query<'d>> {
-    let Some(changes) = token_changes(step) else {
+    let Some(changes) = worker_changes(step) else {
         return Vec::new();
     };
     let per_row = step.key.len() + changes.len();
@@ -1182,7 +1229,7 @@ fn main_statement<'d>(
         StepAction::Delete => {
             q.push("DELETE FROM ").push(&table);
         }
-        StepAction::Pseudonymise { .. } => {
+        StepAction::Pseudonymise { .. } | StepAction::Anonymise { .. } => {
             q.push("UPDATE ").push(&table).push(" SET ");
             push_assignments(&mut q, step, false);
         }
@@ -1215,11 +1262,12 @@ fn main_statement<'d>(
     q
 }
 
-/// `col = value, ...` of a pseudonymising step. Token columns take
-/// `glemsel_v`'s token (`from_source`); only values still pending change:
-/// NULL stays NULL, a token is never hashed again.
+/// `col = value, ...` of a pseudonymising or anonymising step. Columns
+/// the worker computes take `glemsel_v`'s value (`from_source`); only
+/// values still pending change: NULL stays NULL, a token is never hashed
+/// again, a truncated date is not truncated again.
 fn push_assignments(q: &mut Query<'_>, step: &Step, from_source: bool) {
-    let StepAction::Pseudonymise { columns } = &step.action else {
+    let Some(columns) = step.action.columns() else {
         return;
     };
     let dialect = q.dialect;
@@ -1234,8 +1282,11 @@ fn push_assignments(q: &mut Query<'_>, step: &Step, from_source: bool) {
             ColumnAction::Null => {
                 q.push("NULL");
             }
-            ColumnAction::Hmac | ColumnAction::HmacEmail => {
-                assert!(from_source, "tokens are written from the worker's rows");
+            ColumnAction::Hmac | ColumnAction::HmacEmail | ColumnAction::IpPrefix => {
+                assert!(
+                    from_source,
+                    "worker values are written from the worker's rows"
+                );
                 // The worker sends NULL for a value that stays as it is.
                 let token = format!("glemsel_v.glemsel_t{token_index}");
                 token_index += 1;
@@ -1257,6 +1308,27 @@ fn push_assignments(q: &mut Query<'_>, step: &Step, from_source: bool) {
                 let (value, unchanged) =
                     (dialect.case_branch(&value), dialect.case_branch(&column));
                 q.push(&value).push(" ELSE ").push(&unchanged).push(" END");
+            }
+            ColumnAction::Prefix(length) => {
+                q.push("CASE WHEN ");
+                push_column_pending(q, change);
+                q.push(" THEN ");
+                let length = q.bind(Param::Int(i64::from(length)));
+                let value = dialect.text_prefix(&column, &length);
+                let (value, unchanged) =
+                    (dialect.case_branch(&value), dialect.case_branch(&column));
+                q.push(&value).push(" ELSE ").push(&unchanged).push(" END");
+            }
+            // Dates stay dates: no character set to convert.
+            ColumnAction::Truncate(part) => {
+                q.push("CASE WHEN ");
+                push_column_pending(q, change);
+                let truncated = dialect.truncated(&column, &change.column, part);
+                q.push(" THEN ")
+                    .push(&truncated)
+                    .push(" ELSE ")
+                    .push(&column)
+                    .push(" END");
             }
         }
     }
@@ -1500,6 +1572,21 @@ mod tests {
             let pattern = q.bind(Param::Text(shape.regex()));
             format!("({column_sql} ~ {pattern})")
         }
+        fn is_ip_prefix(
+            &self,
+            q: &mut Query<'_>,
+            column_sql: &str,
+            change: &ColumnChange,
+        ) -> String {
+            let redacted = change.redacted.clone().unwrap();
+            let pattern = q.bind(Param::Text(crate::generalise::ip_prefix_regex(
+                &redacted, "$",
+            )));
+            format!("({column_sql} ~ {pattern})")
+        }
+        fn truncated(&self, column_sql: &str, _column: &Column, part: DatePart) -> String {
+            format!("date_trunc('{}', {column_sql})", part.as_str())
+        }
         fn max_params(&self) -> usize {
             1_010
         }
@@ -1525,6 +1612,16 @@ mod tests {
             category: "c".into(),
             retention: "1 year".into(),
             as_of: "2026-01-01T00:00:00Z".parse().unwrap(),
+            timing: crate::plan::StepTiming {
+                kind: crate::period::PeriodKind::Minimum,
+                lead_seconds: 0,
+                lead_reason: None,
+                acts_as_of: "2026-01-01T00:00:00Z".parse().unwrap(),
+                max_duration_seconds: 3600,
+                schedule: None,
+                next_run: None,
+                gone_by: None,
+            },
             due: DueCondition {
                 event: Event {
                     kind: ColumnKind::Timestamp,
@@ -1676,6 +1773,96 @@ mod tests {
             );
         }
         assert!(count.sql.contains("COUNT(CASE WHEN ((\"Blocked\" = 0) AND (\"Last Date Modified\" IS NULL OR \"Last Date Modified\" < ? OR (\"Last Date Modified\" >= ? AND \"Last Date Modified\" < ?))) THEN 1 END)"), "{}", count.sql);
+    }
+
+    #[test]
+    fn anonymise_generalises_in_sql_and_prefixes_ips_in_the_worker() {
+        let change = |name: &str, kind, action| ColumnChange {
+            column: column(name, kind),
+            action,
+            token: TokenShape::for_column(action, Some(80)),
+            redacted: matches!(action, ColumnAction::Redact | ColumnAction::IpPrefix)
+                .then(|| "[redacted]".to_string()),
+        };
+        let in_sql = vec![
+            change("Phone No_", ColumnKind::Text, ColumnAction::Null),
+            change("Name", ColumnKind::Text, ColumnAction::Redact),
+            change(
+                "Born",
+                ColumnKind::Date,
+                ColumnAction::Truncate(DatePart::Year),
+            ),
+            change("Post Code", ColumnKind::Text, ColumnAction::Prefix(2)),
+        ];
+        let step_sql = step(StepAction::Anonymise {
+            columns: in_sql.clone(),
+        });
+        let q = single(batch(&Positional, &step_sql, &Window::default(), None));
+        assert!(q.sql.starts_with(
+            "UPDATE \"CRONUS International Ltd_$Customer\" SET \"Phone No_\" = NULL, \
+             \"Name\" = CASE WHEN (\"Name\" IS NOT NULL AND \"Name\" <> ?) THEN ? ELSE \"Name\" END, \
+             \"Born\" = CASE WHEN (\"Born\" IS NOT NULL AND \"Born\" <> date_trunc('year', \"Born\")) THEN date_trunc('year', \"Born\") ELSE \"Born\" END, \
+             \"Post Code\" = CASE WHEN (\"Post Code\" IS NOT NULL AND CHAR_LENGTH(\"Post Code\") > ?) THEN LEFT(\"Post Code\", ?) ELSE \"Post Code\" END WHERE"
+        ), "{}", q.sql);
+        assert!(q.sql.ends_with(
+            " OR (\"Born\" IS NOT NULL AND \"Born\" <> date_trunc('year', \"Born\")) OR (\"Post Code\" IS NOT NULL AND CHAR_LENGTH(\"Post Code\") > ?)))"
+        ), "{}", q.sql);
+        assert_eq!(placeholders(&q), q.params.len());
+        assert!(matches!(q.params[2], Param::Int(2)) && matches!(q.params[3], Param::Int(2)));
+
+        // An IP prefix is computed in the worker: read, then write back by key.
+        let mut columns = in_sql;
+        columns.push(change("IP", ColumnKind::Text, ColumnAction::IpPrefix));
+        let step_ip = step(StepAction::Anonymise { columns });
+        let window = Window::default();
+        let BatchStatements::Tokens { read, columns } = batch(&Positional, &step_ip, &window, None)
+        else {
+            panic!("IP prefixes are read, then written");
+        };
+        assert_eq!(
+            columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["No_", "Company", "IP"]
+        );
+        let rows = vec![TokenRow {
+            key: vec![KeyValue::Text("C1".into()), KeyValue::Text("A".into())],
+            tokens: vec![Some("192.0.2.0".into())],
+        }];
+        let writes = token_writes(&Positional, &step_ip, &window, &rows);
+        let write = &writes[0];
+        assert!(
+            write
+                .sql
+                .contains("\"IP\" = COALESCE(glemsel_v.glemsel_t0, \"IP\")"),
+            "{}",
+            write.sql
+        );
+        assert_eq!(placeholders(write), write.params.len());
+        let count = count(&Positional, &step_ip).main;
+        assert_eq!(placeholders(&count), count.params.len());
+        let counted_due = count
+            .sql
+            .split("COUNT(CASE WHEN ")
+            .nth(1)
+            .unwrap()
+            .split(" THEN 1 END)")
+            .next()
+            .unwrap();
+        assert!(
+            counted_due.contains("(\"IP\" IS NOT NULL AND NOT (\"IP\" ~ ?))"),
+            "{counted_due}"
+        );
+        assert!(
+            read.sql
+                .ends_with(&format!(" WHERE {counted_due} FOR UPDATE")),
+            "{}",
+            read.sql
+        );
+        assert!(
+            write.sql.ends_with(&format!(" AND {counted_due}")),
+            "{}",
+            write.sql
+        );
+        assert_eq!(step_ip.action.as_str(), "anonymise");
     }
 
     #[test]

@@ -27,12 +27,39 @@ use super::{
 use crate::audit::{
     AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink, format_time,
 };
-use crate::plan::{Moment, Step};
+use crate::generalise::{DatePart, is_ip_prefix_done};
+use crate::plan::{ColumnChange, Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
 
 /// The SQL function reading date text as microseconds since 1970, or NULL.
 const MICROS_FUNCTION: &str = "glemsel_micros";
+/// `glemsel_truncate(value, 'year' | 'month', with_time)`: date text
+/// truncated to its year or month, as a date (`with_time` 0) or a
+/// timestamp, or NULL for text that is no date.
+const TRUNCATE_FUNCTION: &str = "glemsel_truncate";
+/// `glemsel_ip_prefix_done(text, max_len, redacted)`: the worker's own
+/// check, so the SQL and the worker cannot disagree.
+const IP_PREFIX_DONE_FUNCTION: &str = "glemsel_ip_prefix_done";
+
+/// Date text truncated to the first instant of its year or month, as
+/// `YYYY-MM-DD` or (`with_time`) `YYYY-MM-DD 00:00:00`; `None` for text
+/// that is no date (as [`text_micros`] reads it).
+pub(crate) fn truncate_text(text: &str, part: &str, with_time: bool) -> Option<String> {
+    let micros = text_micros(text)?;
+    let date = chrono::DateTime::from_timestamp_micros(micros)?.date_naive();
+    let month = match part {
+        "year" => 1,
+        "month" => chrono::Datelike::month(&date),
+        _ => return None,
+    };
+    let first = chrono::NaiveDate::from_ymd_opt(chrono::Datelike::year(&date), month, 1)?;
+    Some(if with_time {
+        first.format("%Y-%m-%d 00:00:00").to_string()
+    } else {
+        first.format("%Y-%m-%d").to_string()
+    })
+}
 
 /// Date or date-time text as microseconds since 1970 (wall clock), or
 /// `None` for text that is no date (including `2016-07-00`).
@@ -114,6 +141,33 @@ impl Dialect for Sqlite {
 
     fn value_text(&self, column_sql: &str) -> String {
         format!("CAST({column_sql} AS TEXT)")
+    }
+
+    /// GLOB cannot say it; the worker's own check, registered, does.
+    fn is_ip_prefix(&self, q: &mut Query<'_>, column_sql: &str, change: &ColumnChange) -> String {
+        let max_len = change.column.max_chars.map_or(-1, |max| max as i64);
+        let max_len = q.bind(Param::Int(max_len));
+        let redacted = change.redacted.clone().expect("ip_prefix has its text");
+        let redacted = q.bind(Param::Text(redacted));
+        format!(
+            "({IP_PREFIX_DONE_FUNCTION}(CAST({column_sql} AS TEXT), {max_len}, {redacted}) = 1)"
+        )
+    }
+
+    fn truncated(&self, column_sql: &str, column: &Column, part: DatePart) -> String {
+        let with_time = i32::from(column.kind != ColumnKind::Date);
+        format!(
+            "{TRUNCATE_FUNCTION}({column_sql}, '{}', {with_time})",
+            part.as_str()
+        )
+    }
+
+    fn char_length(&self, sql: &str) -> String {
+        format!("length(CAST({sql} AS TEXT))")
+    }
+
+    fn text_prefix(&self, sql: &str, length_sql: &str) -> String {
+        format!("substr(CAST({sql} AS TEXT), 1, {length_sql})")
     }
 
     /// A VALUES list (SQLite caps UNION ALL at 500 terms), renamed.
@@ -251,6 +305,40 @@ impl SqliteStore {
                         }
                         _ => None,
                     })
+                },
+            )
+            .map_err(|e| store.error("session setup", e))?;
+        store
+            .conn
+            .create_scalar_function(
+                TRUNCATE_FUNCTION,
+                3,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| {
+                    let (ValueRef::Text(text), ValueRef::Text(part)) =
+                        (ctx.get_raw(0), ctx.get_raw(1))
+                    else {
+                        return Ok(None);
+                    };
+                    let with_time = ctx.get::<i64>(2)? != 0;
+                    Ok(std::str::from_utf8(text)
+                        .ok()
+                        .zip(std::str::from_utf8(part).ok())
+                        .and_then(|(text, part)| truncate_text(text, part, with_time)))
+                },
+            )
+            .map_err(|e| store.error("session setup", e))?;
+        store
+            .conn
+            .create_scalar_function(
+                IP_PREFIX_DONE_FUNCTION,
+                3,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| {
+                    let text: Option<String> = ctx.get(0)?;
+                    let max_len = usize::try_from(ctx.get::<i64>(1)?).ok();
+                    let redacted: String = ctx.get(2)?;
+                    Ok(text.map(|text| is_ip_prefix_done(&text, max_len, &redacted)))
                 },
             )
             .map_err(|e| store.error("session setup", e))?;

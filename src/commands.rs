@@ -556,6 +556,12 @@ pub async fn copy_warnings(
                 step.table
             ));
         }
+        if step.vacuum_after && !store.may_vacuum(&step.table).await? {
+            found.push(format!(
+                "vacuum_after is set, but this role may not VACUUM {}: only the table's owner may (PostgreSQL 17 and later: a role granted MAINTAIN); the old row versions stay until the owner vacuums it",
+                step.table
+            ));
+        }
         warnings.extend(
             found
                 .into_iter()
@@ -576,7 +582,7 @@ pub async fn check(policy: &Policy) -> Result<Checked, CommandError> {
     let mut used: Vec<&str> = steps.iter().map(|s| s.store.as_str()).collect();
     used.sort_unstable();
     used.dedup();
-    for name in used {
+    for &name in &used {
         for reason in stores.get(name).await?.refusals().await? {
             unsafe_stores.push(format!("store {name}: a run would refuse: {reason}"));
         }
@@ -584,7 +590,15 @@ pub async fn check(policy: &Policy) -> Result<Checked, CommandError> {
     if !unsafe_stores.is_empty() {
         return Err(CommandError::Unsafe(unsafe_stores));
     }
-    let warnings = copy_warnings(&mut stores, &steps, policy.settings.copies_max_log_days).await?;
+    let mut warnings =
+        copy_warnings(&mut stores, &steps, policy.settings.copies_max_log_days).await?;
+    let mut store_lines = Vec::new();
+    for name in used {
+        let config = &policy.stores[name];
+        let (line, warning) = store_security(config, stores.get(name).await?).await?;
+        store_lines.extend(line);
+        warnings.extend(warning);
+    }
     let mut lines: Vec<String> = steps
         .iter()
         .map(|step| {
@@ -599,6 +613,7 @@ pub async fn check(policy: &Policy) -> Result<Checked, CommandError> {
             )
         })
         .collect();
+    lines.extend(store_lines);
     if let Some(hmac_key) = hmac_key {
         lines.push(format!("HMAC key loaded, id {}", hmac_key.id()));
     }
@@ -609,6 +624,93 @@ pub async fn check(policy: &Policy) -> Result<Checked, CommandError> {
 pub struct Checked {
     pub lines: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+/// What `check` says of a store's connection and its role: a line saying
+/// whether the server sees the session encrypted, and a warning when the
+/// role could change or delete audit rows.
+async fn store_security(
+    config: &StoreConfig,
+    store: &mut dyn Store,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    use crate::rules::{Engine, Tls};
+    let name = &config.name;
+    let mut line = None;
+    if config.engine != Engine::Sqlite {
+        let version = store.tls_version().await?;
+        line = Some(match (&config.tls, version) {
+            (Tls::VerifyFull { ca_file }, Some(version)) => format!(
+                "store {name}: connection encrypted ({version}); certificate and host name verified against {}",
+                ca_file.display()
+            ),
+            (Tls::Require, Some(version)) => format!(
+                "store {name}: connection encrypted ({version}); certificate not verified (tls = \"require\")"
+            ),
+            (Tls::Disable, Some(version)) => {
+                format!("store {name}: connection encrypted ({version})")
+            }
+            (tls, None) => format!(
+                "store {name}: connection not encrypted (tls = \"{}\"); use tls = \"verify-full\" beyond loopback",
+                tls.as_str()
+            ),
+        });
+    }
+    let overreach = store.audit_overreach().await?;
+    let warning = (!overreach.is_empty()).then(|| {
+        format!(
+            "warning: store {name}: on the audit table {} the role needs only SELECT and INSERT, but it {}: it could rewrite the trail it writes; `glemsel grants` prints what it needs",
+            config.audit_table,
+            overreach.join(", ")
+        )
+    });
+    Ok((line, warning))
+}
+
+/// One store's part of `glemsel grants`.
+#[derive(Debug, serde::Serialize)]
+pub struct StoreGrants {
+    pub store: String,
+    pub engine: crate::rules::Engine,
+    /// The statements, with comments; `None` where the engine has no
+    /// privileges (SQLite).
+    pub statements: Option<Vec<String>>,
+}
+
+/// The grants each selected store's rules need (all stores when none is
+/// named), for `role`: the rules are checked against the live schema first,
+/// as `check` does, so the grants name real tables and columns.
+pub async fn grants(
+    policy: &Policy,
+    store_names: &[String],
+    role: &str,
+) -> Result<Vec<StoreGrants>, CommandError> {
+    let names: Vec<String> = if store_names.is_empty() {
+        policy.stores.keys().cloned().collect()
+    } else {
+        store_names.to_vec()
+    };
+    let rules: Vec<&Rule> = policy
+        .rules
+        .iter()
+        .filter(|rule| names.contains(&rule.store))
+        .collect();
+    let mut stores = Stores::new(policy);
+    let steps = build_steps(&mut stores, &rules, Utc::now()).await?;
+    let mut found = Vec::new();
+    for name in names {
+        let config = policy
+            .stores
+            .get(&name)
+            .ok_or_else(|| CommandError::UnknownStore(name.clone()))?;
+        let needs = store::grants::Needs::of(steps.iter().filter(|s| s.store == name));
+        let statements = stores.get(&name).await?.grants(&needs, role).await?;
+        found.push(StoreGrants {
+            store: name,
+            engine: config.engine,
+            statements,
+        });
+    }
+    Ok(found)
 }
 
 /// "Now" for a plan or run without `--as-of`: the clock, to the second, so

@@ -76,7 +76,8 @@ enum Command {
         /// Only the files; do not connect to any database.
         #[arg(long, conflicts_with = "coverage")]
         offline: bool,
-        /// Exit 5 when there are warnings (copies that survive a run), for CI.
+        /// Exit 5 when there are warnings (copies that survive a run, a role
+        /// that could rewrite the audit trail), for CI.
         #[arg(long)]
         deny_warnings: bool,
         /// Also list every column that looks like personal data and what
@@ -142,6 +143,16 @@ enum Command {
         /// Where to put it (created, or a previous demo replaced).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+    /// Print the GRANT statements the rules need, per store, for the role
+    /// glemsel connects as: nothing more, and no UPDATE or DELETE on the audit table.
+    Grants {
+        /// Only this store (repeatable).
+        #[arg(long = "store", value_name = "NAME")]
+        stores: Vec<String>,
+        /// The role (PostgreSQL) or account (MySQL: user@host, host % when left out) to grant to.
+        #[arg(long, value_name = "NAME", default_value = "glemsel")]
+        role: String,
     },
     /// Work with the audit trail.
     Audit {
@@ -364,7 +375,8 @@ fn emit(text: &str) {
     }
 }
 
-/// `--deny-warnings` makes warnings (copies that survive a run) fail CI.
+/// `--deny-warnings` makes warnings (copies that survive a run, a role that
+/// could rewrite the audit trail) fail CI.
 fn warnings_exit(deny: bool, warnings: &[String]) -> Exit {
     if deny && !warnings.is_empty() {
         Exit::Refused
@@ -650,6 +662,13 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
                 Err(err) => fail(err),
             }
         }
+        Command::Grants { stores, role } => match commands::grants(&policy, &stores, &role).await {
+            Ok(grants) => {
+                emit(&report::grants_text(&grants, &role));
+                Exit::Ok
+            }
+            Err(err) => fail(err),
+        },
         Command::Demo { .. } | Command::Daemon => {
             unreachable!("handled before the config is loaded")
         }

@@ -324,6 +324,7 @@ async fn past_run(db: &TestDb, rule: &str, days: i64) {
         audit_table: "glemsel_audit".parse().unwrap(),
         time_zone: chrono_tz::UTC,
         empty_dates: vec![],
+        tls: glemsel::rules::Tls::Disable,
         location: glemsel::rules::Location::file_start(Path::new("test")),
     };
     let mut store = glemsel::store::connect(

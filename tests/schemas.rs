@@ -227,9 +227,21 @@ fn mistakes_are_flagged() {
         format!("holidays = \"SE\"\n{CONFIG}"),
         format!("financial_year_end = \"06-31\"\n{CONFIG}"),
         format!("{CONFIG}[stores.local]\nengine = \"sqlite\"\n"),
+        format!("{CONFIG}tls = \"verify-ca\"\n"),
+        format!("{CONFIG}tls = \"verify-full\"\n"),
+        format!("{CONFIG}tls = \"require\"\nca_file = \"ca.pem\"\n"),
+        format!("{CONFIG}ca_file = \"ca.pem\"\n"),
+        format!(
+            "{CONFIG}[stores.local]\nengine = \"sqlite\"\npath = \"x.db\"\ntls = \"require\"\n"
+        ),
     ] {
         assert!(v.config(&bad).is_err(), "accepted:\n{bad}");
     }
+    v.config(&format!(
+        "{CONFIG}tls = \"verify-full\"\nca_file = \"/etc/glemsel/shop-ca.pem\"\n"
+    ))
+    .unwrap();
+    v.config(&format!("{CONFIG}tls = \"require\"\n")).unwrap();
 }
 
 /// The schema's pattern for `retain` accepts what the period parser

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use chrono_tz::Tz;
 
-use crate::commands::{PlanReport, StepOutcome, Verdict};
+use crate::commands::{PlanReport, StepOutcome, StoreGrants, Verdict};
 use crate::execute::Status;
 use crate::period::{PeriodKind, describe_duration};
 use crate::plan::{Hold, Moment, RelatedStep, Step, StepAction};
@@ -400,6 +400,35 @@ pub fn coverage_text(findings: &[crate::coverage::Finding]) -> String {
         if findings.len() == 1 { "" } else { "s" },
         if findings.len() == 1 { "s" } else { "" },
     );
+    out
+}
+
+/// `glemsel grants` as a script a DBA can read and run, store by store.
+pub fn grants_text(grants: &[StoreGrants], role: &str) -> String {
+    let mut out = String::new();
+    for (i, store) in grants.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "-- store {} ({}): what role {role} needs, and nothing more",
+            store.store, store.engine
+        );
+        match &store.statements {
+            Some(lines) => {
+                for line in lines {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "-- an SQLite file has no roles: its file permissions decide who may read and change it"
+                );
+            }
+        }
+    }
     out
 }
 

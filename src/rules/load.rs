@@ -21,7 +21,7 @@ use super::source::Source;
 use super::{
     Action, Cascade, Category, Combine, Connection, Diagnostic, Diagnostics, Engine, EventRef,
     EventSpec, HoldTable, Join, Location, Policy, Related, Rule, RuleLocations, SecretSource,
-    Settings, StoreConfig, TableRef, Timing, check_identifier,
+    Settings, StoreConfig, TableRef, Timing, Tls, check_identifier,
 };
 use crate::period::{
     Calendar, Holidays, Period, PeriodKind, Retention, RoundUp, Side, Unit, describe_duration,
@@ -480,6 +480,9 @@ fn stores(
             .flatten()
             .filter_map(|d| parse_date(source, d, None, diags))
             .collect();
+        // A bad `tls` is reported; the store stays known, so its rules are
+        // not reported as naming an unknown store as well.
+        let tls = store_tls(source, &name, engine, &store, base, diags).unwrap_or_default();
         if let (Some(engine), Some(connection), Some(audit_table)) =
             (engine, connection, audit_table)
         {
@@ -492,12 +495,81 @@ fn stores(
                     audit_table,
                     time_zone,
                     empty_dates,
+                    tls,
                     location: at,
                 },
             );
         }
     }
     stores
+}
+
+/// A store's `tls` and `ca_file`. `verify-full` needs the CA; a CA file
+/// with any other mode is refused, since nothing would check it; SQLite
+/// has no connection to protect.
+fn store_tls(
+    source: &Source,
+    name: &str,
+    engine: Option<Engine>,
+    store: &RawStore,
+    base: &Path,
+    diags: &mut Diagnosed,
+) -> Option<Tls> {
+    let at = |spanned: &Spanned<String>| source.span_location(Some(spanned.span()));
+    if engine == Some(Engine::Sqlite) {
+        for given in [&store.tls, &store.ca_file].into_iter().flatten() {
+            diags.push(
+                at(given),
+                None,
+                format!(
+                    "store {name}: an sqlite store is a local file; it takes no tls or ca_file"
+                ),
+            );
+        }
+        return Some(Tls::Disable);
+    }
+    let mode = store
+        .tls
+        .as_ref()
+        .map_or("disable", |t| t.get_ref().as_str());
+    let ca_file = store.ca_file.as_ref();
+    match (mode, ca_file) {
+        ("disable", None) => Some(Tls::Disable),
+        ("require", None) => Some(Tls::Require),
+        ("verify-full", Some(file)) => Some(Tls::VerifyFull {
+            ca_file: resolve(base, file.get_ref()),
+        }),
+        ("verify-full", None) => {
+            diags.push(
+                at(store.tls.as_ref().expect("given")),
+                None,
+                format!(
+                    "store {name}: tls = \"verify-full\" needs ca_file, the CA certificate (PEM) that signed the server's certificate"
+                ),
+            );
+            None
+        }
+        ("disable" | "require", Some(file)) => {
+            diags.push(
+                at(file),
+                None,
+                format!(
+                    "store {name}: ca_file is used only with tls = \"verify-full\"; with {mode:?} no certificate is checked"
+                ),
+            );
+            None
+        }
+        (other, _) => {
+            diags.push(
+                at(store.tls.as_ref().expect("given")),
+                None,
+                format!(
+                    "store {name}: tls must be \"disable\", \"require\" or \"verify-full\", not {other:?}"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `[[coverage.allow]]`: each entry names a known store (if any), a table,
@@ -1949,6 +2021,55 @@ url = "postgres://user:secret@db/crm"
         assert!(
             !joined.contains("secret"),
             "the password must not be echoed: {joined}"
+        );
+    }
+
+    #[test]
+    fn tls_settings() {
+        let with = |store: &str| {
+            CONFIG.replace(
+                "url_env = \"CRM_DATABASE_URL\"",
+                &format!("url_env = \"CRM_DATABASE_URL\"\n{store}"),
+            )
+        };
+        let files = Files::new(
+            &with("tls = \"verify-full\"\nca_file = \"certs/ca.pem\""),
+            &[],
+        );
+        let policy = files.load().unwrap();
+        assert_eq!(
+            policy.stores["crm"].tls,
+            Tls::VerifyFull {
+                ca_file: files.0.path().join("certs/ca.pem")
+            }
+        );
+        let plain = Files::new(CONFIG, &[]).load().unwrap();
+        assert_eq!(plain.stores["crm"].tls, Tls::Disable, "today's default");
+        for (store, expected) in [
+            (
+                "tls = \"verify-full\"",
+                "glemsel.toml:9:7: store crm: tls = \"verify-full\" needs ca_file",
+            ),
+            (
+                "tls = \"require\"\nca_file = \"ca.pem\"",
+                "glemsel.toml:10:11: store crm: ca_file is used only with tls = \"verify-full\"",
+            ),
+            (
+                "tls = \"verify-ca\"",
+                "glemsel.toml:9:7: store crm: tls must be \"disable\", \"require\" or \"verify-full\", not \"verify-ca\"",
+            ),
+        ] {
+            let errors = Files::new(&with(store), &[]).errors();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with(expected), "{errors:?}");
+        }
+        let sqlite = "[stores.local]\nengine = \"sqlite\"\npath = \"x.db\"\ntls = \"require\"\n";
+        let errors = Files::new(&format!("{CONFIG}{sqlite}"), &[]).errors();
+        assert!(
+            errors[0].ends_with(
+                "store local: an sqlite store is a local file; it takes no tls or ca_file"
+            ),
+            "{errors:?}"
         );
     }
 

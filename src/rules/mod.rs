@@ -93,6 +93,31 @@ pub enum Connection {
     Path(PathBuf),
 }
 
+/// How a server store's connection is protected (`tls` in `[stores.<name>]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain TCP or a Unix socket: fine on loopback, nowhere else.
+    #[default]
+    Disable,
+    /// Encrypted, but the server's certificate is not checked (libpq's
+    /// `sslmode=require`): it stops eavesdroppers, not an impostor.
+    Require,
+    /// Encrypted, and the server's certificate must chain to the CA in
+    /// `ca_file` and name the host connected to.
+    VerifyFull { ca_file: PathBuf },
+}
+
+impl Tls {
+    /// The setting as the config writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Tls::Disable => "disable",
+            Tls::Require => "require",
+            Tls::VerifyFull { .. } => "verify-full",
+        }
+    }
+}
+
 /// One database glemsel works in, from `[stores.<name>]`.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -104,6 +129,8 @@ pub struct StoreConfig {
     pub time_zone: Tz,
     /// Dates that mean "no date" in this database (NAV writes 1753-01-01).
     pub empty_dates: Vec<NaiveDate>,
+    /// Encryption of the connection (servers; always `Disable` for SQLite).
+    pub tls: Tls,
     pub location: Location,
 }
 

@@ -78,6 +78,10 @@ pub(crate) struct RawStore {
     pub audit_table: Option<Spanned<String>>,
     pub time_zone: Option<Spanned<String>>,
     pub empty_dates: Option<Vec<Spanned<String>>>,
+    /// "disable", "require" or "verify-full" (servers only).
+    pub tls: Option<Spanned<String>>,
+    /// The CA that signed the server's certificate, for "verify-full".
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// One string or a list of them.

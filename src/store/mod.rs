@@ -6,10 +6,12 @@
 //! windows, one batch) are in `flow`.
 
 pub(crate) mod flow;
+pub mod grants;
 pub mod mysql;
 pub mod postgres;
 pub(crate) mod sql;
 pub mod sqlite;
+pub(crate) mod tls;
 
 use std::fmt;
 
@@ -425,6 +427,13 @@ pub trait Store: Send {
         Ok(())
     }
 
+    /// Whether this role may [`Store::vacuum`] the table: PostgreSQL lets
+    /// only its owner (from 17, also a role granted MAINTAIN). True where
+    /// there is nothing to reclaim.
+    async fn may_vacuum(&mut self, _table: &TableRef) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     /// Whether old row versions outlive a change until something reclaims
     /// them (PostgreSQL's MVCC), so a rule should say `vacuum_after`.
     fn keeps_old_versions(&self) -> bool {
@@ -434,6 +443,30 @@ pub trait Store: Send {
     /// The database server's clock, or `None` where there is no server
     /// (SQLite shares this host's clock).
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
+    }
+
+    /// The TLS version of this connection as the server reports it;
+    /// `None` when it is not encrypted (or there is none: SQLite).
+    async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// What the connected role may do to the audit table beyond the SELECT
+    /// and INSERT it needs ("may UPDATE rows", "owns the table ..."); empty
+    /// when nothing, or where there are no roles (SQLite).
+    async fn audit_overreach(&mut self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The statements a DBA runs so that `role` may do what `needs` lists
+    /// and read and append to the audit table, and nothing more; `None`
+    /// where the engine has no privileges (SQLite: the file's permissions).
+    async fn grants(
+        &mut self,
+        _needs: &grants::Needs,
+        _role: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         Ok(None)
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, Value};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, Row, SslOpts, Value};
 use sha2::{Digest, Sha256};
 
 use super::flow::{self, Statements};
@@ -22,11 +22,12 @@ use super::{
     QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
     group_catalog,
 };
+use super::{grants, tls};
 use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
 use crate::plan::{ColumnChange, Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
-use crate::rules::{Engine, StoreConfig, TableRef};
+use crate::rules::{Engine, StoreConfig, TableRef, Tls};
 
 /// The MySQL / MariaDB dialect.
 pub(crate) struct Mysql;
@@ -260,6 +261,60 @@ pub struct MysqlStore {
     database: String,
 }
 
+/// The audit table's definition (`table` quoted): what a run creates when
+/// it is missing, and what `glemsel grants` gives the DBA to create.
+fn audit_table_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+         seq BIGINT NOT NULL PRIMARY KEY, run_id VARCHAR(64) NOT NULL, event VARCHAR(16) NOT NULL, \
+         rule_id VARCHAR(128) NOT NULL, store VARCHAR(128) NOT NULL, table_name VARCHAR(300) NOT NULL, \
+         action VARCHAR(16) NOT NULL, rows_affected BIGINT NOT NULL, key_from TEXT, key_to TEXT, \
+         as_of DATETIME(6) NOT NULL, cutoff TEXT NOT NULL, rule_hash CHAR(64) NOT NULL, key_id VARCHAR(32), \
+         at DATETIME(6) NOT NULL, host VARCHAR(255) NOT NULL, version VARCHAR(32) NOT NULL, detail TEXT NOT NULL, \
+         prev_hash CHAR(64) NOT NULL, row_hash CHAR(64) NOT NULL\
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+    )
+}
+
+/// The TLS options for a store's `tls`, which override the URL's own
+/// (`require_ssl`, ...); a URL asking for TLS on a store set to `disable`
+/// is refused rather than quietly obeyed or ignored.
+fn ssl_opts(config: &StoreConfig, opts: &Opts) -> Result<Option<SslOpts>, StoreError> {
+    let refuse = |message: &str| StoreError::Config {
+        store: config.name.clone(),
+        message: message.to_string(),
+    };
+    if config.tls != Tls::Disable && opts.socket().is_some() {
+        // mysql_async would skip TLS on a socket without a word.
+        return Err(refuse(
+            "the URL names a Unix socket, which TLS does not cover; connect over TCP, or use tls = \"disable\" for a local socket",
+        ));
+    }
+    if config.tls != Tls::Disable {
+        tls::install_default_provider();
+    }
+    let ssl = SslOpts::default();
+    match &config.tls {
+        Tls::Disable if opts.ssl_opts().is_some() => Err(refuse(
+            "the URL asks for require_ssl, but the store has tls = \"disable\"; set tls = \"require\" or \"verify-full\"",
+        )),
+        Tls::Disable => Ok(None),
+        Tls::Require => Ok(Some(
+            ssl.with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        )),
+        Tls::VerifyFull { ca_file } => {
+            let pem = tls::read_ca(config, ca_file)?;
+            // Only the operator's CA: a public CA's certificate for some
+            // other name must not do.
+            Ok(Some(
+                ssl.with_root_certs(vec![pem.into()])
+                    .with_disable_built_in_roots(true),
+            ))
+        }
+    }
+}
+
 impl MysqlStore {
     pub async fn connect(config: &StoreConfig, limits: SessionLimits) -> Result<Self, StoreError> {
         let url = connection_url(config)?;
@@ -279,15 +334,22 @@ impl MysqlStore {
             format!("SET SESSION innodb_lock_wait_timeout = {wait_seconds}"),
             format!("SET SESSION lock_wait_timeout = {wait_seconds}"),
         ];
+        let ssl = ssl_opts(config, &opts)?;
         let opts = OptsBuilder::from_opts(opts)
             .init(setup)
             .stmt_cache_size(64)
             .prefer_socket(false)
+            .ssl_opts(ssl)
             // A peer that vanished mid-query is noticed instead of waited on.
             .tcp_keepalive(Some(Duration::from_secs(60)));
         let conn = Conn::new(opts).await.map_err(|err| StoreError::Connect {
             store: config.name.clone(),
-            message: describe_error(&err),
+            message: match &err {
+                mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => {
+                    tls::not_offered(config)
+                }
+                _ => tls::explain(config, &err).unwrap_or_else(|| describe_error(&err)),
+            },
         })?;
         let mut store = Self {
             name: config.name.clone(),
@@ -399,6 +461,38 @@ impl MysqlStore {
             Ok(Some(row)) => Ok(row.unwrap().into_iter().next().unwrap_or(Value::NULL)),
             Ok(None) => Ok(Value::NULL),
             Err(err) => Err(self.error(context, err)),
+        }
+    }
+
+    /// The database holding the audit table; `None` when it does not exist.
+    async fn audit_table_schema(&mut self) -> Result<Option<String>, StoreError> {
+        self.conn
+            .exec_first::<String, _, _>(
+                "SELECT TABLE_SCHEMA FROM information_schema.TABLES \
+                 WHERE CAST(TABLE_NAME AS BINARY) = CAST(? AS BINARY) \
+                 AND CAST(TABLE_SCHEMA AS BINARY) = CAST(COALESCE(?, DATABASE()) AS BINARY)",
+                (
+                    self.audit_table.name.as_str(),
+                    self.audit_table.schema.as_deref(),
+                ),
+            )
+            .await
+            .map_err(|e| self.error("audit table", e))
+    }
+
+    /// Whether `sql` (an `EXPLAIN` of a statement that would change
+    /// nothing) passes the server's privilege check: the server's own
+    /// answer, whatever grants, wildcards or roles gave the right.
+    async fn permitted(&mut self, sql: &str) -> Result<bool, StoreError> {
+        match self.conn.query_drop(sql).await {
+            Ok(()) => Ok(true),
+            // Command, column or database access denied.
+            Err(mysql_async::Error::Server(server))
+                if [1142, 1143, 1044].contains(&server.code) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(self.error("audit privileges", err)),
         }
     }
 
@@ -861,6 +955,113 @@ impl Store for MysqlStore {
         Ok(micros.and_then(DateTime::from_timestamp_micros))
     }
 
+    async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+            .await
+            .map_err(|e| self.error("TLS version", e))?;
+        Ok(row.map(|(_, version)| version).filter(|v| !v.is_empty()))
+    }
+
+    async fn audit_overreach(&mut self) -> Result<Vec<String>, StoreError> {
+        let Some(schema) = self.audit_table_schema().await? else {
+            return Ok(Vec::new());
+        };
+        let table = Mysql.table(&TableRef::new(Some(&schema), &self.audit_table.name));
+        let mut found = Vec::new();
+        // UPDATE of any one column is enough to forge a row.
+        let columns: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (schema.as_str(), self.audit_table.name.as_str()),
+            )
+            .await
+            .map_err(|e| self.error("audit privileges", e))?;
+        for column in columns {
+            let column = Mysql.quote(&column);
+            let probe = format!("EXPLAIN UPDATE {table} SET {column} = {column} WHERE 1 = 0");
+            if self.permitted(&probe).await? {
+                found.push("may UPDATE rows".to_string());
+                break;
+            }
+        }
+        if self
+            .permitted(&format!("EXPLAIN DELETE FROM {table} WHERE 1 = 0"))
+            .await?
+        {
+            found.push("may DELETE rows".to_string());
+        }
+        // DROP (which TRUNCATE needs too) and ALTER cannot be probed
+        // without doing them: they are read from this account's own grants.
+        let rights: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT DISTINCT PRIVILEGE_TYPE FROM (\
+                 SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES \
+                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES \
+                 WHERE ? LIKE TABLE_SCHEMA \
+                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?) p \
+                 WHERE PRIVILEGE_TYPE IN ('DROP', 'ALTER') AND GRANTEE = (SELECT CONCAT('''', \
+                 LEFT(u, LENGTH(u) - LENGTH(SUBSTRING_INDEX(u, '@', -1)) - 1), '''@''', \
+                 SUBSTRING_INDEX(u, '@', -1), '''') FROM (SELECT CURRENT_USER() AS u) c) ORDER BY 1 DESC",
+                (
+                    schema.as_str(),
+                    schema.as_str(),
+                    self.audit_table.name.as_str(),
+                ),
+            )
+            .await
+            .map_err(|e| self.error("audit privileges", e))?;
+        found.extend(rights.into_iter().map(|right| match right.as_str() {
+            "DROP" => "may DROP or TRUNCATE the table".to_string(),
+            other => format!("may {other} the table"),
+        }));
+        Ok(found)
+    }
+
+    async fn grants(
+        &mut self,
+        needs: &grants::Needs,
+        role: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut resolved = std::collections::BTreeMap::new();
+        for table in needs.tables.keys() {
+            let schema = self.describe(table).await?;
+            resolved.insert(table.clone(), schema.map_or(table.clone(), |s| s.table));
+        }
+        let needs = needs.resolved(|table| resolved[table].clone());
+        let database: Option<String> = self
+            .conn
+            .query_first::<Option<String>, _>("SELECT DATABASE()")
+            .await
+            .map_err(|e| self.error("grants", e))?
+            .flatten();
+        let audit = TableRef {
+            schema: match self.audit_table_schema().await? {
+                Some(schema) => Some(schema),
+                None => self.audit_table.schema.clone().or(database),
+            },
+            name: self.audit_table.name.clone(),
+        };
+        let syntax = grants::GrantSyntax {
+            dialect: &Mysql,
+            grantee: grants::mysql_account(role),
+            lock_needs_update: false,
+            vacuum: grants::VacuumRight::NotNeeded,
+        };
+        let mut lines = vec![
+            "-- Run as an account that may grant these rights. The account must exist:".to_string(),
+            format!("--   CREATE USER {} IDENTIFIED BY '...';", syntax.grantee),
+            "-- GET_LOCK, session settings and information_schema need no grant.".to_string(),
+        ];
+        lines.extend(syntax.table_grants(&needs));
+        lines.extend(syntax.audit_grants(&audit, &audit_table_ddl(&Mysql.table(&audit))));
+        Ok(Some(lines))
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.simple("begin", "START TRANSACTION").await
     }
@@ -888,17 +1089,13 @@ impl Store for MysqlStore {
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} (\
-             seq BIGINT NOT NULL PRIMARY KEY, run_id VARCHAR(64) NOT NULL, event VARCHAR(16) NOT NULL, \
-             rule_id VARCHAR(128) NOT NULL, store VARCHAR(128) NOT NULL, table_name VARCHAR(300) NOT NULL, \
-             action VARCHAR(16) NOT NULL, rows_affected BIGINT NOT NULL, key_from TEXT, key_to TEXT, \
-             as_of DATETIME(6) NOT NULL, cutoff TEXT NOT NULL, rule_hash CHAR(64) NOT NULL, key_id VARCHAR(32), \
-             at DATETIME(6) NOT NULL, host VARCHAR(255) NOT NULL, version VARCHAR(32) NOT NULL, detail TEXT NOT NULL, \
-             prev_hash CHAR(64) NOT NULL, row_hash CHAR(64) NOT NULL\
-             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-            Mysql.table(&self.audit_table)
-        );
+        // Looked up first: CREATE TABLE IF NOT EXISTS needs the CREATE
+        // right even when the table is there, and a least-privilege role
+        // has none.
+        if self.audit_table_schema().await?.is_some() {
+            return Ok(());
+        }
+        let create = audit_table_ddl(&Mysql.table(&self.audit_table));
         self.simple("create audit table", &create).await
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
@@ -21,6 +22,7 @@ use super::{
     QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
     group_catalog,
 };
+use super::{grants, tls};
 use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
 use crate::plan::{ColumnChange, Moment, Step};
@@ -160,6 +162,77 @@ fn lock_id(namespace: &str, name: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// Connects as the store's `tls` says: the URL's own `sslmode` is
+/// overridden, except that a URL asking for TLS on a store set to
+/// `disable` is refused rather than quietly sent in the clear.
+async fn open(
+    config: &StoreConfig,
+    pg: &mut tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let failed = |message: String| StoreError::Connect {
+        store: config.name.clone(),
+        message,
+    };
+    let Some(tls) = tls::client_config(config)? else {
+        if pg.get_ssl_mode() == SslMode::Require {
+            return Err(StoreError::Config {
+                store: config.name.clone(),
+                message: "the URL asks for sslmode=require, but the store has tls = \"disable\"; set tls = \"require\" or \"verify-full\"".into(),
+            });
+        }
+        let (client, connection) = pg
+            .connect(NoTls)
+            .await
+            .map_err(|err| failed(describe_error(&err)))?;
+        spawn_connection(config, connection);
+        return Ok(client);
+    };
+    pg.ssl_mode(SslMode::Require);
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+    match pg.connect(connector).await {
+        Ok((client, connection)) => {
+            spawn_connection(config, connection);
+            Ok(client)
+        }
+        Err(err) => {
+            // tokio-postgres names this case only in its message.
+            let text = describe_error(&err);
+            Err(failed(if text.contains("server does not support TLS") {
+                tls::not_offered(config)
+            } else {
+                tls::explain(config, &err).unwrap_or(text)
+            }))
+        }
+    }
+}
+
+/// The audit table's definition (`table` quoted): what a run creates when
+/// it is missing, and what `glemsel grants` gives the DBA to create.
+fn audit_table_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+         seq bigint PRIMARY KEY, run_id text NOT NULL, event text NOT NULL, rule_id text NOT NULL, \
+         store text NOT NULL, table_name text NOT NULL, action text NOT NULL, rows_affected bigint NOT NULL, \
+         key_from text, key_to text, as_of timestamptz NOT NULL, cutoff text NOT NULL, rule_hash text NOT NULL, \
+         key_id text, at timestamptz NOT NULL, host text NOT NULL, version text NOT NULL, detail text NOT NULL, \
+         prev_hash text NOT NULL, row_hash text NOT NULL)"
+    )
+}
+
+/// Drives a connection until it closes; a failure is logged.
+fn spawn_connection<S, T>(config: &StoreConfig, connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let store_name = config.name.clone();
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(store = %store_name, error = %describe_error(&err), "connection closed");
+        }
+    });
+}
+
 impl PostgresStore {
     pub async fn connect(config: &StoreConfig, limits: SessionLimits) -> Result<Self, StoreError> {
         let url = connection_url(config)?;
@@ -174,16 +247,7 @@ impl PostgresStore {
         }
         // A peer that vanished mid-query is noticed instead of waited on.
         pg.keepalives(true).keepalives_idle(Duration::from_secs(60));
-        let (client, connection) = pg.connect(NoTls).await.map_err(|err| StoreError::Connect {
-            store: config.name.clone(),
-            message: describe_error(&err),
-        })?;
-        let store_name = config.name.clone();
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(store = %store_name, error = %describe_error(&err), "connection closed");
-            }
-        });
+        let client = open(config, &mut pg).await?;
         let store = Self {
             name: config.name.clone(),
             client,
@@ -724,8 +788,39 @@ impl Store for PostgresStore {
     }
 
     async fn vacuum(&mut self, table: &TableRef) -> Result<(), StoreError> {
+        // A role that may not VACUUM the table gets a warning from the
+        // server, not an error: asked first, so the run does not report
+        // old row versions reclaimed that are still there.
+        if !self.may_vacuum(table).await? {
+            return Err(StoreError::Query {
+                store: self.name.clone(),
+                context: "vacuum".into(),
+                code: Some("42501".into()),
+                message: format!(
+                    "the role may not VACUUM {table}: PostgreSQL lets only the table's owner (from 17, also a role granted MAINTAIN)"
+                ),
+                kind: QueryErrorKind::Other,
+            });
+        }
         let sql = format!("VACUUM {}", Postgres.table(table));
         self.simple("vacuum", &sql).await
+    }
+
+    async fn may_vacuum(&mut self, table: &TableRef) -> Result<bool, StoreError> {
+        // CASE keeps has_table_privilege(..., 'MAINTAIN') from servers
+        // before 17, which do not know the privilege.
+        let row = self
+            .client
+            .query_opt(
+                "SELECT pg_has_role(c.relowner, 'USAGE') OR CASE \
+                 WHEN current_setting('server_version_num')::int >= 170000 \
+                 THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END \
+                 FROM pg_class c WHERE c.oid = to_regclass($1::text)",
+                &[&Postgres.table(table)],
+            )
+            .await
+            .map_err(|e| self.error("vacuum privilege", e))?;
+        Ok(row.is_some_and(|row| row.get(0)))
     }
 
     fn keeps_old_versions(&self) -> bool {
@@ -739,6 +834,120 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.error("server clock", e))?;
         Ok(Some(row.get(0)))
+    }
+
+    async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("TLS version", e))?;
+        Ok(row.and_then(|row| row.get(0)))
+    }
+
+    async fn audit_overreach(&mut self) -> Result<Vec<String>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT has_any_column_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE'), \
+                 has_table_privilege(c.oid, 'TRUNCATE'), pg_has_role(c.relowner, 'MEMBER'), \
+                 (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                 FROM pg_class c WHERE c.oid = to_regclass($1::text)",
+                &[&Postgres.table(&self.audit_table)],
+            )
+            .await
+            .map_err(|e| self.error("audit privileges", e))?;
+        let Some(row) = row else {
+            return Ok(Vec::new());
+        };
+        let found = [
+            (4, "is a superuser (no privilege binds it)"),
+            (
+                3,
+                "owns the table (an owner may grant itself any right, or drop it)",
+            ),
+            (0, "may UPDATE rows"),
+            (1, "may DELETE rows"),
+            (2, "may TRUNCATE the table"),
+        ];
+        Ok(found
+            .into_iter()
+            .filter(|(column, _)| row.get::<_, Option<bool>>(*column) == Some(true))
+            .map(|(_, what)| what.to_string())
+            .collect())
+    }
+
+    async fn grants(
+        &mut self,
+        needs: &grants::Needs,
+        role: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut resolved = std::collections::BTreeMap::new();
+        for table in needs.tables.keys() {
+            let schema = self.describe(table).await?;
+            resolved.insert(table.clone(), schema.map_or(table.clone(), |s| s.table));
+        }
+        let needs = needs.resolved(|table| resolved[table].clone());
+        let names = self
+            .client
+            .query_one(
+                "SELECT current_database()::text, current_schema()::text, \
+                 current_setting('server_version_num')::int",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("grants", e))?;
+        let (database, schema): (String, Option<String>) = (names.get(0), names.get(1));
+        let version: i32 = names.get(2);
+        let audit_table = self.audit_table.clone();
+        let audit = match self.describe(&audit_table).await? {
+            Some(found) => found.table,
+            None => TableRef {
+                schema: audit_table.schema.clone().or(schema),
+                name: audit_table.name.clone(),
+            },
+        };
+        let syntax = grants::GrantSyntax {
+            dialect: &Postgres,
+            grantee: Postgres.quote(role),
+            lock_needs_update: true,
+            vacuum: if version >= 170000 {
+                grants::VacuumRight::Grant("MAINTAIN")
+            } else {
+                grants::VacuumRight::OwnerOnly
+            },
+        };
+        let mut lines = vec![
+            format!(
+                "-- Run as the tables' owner or a superuser, in database {database}. The role must exist:"
+            ),
+            format!("--   CREATE ROLE {} LOGIN PASSWORD '...';", syntax.grantee),
+            "-- Advisory locks, session settings and the catalogs need no grant.".to_string(),
+            format!(
+                "GRANT CONNECT ON DATABASE {} TO {};",
+                Postgres.quote(&database),
+                syntax.grantee
+            ),
+        ];
+        let schemas: std::collections::BTreeSet<&String> = needs
+            .tables
+            .keys()
+            .chain([&audit])
+            .filter_map(|t| t.schema.as_ref())
+            .collect();
+        for schema in schemas {
+            lines.push(format!(
+                "GRANT USAGE ON SCHEMA {} TO {};",
+                Postgres.quote(schema),
+                syntax.grantee
+            ));
+        }
+        lines.extend(syntax.table_grants(&needs));
+        lines.extend(syntax.audit_grants(&audit, &audit_table_ddl(&Postgres.table(&audit))));
+        Ok(Some(lines))
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
@@ -774,15 +983,8 @@ impl Store for PostgresStore {
         if exists {
             return Ok(());
         }
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\
-             seq bigint PRIMARY KEY, run_id text NOT NULL, event text NOT NULL, rule_id text NOT NULL, \
-             store text NOT NULL, table_name text NOT NULL, action text NOT NULL, rows_affected bigint NOT NULL, \
-             key_from text, key_to text, as_of timestamptz NOT NULL, cutoff text NOT NULL, rule_hash text NOT NULL, \
-             key_id text, at timestamptz NOT NULL, host text NOT NULL, version text NOT NULL, detail text NOT NULL, \
-             prev_hash text NOT NULL, row_hash text NOT NULL)"
-        );
-        self.simple("create audit table", &create).await
+        self.simple("create audit table", &audit_table_ddl(&table))
+            .await
     }
 
     async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {

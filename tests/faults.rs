@@ -52,7 +52,7 @@ async fn a_database_that_crashes_mid_run_loses_nothing_and_the_next_run_finishes
         let project = Project::for_db(&db, "db", "");
         project.rules(
             "logs.toml",
-            "[[rule]]\nid = \"logs\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nbatch_size = 200\nbatch_ms = 0\n",
+            "[[rule]]\nid = \"logs\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nbatch_size = 50\nbatch_ms = 0\n",
         );
         let run = Command::new(env!("CARGO_BIN_EXE_glemsel"))
             .args(["run", "--as-of", "2026-06-01"])
@@ -62,8 +62,14 @@ async fn a_database_that_crashes_mid_run_loses_nothing_and_the_next_run_finishes
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Let a good number of batches commit, then crash the server.
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // Once some batches have committed (not after a fixed time: a fast
+        // machine finishes first), crash the server.
+        for _ in 0..1_000 {
+            if count(&db, "SELECT COUNT(*) FROM logs").await <= (ROWS - 500) as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let crashed = Command::new(&crash).output().unwrap();
         assert!(crashed.status.success(), "{kind:?}: {}", text(&crashed));
         let run = run.wait_with_output().unwrap();

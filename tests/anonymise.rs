@@ -387,58 +387,10 @@ async fn anonymise_does_the_same_on_every_engine() {
 /// edge cases, then random addresses, their prefixes and near misses.
 fn ip_corpus() -> Vec<String> {
     const R: &str = "[redacted]";
-    let mut values: Vec<String> = [
-        "192.0.2.0",
-        "192.0.2.17",
-        "0.0.0.0",
-        "255.255.255.0",
-        "256.1.1.0",
-        "01.2.3.0",
-        "1.2.3.00",
-        "1.2.3.0 ",
-        " 1.2.3.0",
-        "1.2.3.0\n",
-        "1.2.3",
-        "1.2.3.0.0",
-        "::",
-        "::1",
-        ":::",
-        "2001:db8:1::",
-        "2001:DB8:1::",
-        "2001:0db8:1::",
-        "2001:db8:0::",
-        "2001:db8::",
-        "2001::",
-        "0:0:1::",
-        "0:0:0::",
-        "0::",
-        "0:1::",
-        "1:0:1::",
-        "2001:db8:1:0::",
-        "2001:db8:1::1",
-        "12345::",
-        "ffff:ffff:ffff::",
-        "::ffff:1.2.3.0",
-        "::ffff:1.2.3.4",
-        "::FFFF:1.2.3.0",
-        "::ffff:0:0",
-        "[redacted]",
-        "[REDACTED]",
-        "[redacted] ",
-        "[redacted]\n",
-        "x[redacted]",
-        "",
-        "psn_0123456789abcdef",
-        "fe80::",
-        "fe80::1%eth0",
-        "::0.0.0.0",
-        "2001:db8::\n",
-        "Ⅻ.1.2.0",
-        "１.2.3.0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut values: Vec<String> = glemsel::generalise::IP_EDGE_CASES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
         seed ^= seed << 13;

@@ -534,6 +534,9 @@ async fn run_locked(
             report.status = Status::Stopped;
             break;
         }
+        if let Some(skipped_to) = walk.skip(after.as_ref()) {
+            after = Some(skipped_to);
+        }
         let through = match walk.window_end(store, step, after.as_ref()).await {
             Ok(through) => through,
             Err(err) => {

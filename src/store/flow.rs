@@ -115,6 +115,15 @@ pub(crate) async fn last_key(
     first_key(store, step, &q).await
 }
 
+/// The largest key among the rows a batch would change.
+pub(crate) async fn last_due_key(
+    store: &mut impl Statements,
+    step: &Step,
+) -> Result<Option<Key>, StoreError> {
+    let q = sql::last_due_key(store.dialect(), step);
+    first_key(store, step, &q).await
+}
+
 async fn first_key(
     store: &mut impl Statements,
     step: &Step,

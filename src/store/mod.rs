@@ -390,6 +390,10 @@ pub trait Store: Send {
     /// The last key along the walk key; `None` when the table is empty.
     async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError>;
 
+    /// The last key among the rows a batch would change now; `None` when
+    /// no row is due.
+    async fn last_due_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError>;
+
     /// The planner's estimate of the rows in `window` (all of them, due or
     /// not), or `None` where the engine gives none.
     async fn estimate_rows(

@@ -817,6 +817,10 @@ impl Store for MysqlStore {
         flow::last_key(self, step).await
     }
 
+    async fn last_due_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        flow::last_due_key(self, step).await
+    }
+
     async fn estimate_rows(
         &mut self,
         step: &Step,

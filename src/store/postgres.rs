@@ -686,6 +686,10 @@ impl Store for PostgresStore {
         flow::last_key(self, step).await
     }
 
+    async fn last_due_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        flow::last_due_key(self, step).await
+    }
+
     async fn estimate_rows(
         &mut self,
         step: &Step,

@@ -824,7 +824,7 @@ pub(crate) fn window_end<'d>(
     after: Option<&Key>,
     rows: u64,
 ) -> Query<'d> {
-    let mut q = key_lookup(dialect, step, after, "");
+    let mut q = key_lookup(dialect, step, after, "", false);
     q.push(" LIMIT 1 OFFSET ");
     q.push_bind(Param::Int(rows.saturating_sub(1) as i64));
     q
@@ -842,17 +842,29 @@ pub(crate) fn window_rows<'d>(dialect: &'d dyn Dialect, step: &Step, window: &Wi
 
 /// The last key of the table: where a walk along an integer key ends.
 pub(crate) fn last_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
-    let mut q = key_lookup(dialect, step, None, " DESC");
+    let mut q = key_lookup(dialect, step, None, " DESC", false);
     q.push(" LIMIT 1");
     q
 }
 
-/// The walk key of the rows past `after`, in key order (`direction`).
+/// The last key of the rows a batch would change: past it a walk finds
+/// nothing to do. Read backwards along the key, it stops at the first due
+/// row from the end, so it costs what the windows past it would have cost
+/// to find them empty, in one statement.
+pub(crate) fn last_due_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
+    let mut q = key_lookup(dialect, step, None, " DESC", true);
+    q.push(" LIMIT 1");
+    q
+}
+
+/// The walk key of the rows past `after` (only those a batch would change,
+/// if `due`), in key order (`direction`).
 fn key_lookup<'d>(
     dialect: &'d dyn Dialect,
     step: &Step,
     after: Option<&Key>,
     direction: &str,
+    due: bool,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
     // Aliased: `ORDER BY "id"` must sort the column, not the text the
@@ -883,6 +895,10 @@ fn key_lookup<'d>(
         },
         &mut conditions,
     );
+    if due {
+        conditions.next(&mut q);
+        push_rows(&mut q, step, TARGET);
+    }
     let order: Vec<String> = key_columns(&q, step)
         .into_iter()
         .map(|column| column + direction)

@@ -732,6 +732,10 @@ impl Store for SqliteStore {
         flow::last_key(self, step).await
     }
 
+    async fn last_due_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        flow::last_due_key(self, step).await
+    }
+
     async fn copies(
         &mut self,
         table: &TableRef,

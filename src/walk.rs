@@ -30,6 +30,9 @@ const MAX_ROWS: u64 = 10_000_000;
 /// How much the batch size may grow or shrink from one batch to the next.
 const GROWTH: f64 = 2.0;
 const SHRINK: f64 = 0.25;
+/// A batch may change this share (numerator, denominator) of the rows one
+/// batch should change before it stops at its limit.
+const LIMIT_HEADROOM: (u64, u64) = (3, 2);
 /// Estimates taken to size one key range.
 const MAX_PROBES: usize = 4;
 
@@ -275,32 +278,40 @@ impl Walk {
     }
 
     /// The most rows the next batch may change, when its window could hold
-    /// more than a batch should change; `None` for fixed-size batches,
-    /// whose window already bounds them.
+    /// more than that; `None` for fixed-size batches, whose window already
+    /// bounds them. It is above the rows a batch should change, so that a
+    /// window sized to hold about that many due rows is not cut short by
+    /// chance, and below what would make a long transaction.
     pub fn limit(&self) -> Option<u64> {
         self.sizer.target?;
-        let cap = self.changes.rows();
+        let cap = self.changes.rows() * LIMIT_HEADROOM.0 / LIMIT_HEADROOM.1;
         (self.window_rows() > cap).then_some(cap)
     }
 
     /// Learns from a committed batch how large the next one should be:
     /// `changed` rows in `elapsed`, and whether it stopped at its limit.
     pub fn record(&mut self, elapsed: Duration, changed: u64, limited: bool) {
-        self.sizer.record(self.window_rows(), elapsed);
         if changed > 0 {
             self.changes.record(changed, elapsed);
         }
-        if limited {
-            // The window held more due rows than a batch should change: the
-            // next ones hold no more rows than that.
-            let cap = self.changes.rows();
-            if let Some(range) = &mut self.range
-                && range.estimate > cap
-            {
-                range.span = (range.span * i128::from(cap) / i128::from(range.estimate)).max(1);
-            }
-            self.sizer.shrink_to(cap);
+        let window = self.window_rows();
+        if !limited {
+            self.sizer.record(window, elapsed);
+            return;
         }
+        // The batch stopped at its limit somewhere in its window, so its
+        // time says nothing about the window's rows. The window held more
+        // due rows than a batch should change: the next ones hold fewer
+        // rows, in proportion, so they hold about as many due rows as a
+        // batch should change.
+        let rows = (u128::from(window) * u128::from(self.changes.rows())
+            / u128::from(changed.max(1))) as u64;
+        if let Some(range) = &mut self.range
+            && range.estimate > rows
+        {
+            range.span = (range.span * i128::from(rows) / i128::from(range.estimate)).max(1);
+        }
+        self.sizer.shrink_to(rows);
     }
 }
 
@@ -548,6 +559,129 @@ mod tests {
         // More than twice the goal left: not yet.
         let choice = search(900_001, 1_000_000, 500_000, 10_000, dense);
         assert!(choice.end.is_some(), "{choice:?}");
+    }
+
+    /// A table whose rows cost `scan_us` each to read, and `change_us`
+    /// more each if due, a share `due` of them, give or take `jitter` (a
+    /// share of that, one batch more, the next less); a batch costs
+    /// `fixed_ms` besides (its commit).
+    #[derive(Clone, Copy)]
+    struct Model {
+        scan_us: f64,
+        change_us: f64,
+        fixed_ms: f64,
+        due: f64,
+        jitter: f64,
+    }
+
+    /// One batch of `walk` over `model` (plus `extra_ms`, a hiccup), as the
+    /// run would see it: (window rows, rows changed, ms, limited).
+    fn batch(walk: &mut Walk, model: Model, extra_ms: f64) -> (u64, u64, f64, bool) {
+        let window = walk.window_rows();
+        let jitter = if window % 2 == 0 {
+            model.jitter
+        } else {
+            -model.jitter
+        };
+        let due = (window as f64 * model.due * (1.0 + jitter)).round() as u64;
+        let limit = walk.limit();
+        let limited = limit.is_some_and(|limit| due >= limit);
+        let changed = limit.map_or(due, |limit| due.min(limit));
+        let read = if limited {
+            changed as f64 / model.due / (1.0 + jitter)
+        } else {
+            window as f64
+        };
+        let ms = model.fixed_ms
+            + (read * model.scan_us + changed as f64 * model.change_us) / 1000.0
+            + extra_ms;
+        walk.record(Duration::from_secs_f64(ms / 1000.0), changed, limited);
+        (window, changed, ms, limited)
+    }
+
+    fn timed_walk(first: u64) -> Walk {
+        Walk {
+            sizer: Sizer::new(first, 100),
+            changes: Sizer::new(first, 100),
+            range: None,
+            due_end: None,
+        }
+    }
+
+    /// Half the rows due, tokens computed in the worker: a few µs a row.
+    const PSEUDONYMISE: Model = Model {
+        scan_us: 0.5,
+        change_us: 6.0,
+        fixed_ms: 2.0,
+        due: 0.5,
+        jitter: 0.05,
+    };
+
+    #[test]
+    fn batches_of_evenly_spread_due_rows_settle_on_the_budget() {
+        let mut walk = timed_walk(10_000);
+        for _ in 0..10 {
+            batch(&mut walk, PSEUDONYMISE, 0.0);
+        }
+        // Every batch near the budget, none cut short by its limit (which
+        // made every other batch half as long).
+        for _ in 0..20 {
+            let (window, changed, ms, limited) = batch(&mut walk, PSEUDONYMISE, 0.0);
+            assert!(
+                (70.0..=130.0).contains(&ms) && !limited,
+                "{window} rows, {changed} changed, {ms:.0} ms, limited: {limited}"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_grow_back_after_one_slow_batch() {
+        let model = Model {
+            scan_us: 0.3,
+            change_us: 5.0,
+            fixed_ms: 4.0,
+            due: 0.5,
+            jitter: 0.05,
+        };
+        let mut walk = timed_walk(10_000);
+        for _ in 0..15 {
+            batch(&mut walk, model, 0.0);
+        }
+        let settled = walk.window_rows();
+        // A hiccup (a checkpoint, a purge) doubles one batch's time.
+        batch(&mut walk, model, 100.0);
+        assert!(walk.window_rows() < settled * 3 / 4);
+        for _ in 0..4 {
+            batch(&mut walk, model, 0.0);
+        }
+        let rows = walk.window_rows();
+        assert!(
+            rows * 10 >= settled * 9,
+            "{settled} rows before the slow batch, {rows} after"
+        );
+    }
+
+    #[test]
+    fn a_dense_stretch_after_a_sparse_one_stays_within_the_bound() {
+        let sparse = Model {
+            due: 0.01,
+            ..PSEUDONYMISE
+        };
+        let dense = Model {
+            due: 1.0,
+            ..PSEUDONYMISE
+        };
+        let mut walk = timed_walk(10_000);
+        for _ in 0..20 {
+            batch(&mut walk, sparse, 0.0);
+        }
+        for _ in 0..10 {
+            let (window, changed, ms, limited) = batch(&mut walk, dense, 0.0);
+            assert!(
+                ms <= 200.0,
+                "{window} rows, {changed} changed, {ms:.0} ms, limited: {limited}"
+            );
+        }
     }
 
     fn walk_with(due_end: Option<DueEnd>) -> Walk {

@@ -134,6 +134,8 @@ pub struct StepReport {
     /// The longest batch transaction, from its begin to its commit or
     /// rollback.
     pub longest_batch_ms: u64,
+    /// The time spent in batch transactions, begin to commit, of `seconds`.
+    pub batch_seconds: f64,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -515,6 +517,7 @@ async fn run_locked(
         windows: 0,
         windows_skipped: 0,
         longest_batch_ms: 0,
+        batch_seconds: 0.0,
         seconds: 0.0,
         error: None,
         vacuumed: None,
@@ -593,6 +596,7 @@ async fn run_locked(
             };
             let batch_ms = batch_started.elapsed().as_millis() as u64;
             report.longest_batch_ms = report.longest_batch_ms.max(batch_ms);
+            report.batch_seconds += batch_started.elapsed().as_secs_f64();
             match outcome {
                 Ok(changed) => {
                     let rows = changed.rows;

@@ -166,7 +166,8 @@ struct Line {
 
 impl Line {
     fn median_seconds(&self) -> f64 {
-        self.median(|s| Some(s.seconds)).expect("every sample is timed")
+        self.median(|s| Some(s.seconds))
+            .expect("every sample is timed")
     }
 
     fn median(&self, get: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
@@ -693,7 +694,12 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         for repeat in 0..sizes.repeats {
             // Every other repeat in the opposite order, so a machine that
             // gets busier or quieter favours no way.
-            let mut ways = vec![Way::SetDelete, Way::Delete, Way::SetUpdate, Way::Pseudonymise];
+            let mut ways = vec![
+                Way::SetDelete,
+                Way::Delete,
+                Way::SetUpdate,
+                Way::Pseudonymise,
+            ];
             if self.db.kind == Kind::Mariadb {
                 ways.insert(2, Way::PtArchiver);
             }

@@ -250,7 +250,9 @@ impl Walk {
             }
         }
         let mut search = match limit {
-            Some(limit) => RangeSearch::new(start, limit.min(range.last), range.span, goal).closed(),
+            Some(limit) => {
+                RangeSearch::new(start, limit.min(range.last), range.span, goal).closed()
+            }
             None => RangeSearch::new(start, range.last, range.span, goal),
         };
         while let Some(end) = search.next_look() {

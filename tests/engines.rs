@@ -678,8 +678,7 @@ async fn every_engine_stops_walking_after_the_last_due_row() {
             ("timed", 150, 10),
             ("pseudonymised", 150, 4),
             ("none_due", 0, 1),
-        ]
-        {
+        ] {
             let rule = report["rules"]
                 .as_array()
                 .unwrap()
@@ -709,7 +708,10 @@ async fn every_engine_stops_walking_after_the_last_due_row() {
         for table in ["fixed", "timed"] {
             // The due rows are gone, every other row is left.
             assert_eq!(
-                count(format!("SELECT COUNT(*) FROM {table} WHERE at < '2025-01-01'")).await,
+                count(format!(
+                    "SELECT COUNT(*) FROM {table} WHERE at < '2025-01-01'"
+                ))
+                .await,
                 "0",
                 "{kind:?} {table}"
             );

@@ -147,6 +147,18 @@ pub(crate) async fn mutate(
             changed.rows = store.affected("batch", &q).await?;
             changed.limited = reached(changed.rows as usize);
         }
+        BatchStatements::Counted(q) => {
+            let counts = store.numbers("batch", &q).await?;
+            let [picked, rows] = counts[..] else {
+                return Err(StoreError::invalid(
+                    store.store_name(),
+                    "batch",
+                    format!("{} counts where two were expected", counts.len()),
+                ));
+            };
+            changed.rows = rows;
+            changed.limited = reached(picked as usize);
+        }
         BatchStatements::Captured { capture, columns } => {
             let captured = store.keys("capture", &capture, &columns).await?;
             changed.limited = reached(captured.len());

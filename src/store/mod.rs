@@ -5,6 +5,7 @@
 //! in `sql`, and the statement sequences the SQL stores share (counts,
 //! windows, one batch) are in `flow`.
 
+pub(crate) mod audit_table;
 pub(crate) mod flow;
 pub mod grants;
 pub mod mysql;

@@ -15,6 +15,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use super::audit_table::{self, AuditRow, AuditType};
 use super::flow::{self, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
@@ -23,7 +24,7 @@ use super::{
     group_catalog,
 };
 use super::{grants, tls};
-use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
+use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
 use crate::plan::{ColumnChange, Moment, Step};
 use crate::pseudonym::{HmacKey, TokenShape};
@@ -125,6 +126,15 @@ impl Dialect for Postgres {
         u16::MAX as usize
     }
 
+    fn audit_type(&self, kind: AuditType) -> String {
+        match kind {
+            AuditType::Seq | AuditType::Count => "bigint",
+            AuditType::Text(_) | AuditType::Hash => "text",
+            AuditType::Instant => "timestamptz",
+        }
+        .into()
+    }
+
     fn limit_form(&self) -> LimitForm {
         LimitForm::Ctid
     }
@@ -204,19 +214,6 @@ async fn open(
             }))
         }
     }
-}
-
-/// The audit table's definition (`table` quoted): what a run creates when
-/// it is missing, and what `glemsel grants` gives the DBA to create.
-fn audit_table_ddl(table: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\
-         seq bigint PRIMARY KEY, run_id text NOT NULL, event text NOT NULL, rule_id text NOT NULL, \
-         store text NOT NULL, table_name text NOT NULL, action text NOT NULL, rows_affected bigint NOT NULL, \
-         key_from text, key_to text, as_of timestamptz NOT NULL, cutoff text NOT NULL, rule_hash text NOT NULL, \
-         key_id text, at timestamptz NOT NULL, host text NOT NULL, version text NOT NULL, detail text NOT NULL, \
-         prev_hash text NOT NULL, row_hash text NOT NULL)"
-    )
 }
 
 /// Drives a connection until it closes; a failure is logged.
@@ -419,33 +416,28 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) ->
         .map_err(|err| format!("column {index}: {err}"))
 }
 
-fn audit_record(row: &Row) -> Result<AuditRecord, String> {
-    let event: String = get(row, 2)?;
-    Ok(AuditRecord {
-        seq: get(row, 0)?,
-        entry: AuditEntry {
-            run_id: get(row, 1)?,
-            event: AuditEvent::parse(&event)
-                .ok_or_else(|| format!("unknown audit event {event:?}"))?,
-            rule_id: get(row, 3)?,
-            store: get(row, 4)?,
-            table_name: get(row, 5)?,
-            action: get(row, 6)?,
-            rows: get(row, 7)?,
-            key_from: get(row, 8)?,
-            key_to: get(row, 9)?,
-            as_of: get::<DateTime<Utc>>(row, 10)?,
-            cutoff: get(row, 11)?,
-            rule_hash: get(row, 12)?,
-            key_id: get(row, 13)?,
-            at: get::<DateTime<Utc>>(row, 14)?,
-            host: get(row, 15)?,
-            version: get(row, 16)?,
-            detail: get(row, 17)?,
-        },
-        prev_hash: get(row, 18)?,
-        row_hash: get(row, 19)?,
-    })
+impl AuditRow for Row {
+    fn int(&self, column: &str) -> Result<i64, String> {
+        get_named(self, column)
+    }
+    fn text(&self, column: &str) -> Result<String, String> {
+        get_named(self, column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, String> {
+        get_named(self, column)
+    }
+    fn instant(&self, column: &str) -> Result<DateTime<Utc>, String> {
+        get_named(self, column)
+    }
+}
+
+/// Reads one value by column name, as [`get`] does by position.
+fn get_named<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    column: &str,
+) -> Result<T, String> {
+    row.try_get(column)
+        .map_err(|err| format!("column {column}: {err}"))
 }
 
 #[async_trait]
@@ -946,7 +938,10 @@ impl Store for PostgresStore {
             ));
         }
         lines.extend(syntax.table_grants(&needs));
-        lines.extend(syntax.audit_grants(&audit, &audit_table_ddl(&Postgres.table(&audit))));
+        lines.extend(syntax.audit_grants(
+            &audit,
+            &audit_table::create_table(&Postgres, &Postgres.table(&audit)),
+        ));
         Ok(Some(lines))
     }
 
@@ -983,29 +978,20 @@ impl Store for PostgresStore {
         if exists {
             return Ok(());
         }
-        self.simple("create audit table", &audit_table_ddl(&table))
-            .await
+        self.simple(
+            "create audit table",
+            &audit_table::create_table(&Postgres, &table),
+        )
+        .await
     }
 
     async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
-        let sql = format!(
-            "SELECT seq, row_hash, at FROM {} ORDER BY seq DESC LIMIT 1",
-            Postgres.table(&self.audit_table)
-        );
-        let row = self
-            .client
-            .query_opt(&sql, &[])
-            .await
-            .map_err(|e| self.error("audit head", e))?;
-        row.map(|row| {
-            Ok(ChainLink {
-                seq: get(&row, 0)?,
-                row_hash: get(&row, 1)?,
-                at: get(&row, 2)?,
-            })
-        })
-        .transpose()
-        .map_err(|m| self.invalid("audit head", m))
+        let q = audit_table::head(&Postgres, &self.audit_table);
+        let rows = self.query("audit head", &q).await?;
+        rows.first()
+            .map(audit_table::link)
+            .transpose()
+            .map_err(|m| self.invalid("audit head", m))
     }
 
     async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError> {
@@ -1046,7 +1032,7 @@ impl Store for PostgresStore {
         self.query("audit read", &q)
             .await?
             .iter()
-            .map(|row| audit_record(row).map_err(|message| self.invalid("audit read", message)))
+            .map(|row| audit_table::record(row).map_err(|m| self.invalid("audit read", m)))
             .collect()
     }
 
@@ -1060,7 +1046,7 @@ impl Store for PostgresStore {
         self.query("audit search", &q)
             .await?
             .iter()
-            .map(|row| audit_record(row).map_err(|message| self.invalid("audit search", message)))
+            .map(|row| audit_table::record(row).map_err(|m| self.invalid("audit search", m)))
             .collect()
     }
 

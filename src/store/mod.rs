@@ -363,17 +363,27 @@ pub trait Store: Send {
     /// Columns, types and keys of a table; `None` when it does not exist.
     async fn describe(&mut self, table: &TableRef) -> Result<Option<TableSchema>, StoreError>;
 
+    /// The statement primitives (compile, execute, read) the default
+    /// methods below run the shared sequences of `flow` on.
+    fn sql(&mut self) -> flow::Sql<'_>;
+
     /// Compiles the step's statements without running them, so a bad
     /// `where` or hold is reported by `check`, not halfway through a run.
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError>;
+    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
+        flow::prepare(self.sql().0, step).await
+    }
 
     /// The dry-run counts, from the same predicate the batches use.
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError>;
+    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
+        flow::count(self.sql().0, step).await
+    }
 
     /// The forecast: how many rows a run at each of `bounds` (ascending due
     /// bounds of the step's event) would change, from one statement built
     /// by the same predicate builder as the counts and batches.
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError>;
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self.sql().0, step, bounds).await
+    }
 
     /// Every base table of the database the store connects to (every user
     /// schema on PostgreSQL), with its columns, in catalog order.
@@ -386,10 +396,14 @@ pub trait Store: Send {
         step: &Step,
         after: Option<&Key>,
         rows: u64,
-    ) -> Result<Option<Key>, StoreError>;
+    ) -> Result<Option<Key>, StoreError> {
+        flow::window_end(self.sql().0, step, after, rows).await
+    }
 
     /// The last key along the walk key; `None` when the table is empty.
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError>;
+    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        flow::last_key(self.sql().0, step).await
+    }
 
     /// The planner's estimate of the rows in `window` (all of them, due or
     /// not), or `None` where the engine gives none.
@@ -487,7 +501,9 @@ pub trait Store: Send {
         window: &Window,
         key: Option<&HmacKey>,
         limit: Option<u64>,
-    ) -> Result<Changed, StoreError>;
+    ) -> Result<Changed, StoreError> {
+        flow::mutate(self.sql().0, step, window, key, limit).await
+    }
 
     /// Creates the audit table if it is missing.
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError>;

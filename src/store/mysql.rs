@@ -16,18 +16,17 @@ use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, Row, SslOpts, Va
 use sha2::{Digest, Sha256};
 
 use super::audit_table::{self, AuditRow, AuditType, Named};
-use super::flow::{self, Statements};
+use super::flow::{Sql, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query};
 use super::{
-    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
-    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
-    group_catalog,
+    CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
+    SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
 };
 use super::{grants, tls};
 use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
 use crate::plan::{ColumnChange, Moment, Step};
-use crate::pseudonym::{HmacKey, TokenShape};
+use crate::pseudonym::TokenShape;
 use crate::rules::{Engine, StoreConfig, TableRef, Tls};
 
 /// The MySQL / MariaDB dialect.
@@ -561,6 +560,18 @@ impl Statements for MysqlStore {
         &Mysql
     }
 
+    async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError> {
+        let statement = self
+            .conn
+            .prep(q.sql.as_str())
+            .await
+            .map_err(|e| self.error(context, e))?;
+        self.conn
+            .close(statement)
+            .await
+            .map_err(|e| self.error(context, e))
+    }
+
     async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
         self.execute(context, q).await
     }
@@ -615,6 +626,10 @@ impl Statements for MysqlStore {
 
 #[async_trait]
 impl Store for MysqlStore {
+    fn sql(&mut self) -> Sql<'_> {
+        Sql(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -750,29 +765,6 @@ impl Store for MysqlStore {
         }))
     }
 
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        for (context, q) in sql::statements_to_prepare(&Mysql, step) {
-            let statement = self
-                .conn
-                .prep(q.sql.as_str())
-                .await
-                .map_err(|e| self.error(context, e))?;
-            self.conn
-                .close(statement)
-                .await
-                .map_err(|e| self.error(context, e))?;
-        }
-        Ok(())
-    }
-
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        flow::count(self, step).await
-    }
-
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
-        flow::forecast(self, step, bounds).await
-    }
-
     async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
         let rows = self
             .conn
@@ -788,19 +780,6 @@ impl Store for MysqlStore {
         Ok(group_catalog(rows.into_iter().map(
             |(schema, table, column, data_type)| (Some(schema), table, column, data_type),
         )))
-    }
-
-    async fn window_end(
-        &mut self,
-        step: &Step,
-        after: Option<&Key>,
-        rows: u64,
-    ) -> Result<Option<Key>, StoreError> {
-        flow::window_end(self, step, after, rows).await
-    }
-
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        flow::last_key(self, step).await
     }
 
     async fn estimate_rows(
@@ -1065,16 +1044,6 @@ impl Store for MysqlStore {
         let rolled_back = self.simple("rollback", "ROLLBACK").await;
         self.release_audit_lock().await?;
         rolled_back
-    }
-
-    async fn mutate(
-        &mut self,
-        step: &Step,
-        window: &Window,
-        key: Option<&HmacKey>,
-        limit: Option<u64>,
-    ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key, limit).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

@@ -16,18 +16,17 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::audit_table::{self, AuditRow, AuditType};
-use super::flow::{self, Statements};
+use super::flow::{Sql, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
-    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
-    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
-    group_catalog,
+    CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
+    SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
 };
 use super::{grants, tls};
 use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
 use crate::plan::{ColumnChange, Moment, Step};
-use crate::pseudonym::{HmacKey, TokenShape};
+use crate::pseudonym::TokenShape;
 use crate::rules::{Engine, StoreConfig, TableRef};
 
 /// The PostgreSQL dialect.
@@ -446,6 +445,14 @@ impl Statements for PostgresStore {
         &Postgres
     }
 
+    async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError> {
+        self.client
+            .prepare(&q.sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(context, e))
+    }
+
     async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
         self.execute(context, q).await
     }
@@ -489,6 +496,10 @@ impl Statements for PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn sql(&mut self) -> Sql<'_> {
+        Sql(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -623,24 +634,6 @@ impl Store for PostgresStore {
         }))
     }
 
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        for (context, q) in sql::statements_to_prepare(&Postgres, step) {
-            self.client
-                .prepare(&q.sql)
-                .await
-                .map_err(|e| self.error(context, e))?;
-        }
-        Ok(())
-    }
-
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        flow::count(self, step).await
-    }
-
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
-        flow::forecast(self, step, bounds).await
-    }
-
     async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
         let rows = self
             .client
@@ -663,19 +656,6 @@ impl Store for PostgresStore {
                 row.get(3),
             )
         })))
-    }
-
-    async fn window_end(
-        &mut self,
-        step: &Step,
-        after: Option<&Key>,
-        rows: u64,
-    ) -> Result<Option<Key>, StoreError> {
-        flow::window_end(self, step, after, rows).await
-    }
-
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        flow::last_key(self, step).await
     }
 
     async fn estimate_rows(
@@ -955,16 +935,6 @@ impl Store for PostgresStore {
 
     async fn rollback(&mut self) -> Result<(), StoreError> {
         self.simple("rollback", "ROLLBACK").await
-    }
-
-    async fn mutate(
-        &mut self,
-        step: &Step,
-        window: &Window,
-        key: Option<&HmacKey>,
-        limit: Option<u64>,
-    ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key, limit).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

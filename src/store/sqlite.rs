@@ -19,16 +19,16 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
 use super::audit_table::{self, AuditRow, AuditType, Named};
-use super::flow::{self, Statements};
+use super::flow::{Sql, Statements};
 use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
-    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
-    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, group_catalog,
+    CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
+    SessionLimits, Store, StoreError, TableSchema, group_catalog,
 };
 use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink, format_time};
 use crate::generalise::{DatePart, is_ip_prefix_done};
-use crate::plan::{ColumnChange, Moment, Step};
-use crate::pseudonym::{HmacKey, TokenShape};
+use crate::plan::{ColumnChange, Moment};
+use crate::pseudonym::TokenShape;
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
 
 /// The SQL function reading date text as microseconds since 1970, or NULL.
@@ -620,6 +620,13 @@ impl Statements for SqliteStore {
         &Sqlite
     }
 
+    async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError> {
+        self.conn
+            .prepare(&q.sql)
+            .map(|_| ())
+            .map_err(|e| self.error(context, e))
+    }
+
     async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
         self.execute(context, q)
     }
@@ -664,6 +671,10 @@ impl Statements for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn sql(&mut self) -> Sql<'_> {
+        Sql(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -680,23 +691,6 @@ impl Store for SqliteStore {
             .map_err(|e| self.error("describe table", e))
     }
 
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        for (context, q) in sql::statements_to_prepare(&Sqlite, step) {
-            self.conn
-                .prepare(&q.sql)
-                .map_err(|e| self.error(context, e))?;
-        }
-        Ok(())
-    }
-
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        flow::count(self, step).await
-    }
-
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
-        flow::forecast(self, step, bounds).await
-    }
-
     async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
         let read = || -> rusqlite::Result<Vec<(Option<String>, String, String, String)>> {
             self.conn
@@ -711,19 +705,6 @@ impl Store for SqliteStore {
         blocking(read)
             .map(group_catalog)
             .map_err(|e| self.error("catalog", e))
-    }
-
-    async fn window_end(
-        &mut self,
-        step: &Step,
-        after: Option<&Key>,
-        rows: u64,
-    ) -> Result<Option<Key>, StoreError> {
-        flow::window_end(self, step, after, rows).await
-    }
-
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        flow::last_key(self, step).await
     }
 
     async fn copies(
@@ -760,16 +741,6 @@ impl Store for SqliteStore {
 
     async fn rollback(&mut self) -> Result<(), StoreError> {
         self.simple("rollback", "ROLLBACK")
-    }
-
-    async fn mutate(
-        &mut self,
-        step: &Step,
-        window: &Window,
-        key: Option<&HmacKey>,
-        limit: Option<u64>,
-    ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key, limit).await
     }
 
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {

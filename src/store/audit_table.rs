@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 
 use super::sql::{Dialect, Param, Query};
-use crate::audit::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
-use crate::plan::Moment;
+use crate::audit_record::{AuditEntry, AuditEvent, AuditRecord, ChainLink};
 use crate::rules::TableRef;
+use crate::step::Moment;
 
 /// What an audit column holds; each dialect names the SQL type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

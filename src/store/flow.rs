@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::sql::{self, BatchStatements, Dialect, Query, TokenRow};
 use super::{Changed, Column, Counts, Key, KeyValue, StoreError, Window};
-use crate::plan::{Moment, Step};
 use crate::pseudonym::HmacKey;
+use crate::step::{Moment, Step};
 
 /// One engine's [`Statements`], as [`super::Store::sql`] hands them to the
 /// store's default methods; opaque outside the store module.

@@ -23,11 +23,11 @@ use super::{
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
 };
 use super::{grants, tls};
-use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
+use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
-use crate::plan::{ColumnChange, Moment, Step};
 use crate::pseudonym::TokenShape;
 use crate::rules::{Engine, StoreConfig, TableRef};
+use crate::step::{ColumnChange, Moment, Step};
 
 /// The PostgreSQL dialect.
 pub(crate) struct Postgres;

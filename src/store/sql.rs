@@ -6,12 +6,12 @@
 //! quoted by the dialect; every value is a bound parameter.
 
 use super::audit_table::{self, AuditType};
-use crate::audit::{AuditCursor, AuditEvent, AuditFilter, AuditRecord};
+use crate::audit_record::{AuditCursor, AuditEvent, AuditFilter, AuditRecord};
 use crate::generalise::DatePart;
-use crate::plan::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
 use crate::pseudonym::{ColumnAction, TokenShape};
 use crate::rules::Combine;
 use crate::rules::TableRef;
+use crate::step::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
 use crate::store::{Column, ColumnKind, Key, KeyValue, Window};
 
 /// A value bound to a statement.
@@ -1523,8 +1523,8 @@ pub(crate) fn audit_last_run<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{DueCondition, Event, StepAction};
     use crate::rules::Engine;
+    use crate::step::{DueCondition, Event, StepAction};
 
     /// A dialect with `?` placeholders, to check text order against binds.
     struct Positional;
@@ -1583,7 +1583,7 @@ mod tests {
             category: "c".into(),
             retention: "1 year".into(),
             as_of: "2026-01-01T00:00:00Z".parse().unwrap(),
-            timing: crate::plan::StepTiming {
+            timing: crate::step::StepTiming {
                 kind: crate::period::PeriodKind::Minimum,
                 lead_seconds: 0,
                 lead_reason: None,
@@ -1879,7 +1879,7 @@ mod tests {
             ],
             combine: Combine::Latest,
         };
-        step.joins = vec![crate::plan::JoinStep {
+        step.joins = vec![crate::step::JoinStep {
             name: "tickets".into(),
             related: related("tickets", ("customer_no", "No_")),
             open: Some("answered_at IS NULL".into()),
@@ -1890,12 +1890,12 @@ mod tests {
             filter: Some("resolved_at IS NULL".into()),
         });
         step.cascades = vec![
-            crate::plan::CascadeStep {
+            crate::step::CascadeStep {
                 related: related("tickets", ("customer_no", "No_")),
                 parent_columns: vec![column("No_", ColumnKind::Text)],
                 parent: None,
             },
-            crate::plan::CascadeStep {
+            crate::step::CascadeStep {
                 related: related("messages", ("ticket_id", "id")),
                 parent_columns: vec![column("id", ColumnKind::Integer)],
                 parent: Some(0),

@@ -25,11 +25,11 @@ use super::{
     CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, group_catalog,
 };
-use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink, format_time};
+use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink, format_time};
 use crate::generalise::{DatePart, is_ip_prefix_done};
-use crate::plan::{ColumnChange, Moment};
 use crate::pseudonym::TokenShape;
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
+use crate::step::{ColumnChange, Moment};
 
 /// The SQL function reading date text as microseconds since 1970, or NULL.
 const MICROS_FUNCTION: &str = "glemsel_micros";

@@ -174,156 +174,10 @@ pub fn build_step(
     let column = |name: &str| schema.column(name);
     refuse_owned_tables(rule, store, schemas, &mut problems);
 
-    let joins: Vec<Option<JoinStep>> = rule
-        .joins
-        .iter()
-        .map(|join| {
-            let related = related_step(
-                "join",
-                &join.related,
-                &schemas[&join.related.table],
-                (table, schema),
-                &mut problems,
-            )?;
-            Some(JoinStep {
-                name: join.name.clone(),
-                related,
-                open: join.open.clone(),
-            })
-        })
-        .collect();
-
-    let mut sources = Vec::new();
-    for source in &rule.event.sources {
-        let (column, owner) = match &source.join {
-            None => (schema.column(&source.column), table),
-            Some(name) => {
-                let index = rule
-                    .joins
-                    .iter()
-                    .position(|j| &j.name == name)
-                    .expect("validated");
-                let owner = &rule.joins[index].related.table;
-                (schemas[owner].column(&source.column), owner)
-            }
-        };
-        match column {
-            Some(c) if c.kind.is_temporal() => sources.push(match &source.join {
-                None => EventSource::Own(c.clone()),
-                Some(name) => EventSource::Joined {
-                    join: rule
-                        .joins
-                        .iter()
-                        .position(|j| &j.name == name)
-                        .expect("validated"),
-                    column: c.clone(),
-                },
-            }),
-            Some(c) => problems.push(
-                &rule.at.after,
-                format!(
-                    "after: column {:?} of {owner} is {}, not a date or timestamp",
-                    c.name, c.data_type
-                ),
-            ),
-            None => problems.push(
-                &rule.at.after,
-                format!("after: {owner} has no column {:?}", source.column),
-            ),
-        }
-    }
-    let kind = match event_kind(&sources) {
-        Ok(kind) => Some(kind),
-        Err(err) => {
-            problems.push(&rule.at.after, err);
-            None
-        }
-    };
-
-    let mut holds = Vec::new();
-    if let Some(name) = &rule.hold {
-        let at = rule.at.hold.as_ref().unwrap_or(&rule.at.rule);
-        match column(name) {
-            Some(c) if matches!(c.kind, ColumnKind::Boolean | ColumnKind::Integer) => {
-                holds.push(Hold::Column(c.clone()))
-            }
-            Some(c) => problems.push(
-                at,
-                format!(
-                    "hold: column {name:?} of {table} is {}, not a boolean",
-                    c.data_type
-                ),
-            ),
-            None => problems.push(at, format!("hold: {table} has no column {name:?}")),
-        }
-    }
-    for hold in &rule.hold_tables {
-        if let Some(related) = related_step(
-            "hold_table",
-            &hold.related,
-            &schemas[&hold.related.table],
-            (table, schema),
-            &mut problems,
-        ) {
-            holds.push(Hold::Table {
-                name: hold.name.clone(),
-                related,
-                filter: hold.filter.clone(),
-            });
-        }
-    }
-
-    let key_names: Option<Vec<String>> = match &rule.key {
-        Some(key) => {
-            let at = rule.at.key.as_ref().unwrap_or(&rule.at.rule);
-            // In index order, so each window is an index range, not a sort.
-            let is_unique = std::iter::once(&schema.primary_key)
-                .chain(&schema.unique_keys)
-                .any(|unique| unique == key);
-            let reordered = std::iter::once(&schema.primary_key)
-                .chain(&schema.unique_keys)
-                .find(|unique| {
-                    let (mut a, mut b) = ((*unique).clone(), key.clone());
-                    a.sort();
-                    b.sort();
-                    a == b
-                });
-            if let Some(missing) = key.iter().find(|k| column(k).is_none()) {
-                problems.push(at, format!("key: {table} has no column {missing:?}"));
-                None
-            } else if is_unique {
-                Some(key.clone())
-            } else if let Some(index_order) = reordered {
-                problems.push(
-                    at,
-                    format!(
-                        "key: name the columns in the index's order: [{}]",
-                        quoted_list(index_order)
-                    ),
-                );
-                None
-            } else {
-                problems.push(
-                    at,
-                    format!(
-                        "key: ({}) is not the primary key or a unique key of NOT NULL columns of {table}",
-                        key.join(", ")
-                    ),
-                );
-                None
-            }
-        }
-        None if schema.primary_key.is_empty() => {
-            problems.push(
-                &rule.at.table,
-                format!(
-                    "{table} has no primary key; batches need a unique key to walk: name one with key = [\"<column>\", ...]"
-                ),
-            );
-            None
-        }
-        None => Some(schema.primary_key.clone()),
-    };
+    let joins = join_steps(rule, schemas, &mut problems);
+    let (sources, kind) = event_sources(rule, schemas, &mut problems);
+    let holds = hold_steps(rule, schemas, &mut problems);
+    let key_names = walk_key(rule, schema, &mut problems);
     let key: Vec<Column> = key_names
         .iter()
         .flatten()
@@ -333,49 +187,7 @@ pub fn build_step(
     let mut cascades = Vec::new();
     let action = match &rule.action {
         Action::Delete => {
-            for cascade in &rule.cascades {
-                let parent = cascade.parent.as_ref().map(|p| {
-                    rule.cascades
-                        .iter()
-                        .position(|c| &c.related.table == p)
-                        .expect("validated")
-                });
-                let parent_table = cascade.parent.as_ref().unwrap_or(table);
-                if let Some(related) = related_step(
-                    "cascade",
-                    &cascade.related,
-                    &schemas[&cascade.related.table],
-                    (parent_table, &schemas[parent_table]),
-                    &mut problems,
-                ) {
-                    let parent_schema = &schemas[parent_table];
-                    let ours: Vec<&String> = related.on.iter().map(|(_, ours)| ours).collect();
-                    if !is_unique(parent_schema, &ours) {
-                        problems.push(
-                            &cascade.related.at,
-                            format!(
-                                "cascade {}: ({}) is not the primary key or a unique key of NOT NULL columns of {parent_table}; rows that are not due may share the value, and their {} rows would be deleted too. Cascade on a unique key",
-                                cascade.related.table,
-                                ours.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
-                                cascade.related.table,
-                            ),
-                        );
-                    }
-                    let parent_columns = related
-                        .on
-                        .iter()
-                        .filter_map(|(_, ours)| parent_schema.column(ours).cloned())
-                        .collect();
-                    cascades.push(CascadeStep {
-                        related,
-                        parent_columns,
-                        parent,
-                    });
-                }
-            }
-            if cascades.len() == rule.cascades.len() {
-                check_foreign_keys(rule, schemas, &cascades, &mut problems);
-            }
+            cascades = cascade_steps(rule, schemas, &mut problems);
             Some(StepAction::Delete)
         }
         Action::Pseudonymise { columns } => Some(StepAction::Pseudonymise {
@@ -431,6 +243,239 @@ pub fn build_step(
         batch_ms: rule.batch_ms,
         rule_fingerprint: rule.fingerprint.clone(),
     })
+}
+
+/// The rule's joins; `None` for one whose related table does not fit.
+fn join_steps(
+    rule: &Rule,
+    schemas: &Schemas,
+    problems: &mut Problems<'_>,
+) -> Vec<Option<JoinStep>> {
+    let table = &rule.table;
+    let schema = &schemas[table];
+    rule.joins
+        .iter()
+        .map(|join| {
+            let related = related_step(
+                "join",
+                &join.related,
+                &schemas[&join.related.table],
+                (table, schema),
+                problems,
+            )?;
+            Some(JoinStep {
+                name: join.name.clone(),
+                related,
+                open: join.open.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The event's columns, and the kind they share (`None` when they share none).
+fn event_sources(
+    rule: &Rule,
+    schemas: &Schemas,
+    problems: &mut Problems<'_>,
+) -> (Vec<EventSource>, Option<ColumnKind>) {
+    let table = &rule.table;
+    let schema = &schemas[table];
+    let mut sources = Vec::new();
+    for source in &rule.event.sources {
+        let (column, owner) = match &source.join {
+            None => (schema.column(&source.column), table),
+            Some(name) => {
+                let index = rule
+                    .joins
+                    .iter()
+                    .position(|j| &j.name == name)
+                    .expect("validated");
+                let owner = &rule.joins[index].related.table;
+                (schemas[owner].column(&source.column), owner)
+            }
+        };
+        match column {
+            Some(c) if c.kind.is_temporal() => sources.push(match &source.join {
+                None => EventSource::Own(c.clone()),
+                Some(name) => EventSource::Joined {
+                    join: rule
+                        .joins
+                        .iter()
+                        .position(|j| &j.name == name)
+                        .expect("validated"),
+                    column: c.clone(),
+                },
+            }),
+            Some(c) => problems.push(
+                &rule.at.after,
+                format!(
+                    "after: column {:?} of {owner} is {}, not a date or timestamp",
+                    c.name, c.data_type
+                ),
+            ),
+            None => problems.push(
+                &rule.at.after,
+                format!("after: {owner} has no column {:?}", source.column),
+            ),
+        }
+    }
+    let kind = match event_kind(&sources) {
+        Ok(kind) => Some(kind),
+        Err(err) => {
+            problems.push(&rule.at.after, err);
+            None
+        }
+    };
+    (sources, kind)
+}
+
+/// The hold column and hold tables that keep due rows.
+fn hold_steps(rule: &Rule, schemas: &Schemas, problems: &mut Problems<'_>) -> Vec<Hold> {
+    let table = &rule.table;
+    let schema = &schemas[table];
+    let column = |name: &str| schema.column(name);
+    let mut holds = Vec::new();
+    if let Some(name) = &rule.hold {
+        let at = rule.at.hold.as_ref().unwrap_or(&rule.at.rule);
+        match column(name) {
+            Some(c) if matches!(c.kind, ColumnKind::Boolean | ColumnKind::Integer) => {
+                holds.push(Hold::Column(c.clone()))
+            }
+            Some(c) => problems.push(
+                at,
+                format!(
+                    "hold: column {name:?} of {table} is {}, not a boolean",
+                    c.data_type
+                ),
+            ),
+            None => problems.push(at, format!("hold: {table} has no column {name:?}")),
+        }
+    }
+    for hold in &rule.hold_tables {
+        if let Some(related) = related_step(
+            "hold_table",
+            &hold.related,
+            &schemas[&hold.related.table],
+            (table, schema),
+            problems,
+        ) {
+            holds.push(Hold::Table {
+                name: hold.name.clone(),
+                related,
+                filter: hold.filter.clone(),
+            });
+        }
+    }
+    holds
+}
+
+/// The names of the unique key batches walk: the rule's `key`, in index
+/// order, or the primary key; `None` when there is none to walk.
+fn walk_key(rule: &Rule, schema: &TableSchema, problems: &mut Problems<'_>) -> Option<Vec<String>> {
+    let table = &rule.table;
+    let column = |name: &str| schema.column(name);
+    match &rule.key {
+        Some(key) => {
+            let at = rule.at.key.as_ref().unwrap_or(&rule.at.rule);
+            // In index order, so each window is an index range, not a sort.
+            let is_unique = std::iter::once(&schema.primary_key)
+                .chain(&schema.unique_keys)
+                .any(|unique| unique == key);
+            let reordered = std::iter::once(&schema.primary_key)
+                .chain(&schema.unique_keys)
+                .find(|unique| {
+                    let (mut a, mut b) = ((*unique).clone(), key.clone());
+                    a.sort();
+                    b.sort();
+                    a == b
+                });
+            if let Some(missing) = key.iter().find(|k| column(k).is_none()) {
+                problems.push(at, format!("key: {table} has no column {missing:?}"));
+                None
+            } else if is_unique {
+                Some(key.clone())
+            } else if let Some(index_order) = reordered {
+                problems.push(
+                    at,
+                    format!(
+                        "key: name the columns in the index's order: [{}]",
+                        quoted_list(index_order)
+                    ),
+                );
+                None
+            } else {
+                problems.push(
+                    at,
+                    format!(
+                        "key: ({}) is not the primary key or a unique key of NOT NULL columns of {table}",
+                        key.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+        None if schema.primary_key.is_empty() => {
+            problems.push(
+                &rule.at.table,
+                format!(
+                    "{table} has no primary key; batches need a unique key to walk: name one with key = [\"<column>\", ...]"
+                ),
+            );
+            None
+        }
+        None => Some(schema.primary_key.clone()),
+    }
+}
+
+/// What a delete also deletes, parents before children are walked; the
+/// foreign keys are checked once every cascade fits.
+fn cascade_steps(rule: &Rule, schemas: &Schemas, problems: &mut Problems<'_>) -> Vec<CascadeStep> {
+    let table = &rule.table;
+    let mut cascades = Vec::new();
+    for cascade in &rule.cascades {
+        let parent = cascade.parent.as_ref().map(|p| {
+            rule.cascades
+                .iter()
+                .position(|c| &c.related.table == p)
+                .expect("validated")
+        });
+        let parent_table = cascade.parent.as_ref().unwrap_or(table);
+        if let Some(related) = related_step(
+            "cascade",
+            &cascade.related,
+            &schemas[&cascade.related.table],
+            (parent_table, &schemas[parent_table]),
+            problems,
+        ) {
+            let parent_schema = &schemas[parent_table];
+            let ours: Vec<&String> = related.on.iter().map(|(_, ours)| ours).collect();
+            if !is_unique(parent_schema, &ours) {
+                problems.push(
+                    &cascade.related.at,
+                    format!(
+                        "cascade {}: ({}) is not the primary key or a unique key of NOT NULL columns of {parent_table}; rows that are not due may share the value, and their {} rows would be deleted too. Cascade on a unique key",
+                        cascade.related.table,
+                        ours.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                        cascade.related.table,
+                    ),
+                );
+            }
+            let parent_columns = related
+                .on
+                .iter()
+                .filter_map(|(_, ours)| parent_schema.column(ours).cloned())
+                .collect();
+            cascades.push(CascadeStep {
+                related,
+                parent_columns,
+                parent,
+            });
+        }
+    }
+    if cascades.len() == rule.cascades.len() {
+        check_foreign_keys(rule, schemas, &cascades, problems);
+    }
+    cascades
 }
 
 /// The column changes of a pseudonymising or anonymising rule, each

@@ -48,16 +48,12 @@ const fn column(
     }
 }
 
-const fn nullable(
-    name: &'static str,
-    kind: AuditType,
-    value: fn(&AuditRecord) -> Param,
-) -> AuditColumn {
-    AuditColumn {
-        name,
-        kind,
-        nullable: true,
-        value,
+impl AuditColumn {
+    const fn nullable(self) -> AuditColumn {
+        AuditColumn {
+            nullable: true,
+            ..self
+        }
     }
 }
 
@@ -82,18 +78,21 @@ pub(crate) const COLUMNS: [AuditColumn; 20] = [
     column("table_name", Text(Some(300)), |r| text(&r.entry.table_name)),
     column("action", Text(Some(16)), |r| text(&r.entry.action)),
     column("rows_affected", Count, |r| Param::Int(r.entry.rows)),
-    nullable("key_from", Text(None), |r| {
+    column("key_from", Text(None), |r| {
         Param::OptText(r.entry.key_from.clone())
-    }),
-    nullable("key_to", Text(None), |r| {
+    })
+    .nullable(),
+    column("key_to", Text(None), |r| {
         Param::OptText(r.entry.key_to.clone())
-    }),
+    })
+    .nullable(),
     column("as_of", Instant, |r| instant(r.entry.as_of)),
     column("cutoff", Text(None), |r| text(&r.entry.cutoff)),
     column("rule_hash", Hash, |r| text(&r.entry.rule_hash)),
-    nullable("key_id", Text(Some(32)), |r| {
+    column("key_id", Text(Some(32)), |r| {
         Param::OptText(r.entry.key_id.clone())
-    }),
+    })
+    .nullable(),
     column("at", Instant, |r| instant(r.entry.at)),
     column("host", Text(Some(255)), |r| text(&r.entry.host)),
     column("version", Text(Some(32)), |r| text(&r.entry.version)),

@@ -18,6 +18,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{RawAfter, RawCategory, RawConfig, RawRelated, RawRule, RawStore};
 use super::source::Source;
+use super::subjects;
 use super::{
     Action, Cascade, Category, Combine, Connection, Diagnostic, Diagnostics, Engine, EventRef,
     EventSpec, HoldTable, Join, Location, Policy, Related, Rule, RuleLocations, SecretSource,
@@ -81,6 +82,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
     let mut categories = BTreeMap::new();
     let mut category_at: HashMap<String, Location> = HashMap::new();
     let mut raw_rules = Vec::new();
+    let mut raw_subjects = Vec::new();
     let mut rule_files = Vec::new();
     for path in rule_paths {
         match read_source(&path) {
@@ -90,6 +92,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
                     &mut categories,
                     &mut category_at,
                     &mut raw_rules,
+                    &mut raw_subjects,
                     &mut diags,
                 );
                 rule_files.push(path);
@@ -133,6 +136,15 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
             "no key: some rules pseudonymise; set key_file (a path) or key_credential (a systemd credential)",
         );
     }
+    let subjects = subjects::validate(
+        &raw_subjects,
+        &subjects::SubjectContext {
+            stores: &stores,
+            rules: &rules,
+            settings: &settings,
+        },
+        &mut diags,
+    );
     if !diags.0.is_empty() {
         return Err(diags.finish());
     }
@@ -141,15 +153,21 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         stores,
         categories,
         rules,
+        subjects,
         rule_files,
     })
 }
 
 #[derive(Default)]
-struct Diagnosed(Vec<Diagnostic>);
+pub(super) struct Diagnosed(pub(super) Vec<Diagnostic>);
 
 impl Diagnosed {
-    fn push(&mut self, location: Location, rule: Option<&str>, message: impl Into<String>) {
+    pub(super) fn push(
+        &mut self,
+        location: Location,
+        rule: Option<&str>,
+        message: impl Into<String>,
+    ) {
         self.0.push(Diagnostic::new(location, rule, message));
     }
 
@@ -326,6 +344,11 @@ fn settings(
         statement_timeout: Duration::from_millis(statement_timeout_ms),
         copies_max_log_days,
         coverage_allow: Vec::new(),
+        erasure_store: raw.erasure_store.as_ref().map(|s| s.get_ref().clone()),
+        erasure_ledger: raw
+            .erasure_ledger
+            .as_ref()
+            .map(|l| resolve(base, l.get_ref())),
     };
     // The audit table default is read per store; validate the global one here.
     if let Some(table) = &raw.audit_table {
@@ -688,7 +711,7 @@ fn parse_loopback(
     }
 }
 
-fn is_simple_name(name: &str) -> bool {
+pub(super) fn is_simple_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
         && name
@@ -775,7 +798,7 @@ fn parse_date(
     }
 }
 
-fn parse_table(
+pub(super) fn parse_table(
     source: &Source,
     text: &Spanned<String>,
     rule: Option<&str>,
@@ -819,6 +842,7 @@ fn parse_rule_file(
     categories: &mut BTreeMap<String, Category>,
     category_at: &mut HashMap<String, Location>,
     rules: &mut RawRules,
+    subjects: &mut Vec<(Rc<Source>, super::raw::RawSubject)>,
     diags: &mut Diagnosed,
 ) {
     let root = match DeTable::parse(&source.text) {
@@ -893,10 +917,11 @@ fn parse_rule_file(
                     }
                 }
             }
+            "subject" => subjects::parse(source, value.get_ref(), at, subjects, diags),
             other => diags.push(
                 at,
                 None,
-                format!("unknown key {other:?}; a rule file holds [categories.<name>] and [[rule]] tables"),
+                format!("unknown key {other:?}; a rule file holds [categories.<name>], [[rule]] and [[subject]] tables"),
             ),
         }
     }
@@ -1582,7 +1607,7 @@ fn column_actions(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum RelatedKind {
+pub(super) enum RelatedKind {
     Join,
     Hold,
     Cascade,
@@ -1599,16 +1624,16 @@ impl RelatedKind {
 }
 
 /// A validated related table, with the parts only some kinds take.
-struct RelatedParts {
+pub(super) struct RelatedParts {
     name: String,
-    related: Related,
+    pub(super) related: Related,
     open: Option<String>,
-    parent: Option<TableRef>,
+    pub(super) parent: Option<TableRef>,
 }
 
 /// Validates `[[rule.join]]`, `[[rule.hold_table]]` or `[[rule.cascade]]`
 /// entries; returns them with their `where` (hold tables) or `open` (joins).
-fn related_tables(
+pub(super) fn related_tables(
     source: &Source,
     raw: Option<&[RawRelated]>,
     kind: RelatedKind,

@@ -5,6 +5,7 @@
 //! in `sql`, and the statement sequences the SQL stores share (counts,
 //! windows, one batch) are in `flow`.
 
+pub mod erasure;
 pub(crate) mod flow;
 pub mod grants;
 pub mod mysql;
@@ -487,6 +488,32 @@ pub trait Store: Send {
         key: Option<&HmacKey>,
         limit: Option<u64>,
     ) -> Result<Changed, StoreError>;
+
+    /// Every row's key (`key` columns) and the text of `columns`, for
+    /// erasure to hash in the worker.
+    async fn erasure_read(
+        &mut self,
+        table: &TableRef,
+        key: &[Column],
+        columns: &[Column],
+    ) -> Result<Vec<erasure::ReadRow>, StoreError>;
+
+    /// Deletes the rows whose `columns` equal one of `values`.
+    async fn erasure_delete(
+        &mut self,
+        table: &TableRef,
+        columns: &[Column],
+        values: &[Key],
+    ) -> Result<u64, StoreError>;
+
+    /// Overwrites `columns` of the row with `key`.
+    async fn erasure_update(
+        &mut self,
+        table: &TableRef,
+        key_columns: &[Column],
+        key: &Key,
+        columns: &[(String, Option<String>)],
+    ) -> Result<u64, StoreError>;
 
     /// Creates the audit table if it is missing.
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError>;

@@ -972,6 +972,34 @@ impl Store for PostgresStore {
         flow::mutate(self, step, window, key, limit).await
     }
 
+    async fn erasure_read(
+        &mut self,
+        table: &TableRef,
+        key: &[Column],
+        columns: &[Column],
+    ) -> Result<Vec<super::erasure::ReadRow>, StoreError> {
+        super::erasure::read(self, table, key, columns).await
+    }
+
+    async fn erasure_delete(
+        &mut self,
+        table: &TableRef,
+        columns: &[Column],
+        values: &[Key],
+    ) -> Result<u64, StoreError> {
+        super::erasure::delete(self, table, columns, values).await
+    }
+
+    async fn erasure_update(
+        &mut self,
+        table: &TableRef,
+        key_columns: &[Column],
+        key: &Key,
+        columns: &[(String, Option<String>)],
+    ) -> Result<u64, StoreError> {
+        super::erasure::update(self, table, key_columns, key, columns).await
+    }
+
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
         let table = Postgres.table(&self.audit_table);
         let exists: bool = self

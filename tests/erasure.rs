@@ -1,0 +1,302 @@
+//! Erasure on request, end to end through the binary on every engine: a
+//! person in webshop tables, a NAV table with a composite key and quoted
+//! names, and bookkeeping rows kept under a minimum. The dry run changes
+//! nothing; the run changes exactly that person's rows; the ledger, the
+//! ledger file and the audit trail never hold the identifier; a request
+//! matching nobody is recorded; an overdue request fails `status`; and a
+//! restore from before the erasure is undone by `erase replay`.
+
+#[macro_use]
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use common::{KEY, Project, TestDb, assert_contains, assert_lacks, code, text};
+use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
+
+const SCHEMA: &str = r#"
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(80),
+    email VARCHAR(120)
+);
+INSERT INTO customers (id, name, email) VALUES
+    (1, 'Jens Hansen', 'jens@example.invalid'),
+    (2, 'Søren Æbelø', 'soren@example.invalid'),
+    (3, 'Karen Blixen', 'karen@example.invalid');
+CREATE TABLE orders (
+    id INTEGER PRIMARY KEY,
+    customer_id INTEGER NOT NULL,
+    item VARCHAR(40)
+);
+INSERT INTO orders (id, customer_id, item) VALUES (10, 1, 'bike'), (11, 1, 'lamp'), (12, 2, 'tent'), (13, 3, 'book');
+CREATE TABLE newsletter (
+    address VARCHAR(120) PRIMARY KEY,
+    since DATE
+);
+INSERT INTO newsletter (address, since) VALUES
+    (' JENS@Example.invalid', '2024-01-01'), ('karen@example.invalid', '2024-02-02');
+CREATE TABLE "CRONUS International Ltd_$Customer" (
+    "No_" VARCHAR(20) NOT NULL,
+    "Company" VARCHAR(30) NOT NULL,
+    "Name" VARCHAR(50),
+    "E-Mail" VARCHAR(80),
+    PRIMARY KEY ("No_", "Company")
+);
+INSERT INTO "CRONUS International Ltd_$Customer" ("No_", "Company", "Name", "E-Mail") VALUES
+    ('C-1', 'CRONUS', 'Jens Hansen', 'jens@example.invalid'),
+    ('C-1', 'OTHER', 'Jens Hansen', 'jens@example.invalid'),
+    ('C-3', 'CRONUS', 'Karen Blixen', 'karen@example.invalid');
+CREATE TABLE invoices (
+    no VARCHAR(20) PRIMARY KEY,
+    customer_name VARCHAR(80),
+    customer_email VARCHAR(120),
+    amount DECIMAL(10, 2) NOT NULL,
+    issued DATE NOT NULL
+);
+INSERT INTO invoices (no, customer_name, customer_email, amount, issued) VALUES
+    ('INV-1', 'Jens Hansen', 'jens@example.invalid', 100.50, '2025-01-10'),
+    ('INV-2', 'Jens Hansen', 'jens@example.invalid', 7.25, '2025-03-10'),
+    ('INV-3', 'Karen Blixen', 'karen@example.invalid', 42.00, '2025-04-10');
+"#;
+
+const RULES: &str = r#"
+[[rule]]
+id = "invoices-bookkeeping"
+store = "shop"
+table = "invoices"
+category = "test"
+after = "issued"
+retain = "5 years"
+kind = "minimum"
+action = "delete"
+
+[[subject]]
+kind = "customer"
+identifiers = ["email"]
+deadline = "1 month"
+
+[[subject.table]]
+store = "shop"
+table = "customers"
+match = { email = "email" }
+action = "delete"
+
+[[subject.table.cascade]]
+table = "orders"
+on = { customer_id = "id" }
+
+[[subject.table]]
+store = "shop"
+table = "newsletter"
+match = { email = "address" }
+action = "delete"
+
+[[subject.table]]
+store = "shop"
+table = "CRONUS International Ltd_$Customer"
+match = { email = "E-Mail" }
+action = "delete"
+
+[[subject.table]]
+store = "shop"
+table = "invoices"
+match = { email = "customer_email" }
+action = "pseudonymise"
+columns = { customer_name = "hmac", customer_email = "hmac_email" }
+kept_by = "invoices-bookkeeping"
+"#;
+
+const TABLES: [&str; 5] = [
+    "SELECT id, name, email FROM customers ORDER BY id",
+    "SELECT id, customer_id, item FROM orders ORDER BY id",
+    "SELECT address, since FROM newsletter ORDER BY address",
+    r#"SELECT "No_", "Company", "Name", "E-Mail" FROM "CRONUS International Ltd_$Customer" ORDER BY "No_", "Company""#,
+    "SELECT no, customer_name, customer_email, amount, issued FROM invoices ORDER BY no",
+];
+
+/// Every row of every table, as text.
+async fn snapshot(db: &TestDb) -> Vec<Vec<Vec<Option<String>>>> {
+    let mut all = Vec::new();
+    for sql in TABLES {
+        all.push(db.rows(sql).await);
+    }
+    all
+}
+
+/// The rows of `snapshot` no identifier of `people` appears in.
+fn without(
+    snapshot: &[Vec<Vec<Option<String>>>],
+    people: &[&str],
+) -> Vec<Vec<Vec<Option<String>>>> {
+    snapshot
+        .iter()
+        .map(|table| {
+            table
+                .iter()
+                .filter(|row| {
+                    !row.iter()
+                        .flatten()
+                        .any(|v| people.iter().any(|p| v.to_lowercase().contains(p)))
+                })
+                .cloned()
+                .collect()
+        })
+        .collect()
+}
+
+fn token(action: ColumnAction, max: usize, value: &str) -> String {
+    let key = HmacKey::from_bytes(KEY.as_bytes().to_vec());
+    TokenShape::for_column(action, Some(max))
+        .unwrap()
+        .token(&key, value)
+}
+
+/// `glemsel erase add --subject <identifier>` with the value on standard input.
+fn add_from_stdin(project: &Project, identifier: &str, value: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glemsel"))
+        .args(["erase", "add", "--subject", identifier])
+        .current_dir(project.path())
+        .env_remove("GLEMSEL_CONFIG")
+        .env("GLEMSEL_LOG", "glemsel=debug,info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{value}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Drops every table and loads the schema again: a restore of a dump taken
+/// before any request was recorded (the audit trail, and so the database's
+/// ledger, goes back with it).
+async fn restore(db: &TestDb) {
+    for table in [
+        "orders",
+        "customers",
+        "newsletter",
+        "\"CRONUS International Ltd_$Customer\"",
+        "invoices",
+        "glemsel_audit",
+    ] {
+        db.exec(&format!("DROP TABLE {table}")).await;
+    }
+    db.exec(SCHEMA).await;
+}
+
+every_engine! {
+    /// The whole life of two requests and one that matches nobody.
+    async fn a_request_erases_exactly_its_person_and_a_replay_does_it_again(kind) {
+        let Some(db) = TestDb::create(kind, "erasure").await else { return };
+        db.exec(SCHEMA).await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        project.rules("shop.toml", RULES);
+        let before = snapshot(&db).await;
+        let mut logs = String::new();
+
+        let add = project.glemsel(&["erase", "add", "--subject", "email=Jens@Example.invalid", "--received", "2026-11-20", "--reference", "case 17"]);
+        logs.push_str(&text(&add));
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        assert_contains(&text(&add), "erasure-0001: customer by email, received 2026-11-20, deadline 2026-12-20");
+        let nobody = add_from_stdin(&project, "email", "nobody@example.invalid");
+        logs.push_str(&text(&nobody));
+        assert_eq!(code(&nobody), 0, "{}", text(&nobody));
+        let unknown = project.glemsel(&["erase", "add", "--subject", "phone=123"]);
+        assert_eq!(code(&unknown), 2, "{}", text(&unknown));
+
+        let plan = project.glemsel(&["erase", "plan"]);
+        let out = text(&plan);
+        logs.push_str(&out);
+        assert_eq!(code(&plan), 0, "{out}");
+        assert_contains(&out, "shop.customers: 1 found; 1 deleted with their rows in orders");
+        assert_contains(&out, "shop.newsletter: 1 found; 1 deleted");
+        assert_contains(&out, "CRONUS International Ltd_$Customer: 2 found; 2 deleted");
+        assert_contains(&out, "shop.invoices: 2 found; 2 pseudonymised; kept under the minimum of rule invoices-bookkeeping");
+        assert_contains(&out, "matches no row in any declared table");
+        assert_eq!(snapshot(&db).await, before, "the dry run changed nothing");
+
+        // Søren's request came in September: overdue until it is run.
+        let overdue = project.glemsel(&["erase", "add", "--subject", "email=soren@example.invalid", "--received", "2026-09-01"]);
+        logs.push_str(&text(&overdue));
+        assert_eq!(code(&overdue), 0, "{}", text(&overdue));
+        let status = project.glemsel(&["erase", "status"]);
+        logs.push_str(&text(&status));
+        assert_eq!(code(&status), 10, "{}", text(&status));
+        assert_contains(&text(&status), "OVERDUE");
+
+        let run = project.glemsel(&["erase", "run"]);
+        let out = text(&run);
+        logs.push_str(&out);
+        assert_eq!(code(&run), 0, "{out}");
+        assert_contains(&out, "erasure-0001: 6 rows found, 6 changed, 2 related rows deleted; partly done");
+        assert_contains(&out, "erasure-0002: 0 rows found, 0 changed (matches no row); done");
+        assert_contains(&out, "erasure-0003: 1 rows found, 1 changed, 1 related rows deleted; done");
+
+        let after = snapshot(&db).await;
+        // Everyone else is byte-identical; the invoices stay, with their
+        // numbers and amounts, and the name and address as tokens.
+        let others = without(&before, &["jens", "soren", "søren"]);
+        let mut expected = others.clone();
+        expected[1] = before[1].iter().filter(|r| r[0].as_deref() == Some("13")).cloned().collect();
+        let invoices: Vec<Vec<Option<String>>> = before[4]
+            .iter()
+            .map(|r| match r[1].as_deref() {
+                Some("Jens Hansen") => vec![
+                    r[0].clone(),
+                    Some(token(ColumnAction::Hmac, 80, "Jens Hansen")),
+                    Some(token(ColumnAction::HmacEmail, 120, "jens@example.invalid")),
+                    r[3].clone(),
+                    r[4].clone(),
+                ],
+                _ => r.clone(),
+            })
+            .collect();
+        expected[4] = invoices;
+        assert_eq!(after, expected);
+
+        // The audit rows name the request, never the person.
+        let batches = db.rows("SELECT rule_id, table_name, action, rows_affected FROM glemsel_audit WHERE event = 'batch' ORDER BY seq").await;
+        let batches: Vec<Vec<String>> = batches.into_iter().map(|r| r.into_iter().map(Option::unwrap).collect()).collect();
+        assert_eq!(batches, vec![
+            vec!["erasure-0001".to_string(), "customers".into(), "delete".into(), "1".into()],
+            vec!["erasure-0001".to_string(), "newsletter".into(), "delete".into(), "1".into()],
+            vec!["erasure-0001".to_string(), "CRONUS International Ltd_$Customer".into(), "delete".into(), "2".into()],
+            vec!["erasure-0001".to_string(), "invoices".into(), "pseudonymise".into(), "2".into()],
+            vec!["erasure-0003".to_string(), "customers".into(), "delete".into(), "1".into()],
+        ]);
+        let verify = project.glemsel(&["audit", "verify"]);
+        assert_eq!(code(&verify), 0, "{}", text(&verify));
+
+        let status = project.glemsel(&["erase", "status"]);
+        let out = text(&status);
+        logs.push_str(&out);
+        assert_eq!(code(&status), 0, "{out}");
+        assert_contains(&out, "partly done");
+
+        let ledger_file = std::fs::read_to_string(project.path().join("erasure-ledger.jsonl")).unwrap();
+        let audit = db.audit_text().await;
+        for place in [&audit, &ledger_file, &logs] {
+            for secret in ["jens", "Jens", "JENS", "soren", "nobody", "Hansen"] {
+                assert_lacks(place, secret);
+            }
+        }
+        assert_contains(&ledger_file, "case 17");
+
+        // A restore from before any request: the database's ledger is gone,
+        // the file still has it, and a replay erases both people again.
+        restore(&db).await;
+        let status = project.glemsel(&["erase", "status"]);
+        assert_contains(&text(&status), "only in the ledger file");
+        let replay = project.glemsel(&["erase", "replay"]);
+        let out = text(&replay);
+        assert_eq!(code(&replay), 0, "{out}");
+        assert_contains(&out, "erasure-0001 (replay): 6 rows found, 6 changed");
+        assert_eq!(snapshot(&db).await, expected, "the replay erased the same rows and nobody else");
+        let replays = db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_status' AND detail LIKE '%\"replay\":true%'").await;
+        assert_eq!(replays, 3);
+        assert_lacks(&db.audit_text().await, "jens");
+        db.drop().await;
+    }
+}

@@ -438,3 +438,74 @@ fn check_kept_by(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    const CONFIG: &str = "timezone = \"Europe/Copenhagen\"\nkey_file = \"key\"\nerasure_store = \"shop\"\nerasure_ledger = \"ledger.jsonl\"\n[stores.shop]\nengine = \"sqlite\"\npath = \"shop.db\"\n";
+
+    const RULE: &str = "[categories.test]\ndescription = \"t\"\n\n[[rule]]\nid = \"invoices-5y\"\nstore = \"shop\"\ntable = \"invoices\"\ncategory = \"test\"\nafter = \"issued\"\nretain = \"5 years\"\naction = \"delete\"\n\n";
+
+    fn load(config: &str, rules: &str) -> Result<crate::rules::Policy, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("glemsel.toml"), config).unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(dir.path().join("rules/shop.toml"), format!("{RULE}{rules}")).unwrap();
+        crate::rules::load(&dir.path().join("glemsel.toml")).map_err(|d| {
+            d.0.iter()
+                .map(|d| {
+                    let text = d.to_string();
+                    text[text.find("rules/").unwrap_or(0)..].to_string()
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_subject_loads_with_its_deadline_and_tables() {
+        let policy = load(
+            CONFIG,
+            "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"invoices\"\nmatch = { email = \"email\" }\naction = \"pseudonymise\"\ncolumns = { name = \"hmac\" }\nkept_by = \"invoices-5y\"\n",
+        )
+        .unwrap();
+        let subject = policy.subject_of("email").unwrap();
+        assert_eq!(subject.deadline.to_string(), "1 month");
+        assert_eq!(subject.tables[0].kept_by.as_deref(), Some("invoices-5y"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let errors = load(
+            "timezone = \"Europe/Copenhagen\"\n[stores.shop]\nengine = \"sqlite\"\npath = \"shop.db\"\n",
+            "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"3 working days\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"invoices\"\nmatch = { phone = \"phone\" }\naction = \"delete\"\nkept_by = \"invoices-5y\"\n\n[[subject.table]]\nstore = \"crm\"\ntable = \"people\"\nmatch = { email = \"email\" }\naction = \"anonymise\"\ncolumns = { name = \"hmac\", born = \"year\" }\n\n[[subject]]\nkind = \"lead\"\nidentifiers = [\"email\"]\ndeadline = \"soon\"\n",
+        )
+        .unwrap_err();
+        let expected = [
+            "rules/shop.toml:16:12: subject customer: deadline counts working days: set holidays = \"DK\" or holidays = \"none\" in glemsel.toml",
+            "rules/shop.toml:21:9: subject customer: table invoices: match: \"phone\" is not one of the subject's identifiers [\"email\"]",
+            "rules/shop.toml:23:11: subject customer: table invoices: kept_by: a row kept under a minimum cannot be deleted now; pseudonymise or anonymise the columns that name the person",
+            "rules/shop.toml:26:9: subject customer: table people: store \"crm\" is not configured in glemsel.toml",
+            "rules/shop.toml:30:20: subject customer: table people: column \"name\": hmac writes a keyed token, which whoever holds the key can recompute: pseudonymised data, not anonymised. Use null or redact, or action = \"pseudonymise\"",
+            "rules/shop.toml:30:35: subject customer: table people: column \"born\": year keeps part of the value; erasure takes null, redact, hmac or hmac_email",
+            "rules/shop.toml:34:15: subject lead: identifier \"email\" is also subject customer's",
+            "rules/shop.toml:35:12: subject lead: deadline: period \"soon\" must start with a whole number",
+        ];
+        for line in expected {
+            assert!(
+                errors.iter().any(|e| e.contains(line)),
+                "missing {line}\nin {errors:#?}"
+            );
+        }
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("erasure requests need the key")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("erasure requests need a ledger: set erasure_store")),
+            "{errors:#?}"
+        );
+    }
+}

@@ -218,6 +218,10 @@ fn the_readme_examples_load() {
             }
         }
     }
+    // The erasure example's two config keys are shown on their own.
+    if rules.iter().any(|b| b.contains("[[subject]]")) {
+        config = format!("erasure_store = \"shop\"\nerasure_ledger = \"ledger.jsonl\"\n{config}");
+    }
     std::fs::write(dir.path().join("glemsel.toml"), config).unwrap();
     let policy = glemsel::rules::load(&dir.path().join("glemsel.toml"))
         .unwrap_or_else(|d| panic!("README example:\n{d}"));

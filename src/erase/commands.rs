@@ -323,7 +323,7 @@ pub fn run_text(report: &RunReport) -> String {
         if r.cascaded > 0 {
             let _ = write!(out, ", {} related rows deleted", r.cascaded);
         }
-        if r.found == 0 {
+        if r.found == 0 && r.first {
             out.push_str(" (matches no row)");
         }
         let _ = writeln!(out, "; {}", r.status.as_str());

@@ -68,6 +68,11 @@ pub struct Remaining {
     pub rows: u64,
     /// `kept by rule invoices-5y until its minimum ends`, `held`.
     pub why: String,
+    /// Rows kept under a minimum: their keys as keyed hashes (a key may be
+    /// an e-mail address), so a later run can tell when the minimum rule
+    /// has deleted them, even once they no longer match the identifier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 /// A change of a request's status (or a replay that found rows again).

@@ -11,6 +11,7 @@ use super::{EraseError, Found};
 use crate::audit::{self, AuditEntry, AuditEvent};
 use crate::pseudonym::HmacKey;
 use crate::rules::Policy;
+use crate::store::erasure::key_text;
 use crate::store::{Key, NamedCount, Store, StoreError};
 
 /// Which requests a run takes.
@@ -31,6 +32,8 @@ pub struct RequestOutcome {
     pub cascaded: u64,
     pub status: StatusKind,
     pub remaining: Vec<Remaining>,
+    /// No run looked for this request before.
+    pub first: bool,
 }
 
 /// What a run did.
@@ -64,7 +67,11 @@ pub async fn run(
     let found = super::find(ctx.policy, stores, ctx.key, &selected).await?;
     let mut outcomes = Vec::new();
     for found in found {
-        let outcome = erase_request(ctx, stores, &found, mode).await?;
+        let mut outcome = erase_request(ctx, stores, &found, mode).await?;
+        outcome.first = !ledger.statuses.contains_key(&found.request);
+        if let Some(previous) = ledger.statuses.get(&found.request) {
+            still_kept(ctx, stores, previous, &mut outcome).await?;
+        }
         record_status(ctx, stores, ledger, &outcome, mode).await?;
         outcomes.push(outcome);
     }
@@ -88,6 +95,7 @@ async fn erase_request(
         cascaded: 0,
         status: StatusKind::Done,
         remaining: Vec::new(),
+        first: true,
     };
     for table in &found.tables {
         let store = stores
@@ -103,23 +111,92 @@ async fn erase_request(
                 table: table.table.clone(),
                 rows: table.held,
                 why: "held (a legal hold); erased when the hold lifts".into(),
+                keys: Vec::new(),
             });
         }
         if let Some(rule) = &table.kept_by {
-            outcome.remaining.push(Remaining {
-                store: table.store.clone(),
-                table: table.table.clone(),
-                rows: table.found - table.held,
-                why: format!(
-                    "kept under the minimum of rule {rule}, which deletes them when it ends"
-                ),
-            });
+            let keys: Vec<String> = table
+                .rows
+                .iter()
+                .filter(|r| !r.held)
+                .map(|r| ctx.key.audit_hash(&key_text(&r.key)))
+                .collect();
+            outcome
+                .remaining
+                .push(kept(table.store.clone(), table.table.clone(), rule, keys));
         }
     }
     if !outcome.remaining.is_empty() {
         outcome.status = StatusKind::PartlyDone;
     }
     Ok(outcome)
+}
+
+fn kept(store: String, table: String, rule: &str, keys: Vec<String>) -> Remaining {
+    Remaining {
+        store,
+        table,
+        rows: keys.len() as u64,
+        why: format!("kept under the minimum of rule {rule}, which deletes them when it ends"),
+        keys,
+    }
+}
+
+/// Rows an earlier run left under a minimum that no longer match the
+/// identifier (their identifier column was overwritten): still there until
+/// the minimum rule deletes them, found by their hashed keys.
+async fn still_kept(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    previous: &Status,
+    outcome: &mut RequestOutcome,
+) -> Result<(), EraseError> {
+    for earlier in previous.remaining.iter().filter(|r| !r.keys.is_empty()) {
+        let now_kept = outcome
+            .remaining
+            .iter()
+            .any(|r| r.store == earlier.store && r.table == earlier.table && !r.keys.is_empty());
+        let place = ctx.policy.subjects.iter().find_map(|s| {
+            s.tables
+                .iter()
+                .find(|t| t.store == earlier.store && t.table.to_string() == earlier.table)
+                .map(|t| (s, t))
+        });
+        let (Some((subject, table)), false) = (place, now_kept) else {
+            continue;
+        };
+        let store = stores
+            .get(&table.store)
+            .await
+            .map_err(|e| EraseError::Schema(e.to_string()))?;
+        let plan = super::find::table_plan(store, subject, table).await?;
+        let present: std::collections::HashSet<String> = store
+            .erasure_read(&plan.table, &plan.key, &[])
+            .await?
+            .into_iter()
+            .map(|(key, _)| ctx.key.audit_hash(&key_text(&key)))
+            .collect();
+        let keys: Vec<String> = earlier
+            .keys
+            .iter()
+            .filter(|k| present.contains(*k))
+            .cloned()
+            .collect();
+        if !keys.is_empty() {
+            let rule = table.kept_by.as_deref().unwrap_or("?");
+            outcome.remaining.push(kept(
+                earlier.store.clone(),
+                earlier.table.clone(),
+                rule,
+                keys,
+            ));
+        }
+    }
+    outcome.status = match outcome.remaining.is_empty() {
+        true => StatusKind::Done,
+        false => StatusKind::PartlyDone,
+    };
+    Ok(())
 }
 
 /// One table's rows for one request, in one transaction with its audit

@@ -92,11 +92,11 @@ pub async fn find(
         .collect();
     for subject in &policy.subjects {
         // (identifier, hash) → indexes of the requests naming it.
-        let mut wanted: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let mut wanted: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, request) in requests.iter().enumerate() {
             if request.subject == subject.kind {
                 wanted
-                    .entry((request.identifier.as_str(), request.hash.as_str()))
+                    .entry((request.identifier.clone(), request.hash.clone()))
                     .or_default()
                     .push(i);
             }
@@ -104,25 +104,65 @@ pub async fn find(
         if wanted.is_empty() {
             continue;
         }
+        // Each table is read once; its rows' identifiers hashed once.
+        let mut tables = Vec::new();
         for table in &subject.tables {
             let store = stores
                 .get(&table.store)
                 .await
                 .map_err(|e| EraseError::Schema(e.to_string()))?;
             let plan = table_plan(store, subject, table).await?;
-            let rows = read_rows(store, table, &plan).await?;
-            let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); requests.len()];
-            for (row, matched) in rows {
-                let mut hits: Vec<usize> = Vec::new();
-                for (identifier, value) in &matched {
-                    let hash = super::subject_hash(key, identifier, value);
-                    if let Some(indexes) = wanted.get(&(identifier.as_str(), hash.as_str())) {
-                        hits.extend(indexes);
+            let rows: Vec<(FoundRow, Vec<(String, String)>)> = read_rows(store, table, &plan)
+                .await?
+                .into_iter()
+                .map(|(row, matched)| {
+                    let hashed = matched
+                        .into_iter()
+                        .map(|(identifier, value)| {
+                            let hash = super::subject_hash(key, &identifier, &value);
+                            (identifier, hash)
+                        })
+                        .collect();
+                    (row, hashed)
+                })
+                .collect();
+            tables.push((table, plan, rows));
+        }
+        // A followed identifier found in a row of the person names the
+        // person too (their customer number in their customer row): until
+        // nothing new is learnt.
+        loop {
+            let mut learnt = Vec::new();
+            for (_, _, rows) in &tables {
+                for (_, hashed) in rows {
+                    let hits = hits(&wanted, hashed);
+                    for (identifier, hash) in hashed {
+                        if !subject.follow.contains(identifier) {
+                            continue;
+                        }
+                        for &i in &hits {
+                            let entry = (identifier.clone(), hash.clone());
+                            if !wanted.get(&entry).is_some_and(|w| w.contains(&i)) {
+                                learnt.push((entry, i));
+                            }
+                        }
                     }
                 }
-                hits.sort_unstable();
-                hits.dedup();
-                for i in hits {
+            }
+            if learnt.is_empty() {
+                break;
+            }
+            for (entry, i) in learnt {
+                let indexes = wanted.entry(entry).or_default();
+                if !indexes.contains(&i) {
+                    indexes.push(i);
+                }
+            }
+        }
+        for (table, plan, rows) in tables {
+            let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); requests.len()];
+            for (row, hashed) in rows {
+                for i in hits(&wanted, &hashed) {
                     per_request[i].push(row.clone());
                 }
             }
@@ -134,6 +174,19 @@ pub async fn find(
         }
     }
     Ok(found)
+}
+
+/// The requests a row belongs to, by its hashed identifiers.
+fn hits(wanted: &HashMap<(String, String), Vec<usize>>, hashed: &[(String, String)]) -> Vec<usize> {
+    let mut hits: Vec<usize> = hashed
+        .iter()
+        .filter_map(|entry| wanted.get(entry))
+        .flatten()
+        .copied()
+        .collect();
+    hits.sort_unstable();
+    hits.dedup();
+    hits
 }
 
 fn finding(table: &SubjectTable, plan: &TablePlan, rows: Vec<FoundRow>) -> TableFinding {

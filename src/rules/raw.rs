@@ -210,6 +210,8 @@ pub(crate) struct RawSubject {
     pub identifiers: Spanned<Vec<String>>,
     /// How long after a request is received it must be done (`1 month`).
     pub deadline: Spanned<String>,
+    /// Identifiers whose values in a row of the person find further rows.
+    pub follow: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub table: Vec<Spanned<RawSubjectTable>>,
 }

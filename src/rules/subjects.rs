@@ -24,6 +24,9 @@ pub struct Subject {
     pub identifiers: Vec<String>,
     /// How long after it is received a request must be done.
     pub deadline: Period,
+    /// Identifiers whose values, found in a row of the person, find
+    /// further rows (the customer number in the customer's row).
+    pub follow: Vec<String>,
     pub tables: Vec<SubjectTable>,
     pub at: Location,
 }
@@ -158,6 +161,20 @@ pub(super) fn validate(
                 }
             }
         }
+        let follow = raw
+            .follow
+            .as_ref()
+            .map(|f| f.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(spanned) = &raw.follow {
+            for name in follow.iter().filter(|f| !identifiers.contains(f)) {
+                diags.push(
+                    source.span_location(Some(spanned.span())),
+                    None,
+                    format!("{what}: follow: {name:?} is not one of the subject's identifiers {identifiers:?}"),
+                );
+            }
+        }
         let deadline = deadline(source, &raw.deadline, &what, ctx, diags);
         let tables: Vec<SubjectTable> = raw
             .table
@@ -179,6 +196,7 @@ pub(super) fn validate(
             description: raw.description.clone(),
             identifiers,
             deadline: deadline.expect("no errors, so a deadline"),
+            follow,
             tables,
             at,
         });

@@ -332,13 +332,22 @@ pub(crate) async fn table_plan(
     }
     if matches!(table.action, Action::Delete) {
         // A foreign key that is not a declared cascade would widen or block the delete.
+        // A table of the subject declared before this one, whose rows
+        // are deleted first, is not widened or blocking either.
+        let earlier: Vec<&TableRef> = subject
+            .tables
+            .iter()
+            .take_while(|t| !std::ptr::eq(*t, table))
+            .filter(|t| matches!(t.action, Action::Delete))
+            .map(|t| &t.table)
+            .collect();
         for fk in &schema.referenced_by {
-            if fk.table != schema.table
-                && !table
-                    .cascades
-                    .iter()
-                    .any(|c| c.related.table.name == fk.table.name)
-            {
+            let declared = table
+                .cascades
+                .iter()
+                .any(|c| c.related.table.name == fk.table.name)
+                || earlier.iter().any(|t| t.name == fk.table.name);
+            if fk.table != schema.table && !declared {
                 return Err(EraseError::Schema(format!(
                     "{what}: {} has a foreign key into this table ({}); declare it as a [[subject.table.cascade]]",
                     fk.table,

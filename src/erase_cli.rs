@@ -125,6 +125,33 @@ pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
     }
 }
 
+/// `check`'s part for subjects: their tables against the live schema.
+/// `Err(Exit::Schema)` when one does not fit.
+pub async fn check(policy: &Policy) -> Result<(), Exit> {
+    if policy.subjects.is_empty() {
+        return Ok(());
+    }
+    let problems = erase::check(policy).await;
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    if problems.is_empty() {
+        println!(
+            "{} erasure subject{}: tables match",
+            policy.subjects.len(),
+            if policy.subjects.len() == 1 { "" } else { "s" }
+        );
+        Ok(())
+    } else {
+        eprintln!(
+            "{} problem{} found; nothing was changed",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        Err(Exit::Schema)
+    }
+}
+
 async fn run(policy: &Policy, mode: Mode, format: Format) -> Exit {
     match erase::run(policy, mode).await {
         Ok(report) => {

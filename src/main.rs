@@ -563,6 +563,9 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
                 }
                 Err(err) => return fail(err),
             };
+            if let Err(exit) = erase_cli::check(&policy).await {
+                return exit;
+            }
             let warned = warnings_exit(deny_warnings, &checked_warnings);
             if !coverage {
                 return warned;

@@ -197,6 +197,9 @@ every_engine! {
         project.rules("shop.toml", RULES);
         let before = snapshot(&db).await;
         let mut logs = String::new();
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{}", text(&check));
+        assert_contains(&text(&check), "1 erasure subject: tables match");
 
         let add = project.glemsel(&["erase", "add", "--subject", "email=Jens@Example.invalid", "--received", "2026-11-20", "--reference", "case 17"]);
         logs.push_str(&text(&add));
@@ -315,6 +318,33 @@ every_engine! {
         let replays = db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_status' AND detail LIKE '%\"replay\":true%'").await;
         assert_eq!(replays, 3);
         assert_lacks(&db.audit_text().await, "jens");
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// `check` holds subject tables to the live schema, every problem
+    /// with the file and line of the table's declaration.
+    async fn check_refuses_a_subject_table_that_does_not_fit(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_check").await else { return };
+        db.exec(SCHEMA).await;
+        // A declared foreign key from orders: without the cascade, a
+        // delete would be blocked or widened.
+        db.exec("DROP TABLE orders; CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers (id), item VARCHAR(40))").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        let cascade = "[[subject.table.cascade]]\ntable = \"orders\"\non = { customer_id = \"id\" }\n";
+        assert!(RULES.contains(cascade));
+        let rules = RULES
+            .replace("match = { email = \"address\" }", "match = { email = \"mail\" }")
+            .replace(cascade, "");
+        project.rules("shop.toml", &rules);
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "rules/shop.toml:30:9: subject customer: table newsletter: no column \"mail\" in ");
+        assert_contains(&out, "rules/shop.toml:23:9: subject customer: table customers: ");
+        assert_contains(&out, "orders has a foreign key into this table");
+        assert_contains(&out, "2 problems found; nothing was changed");
         db.drop().await;
     }
 }

@@ -1404,3 +1404,92 @@ async fn itj_consult_erasure() {
         db.drop().await;
     }
 }
+
+/// Every seed set's `[[subject]]` fits its fixture on both servers: a
+/// request for one of its people is planned and run, and changes exactly
+/// what the plan said.
+#[tokio::test]
+async fn seed_subjects_fit_their_fixtures() {
+    struct Request {
+        seed: Seed,
+        email: &'static str,
+        plan: &'static [&'static str],
+        run: &'static str,
+        gone: &'static str,
+    }
+    let requests = [
+        Request {
+            seed: Seed {
+                dir: "000-just-apps",
+                store: "justapps",
+            },
+            email: "emne1@example.invalid",
+            plan: &[
+                "justapps.contacts: 1 found; 1 deleted with their rows in email_tracking, form_submissions, event_registrations",
+            ],
+            run: "erasure-0001: 1 rows found, 1 changed, 3 related rows deleted; done",
+            gone: "SELECT count(*) FROM contacts WHERE id = 1",
+        },
+        Request {
+            seed: Seed {
+                dir: "000-just-apps",
+                store: "justapps",
+            },
+            email: "kunde6@example.invalid",
+            plan: &["justapps.contacts: 1 found; 1 kept under a hold"],
+            run: "erasure-0001: 1 rows found, 0 changed; partly done",
+            gone: "SELECT count(*) - 1 FROM contacts WHERE id = 6",
+        },
+        Request {
+            seed: Seed {
+                dir: "002-jetpak",
+                store: "jetpak",
+            },
+            email: "emne1@example.invalid",
+            plan: &["jetpak.marketing_contacts: 1 found; 1 deleted"],
+            run: "erasure-0001: 1 rows found, 1 changed; done",
+            gone: "SELECT count(*) FROM marketing_contacts WHERE id = 201",
+        },
+    ];
+    for request in &requests {
+        let seed = &request.seed;
+        let rule_files: Vec<PathBuf> = std::fs::read_dir(repo().join("rules").join(seed.dir))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        let fixtures = repo().join("tests/fixtures").join(seed.dir);
+        for (kind, schema) in [
+            (Kind::Postgres, "postgres.sql"),
+            (Kind::Mariadb, "mariadb.sql"),
+        ] {
+            let Some(db) = TestDb::create(kind, "seed").await else {
+                continue;
+            };
+            db.exec(&std::fs::read_to_string(fixtures.join(schema)).unwrap())
+                .await;
+            db.exec(&std::fs::read_to_string(fixtures.join("data.sql")).unwrap())
+                .await;
+            let project = project(&db, seed, &rule_files, JUNE);
+            let subject = format!("email={}", request.email);
+            let add = project.glemsel(&["erase", "add", "--subject", &subject]);
+            assert_eq!(code(&add), 0, "{} {kind:?}: {}", seed.dir, text(&add));
+            let plan = project.glemsel(&["erase", "plan"]);
+            assert_eq!(code(&plan), 0, "{} {kind:?}: {}", seed.dir, text(&plan));
+            for line in request.plan {
+                assert_contains(&text(&plan), line);
+            }
+            let run = project.glemsel(&["erase", "run"]);
+            assert_eq!(code(&run), 0, "{} {kind:?}: {}", seed.dir, text(&run));
+            assert_contains(&text(&run), request.run);
+            assert_eq!(
+                db.number(request.gone).await,
+                0,
+                "{} {kind:?}: {}",
+                seed.dir,
+                request.gone
+            );
+            db.drop().await;
+        }
+    }
+}

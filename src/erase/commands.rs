@@ -105,6 +105,29 @@ pub async fn add(
     Ok(request)
 }
 
+/// Checks every subject table against its live schema (columns, key,
+/// foreign keys, column types); every problem, each naming the file and
+/// line of the table's declaration. Changes nothing.
+pub async fn check(policy: &Policy) -> Vec<String> {
+    let mut stores = Stores::new(policy);
+    let mut problems = Vec::new();
+    for subject in &policy.subjects {
+        for table in &subject.tables {
+            let store = match stores.get(&table.store).await {
+                Ok(store) => store,
+                Err(err) => {
+                    problems.push(format!("{}: subject {}: {err}", table.at, subject.kind));
+                    continue;
+                }
+            };
+            if let Err(err) = super::find::table_plan(store, subject, table).await {
+                problems.push(err.to_string());
+            }
+        }
+    }
+    problems
+}
+
 /// A request's dry run.
 #[derive(Debug, Serialize)]
 pub struct PlannedRequest {

@@ -196,5 +196,6 @@ fn fail(err: EraseError) -> Exit {
         EraseError::Store(_) | EraseError::LedgerFile { .. } => Exit::Error,
         EraseError::Usage(_) => Exit::Usage,
         EraseError::Schema(_) => Exit::Schema,
+        EraseError::Command(err) => err.exit(),
     }
 }

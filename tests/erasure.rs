@@ -317,6 +317,14 @@ every_engine! {
         assert_eq!(snapshot(&db).await, expected, "the replay erased the same rows and nobody else");
         let replays = db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_status' AND detail LIKE '%\"replay\":true%'").await;
         assert_eq!(replays, 3);
+        // The requests are back in the database's ledger too.
+        let status = project.glemsel(&["erase", "status"]);
+        assert_eq!(code(&status), 0, "{}", text(&status));
+        assert_lacks(&text(&status), "only in the ledger file");
+        assert_eq!(
+            db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_request'").await,
+            3
+        );
         assert_lacks(&db.audit_text().await, "jens");
         db.drop().await;
     }

@@ -21,15 +21,13 @@ pub fn today(policy: &Policy) -> NaiveDate {
 }
 
 fn key(policy: &Policy) -> Result<HmacKey, EraseError> {
-    commands::load_key(policy)
-        .map_err(|e| EraseError::Usage(e.to_string()))?
-        .ok_or_else(|| {
-            EraseError::Usage("erasure needs the key: set key_file or key_credential".into())
-        })
+    commands::load_key(policy)?.ok_or_else(|| {
+        EraseError::Usage("erasure needs the key: set key_file or key_credential".into())
+    })
 }
 
 fn audit_key(policy: &Policy) -> Result<Option<HmacKey>, EraseError> {
-    commands::load_audit_key(policy).map_err(|e| EraseError::Usage(e.to_string()))
+    Ok(commands::load_audit_key(policy)?)
 }
 
 /// The ledger, its audit table created when missing (a restore from
@@ -37,10 +35,7 @@ fn audit_key(policy: &Policy) -> Result<Option<HmacKey>, EraseError> {
 /// requests).
 async fn open_ledger(policy: &Policy, stores: &mut Stores<'_>) -> Result<Ledger, EraseError> {
     let (name, file) = ledger_place(policy)?;
-    let store = stores
-        .get(name)
-        .await
-        .map_err(|e| EraseError::Schema(e.to_string()))?;
+    let store = stores.get(name).await.map_err(EraseError::from)?;
     store.ensure_audit_table().await?;
     Ledger::load(store, file).await
 }
@@ -90,10 +85,7 @@ pub async fn add(
         recorded_at: crate::audit::now(),
     };
     let (name, file) = ledger_place(policy)?;
-    let store = stores
-        .get(name)
-        .await
-        .map_err(|e| EraseError::Schema(e.to_string()))?;
+    let store = stores.get(name).await.map_err(EraseError::from)?;
     ledger::append(
         store,
         file,
@@ -182,6 +174,9 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
         audit_key: audit_key.as_ref(),
         run_id: &run_id,
     };
+    if mode == Mode::Replay {
+        restore_requests(policy, &mut stores, &ledger, audit_key.as_ref(), &run_id).await?;
+    }
     let report = run::run(&ctx, &mut stores, &ledger, mode).await?;
     for name in stores_touched(policy) {
         if let Ok(store) = stores.get(&name).await {
@@ -189,6 +184,24 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
         }
     }
     Ok(report)
+}
+
+/// Writes the requests only the ledger file holds back into the ledger
+/// store's chain (its restore lost them), so both agree again.
+async fn restore_requests(
+    policy: &Policy,
+    stores: &mut Stores<'_>,
+    ledger: &Ledger,
+    audit_key: Option<&HmacKey>,
+    run_id: &str,
+) -> Result<(), EraseError> {
+    let (name, _) = ledger_place(policy)?;
+    let store = stores.get(name).await?;
+    for id in &ledger.only_in_file {
+        let request = ledger.request(id).expect("merged from the file").clone();
+        ledger::restore(store, &Entry::Request(request), audit_key, run_id).await?;
+    }
+    Ok(())
 }
 
 fn stores_touched(policy: &Policy) -> Vec<String> {

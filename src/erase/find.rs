@@ -107,10 +107,7 @@ pub async fn find(
         // Each table is read once; its rows' identifiers hashed once.
         let mut tables = Vec::new();
         for table in &subject.tables {
-            let store = stores
-                .get(&table.store)
-                .await
-                .map_err(|e| EraseError::Schema(e.to_string()))?;
+            let store = stores.get(&table.store).await.map_err(EraseError::from)?;
             let plan = table_plan(store, subject, table).await?;
             let rows: Vec<(FoundRow, Vec<(String, String)>)> = read_rows(store, table, &plan)
                 .await?

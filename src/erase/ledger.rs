@@ -213,6 +213,28 @@ pub async fn append(
 ) -> Result<(), EraseError> {
     let detail = serde_json::to_string(entry).expect("ledger entries serialise");
     append_line(file, &detail)?;
+    append_to_store(store, entry, detail, audit_key, run_id).await
+}
+
+/// Records an entry in the ledger store's chain only: a request the file
+/// holds and a restored database lost.
+pub async fn restore(
+    store: &mut dyn Store,
+    entry: &Entry,
+    audit_key: Option<&HmacKey>,
+    run_id: &str,
+) -> Result<(), EraseError> {
+    let detail = serde_json::to_string(entry).expect("ledger entries serialise");
+    append_to_store(store, entry, detail, audit_key, run_id).await
+}
+
+async fn append_to_store(
+    store: &mut dyn Store,
+    entry: &Entry,
+    detail: String,
+    audit_key: Option<&HmacKey>,
+    run_id: &str,
+) -> Result<(), EraseError> {
     let (event, request, rows, key_id) = match entry {
         Entry::Request(r) => (
             AuditEvent::ErasureRequest,

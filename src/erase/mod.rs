@@ -25,6 +25,9 @@ pub use run::{Context, Mode, RunReport, run};
 pub enum EraseError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Opening a store, or loading a key, as the other commands do it.
+    #[error(transparent)]
+    Command(#[from] crate::commands::CommandError),
     #[error("erasure ledger file {path}: {message}")]
     LedgerFile { path: String, message: String },
     #[error("{0}")]

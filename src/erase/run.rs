@@ -98,10 +98,7 @@ async fn erase_request(
         first: true,
     };
     for table in &found.tables {
-        let store = stores
-            .get(&table.store)
-            .await
-            .map_err(|e| EraseError::Schema(e.to_string()))?;
+        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
         let (changed, cascaded) = erase_table(ctx, store, &found.request, table, mode).await?;
         outcome.changed += changed;
         outcome.cascaded += cascaded;
@@ -165,10 +162,7 @@ async fn still_kept(
         let (Some((subject, table)), false) = (place, now_kept) else {
             continue;
         };
-        let store = stores
-            .get(&table.store)
-            .await
-            .map_err(|e| EraseError::Schema(e.to_string()))?;
+        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
         let plan = super::find::table_plan(store, subject, table).await?;
         let present: std::collections::HashSet<String> = store
             .erasure_read(&plan.table, &plan.key, &[])
@@ -359,10 +353,7 @@ async fn record_status(
         at: audit::now(),
     };
     let (name, file) = ledger_place(ctx.policy)?;
-    let store = stores
-        .get(name)
-        .await
-        .map_err(|e| EraseError::Schema(e.to_string()))?;
+    let store = stores.get(name).await.map_err(EraseError::from)?;
     ledger::append(
         store,
         file,

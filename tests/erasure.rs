@@ -356,3 +356,46 @@ every_engine! {
         db.drop().await;
     }
 }
+
+every_engine! {
+    /// A row under a hold is kept and reported, and erased by the first
+    /// run after the hold lifts; anonymise writes NULL and the redacted
+    /// text, and a second run changes nothing.
+    async fn a_hold_defers_the_erasure_until_it_lifts(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_hold").await else { return };
+        db.exec("CREATE TABLE members (id INTEGER PRIMARY KEY, email VARCHAR(120), name VARCHAR(80), note VARCHAR(200), disputed BOOLEAN); \
+                 INSERT INTO members (id, email, name, note, disputed) VALUES \
+                 (1, 'jens@example.invalid', 'Jens Hansen', 'likes bikes', TRUE), \
+                 (2, 'jens@example.invalid', 'Jens H.', NULL, FALSE), \
+                 (3, 'karen@example.invalid', 'Karen Blixen', 'author', FALSE)").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        project.rules("shop.toml", "[[subject]]\nkind = \"member\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"members\"\nmatch = { email = \"email\" }\naction = \"anonymise\"\ncolumns = { email = \"null\", name = \"redact\", note = \"null\" }\nhold = \"disputed\"\n");
+        let members = "SELECT id, email, name, note FROM members ORDER BY id";
+        let before = db.rows(members).await;
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let plan = project.glemsel(&["erase", "plan"]);
+        assert_contains(&text(&plan), "shop.members: 2 found; 1 anonymised; 1 kept under a hold");
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        assert_contains(&text(&run), "erasure-0001: 2 rows found, 1 changed; partly done");
+        assert_contains(&text(&run), "remains: 1 rows in shop.members, held");
+        let redacted = |id: &str| vec![Some(id.to_string()), None, Some("[redacted]".to_string()), None];
+        assert_eq!(db.rows(members).await, vec![before[0].clone(), redacted("2"), before[2].clone()]);
+
+        db.exec("UPDATE members SET disputed = FALSE WHERE id = 1").await;
+        let run = project.glemsel(&["erase", "run"]);
+        assert_contains(&text(&run), "erasure-0001: 1 rows found, 1 changed; done");
+        assert_eq!(db.rows(members).await, vec![redacted("1"), redacted("2"), before[2].clone()]);
+        let again = project.glemsel(&["erase", "replay"]);
+        assert_contains(&text(&again), "erasure-0001 (replay): 0 rows found, 0 changed; done");
+        assert_eq!(
+            db.rows("SELECT table_name, action, rows_affected FROM glemsel_audit WHERE event = 'batch' ORDER BY seq").await,
+            vec![
+                vec![Some("members".to_string()), Some("anonymise".to_string()), Some("1".to_string())],
+                vec![Some("members".to_string()), Some("anonymise".to_string()), Some("1".to_string())],
+            ]
+        );
+        db.drop().await;
+    }
+}

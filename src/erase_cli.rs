@@ -197,5 +197,6 @@ fn fail(err: EraseError) -> Exit {
         EraseError::Usage(_) => Exit::Usage,
         EraseError::Schema(_) => Exit::Schema,
         EraseError::Command(err) => err.exit(),
+        EraseError::Locked => Exit::LockHeld,
     }
 }

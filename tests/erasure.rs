@@ -399,3 +399,48 @@ every_engine! {
         db.drop().await;
     }
 }
+
+/// Two erasure runs never overlap: while another worker holds the
+/// erasure lock (on PostgreSQL an advisory lock), a run refuses (exit 8)
+/// and changes nothing.
+#[tokio::test]
+async fn an_erasure_run_waits_for_another_workers() {
+    let Some(db) = TestDb::create(common::Kind::Postgres, "erasure_lock").await else {
+        return;
+    };
+    db.exec(SCHEMA).await;
+    let project = Project::for_db(
+        &db,
+        "shop",
+        "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n",
+    );
+    project.rules("shop.toml", RULES);
+    let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+    assert_eq!(code(&add), 0, "{}", text(&add));
+    let before = snapshot(&db).await;
+    let lock = |function: &str| {
+        format!(
+            "SELECT {function}(('x' || substr(encode(sha256('glemsel:rule:glemsel erasure'::bytea), 'hex'), 1, 16))::bit(64)::bigint)"
+        )
+    };
+    let other = db.pg_client().await;
+    other
+        .batch_execute(&lock("pg_advisory_lock"))
+        .await
+        .unwrap();
+    let run = project.glemsel(&["erase", "run"]);
+    assert_eq!(code(&run), 8, "{}", text(&run));
+    assert_contains(
+        &text(&run),
+        "another worker is running the erasure requests",
+    );
+    assert_eq!(snapshot(&db).await, before);
+    other
+        .batch_execute(&lock("pg_advisory_unlock"))
+        .await
+        .unwrap();
+    let run = project.glemsel(&["erase", "run"]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_ne!(snapshot(&db).await, before);
+    db.drop().await;
+}

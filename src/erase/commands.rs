@@ -13,6 +13,9 @@ use crate::commands::{self, Stores};
 use crate::pseudonym::HmacKey;
 use crate::rules::Policy;
 
+/// The cross-host lock an erasure run holds on the ledger store.
+const ERASURE_LOCK: &str = "glemsel erasure";
+
 /// Today in the deployment's time zone.
 pub fn today(policy: &Policy) -> NaiveDate {
     Utc::now()
@@ -174,10 +177,28 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
         audit_key: audit_key.as_ref(),
         run_id: &run_id,
     };
+    // One erasure run at a time across hosts: a second would write every
+    // status twice. The lock is the rules' kind, under a name no rule id
+    // can take (rule ids have no spaces).
+    let (ledger_store, _) = ledger_place(policy)?;
+    if !stores
+        .get(ledger_store)
+        .await?
+        .try_lock(ERASURE_LOCK)
+        .await?
+    {
+        return Err(EraseError::Locked);
+    }
     if mode == Mode::Replay {
         restore_requests(policy, &mut stores, &ledger, audit_key.as_ref(), &run_id).await?;
     }
-    let report = run::run(&ctx, &mut stores, &ledger, mode).await?;
+    let report = run::run(&ctx, &mut stores, &ledger, mode).await;
+    if let Ok(store) = stores.get(ledger_store).await
+        && let Err(err) = store.unlock(ERASURE_LOCK).await
+    {
+        tracing::warn!(error = %err, "could not release the erasure lock; it goes with the connection");
+    }
+    let report = report?;
     for name in stores_touched(policy) {
         if let Ok(store) = stores.get(&name).await {
             crate::audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;

@@ -32,6 +32,8 @@ pub enum EraseError {
     LedgerFile { path: String, message: String },
     #[error("{0}")]
     Usage(String),
+    #[error("another worker is running the erasure requests; try again when it has finished")]
+    Locked,
     #[error("{0}")]
     Schema(String),
 }

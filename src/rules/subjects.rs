@@ -8,9 +8,10 @@ use std::rc::Rc;
 
 use toml::Spanned;
 
-use super::load::{Diagnosed, RelatedKind, is_simple_name, parse_table, related_tables};
+use super::parse::{Diagnosed, is_simple_name, parse_table};
 use super::raw::{RawSubject, RawSubjectTable};
 use super::source::Source;
+use super::validate::{RelatedKind, related_tables};
 use super::{Action, Cascade, Location, Rule, Settings, StoreConfig, TableRef, check_identifier};
 use crate::period::{Period, PeriodKind, Unit};
 use crate::pseudonym::ColumnAction;

@@ -13,7 +13,7 @@ pub type ReadRow = (Key, Vec<Option<String>>);
 
 /// Every row's key and the text of `columns` (NULL as `None`).
 pub(crate) async fn read(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     table: &TableRef,
     key: &[Column],
     columns: &[Column],
@@ -63,7 +63,7 @@ pub(crate) async fn read(
 /// Deletes the rows whose `columns` equal one of `values`, in chunks the
 /// engine's parameter limit allows; how many went.
 pub(crate) async fn delete(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     table: &TableRef,
     columns: &[Column],
     values: &[Key],
@@ -84,7 +84,7 @@ pub(crate) async fn delete(
 
 /// Sets `columns` of the row with `key` to the values given (NULL as `None`).
 pub(crate) async fn update(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     table: &TableRef,
     key_columns: &[Column],
     key: &Key,

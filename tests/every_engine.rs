@@ -469,6 +469,92 @@ columns = { id = "hmac", phone = "null", nope = "redact" }
     }
 }
 
+/// How `check` names the type of an `INTEGER` column on each engine.
+fn integer_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => "integer",
+        Kind::Mariadb => "int(11)",
+        Kind::Sqlite => "INTEGER",
+    }
+}
+
+every_engine! {
+    async fn check_refuses_columns_a_token_or_text_does_not_fit(kind) {
+        // A token cut to fewer than 16 hex digits would make different
+        // people share one pseudonym; a number cannot hold text at all.
+        let Some(db) = setup(
+            kind,
+            "fit",
+            "CREATE TABLE people (
+                id INTEGER PRIMARY KEY,
+                ended DATE,
+                n INTEGER,
+                code19 VARCHAR(19),
+                code20 VARCHAR(20),
+                mail27 VARCHAR(27),
+                mail28 VARCHAR(28),
+                r VARCHAR(1)
+            );
+            INSERT INTO people (id, ended, n, code19, code20, mail27, mail28, r) VALUES
+                (1, '2019-01-01', 7, 'abc', 'abc', 'a@b', 'a@b', 'x');",
+        )
+        .await
+        else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "");
+        let rule = |id: &str, columns: &str| {
+            format!(
+                "[[rule]]\nid = \"{id}\"\nstore = \"shop\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"ended\"\nretain = \"1 year\"\naction = \"pseudonymise\"\ncolumns = {{ {columns} }}\n"
+            )
+        };
+        project.rules(
+            "shop.toml",
+            &[
+                rule("int-hmac", "n = \"hmac\""),
+                rule("int-redact", "n = \"redact\""),
+                rule("short-hmac", "code19 = \"hmac\""),
+                rule("short-mail", "mail27 = \"hmac_email\""),
+            ]
+            .concat(),
+        );
+        let int = integer_type(kind);
+        project.check_refuses(&[
+            &format!("rule int-hmac: columns: \"n\" is {int}; hmac needs a text column"),
+            &format!("rule int-redact: columns: \"n\" is {int}; redact needs a text column"),
+            "rule short-hmac: columns: \"code19\" holds at most 19 characters; hmac needs at least 20",
+            "rule short-mail: columns: \"mail27\" holds at most 27 characters; hmac_email needs at least 28",
+            "4 problems found; nothing was changed",
+        ]);
+        // One character more, and each fits; null fits a number, redact one character.
+        project.rules(
+            "shop.toml",
+            &[
+                rule("fits-hmac", "code20 = \"hmac\", n = \"null\""),
+                rule("fits-mail", "mail28 = \"hmac_email\", r = \"redact\""),
+            ]
+            .concat(),
+        );
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{}", text(&check));
+        let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        let row = db
+            .rows("SELECT n, code20, mail28, r FROM people")
+            .await;
+        assert_eq!(
+            row,
+            vec![vec![
+                None,
+                Some(token(ColumnAction::Hmac, Some(20), "abc")),
+                Some(token(ColumnAction::HmacEmail, Some(28), "a@b")),
+                Some("[".to_string()),
+            ]]
+        );
+        db.drop().await;
+    }
+}
+
 every_engine! {
     async fn invalid_files_touch_no_database(kind) {
         let Some(db) = setup(kind, "invalid", CUSTOMERS).await else {

@@ -9,6 +9,7 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GLEMSEL
 
 pub mod approval;
 pub mod audit;
+pub mod audit_record;
 pub mod commands;
 pub mod coverage;
 pub mod daemon;
@@ -17,6 +18,7 @@ pub mod execute;
 pub mod exit;
 pub mod generalise;
 pub mod metrics;
+pub mod outcome;
 pub mod period;
 pub mod plan;
 pub mod progress;
@@ -25,6 +27,8 @@ pub mod report;
 pub mod review;
 pub mod rules;
 pub mod schedule;
+pub mod schema;
+pub mod step;
 pub mod store;
 pub mod trail;
 pub mod walk;

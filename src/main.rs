@@ -14,6 +14,7 @@ use glemsel::exit::Exit;
 use glemsel::report;
 use glemsel::rules::{self, Policy};
 
+mod erase_cli;
 mod manual;
 
 #[derive(Parser)]
@@ -158,6 +159,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Erasure on request: record a request, show its dry run, carry it out.
+    Erase {
+        #[command(subcommand)]
+        command: erase_cli::EraseCommand,
     },
 }
 
@@ -506,6 +512,7 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
             }
             Err(err) => fail(err),
         },
+        Command::Erase { command } => erase_cli::dispatch(&policy, command).await,
         Command::Demo { .. } | Command::Daemon => {
             unreachable!("handled before the config is loaded")
         }
@@ -654,6 +661,9 @@ async fn check(
         }
         Err(err) => return fail(err),
     };
+    if let Err(exit) = erase_cli::check(policy).await {
+        return exit;
+    }
     let warned = warnings_exit(deny_warnings, &checked_warnings);
     if !coverage {
         return warned;

@@ -33,6 +33,7 @@ struct Metrics {
     failures: Family<RuleLabels, Counter>,
     last_success: Family<RuleLabels, Gauge<f64, AtomicU64>>,
     batch_seconds: SecondsHistogram,
+    erasure_overdue: Gauge,
 }
 
 fn batch_histogram() -> Histogram {
@@ -52,6 +53,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         failures: Family::default(),
         last_success: Family::default(),
         batch_seconds: Family::new_with_constructor(batch_histogram),
+        erasure_overdue: Gauge::default(),
     };
     registry.register(
         "rows_deleted",
@@ -88,6 +90,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "batch_duration_seconds",
         "How long a batch transaction took, per rule",
         metrics.batch_seconds.clone(),
+    );
+    registry.register(
+        "erasure_requests_overdue",
+        "Erasure requests still open after their deadline, at the last look",
+        metrics.erasure_overdue.clone(),
     );
     Metrics {
         registry,
@@ -137,6 +144,11 @@ pub fn run_ended(report: &StepReport) {
 /// A run could not start, or failed before it could report.
 pub fn run_failed(rule: &str) {
     METRICS.failures.get_or_create(&labels(rule)).inc();
+}
+
+/// How many erasure requests are overdue now.
+pub fn erasure_overdue(requests: u64) {
+    METRICS.erasure_overdue.set(requests as i64);
 }
 
 /// The metrics in OpenMetrics text form.

@@ -138,6 +138,11 @@ pub(super) fn settings(
         statement_timeout: Duration::from_millis(statement_timeout_ms),
         copies_max_log_days,
         coverage_allow: Vec::new(),
+        erasure_store: raw.erasure_store.as_ref().map(|s| s.get_ref().clone()),
+        erasure_ledger: raw
+            .erasure_ledger
+            .as_ref()
+            .map(|l| resolve(base, l.get_ref())),
     };
     // The audit table default is read per store; validate the global one here.
     if let Some(table) = &raw.audit_table {

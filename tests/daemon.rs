@@ -797,6 +797,9 @@ fn a_wall_clock_jump_runs_the_passed_schedule_once() {
         "{}",
         daemon.log()
     );
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+}
 
 /// The daemon exports how many erasure requests are overdue, and carries
 /// out open requests on its schedule (after which none is).

@@ -1204,6 +1204,12 @@ mod tests {
             retention("7 years", &[RoundUp::CalendarYearEnd]),
             retention("7 years", &[FY_JUNE, RoundUp::CalendarYearEnd]),
             retention("3 working days", &[]),
+            retention("5 working days", &[]),
+            retention("6 working days", &[]),
+            retention("23 working days", &[]),
+            retention("1 week", &[]),
+            retention("6 weeks", &[]),
+            retention("2 weeks", &[RoundUp::CalendarYearEnd]),
             retention("30 days", &[]),
             retention("0 days", &[]),
         ];
@@ -1231,6 +1237,50 @@ mod tests {
             }
             now += TimeDelta::hours(19) + TimeDelta::minutes(7);
         }
+    }
+
+    /// `approx_days` is where the search for the bound starts: at least the
+    /// period's real length (without holidays), or the search has to widen.
+    #[test]
+    fn approx_days_covers_the_period() {
+        for (text, days) in [
+            ("0 days", 0),
+            ("9 days", 9),
+            ("1 week", 7),
+            ("6 weeks", 42),
+            ("4 working days", 7),
+            ("5 working days", 14),
+            ("12 working days", 21),
+            ("2 months", 62),
+            ("3 years", 1098),
+        ] {
+            let period: Period = text.parse().unwrap();
+            assert_eq!(period.approx_days(), days, "{text}");
+            let calendar = Calendar::default();
+            let mut event = at("2026-01-01T09:30:00");
+            while event < at("2027-01-01") {
+                let length = period.add_to(event, &calendar) - event;
+                assert!(length <= TimeDelta::days(days), "{text} from {event}");
+                event += TimeDelta::hours(31);
+            }
+        }
+        // The longest period allowed, and one day more.
+        assert!(format!("{MAX_YEARS} years").parse::<Period>().is_ok());
+        assert!(
+            format!("{} days", MAX_YEARS * 366)
+                .parse::<Period>()
+                .is_ok()
+        );
+        assert!(
+            format!("{} days", MAX_YEARS * 366 + 1)
+                .parse::<Period>()
+                .is_err()
+        );
+        assert!(
+            format!("{} years", MAX_YEARS + 1)
+                .parse::<Period>()
+                .is_err()
+        );
     }
 
     /// The first due moment of each seed vector, as a wall-clock time in

@@ -411,6 +411,45 @@ mod tests {
         assert!(!plain.is_token("psn_0123456789abcde"));
     }
 
+    /// The audit trail's key hashes: a keyed HMAC under a key derived from
+    /// the pseudonym key, 16 hex digits, pinned so a change is a decision.
+    #[test]
+    fn audit_hashes_are_pinned() {
+        let key = key();
+        assert_eq!(key.audit_hash("42"), "4d3f2c9f55133a71");
+        assert_eq!(key.audit_hash("jens@example.invalid"), "1bb39a1fc4191b20");
+        assert_eq!(key.audit_hash(""), "9e8d16917d5941f5");
+        assert_eq!(key.id(), "295694c8edbbb224");
+        // Never the data token's digits, so a trail row does not equal a token.
+        assert!(!key.hmac_hex("42").starts_with(&key.audit_hash("42")));
+        let other = HmacKey::from_bytes(b"fedcba9876543210fedcba9876543210".to_vec());
+        assert_ne!(other.audit_hash("42"), key.audit_hash("42"));
+    }
+
+    /// What `check` holds each action's column to.
+    #[test]
+    fn text_and_length_needs_of_each_action() {
+        let cases = [
+            (ColumnAction::Hmac, true, 20),
+            (ColumnAction::HmacEmail, true, 28),
+            (ColumnAction::Null, false, 0),
+            (ColumnAction::Redact, true, 1),
+            (ColumnAction::Truncate(DatePart::Year), false, 0),
+            (ColumnAction::Truncate(DatePart::Month), false, 0),
+            (ColumnAction::IpPrefix, true, 1),
+            (ColumnAction::Prefix(3), true, 1),
+        ];
+        for (action, text, min) in cases {
+            assert_eq!(action.needs_text(), text, "{action}");
+            assert_eq!(action.min_length(), min, "{action}");
+        }
+        // The shortest column each token action takes still gets 16 hex digits.
+        for action in [ColumnAction::Hmac, ColumnAction::HmacEmail] {
+            let shape = TokenShape::for_column(action, Some(action.min_length())).unwrap();
+            assert_eq!(shape.hex_len, MIN_TOKEN_HEX, "{action}");
+        }
+    }
+
     #[test]
     fn key_file_rules() {
         let dir = tempfile::tempdir().unwrap();

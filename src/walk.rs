@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use crate::step::Step;
-use crate::store::{ColumnKind, Key, KeyValue, Store, StoreError, Window};
+use crate::store::{Column, ColumnKind, Key, KeyValue, Store, StoreError, Window};
 
 /// The smallest batch the sizing goes down to, in rows, unless the first
 /// batch was set smaller.
@@ -152,7 +152,7 @@ impl Walk {
             };
         }
         let mut range = None;
-        if step.batch_ms > 0
+        if may_walk_by_range(step.batch_ms, &step.key)
             && let Some(last) = last
             && store
                 .estimate_rows(step, &Window::default())
@@ -315,6 +315,13 @@ impl Walk {
         }
         self.sizer.shrink_to(rows);
     }
+}
+
+/// Whether windows may be key ranges (if the server also estimates rows):
+/// batches sized by time along a single integer key. Fixed-size batches keep
+/// exactly their size, which only an index scan of that many rows gives.
+fn may_walk_by_range(batch_ms: u64, key: &[Column]) -> bool {
+    batch_ms > 0 && matches!(key, [c] if c.kind == ColumnKind::Integer)
 }
 
 /// The key range a window covers.
@@ -756,5 +763,237 @@ mod tests {
     fn range_ends_fit_the_key_type() {
         assert_eq!(key_value(5), KeyValue::Int(5));
         assert_eq!(key_value(i128::from(u64::MAX)), KeyValue::UInt(u64::MAX));
+        assert_eq!(key_value(-3), KeyValue::Int(-3));
+        assert_eq!(integer(&[KeyValue::Int(-3)]), Some(-3));
+        assert_eq!(
+            integer(&[KeyValue::UInt(u64::MAX)]),
+            Some(i128::from(u64::MAX))
+        );
+        assert_eq!(integer(&[KeyValue::Int(1), KeyValue::Int(2)]), None);
+    }
+
+    fn column(name: &str, kind: ColumnKind) -> Column {
+        Column {
+            name: name.to_string(),
+            data_type: String::new(),
+            kind,
+            nullable: false,
+            max_chars: None,
+        }
+    }
+
+    /// Key ranges only where batches are sized by time along one integer
+    /// key; SQLite gives no estimates, so this choice is tested here.
+    #[test]
+    fn key_ranges_only_for_timed_batches_on_one_integer_key() {
+        let id = column("id", ColumnKind::Integer);
+        let code = column("code", ColumnKind::Text);
+        assert!(may_walk_by_range(250, std::slice::from_ref(&id)));
+        assert!(may_walk_by_range(1, std::slice::from_ref(&id)));
+        assert!(!may_walk_by_range(0, std::slice::from_ref(&id)));
+        assert!(!may_walk_by_range(250, std::slice::from_ref(&code)));
+        assert!(!may_walk_by_range(250, &[id.clone(), id.clone()]));
+        assert!(!may_walk_by_range(250, &[]));
+    }
+
+    /// A walk by rows (no estimates) or by key range with an estimate.
+    fn walk(first: u64, batch_ms: u64, estimate: Option<u64>) -> Walk {
+        let sizer = Sizer::new(first, batch_ms);
+        Walk {
+            changes: sizer.clone(),
+            sizer,
+            range: estimate.map(|estimate| Range {
+                last: 1_000_000,
+                span: 10_000,
+                estimate,
+            }),
+        }
+    }
+
+    /// What must hold for any adaptation: slow batches shrink the next,
+    /// fast ones grow it, and no size leaves its bounds.
+    #[test]
+    fn walks_shrink_when_slow_and_grow_when_fast() {
+        for estimate in [None, Some(10_000)] {
+            let mut slow = walk(10_000, 100, estimate);
+            slow.record(ms(1_000), 10_000, false);
+            assert!(slow.sizer.rows() < 10_000, "{estimate:?}");
+            assert!(slow.changes.rows() < 10_000, "{estimate:?}");
+
+            let mut fast = walk(10_000, 100, estimate);
+            fast.record(ms(5), 10_000, false);
+            assert!(fast.sizer.rows() > 10_000, "{estimate:?}");
+            assert!(fast.changes.rows() > 10_000, "{estimate:?}");
+
+            let mut walk = walk(10_000, 100, estimate);
+            for _ in 0..60 {
+                walk.record(ms(100_000), 10_000, false);
+                assert!(walk.sizer.rows() >= MIN_ROWS && walk.changes.rows() >= MIN_ROWS);
+            }
+            assert_eq!(walk.sizer.rows(), MIN_ROWS, "{estimate:?}");
+            for _ in 0..60 {
+                walk.record(ms(0), 10_000_000, false);
+                assert!(walk.sizer.rows() <= MAX_ROWS && walk.changes.rows() <= MAX_ROWS);
+            }
+            assert!(walk.sizer.rows() > MIN_ROWS, "{estimate:?}");
+        }
+    }
+
+    /// A batch that changed nothing says nothing about how many changes fit.
+    #[test]
+    fn batches_that_change_nothing_leave_the_change_limit() {
+        let mut walk = walk(10_000, 100, None);
+        walk.record(ms(1_000), 0, false);
+        assert!(walk.sizer.rows() < 10_000);
+        assert_eq!(walk.changes.rows(), 10_000);
+    }
+
+    #[test]
+    fn a_limited_batch_narrows_the_windows_to_the_change_limit() {
+        // The window held 40,000 rows; the change limit has come down to
+        // a quarter of the first 10,000 after slow batches of changes.
+        let mut walk = walk(10_000, 100, Some(40_000));
+        walk.changes.record(10_000, ms(1_000));
+        let cap = walk.changes.rows();
+        assert!(cap < 10_000);
+        assert_eq!(walk.limit(), Some(cap));
+        walk.record(ms(100), cap, true);
+        let cap = walk.changes.rows();
+        assert!(walk.sizer.rows() <= cap, "{} > {cap}", walk.sizer.rows());
+        let range = walk.range.as_ref().unwrap();
+        assert_eq!(range.span, (10_000 * i128::from(cap) / 40_000).max(1));
+
+        // By rows: the next window holds no more than the limit.
+        let mut walk = walk_by_rows_limited();
+        let cap = walk.changes.rows();
+        walk.record(ms(100), cap, true);
+        assert!(walk.sizer.rows() <= walk.changes.rows().max(MIN_ROWS));
+    }
+
+    fn walk_by_rows_limited() -> Walk {
+        let mut walk = walk(10_000, 100, None);
+        walk.changes.record(10_000, ms(1_000));
+        walk
+    }
+
+    #[test]
+    fn the_change_limit_applies_only_to_windows_larger_than_it() {
+        // Fixed-size batches: the window is the bound.
+        assert_eq!(walk(10_000, 0, None).limit(), None);
+        assert_eq!(walk(10_000, 0, Some(1_000_000)).limit(), None);
+        // Equal: no limit needed; larger: the limit.
+        assert_eq!(walk(10_000, 100, None).limit(), None);
+        assert_eq!(walk(10_000, 100, Some(10_000)).limit(), None);
+        assert_eq!(walk(10_000, 100, Some(10_001)).limit(), Some(10_000));
+        assert_eq!(walk(10_000, 100, Some(9_999)).limit(), None);
+        // A walk by rows hands out windows of the sizer's size.
+        let mut by_rows = walk(10_000, 100, None);
+        by_rows.changes.record(10_000, ms(1_000));
+        assert_eq!(by_rows.limit(), Some(by_rows.changes.rows()));
+    }
+
+    /// The search step by step, each estimate exact: the arithmetic of
+    /// narrowing and widening.
+    #[test]
+    fn range_search_narrows_and_widens_in_proportion() {
+        let dense = |from: i128, to: i128| (to - from + 1) as u64;
+        // Too few (1,000 of 10,000): widened eightfold at most, then taken.
+        let mut search = RangeSearch::new(1, 1_000_000, 1_000, 10_000);
+        assert_eq!(search.next_look(), Some(Some(1_000)));
+        search.observe(dense(1, 1_000));
+        assert_eq!(search.next_look(), Some(Some(8_000)));
+        search.observe(dense(1, 8_000));
+        assert_eq!(search.next_look(), None);
+        assert_eq!(
+            search.finish(),
+            RangeChoice {
+                end: Some(8_000),
+                span: 8_000,
+                estimate: 8_000
+            }
+        );
+        // Widened by the shortfall when it is less than eightfold.
+        let mut search = RangeSearch::new(101, 1_000_000, 1_000, 4_000);
+        search.observe(1_000);
+        assert_eq!(search.next_look(), Some(Some(100 + 4_000)));
+        // At least doubled.
+        let mut search = RangeSearch::new(1, 1_000_000, 1_000, 3_000);
+        search.observe(1_400);
+        assert_eq!(search.next_look(), Some(Some(2_000)));
+        // Too many (100,000 of 1,000): narrowed in proportion.
+        let mut search = RangeSearch::new(11, 1_000_000, 100_000, 1_000);
+        search.observe(dense(11, 100_010));
+        assert_eq!(search.next_look(), Some(Some(1_010)));
+        search.observe(dense(11, 1_010));
+        assert_eq!(search.next_look(), None);
+        assert_eq!(
+            search.finish(),
+            RangeChoice {
+                end: Some(1_010),
+                span: 1_000,
+                estimate: 1_000
+            }
+        );
+        // Exactly twice the goal is taken; half the goal is enough.
+        let mut search = RangeSearch::new(1, 1_000_000, 2_000, 1_000);
+        search.observe(2_000);
+        assert_eq!(search.next_look(), None);
+        assert_eq!(search.finish().estimate, 2_000);
+        let mut search = RangeSearch::new(1, 1_000_000, 500, 1_000);
+        search.observe(500);
+        assert_eq!(search.next_look(), None);
+        assert_eq!(search.finish().end, Some(500));
+        let mut search = RangeSearch::new(1, 1_000_000, 499, 1_000);
+        search.observe(499);
+        assert!(search.next_look().is_some());
+    }
+
+    #[test]
+    fn range_search_ends_at_the_table_end_and_after_a_few_looks() {
+        // The rest of the table, fewer rows than the goal: open-ended.
+        let mut search = RangeSearch::new(999_001, 1_000_000, 5_000, 10_000);
+        assert_eq!(search.next_look(), Some(None));
+        search.observe(1_000);
+        assert_eq!(search.next_look(), None);
+        assert_eq!(
+            search.finish(),
+            RangeChoice {
+                end: None,
+                span: 5_000,
+                estimate: 1_000
+            }
+        );
+        // The window through the last key is open-ended too.
+        let search = RangeSearch::new(999_001, 1_000_000, 1_000, 10_000);
+        assert_eq!(search.next_look(), Some(None));
+        let search = RangeSearch::new(999_001, 1_000_000, 999, 10_000);
+        assert_eq!(search.next_look(), Some(Some(999_999)));
+        // Every look too many: a hundredfold narrower each time, four looks,
+        // then the narrowest window, the start key alone.
+        let mut search = RangeSearch::new(7, i128::from(u32::MAX), 100_000_000, 100);
+        let mut looks = 0;
+        while search.next_look().is_some() {
+            search.observe(10_000);
+            looks += 1;
+        }
+        assert_eq!(looks, MAX_PROBES);
+        assert_eq!(
+            search.finish(),
+            RangeChoice {
+                end: Some(7),
+                span: 1,
+                estimate: 100
+            }
+        );
+        // One key with many rows is taken all the same: it cannot be split.
+        let mut search = RangeSearch::new(7, 1_000, 1, 100);
+        search.observe(1_000_000);
+        assert_eq!(search.next_look(), None);
+        assert_eq!(search.finish().end, Some(7));
+        // A span below one key is one key.
+        assert_eq!(
+            RangeSearch::new(7, 1_000, 0, 100).next_look(),
+            Some(Some(7))
+        );
     }
 }

@@ -699,6 +699,108 @@ async fn sigterm_mid_run_drains_and_exits_zero() {
     db.drop().await;
 }
 
+/// The host's wall clock jumps (NTP stepping it, a VM restored), while the
+/// monotonic clock runs on as it does then: the daemon notices within a
+/// sleep slice, runs the rule whose time the jump passed once, as of the
+/// new time, and a jump back does not run it again.
+#[test]
+fn a_wall_clock_jump_runs_the_passed_schedule_once() {
+    use chrono::{Days, NaiveTime, TimeDelta, TimeZone as _, Utc};
+    use chrono_tz::Europe::Copenhagen;
+
+    let now = Utc::now();
+    let local = now.with_timezone(&Copenhagen);
+    let three = |date: chrono::NaiveDate| {
+        Copenhagen
+            .from_local_datetime(&date.and_time(NaiveTime::from_hms_opt(3, 0, 0).unwrap()))
+            .earliest()
+            .unwrap()
+    };
+    let mut next = three(local.date_naive());
+    if next <= local + TimeDelta::minutes(2) {
+        next = three(local.date_naive() + Days::new(1));
+    }
+    // Jump to a minute past the next 03:00.
+    let jump = (next.with_timezone(&Utc) - now) + TimeDelta::minutes(1);
+    let wall = |at: chrono::DateTime<Utc>| {
+        at.with_timezone(&Copenhagen)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    // Due a year after: 1 always, 2 only on the clock after the jump, 3 never.
+    let after_jump_only = wall(now + jump / 2 - TimeDelta::days(365));
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("d.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL);
+             INSERT INTO logs VALUES (1, '2020-01-01 00:00:00'), (2, '{after_jump_only}'), (3, '2099-01-01 00:00:00');"
+        ))
+        .unwrap();
+    let project = Project::with_store(
+        "d",
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        "",
+    );
+    project.rules("logs.toml", &logs_rule("logs", "d", "0 0 3 * * *"));
+    let offset = project.path().join("clock-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let offset_path = offset.display().to_string();
+    let mut daemon = Daemon::start(
+        &project,
+        "d",
+        &[
+            (
+                "LD_PRELOAD",
+                "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+            ),
+            ("FAKETIME_TIMESTAMP_FILE", &offset_path),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    daemon.wait_notice("READY=1", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sqlite_count(&path, "SELECT count(*) FROM logs"), 3);
+
+    std::fs::write(&offset, format!("+{}\n", jump.num_seconds())).unwrap();
+    // A sleep slice (30 s) at most, and the run.
+    wait_until(Duration::from_secs(45), "the run the jump passed", || {
+        sqlite_count(
+            &path,
+            "SELECT count(*) FROM glemsel_audit WHERE event = 'run_finish'",
+        ) == 1
+    });
+    let ids: Vec<i64> = {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = conn.prepare("SELECT id FROM logs ORDER BY id").unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(ids, [3], "{}", daemon.log());
+
+    // Back to the real time: the run already done is not run again.
+    std::fs::write(&offset, "+0\n").unwrap();
+    std::thread::sleep(Duration::from_secs(35));
+    assert_eq!(
+        sqlite_count(
+            &path,
+            "SELECT count(*) FROM glemsel_audit WHERE event = 'run_start'"
+        ),
+        1,
+        "{}",
+        daemon.log()
+    );
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+}
+
 /// The daemon exports how many erasure requests are overdue, and carries
 /// out open requests on its schedule (after which none is).
 #[test]

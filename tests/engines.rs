@@ -197,7 +197,6 @@ async fn every_engine_does_the_same() {
     assert_eq!(row(3)[1].as_deref(), Some("Held Person"));
     assert_eq!(first.plan_after[0]["due"], 0);
     assert_eq!(first.plan_after[0]["done"], 5);
-    assert!(first.audit.len() >= 6, "{:?}", first.audit);
     // The trail row by row: each rule's start, a batch per window that
     // changed rows (customers in windows of two keys, logs of three, the
     // last up to the last due row), and its finish with the total.

@@ -355,9 +355,9 @@ every_engine! {
         );
         let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
         assert_eq!(code(&run), 0, "{}", text(&run));
-        // Due: 1, 2, 5 and 7, in batches of one.
+        // Due: 1, 2, 5 and 7, in batches of one: the start, four batches, the finish.
         let rows = db.number("SELECT count(*) FROM glemsel_audit").await;
-        assert!(rows >= 5, "start, several batches, finish: {rows}");
+        assert_eq!(rows, 6);
         assert!(
             std::fs::read_to_string(project.path().join("heads.tsv"))
                 .unwrap()
@@ -399,6 +399,22 @@ every_engine! {
         ))
         .await;
         verify_says(&project, 6, "rows were cut from its end");
+
+        // The whole chain back, but the checkpoint file gone: a rewritten
+        // chain would go unnoticed without it, so that is a break too.
+        db.exec("DELETE FROM glemsel_audit; INSERT INTO glemsel_audit SELECT * FROM saved")
+            .await;
+        verify_says(
+            &project,
+            0,
+            &format!("audit chain intact, {rows} rows, 1 checkpoints matched"),
+        );
+        std::fs::remove_file(project.path().join("heads.tsv")).unwrap();
+        verify_says(
+            &project,
+            6,
+            "the checkpoint file is configured but missing, while the chain has rows; it was removed",
+        );
         db.drop().await;
     }
 }
@@ -469,6 +485,92 @@ columns = { id = "hmac", phone = "null", nope = "redact" }
     }
 }
 
+/// How `check` names the type of an `INTEGER` column on each engine.
+fn integer_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => "integer",
+        Kind::Mariadb => "int(11)",
+        Kind::Sqlite => "INTEGER",
+    }
+}
+
+every_engine! {
+    async fn check_refuses_columns_a_token_or_text_does_not_fit(kind) {
+        // A token cut to fewer than 16 hex digits would make different
+        // people share one pseudonym; a number cannot hold text at all.
+        let Some(db) = setup(
+            kind,
+            "fit",
+            "CREATE TABLE people (
+                id INTEGER PRIMARY KEY,
+                ended DATE,
+                n INTEGER,
+                code19 VARCHAR(19),
+                code20 VARCHAR(20),
+                mail27 VARCHAR(27),
+                mail28 VARCHAR(28),
+                r VARCHAR(1)
+            );
+            INSERT INTO people (id, ended, n, code19, code20, mail27, mail28, r) VALUES
+                (1, '2019-01-01', 7, 'abc', 'abc', 'a@b', 'a@b', 'x');",
+        )
+        .await
+        else {
+            return;
+        };
+        let project = Project::for_db(&db, "shop", "");
+        let rule = |id: &str, columns: &str| {
+            format!(
+                "[[rule]]\nid = \"{id}\"\nstore = \"shop\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"ended\"\nretain = \"1 year\"\naction = \"pseudonymise\"\ncolumns = {{ {columns} }}\n"
+            )
+        };
+        project.rules(
+            "shop.toml",
+            &[
+                rule("int-hmac", "n = \"hmac\""),
+                rule("int-redact", "n = \"redact\""),
+                rule("short-hmac", "code19 = \"hmac\""),
+                rule("short-mail", "mail27 = \"hmac_email\""),
+            ]
+            .concat(),
+        );
+        let int = integer_type(kind);
+        project.check_refuses(&[
+            &format!("rule int-hmac: columns: \"n\" is {int}; hmac needs a text column"),
+            &format!("rule int-redact: columns: \"n\" is {int}; redact needs a text column"),
+            "rule short-hmac: columns: \"code19\" holds at most 19 characters; hmac needs at least 20",
+            "rule short-mail: columns: \"mail27\" holds at most 27 characters; hmac_email needs at least 28",
+            "4 problems found; nothing was changed",
+        ]);
+        // One character more, and each fits; null fits a number, redact one character.
+        project.rules(
+            "shop.toml",
+            &[
+                rule("fits-hmac", "code20 = \"hmac\", n = \"null\""),
+                rule("fits-mail", "mail28 = \"hmac_email\", r = \"redact\""),
+            ]
+            .concat(),
+        );
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{}", text(&check));
+        let run = project.glemsel(&["run", "--as-of", "2026-11-22"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        let row = db
+            .rows("SELECT n, code20, mail28, r FROM people")
+            .await;
+        assert_eq!(
+            row,
+            vec![vec![
+                None,
+                Some(token(ColumnAction::Hmac, Some(20), "abc")),
+                Some(token(ColumnAction::HmacEmail, Some(28), "a@b")),
+                Some("[".to_string()),
+            ]]
+        );
+        db.drop().await;
+    }
+}
+
 every_engine! {
     async fn invalid_files_touch_no_database(kind) {
         let Some(db) = setup(kind, "invalid", CUSTOMERS).await else {
@@ -529,6 +631,89 @@ every_engine! {
         assert_eq!(customer_ids(&db).await, texts(&[1, 2, 3, 4, 5, 6, 7]));
         // A plan may look ahead.
         assert_eq!(code(&project.glemsel(&["plan", "--as-of", &future])), 0);
+        db.drop().await;
+    }
+}
+
+/// A trigger that lifts every legal hold (empties `disputes`) when the run
+/// writes to the trail: holds lifted while a run is under way. (On the
+/// audit table, as MariaDB lets no trigger change a table the statement
+/// that fired it reads.)
+fn lift_holds_on_audit(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => {
+            "CREATE FUNCTION lift_holds() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN DELETE FROM disputes; RETURN NULL; END $$;
+             CREATE TRIGGER lift_holds AFTER INSERT ON glemsel_audit
+             FOR EACH STATEMENT EXECUTE FUNCTION lift_holds()"
+        }
+        Kind::Mariadb => {
+            "CREATE TRIGGER lift_holds AFTER INSERT ON glemsel_audit FOR EACH ROW DELETE FROM disputes"
+        }
+        Kind::Sqlite => {
+            "CREATE TRIGGER lift_holds AFTER INSERT ON glemsel_audit BEGIN DELETE FROM disputes; END"
+        }
+    }
+}
+
+every_engine! {
+    async fn max_rows_passed_mid_run_rolls_the_batch_back(kind) {
+        // Three rows are due when the run counts (4, 5 and 6 are held);
+        // then the holds are lifted, so the second batch would pass max_rows.
+        let Some(db) = setup(
+            kind,
+            "maxmid",
+            "CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATE);
+             CREATE TABLE disputes (log_id INTEGER);
+             INSERT INTO logs VALUES (1, '2015-01-01'), (2, '2015-01-02'), (3, '2015-01-03'),
+                 (4, '2015-01-04'), (5, '2015-01-05'), (6, '2015-01-06'), (7, '2030-01-01');
+             INSERT INTO disputes VALUES (4), (5), (6);",
+        )
+        .await
+        else {
+            return;
+        };
+        let project = Project::for_db(&db, "db", "");
+        project.rules(
+            "logs.toml",
+            "[[rule]]\nid = \"logs\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nmax_rows = 3\nbatch_size = 2\nbatch_ms = 0\n\n[[rule.hold_table]]\ntable = \"disputes\"\non = { log_id = \"id\" }\n",
+        );
+        // A run with nothing due yet makes the trail, for the trigger.
+        let early = project.glemsel(&["run", "--as-of", "2015-06-01"]);
+        assert_eq!(code(&early), 0, "{}", text(&early));
+        db.exec(lift_holds_on_audit(kind)).await;
+        let run = project.glemsel(&["run", "--as-of", "2026-06-01"]);
+        assert_eq!(code(&run), 5, "{}", text(&run));
+        assert_contains(
+            &text(&run),
+            "rule logs: the run reached max_rows = 3; the batch that would pass it was rolled back",
+        );
+        // 1 and 2 went in the first batch; 3 and 4 came back with the second.
+        let ids = db.column("SELECT id FROM logs ORDER BY id").await;
+        assert_eq!(ids, texts(&[3, 4, 5, 6, 7]));
+        let audit = db
+            .rows("SELECT event, rows_affected, key_from, key_to FROM glemsel_audit ORDER BY seq")
+            .await;
+        let row = |event: &str, rows: &str, from: Option<&str>, to: Option<&str>| {
+            vec![
+                Some(event.to_string()),
+                Some(rows.to_string()),
+                from.map(str::to_string),
+                to.map(str::to_string),
+            ]
+        };
+        assert_eq!(
+            audit,
+            [
+                row("run_start", "0", None, None),
+                row("run_finish", "0", None, None),
+                row("run_start", "0", None, None),
+                row("batch", "2", None, Some("[2]")),
+                row("run_finish", "2", None, None),
+            ]
+        );
+        let verify = project.glemsel(&["audit", "verify"]);
+        assert_eq!(code(&verify), 0, "{}", text(&verify));
         db.drop().await;
     }
 }

@@ -587,7 +587,7 @@ mod tests {
     /// run would see it: (window rows, rows changed, ms, limited).
     fn batch(walk: &mut Walk, model: Model, extra_ms: f64) -> (u64, u64, f64, bool) {
         let window = walk.window_rows();
-        let jitter = if window % 2 == 0 {
+        let jitter = if window.is_multiple_of(2) {
             model.jitter
         } else {
             -model.jitter
@@ -807,6 +807,7 @@ mod tests {
                 span: 10_000,
                 estimate,
             }),
+            due_end: None,
         }
     }
 
@@ -856,18 +857,25 @@ mod tests {
         walk.changes.record(10_000, ms(1_000));
         let cap = walk.changes.rows();
         assert!(cap < 10_000);
-        assert_eq!(walk.limit(), Some(cap));
-        walk.record(ms(100), cap, true);
-        let cap = walk.changes.rows();
-        assert!(walk.sizer.rows() <= cap, "{} > {cap}", walk.sizer.rows());
+        let limit = with_headroom(cap);
+        assert_eq!(walk.limit(), Some(limit));
+        // A slow batch: the next ones should change fewer rows.
+        walk.record(ms(200), limit, true);
+        // The window held at least `limit` due rows in 40,000: the next
+        // windows hold as many rows as hold a batch's worth of them.
+        let rows = 40_000 * walk.changes.rows() / limit;
+        assert!(rows < 40_000);
+        assert!(walk.sizer.rows() <= rows, "{} > {rows}", walk.sizer.rows());
         let range = walk.range.as_ref().unwrap();
-        assert_eq!(range.span, (10_000 * i128::from(cap) / 40_000).max(1));
+        assert_eq!(range.span, (10_000 * i128::from(rows) / 40_000).max(1));
 
         // By rows: the next window holds no more than the limit.
         let mut walk = walk_by_rows_limited();
-        let cap = walk.changes.rows();
-        walk.record(ms(100), cap, true);
-        assert!(walk.sizer.rows() <= walk.changes.rows().max(MIN_ROWS));
+        let limit = walk.limit().unwrap();
+        walk.record(ms(200), limit, true);
+        let rows = 10_000 * walk.changes.rows() / limit;
+        assert!(rows < 10_000);
+        assert!(walk.sizer.rows() <= rows.max(MIN_ROWS));
     }
 
     fn walk_by_rows_limited() -> Walk {
@@ -882,14 +890,21 @@ mod tests {
         assert_eq!(walk(10_000, 0, None).limit(), None);
         assert_eq!(walk(10_000, 0, Some(1_000_000)).limit(), None);
         // Equal: no limit needed; larger: the limit.
+        let limit = with_headroom(10_000);
+        assert!(limit > 10_000);
         assert_eq!(walk(10_000, 100, None).limit(), None);
-        assert_eq!(walk(10_000, 100, Some(10_000)).limit(), None);
-        assert_eq!(walk(10_000, 100, Some(10_001)).limit(), Some(10_000));
-        assert_eq!(walk(10_000, 100, Some(9_999)).limit(), None);
+        assert_eq!(walk(10_000, 100, Some(limit)).limit(), None);
+        assert_eq!(walk(10_000, 100, Some(limit + 1)).limit(), Some(limit));
+        assert_eq!(walk(10_000, 100, Some(limit - 1)).limit(), None);
         // A walk by rows hands out windows of the sizer's size.
         let mut by_rows = walk(10_000, 100, None);
         by_rows.changes.record(10_000, ms(1_000));
-        assert_eq!(by_rows.limit(), Some(by_rows.changes.rows()));
+        assert_eq!(by_rows.limit(), Some(with_headroom(by_rows.changes.rows())));
+    }
+
+    /// The change limit a batch gets when it should change `rows`.
+    fn with_headroom(rows: u64) -> u64 {
+        rows * LIMIT_HEADROOM.0 / LIMIT_HEADROOM.1
     }
 
     /// The search step by step, each estimate exact: the arithmetic of

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::audit::{self, AuditEntry, AuditEvent, Tail};
 use crate::metrics;
+use crate::operate::Limits;
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
 use crate::store::{Changed, Counts, Key, KeyValue, NamedCount, Store, StoreError, Window};
@@ -94,6 +95,9 @@ pub struct RunContext<'a> {
     /// Where progress goes; with it, every rule is counted first so that
     /// progress can say how much is left.
     pub progress: Option<&'a dyn Progress>,
+    /// When runs stop short (the stop file, `--max-duration`), besides each
+    /// step's window.
+    pub limits: Limits,
 }
 
 /// How a step's run ended.
@@ -102,7 +106,8 @@ pub struct RunContext<'a> {
 pub enum Status {
     /// Every due row was changed (or none were due).
     Completed,
-    /// Stopped by a signal after a committed batch; the rest is still due.
+    /// Stopped by a signal, or at a limit (`halted` says which), after a
+    /// committed batch; the rest is still due.
     Stopped,
     /// Some windows stayed locked by others; their rows are still due.
     Partial,
@@ -137,6 +142,10 @@ pub struct StepReport {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a stopped run stopped, when a limit stopped it (its window
+    /// closed, `--max-duration` passed, the stop file appeared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
     /// Whether the old row versions were reclaimed after the run
     /// (`vacuum_after`); absent when not asked for or nothing changed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +207,8 @@ pub enum Refusal {
     MaxRowsReached { rule: String, max_rows: u64 },
     #[error("rule {rule}: a stop was requested before the run began")]
     Stopped { rule: String },
+    #[error("rule {rule}: not run, {reason}; its rows stay due for the next run")]
+    Halted { rule: String, reason: String },
     #[error("rule {rule}: another worker holds its lock; skipped")]
     LockHeld { rule: String },
     #[error("rule {rule}: pseudonymising needs the HMAC key, and none was loaded")]
@@ -396,6 +407,13 @@ pub async fn run_step(
         (StepAction::Pseudonymise { .. }, Some(key)) => Some(key),
         (StepAction::Delete | StepAction::Anonymise { .. }, _) => None,
     };
+    if let Some(halt) = ctx.limits.halt(step.window.as_ref(), Utc::now()) {
+        return Err(Refusal::Halted {
+            rule: step.rule_id.clone(),
+            reason: halt.to_string(),
+        }
+        .into());
+    }
     if !store.try_lock(&step.rule_id).await? {
         return Err(Refusal::LockHeld {
             rule: step.rule_id.clone(),
@@ -408,8 +426,9 @@ pub async fn run_step(
     }
     match &result {
         Ok(report) => metrics::run_ended(report),
-        // Another worker is running the rule: a skip, not a failure.
-        Err(StepError::Refused(Refusal::LockHeld { .. })) => {}
+        // Another worker is running the rule, or it may not run now: a
+        // skip, not a failure.
+        Err(StepError::Refused(Refusal::LockHeld { .. } | Refusal::Halted { .. })) => {}
         Err(_) => metrics::run_failed(&step.rule_id),
     }
     result
@@ -517,6 +536,7 @@ async fn run_locked(
         longest_batch_ms: 0,
         seconds: 0.0,
         error: None,
+        halted: None,
         vacuumed: None,
         plan: ctx.plan.clone(),
     };
@@ -532,6 +552,12 @@ async fn run_locked(
     while let Some(walk) = walk.as_mut() {
         if ctx.shutdown.is_requested() {
             report.status = Status::Stopped;
+            break;
+        }
+        if let Some(halt) = ctx.limits.halt(step.window.as_ref(), Utc::now()) {
+            tracing::info!(rule = %step.rule_id, reason = %halt, "stopping after the last committed batch; the rest is due next run");
+            report.status = Status::Stopped;
+            report.halted = Some(halt.to_string());
             break;
         }
         let through = match walk.window_end(store, step, after.as_ref()).await {

@@ -17,6 +17,7 @@ pub mod execute;
 pub mod exit;
 pub mod generalise;
 pub mod metrics;
+pub mod operate;
 pub mod period;
 pub mod plan;
 pub mod progress;

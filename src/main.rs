@@ -134,6 +134,10 @@ enum Command {
         /// How many more due rows than planned a plan's run accepts, in percent.
         #[arg(long, value_name = "PERCENT", default_value = "0%", requires = "plan")]
         max_drift: String,
+        /// Stop after the batch in flight once this long has passed ("30m",
+        /// "2h", "1h30m"); the rest is due next run (exit 10).
+        #[arg(long, value_name = "DURATION")]
+        max_duration: Option<String>,
     },
     /// Run every rule on its schedule, as a systemd service (Type=notify).
     /// SIGHUP reloads the config and rules; SIGTERM stops after the batches in flight.
@@ -621,7 +625,21 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
             format,
             plan,
             max_drift,
+            max_duration,
         } => {
+            let max_duration = match max_duration
+                .as_deref()
+                .map(glemsel::operate::parse_max_duration)
+                .transpose()
+            {
+                Ok(max_duration) => max_duration,
+                Err(err) => {
+                    eprintln!("error: --max-duration: {err}");
+                    return Exit::Usage;
+                }
+            };
+            let limits =
+                glemsel::operate::Limits::new(max_duration, policy.settings.stop_file.clone());
             let shutdown = Shutdown::default();
             stop_on_signals(shutdown.clone());
             let outcomes = match plan {
@@ -634,7 +652,7 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
                         }
                     };
                     let progress = bars.map(|b| b as &dyn glemsel::execute::Progress);
-                    glemsel::approval::run(&policy, &path, drift, shutdown, progress).await
+                    glemsel::approval::run(&policy, &path, drift, shutdown, progress, limits).await
                 }
                 None => {
                     let at = match as_of(&policy, at.as_deref()) {
@@ -643,6 +661,7 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
                     };
                     let options = commands::RunOptions {
                         progress: bars.map(|b| b as &dyn glemsel::execute::Progress),
+                        limits,
                         ..commands::RunOptions::default()
                     };
                     commands::run(&policy, &rules, at, shutdown, &options).await

@@ -324,6 +324,10 @@ pub struct Step {
     pub batch_size: u64,
     /// How long one batch should take; 0 keeps every batch at `batch_size` rows.
     pub batch_ms: u64,
+    /// When the rule may run; a run stops after the batch in flight when
+    /// it closes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::operate::OperatingWindow>,
     pub rule_fingerprint: String,
 }
 
@@ -735,6 +739,7 @@ pub fn build_step(
         vacuum_after: rule.vacuum_after,
         batch_size: rule.batch_size,
         batch_ms: rule.batch_ms,
+        window: rule.window.clone(),
         rule_fingerprint: rule.fingerprint.clone(),
     })
 }

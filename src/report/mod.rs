@@ -272,8 +272,16 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
     for outcome in outcomes {
         match outcome {
             StepOutcome::Done(r) => {
+                let halted;
                 let status = match r.status {
                     Status::Completed => "completed",
+                    Status::Stopped if r.halted.is_some() => {
+                        halted = format!(
+                            "stopped because {}; the rest is due next run",
+                            r.halted.as_deref().unwrap_or_default()
+                        );
+                        &halted
+                    }
                     Status::Stopped => "stopped early; the rest is due next run",
                     Status::Partial => "partial; locked windows are due next run",
                     Status::Refused => "stopped at max_rows; nothing past it was changed",

@@ -23,6 +23,7 @@ use super::{
     EventSpec, HoldTable, Join, Location, Policy, Related, Rule, RuleLocations, SecretSource,
     Settings, StoreConfig, TableRef, Timing, Tls, check_identifier,
 };
+use crate::operate::OperatingWindow;
 use crate::period::{
     Calendar, Holidays, Period, PeriodKind, Retention, RoundUp, Side, Unit, describe_duration,
     parse_duration,
@@ -325,6 +326,7 @@ fn settings(
         max_clock_skew: Duration::from_millis(max_clock_skew_ms),
         statement_timeout: Duration::from_millis(statement_timeout_ms),
         copies_max_log_days,
+        stop_file: raw.stop_file.as_ref().map(|f| resolve(base, f.get_ref())),
         coverage_allow: Vec::new(),
     };
     // The audit table default is read per store; validate the global one here.
@@ -483,6 +485,16 @@ fn stores(
         // A bad `tls` is reported; the store stays known, so its rules are
         // not reported as naming an unknown store as well.
         let tls = store_tls(source, &name, engine, &store, base, diags).unwrap_or_default();
+        let window = store.window.as_ref().and_then(|w| {
+            parse_window(
+                source,
+                w,
+                settings.timezone,
+                &format!("store {name}: "),
+                None,
+                diags,
+            )
+        });
         if let (Some(engine), Some(connection), Some(audit_table)) =
             (engine, connection, audit_table)
         {
@@ -496,6 +508,7 @@ fn stores(
                     time_zone,
                     empty_dates,
                     tls,
+                    window,
                     location: at,
                 },
             );
@@ -650,6 +663,32 @@ fn secret_source(
         (None, None) => None,
     }
 }
+
+/// An operating window, read in the config's zone; `what` names its owner
+/// in the message (a store; a rule's id is given apart).
+fn parse_window(
+    source: &Source,
+    text: &Spanned<String>,
+    zone: Tz,
+    what: &str,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<OperatingWindow> {
+    match OperatingWindow::parse(text.get_ref(), zone) {
+        Ok(window) => Some(window),
+        Err(err) => {
+            diags.push(
+                source.span_location(Some(text.span())),
+                rule,
+                format!("{what}{err}"),
+            );
+            None
+        }
+    }
+}
+
+/// What `schedule = "manual"` says: the daemon never runs the rule.
+const MANUAL: &str = "manual";
 
 fn parse_schedule(
     source: &Source,
@@ -1129,10 +1168,16 @@ fn validate_rule(
         .and_then(|b| bounded(source, b, 0, MAX_BATCH_MS, "batch_ms", rule, diags))
         .unwrap_or(ctx.default_batch_ms);
 
+    let manual = raw.schedule.as_ref().is_some_and(|s| s.get_ref() == MANUAL);
     let schedule = raw
         .schedule
         .as_ref()
+        .filter(|_| !manual)
         .and_then(|s| parse_schedule(source, s, rule, diags));
+    let window = match &raw.window {
+        Some(text) => parse_window(source, text, ctx.timezone, "", rule, diags),
+        None => store_config.and_then(|s| s.window.clone()),
+    };
     let zone = store_config.map_or(ctx.timezone, |s| s.time_zone);
     let timing = timing(
         source,
@@ -1146,6 +1191,7 @@ fn validate_rule(
             zone,
         },
         schedule.as_ref(),
+        manual,
         ctx,
         diags,
     );
@@ -1227,6 +1273,8 @@ fn validate_rule(
         batch_size,
         batch_ms,
         schedule,
+        manual,
+        window,
         timing: timing?,
         fingerprint,
         at: RuleLocations {
@@ -1266,6 +1314,7 @@ fn timing(
     raw: &RawRule,
     period: Period0,
     schedule: Option<&Schedule>,
+    manual: bool,
     ctx: &RuleContext<'_>,
     diags: &mut Diagnosed,
 ) -> Option<Timing> {
@@ -1289,7 +1338,9 @@ fn timing(
         .lead
         .as_ref()
         .and_then(|lead| parse_span(source, lead, "lead", rule, diags));
-    let schedule = schedule.or(ctx.default_schedule);
+    // A manual rule runs when someone runs it: the daemon's default
+    // schedule says nothing about how often that is.
+    let schedule = schedule.or(ctx.default_schedule.filter(|_| !manual));
     let gap = schedule.map(|schedule| {
         *ctx.gaps
             .borrow_mut()

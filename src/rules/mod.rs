@@ -22,6 +22,7 @@ pub use load::{check_sql_fragment, load};
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
 
+use crate::operate::OperatingWindow;
 use crate::period::{Calendar, Period, PeriodKind, Retention};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
@@ -131,6 +132,8 @@ pub struct StoreConfig {
     pub empty_dates: Vec<NaiveDate>,
     /// Encryption of the connection (servers; always `Disable` for SQLite).
     pub tls: Tls,
+    /// When the store's rules may run, unless a rule has its own window.
+    pub window: Option<OperatingWindow>,
     pub location: Location,
 }
 
@@ -194,6 +197,9 @@ pub struct Settings {
     /// How long a server log may keep old row values before `check` and
     /// `plan` warn about it.
     pub copies_max_log_days: u64,
+    /// While this file exists, runs stop after the batch in flight and
+    /// none start.
+    pub stop_file: Option<PathBuf>,
     /// Columns the coverage review leaves alone (`[[coverage.allow]]`).
     pub coverage_allow: Vec<CoverageAllow>,
 }
@@ -388,6 +394,10 @@ pub struct Rule {
     pub batch_ms: u64,
     /// When the daemon runs the rule (else the config's default).
     pub schedule: Option<Schedule>,
+    /// `schedule = "manual"`: the daemon never runs the rule.
+    pub manual: bool,
+    /// When the rule may run (its own, else its store's).
+    pub window: Option<OperatingWindow>,
     /// Minimum or deadline, and how early a deadline acts.
     pub timing: Timing,
     /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.

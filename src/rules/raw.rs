@@ -41,6 +41,8 @@ pub(crate) struct RawConfig {
     pub statement_timeout_ms: Option<Spanned<i64>>,
     /// How far glemsel's clock and a database server's may differ.
     pub max_clock_skew_ms: Option<Spanned<i64>>,
+    /// While this file exists, runs stop after the batch in flight.
+    pub stop_file: Option<Spanned<String>>,
     #[serde(default)]
     pub stores: BTreeMap<String, Spanned<RawStore>>,
     pub coverage: Option<RawCoverage>,
@@ -82,6 +84,8 @@ pub(crate) struct RawStore {
     pub tls: Option<Spanned<String>>,
     /// The CA that signed the server's certificate, for "verify-full".
     pub ca_file: Option<Spanned<String>>,
+    /// When rules of this store may run, "HH:MM-HH:MM" in the config's zone.
+    pub window: Option<Spanned<String>>,
 }
 
 /// One string or a list of them.
@@ -146,6 +150,10 @@ pub(crate) struct RawRule {
     pub batch_size: Option<Spanned<i64>>,
     pub batch_ms: Option<Spanned<i64>>,
     pub schedule: Option<Spanned<String>>,
+    /// When the rule may run, "HH:MM-HH:MM" in the config's zone. Left
+    /// out of the fingerprint when absent, so older rules keep theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Spanned<String>>,
     pub join: Option<Vec<RawRelated>>,
     pub hold_table: Option<Vec<RawRelated>>,
     pub cascade: Option<Vec<RawRelated>>,

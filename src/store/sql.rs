@@ -1651,6 +1651,7 @@ mod tests {
             vacuum_after: false,
             batch_size: 100,
             batch_ms: 0,
+            window: None,
             rule_fingerprint: "f".into(),
         }
     }

@@ -544,7 +544,7 @@ async fn run_once(
         trigger,
         plan: None,
         progress: None,
-        limits: crate::operate::Limits::new(None, policy.settings.stop_file.clone()),
+        limits: crate::operate::Limits::of(&policy.settings, None),
     };
     let failure = match (&hmac_key, &audit_key) {
         (Err(err), _) | (_, Err(err)) => {

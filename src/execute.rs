@@ -550,11 +550,16 @@ async fn run_locked(
         }
     };
     while let Some(walk) = walk.as_mut() {
+        let first = report.windows == 0 && report.windows_skipped == 0;
+        let halted = ctx
+            .limits
+            .before_batch(store, step, &ctx.shutdown, first)
+            .await;
         if ctx.shutdown.is_requested() {
             report.status = Status::Stopped;
             break;
         }
-        if let Some(halt) = ctx.limits.halt(step.window.as_ref(), Utc::now()) {
+        if let Some(halt) = halted {
             tracing::info!(rule = %step.rule_id, reason = %halt, "stopping after the last committed batch; the rest is due next run");
             report.status = Status::Stopped;
             report.halted = Some(halt.to_string());

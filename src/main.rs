@@ -638,8 +638,7 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
                     return Exit::Usage;
                 }
             };
-            let limits =
-                glemsel::operate::Limits::new(max_duration, policy.settings.stop_file.clone());
+            let limits = glemsel::operate::Limits::of(&policy.settings, max_duration);
             let shutdown = Shutdown::default();
             stop_on_signals(shutdown.clone());
             let outcomes = match plan {

@@ -21,6 +21,13 @@ struct RuleLabels {
     rule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PauseLabels {
+    rule: String,
+    /// `pause_ms` (the duty cycle) or `load` (above max_load).
+    reason: String,
+}
+
 type SecondsHistogram = Family<RuleLabels, Histogram, fn() -> Histogram>;
 
 struct Metrics {
@@ -33,6 +40,8 @@ struct Metrics {
     failures: Family<RuleLabels, Counter>,
     last_success: Family<RuleLabels, Gauge<f64, AtomicU64>>,
     batch_seconds: SecondsHistogram,
+    pause_seconds: Family<PauseLabels, Counter<f64, AtomicU64>>,
+    pausing: Family<RuleLabels, Gauge>,
 }
 
 fn batch_histogram() -> Histogram {
@@ -52,6 +61,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         failures: Family::default(),
         last_success: Family::default(),
         batch_seconds: Family::new_with_constructor(batch_histogram),
+        pause_seconds: Family::default(),
+        pausing: Family::default(),
     };
     registry.register(
         "rows_deleted",
@@ -89,6 +100,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "How long a batch transaction took, per rule",
         metrics.batch_seconds.clone(),
     );
+    registry.register(
+        "pause_seconds",
+        "Seconds runs paused between batches, per rule and reason (pause_ms, load)",
+        metrics.pause_seconds.clone(),
+    );
+    registry.register(
+        "pausing",
+        "1 while a run of the rule waits for its store's load to fall",
+        metrics.pausing.clone(),
+    );
     Metrics {
         registry,
         ..metrics
@@ -107,6 +128,24 @@ pub fn batch_committed(rule: &str, seconds: f64) {
         .batch_seconds
         .get_or_create(&labels(rule))
         .observe(seconds);
+}
+
+/// A run paused between batches for `seconds`; `reason` is `pause_ms` or
+/// `load`.
+pub fn paused(rule: &str, reason: &str, seconds: f64) {
+    let labels = PauseLabels {
+        rule: rule.to_string(),
+        reason: reason.to_string(),
+    };
+    METRICS.pause_seconds.get_or_create(&labels).inc_by(seconds);
+}
+
+/// A run of `rule` began or ended waiting for its store's load to fall.
+pub fn pausing(rule: &str, waiting: bool) {
+    METRICS
+        .pausing
+        .get_or_create(&labels(rule))
+        .set(i64::from(waiting));
 }
 
 /// A run ended (in any status) and says what it did.
@@ -170,4 +209,28 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pauses are visible: seconds paused per reason, and whether a run
+    /// is waiting for its store's load now.
+    #[test]
+    fn pauses_are_exported() {
+        paused("metrics-pause", "load", 1.5);
+        pausing("metrics-pause", true);
+        let text = render();
+        assert!(
+            text.contains(
+                "glemsel_pause_seconds_total{rule=\"metrics-pause\",reason=\"load\"} 1.5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("glemsel_pausing{rule=\"metrics-pause\"} 1"),
+            "{text}"
+        );
+    }
 }

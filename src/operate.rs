@@ -1,7 +1,7 @@
 //! Operating beside a production database: whether a run may start, or go
 //! on with its next batch, and if not, why.
 //!
-//! The batch loop asks [`Limits::halt`] before every batch: between
+//! The batch loop asks [`Limits::before_batch`] before every batch: between
 //! transactions, never inside one, so stopping loses nothing and leaves no
 //! transaction open. What a halted run did not reach stays due for the next.
 
@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveTime, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
+
+use crate::execute::Shutdown;
+use crate::metrics;
+use crate::plan::Step;
+use crate::store::Store;
 
 /// When a rule may run: `"01:00-05:00"`, wall-clock time in a zone. A
 /// window whose end is earlier than its start crosses midnight
@@ -103,6 +108,8 @@ pub enum Halt {
     MaxDuration(Duration),
     /// The configured stop file exists.
     StopFile(PathBuf),
+    /// A limit kept the run waiting longer than `max_pause_ms`.
+    PausedTooLong { reason: String, max_pause: Duration },
 }
 
 impl fmt::Display for Halt {
@@ -115,16 +122,32 @@ impl fmt::Display for Halt {
                 crate::period::describe_duration(TimeDelta::seconds(limit.as_secs() as i64))
             ),
             Halt::StopFile(path) => write!(f, "the stop file {} exists", path.display()),
+            Halt::PausedTooLong { reason, max_pause } => write!(
+                f,
+                "{reason} after a pause of {}, the longest max_pause_ms allows",
+                crate::period::describe_duration(TimeDelta::seconds(max_pause.as_secs() as i64))
+            ),
         }
     }
 }
 
-/// What every step of one invocation is held to, besides its own window.
+/// The first wait for a store's load to fall; each next one doubles.
+const FIRST_WAIT: Duration = Duration::from_millis(250);
+/// The longest single wait between two looks at a store's load.
+const LOAD_RECHECK: Duration = Duration::from_secs(5);
+/// A wait for the load this long is logged as a warning (once per wait).
+const LONG_PAUSE: Duration = Duration::from_secs(60);
+/// How long a run waits for a limit unless the config says otherwise.
+const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(1800);
+
+/// What every step of one invocation is held to, besides its own window,
+/// pause and load limit.
 #[derive(Debug, Clone)]
 pub struct Limits {
     started: Instant,
     max_duration: Option<Duration>,
     stop_file: Option<PathBuf>,
+    max_pause: Duration,
 }
 
 impl Default for Limits {
@@ -140,7 +163,97 @@ impl Limits {
             started: Instant::now(),
             max_duration,
             stop_file,
+            max_pause: DEFAULT_MAX_PAUSE,
         }
+    }
+
+    /// The config's limits (the stop file, `max_pause_ms`), and
+    /// `--max-duration` if given, counted from now.
+    pub fn of(settings: &crate::rules::Settings, max_duration: Option<Duration>) -> Self {
+        Self {
+            max_pause: settings.max_pause,
+            ..Self::new(max_duration, settings.stop_file.clone())
+        }
+    }
+
+    /// Waits as the limits ask before the next batch of `step`: its
+    /// `pause_ms` (not before the first), then for as long as the store's
+    /// load is above `max_load` or cannot be read. Called between
+    /// transactions only. `Some` when the step must stop instead, and why;
+    /// a stop request cuts a pause short (the caller checks for it).
+    pub async fn before_batch(
+        &self,
+        store: &mut dyn Store,
+        step: &Step,
+        shutdown: &Shutdown,
+        first: bool,
+    ) -> Option<Halt> {
+        let halt = || self.halt(step.window.as_ref(), Utc::now());
+        if let Some(halt) = halt() {
+            return Some(halt);
+        }
+        if !first && step.pause_ms > 0 {
+            let pause = Duration::from_millis(step.pause_ms);
+            if !sleep(pause, shutdown).await {
+                return None;
+            }
+            metrics::paused(&step.rule_id, "pause_ms", pause.as_secs_f64());
+            if let Some(halt) = halt() {
+                return Some(halt);
+            }
+        }
+        let max_load = step.max_load?;
+        let started = Instant::now();
+        let mut wait = FIRST_WAIT;
+        let mut warned = false;
+        loop {
+            // An unreadable load is not a low one: the batch waits.
+            let reason = match store.load().await {
+                Ok(None) => break,
+                Ok(Some(load)) if load <= max_load => break,
+                Ok(Some(load)) => format!(
+                    "the load of store {} ({load} statements running) stayed above max_load = {max_load}",
+                    step.store
+                ),
+                Err(err) => format!(
+                    "the load of store {} could not be read ({})",
+                    step.store,
+                    err.audit_code()
+                ),
+            };
+            let waited = started.elapsed();
+            if waited >= self.max_pause {
+                metrics::pausing(&step.rule_id, false);
+                return Some(Halt::PausedTooLong {
+                    reason,
+                    max_pause: self.max_pause,
+                });
+            }
+            if wait == FIRST_WAIT {
+                tracing::info!(rule = %step.rule_id, store = %step.store, %reason, "pausing between batches");
+                metrics::pausing(&step.rule_id, true);
+            } else if waited >= LONG_PAUSE && !warned {
+                warned = true;
+                tracing::warn!(rule = %step.rule_id, store = %step.store, %reason, seconds = waited.as_secs(), "a long pause between batches; the run waits up to max_pause_ms, then stops and leaves the rest for the next run");
+            }
+            let slept = wait.min(self.max_pause.saturating_sub(waited));
+            let went_on = sleep(slept, shutdown).await;
+            metrics::paused(&step.rule_id, "load", slept.as_secs_f64());
+            if !went_on {
+                metrics::pausing(&step.rule_id, false);
+                return None;
+            }
+            if let Some(halt) = halt() {
+                metrics::pausing(&step.rule_id, false);
+                return Some(halt);
+            }
+            wait = (wait * 2).min(LOAD_RECHECK);
+        }
+        if wait > FIRST_WAIT {
+            metrics::pausing(&step.rule_id, false);
+            tracing::info!(rule = %step.rule_id, seconds = started.elapsed().as_secs_f64(), "the load fell; going on");
+        }
+        None
     }
 
     /// Why a step under `window` may not start or go on at `now`; `None`
@@ -160,6 +273,14 @@ impl Limits {
             Some(window) if !window.is_open_at(now) => Some(Halt::WindowClosed(window.clone())),
             _ => None,
         }
+    }
+}
+
+/// Sleeps for `span`; `false` when a stop was requested first.
+async fn sleep(span: Duration, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(span) => true,
+        () = shutdown.requested() => false,
     }
 }
 

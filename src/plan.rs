@@ -293,6 +293,10 @@ impl StepTiming {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Everything one rule's run needs, decided before any row is touched.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Step {
@@ -328,6 +332,12 @@ pub struct Step {
     /// it closes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<crate::operate::OperatingWindow>,
+    /// A pause between batches, in milliseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pause_ms: u64,
+    /// Above this load on the store's server, batches wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_load: Option<u64>,
     pub rule_fingerprint: String,
 }
 
@@ -740,6 +750,8 @@ pub fn build_step(
         batch_size: rule.batch_size,
         batch_ms: rule.batch_ms,
         window: rule.window.clone(),
+        pause_ms: rule.pause_ms,
+        max_load: store.max_load,
         rule_fingerprint: rule.fingerprint.clone(),
     })
 }

@@ -326,6 +326,7 @@ async fn past_run(db: &TestDb, rule: &str, days: i64) {
         empty_dates: vec![],
         tls: glemsel::rules::Tls::Disable,
         window: None,
+        max_load: None,
         location: glemsel::rules::Location::file_start(Path::new("test")),
     };
     let mut store = glemsel::store::connect(

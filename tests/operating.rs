@@ -157,3 +157,144 @@ fn a_malformed_window_is_refused_where_it_is_written() {
     );
     assert!(!project.path().join("db.sqlite").exists());
 }
+
+every_engine! {
+    /// `pause_ms` spaces the batches out: five batches, four pauses.
+    async fn pause_ms_spaces_batches_out(kind) {
+        let Some(db) = logs_db(kind, "pause").await else {
+            return;
+        };
+        let project = Project::for_db(&db, "db", "");
+        project.rules("logs.toml", &logs_rule(600, "pause_ms = 400"));
+        let started = std::time::Instant::now();
+        let run = project.glemsel(&["run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(1600), "{:?}", started.elapsed());
+        assert_eq!(db.number("SELECT count(*) FROM logs").await, 0);
+        assert_eq!(db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'batch'").await, 5);
+        db.drop().await;
+    }
+}
+
+/// `n` sessions on `db`'s server, each running a statement for `seconds`.
+async fn busy_sessions(db: &TestDb, n: usize, seconds: u32) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut sessions = Vec::new();
+    for _ in 0..n {
+        let (kind, url) = (db.kind, db.url.clone());
+        sessions.push(tokio::spawn(async move {
+            match kind {
+                Kind::Postgres => {
+                    let client = common::connect(&url).await;
+                    let _ = client
+                        .batch_execute(&format!("SELECT pg_sleep({seconds})"))
+                        .await;
+                }
+                Kind::Mariadb => {
+                    use mysql_async::prelude::Queryable;
+                    let mut conn = mysql_async::Conn::from_url(url.as_str()).await.unwrap();
+                    let _ = conn.query_drop(format!("SELECT SLEEP({seconds})")).await;
+                    let _ = conn.disconnect().await;
+                }
+                Kind::Sqlite => unreachable!("servers only"),
+            }
+        }));
+    }
+    // Until they are all running.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    sessions
+}
+
+/// Runs glemsel off the test's runtime, so the busy sessions go on.
+async fn run_beside(project: &Project, args: &[&str]) -> std::process::Output {
+    let (dir, args): (std::path::PathBuf, Vec<String>) = (
+        project.path().into(),
+        args.iter().map(|a| a.to_string()).collect(),
+    );
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_glemsel"))
+            .args(&args)
+            .current_dir(dir)
+            .env_remove("GLEMSEL_CONFIG")
+            .env("GLEMSEL_LOG", "glemsel=info")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Above a store's `max_load` batches wait, between transactions, and go
+/// on once the load falls; a load that stays high past `max_pause_ms`
+/// stops the run cleanly, the rest due next run.
+async fn max_load_pauses_then_goes_on_or_stops(kind: Kind) {
+    let Some(db) = logs_db(kind, "load").await else {
+        return;
+    };
+    // Other tests may share the server: 20 busy sessions are far above
+    // what they make, and a limit of 15 far above their share.
+    let project = Project::for_db(&db, "db", "max_pause_ms = 2000");
+    let config = std::fs::read_to_string(project.config()).unwrap();
+    std::fs::write(project.config(), format!("{config}max_load = 15\n")).unwrap();
+    project.rules("logs.toml", &logs_rule(1000, ""));
+    let count = "SELECT count(*) FROM logs";
+
+    // Busy for 12 s, past max_pause: the run stops before its first batch.
+    let busy = busy_sessions(&db, 20, 12).await;
+    let run = run_beside(&project, &["run"]).await;
+    assert_eq!(code(&run), 10, "{}", text(&run));
+    let out = text(&run);
+    assert_contains(&out, "pausing between batches");
+    let last = out.lines().rfind(|l| l.starts_with("rule logs:")).unwrap();
+    assert_contains(last, "stopped because the load of store db (");
+    assert_contains(
+        last,
+        "stayed above max_load = 15 after a pause of 2 seconds, the longest max_pause_ms allows; the rest is due next run",
+    );
+    assert_eq!(db.number(count).await, ROWS);
+    let finish = db
+        .column("SELECT detail FROM glemsel_audit WHERE event = 'run_finish'")
+        .await;
+    assert_contains(
+        finish[0].as_deref().unwrap(),
+        "\"halted\":\"the load of store db (",
+    );
+
+    // With time to wait, the run waits for the load to fall, then finishes.
+    std::fs::write(
+        project.config(),
+        format!(
+            "{}max_load = 15\n",
+            config.replace("max_pause_ms = 2000", "max_pause_ms = 60000")
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = run_beside(&project, &["run"]).await;
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(3),
+        "did not wait: {:?}",
+        started.elapsed()
+    );
+    assert_contains(&text(&run), "the load fell; going on");
+    assert_eq!(db.number(count).await, 0);
+    assert_eq!(
+        db.number("SELECT sum(rows_affected) FROM glemsel_audit WHERE event = 'batch'")
+            .await,
+        ROWS
+    );
+    for session in busy {
+        session.await.unwrap();
+    }
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_load_pauses_then_goes_on_or_stops_postgres() {
+    max_load_pauses_then_goes_on_or_stops(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_load_pauses_then_goes_on_or_stops_mariadb() {
+    max_load_pauses_then_goes_on_or_stops(Kind::Mariadb).await;
+}

@@ -44,6 +44,11 @@ const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 900_000;
 /// Five minutes: NTP keeps healthy clocks within milliseconds.
 const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 300_000;
 const DEFAULT_AUDIT_TABLE: &str = "glemsel_audit";
+/// A pause between batches longer than ten minutes is a schedule, not a pace.
+const MAX_PAUSE_MS: u64 = 600_000;
+/// Half an hour: a load that stays high that long will not fall in time
+/// for this run; the next one finds the rest.
+const DEFAULT_MAX_PAUSE_MS: u64 = 1_800_000;
 
 /// Loads and validates `config_file` and the rule files it names.
 pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
@@ -106,6 +111,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         calendar: settings.calendar.as_ref(),
         default_batch_size: settings.batch_size,
         default_batch_ms: settings.batch_ms,
+        default_pause_ms: settings.pause_ms,
         timezone: settings.timezone,
         default_schedule: settings.schedule.as_ref(),
         default_lead: settings.lead,
@@ -327,6 +333,17 @@ fn settings(
         statement_timeout: Duration::from_millis(statement_timeout_ms),
         copies_max_log_days,
         stop_file: raw.stop_file.as_ref().map(|f| resolve(base, f.get_ref())),
+        pause_ms: raw
+            .pause_ms
+            .as_ref()
+            .and_then(|p| bounded(source, p, 0, MAX_PAUSE_MS, "pause_ms", None, diags))
+            .unwrap_or(0),
+        max_pause: Duration::from_millis(
+            raw.max_pause_ms
+                .as_ref()
+                .and_then(|p| bounded(source, p, 1_000, 86_400_000, "max_pause_ms", None, diags))
+                .unwrap_or(DEFAULT_MAX_PAUSE_MS),
+        ),
         coverage_allow: Vec::new(),
     };
     // The audit table default is read per store; validate the global one here.
@@ -485,6 +502,17 @@ fn stores(
         // A bad `tls` is reported; the store stays known, so its rules are
         // not reported as naming an unknown store as well.
         let tls = store_tls(source, &name, engine, &store, base, diags).unwrap_or_default();
+        let max_load = store.max_load.as_ref().and_then(|m| {
+            bounded(
+                source,
+                m,
+                1,
+                100_000,
+                &format!("store {name}: max_load"),
+                None,
+                diags,
+            )
+        });
         let window = store.window.as_ref().and_then(|w| {
             parse_window(
                 source,
@@ -509,6 +537,7 @@ fn stores(
                     empty_dates,
                     tls,
                     window,
+                    max_load,
                     location: at,
                 },
             );
@@ -948,6 +977,7 @@ struct RuleContext<'a> {
     calendar: Option<&'a Calendar>,
     default_batch_size: u64,
     default_batch_ms: u64,
+    default_pause_ms: u64,
     /// The zone schedules are read in.
     timezone: Tz,
     default_schedule: Option<&'a Schedule>,
@@ -1174,6 +1204,11 @@ fn validate_rule(
         .as_ref()
         .filter(|_| !manual)
         .and_then(|s| parse_schedule(source, s, rule, diags));
+    let pause_ms = raw
+        .pause_ms
+        .as_ref()
+        .and_then(|p| bounded(source, p, 0, MAX_PAUSE_MS, "pause_ms", rule, diags))
+        .unwrap_or(ctx.default_pause_ms);
     let window = match &raw.window {
         Some(text) => parse_window(source, text, ctx.timezone, "", rule, diags),
         None => store_config.and_then(|s| s.window.clone()),
@@ -1275,6 +1310,7 @@ fn validate_rule(
         schedule,
         manual,
         window,
+        pause_ms,
         timing: timing?,
         fingerprint,
         at: RuleLocations {

@@ -134,6 +134,9 @@ pub struct StoreConfig {
     pub tls: Tls,
     /// When the store's rules may run, unless a rule has its own window.
     pub window: Option<OperatingWindow>,
+    /// Above this many statements running on the server (besides glemsel's),
+    /// batches wait.
+    pub max_load: Option<u64>,
     pub location: Location,
 }
 
@@ -200,6 +203,10 @@ pub struct Settings {
     /// While this file exists, runs stop after the batch in flight and
     /// none start.
     pub stop_file: Option<PathBuf>,
+    /// The default pause between batches.
+    pub pause_ms: u64,
+    /// The longest a run waits for a limit (load) before it stops.
+    pub max_pause: Duration,
     /// Columns the coverage review leaves alone (`[[coverage.allow]]`).
     pub coverage_allow: Vec<CoverageAllow>,
 }
@@ -398,6 +405,8 @@ pub struct Rule {
     pub manual: bool,
     /// When the rule may run (its own, else its store's).
     pub window: Option<OperatingWindow>,
+    /// The pause between batches.
+    pub pause_ms: u64,
     /// Minimum or deadline, and how early a deadline acts.
     pub timing: Timing,
     /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.

@@ -43,6 +43,10 @@ pub(crate) struct RawConfig {
     pub max_clock_skew_ms: Option<Spanned<i64>>,
     /// While this file exists, runs stop after the batch in flight.
     pub stop_file: Option<Spanned<String>>,
+    /// A pause between batches, for a gentle purge.
+    pub pause_ms: Option<Spanned<i64>>,
+    /// The longest a run waits for a store's load to fall before it stops.
+    pub max_pause_ms: Option<Spanned<i64>>,
     #[serde(default)]
     pub stores: BTreeMap<String, Spanned<RawStore>>,
     pub coverage: Option<RawCoverage>,
@@ -86,6 +90,8 @@ pub(crate) struct RawStore {
     pub ca_file: Option<Spanned<String>>,
     /// When rules of this store may run, "HH:MM-HH:MM" in the config's zone.
     pub window: Option<Spanned<String>>,
+    /// Above this many running statements, batches wait.
+    pub max_load: Option<Spanned<i64>>,
 }
 
 /// One string or a list of them.
@@ -154,6 +160,9 @@ pub(crate) struct RawRule {
     /// out of the fingerprint when absent, so older rules keep theirs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<Spanned<String>>,
+    /// Overrides the config's pause_ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<Spanned<i64>>,
     pub join: Option<Vec<RawRelated>>,
     pub hold_table: Option<Vec<RawRelated>>,
     pub cascade: Option<Vec<RawRelated>>,

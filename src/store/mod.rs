@@ -446,6 +446,13 @@ pub trait Store: Send {
         Ok(None)
     }
 
+    /// How busy the server is, to pause between batches above a store's
+    /// `max_load`: statements running now other than glemsel's own.
+    /// `None` where there is no server (SQLite).
+    async fn load(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// The TLS version of this connection as the server reports it;
     /// `None` when it is not encrypted (or there is none: SQLite).
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {

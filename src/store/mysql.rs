@@ -955,6 +955,17 @@ impl Store for MysqlStore {
         Ok(micros.and_then(DateTime::from_timestamp_micros))
     }
 
+    async fn load(&mut self) -> Result<Option<u64>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_first("SHOW GLOBAL STATUS LIKE 'Threads_running'")
+            .await
+            .map_err(|e| self.error("server load", e))?;
+        let running: u64 = row.and_then(|(_, n)| n.parse().ok()).unwrap_or(0);
+        // This session runs the SHOW itself.
+        Ok(Some(running.saturating_sub(1)))
+    }
+
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
         let row: Option<(String, String)> = self
             .conn

@@ -836,6 +836,20 @@ impl Store for PostgresStore {
         Ok(Some(row.get(0)))
     }
 
+    async fn load(&mut self) -> Result<Option<u64>, StoreError> {
+        // Every glemsel session says so in application_name: other workers
+        // pause by the same limit, and must not hold each other up.
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name <> 'glemsel'",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("server load", e))?;
+        Ok(Some(row.get::<_, i64>(0).max(0) as u64))
+    }
+
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
         let row = self
             .client

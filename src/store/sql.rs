@@ -1652,6 +1652,8 @@ mod tests {
             batch_size: 100,
             batch_ms: 0,
             window: None,
+            pause_ms: 0,
+            max_load: None,
             rule_fingerprint: "f".into(),
         }
     }

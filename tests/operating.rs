@@ -104,6 +104,11 @@ every_engine! {
         let plan = project.glemsel(&["plan", "--format", "json"]);
         assert_eq!(code(&plan), 0, "{}", text(&plan));
         assert_contains(&text(&plan), &format!("\"window\": \"{closed} Europe/Copenhagen\""));
+        let plan = project.glemsel(&["plan"]);
+        assert_contains(
+            &text(&plan),
+            &format!("  runs      only within {closed} Europe/Copenhagen\n"),
+        );
 
         let run = project.glemsel(&["run"]);
         assert_eq!(code(&run), 10, "{}", text(&run));
@@ -166,6 +171,8 @@ every_engine! {
         };
         let project = Project::for_db(&db, "db", "");
         project.rules("logs.toml", &logs_rule(600, "pause_ms = 400"));
+        let plan = project.glemsel(&["plan"]);
+        assert_contains(&text(&plan), "  runs      400 ms apart\n");
         let started = std::time::Instant::now();
         let run = project.glemsel(&["run"]);
         assert_eq!(code(&run), 0, "{}", text(&run));

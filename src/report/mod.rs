@@ -180,6 +180,9 @@ pub fn plan_text(report: &PlanReport) -> String {
             bound_text(&step.due.bound, &report.timezone)
         );
         let _ = writeln!(out, "  gone by   {}", gone_by_text(step, &report.timezone));
+        if let Some(pace) = pace_text(step) {
+            let _ = writeln!(out, "  runs      {pace}");
+        }
         if let Some(filter) = &step.filter {
             let _ = writeln!(out, "  where     {filter}");
         }
@@ -317,6 +320,24 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
         }
     }
     out
+}
+
+/// When and how gently a step runs: its window, pause and load limit.
+fn pace_text(step: &Step) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(window) = &step.window {
+        parts.push(format!("only within {window}"));
+    }
+    if step.pause_ms > 0 {
+        parts.push(format!("{} ms apart", step.pause_ms));
+    }
+    if let Some(max_load) = step.max_load {
+        parts.push(format!(
+            "waiting while store {} runs more than {max_load} statements",
+            step.store
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// A run's outcome for programs.

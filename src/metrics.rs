@@ -24,7 +24,8 @@ struct RuleLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PauseLabels {
     rule: String,
-    /// `pause_ms` (the duty cycle) or `load` (above max_load).
+    /// `pause_ms` (the duty cycle), `load` (above max_load) or `lag` (a
+    /// replica behind max_lag).
     reason: String,
 }
 
@@ -102,12 +103,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "pause_seconds",
-        "Seconds runs paused between batches, per rule and reason (pause_ms, load)",
+        "Seconds runs paused between batches, per rule and reason (pause_ms, load, lag)",
         metrics.pause_seconds.clone(),
     );
     registry.register(
         "pausing",
-        "1 while a run of the rule waits for its store's load to fall",
+        "1 while a run of the rule waits for its store's load or a replica's lag to fall",
         metrics.pausing.clone(),
     );
     Metrics {
@@ -130,8 +131,8 @@ pub fn batch_committed(rule: &str, seconds: f64) {
         .observe(seconds);
 }
 
-/// A run paused between batches for `seconds`; `reason` is `pause_ms` or
-/// `load`.
+/// A run paused between batches for `seconds`; `reason` is `pause_ms`,
+/// `load` or `lag`.
 pub fn paused(rule: &str, reason: &str, seconds: f64) {
     let labels = PauseLabels {
         rule: rule.to_string(),
@@ -140,7 +141,8 @@ pub fn paused(rule: &str, reason: &str, seconds: f64) {
     METRICS.pause_seconds.get_or_create(&labels).inc_by(seconds);
 }
 
-/// A run of `rule` began or ended waiting for its store's load to fall.
+/// A run of `rule` began or ended waiting for its store's load or a
+/// replica's lag to fall.
 pub fn pausing(rule: &str, waiting: bool) {
     METRICS
         .pausing

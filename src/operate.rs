@@ -5,8 +5,10 @@
 //! transactions, never inside one, so stopping loses nothing and leaves no
 //! transaction open. What a halted run did not reach stays due for the next.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveTime, TimeDelta, Timelike, Utc};
@@ -15,7 +17,7 @@ use chrono_tz::Tz;
 use crate::execute::Shutdown;
 use crate::metrics;
 use crate::plan::Step;
-use crate::store::Store;
+use crate::store::{SessionLimits, Store};
 
 /// When a rule may run: `"01:00-05:00"`, wall-clock time in a zone. A
 /// window whose end is earlier than its start crosses midnight
@@ -133,8 +135,8 @@ impl fmt::Display for Halt {
 
 /// The first wait for a store's load to fall; each next one doubles.
 const FIRST_WAIT: Duration = Duration::from_millis(250);
-/// The longest single wait between two looks at a store's load.
-const LOAD_RECHECK: Duration = Duration::from_secs(5);
+/// The longest single wait between two looks at a store's load or lag.
+const RECHECK: Duration = Duration::from_secs(5);
 /// A wait for the load this long is logged as a warning (once per wait).
 const LONG_PAUSE: Duration = Duration::from_secs(60);
 /// How long a run waits for a limit unless the config says otherwise.
@@ -142,12 +144,26 @@ const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(1800);
 
 /// What every step of one invocation is held to, besides its own window,
 /// pause and load limit.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Limits {
     started: Instant,
     max_duration: Option<Duration>,
     stop_file: Option<PathBuf>,
     max_pause: Duration,
+    sessions: Option<SessionLimits>,
+    /// Open connections to replicas, by their store's name: kept between
+    /// batches, dropped when one fails and opened again at the next look.
+    replicas: Arc<tokio::sync::Mutex<HashMap<String, Box<dyn Store>>>>,
+}
+
+impl fmt::Debug for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limits")
+            .field("max_duration", &self.max_duration)
+            .field("stop_file", &self.stop_file)
+            .field("max_pause", &self.max_pause)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Limits {
@@ -164,6 +180,8 @@ impl Limits {
             max_duration,
             stop_file,
             max_pause: DEFAULT_MAX_PAUSE,
+            sessions: None,
+            replicas: Arc::default(),
         }
     }
 
@@ -172,6 +190,7 @@ impl Limits {
     pub fn of(settings: &crate::rules::Settings, max_duration: Option<Duration>) -> Self {
         Self {
             max_pause: settings.max_pause,
+            sessions: Some(SessionLimits::of(settings)),
             ..Self::new(max_duration, settings.stop_file.clone())
         }
     }
@@ -202,25 +221,14 @@ impl Limits {
                 return Some(halt);
             }
         }
-        let max_load = step.max_load?;
+        if step.max_load.is_none() && step.max_lag.is_none() {
+            return None;
+        }
         let started = Instant::now();
         let mut wait = FIRST_WAIT;
         let mut warned = false;
-        loop {
-            // An unreadable load is not a low one: the batch waits.
-            let reason = match store.load().await {
-                Ok(None) => break,
-                Ok(Some(load)) if load <= max_load => break,
-                Ok(Some(load)) => format!(
-                    "the load of store {} ({load} statements running) stayed above max_load = {max_load}",
-                    step.store
-                ),
-                Err(err) => format!(
-                    "the load of store {} could not be read ({})",
-                    step.store,
-                    err.audit_code()
-                ),
-            };
+        // A load or lag that cannot be read is not a low one: the batch waits.
+        while let Some((what, reason)) = self.busy(store, step).await {
             let waited = started.elapsed();
             if waited >= self.max_pause {
                 metrics::pausing(&step.rule_id, false);
@@ -238,7 +246,7 @@ impl Limits {
             }
             let slept = wait.min(self.max_pause.saturating_sub(waited));
             let went_on = sleep(slept, shutdown).await;
-            metrics::paused(&step.rule_id, "load", slept.as_secs_f64());
+            metrics::paused(&step.rule_id, what, slept.as_secs_f64());
             if !went_on {
                 metrics::pausing(&step.rule_id, false);
                 return None;
@@ -247,11 +255,78 @@ impl Limits {
                 metrics::pausing(&step.rule_id, false);
                 return Some(halt);
             }
-            wait = (wait * 2).min(LOAD_RECHECK);
+            wait = (wait * 2).min(RECHECK);
         }
         if wait > FIRST_WAIT {
             metrics::pausing(&step.rule_id, false);
-            tracing::info!(rule = %step.rule_id, seconds = started.elapsed().as_secs_f64(), "the load fell; going on");
+            tracing::info!(rule = %step.rule_id, seconds = started.elapsed().as_secs_f64(), "load and lag within their limits again; going on");
+        }
+        None
+    }
+
+    /// Why the next batch must wait, if it must: `load` or `lag` (for the
+    /// metrics) and a sentence for the log and the trail. Holds no values
+    /// and no URLs: a replica is named by its number.
+    async fn busy(&self, store: &mut dyn Store, step: &Step) -> Option<(&'static str, String)> {
+        if let Some(max_load) = step.max_load {
+            match store.load().await {
+                Ok(Some(load)) if load > max_load => {
+                    return Some((
+                        "load",
+                        format!(
+                            "the load of store {} ({load} statements running) stayed above max_load = {max_load}",
+                            step.store
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    return Some((
+                        "load",
+                        format!(
+                            "the load of store {} could not be read ({})",
+                            step.store,
+                            err.audit_code()
+                        ),
+                    ));
+                }
+            }
+        }
+        let max_lag = step.max_lag?;
+        let mut open = self.replicas.lock().await;
+        for replica in &step.replicas {
+            let lag = match open.get_mut(&replica.name) {
+                Some(connection) => connection.replica_lag().await,
+                None => match self.sessions {
+                    Some(sessions) => match crate::store::connect(replica, sessions).await {
+                        Ok(mut connection) => {
+                            let lag = connection.replica_lag().await;
+                            open.insert(replica.name.clone(), connection);
+                            lag
+                        }
+                        Err(err) => Err(err),
+                    },
+                    None => Ok(None),
+                },
+            };
+            let reason = match lag {
+                Ok(Some(lag)) if lag <= max_lag => continue,
+                Ok(Some(lag)) => format!(
+                    "{} is {:.1} s behind, more than max_lag = {:.1} s",
+                    replica.name,
+                    lag.as_secs_f64(),
+                    max_lag.as_secs_f64()
+                ),
+                Ok(None) => format!(
+                    "{} cannot say how far behind it is (replication is not running there)",
+                    replica.name
+                ),
+                Err(err) => {
+                    open.remove(&replica.name);
+                    format!("{} cannot be reached ({})", replica.name, err.audit_code())
+                }
+            };
+            return Some(("lag", reason));
         }
         None
     }

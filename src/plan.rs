@@ -297,6 +297,17 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A length of time as seconds, for reports.
+fn seconds<S: serde::Serializer>(
+    span: &Option<std::time::Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match span {
+        Some(span) => serializer.serialize_f64(span.as_secs_f64()),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Everything one rule's run needs, decided before any row is touched.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Step {
@@ -338,6 +349,12 @@ pub struct Step {
     /// Above this load on the store's server, batches wait.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_load: Option<u64>,
+    /// Above this lag on any of `replicas`, batches wait.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "seconds")]
+    pub max_lag: Option<std::time::Duration>,
+    /// The store's replicas; where they are is not for reports.
+    #[serde(skip)]
+    pub replicas: Vec<crate::rules::StoreConfig>,
     pub rule_fingerprint: String,
 }
 
@@ -752,6 +769,8 @@ pub fn build_step(
         window: rule.window.clone(),
         pause_ms: rule.pause_ms,
         max_load: store.max_load,
+        max_lag: store.max_lag,
+        replicas: store.replicas.clone(),
         rule_fingerprint: rule.fingerprint.clone(),
     })
 }

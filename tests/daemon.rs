@@ -327,6 +327,8 @@ async fn past_run(db: &TestDb, rule: &str, days: i64) {
         tls: glemsel::rules::Tls::Disable,
         window: None,
         max_load: None,
+        replicas: vec![],
+        max_lag: None,
         location: glemsel::rules::Location::file_start(Path::new("test")),
     };
     let mut store = glemsel::store::connect(

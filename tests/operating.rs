@@ -161,6 +161,28 @@ fn a_malformed_window_is_refused_where_it_is_written() {
         "rule logs: window \"05:00-05:00\" starts where it ends",
     );
     assert!(!project.path().join("db.sqlite").exists());
+
+    // Replicas need a max_lag, a max_lag needs replicas, and each replica
+    // says where it is exactly once.
+    let project = Project::new(
+        "postgres",
+        "db",
+        "postgresql://nowhere/db",
+        "[stores.other]\nengine = \"postgres\"\nurl_env = \"OTHER_URL\"\nmax_lag = \"5s\"\n",
+    );
+    let config = std::fs::read_to_string(project.config()).unwrap();
+    std::fs::write(
+        project.config(),
+        format!("{config}[[stores.db.replicas]]\nurl_env = \"REPLICA_URL\"\nurl_file = \"replica.url\"\n[[stores.db.replicas]]\nurl_env = \"SECOND_REPLICA_URL\"\n"),
+    )
+    .unwrap();
+    project.rules("logs.toml", &logs_rule(1000, ""));
+    let check = project.glemsel(&["check", "--offline"]);
+    assert_eq!(code(&check), 3, "{}", text(&check));
+    let out = text(&check);
+    assert_contains(&out, "store db: a replica needs exactly one of url_env");
+    assert_contains(&out, "store db: replicas are watched for max_lag; set it");
+    assert_contains(&out, "store other: max_lag needs replicas to watch");
 }
 
 every_engine! {
@@ -283,7 +305,10 @@ async fn max_load_pauses_then_goes_on_or_stops(kind: Kind) {
         "did not wait: {:?}",
         started.elapsed()
     );
-    assert_contains(&text(&run), "the load fell; going on");
+    assert_contains(
+        &text(&run),
+        "load and lag within their limits again; going on",
+    );
     assert_eq!(db.number(count).await, 0);
     assert_eq!(
         db.number("SELECT sum(rows_affected) FROM glemsel_audit WHERE event = 'batch'")

@@ -513,6 +513,44 @@ fn stores(
                 diags,
             )
         });
+        let max_lag =
+            store.max_lag.as_ref().and_then(|m| {
+                match crate::operate::parse_max_duration(m.get_ref()) {
+                    Ok(lag) => Some(lag),
+                    Err(err) => {
+                        diags.push(
+                            source.span_location(Some(m.span())),
+                            None,
+                            format!("store {name}: max_lag: {err}"),
+                        );
+                        None
+                    }
+                }
+            });
+        let replica_connections: Vec<Connection> = store
+            .replicas
+            .iter()
+            .flatten()
+            .filter_map(|replica| replica_connection(source, &name, replica, base, diags))
+            .collect();
+        match (&store.replicas, &store.max_lag, engine) {
+            (Some(_), _, Some(Engine::Sqlite)) | (_, Some(_), Some(Engine::Sqlite)) => diags.push(
+                at.clone(),
+                None,
+                format!("store {name}: an sqlite store has no replicas to watch"),
+            ),
+            (Some(replicas), None, _) if !replicas.is_empty() => diags.push(
+                at.clone(),
+                None,
+                format!("store {name}: replicas are watched for max_lag; set it, e.g. max_lag = \"5s\""),
+            ),
+            (None, Some(lag), _) => diags.push(
+                source.span_location(Some(lag.span())),
+                None,
+                format!("store {name}: max_lag needs replicas to watch: [[stores.{name}.replicas]] with url_env, url_file or url_credential"),
+            ),
+            _ => {}
+        }
         let window = store.window.as_ref().and_then(|w| {
             parse_window(
                 source,
@@ -526,6 +564,26 @@ fn stores(
         if let (Some(engine), Some(connection), Some(audit_table)) =
             (engine, connection, audit_table)
         {
+            // A replica is reached as its store is, but at its own URL; its
+            // name says whose it is, never where it is.
+            let replicas = replica_connections
+                .into_iter()
+                .enumerate()
+                .map(|(index, connection)| StoreConfig {
+                    name: format!("{name} replica {}", index + 1),
+                    engine,
+                    connection,
+                    audit_table: audit_table.clone(),
+                    time_zone,
+                    empty_dates: Vec::new(),
+                    tls: tls.clone(),
+                    window: None,
+                    max_load: None,
+                    replicas: Vec::new(),
+                    max_lag: None,
+                    location: at.clone(),
+                })
+                .collect();
             stores.insert(
                 name.clone(),
                 StoreConfig {
@@ -538,6 +596,8 @@ fn stores(
                     tls,
                     window,
                     max_load,
+                    replicas,
+                    max_lag,
                     location: at,
                 },
             );
@@ -690,6 +750,41 @@ fn secret_source(
             None
         }
         (None, None) => None,
+    }
+}
+
+/// Where a replica is: exactly one of url_env, url_file, url_credential.
+fn replica_connection(
+    source: &Source,
+    store: &str,
+    replica: &Spanned<super::raw::RawReplica>,
+    base: &Path,
+    diags: &mut Diagnosed,
+) -> Option<Connection> {
+    let at = source.span_location(Some(replica.span()));
+    let replica = replica.get_ref();
+    let has_secret = replica.url_file.is_some() || replica.url_credential.is_some();
+    match (&replica.url_env, has_secret) {
+        (Some(env), false) if is_env_name(env.get_ref()) => {
+            Some(Connection::UrlEnv(env.get_ref().clone()))
+        }
+        (None, true) => secret_source(
+            source,
+            &format!("store {store}: replica url"),
+            &replica.url_file,
+            &replica.url_credential,
+            base,
+            diags,
+        )
+        .map(Connection::Url),
+        _ => {
+            diags.push(
+                at,
+                None,
+                format!("store {store}: a replica needs exactly one of url_env (an environment variable's name), url_file or url_credential"),
+            );
+            None
+        }
     }
 }
 

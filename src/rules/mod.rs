@@ -137,6 +137,11 @@ pub struct StoreConfig {
     /// Above this many statements running on the server (besides glemsel's),
     /// batches wait.
     pub max_load: Option<u64>,
+    /// The store's replicas, each as a store of its own (its URL, this
+    /// store's engine and TLS), whose lag is checked before each batch.
+    pub replicas: Vec<StoreConfig>,
+    /// Above this lag on any replica, batches wait.
+    pub max_lag: Option<Duration>,
     pub location: Location,
 }
 

@@ -92,6 +92,19 @@ pub(crate) struct RawStore {
     pub window: Option<Spanned<String>>,
     /// Above this many running statements, batches wait.
     pub max_load: Option<Spanned<i64>>,
+    /// Replicas whose lag is checked before each batch.
+    pub replicas: Option<Vec<Spanned<RawReplica>>>,
+    /// Above this replica lag ("5s"), batches wait.
+    pub max_lag: Option<Spanned<String>>,
+}
+
+/// `[[stores.<name>.replicas]]`: where a replica is, as a store's URL is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplica {
+    pub url_env: Option<Spanned<String>>,
+    pub url_file: Option<Spanned<String>>,
+    pub url_credential: Option<Spanned<String>>,
 }
 
 /// One string or a list of them.

@@ -453,6 +453,12 @@ pub trait Store: Send {
         Ok(None)
     }
 
+    /// How far this server, a replica, is behind its primary: `None` when
+    /// it cannot tell (replication is not running, or it is no replica).
+    async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>, StoreError> {
+        Ok(None)
+    }
+
     /// The TLS version of this connection as the server reports it;
     /// `None` when it is not encrypted (or there is none: SQLite).
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {

@@ -966,6 +966,20 @@ impl Store for MysqlStore {
         Ok(Some(running.saturating_sub(1)))
     }
 
+    async fn replica_lag(&mut self) -> Result<Option<Duration>, StoreError> {
+        let status: Option<Row> = self
+            .conn
+            .query_first("SHOW SLAVE STATUS")
+            .await
+            .map_err(|e| self.error("replica lag", e))?;
+        // NULL while either replication thread is stopped.
+        let lag = status
+            .and_then(|row| row.get_opt::<Option<u64>, _>("Seconds_Behind_Master"))
+            .and_then(Result::ok)
+            .flatten();
+        Ok(lag.map(Duration::from_secs))
+    }
+
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
         let row: Option<(String, String)> = self
             .conn

@@ -850,6 +850,27 @@ impl Store for PostgresStore {
         Ok(Some(row.get::<_, i64>(0).max(0) as u64))
     }
 
+    async fn replica_lag(&mut self) -> Result<Option<Duration>, StoreError> {
+        // An idle primary sends nothing to replay, so the time since the
+        // last replayed transaction is no lag when all that came was
+        // replayed; a receiver that is not streaming cannot tell.
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery() AND coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
+                        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                             ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("replica lag", e))?;
+        let streaming: bool = row.get(0);
+        let lag: Option<f64> = row.get(1);
+        Ok(lag
+            .filter(|_| streaming)
+            .map(|lag| Duration::from_secs_f64(lag.max(0.0))))
+    }
+
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
         let row = self
             .client

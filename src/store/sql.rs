@@ -1654,6 +1654,8 @@ mod tests {
             window: None,
             pause_ms: 0,
             max_load: None,
+            max_lag: None,
+            replicas: Vec::new(),
             rule_fingerprint: "f".into(),
         }
     }

@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use crate::execute::Shutdown;
 use crate::metrics;
 use crate::plan::Step;
-use crate::store::{SessionLimits, Store};
+use crate::store::{SessionLimits, Store, StoreError};
 
 /// When a rule may run: `"01:00-05:00"`, wall-clock time in a zone. A
 /// window whose end is earlier than its start crosses midnight
@@ -286,7 +286,7 @@ impl Limits {
                         format!(
                             "the load of store {} could not be read ({})",
                             step.store,
-                            err.audit_code()
+                            why(&err)
                         ),
                     ));
                 }
@@ -323,7 +323,7 @@ impl Limits {
                 ),
                 Err(err) => {
                     open.remove(&replica.name);
-                    format!("{} cannot be reached ({})", replica.name, err.audit_code())
+                    format!("{} cannot be reached ({})", replica.name, why(&err))
                 }
             };
             return Some(("lag", reason));
@@ -348,6 +348,15 @@ impl Limits {
             Some(window) if !window.is_open_at(now) => Some(Halt::WindowClosed(window.clone())),
             _ => None,
         }
+    }
+}
+
+/// A failed look at a limit, for the log and the trail: glemsel's own
+/// words for a refusal, the short code of a driver's error.
+fn why(err: &StoreError) -> String {
+    match err {
+        StoreError::Config { message, .. } => message.clone(),
+        other => other.audit_code(),
     }
 }
 

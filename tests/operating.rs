@@ -330,3 +330,42 @@ async fn max_load_pauses_then_goes_on_or_stops_postgres() {
 async fn max_load_pauses_then_goes_on_or_stops_mariadb() {
     max_load_pauses_then_goes_on_or_stops(Kind::Mariadb).await;
 }
+
+/// On PostgreSQL a role without pg_monitor sees no state of other roles'
+/// sessions: its count of the load would be too low, so it is not taken,
+/// and the run waits, then stops, saying what to grant.
+#[tokio::test]
+async fn a_load_this_role_cannot_see_is_not_believed() {
+    let Some(db) = logs_db(Kind::Postgres, "loadrole").await else {
+        return;
+    };
+    let role = format!("{}_r", db.name);
+    db.exec(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw'; GRANT SELECT, DELETE ON logs TO \"{role}\"; GRANT CREATE ON SCHEMA public TO \"{role}\";"
+    ))
+    .await;
+    let url = db.url.replacen("postgres@", &format!("{role}:pw@"), 1);
+    let project = Project::new("postgres", "db", &url, "max_pause_ms = 1000");
+    let config = std::fs::read_to_string(project.config()).unwrap();
+    std::fs::write(project.config(), format!("{config}max_load = 1000\n")).unwrap();
+    project.rules("logs.toml", &logs_rule(1000, ""));
+    let run = project.glemsel(&["run"]);
+    assert_eq!(code(&run), 10, "{}", text(&run));
+    assert_contains(
+        &text(&run),
+        "stopped because the load of store db could not be read (this role may not see other roles' sessions; grant it pg_monitor)",
+    );
+    assert_eq!(db.number("SELECT count(*) FROM logs").await, ROWS);
+    db.exec(&format!("GRANT pg_monitor TO \"{role}\"")).await;
+    let run = project.glemsel(&["run"]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_eq!(db.number("SELECT count(*) FROM logs").await, 0);
+    db.exec(&format!("DROP OWNED BY \"{role}\"")).await;
+    let admin = std::env::var("GLEMSEL_TEST_PG_URL").unwrap();
+    db.drop().await;
+    common::connect(&admin)
+        .await
+        .batch_execute(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+}

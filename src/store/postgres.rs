@@ -839,15 +839,24 @@ impl Store for PostgresStore {
     async fn load(&mut self) -> Result<Option<u64>, StoreError> {
         // Every glemsel session says so in application_name: other workers
         // pause by the same limit, and must not hold each other up.
+        // Without pg_read_all_stats (pg_monitor) other roles' sessions show
+        // no state: the count would be too low, and must not be believed.
         let row = self
             .client
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name <> 'glemsel'",
+                "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+                        (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name <> 'glemsel')",
                 &[],
             )
             .await
             .map_err(|e| self.error("server load", e))?;
-        Ok(Some(row.get::<_, i64>(0).max(0) as u64))
+        if !row.get::<_, bool>(0) {
+            return Err(StoreError::Config {
+                store: self.name.clone(),
+                message: "this role may not see other roles' sessions; grant it pg_monitor".into(),
+            });
+        }
+        Ok(Some(row.get::<_, i64>(1).max(0) as u64))
     }
 
     async fn replica_lag(&mut self) -> Result<Option<Duration>, StoreError> {

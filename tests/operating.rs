@@ -369,3 +369,32 @@ async fn a_load_this_role_cannot_see_is_not_believed() {
         .await
         .unwrap();
 }
+
+/// The README's production setup loads as written: its ```toml production
+/// blocks, the config and its rules.
+#[test]
+fn the_readme_production_setup_loads() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml production\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2, "the config and the rules");
+    let project = Project::with_store("unused", "engine = \"sqlite\"\npath = \"x\"", "");
+    std::fs::write(project.config(), blocks[0]).unwrap();
+    std::fs::write(project.path().join("db-ca.pem"), "").unwrap();
+    std::fs::write(project.path().join("rules").join("logs.toml"), blocks[1]).unwrap();
+    let policy = project.policy();
+    let shop = &policy.stores["shop"];
+    assert_eq!(shop.max_load, Some(40));
+    assert_eq!(shop.max_lag, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(shop.replicas.len(), 1);
+    assert_eq!(policy.settings.pause_ms, 100);
+    let rule = &policy.rules[0];
+    assert_eq!(
+        rule.window.as_ref().unwrap().to_string(),
+        "01:00-05:00 Europe/Copenhagen"
+    );
+}

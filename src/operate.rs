@@ -228,7 +228,7 @@ impl Limits {
         let mut wait = FIRST_WAIT;
         let mut warned = false;
         // A load or lag that cannot be read is not a low one: the batch waits.
-        while let Some((what, reason)) = self.busy(store, step).await {
+        while let Some((what, reason)) = self.busy(store, step, shutdown).await {
             let waited = started.elapsed();
             if waited >= self.max_pause {
                 metrics::pausing(&step.rule_id, false);
@@ -257,7 +257,7 @@ impl Limits {
             }
             wait = (wait * 2).min(RECHECK);
         }
-        if wait > FIRST_WAIT {
+        if wait > FIRST_WAIT && !shutdown.is_requested() {
             metrics::pausing(&step.rule_id, false);
             tracing::info!(rule = %step.rule_id, seconds = started.elapsed().as_secs_f64(), "load and lag within their limits again; going on");
         }
@@ -267,7 +267,12 @@ impl Limits {
     /// Why the next batch must wait, if it must: `load` or `lag` (for the
     /// metrics) and a sentence for the log and the trail. Holds no values
     /// and no URLs: a replica is named by its number.
-    async fn busy(&self, store: &mut dyn Store, step: &Step) -> Option<(&'static str, String)> {
+    async fn busy(
+        &self,
+        store: &mut dyn Store,
+        step: &Step,
+        shutdown: &Shutdown,
+    ) -> Option<(&'static str, String)> {
         if let Some(max_load) = step.max_load {
             match store.load().await {
                 Ok(Some(load)) if load > max_load => {
@@ -298,7 +303,11 @@ impl Limits {
             let lag = match open.get_mut(&replica.name) {
                 Some(connection) => connection.replica_lag().await,
                 None => match self.sessions {
-                    Some(sessions) => match crate::store::connect(replica, sessions).await {
+                    // A replica that does not answer must not hold up a stop.
+                    Some(sessions) => match tokio::select! {
+                        connected = crate::store::connect(replica, sessions) => connected,
+                        () = shutdown.requested() => return None,
+                    } {
                         Ok(mut connection) => {
                             let lag = connection.replica_lag().await;
                             open.insert(replica.name.clone(), connection);

@@ -143,7 +143,7 @@ every_engine! {
 fn a_malformed_window_is_refused_where_it_is_written() {
     let project = Project::with_store(
         "db",
-        "engine = \"sqlite\"\npath = \"db.sqlite\"\nwindow = \"1-5\"",
+        "engine = \"sqlite\"\npath = \"db.sqlite\"\nwindow = \"1-5\"\nmax_load = 5",
         "",
     );
     project.rules("logs.toml", &logs_rule(1000, "window = \"05:00-05:00\""));
@@ -156,6 +156,7 @@ fn a_malformed_window_is_refused_where_it_is_written() {
         "store db: window \"1-5\": write it as \"HH:MM-HH:MM\"",
     );
     assert_contains(&out, "rules/logs.toml:14:10:");
+    assert_contains(&out, "store db: an sqlite store has no server whose load");
     assert_contains(
         &out,
         "rule logs: window \"05:00-05:00\" starts where it ends",

@@ -539,6 +539,11 @@ fn stores(
                 None,
                 format!("store {name}: an sqlite store has no replicas to watch"),
             ),
+            _ if store.max_load.is_some() && engine == Some(Engine::Sqlite) => diags.push(
+                at.clone(),
+                None,
+                format!("store {name}: an sqlite store has no server whose load max_load could limit"),
+            ),
             (Some(replicas), None, _) if !replicas.is_empty() => diags.push(
                 at.clone(),
                 None,

@@ -34,7 +34,11 @@ async fn run_beside(project: &Project) -> std::process::Output {
 async fn measured_lag(kind: Kind, replica_url: &str) -> Option<f64> {
     match kind {
         Kind::Postgres => {
-            let client = common::connect(replica_url).await;
+            // Until the replica has replayed CREATE DATABASE, there is none.
+            let (client, connection) = tokio_postgres::connect(replica_url, tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            tokio::spawn(connection);
             let row = client
                 .query_one(
                     "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0

@@ -299,7 +299,31 @@ async fn max_load_pauses_then_goes_on_or_stops(kind: Kind) {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let run = run_beside(&project, &["run"]).await;
+    let run = {
+        let project_dir = project.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_glemsel"))
+                .arg("run")
+                .current_dir(project_dir)
+                .env_remove("GLEMSEL_CONFIG")
+                .env("GLEMSEL_LOG", "glemsel=info")
+                .output()
+                .unwrap()
+        })
+    };
+    if kind == Kind::Postgres {
+        // While it waits, glemsel holds no transaction open.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let sessions = db
+            .column("SELECT state FROM pg_stat_activity WHERE application_name = 'glemsel' AND datname = current_database()")
+            .await;
+        assert!(!sessions.is_empty(), "glemsel is connected while it waits");
+        assert!(
+            sessions.iter().all(|s| s.as_deref() == Some("idle")),
+            "{sessions:?}"
+        );
+    }
+    let run = run.await.unwrap();
     assert_eq!(code(&run), 0, "{}", text(&run));
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(3),

@@ -423,3 +423,34 @@ fn the_readme_production_setup_loads() {
         "01:00-05:00 Europe/Copenhagen"
     );
 }
+
+every_engine! {
+    /// `grants` names what the load and lag limits read: pg_monitor on
+    /// PostgreSQL, SLAVE MONITOR (the replicas' status) on MariaDB.
+    async fn grants_name_what_the_limits_read(kind) {
+        if kind == Kind::Sqlite {
+            return;
+        }
+        let Some(db) = logs_db(kind, "limitgrants").await else {
+            return;
+        };
+        let project = Project::for_db(&db, "db", "");
+        project.rules("logs.toml", &logs_rule(1000, ""));
+        let plain = text(&project.glemsel(&["grants"]));
+        let config = std::fs::read_to_string(project.config()).unwrap();
+        std::fs::write(
+            project.config(),
+            format!("{config}max_load = 40\nmax_lag = \"5s\"\n[[stores.db.replicas]]\nurl_env = \"REPLICA_URL\"\n"),
+        )
+        .unwrap();
+        let grants = project.glemsel(&["grants"]);
+        assert_eq!(code(&grants), 0, "{}", text(&grants));
+        let (wanted, rule) = match kind {
+            Kind::Postgres => ("GRANT pg_monitor TO \"glemsel\";", "pg_monitor"),
+            _ => ("GRANT SLAVE MONITOR ON *.* TO 'glemsel'@'%';", "SLAVE MONITOR"),
+        };
+        assert_contains(&text(&grants), wanted);
+        assert!(!plain.contains(rule), "{plain}");
+        db.drop().await;
+    }
+}

@@ -1082,6 +1082,20 @@ impl Store for MysqlStore {
             format!("--   CREATE USER {} IDENTIFIED BY '...';", syntax.grantee),
             "-- GET_LOCK, session settings and information_schema need no grant.".to_string(),
         ];
+        if needs.watches_lag {
+            let version: Option<String> = self
+                .conn
+                .query_first("SELECT VERSION()")
+                .await
+                .map_err(|e| self.error("grants", e))?;
+            // MariaDB 10.5 split SHOW SLAVE STATUS off REPLICATION CLIENT.
+            let right = match version.as_deref().and_then(mariadb_version) {
+                Some(version) if version >= (10, 5) => "SLAVE MONITOR",
+                _ => "REPLICATION CLIENT",
+            };
+            lines.push("-- max_lag reads SHOW SLAVE STATUS on the replicas (the grant replicates to them).".into());
+            lines.push(format!("GRANT {right} ON *.* TO {};", syntax.grantee));
+        }
         lines.extend(syntax.table_grants(&needs));
         lines.extend(syntax.audit_grants(&audit, &audit_table_ddl(&Mysql.table(&audit))));
         Ok(Some(lines))
@@ -1232,4 +1246,14 @@ impl Store for MysqlStore {
         .await
         .map(|_| ())
     }
+}
+
+/// MariaDB's major and minor version from `VERSION()` (`10.11.19-MariaDB-...`);
+/// `None` for MySQL.
+fn mariadb_version(version: &str) -> Option<(u32, u32)> {
+    if !version.contains("MariaDB") {
+        return None;
+    }
+    let mut parts = version.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }

@@ -982,6 +982,11 @@ impl Store for PostgresStore {
             .chain([&audit])
             .filter_map(|t| t.schema.as_ref())
             .collect();
+        if needs.watches_load || needs.watches_lag {
+            lines.push("-- max_load and max_lag: other roles' sessions and the replicas' WAL receivers are".into());
+            lines.push("-- visible only to pg_monitor; roles are the cluster's, so the replicas have it too.".into());
+            lines.push(format!("GRANT pg_monitor TO {};", syntax.grantee));
+        }
         for schema in schemas {
             lines.push(format!(
                 "GRANT USAGE ON SCHEMA {} TO {};",

@@ -231,7 +231,7 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 "$my_client" --socket="$work/my/replica.sock" -uroot -e \
-    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$my_port, MASTER_USER='glemsel', MASTER_PASSWORD='glemsel', MASTER_USE_GTID=slave_pos; START SLAVE;" \
+    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$my_port, MASTER_USER='glemsel', MASTER_PASSWORD='glemsel', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE;" \
     || { cat "$work/my/replica.log" >&2; exit 1; }
 # For tests/replica_lag.rs: the replica, and GLEMSEL_TEST_MYSQL_REPLICA_CTL
 # stop|start (a clean shutdown; replication resumes when it starts).

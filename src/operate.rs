@@ -1,9 +1,12 @@
 //! Operating beside a production database: whether a run may start, or go
 //! on with its next batch, and if not, why.
 //!
-//! The batch loop asks [`Limits::before_batch`] before every batch: between
-//! transactions, never inside one, so stopping loses nothing and leaves no
-//! transaction open. What a halted run did not reach stays due for the next.
+//! The batch loop asks [`Limits::before_batch`] before every batch: the
+//! stop file, `--max-duration` and the rule's window may end the run; its
+//! pause, the server's load and its replicas' lag make it wait. All of it
+//! between transactions, never inside one, so stopping or waiting loses
+//! nothing and leaves no transaction open. What a halted run did not
+//! reach stays due for the next.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -197,8 +200,9 @@ impl Limits {
 
     /// Waits as the limits ask before the next batch of `step`: its
     /// `pause_ms` (not before the first), then for as long as the store's
-    /// load is above `max_load` or cannot be read. Called between
-    /// transactions only. `Some` when the step must stop instead, and why;
+    /// load is above `max_load`, or a replica is behind more than
+    /// `max_lag`, or either cannot be read; at most `max_pause_ms`. Called
+    /// between transactions only. `Some` when the step must stop instead, and why;
     /// a stop request cuts a pause short (the caller checks for it).
     pub async fn before_batch(
         &self,

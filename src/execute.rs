@@ -9,61 +9,19 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tokio::sync::watch;
 
 use crate::audit::{self, AuditEntry, AuditEvent, Tail};
 use crate::metrics;
 use crate::operate::Limits;
+pub use crate::operate::Shutdown;
+pub use crate::outcome::{Status, StepReport, Trigger};
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
-use crate::store::{Changed, Counts, Key, KeyValue, NamedCount, Store, StoreError, Window};
+use crate::store::{Changed, Counts, Key, KeyValue, Store, StoreError, Window};
 use crate::walk::Walk;
 
 /// How often a batch that met a row lock is tried before it is skipped.
 const LOCK_ATTEMPTS: u32 = 3;
-
-/// A request to stop, shared by signal handlers and every running step.
-#[derive(Clone, Debug)]
-pub struct Shutdown {
-    sender: watch::Sender<bool>,
-    receiver: watch::Receiver<bool>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        let (sender, receiver) = watch::channel(false);
-        Self { sender, receiver }
-    }
-}
-
-impl Shutdown {
-    pub fn request(&self) {
-        self.sender.send_replace(true);
-    }
-
-    pub fn is_requested(&self) -> bool {
-        *self.receiver.borrow()
-    }
-
-    /// Resolves once a stop has been requested.
-    pub async fn requested(&self) {
-        let mut receiver = self.receiver.clone();
-        let _ = receiver.wait_for(|stop| *stop).await;
-    }
-}
-
-/// What started a run; the audit trail records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Trigger {
-    /// `glemsel run`.
-    Command,
-    /// The daemon, on the rule's schedule.
-    Schedule,
-    /// The daemon at start-up, for a run missed while it was down.
-    CatchUp,
-}
 
 /// Hears how a run goes, batch by batch: a terminal's progress bars. The
 /// daemon and programs reading JSON pass none.
@@ -98,61 +56,6 @@ pub struct RunContext<'a> {
     /// When runs stop short (the stop file, `--max-duration`), besides each
     /// step's window.
     pub limits: Limits,
-}
-
-/// How a step's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Every due row was changed (or none were due).
-    Completed,
-    /// Stopped by a signal, or at a limit (`halted` says which), after a
-    /// committed batch; the rest is still due.
-    Stopped,
-    /// Some windows stayed locked by others; their rows are still due.
-    Partial,
-    /// The run reached max_rows; the batch that would pass it was rolled back.
-    Refused,
-    /// A database error ended the run; committed batches stand.
-    Failed,
-}
-
-/// What a step's run did; also what its run_finish audit row records.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    pub rule_id: String,
-    pub trigger: Trigger,
-    pub store: String,
-    pub table: String,
-    pub action: &'static str,
-    pub status: Status,
-    /// The dry-run counts taken before the batches; only rules with
-    /// `max_rows` or a hold are counted (it costs a scan of the table).
-    pub counted: Option<Counts>,
-    pub rows_changed: u64,
-    /// Rows deleted with them, per cascade table.
-    pub cascaded: Vec<NamedCount>,
-    pub batches: u64,
-    /// Windows walked, with or without due rows in them.
-    pub windows: u64,
-    pub windows_skipped: u64,
-    /// The longest batch transaction, from its begin to its commit or
-    /// rollback.
-    pub longest_batch_ms: u64,
-    pub seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Why a stopped run stopped, when a limit stopped it (its window
-    /// closed, `--max-duration` passed, the stop file appeared).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub halted: Option<String>,
-    /// Whether the old row versions were reclaimed after the run
-    /// (`vacuum_after`); absent when not asked for or nothing changed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vacuumed: Option<bool>,
-    /// The approved plan's hash, when the run followed one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<String>,
 }
 
 /// Why a step did not run at all. Nothing was written.
@@ -440,6 +343,42 @@ async fn run_locked(
     ctx: &RunContext<'_>,
     key: Option<&HmacKey>,
 ) -> Result<StepReport, StepError> {
+    let counted = guards(store, step, ctx).await?;
+    let started = Instant::now();
+    let entries = Entries { step, ctx, key };
+    let mut start_detail = serde_json::json!({ "counted": counted, "trigger": ctx.trigger });
+    if let Some(plan) = &ctx.plan {
+        start_detail["plan"] = serde_json::json!(plan);
+    }
+    let start_detail = start_detail.to_string();
+    append_alone(
+        store,
+        entries.entry(AuditEvent::RunStart, 0, None, start_detail),
+        ctx.audit_key,
+    )
+    .await?;
+    tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.as_ref().map(|c| c.due), held = counted.as_ref().map(|c| c.held), "run started");
+    if let Some(progress) = ctx.progress {
+        progress.begin(&step.rule_id, counted.as_ref().map(|c| c.due));
+    }
+    let mut report = new_report(step, ctx, counted);
+    let failure = match Walk::start(store, step).await {
+        Ok(walk) => walk_windows(store, step, &entries, walk, &mut report)
+            .await
+            .err(),
+        Err(err) => Some(err.into()),
+    };
+    finish_run(store, step, &entries, report, failure, started).await
+}
+
+/// The checks before anything is written: the connection may be written
+/// through, the clocks agree, the due rows are within `max_rows`, the trail
+/// is intact. Returns the counts when a guard or the progress needed them.
+async fn guards(
+    store: &mut dyn Store,
+    step: &Step,
+    ctx: &RunContext<'_>,
+) -> Result<Option<Counts>, StepError> {
     let reasons = store.refusals().await?;
     if !reasons.is_empty() {
         return Err(Refusal::Unsafe {
@@ -482,10 +421,26 @@ async fn run_locked(
             tracing::warn!(rule = %step.rule_id, store = %step.store, newest = %newest.at, now = %now, "the newest audit row is later than the clock: an earlier run had a clock that was ahead");
         }
     }
+    Ok(counted)
+}
 
-    let started = Instant::now();
-    let entry =
-        |event: AuditEvent, rows: u64, window: Option<&Window>, detail: String| AuditEntry {
+/// The audit entries of one step's run.
+struct Entries<'s, 'c> {
+    step: &'s Step,
+    ctx: &'s RunContext<'c>,
+    key: Option<&'s HmacKey>,
+}
+
+impl Entries<'_, '_> {
+    fn entry(
+        &self,
+        event: AuditEvent,
+        rows: u64,
+        window: Option<&Window>,
+        detail: String,
+    ) -> AuditEntry {
+        let (step, ctx, key) = (self.step, self.ctx, self.key);
+        AuditEntry {
             run_id: ctx.run_id.clone(),
             event,
             rule_id: step.rule_id.clone(),
@@ -503,24 +458,13 @@ async fn run_locked(
             host: ctx.host.clone(),
             version: crate::VERSION.into(),
             detail,
-        };
-    let mut start_detail = serde_json::json!({ "counted": counted, "trigger": ctx.trigger });
-    if let Some(plan) = &ctx.plan {
-        start_detail["plan"] = serde_json::json!(plan);
+        }
     }
-    let start_detail = start_detail.to_string();
-    append_alone(
-        store,
-        entry(AuditEvent::RunStart, 0, None, start_detail),
-        ctx.audit_key,
-    )
-    .await?;
-    tracing::info!(rule = %step.rule_id, store = %step.store, table = %step.table, due = counted.as_ref().map(|c| c.due), held = counted.as_ref().map(|c| c.held), "run started");
-    if let Some(progress) = ctx.progress {
-        progress.begin(&step.rule_id, counted.as_ref().map(|c| c.due));
-    }
+}
 
-    let mut report = StepReport {
+/// A report of nothing done yet.
+fn new_report(step: &Step, ctx: &RunContext<'_>, counted: Option<Counts>) -> StepReport {
+    StepReport {
         rule_id: step.rule_id.clone(),
         trigger: ctx.trigger,
         store: step.store.clone(),
@@ -539,17 +483,21 @@ async fn run_locked(
         halted: None,
         vacuumed: None,
         plan: ctx.plan.clone(),
-    };
+    }
+}
+
+/// Walks the step's table window by window until the walk ends, a stop is
+/// asked for or a batch fails.
+async fn walk_windows(
+    store: &mut dyn Store,
+    step: &Step,
+    entries: &Entries<'_, '_>,
+    mut walk: Walk,
+    report: &mut StepReport,
+) -> Result<(), StepError> {
+    let ctx = entries.ctx;
     let mut after: Option<Key> = None;
-    let mut failure: Option<StepError> = None;
-    let mut walk = match Walk::start(store, step).await {
-        Ok(walk) => Some(walk),
-        Err(err) => {
-            failure = Some(err.into());
-            None
-        }
-    };
-    while let Some(walk) = walk.as_mut() {
+    loop {
         let first = report.windows == 0 && report.windows_skipped == 0;
         let halted = ctx
             .limits
@@ -557,115 +505,26 @@ async fn run_locked(
             .await;
         if ctx.shutdown.is_requested() {
             report.status = Status::Stopped;
-            break;
+            return Ok(());
         }
         if let Some(halt) = halted {
             tracing::info!(rule = %step.rule_id, reason = %halt, "stopping after the last committed batch; the rest is due next run");
             report.status = Status::Stopped;
             report.halted = Some(halt.to_string());
-            break;
+            return Ok(());
         }
         let through = match walk.window_end(store, step, after.as_ref()).await {
             Ok(through) => through,
-            Err(err) => {
-                failure = Some(err.into());
-                break;
-            }
+            Err(err) => return Err(err.into()),
         };
         let window = Window {
             after: after.clone(),
             through: through.clone(),
         };
-        let limit = walk.limit();
-        let mut limited = false;
-        let mut attempt = 1;
-        loop {
-            let batch_started = Instant::now();
-            let changed_so_far = report.rows_changed;
-            let outcome = match store.begin().await {
-                Err(err) => Err(StepError::Store(err)),
-                Ok(()) => {
-                    let result: Result<Changed, StepError> = async {
-                        let changed = store.mutate(step, &window, key, limit).await?;
-                        if let Some(max_rows) = step.max_rows
-                            && changed_so_far + changed.rows > max_rows
-                        {
-                            return Err(Refusal::MaxRowsReached {
-                                rule: step.rule_id.clone(),
-                                max_rows,
-                            }
-                            .into());
-                        }
-                        // Every change has its audit row: cascaded rows too.
-                        if changed.rows > 0 || changed.cascaded.iter().any(|c| c.rows > 0) {
-                            let mut detail = serde_json::json!({
-                                "ms": batch_started.elapsed().as_millis() as u64,
-                                "cascaded": changed.cascaded,
-                            });
-                            if let Some(plan) = &ctx.plan {
-                                detail["plan"] = serde_json::json!(plan);
-                            }
-                            let batch = entry(
-                                AuditEvent::Batch,
-                                changed.rows,
-                                Some(&window),
-                                detail.to_string(),
-                            );
-                            audit::append(store, batch, ctx.audit_key).await?;
-                        }
-                        Ok(changed)
-                    }
-                    .await;
-                    finish_transaction(store, result).await
-                }
-            };
-            let batch_ms = batch_started.elapsed().as_millis() as u64;
-            report.longest_batch_ms = report.longest_batch_ms.max(batch_ms);
-            match outcome {
-                Ok(changed) => {
-                    let rows = changed.rows;
-                    report.windows += 1;
-                    report.rows_changed += rows;
-                    report.batches += u64::from(rows > 0);
-                    for (total, batch) in report.cascaded.iter_mut().zip(&changed.cascaded) {
-                        total.rows += batch.rows;
-                    }
-                    // A limited batch that changed nothing would repeat forever.
-                    limited = changed.limited && rows > 0;
-                    walk.record(batch_started.elapsed(), rows, limited);
-                    if let (Some(progress), true) = (ctx.progress, rows > 0) {
-                        progress.advance(&step.rule_id, rows);
-                    }
-                    if rows > 0 {
-                        metrics::batch_committed(
-                            &step.rule_id,
-                            batch_started.elapsed().as_secs_f64(),
-                        );
-                        tracing::debug!(rule = %step.rule_id, rows, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
-                    }
-                    break;
-                }
-                Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
-                    tracing::info!(rule = %step.rule_id, attempt, "batch met a row lock; trying again");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(err) if err.is_lock_timeout() => {
-                    tracing::warn!(rule = %step.rule_id, "a batch window stayed locked; its rows stay due for the next run");
-                    report.windows += 1;
-                    report.windows_skipped += 1;
-                    report.status = Status::Partial;
-                    break;
-                }
-                Err(err) => {
-                    failure = Some(err);
-                    break;
-                }
-            }
-        }
-        if failure.is_some() {
-            break;
-        }
+        let limited = match run_window(store, step, entries, &mut walk, &window, report).await {
+            Ok(limited) => limited,
+            Err(err) => return Err(err),
+        };
         if limited {
             // Due rows may remain in this window: the next, smaller window
             // starts where this one did. The rows this batch changed are no
@@ -673,19 +532,147 @@ async fn run_locked(
             continue;
         }
         if through.is_none() {
-            break;
+            return Ok(());
         }
         if through == after {
             // A key that does not survive the round trip would loop forever.
-            failure = Some(StepError::Store(StoreError::invalid(
+            return Err(StepError::Store(StoreError::invalid(
                 &step.store,
                 "window",
                 "the walk along the key made no progress".into(),
             )));
-            break;
         }
         after = through;
     }
+}
+
+/// One window's batch, tried again while it meets row locks; a window that
+/// stays locked is skipped (its rows stay due). Whether the batch stopped
+/// at its limit, so due rows may remain in the window.
+async fn run_window(
+    store: &mut dyn Store,
+    step: &Step,
+    entries: &Entries<'_, '_>,
+    walk: &mut Walk,
+    window: &Window,
+    report: &mut StepReport,
+) -> Result<bool, StepError> {
+    let ctx = entries.ctx;
+    let limit = walk.limit();
+    let mut attempt = 1;
+    loop {
+        let batch_started = Instant::now();
+        let changed_so_far = report.rows_changed;
+        let outcome = match store.begin().await {
+            Err(err) => Err(StepError::Store(err)),
+            Ok(()) => {
+                let result = batch(
+                    store,
+                    step,
+                    entries,
+                    window,
+                    limit,
+                    changed_so_far,
+                    batch_started,
+                )
+                .await;
+                finish_transaction(store, result).await
+            }
+        };
+        let batch_ms = batch_started.elapsed().as_millis() as u64;
+        report.longest_batch_ms = report.longest_batch_ms.max(batch_ms);
+        match outcome {
+            Ok(changed) => {
+                let rows = changed.rows;
+                report.windows += 1;
+                report.rows_changed += rows;
+                report.batches += u64::from(rows > 0);
+                for (total, batch) in report.cascaded.iter_mut().zip(&changed.cascaded) {
+                    total.rows += batch.rows;
+                }
+                // A limited batch that changed nothing would repeat forever.
+                let limited = changed.limited && rows > 0;
+                walk.record(batch_started.elapsed(), rows, limited);
+                if let (Some(progress), true) = (ctx.progress, rows > 0) {
+                    progress.advance(&step.rule_id, rows);
+                }
+                if rows > 0 {
+                    metrics::batch_committed(&step.rule_id, batch_started.elapsed().as_secs_f64());
+                    tracing::debug!(rule = %step.rule_id, rows, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
+                }
+                return Ok(limited);
+            }
+            Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
+                tracing::info!(rule = %step.rule_id, attempt, "batch met a row lock; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(err) if err.is_lock_timeout() => {
+                tracing::warn!(rule = %step.rule_id, "a batch window stayed locked; its rows stay due for the next run");
+                report.windows += 1;
+                report.windows_skipped += 1;
+                report.status = Status::Partial;
+                return Ok(false);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// One batch inside the transaction the caller opened: the change, the
+/// `max_rows` guard, and the batch's audit row.
+async fn batch(
+    store: &mut dyn Store,
+    step: &Step,
+    entries: &Entries<'_, '_>,
+    window: &Window,
+    limit: Option<u64>,
+    changed_so_far: u64,
+    batch_started: Instant,
+) -> Result<Changed, StepError> {
+    let ctx = entries.ctx;
+    let changed = store.mutate(step, window, entries.key, limit).await?;
+    if let Some(max_rows) = step.max_rows
+        && changed_so_far + changed.rows > max_rows
+    {
+        return Err(Refusal::MaxRowsReached {
+            rule: step.rule_id.clone(),
+            max_rows,
+        }
+        .into());
+    }
+    // Every change has its audit row: cascaded rows too.
+    if changed.rows > 0 || changed.cascaded.iter().any(|c| c.rows > 0) {
+        let mut detail = serde_json::json!({
+            "ms": batch_started.elapsed().as_millis() as u64,
+            "cascaded": changed.cascaded,
+        });
+        if let Some(plan) = &ctx.plan {
+            detail["plan"] = serde_json::json!(plan);
+        }
+        let batch = entries.entry(
+            AuditEvent::Batch,
+            changed.rows,
+            Some(window),
+            detail.to_string(),
+        );
+        audit::append(store, batch, ctx.audit_key).await?;
+    }
+    Ok(changed)
+}
+
+/// After the last batch: the status, VACUUM when asked, the run_finish
+/// audit row. Committed batches stand whatever failed; the report says
+/// what they did.
+async fn finish_run(
+    store: &mut dyn Store,
+    step: &Step,
+    entries: &Entries<'_, '_>,
+    mut report: StepReport,
+    failure: Option<StepError>,
+    started: Instant,
+) -> Result<StepReport, StepError> {
+    let ctx = entries.ctx;
     if let Some(err) = &failure {
         report.status = match err {
             StepError::Refused(Refusal::MaxRowsReached { .. }) => Status::Refused,
@@ -708,7 +695,7 @@ async fn run_locked(
     let finish_detail = serde_json::to_string(&report).expect("reports serialise");
     let finish = append_alone(
         store,
-        entry(
+        entries.entry(
             AuditEvent::RunFinish,
             report.rows_changed,
             None,

@@ -9,6 +9,7 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GLEMSEL
 
 pub mod approval;
 pub mod audit;
+pub mod audit_record;
 pub mod commands;
 pub mod coverage;
 pub mod daemon;
@@ -16,8 +17,10 @@ pub mod demo;
 pub mod execute;
 pub mod exit;
 pub mod generalise;
+pub mod limits;
 pub mod metrics;
 pub mod operate;
+pub mod outcome;
 pub mod period;
 pub mod plan;
 pub mod progress;
@@ -26,6 +29,8 @@ pub mod report;
 pub mod review;
 pub mod rules;
 pub mod schedule;
+pub mod schema;
+pub mod step;
 pub mod store;
 pub mod trail;
 pub mod walk;

@@ -468,26 +468,11 @@ fn generate(what: &GenerateCommand) -> Exit {
 async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
     // The daemon loads (and reloads) the config itself.
     if let Command::Daemon = &cli.command {
-        let signals = glemsel::daemon::Signals::default();
-        if let Err(err) = handle_daemon_signals(signals.clone()) {
-            eprintln!("error: cannot listen for signals: {err}");
-            return Exit::Error;
-        }
-        return glemsel::daemon::run(cli.config.clone(), signals).await;
+        return daemon(cli.config.clone()).await;
     }
     // The demo writes its own config, so it needs none.
     if let Command::Demo { dir } = &cli.command {
-        let dir = dir.clone().unwrap_or_else(glemsel::demo::default_dir);
-        return match glemsel::demo::run(&dir).await {
-            Ok((text, exit)) => {
-                emit(&text);
-                exit
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                Exit::Error
-            }
-        };
+        return demo(dir.clone()).await;
     }
     let policy = match load_policy(&cli.config) {
         Ok(policy) => policy,
@@ -498,127 +483,19 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
             as_of: at,
             format,
             output,
-        } => {
-            let at = match as_of(&policy, at.as_deref()) {
-                Ok(at) => at,
-                Err(exit) => return exit,
-            };
-            let review = glemsel::review::gather(&policy, at).await;
-            let text = match format {
-                ReportFormat::Html => report::html::render(&review),
-                ReportFormat::Md => report::review::markdown(&review),
-                ReportFormat::Csv => report::review::csv(&review),
-                ReportFormat::Json => {
-                    serde_json::to_string_pretty(&review).expect("reports serialise") + "\n"
-                }
-            };
-            let written = match &output {
-                Some(path) => std::fs::write(path, &text).map_err(|err| {
-                    eprintln!("error: cannot write {}: {err}", path.display());
-                    Exit::Error
-                }),
-                None => {
-                    emit(&text);
-                    Ok(())
-                }
-            };
-            if let Err(exit) = written {
-                return exit;
-            }
-            for problem in review_problems(&review) {
-                eprintln!("warning: {problem}");
-            }
-            if review.has_problems() {
-                Exit::Error
-            } else {
-                Exit::Ok
-            }
-        }
+        } => report(&policy, at, format, output).await,
         Command::Check {
             offline,
             coverage,
             deny_warnings,
-        } => {
-            let files = policy.rule_files.len();
-            emit(&format!(
-                "{}: {} rule{} in {files} file{}, {} store{}: files are valid\n",
-                cli.config.display(),
-                policy.rules.len(),
-                if policy.rules.len() == 1 { "" } else { "s" },
-                if files == 1 { "" } else { "s" },
-                policy.stores.len(),
-                if policy.stores.len() == 1 { "" } else { "s" },
-            ));
-            if offline {
-                return Exit::Ok;
-            }
-            let checked_warnings = match commands::check(&policy).await {
-                Ok(checked) => {
-                    for line in checked.lines.iter().chain(&checked.warnings) {
-                        emit(&format!("{line}\n"));
-                    }
-                    checked.warnings
-                }
-                Err(err) => return fail(err),
-            };
-            let warned = warnings_exit(deny_warnings, &checked_warnings);
-            if !coverage {
-                return warned;
-            }
-            match glemsel::review::coverage(&policy).await {
-                Ok(findings) => {
-                    emit(&report::coverage_text(&findings));
-                    if findings.iter().any(|f| f.is_uncovered()) {
-                        Exit::Uncovered
-                    } else {
-                        warned
-                    }
-                }
-                Err(err) => fail(err),
-            }
-        }
+        } => check(&cli.config, &policy, offline, coverage, deny_warnings).await,
         Command::Plan {
             rules,
             as_of: at,
             format,
             deny_warnings,
             save,
-        } => {
-            let at = match as_of(&policy, at.as_deref()) {
-                Ok(at) => at,
-                Err(exit) => return exit,
-            };
-            let (report, file) = match &save {
-                None => match commands::plan(&policy, &rules, at).await {
-                    Ok(report) => (report, None),
-                    Err(err) => return fail(err),
-                },
-                Some(_) => match glemsel::approval::save(&policy, &rules, at).await {
-                    Ok((report, file)) => (report, Some(file)),
-                    Err(err) => return fail(err),
-                },
-            };
-            if let (Some(path), Some(file)) = (&save, &file) {
-                let mut text = serde_json::to_string_pretty(file).expect("plans serialise");
-                text.push('\n');
-                if let Err(err) = std::fs::write(path, &text) {
-                    eprintln!("error: cannot write {}: {err}", path.display());
-                    return Exit::Error;
-                }
-                use sha2::Digest as _;
-                eprintln!(
-                    "plan saved to {} (sha256 {}); `glemsel run --plan {}` runs exactly it",
-                    path.display(),
-                    hex::encode(sha2::Sha256::digest(text.as_bytes())),
-                    path.display()
-                );
-            }
-            match format {
-                Format::Text => emit(&report::plan_text(&report)),
-                Format::Json => print_json(&report),
-            }
-            warnings_exit(deny_warnings, &report.warnings)
-        }
+        } => plan(&policy, &rules, at, format, deny_warnings, save).await,
         Command::Run {
             rules,
             as_of: at,
@@ -629,7 +506,7 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
         } => {
             let max_duration = match max_duration
                 .as_deref()
-                .map(glemsel::operate::parse_max_duration)
+                .map(glemsel::limits::parse_max_duration)
                 .transpose()
             {
                 Ok(max_duration) => max_duration,
@@ -639,46 +516,7 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
                 }
             };
             let limits = glemsel::operate::Limits::of(&policy.settings, max_duration);
-            let shutdown = Shutdown::default();
-            stop_on_signals(shutdown.clone());
-            let outcomes = match plan {
-                Some(path) => {
-                    let drift = match glemsel::approval::parse_drift(&max_drift) {
-                        Ok(drift) => drift,
-                        Err(err) => {
-                            eprintln!("error: --max-drift: {err}");
-                            return Exit::Usage;
-                        }
-                    };
-                    let progress = bars.map(|b| b as &dyn glemsel::execute::Progress);
-                    glemsel::approval::run(&policy, &path, drift, shutdown, progress, limits).await
-                }
-                None => {
-                    let at = match as_of(&policy, at.as_deref()) {
-                        Ok(at) => at,
-                        Err(exit) => return exit,
-                    };
-                    let options = commands::RunOptions {
-                        progress: bars.map(|b| b as &dyn glemsel::execute::Progress),
-                        limits,
-                        ..commands::RunOptions::default()
-                    };
-                    commands::run(&policy, &rules, at, shutdown, &options).await
-                }
-            };
-            if let Some(bars) = bars {
-                bars.finish();
-            }
-            match outcomes {
-                Ok(outcomes) => {
-                    match format {
-                        Format::Text => emit(&report::run_text(&outcomes)),
-                        Format::Json => print_json(&report::run_json(&outcomes)),
-                    }
-                    commands::run_exit(&outcomes)
-                }
-                Err(err) => fail(err),
-            }
+            run(&policy, &rules, at, format, plan, &max_drift, bars, limits).await
         }
         Command::Grants { stores, role } => match commands::grants(&policy, &stores, &role).await {
             Ok(grants) => {
@@ -701,50 +539,10 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
                     format,
                     page_rows,
                 },
-        } => {
-            let mut times = Vec::new();
-            for (flag, text) in [("--since", &since), ("--until", &until)] {
-                match text
-                    .as_deref()
-                    .map(|t| commands::parse_as_of(t, policy.settings.timezone))
-                {
-                    None => times.push(None),
-                    Some(Ok(at)) => times.push(Some(at)),
-                    Some(Err(err)) => {
-                        eprintln!("error: {flag}: {err}");
-                        return Exit::Usage;
-                    }
-                }
-            }
-            let options = glemsel::trail::ShowOptions {
-                stores,
-                filter: glemsel::audit::AuditFilter {
-                    rules,
-                    run_id: run,
-                    events: Vec::new(),
-                    since: times[0],
-                    until: times[1],
-                },
-                page_rows,
-            };
-            audit_show(&policy, &options, format).await
-        }
+        } => audit_show_command(&policy, rules, since, until, run, stores, format, page_rows).await,
         Command::Audit {
             command: AuditCommand::Verify { stores, format },
-        } => match commands::audit_verify(&policy, &stores).await {
-            Ok(verdicts) => {
-                match format {
-                    Format::Text => emit(&report::verify_text(&verdicts)),
-                    Format::Json => print_json(&verdicts),
-                }
-                if verdicts.iter().any(|v| v.broken.is_some()) {
-                    Exit::Tampered
-                } else {
-                    Exit::Ok
-                }
-            }
-            Err(err) => fail(err),
-        },
+        } => audit_verify(&policy, &stores, format).await,
         Command::Audit {
             command: AuditCommand::Segment { stores, reason },
         } => match commands::audit_segment(&policy, &stores, &reason).await {
@@ -757,6 +555,278 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
             Err(err) => fail(err),
         },
     }
+}
+
+/// `glemsel daemon`: loads (and reloads) the config itself.
+async fn daemon(config: PathBuf) -> Exit {
+    let signals = glemsel::daemon::Signals::default();
+    if let Err(err) = handle_daemon_signals(signals.clone()) {
+        eprintln!("error: cannot listen for signals: {err}");
+        return Exit::Error;
+    }
+    glemsel::daemon::run(config, signals).await
+}
+
+/// `glemsel demo`.
+async fn demo(dir: Option<PathBuf>) -> Exit {
+    let dir = dir.unwrap_or_else(glemsel::demo::default_dir);
+    match glemsel::demo::run(&dir).await {
+        Ok((text, exit)) => {
+            emit(&text);
+            exit
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Exit::Error
+        }
+    }
+}
+
+/// `glemsel audit verify`.
+async fn audit_verify(policy: &Policy, stores: &[String], format: Format) -> Exit {
+    match commands::audit_verify(policy, stores).await {
+        Ok(verdicts) => {
+            match format {
+                Format::Text => emit(&report::verify_text(&verdicts)),
+                Format::Json => print_json(&verdicts),
+            }
+            if verdicts.iter().any(|v| v.broken.is_some()) {
+                Exit::Tampered
+            } else {
+                Exit::Ok
+            }
+        }
+        Err(err) => fail(err),
+    }
+}
+
+/// `glemsel report`.
+async fn report(
+    policy: &Policy,
+    at: Option<String>,
+    format: ReportFormat,
+    output: Option<PathBuf>,
+) -> Exit {
+    let at = match as_of(policy, at.as_deref()) {
+        Ok(at) => at,
+        Err(exit) => return exit,
+    };
+    let review = glemsel::review::gather(policy, at).await;
+    let text = match format {
+        ReportFormat::Html => report::html::render(&review),
+        ReportFormat::Md => report::review::markdown(&review),
+        ReportFormat::Csv => report::review::csv(&review),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&review).expect("reports serialise") + "\n"
+        }
+    };
+    let written = match &output {
+        Some(path) => std::fs::write(path, &text).map_err(|err| {
+            eprintln!("error: cannot write {}: {err}", path.display());
+            Exit::Error
+        }),
+        None => {
+            emit(&text);
+            Ok(())
+        }
+    };
+    if let Err(exit) = written {
+        return exit;
+    }
+    for problem in review_problems(&review) {
+        eprintln!("warning: {problem}");
+    }
+    if review.has_problems() {
+        Exit::Error
+    } else {
+        Exit::Ok
+    }
+}
+
+/// `glemsel check`.
+async fn check(
+    config: &Path,
+    policy: &Policy,
+    offline: bool,
+    coverage: bool,
+    deny_warnings: bool,
+) -> Exit {
+    let files = policy.rule_files.len();
+    emit(&format!(
+        "{}: {} rule{} in {files} file{}, {} store{}: files are valid\n",
+        config.display(),
+        policy.rules.len(),
+        if policy.rules.len() == 1 { "" } else { "s" },
+        if files == 1 { "" } else { "s" },
+        policy.stores.len(),
+        if policy.stores.len() == 1 { "" } else { "s" },
+    ));
+    if offline {
+        return Exit::Ok;
+    }
+    let checked_warnings = match commands::check(policy).await {
+        Ok(checked) => {
+            for line in checked.lines.iter().chain(&checked.warnings) {
+                emit(&format!("{line}\n"));
+            }
+            checked.warnings
+        }
+        Err(err) => return fail(err),
+    };
+    let warned = warnings_exit(deny_warnings, &checked_warnings);
+    if !coverage {
+        return warned;
+    }
+    match glemsel::review::coverage(policy).await {
+        Ok(findings) => {
+            emit(&report::coverage_text(&findings));
+            if findings.iter().any(|f| f.is_uncovered()) {
+                Exit::Uncovered
+            } else {
+                warned
+            }
+        }
+        Err(err) => fail(err),
+    }
+}
+
+/// `glemsel plan`.
+async fn plan(
+    policy: &Policy,
+    rules: &[String],
+    at: Option<String>,
+    format: Format,
+    deny_warnings: bool,
+    save: Option<PathBuf>,
+) -> Exit {
+    let at = match as_of(policy, at.as_deref()) {
+        Ok(at) => at,
+        Err(exit) => return exit,
+    };
+    let (report, file) = match &save {
+        None => match commands::plan(policy, rules, at).await {
+            Ok(report) => (report, None),
+            Err(err) => return fail(err),
+        },
+        Some(_) => match glemsel::approval::save(policy, rules, at).await {
+            Ok((report, file)) => (report, Some(file)),
+            Err(err) => return fail(err),
+        },
+    };
+    if let (Some(path), Some(file)) = (&save, &file) {
+        let mut text = serde_json::to_string_pretty(file).expect("plans serialise");
+        text.push('\n');
+        if let Err(err) = std::fs::write(path, &text) {
+            eprintln!("error: cannot write {}: {err}", path.display());
+            return Exit::Error;
+        }
+        use sha2::Digest as _;
+        eprintln!(
+            "plan saved to {} (sha256 {}); `glemsel run --plan {}` runs exactly it",
+            path.display(),
+            hex::encode(sha2::Sha256::digest(text.as_bytes())),
+            path.display()
+        );
+    }
+    match format {
+        Format::Text => emit(&report::plan_text(&report)),
+        Format::Json => print_json(&report),
+    }
+    warnings_exit(deny_warnings, &report.warnings)
+}
+
+/// `glemsel run`.
+#[allow(clippy::too_many_arguments)] // what `run` was given, passed on as is
+async fn run(
+    policy: &Policy,
+    rules: &[String],
+    at: Option<String>,
+    format: Format,
+    plan: Option<PathBuf>,
+    max_drift: &str,
+    bars: Option<&glemsel::progress::Bars>,
+    limits: glemsel::operate::Limits,
+) -> Exit {
+    let shutdown = Shutdown::default();
+    stop_on_signals(shutdown.clone());
+    let outcomes = match plan {
+        Some(path) => {
+            let drift = match glemsel::approval::parse_drift(max_drift) {
+                Ok(drift) => drift,
+                Err(err) => {
+                    eprintln!("error: --max-drift: {err}");
+                    return Exit::Usage;
+                }
+            };
+            let progress = bars.map(|b| b as &dyn glemsel::execute::Progress);
+            glemsel::approval::run(policy, &path, drift, shutdown, progress, limits).await
+        }
+        None => {
+            let at = match as_of(policy, at.as_deref()) {
+                Ok(at) => at,
+                Err(exit) => return exit,
+            };
+            let options = commands::RunOptions {
+                progress: bars.map(|b| b as &dyn glemsel::execute::Progress),
+                limits,
+                ..commands::RunOptions::default()
+            };
+            commands::run(policy, rules, at, shutdown, &options).await
+        }
+    };
+    if let Some(bars) = bars {
+        bars.finish();
+    }
+    match outcomes {
+        Ok(outcomes) => {
+            match format {
+                Format::Text => emit(&report::run_text(&outcomes)),
+                Format::Json => print_json(&report::run_json(&outcomes)),
+            }
+            commands::run_exit(&outcomes)
+        }
+        Err(err) => fail(err),
+    }
+}
+
+/// `glemsel audit show`.
+#[allow(clippy::too_many_arguments)]
+async fn audit_show_command(
+    policy: &Policy,
+    rules: Vec<String>,
+    since: Option<String>,
+    until: Option<String>,
+    run: Option<String>,
+    stores: Vec<String>,
+    format: TrailFormat,
+    page_rows: u32,
+) -> Exit {
+    let mut times = Vec::new();
+    for (flag, text) in [("--since", &since), ("--until", &until)] {
+        match text
+            .as_deref()
+            .map(|t| commands::parse_as_of(t, policy.settings.timezone))
+        {
+            None => times.push(None),
+            Some(Ok(at)) => times.push(Some(at)),
+            Some(Err(err)) => {
+                eprintln!("error: {flag}: {err}");
+                return Exit::Usage;
+            }
+        }
+    }
+    let options = glemsel::trail::ShowOptions {
+        stores,
+        filter: glemsel::audit::AuditFilter {
+            rules,
+            run_id: run,
+            events: Vec::new(),
+            since: times[0],
+            until: times[1],
+        },
+        page_rows,
+    };
+    audit_show(policy, &options, format).await
 }
 
 /// Streams `audit show` to stdout as the trail is read.

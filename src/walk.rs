@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use crate::plan::Step;
+use crate::step::Step;
 use crate::store::{ColumnKind, Key, KeyValue, Store, StoreError, Window};
 
 /// The smallest batch the sizing goes down to, in rows, unless the first

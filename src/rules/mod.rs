@@ -5,10 +5,13 @@
 //! the rule. A policy with any problem is never returned, so nothing can
 //! reach a database from a file that did not validate.
 
+mod config;
 mod load;
 pub mod names;
+mod parse;
 mod raw;
 mod source;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,11 +21,12 @@ use std::time::Duration;
 use chrono::{NaiveDate, TimeDelta};
 use chrono_tz::Tz;
 
-pub use load::{check_sql_fragment, load};
+pub use load::load;
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
+pub use validate::check_sql_fragment;
 
-use crate::operate::OperatingWindow;
+use crate::limits::OperatingWindow;
 use crate::period::{Calendar, Period, PeriodKind, Retention};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;

@@ -1,20 +1,29 @@
-//! The statement sequences every SQL store runs the same way: the counts of
-//! a dry run, and one batch (a single statement; or capture, cascades, then
-//! the rows themselves; or read, tokens and IP prefixes computed here,
-//! write back). Stores supply how a statement is executed and how its
-//! results are read; the order of statements is decided only here.
+//! The statement sequences every SQL store runs the same way: compiling a
+//! step's statements, the counts of a dry run, batch windows, and one batch
+//! (a single statement; or capture, cascades, then the rows themselves; or
+//! read, tokens and IP prefixes computed here, write back). Stores supply
+//! how a statement is compiled, executed and its results read
+//! ([`Statements`]); the order of statements is decided only here, and
+//! [`super::Store`]'s default methods run these sequences.
 
 use async_trait::async_trait;
 
 use super::sql::{self, BatchStatements, Dialect, Query, TokenRow};
 use super::{Changed, Column, Counts, Key, KeyValue, StoreError, Window};
-use crate::plan::{Moment, Step};
 use crate::pseudonym::HmacKey;
+use crate::step::{Moment, Step};
+
+/// One engine's [`Statements`], as [`super::Store::sql`] hands them to the
+/// store's default methods; opaque outside the store module.
+pub struct Sql<'a>(pub(crate) &'a mut dyn Statements);
 
 /// What the shared sequences need of one engine's connection.
 #[async_trait]
 pub(crate) trait Statements: Send {
     fn dialect(&self) -> &'static dyn Dialect;
+
+    /// Compiles `q` without running it.
+    async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError>;
 
     /// Executes `q`; the number of rows it changed.
     async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError>;
@@ -54,10 +63,19 @@ pub(crate) trait Statements: Send {
     async fn read_only(&mut self, on: bool) -> Result<(), StoreError>;
 }
 
+/// Compiles every statement the step can run, so a bad `where` or hold is
+/// reported by `check`, not halfway through a run.
+pub(crate) async fn prepare(store: &mut dyn Statements, step: &Step) -> Result<(), StoreError> {
+    for (context, q) in sql::statements_to_prepare(store.dialect(), step) {
+        store.compile(context, &q).await?;
+    }
+    Ok(())
+}
+
 /// The dry-run counts: one statement for the step's table, one per cascade,
 /// in a read-only transaction: a rule's `where` or `open` cannot write
 /// during a dry run, whatever function it calls.
-pub(crate) async fn count(store: &mut impl Statements, step: &Step) -> Result<Counts, StoreError> {
+pub(crate) async fn count(store: &mut dyn Statements, step: &Step) -> Result<Counts, StoreError> {
     store.read_only(true).await?;
     let counted = count_statements(store, step).await;
     let ended = store.read_only(false).await;
@@ -68,7 +86,7 @@ pub(crate) async fn count(store: &mut impl Statements, step: &Step) -> Result<Co
 
 /// The forecast's counts, one per bound, read-only as the counts are.
 pub(crate) async fn forecast(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     step: &Step,
     bounds: &[Moment],
 ) -> Result<Vec<u64>, StoreError> {
@@ -84,7 +102,7 @@ pub(crate) async fn forecast(
     Ok(counts)
 }
 
-async fn count_statements(store: &mut impl Statements, step: &Step) -> Result<Counts, StoreError> {
+async fn count_statements(store: &mut dyn Statements, step: &Step) -> Result<Counts, StoreError> {
     let statements = sql::count(store.dialect(), step);
     let main = store.numbers("count", &statements.main).await?;
     let mut cascaded = Vec::new();
@@ -97,7 +115,7 @@ async fn count_statements(store: &mut impl Statements, step: &Step) -> Result<Co
 
 /// The key `rows` rows after `after`, or `None` when fewer remain.
 pub(crate) async fn window_end(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     step: &Step,
     after: Option<&Key>,
     rows: u64,
@@ -108,7 +126,7 @@ pub(crate) async fn window_end(
 
 /// The largest key in the table.
 pub(crate) async fn last_key(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     step: &Step,
 ) -> Result<Option<Key>, StoreError> {
     let q = sql::last_key(store.dialect(), step);
@@ -116,7 +134,7 @@ pub(crate) async fn last_key(
 }
 
 async fn first_key(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     step: &Step,
     q: &Query<'_>,
 ) -> Result<Option<Key>, StoreError> {
@@ -125,7 +143,7 @@ async fn first_key(
 
 /// One batch, inside the transaction the caller opened.
 pub(crate) async fn mutate(
-    store: &mut impl Statements,
+    store: &mut dyn Statements,
     step: &Step,
     window: &Window,
     key: Option<&HmacKey>,

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::sql::Dialect;
-use crate::plan::{Hold, Step, StepAction};
 use crate::rules::TableRef;
+use crate::step::{Hold, Step, StepAction};
 
 /// What one table needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

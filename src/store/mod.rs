@@ -5,6 +5,7 @@
 //! in `sql`, and the statement sequences the SQL stores share (counts,
 //! windows, one batch) are in `flow`.
 
+pub(crate) mod audit_table;
 pub(crate) mod flow;
 pub mod grants;
 pub mod mysql;
@@ -18,114 +19,11 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::audit::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
-use crate::plan::{Moment, Step};
+use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::pseudonym::HmacKey;
 use crate::rules::{Connection, Engine, StoreConfig, TableRef};
-
-/// What kind of values a column holds, as far as glemsel cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ColumnKind {
-    Text,
-    Date,
-    /// A timestamp without time zone: wall-clock time in the store's zone.
-    Timestamp,
-    /// A timestamp that names an instant (PostgreSQL timestamptz).
-    TimestampTz,
-    Boolean,
-    Integer,
-    Other,
-}
-
-impl ColumnKind {
-    pub fn is_temporal(self) -> bool {
-        matches!(
-            self,
-            ColumnKind::Date | ColumnKind::Timestamp | ColumnKind::TimestampTz
-        )
-    }
-}
-
-/// One column of a live table.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Column {
-    pub name: String,
-    /// The type as the database spells it, e.g. `character varying(80)`.
-    pub data_type: String,
-    pub kind: ColumnKind,
-    pub nullable: bool,
-    /// The longest text the column holds, in characters.
-    pub max_chars: Option<usize>,
-}
-
-/// What a foreign key does to child rows when their parent is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnDelete {
-    Cascade,
-    SetNull,
-    SetDefault,
-    Restrict,
-    NoAction,
-}
-
-impl OnDelete {
-    pub fn as_sql(self) -> &'static str {
-        match self {
-            OnDelete::Cascade => "ON DELETE CASCADE",
-            OnDelete::SetNull => "ON DELETE SET NULL",
-            OnDelete::SetDefault => "ON DELETE SET DEFAULT",
-            OnDelete::Restrict => "ON DELETE RESTRICT",
-            OnDelete::NoAction => "ON DELETE NO ACTION",
-        }
-    }
-
-    /// Whether deleting a parent changes other rows without saying so.
-    pub fn widens(self) -> bool {
-        matches!(
-            self,
-            OnDelete::Cascade | OnDelete::SetNull | OnDelete::SetDefault
-        )
-    }
-}
-
-/// A foreign key in another table (or this one) that points at a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForeignKey {
-    /// The table holding the foreign key (the child).
-    pub table: TableRef,
-    /// Its columns, in order.
-    pub columns: Vec<String>,
-    /// The columns of the referenced (parent) table they point at.
-    pub references: Vec<String>,
-    pub on_delete: OnDelete,
-}
-
-/// A live table, as introspected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableSchema {
-    /// Schema-qualified as the store resolved it.
-    pub table: TableRef,
-    pub columns: Vec<Column>,
-    pub primary_key: Vec<String>,
-    /// Other unique keys whose columns are all NOT NULL, in index order.
-    pub unique_keys: Vec<Vec<String>>,
-    /// Foreign keys elsewhere that point at this table.
-    pub referenced_by: Vec<ForeignKey>,
-    /// Every column in a unique index of any kind (primary, nullable,
-    /// partial): no two rows may get the same value there.
-    pub unique_columns: Vec<String>,
-    /// Columns of this table's own foreign keys: their values must exist
-    /// in another table.
-    pub foreign_key_columns: Vec<String>,
-}
-
-impl TableSchema {
-    pub fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-}
+pub use crate::schema::{Column, ColumnKind, ForeignKey, OnDelete, TableSchema};
+use crate::step::{Moment, Step};
 
 /// One value of a key column, carried between batches and into the audit trail.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -362,17 +260,27 @@ pub trait Store: Send {
     /// Columns, types and keys of a table; `None` when it does not exist.
     async fn describe(&mut self, table: &TableRef) -> Result<Option<TableSchema>, StoreError>;
 
+    /// The statement primitives (compile, execute, read) the default
+    /// methods below run the shared sequences of `flow` on.
+    fn sql(&mut self) -> flow::Sql<'_>;
+
     /// Compiles the step's statements without running them, so a bad
     /// `where` or hold is reported by `check`, not halfway through a run.
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError>;
+    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
+        flow::prepare(self.sql().0, step).await
+    }
 
     /// The dry-run counts, from the same predicate the batches use.
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError>;
+    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
+        flow::count(self.sql().0, step).await
+    }
 
     /// The forecast: how many rows a run at each of `bounds` (ascending due
     /// bounds of the step's event) would change, from one statement built
     /// by the same predicate builder as the counts and batches.
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError>;
+    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
+        flow::forecast(self.sql().0, step, bounds).await
+    }
 
     /// Every base table of the database the store connects to (every user
     /// schema on PostgreSQL), with its columns, in catalog order.
@@ -385,10 +293,14 @@ pub trait Store: Send {
         step: &Step,
         after: Option<&Key>,
         rows: u64,
-    ) -> Result<Option<Key>, StoreError>;
+    ) -> Result<Option<Key>, StoreError> {
+        flow::window_end(self.sql().0, step, after, rows).await
+    }
 
     /// The last key along the walk key; `None` when the table is empty.
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError>;
+    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        flow::last_key(self.sql().0, step).await
+    }
 
     /// The planner's estimate of the rows in `window` (all of them, due or
     /// not), or `None` where the engine gives none.
@@ -499,7 +411,9 @@ pub trait Store: Send {
         window: &Window,
         key: Option<&HmacKey>,
         limit: Option<u64>,
-    ) -> Result<Changed, StoreError>;
+    ) -> Result<Changed, StoreError> {
+        flow::mutate(self.sql().0, step, window, key, limit).await
+    }
 
     /// Creates the audit table if it is missing.
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError>;

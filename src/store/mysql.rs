@@ -15,19 +15,19 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, Row, SslOpts, Value};
 use sha2::{Digest, Sha256};
 
-use super::flow::{self, Statements};
+use super::audit_table::{self, AuditRow, AuditType, Named};
+use super::flow::{Sql, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query};
 use super::{
-    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
-    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
-    group_catalog,
+    CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
+    SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
 };
 use super::{grants, tls};
-use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
+use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
-use crate::plan::{ColumnChange, Moment, Step};
-use crate::pseudonym::{HmacKey, TokenShape};
+use crate::pseudonym::TokenShape;
 use crate::rules::{Engine, StoreConfig, TableRef, Tls};
+use crate::step::{ColumnChange, Moment, Step};
 
 /// The MySQL / MariaDB dialect.
 pub(crate) struct Mysql;
@@ -110,6 +110,21 @@ impl Dialect for Mysql {
 
     fn max_params(&self) -> usize {
         u16::MAX as usize
+    }
+
+    fn audit_type(&self, kind: AuditType) -> String {
+        match kind {
+            AuditType::Seq | AuditType::Count => "BIGINT".into(),
+            AuditType::Text(Some(chars)) => format!("VARCHAR({chars})"),
+            AuditType::Text(None) => "TEXT".into(),
+            AuditType::Hash => "CHAR(64)".into(),
+            AuditType::Instant => "DATETIME(6)".into(),
+        }
+    }
+
+    fn audit_table_options(&self) -> &'static str {
+        // Binary collation: hashes and ids compare byte for byte.
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
     }
 
     fn limit_form(&self) -> LimitForm {
@@ -259,21 +274,6 @@ pub struct MysqlStore {
     /// so every lock name carries it: two databases with a rule of the same
     /// id must not block each other.
     database: String,
-}
-
-/// The audit table's definition (`table` quoted): what a run creates when
-/// it is missing, and what `glemsel grants` gives the DBA to create.
-fn audit_table_ddl(table: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\
-         seq BIGINT NOT NULL PRIMARY KEY, run_id VARCHAR(64) NOT NULL, event VARCHAR(16) NOT NULL, \
-         rule_id VARCHAR(128) NOT NULL, store VARCHAR(128) NOT NULL, table_name VARCHAR(300) NOT NULL, \
-         action VARCHAR(16) NOT NULL, rows_affected BIGINT NOT NULL, key_from TEXT, key_to TEXT, \
-         as_of DATETIME(6) NOT NULL, cutoff TEXT NOT NULL, rule_hash CHAR(64) NOT NULL, key_id VARCHAR(32), \
-         at DATETIME(6) NOT NULL, host VARCHAR(255) NOT NULL, version VARCHAR(32) NOT NULL, detail TEXT NOT NULL, \
-         prev_hash CHAR(64) NOT NULL, row_hash CHAR(64) NOT NULL\
-         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
-    )
 }
 
 /// The TLS options for a store's `tls`, which override the URL's own
@@ -539,40 +539,37 @@ fn describe_error(err: &mysql_async::Error) -> String {
     }
 }
 
-fn audit_record(row: &[Value]) -> Result<AuditRecord, String> {
-    let text = |i: usize| value_text(&row[i]);
-    let event = text(2)?;
-    Ok(AuditRecord {
-        seq: value_i64(&row[0])?,
-        entry: AuditEntry {
-            run_id: text(1)?,
-            event: AuditEvent::parse(&event)
-                .ok_or_else(|| format!("unknown audit event {event:?}"))?,
-            rule_id: text(3)?,
-            store: text(4)?,
-            table_name: text(5)?,
-            action: text(6)?,
-            rows: value_i64(&row[7])?,
-            key_from: value_opt_text(&row[8])?,
-            key_to: value_opt_text(&row[9])?,
-            as_of: value_utc(&row[10])?,
-            cutoff: text(11)?,
-            rule_hash: text(12)?,
-            key_id: value_opt_text(&row[13])?,
-            at: value_utc(&row[14])?,
-            host: text(15)?,
-            version: text(16)?,
-            detail: text(17)?,
-        },
-        prev_hash: text(18)?,
-        row_hash: text(19)?,
-    })
+impl AuditRow for Named<'_, Value> {
+    fn int(&self, column: &str) -> Result<i64, String> {
+        value_i64(self.get(column)?)
+    }
+    fn text(&self, column: &str) -> Result<String, String> {
+        value_text(self.get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, String> {
+        value_opt_text(self.get(column)?)
+    }
+    fn instant(&self, column: &str) -> Result<DateTime<Utc>, String> {
+        value_utc(self.get(column)?)
+    }
 }
 
 #[async_trait]
 impl Statements for MysqlStore {
     fn dialect(&self) -> &'static dyn Dialect {
         &Mysql
+    }
+
+    async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError> {
+        let statement = self
+            .conn
+            .prep(q.sql.as_str())
+            .await
+            .map_err(|e| self.error(context, e))?;
+        self.conn
+            .close(statement)
+            .await
+            .map_err(|e| self.error(context, e))
     }
 
     async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
@@ -629,6 +626,10 @@ impl Statements for MysqlStore {
 
 #[async_trait]
 impl Store for MysqlStore {
+    fn sql(&mut self) -> Sql<'_> {
+        Sql(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -764,29 +765,6 @@ impl Store for MysqlStore {
         }))
     }
 
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        for (context, q) in sql::statements_to_prepare(&Mysql, step) {
-            let statement = self
-                .conn
-                .prep(q.sql.as_str())
-                .await
-                .map_err(|e| self.error(context, e))?;
-            self.conn
-                .close(statement)
-                .await
-                .map_err(|e| self.error(context, e))?;
-        }
-        Ok(())
-    }
-
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        flow::count(self, step).await
-    }
-
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
-        flow::forecast(self, step, bounds).await
-    }
-
     async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
         let rows = self
             .conn
@@ -802,19 +780,6 @@ impl Store for MysqlStore {
         Ok(group_catalog(rows.into_iter().map(
             |(schema, table, column, data_type)| (Some(schema), table, column, data_type),
         )))
-    }
-
-    async fn window_end(
-        &mut self,
-        step: &Step,
-        after: Option<&Key>,
-        rows: u64,
-    ) -> Result<Option<Key>, StoreError> {
-        flow::window_end(self, step, after, rows).await
-    }
-
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        flow::last_key(self, step).await
     }
 
     async fn estimate_rows(
@@ -1097,7 +1062,10 @@ impl Store for MysqlStore {
             lines.push(format!("GRANT {right} ON *.* TO {};", syntax.grantee));
         }
         lines.extend(syntax.table_grants(&needs));
-        lines.extend(syntax.audit_grants(&audit, &audit_table_ddl(&Mysql.table(&audit))));
+        lines.extend(syntax.audit_grants(
+            &audit,
+            &audit_table::create_table(&Mysql, &Mysql.table(&audit)),
+        ));
         Ok(Some(lines))
     }
 
@@ -1117,16 +1085,6 @@ impl Store for MysqlStore {
         rolled_back
     }
 
-    async fn mutate(
-        &mut self,
-        step: &Step,
-        window: &Window,
-        key: Option<&HmacKey>,
-        limit: Option<u64>,
-    ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key, limit).await
-    }
-
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
         // Looked up first: CREATE TABLE IF NOT EXISTS needs the CREATE
         // right even when the table is there, and a least-privilege role
@@ -1134,27 +1092,18 @@ impl Store for MysqlStore {
         if self.audit_table_schema().await?.is_some() {
             return Ok(());
         }
-        let create = audit_table_ddl(&Mysql.table(&self.audit_table));
+        let create = audit_table::create_table(&Mysql, &Mysql.table(&self.audit_table));
         self.simple("create audit table", &create).await
     }
 
     async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
-        let sql = format!(
-            "SELECT seq, row_hash, at FROM {} ORDER BY seq DESC LIMIT 1",
-            Mysql.table(&self.audit_table)
-        );
-        let rows = match self.conn.query::<Row, _>(sql).await {
-            Ok(rows) => rows,
-            Err(err) => return Err(self.error("audit head", err)),
-        };
-        rows.into_iter()
-            .next()
-            .map(|row| {
-                let row = row.unwrap();
-                Ok(ChainLink {
-                    seq: value_i64(&row[0])?,
-                    row_hash: value_text(&row[1])?,
-                    at: value_utc(&row[2])?,
+        let q = audit_table::head(&Mysql, &self.audit_table);
+        let rows = self.rows("audit head", &q).await?;
+        rows.first()
+            .map(|values| {
+                audit_table::link(&Named {
+                    columns: &audit_table::HEAD_COLUMNS,
+                    values,
                 })
             })
             .transpose()
@@ -1208,9 +1157,7 @@ impl Store for MysqlStore {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let q = sql::audit_select(&Mysql, &self.audit_table, after_seq, limit);
         let rows = self.rows("audit read", &q).await?;
-        rows.iter()
-            .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
-            .collect()
+        audit_table::records(&rows).map_err(|m| self.invalid("audit read", m))
     }
 
     async fn audit_search(
@@ -1221,9 +1168,7 @@ impl Store for MysqlStore {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let q = sql::audit_search(&Mysql, &self.audit_table, filter, cursor, limit);
         let rows = self.rows("audit search", &q).await?;
-        rows.iter()
-            .map(|row| audit_record(row).map_err(|m| self.invalid("audit search", m)))
-            .collect()
+        audit_table::records(&rows).map_err(|m| self.invalid("audit search", m))
     }
 
     async fn try_lock(&mut self, name: &str) -> Result<bool, StoreError> {

@@ -15,19 +15,19 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::flow::{self, Statements};
+use super::audit_table::{self, AuditRow, AuditType};
+use super::flow::{Sql, Statements};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
-    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
-    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, connection_url,
-    group_catalog,
+    CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
+    SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
 };
 use super::{grants, tls};
-use crate::audit::{AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink};
+use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
-use crate::plan::{ColumnChange, Moment, Step};
-use crate::pseudonym::{HmacKey, TokenShape};
+use crate::pseudonym::TokenShape;
 use crate::rules::{Engine, StoreConfig, TableRef};
+use crate::step::{ColumnChange, Moment, Step};
 
 /// The PostgreSQL dialect.
 pub(crate) struct Postgres;
@@ -125,6 +125,15 @@ impl Dialect for Postgres {
         u16::MAX as usize
     }
 
+    fn audit_type(&self, kind: AuditType) -> String {
+        match kind {
+            AuditType::Seq | AuditType::Count => "bigint",
+            AuditType::Text(_) | AuditType::Hash => "text",
+            AuditType::Instant => "timestamptz",
+        }
+        .into()
+    }
+
     fn limit_form(&self) -> LimitForm {
         LimitForm::Ctid
     }
@@ -204,19 +213,6 @@ async fn open(
             }))
         }
     }
-}
-
-/// The audit table's definition (`table` quoted): what a run creates when
-/// it is missing, and what `glemsel grants` gives the DBA to create.
-fn audit_table_ddl(table: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\
-         seq bigint PRIMARY KEY, run_id text NOT NULL, event text NOT NULL, rule_id text NOT NULL, \
-         store text NOT NULL, table_name text NOT NULL, action text NOT NULL, rows_affected bigint NOT NULL, \
-         key_from text, key_to text, as_of timestamptz NOT NULL, cutoff text NOT NULL, rule_hash text NOT NULL, \
-         key_id text, at timestamptz NOT NULL, host text NOT NULL, version text NOT NULL, detail text NOT NULL, \
-         prev_hash text NOT NULL, row_hash text NOT NULL)"
-    )
 }
 
 /// Drives a connection until it closes; a failure is logged.
@@ -419,39 +415,42 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize) ->
         .map_err(|err| format!("column {index}: {err}"))
 }
 
-fn audit_record(row: &Row) -> Result<AuditRecord, String> {
-    let event: String = get(row, 2)?;
-    Ok(AuditRecord {
-        seq: get(row, 0)?,
-        entry: AuditEntry {
-            run_id: get(row, 1)?,
-            event: AuditEvent::parse(&event)
-                .ok_or_else(|| format!("unknown audit event {event:?}"))?,
-            rule_id: get(row, 3)?,
-            store: get(row, 4)?,
-            table_name: get(row, 5)?,
-            action: get(row, 6)?,
-            rows: get(row, 7)?,
-            key_from: get(row, 8)?,
-            key_to: get(row, 9)?,
-            as_of: get::<DateTime<Utc>>(row, 10)?,
-            cutoff: get(row, 11)?,
-            rule_hash: get(row, 12)?,
-            key_id: get(row, 13)?,
-            at: get::<DateTime<Utc>>(row, 14)?,
-            host: get(row, 15)?,
-            version: get(row, 16)?,
-            detail: get(row, 17)?,
-        },
-        prev_hash: get(row, 18)?,
-        row_hash: get(row, 19)?,
-    })
+impl AuditRow for Row {
+    fn int(&self, column: &str) -> Result<i64, String> {
+        get_named(self, column)
+    }
+    fn text(&self, column: &str) -> Result<String, String> {
+        get_named(self, column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, String> {
+        get_named(self, column)
+    }
+    fn instant(&self, column: &str) -> Result<DateTime<Utc>, String> {
+        get_named(self, column)
+    }
+}
+
+/// Reads one value by column name, as [`get`] does by position.
+fn get_named<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    column: &str,
+) -> Result<T, String> {
+    row.try_get(column)
+        .map_err(|err| format!("column {column}: {err}"))
 }
 
 #[async_trait]
 impl Statements for PostgresStore {
     fn dialect(&self) -> &'static dyn Dialect {
         &Postgres
+    }
+
+    async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError> {
+        self.client
+            .prepare(&q.sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(context, e))
     }
 
     async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
@@ -497,6 +496,10 @@ impl Statements for PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn sql(&mut self) -> Sql<'_> {
+        Sql(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -631,24 +634,6 @@ impl Store for PostgresStore {
         }))
     }
 
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        for (context, q) in sql::statements_to_prepare(&Postgres, step) {
-            self.client
-                .prepare(&q.sql)
-                .await
-                .map_err(|e| self.error(context, e))?;
-        }
-        Ok(())
-    }
-
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        flow::count(self, step).await
-    }
-
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
-        flow::forecast(self, step, bounds).await
-    }
-
     async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
         let rows = self
             .client
@@ -671,19 +656,6 @@ impl Store for PostgresStore {
                 row.get(3),
             )
         })))
-    }
-
-    async fn window_end(
-        &mut self,
-        step: &Step,
-        after: Option<&Key>,
-        rows: u64,
-    ) -> Result<Option<Key>, StoreError> {
-        flow::window_end(self, step, after, rows).await
-    }
-
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        flow::last_key(self, step).await
     }
 
     async fn estimate_rows(
@@ -995,7 +967,10 @@ impl Store for PostgresStore {
             ));
         }
         lines.extend(syntax.table_grants(&needs));
-        lines.extend(syntax.audit_grants(&audit, &audit_table_ddl(&Postgres.table(&audit))));
+        lines.extend(syntax.audit_grants(
+            &audit,
+            &audit_table::create_table(&Postgres, &Postgres.table(&audit)),
+        ));
         Ok(Some(lines))
     }
 
@@ -1011,16 +986,6 @@ impl Store for PostgresStore {
         self.simple("rollback", "ROLLBACK").await
     }
 
-    async fn mutate(
-        &mut self,
-        step: &Step,
-        window: &Window,
-        key: Option<&HmacKey>,
-        limit: Option<u64>,
-    ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key, limit).await
-    }
-
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
         let table = Postgres.table(&self.audit_table);
         let exists: bool = self
@@ -1032,29 +997,20 @@ impl Store for PostgresStore {
         if exists {
             return Ok(());
         }
-        self.simple("create audit table", &audit_table_ddl(&table))
-            .await
+        self.simple(
+            "create audit table",
+            &audit_table::create_table(&Postgres, &table),
+        )
+        .await
     }
 
     async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
-        let sql = format!(
-            "SELECT seq, row_hash, at FROM {} ORDER BY seq DESC LIMIT 1",
-            Postgres.table(&self.audit_table)
-        );
-        let row = self
-            .client
-            .query_opt(&sql, &[])
-            .await
-            .map_err(|e| self.error("audit head", e))?;
-        row.map(|row| {
-            Ok(ChainLink {
-                seq: get(&row, 0)?,
-                row_hash: get(&row, 1)?,
-                at: get(&row, 2)?,
-            })
-        })
-        .transpose()
-        .map_err(|m| self.invalid("audit head", m))
+        let q = audit_table::head(&Postgres, &self.audit_table);
+        let rows = self.query("audit head", &q).await?;
+        rows.first()
+            .map(audit_table::link)
+            .transpose()
+            .map_err(|m| self.invalid("audit head", m))
     }
 
     async fn audit_tail(&mut self) -> Result<Option<ChainLink>, StoreError> {
@@ -1095,7 +1051,7 @@ impl Store for PostgresStore {
         self.query("audit read", &q)
             .await?
             .iter()
-            .map(|row| audit_record(row).map_err(|message| self.invalid("audit read", message)))
+            .map(|row| audit_table::record(row).map_err(|m| self.invalid("audit read", m)))
             .collect()
     }
 
@@ -1109,7 +1065,7 @@ impl Store for PostgresStore {
         self.query("audit search", &q)
             .await?
             .iter()
-            .map(|row| audit_record(row).map_err(|message| self.invalid("audit search", message)))
+            .map(|row| audit_table::record(row).map_err(|m| self.invalid("audit search", m)))
             .collect()
     }
 

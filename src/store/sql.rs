@@ -5,12 +5,13 @@
 //! Identifiers come only from validated rules and the catalog, and are
 //! quoted by the dialect; every value is a bound parameter.
 
-use crate::audit::{AuditCursor, AuditEvent, AuditFilter, AuditRecord};
+use super::audit_table::{self, AuditType};
+use crate::audit_record::{AuditCursor, AuditEvent, AuditFilter, AuditRecord};
 use crate::generalise::DatePart;
-use crate::plan::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
 use crate::pseudonym::{ColumnAction, TokenShape};
 use crate::rules::Combine;
 use crate::rules::TableRef;
+use crate::step::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
 use crate::store::{Column, ColumnKind, Key, KeyValue, Window};
 
 /// A value bound to a statement.
@@ -176,6 +177,14 @@ pub(crate) trait Dialect: Sync {
 
     /// The most parameters one statement may bind.
     fn max_params(&self) -> usize;
+
+    /// The SQL type of an audit column.
+    fn audit_type(&self, kind: AuditType) -> String;
+
+    /// What follows the audit table's column list in its CREATE TABLE.
+    fn audit_table_options(&self) -> &'static str {
+        ""
+    }
 
     /// How a single statement is limited to the first rows of its window.
     fn limit_form(&self) -> LimitForm {
@@ -1385,71 +1394,27 @@ pub(crate) fn statements_to_prepare<'d>(
     statements
 }
 
-/// The audit table's columns, in the order every store reads and writes them.
-pub(crate) const AUDIT_COLUMNS: [&str; 20] = [
-    "seq",
-    "run_id",
-    "event",
-    "rule_id",
-    "store",
-    "table_name",
-    "action",
-    "rows_affected",
-    "key_from",
-    "key_to",
-    "as_of",
-    "cutoff",
-    "rule_hash",
-    "key_id",
-    "at",
-    "host",
-    "version",
-    "detail",
-    "prev_hash",
-    "row_hash",
-];
-
 pub(crate) fn audit_insert<'d>(
     dialect: &'d dyn Dialect,
     audit_table: &TableRef,
     record: &AuditRecord,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
-    let e = &record.entry;
-    let columns: Vec<String> = AUDIT_COLUMNS.iter().map(|c| dialect.quote(c)).collect();
+    let columns: Vec<String> = audit_table::COLUMNS
+        .iter()
+        .map(|c| dialect.quote(c.name))
+        .collect();
     let table = dialect.table(audit_table);
     q.push("INSERT INTO ")
         .push(&table)
         .push(" (")
         .push(&columns.join(", "))
         .push(") VALUES (");
-    let values = [
-        Param::Int(record.seq),
-        Param::Text(e.run_id.clone()),
-        Param::Text(e.event.as_str().into()),
-        Param::Text(e.rule_id.clone()),
-        Param::Text(e.store.clone()),
-        Param::Text(e.table_name.clone()),
-        Param::Text(e.action.clone()),
-        Param::Int(e.rows),
-        Param::OptText(e.key_from.clone()),
-        Param::OptText(e.key_to.clone()),
-        Param::Moment(Moment::Instant(e.as_of)),
-        Param::Text(e.cutoff.clone()),
-        Param::Text(e.rule_hash.clone()),
-        Param::OptText(e.key_id.clone()),
-        Param::Moment(Moment::Instant(e.at)),
-        Param::Text(e.host.clone()),
-        Param::Text(e.version.clone()),
-        Param::Text(e.detail.clone()),
-        Param::Text(record.prev_hash.clone()),
-        Param::Text(record.row_hash.clone()),
-    ];
-    for (i, value) in values.into_iter().enumerate() {
+    for (i, column) in audit_table::COLUMNS.iter().enumerate() {
         if i > 0 {
             q.push(", ");
         }
-        q.push_bind(value);
+        q.push_bind((column.value)(record));
     }
     q.push(")");
     q
@@ -1481,7 +1446,10 @@ pub(crate) fn audit_search<'d>(
     limit: u32,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
-    let columns: Vec<String> = AUDIT_COLUMNS.iter().map(|c| dialect.quote(c)).collect();
+    let columns: Vec<String> = audit_table::names()
+        .iter()
+        .map(|c| dialect.quote(c))
+        .collect();
     let table = dialect.table(audit_table);
     let seq = dialect.quote("seq");
     q.push("SELECT ")
@@ -1555,8 +1523,8 @@ pub(crate) fn audit_last_run<'d>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{DueCondition, Event, StepAction};
     use crate::rules::Engine;
+    use crate::step::{DueCondition, Event, StepAction};
 
     /// A dialect with `?` placeholders, to check text order against binds.
     struct Positional;
@@ -1590,6 +1558,9 @@ mod tests {
         fn max_params(&self) -> usize {
             1_010
         }
+        fn audit_type(&self, _kind: AuditType) -> String {
+            "text".into()
+        }
     }
 
     fn column(name: &str, kind: ColumnKind) -> Column {
@@ -1612,7 +1583,7 @@ mod tests {
             category: "c".into(),
             retention: "1 year".into(),
             as_of: "2026-01-01T00:00:00Z".parse().unwrap(),
-            timing: crate::plan::StepTiming {
+            timing: crate::step::StepTiming {
                 kind: crate::period::PeriodKind::Minimum,
                 lead_seconds: 0,
                 lead_reason: None,
@@ -1913,7 +1884,7 @@ mod tests {
             ],
             combine: Combine::Latest,
         };
-        step.joins = vec![crate::plan::JoinStep {
+        step.joins = vec![crate::step::JoinStep {
             name: "tickets".into(),
             related: related("tickets", ("customer_no", "No_")),
             open: Some("answered_at IS NULL".into()),
@@ -1924,12 +1895,12 @@ mod tests {
             filter: Some("resolved_at IS NULL".into()),
         });
         step.cascades = vec![
-            crate::plan::CascadeStep {
+            crate::step::CascadeStep {
                 related: related("tickets", ("customer_no", "No_")),
                 parent_columns: vec![column("No_", ColumnKind::Text)],
                 parent: None,
             },
-            crate::plan::CascadeStep {
+            crate::step::CascadeStep {
                 related: related("messages", ("ticket_id", "id")),
                 parent_columns: vec![column("id", ColumnKind::Integer)],
                 parent: Some(0),

@@ -18,19 +18,18 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use super::flow::{self, Statements};
+use super::audit_table::{self, AuditRow, AuditType, Named};
+use super::flow::{Sql, Statements};
 use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
-    CatalogTable, Changed, Column, ColumnKind, Counts, ForeignKey, Key, KeyValue, OnDelete,
-    QueryErrorKind, SessionLimits, Store, StoreError, TableSchema, Window, group_catalog,
+    CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
+    SessionLimits, Store, StoreError, TableSchema, group_catalog,
 };
-use crate::audit::{
-    AuditCursor, AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainLink, format_time,
-};
+use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink, format_time};
 use crate::generalise::{DatePart, is_ip_prefix_done};
-use crate::plan::{ColumnChange, Moment, Step};
-use crate::pseudonym::{HmacKey, TokenShape};
+use crate::pseudonym::TokenShape;
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
+use crate::step::{ColumnChange, Moment};
 
 /// The SQL function reading date text as microseconds since 1970, or NULL.
 const MICROS_FUNCTION: &str = "glemsel_micros";
@@ -197,6 +196,15 @@ impl Dialect for Sqlite {
 
     fn max_params(&self) -> usize {
         32_766
+    }
+
+    fn audit_type(&self, kind: AuditType) -> String {
+        match kind {
+            AuditType::Seq | AuditType::Count => "INTEGER",
+            // Instants as RFC 3339 text with microseconds: they sort as text.
+            AuditType::Text(_) | AuditType::Hash | AuditType::Instant => "TEXT",
+        }
+        .into()
     }
 }
 
@@ -461,33 +469,19 @@ fn utc(value: &Value) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("{text:?} is not a timestamp"))
 }
 
-fn audit_record(row: &[Value]) -> Result<AuditRecord, String> {
-    let event = text(&row[2])?;
-    Ok(AuditRecord {
-        seq: int(&row[0])?,
-        entry: AuditEntry {
-            run_id: text(&row[1])?,
-            event: AuditEvent::parse(&event)
-                .ok_or_else(|| format!("unknown audit event {event:?}"))?,
-            rule_id: text(&row[3])?,
-            store: text(&row[4])?,
-            table_name: text(&row[5])?,
-            action: text(&row[6])?,
-            rows: int(&row[7])?,
-            key_from: opt_text(&row[8])?,
-            key_to: opt_text(&row[9])?,
-            as_of: utc(&row[10])?,
-            cutoff: text(&row[11])?,
-            rule_hash: text(&row[12])?,
-            key_id: opt_text(&row[13])?,
-            at: utc(&row[14])?,
-            host: text(&row[15])?,
-            version: text(&row[16])?,
-            detail: text(&row[17])?,
-        },
-        prev_hash: text(&row[18])?,
-        row_hash: text(&row[19])?,
-    })
+impl AuditRow for Named<'_, Value> {
+    fn int(&self, column: &str) -> Result<i64, String> {
+        int(self.get(column)?)
+    }
+    fn text(&self, column: &str) -> Result<String, String> {
+        text(self.get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, String> {
+        opt_text(self.get(column)?)
+    }
+    fn instant(&self, column: &str) -> Result<DateTime<Utc>, String> {
+        utc(self.get(column)?)
+    }
 }
 
 fn on_delete(rule: &str) -> OnDelete {
@@ -626,6 +620,13 @@ impl Statements for SqliteStore {
         &Sqlite
     }
 
+    async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError> {
+        self.conn
+            .prepare(&q.sql)
+            .map(|_| ())
+            .map_err(|e| self.error(context, e))
+    }
+
     async fn affected(&mut self, context: &str, q: &Query<'_>) -> Result<u64, StoreError> {
         self.execute(context, q)
     }
@@ -670,6 +671,10 @@ impl Statements for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn sql(&mut self) -> Sql<'_> {
+        Sql(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -686,23 +691,6 @@ impl Store for SqliteStore {
             .map_err(|e| self.error("describe table", e))
     }
 
-    async fn prepare(&mut self, step: &Step) -> Result<(), StoreError> {
-        for (context, q) in sql::statements_to_prepare(&Sqlite, step) {
-            self.conn
-                .prepare(&q.sql)
-                .map_err(|e| self.error(context, e))?;
-        }
-        Ok(())
-    }
-
-    async fn count(&mut self, step: &Step) -> Result<Counts, StoreError> {
-        flow::count(self, step).await
-    }
-
-    async fn forecast(&mut self, step: &Step, bounds: &[Moment]) -> Result<Vec<u64>, StoreError> {
-        flow::forecast(self, step, bounds).await
-    }
-
     async fn catalog(&mut self) -> Result<Vec<CatalogTable>, StoreError> {
         let read = || -> rusqlite::Result<Vec<(Option<String>, String, String, String)>> {
             self.conn
@@ -717,19 +705,6 @@ impl Store for SqliteStore {
         blocking(read)
             .map(group_catalog)
             .map_err(|e| self.error("catalog", e))
-    }
-
-    async fn window_end(
-        &mut self,
-        step: &Step,
-        after: Option<&Key>,
-        rows: u64,
-    ) -> Result<Option<Key>, StoreError> {
-        flow::window_end(self, step, after, rows).await
-    }
-
-    async fn last_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        flow::last_key(self, step).await
     }
 
     async fn copies(
@@ -768,42 +743,19 @@ impl Store for SqliteStore {
         self.simple("rollback", "ROLLBACK")
     }
 
-    async fn mutate(
-        &mut self,
-        step: &Step,
-        window: &Window,
-        key: Option<&HmacKey>,
-        limit: Option<u64>,
-    ) -> Result<Changed, StoreError> {
-        flow::mutate(self, step, window, key, limit).await
-    }
-
     async fn ensure_audit_table(&mut self) -> Result<(), StoreError> {
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} (\
-             seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, event TEXT NOT NULL, rule_id TEXT NOT NULL, \
-             store TEXT NOT NULL, table_name TEXT NOT NULL, action TEXT NOT NULL, rows_affected INTEGER NOT NULL, \
-             key_from TEXT, key_to TEXT, as_of TEXT NOT NULL, cutoff TEXT NOT NULL, rule_hash TEXT NOT NULL, \
-             key_id TEXT, at TEXT NOT NULL, host TEXT NOT NULL, version TEXT NOT NULL, detail TEXT NOT NULL, \
-             prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL)",
-            Sqlite.table(&self.audit_table)
-        );
+        let create = audit_table::create_table(&Sqlite, &Sqlite.table(&self.audit_table));
         self.simple("create audit table", &create)
     }
 
     async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
-        let mut q = Query::new(&Sqlite);
-        let table = Sqlite.table(&self.audit_table);
-        q.push("SELECT seq, row_hash, at FROM ")
-            .push(&table)
-            .push(" ORDER BY seq DESC LIMIT 1");
+        let q = audit_table::head(&Sqlite, &self.audit_table);
         let rows = self.rows("audit head", &q)?;
         rows.first()
-            .map(|row| {
-                Ok(ChainLink {
-                    seq: int(&row[0])?,
-                    row_hash: text(&row[1])?,
-                    at: utc(&row[2])?,
+            .map(|values| {
+                audit_table::link(&Named {
+                    columns: &audit_table::HEAD_COLUMNS,
+                    values,
                 })
             })
             .transpose()
@@ -835,10 +787,8 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let q = sql::audit_select(&Sqlite, &self.audit_table, after_seq, limit);
-        self.rows("audit read", &q)?
-            .iter()
-            .map(|row| audit_record(row).map_err(|m| self.invalid("audit read", m)))
-            .collect()
+        let rows = self.rows("audit read", &q)?;
+        audit_table::records(&rows).map_err(|m| self.invalid("audit read", m))
     }
 
     async fn audit_search(
@@ -848,10 +798,8 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let q = sql::audit_search(&Sqlite, &self.audit_table, filter, cursor, limit);
-        self.rows("audit search", &q)?
-            .iter()
-            .map(|row| audit_record(row).map_err(|m| self.invalid("audit search", m)))
-            .collect()
+        let rows = self.rows("audit search", &q)?;
+        audit_table::records(&rows).map_err(|m| self.invalid("audit search", m))
     }
 
     async fn try_lock(&mut self, _name: &str) -> Result<bool, StoreError> {

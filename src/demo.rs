@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 
 use crate::commands::{self, CommandError, StepOutcome};
 use crate::execute::Shutdown;
@@ -187,120 +187,174 @@ pub fn fill_database(path: &Path, now: DateTime<Utc>) -> Result<u64, DemoError> 
         rng: StdRng::seed_from_u64(2026),
     };
     let tx = conn.transaction()?;
-    let mut rows = 0u64;
-    {
-        let mut customer = tx.prepare(
-            "INSERT INTO customers (id, name, email, phone, address, status, created_at, contract_ended, legal_hold) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        let mut customers = Vec::new();
-        for id in 1..=1500u32 {
-            let created = clock.within_years(8);
-            let is_customer = clock.chance(70);
-            let ended = (is_customer && clock.chance(60)).then(|| date(clock.after(created)));
-            customer.execute(params![
-                id,
-                format!("Kunde {id:04}"),
-                format!("kunde{id:04}@example.invalid"),
-                format!("+45 0000 {id:04}"),
-                format!("Eksempelvej {}, 0000 Demoby", id % 200 + 1),
-                if is_customer { "customer" } else { "prospect" },
-                timestamp(created),
-                ended,
-                clock.chance(2),
-            ])?;
-            if is_customer {
-                customers.push((id, created));
-            }
-            rows += 1;
-        }
-        let mut order = tx.prepare(
-            "INSERT INTO orders (id, customer_id, placed_at, completed, amount, invoice_no) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for id in 1..=2500u32 {
-            let (customer_id, created) = customers[clock.rng.random_range(0..customers.len())];
-            order.execute(params![
-                id,
-                customer_id,
-                timestamp(clock.after(created)),
-                !clock.chance(5),
-                clock.rng.random_range(100..20_000),
-                format!("F-{id:06}"),
-            ])?;
-            rows += 1;
-        }
-        let mut account = tx.prepare(
-            "INSERT INTO support_accounts (id, email, name, company, last_login) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for id in 1..=400u32 {
-            let last_login = (!clock.chance(5)).then(|| date(clock.within_years(8)));
-            account.execute(params![
-                id,
-                format!("bruger{id:03}@example.invalid"),
-                format!("Bruger {id:03}"),
-                format!("Firma {}", id % 60 + 1),
-                last_login,
-            ])?;
-            rows += 1;
-        }
-        let mut ticket = tx.prepare(
-            "INSERT INTO support_tickets (id, account_id, subject, body, answered_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for id in 1..=1200u32 {
-            let answered = (!clock.chance(10)).then(|| timestamp(clock.within_years(8)));
-            ticket.execute(params![
-                id,
-                clock.rng.random_range(1..=400),
-                format!("Sag {id}"),
-                "Synthetic support request.",
-                answered,
-            ])?;
-            rows += 1;
-        }
-        let mut log =
-            tx.prepare("INSERT INTO access_log (id, ip, path, at) VALUES (?1, ?2, ?3, ?4)")?;
-        for id in 1..=3000u32 {
-            log.execute(params![
-                id,
-                format!("192.0.2.{}", id % 254 + 1),
-                format!("/support/sag/{}", id % 1200 + 1),
-                timestamp(clock.within_years(3)),
-            ])?;
-            rows += 1;
-        }
-        let mut consent =
-            tx.prepare("INSERT INTO cookie_consents (id, ip, consented_at) VALUES (?1, ?2, ?3)")?;
-        for id in 1..=800u32 {
-            consent.execute(params![
-                id,
-                format!("198.51.100.{}", id % 254 + 1),
-                timestamp(clock.within_years(3))
-            ])?;
-            rows += 1;
-        }
-        let mut nav = tx.prepare(
-            "INSERT INTO \"CRONUS International Ltd_$Customer\" \
-             (\"No_\", \"Company\", \"Name\", \"E-Mail\", \"Phone No_\", \"Last Date Modified\") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for n in 1..=300u32 {
-            // NAV writes 1753-01-01 where a date is blank.
-            let modified = if clock.chance(5) {
-                "1753-01-01 00:00:00".to_string()
-            } else {
-                timestamp(clock.within_years(8))
-            };
-            nav.execute(params![
-                format!("C{n:05}"),
-                if n % 3 == 0 { "ACME" } else { "CRONUS" },
-                format!("NAV Kunde {n:03}"),
-                format!("nav{n:03}@example.invalid"),
-                format!("+45 1111 {n:04}"),
-                modified,
-            ])?;
-            rows += 1;
-        }
-    }
+    // The order matters: every table draws from the same seeded generator.
+    let (mut rows, customers) = fill_customers(&tx, &mut clock)?;
+    rows += fill_orders(&tx, &mut clock, &customers)?;
+    rows += fill_support_accounts(&tx, &mut clock)?;
+    rows += fill_support_tickets(&tx, &mut clock)?;
+    rows += fill_access_log(&tx, &mut clock)?;
+    rows += fill_cookie_consents(&tx, &mut clock)?;
+    rows += fill_nav_customers(&tx, &mut clock)?;
     tx.commit()?;
+    Ok(rows)
+}
+
+/// The CRM: customers and prospects, some with ended contracts, a few on legal hold. Returns the customers with their creation time.
+fn fill_customers(
+    tx: &Transaction<'_>,
+    clock: &mut Clock,
+) -> Result<(u64, Vec<(u32, NaiveDateTime)>), DemoError> {
+    let mut rows = 0u64;
+    let mut customer = tx.prepare(
+        "INSERT INTO customers (id, name, email, phone, address, status, created_at, contract_ended, legal_hold) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut customers = Vec::new();
+    for id in 1..=1500u32 {
+        let created = clock.within_years(8);
+        let is_customer = clock.chance(70);
+        let ended = (is_customer && clock.chance(60)).then(|| date(clock.after(created)));
+        customer.execute(params![
+            id,
+            format!("Kunde {id:04}"),
+            format!("kunde{id:04}@example.invalid"),
+            format!("+45 0000 {id:04}"),
+            format!("Eksempelvej {}, 0000 Demoby", id % 200 + 1),
+            if is_customer { "customer" } else { "prospect" },
+            timestamp(created),
+            ended,
+            clock.chance(2),
+        ])?;
+        if is_customer {
+            customers.push((id, created));
+        }
+        rows += 1;
+    }
+    Ok((rows, customers))
+}
+
+/// Webshop orders of those customers, with invoice numbers.
+fn fill_orders(
+    tx: &Transaction<'_>,
+    clock: &mut Clock,
+    customers: &[(u32, NaiveDateTime)],
+) -> Result<u64, DemoError> {
+    let mut rows = 0u64;
+    let mut order = tx.prepare(
+        "INSERT INTO orders (id, customer_id, placed_at, completed, amount, invoice_no) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for id in 1..=2500u32 {
+        let (customer_id, created) = customers[clock.rng.random_range(0..customers.len())];
+        order.execute(params![
+            id,
+            customer_id,
+            timestamp(clock.after(created)),
+            !clock.chance(5),
+            clock.rng.random_range(100..20_000),
+            format!("F-{id:06}"),
+        ])?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Support accounts, some never logged in.
+fn fill_support_accounts(tx: &Transaction<'_>, clock: &mut Clock) -> Result<u64, DemoError> {
+    let mut rows = 0u64;
+    let mut account = tx.prepare(
+        "INSERT INTO support_accounts (id, email, name, company, last_login) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for id in 1..=400u32 {
+        let last_login = (!clock.chance(5)).then(|| date(clock.within_years(8)));
+        account.execute(params![
+            id,
+            format!("bruger{id:03}@example.invalid"),
+            format!("Bruger {id:03}"),
+            format!("Firma {}", id % 60 + 1),
+            last_login,
+        ])?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Support tickets, some never answered.
+fn fill_support_tickets(tx: &Transaction<'_>, clock: &mut Clock) -> Result<u64, DemoError> {
+    let mut rows = 0u64;
+    let mut ticket = tx.prepare(
+        "INSERT INTO support_tickets (id, account_id, subject, body, answered_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for id in 1..=1200u32 {
+        let answered = (!clock.chance(10)).then(|| timestamp(clock.within_years(8)));
+        ticket.execute(params![
+            id,
+            clock.rng.random_range(1..=400),
+            format!("Sag {id}"),
+            "Synthetic support request.",
+            answered,
+        ])?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Web server access log entries.
+fn fill_access_log(tx: &Transaction<'_>, clock: &mut Clock) -> Result<u64, DemoError> {
+    let mut rows = 0u64;
+    let mut log =
+        tx.prepare("INSERT INTO access_log (id, ip, path, at) VALUES (?1, ?2, ?3, ?4)")?;
+    for id in 1..=3000u32 {
+        log.execute(params![
+            id,
+            format!("192.0.2.{}", id % 254 + 1),
+            format!("/support/sag/{}", id % 1200 + 1),
+            timestamp(clock.within_years(3)),
+        ])?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Cookie consents by IP address.
+fn fill_cookie_consents(tx: &Transaction<'_>, clock: &mut Clock) -> Result<u64, DemoError> {
+    let mut rows = 0u64;
+    let mut consent =
+        tx.prepare("INSERT INTO cookie_consents (id, ip, consented_at) VALUES (?1, ?2, ?3)")?;
+    for id in 1..=800u32 {
+        consent.execute(params![
+            id,
+            format!("198.51.100.{}", id % 254 + 1),
+            timestamp(clock.within_years(3))
+        ])?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// A Dynamics NAV-style customer table, with its blank 1753 dates.
+fn fill_nav_customers(tx: &Transaction<'_>, clock: &mut Clock) -> Result<u64, DemoError> {
+    let mut rows = 0u64;
+    let mut nav = tx.prepare(
+        "INSERT INTO \"CRONUS International Ltd_$Customer\" \
+         (\"No_\", \"Company\", \"Name\", \"E-Mail\", \"Phone No_\", \"Last Date Modified\") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for n in 1..=300u32 {
+        // NAV writes 1753-01-01 where a date is blank.
+        let modified = if clock.chance(5) {
+            "1753-01-01 00:00:00".to_string()
+        } else {
+            timestamp(clock.within_years(8))
+        };
+        nav.execute(params![
+            format!("C{n:05}"),
+            if n % 3 == 0 { "ACME" } else { "CRONUS" },
+            format!("NAV Kunde {n:03}"),
+            format!("nav{n:03}@example.invalid"),
+            format!("+45 1111 {n:04}"),
+            modified,
+        ])?;
+        rows += 1;
+    }
     Ok(rows)
 }
 

@@ -284,6 +284,19 @@ fn nice_step(max: u64) -> u64 {
 }
 
 /// The chart: one line per rule, one point per month.
+/// A series' colour and its stroke-dasharray attribute: colours repeat with a
+/// different dash once the palette runs out, so no two series look alike.
+fn series_style(index: usize) -> (&'static str, String) {
+    let colour = PALETTE[index % PALETTE.len()];
+    let dash = DASHES[(index / PALETTE.len()) % DASHES.len()];
+    let dash = if dash.is_empty() {
+        String::new()
+    } else {
+        format!(" stroke-dasharray=\"{dash}\"")
+    };
+    (colour, dash)
+}
+
 fn chart(out: &mut String, review: &Review) {
     let (width, height) = (960.0, 320.0);
     let (left, right, top, bottom) = (56.0, 16.0, 14.0, 34.0);
@@ -333,8 +346,7 @@ fn chart(out: &mut String, review: &Review) {
         );
     }
     for (index, (rule, counts)) in series.iter().enumerate() {
-        let colour = PALETTE[index % PALETTE.len()];
-        let dash = DASHES[(index / PALETTE.len()) % DASHES.len()];
+        let (colour, dash) = series_style(index);
         let points: Vec<String> = counts
             .iter()
             .enumerate()
@@ -344,11 +356,7 @@ fn chart(out: &mut String, review: &Review) {
             out,
             "<g class=\"series\" data-rule=\"{}\"><polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{} points=\"{}\"/>",
             esc(&rule.id),
-            if dash.is_empty() {
-                String::new()
-            } else {
-                format!(" stroke-dasharray=\"{dash}\"")
-            },
+            dash,
             points.join(" ")
         );
         for (i, v) in counts.iter().enumerate() {
@@ -364,18 +372,19 @@ fn chart(out: &mut String, review: &Review) {
         }
         out.push_str("</g>\n");
     }
-    out.push_str("</svg>\n<ul class=\"legend\">");
+    out.push_str("</svg>\n");
+    legend(out, &series);
+}
+
+/// The chart's legend: one line sample per rule, styled as its series.
+fn legend(out: &mut String, series: &[(&RuleReview, &Vec<u64>)]) {
+    out.push_str("<ul class=\"legend\">");
     for (index, (rule, _)) in series.iter().enumerate() {
-        let colour = PALETTE[index % PALETTE.len()];
-        let dash = DASHES[(index / PALETTE.len()) % DASHES.len()];
+        let (colour, dash) = series_style(index);
         let _ = write!(
             out,
             "<li><svg width=\"22\" height=\"10\" aria-hidden=\"true\"><line x1=\"1\" x2=\"21\" y1=\"5\" y2=\"5\" stroke=\"{colour}\" stroke-width=\"3\"{}/></svg>{}</li>",
-            if dash.is_empty() {
-                String::new()
-            } else {
-                format!(" stroke-dasharray=\"{dash}\"")
-            },
+            dash,
             esc(&rule.id)
         );
     }
@@ -510,7 +519,14 @@ fn status(out: &mut String, review: &Review) {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody></table>\n<h3>Audit trail</h3>\n<table id=\"chains\"><thead><tr><th>Store</th>\
+    out.push_str("</tbody></table>\n");
+    chains(out, review);
+    out.push_str("</section>\n");
+}
+
+/// Each store's audit chain: intact or where it breaks, and its head.
+fn chains(out: &mut String, review: &Review) {
+    out.push_str("<h3>Audit trail</h3>\n<table id=\"chains\"><thead><tr><th>Store</th>\
          <th>Verdict</th><th class=\"num\">Rows</th><th class=\"num\">Checkpoints matched</th><th>Chain head</th></tr></thead><tbody>\n");
     for store in &review.stores {
         let _ = write!(
@@ -542,7 +558,7 @@ fn status(out: &mut String, review: &Review) {
             (None, None) => out.push_str("<td colspan=\"4\" class=\"small\">no audit trail yet: no run has written to this store</td></tr>\n"),
         }
     }
-    out.push_str("</tbody></table>\n</section>\n");
+    out.push_str("</tbody></table>\n");
 }
 
 fn coverage(out: &mut String, review: &Review) {

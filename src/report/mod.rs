@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use chrono_tz::Tz;
 
-use crate::commands::{PlanReport, StepOutcome, StoreGrants, Verdict};
+use crate::commands::{PlanReport, PlannedStep, StepOutcome, StoreGrants, Verdict};
 use crate::execute::Status;
 use crate::period::{PeriodKind, describe_duration};
 use crate::plan::{Hold, Moment, RelatedStep, Step, StepAction};
@@ -148,112 +148,8 @@ pub fn plan_text(report: &PlanReport) -> String {
     );
     let mut total = 0;
     for planned in &report.steps {
-        let step = &planned.step;
-        let c = &planned.counts;
-        total += c.due;
-        let _ = writeln!(out);
-        let _ = writeln!(out, "rule {}", step.rule_id);
-        if let Some(description) = &step.description {
-            let _ = writeln!(out, "  {description}");
-        }
-        let _ = writeln!(
-            out,
-            "  store     {} ({}), table {}",
-            step.store, step.engine, step.table
-        );
-        let _ = writeln!(out, "  category  {}", step.category);
-        if let Some(basis) = &planned.legal_basis {
-            let _ = writeln!(out, "  basis     {basis}");
-        }
-        let _ = writeln!(out, "  action    {}", action_text(step));
-        let _ = writeln!(
-            out,
-            "  retain    {} after {}",
-            step.retention,
-            step.due.event.describe(&step.joins)
-        );
-        let _ = writeln!(out, "  kind      {}", kind_text(step));
-        let _ = writeln!(
-            out,
-            "  due when  {} {}",
-            step.due.event.describe(&step.joins),
-            bound_text(&step.due.bound, &report.timezone)
-        );
-        let _ = writeln!(out, "  gone by   {}", gone_by_text(step, &report.timezone));
-        if let Some(pace) = pace_text(step) {
-            let _ = writeln!(out, "  runs      {pace}");
-        }
-        if let Some(filter) = &step.filter {
-            let _ = writeln!(out, "  where     {filter}");
-        }
-        for join in &step.joins {
-            let _ = write!(
-                out,
-                "  join      {} ({})",
-                join.name,
-                related_text(&join.related)
-            );
-            match &join.open {
-                Some(open) => {
-                    let _ = writeln!(
-                        out,
-                        "; a related row where {open} keeps a row from being due"
-                    );
-                }
-                None => out.push('\n'),
-            }
-        }
-        for (hold, held) in step.holds.iter().zip(&c.held_by) {
-            let kept = thousands(held.rows);
-            let _ = match hold {
-                Hold::Column(column) => writeln!(
-                    out,
-                    "  hold      rows where {} is true or NULL are kept: {kept} now",
-                    column.name
-                ),
-                Hold::Table {
-                    name,
-                    related,
-                    filter,
-                } => writeln!(
-                    out,
-                    "  hold      rows listed in {name} ({}){}: {kept} now",
-                    related_text(related),
-                    filter
-                        .as_ref()
-                        .map(|f| format!(" where {f}"))
-                        .unwrap_or_default()
-                ),
-            };
-        }
-        for (cascade, cascaded) in step.cascades.iter().zip(&c.cascaded) {
-            let _ = writeln!(
-                out,
-                "  cascade   also deletes {} rows of {} ({}), first",
-                thousands(cascaded.rows),
-                cascade.related.table,
-                related_text(&cascade.related)
-            );
-        }
-        let mut rows = format!(
-            "  rows      {} due, {} held, {} with no usable date",
-            thousands(c.due),
-            thousands(c.held),
-            thousands(c.undated)
-        );
-        if step.action.columns().is_some() {
-            let done = if step.action.as_str() == "anonymise" {
-                "anonymised"
-            } else {
-                "pseudonymised"
-            };
-            let _ = write!(rows, ", {} already {done}", thousands(c.done));
-        }
-        let _ = writeln!(out, "{rows}, {} in the table", thousands(c.rows));
-        if let Some(max) = step.max_rows {
-            let verdict = planned.refusal.as_deref().unwrap_or("within the limit");
-            let _ = writeln!(out, "  guard     max_rows {}: {verdict}", thousands(max));
-        }
+        total += planned.counts.due;
+        step_text(&mut out, planned, &report.timezone);
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -267,6 +163,128 @@ pub fn plan_text(report: &PlanReport) -> String {
         let _ = writeln!(out, "{warning}");
     }
     out
+}
+
+/// One rule of the plan: what it is, what it is related to, and its counts.
+fn step_text(out: &mut String, planned: &PlannedStep, timezone: &str) {
+    let step = &planned.step;
+    let _ = writeln!(out);
+    let _ = writeln!(out, "rule {}", step.rule_id);
+    if let Some(description) = &step.description {
+        let _ = writeln!(out, "  {description}");
+    }
+    let _ = writeln!(
+        out,
+        "  store     {} ({}), table {}",
+        step.store, step.engine, step.table
+    );
+    let _ = writeln!(out, "  category  {}", step.category);
+    if let Some(basis) = &planned.legal_basis {
+        let _ = writeln!(out, "  basis     {basis}");
+    }
+    let _ = writeln!(out, "  action    {}", action_text(step));
+    let _ = writeln!(
+        out,
+        "  retain    {} after {}",
+        step.retention,
+        step.due.event.describe(&step.joins)
+    );
+    let _ = writeln!(out, "  kind      {}", kind_text(step));
+    let _ = writeln!(
+        out,
+        "  due when  {} {}",
+        step.due.event.describe(&step.joins),
+        bound_text(&step.due.bound, timezone)
+    );
+    let _ = writeln!(out, "  gone by   {}", gone_by_text(step, timezone));
+    if let Some(pace) = pace_text(step) {
+        let _ = writeln!(out, "  runs      {pace}");
+    }
+    if let Some(filter) = &step.filter {
+        let _ = writeln!(out, "  where     {filter}");
+    }
+    related_rows_text(out, planned);
+    counts_text(out, planned);
+}
+
+/// The joins, holds and cascades of one rule, with what each keeps or takes now.
+fn related_rows_text(out: &mut String, planned: &PlannedStep) {
+    let step = &planned.step;
+    let c = &planned.counts;
+    for join in &step.joins {
+        let _ = write!(
+            out,
+            "  join      {} ({})",
+            join.name,
+            related_text(&join.related)
+        );
+        match &join.open {
+            Some(open) => {
+                let _ = writeln!(
+                    out,
+                    "; a related row where {open} keeps a row from being due"
+                );
+            }
+            None => out.push('\n'),
+        }
+    }
+    for (hold, held) in step.holds.iter().zip(&c.held_by) {
+        let kept = thousands(held.rows);
+        let _ = match hold {
+            Hold::Column(column) => writeln!(
+                out,
+                "  hold      rows where {} is true or NULL are kept: {kept} now",
+                column.name
+            ),
+            Hold::Table {
+                name,
+                related,
+                filter,
+            } => writeln!(
+                out,
+                "  hold      rows listed in {name} ({}){}: {kept} now",
+                related_text(related),
+                filter
+                    .as_ref()
+                    .map(|f| format!(" where {f}"))
+                    .unwrap_or_default()
+            ),
+        };
+    }
+    for (cascade, cascaded) in step.cascades.iter().zip(&c.cascaded) {
+        let _ = writeln!(
+            out,
+            "  cascade   also deletes {} rows of {} ({}), first",
+            thousands(cascaded.rows),
+            cascade.related.table,
+            related_text(&cascade.related)
+        );
+    }
+}
+
+/// The rule's counts and its max_rows guard.
+fn counts_text(out: &mut String, planned: &PlannedStep) {
+    let step = &planned.step;
+    let c = &planned.counts;
+    let mut rows = format!(
+        "  rows      {} due, {} held, {} with no usable date",
+        thousands(c.due),
+        thousands(c.held),
+        thousands(c.undated)
+    );
+    if step.action.columns().is_some() {
+        let done = if step.action.as_str() == "anonymise" {
+            "anonymised"
+        } else {
+            "pseudonymised"
+        };
+        let _ = write!(rows, ", {} already {done}", thousands(c.done));
+    }
+    let _ = writeln!(out, "{rows}, {} in the table", thousands(c.rows));
+    if let Some(max) = step.max_rows {
+        let verdict = planned.refusal.as_deref().unwrap_or("within the limit");
+        let _ = writeln!(out, "  guard     max_rows {}: {verdict}", thousands(max));
+    }
 }
 
 /// A run's outcome as text.

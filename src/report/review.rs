@@ -79,6 +79,16 @@ pub fn markdown(review: &Review) -> String {
         review.config_file,
         review.policy_fingerprint
     );
+    schedule_section(&mut out, review);
+    forecast_section(&mut out, review);
+    status_section(&mut out, review);
+    audit_section(&mut out, review);
+    coverage_section(&mut out, review);
+    out
+}
+
+/// Section 1: what is kept, for how long, and what then happens to it.
+fn schedule_section(out: &mut String, review: &Review) {
     let _ = writeln!(out, "## 1. Retention schedule\n");
     let _ = writeln!(
         out,
@@ -121,6 +131,10 @@ pub fn markdown(review: &Review) -> String {
             cell(&rule.source)
         );
     }
+}
+
+/// Section 2: rows becoming due per month, per rule.
+fn forecast_section(out: &mut String, review: &Review) {
     let _ = writeln!(out, "\n## 2. Forecast: rows becoming due per month\n");
     let _ = write!(out, "| Rule |");
     for month in &review.months {
@@ -147,6 +161,11 @@ pub fn markdown(review: &Review) -> String {
             }
         }
     }
+}
+
+/// Section 3: the last run and what is due now, per rule.
+fn status_section(out: &mut String, review: &Review) {
+    let tz = &review.timezone;
     let _ = writeln!(out, "\n## 3. Status\n");
     let _ = writeln!(
         out,
@@ -187,6 +206,10 @@ pub fn markdown(review: &Review) -> String {
             rule.id, counts[0], counts[1], counts[2]
         );
     }
+}
+
+/// The state of each store's audit chain.
+fn audit_section(out: &mut String, review: &Review) {
     let _ = writeln!(out, "\n### Audit trail\n");
     for store in &review.stores {
         let verdict = match (&store.chain, &store.problem) {
@@ -205,6 +228,10 @@ pub fn markdown(review: &Review) -> String {
         };
         let _ = writeln!(out, "- store {} ({}): {verdict}", store.name, store.engine);
     }
+}
+
+/// Section 4: personal-looking columns and what becomes of each.
+fn coverage_section(out: &mut String, review: &Review) {
     let _ = writeln!(out, "\n## 4. Coverage\n");
     let _ = writeln!(
         out,
@@ -232,7 +259,6 @@ pub fn markdown(review: &Review) -> String {
             cell(&what)
         );
     }
-    out
 }
 
 /// One CSV field, quoted when it must be.

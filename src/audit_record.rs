@@ -14,6 +14,10 @@ pub enum AuditEvent {
     RunFinish,
     /// Starts a stretch of the chain hashed one way (keyed or not).
     Segment,
+    /// An erasure request entered the ledger (no identifier, only its keyed hash).
+    ErasureRequest,
+    /// An erasure request's status changed, or it was replayed.
+    ErasureStatus,
 }
 
 impl AuditEvent {
@@ -23,6 +27,8 @@ impl AuditEvent {
             AuditEvent::Batch => "batch",
             AuditEvent::RunFinish => "run_finish",
             AuditEvent::Segment => "segment",
+            AuditEvent::ErasureRequest => "erasure_request",
+            AuditEvent::ErasureStatus => "erasure_status",
         }
     }
 
@@ -32,6 +38,8 @@ impl AuditEvent {
             AuditEvent::Batch,
             AuditEvent::RunFinish,
             AuditEvent::Segment,
+            AuditEvent::ErasureRequest,
+            AuditEvent::ErasureStatus,
         ]
         .into_iter()
         .find(|e| e.as_str() == text)

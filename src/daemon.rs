@@ -258,6 +258,13 @@ impl Generation {
                 catch_up,
             ));
         }
+        if !policy.subjects.is_empty() {
+            tasks.spawn(erasure_task(
+                policy.clone(),
+                shutdown.clone(),
+                retired.clone(),
+            ));
+        }
         Self { retire, tasks }
     }
 
@@ -348,6 +355,42 @@ pub async fn run(config: PathBuf, signals: Signals) -> Exit {
     }
     tracing::info!("stopped");
     exit
+}
+
+/// Carries out open erasure requests on the config's schedule, and keeps
+/// the gauge of overdue requests current (at start and after each run).
+async fn erasure_task(policy: Arc<Policy>, shutdown: Shutdown, mut retired: watch::Receiver<bool>) {
+    let zone = policy.settings.timezone;
+    let overdue = async |policy: &Policy| match crate::erase::commands::overdue(policy).await {
+        Ok(count) => {
+            metrics::erasure_overdue(count);
+            if count > 0 {
+                tracing::warn!(overdue = count, "erasure requests are past their deadline");
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "cannot read the erasure ledger"),
+    };
+    overdue(&policy).await;
+    let Some(schedule) = policy.settings.schedule.as_ref() else {
+        tracing::warn!("erasure requests are not run by the daemon: glemsel.toml has no schedule");
+        return;
+    };
+    let mut next = schedule.next_after(Utc::now(), zone);
+    while let Some(at) = next {
+        if !sleep_until(at, &shutdown, &mut retired).await {
+            return;
+        }
+        match crate::erase::commands::run(&policy, crate::erase::Mode::Open).await {
+            Ok(report) => {
+                for r in &report.requests {
+                    tracing::info!(request = %r.request, found = r.found, changed = r.changed, status = r.status.as_str(), "erasure request run");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "erasure requests could not be run"),
+        }
+        overdue(&policy).await;
+        next = schedule.next_after(Utc::now().max(at), zone);
+    }
 }
 
 /// Resolves when the task should stop: shutdown, or its generation retired.

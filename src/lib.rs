@@ -14,6 +14,7 @@ pub mod commands;
 pub mod coverage;
 pub mod daemon;
 pub mod demo;
+pub mod erase;
 pub mod execute;
 pub mod exit;
 pub mod generalise;

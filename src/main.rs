@@ -14,6 +14,7 @@ use glemsel::exit::Exit;
 use glemsel::report;
 use glemsel::rules::{self, Policy};
 
+mod erase_cli;
 mod manual;
 
 #[derive(Parser)]
@@ -135,7 +136,7 @@ enum Command {
         #[arg(long, value_name = "PERCENT", default_value = "0%", requires = "plan")]
         max_drift: String,
         /// Stop after the batch in flight once this long has passed ("30m",
-        /// "2h", "1h30m"); the rest is due next run (exit 10).
+        /// "2h", "1h30m"); the rest is due next run (exit 11).
         #[arg(long, value_name = "DURATION")]
         max_duration: Option<String>,
     },
@@ -162,6 +163,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Erasure on request: record a request, show its dry run, carry it out.
+    Erase {
+        #[command(subcommand)]
+        command: erase_cli::EraseCommand,
     },
 }
 
@@ -525,6 +531,7 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
             }
             Err(err) => fail(err),
         },
+        Command::Erase { command } => erase_cli::dispatch(&policy, command).await,
         Command::Demo { .. } | Command::Daemon => {
             unreachable!("handled before the config is loaded")
         }
@@ -673,6 +680,9 @@ async fn check(
         }
         Err(err) => return fail(err),
     };
+    if let Err(exit) = erase_cli::check(policy).await {
+        return exit;
+    }
     let warned = warnings_exit(deny_warnings, &checked_warnings);
     if !coverage {
         return warned;

@@ -43,6 +43,7 @@ struct Metrics {
     batch_seconds: SecondsHistogram,
     pause_seconds: Family<PauseLabels, Counter<f64, AtomicU64>>,
     pausing: Family<RuleLabels, Gauge>,
+    erasure_overdue: Gauge,
 }
 
 fn batch_histogram() -> Histogram {
@@ -64,6 +65,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         batch_seconds: Family::new_with_constructor(batch_histogram),
         pause_seconds: Family::default(),
         pausing: Family::default(),
+        erasure_overdue: Gauge::default(),
     };
     registry.register(
         "rows_deleted",
@@ -110,6 +112,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "pausing",
         "1 while a run of the rule waits for its store's load or a replica's lag to fall",
         metrics.pausing.clone(),
+    );
+    registry.register(
+        "erasure_requests_overdue",
+        "Erasure requests still open after their deadline, at the last look",
+        metrics.erasure_overdue.clone(),
     );
     Metrics {
         registry,
@@ -178,6 +185,11 @@ pub fn run_ended(report: &StepReport) {
 /// A run could not start, or failed before it could report.
 pub fn run_failed(rule: &str) {
     METRICS.failures.get_or_create(&labels(rule)).inc();
+}
+
+/// How many erasure requests are overdue now.
+pub fn erasure_overdue(requests: u64) {
+    METRICS.erasure_overdue.set(requests as i64);
 }
 
 /// The metrics in OpenMetrics text form.

@@ -239,7 +239,10 @@ async fn show_store(
                     let start = open.remove(&key);
                     emit(from_rows(policy, start.as_ref(), record));
                 }
-                AuditEvent::Batch | AuditEvent::Segment => {}
+                AuditEvent::Batch
+                | AuditEvent::Segment
+                | AuditEvent::ErasureRequest
+                | AuditEvent::ErasureStatus => {}
             }
         }
         match page.last() {

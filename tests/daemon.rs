@@ -784,3 +784,65 @@ fn manual_unscheduled_and_closed_window_rules_are_left_alone() {
     daemon.signal("-TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
 }
+
+/// The daemon exports how many erasure requests are overdue, and carries
+/// out open requests on its schedule (after which none is).
+#[test]
+fn the_daemon_runs_erasure_requests_and_gauges_the_overdue() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("shop.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT); INSERT INTO customers VALUES (1, 'jens@example.invalid'), (2, 'karen@example.invalid');")
+        .unwrap();
+    let port = free_port();
+    let config = |schedule: &str| {
+        format!(
+            "metrics_listen = \"127.0.0.1:{port}\"\nschedule = \"{schedule}\"\nerasure_store = \"shop\"\nerasure_ledger = \"ledger.jsonl\""
+        )
+    };
+    let store = format!(
+        "engine = \"sqlite\"\npath = {:?}",
+        path.display().to_string()
+    );
+    // A schedule that does not come round during the test: nothing runs.
+    let project = Project::with_store("shop", &store, &config("0 0 3 1 1 *"));
+    project.rules(
+        "subjects.toml",
+        "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\nmatch = { email = \"email\" }\naction = \"delete\"\n",
+    );
+    let add = project.glemsel(&[
+        "erase",
+        "add",
+        "--subject",
+        "email=jens@example.invalid",
+        "--received",
+        "2026-01-05",
+    ]);
+    assert_eq!(code(&add), 0, "{}", text(&add));
+    let mut daemon = Daemon::start(&project, "d", &[]);
+    daemon.wait_notice("READY=1", Duration::from_secs(20));
+    wait_until(Duration::from_secs(10), "the overdue gauge", || {
+        scrape(port).contains("glemsel_erasure_requests_overdue 1")
+    });
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+
+    let with_store = Project::with_store("shop", &store, &config("* * * * * *"));
+    std::fs::copy(with_store.config(), project.config()).unwrap();
+    let mut daemon = Daemon::start(&project, "e", &[]);
+    daemon.wait_notice("READY=1", Duration::from_secs(20));
+    wait_until(Duration::from_secs(20), "the request's run", || {
+        sqlite_count(&path, "SELECT count(*) FROM customers") == 1
+    });
+    wait_until(Duration::from_secs(10), "no overdue request", || {
+        scrape(port).contains("glemsel_erasure_requests_overdue 0")
+    });
+    assert_eq!(
+        sqlite_count(&path, "SELECT count(*) FROM customers WHERE id = 2"),
+        1
+    );
+    assert_lacks(&daemon.log(), "jens");
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+}

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["operate"],
     &["execute"],
     &["commands"],
-    &["approval", "review", "trail"],
+    &["approval", "review", "trail", "erase"],
     &["report"],
     &["progress", "daemon"],
     &["demo"],
@@ -52,7 +52,7 @@ fn sources() -> BTreeMap<String, Vec<PathBuf>> {
         let first = relative.components().next().unwrap().as_os_str();
         let module = first.to_str().unwrap().trim_end_matches(".rs").to_string();
         // The binary's own files sit above every layer.
-        if !["main", "lib", "manual"].contains(&module.as_str()) {
+        if !["main", "lib", "manual", "erase_cli"].contains(&module.as_str()) {
             modules.entry(module).or_default().push(file);
         }
     }

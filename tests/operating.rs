@@ -1,7 +1,7 @@
 //! Running beside production, on every engine: a run stops after the batch
 //! in flight when `--max-duration` passes, does not start while the stop
 //! file exists or outside its window, says why (last line, audit row, exit
-//! 10), and the next run finishes what is left.
+//! 11), and the next run finishes what is left.
 
 #[macro_use]
 mod common;
@@ -55,7 +55,7 @@ every_engine! {
         let stop = project.path().join("stop");
         std::fs::write(&stop, "").unwrap();
         let run = project.glemsel(&["run"]);
-        assert_eq!(code(&run), 10, "{}", text(&run));
+        assert_eq!(code(&run), 11, "{}", text(&run));
         assert_contains(&text(&run), "rule logs: not run, the stop file");
         assert_eq!(db.number(count).await, ROWS);
         std::fs::remove_file(&stop).unwrap();
@@ -63,7 +63,7 @@ every_engine! {
         // --max-duration stops after the batch in flight; what was done
         // is committed and audited, and the finish row says why it stopped.
         let run = project.glemsel(&["run", "--max-duration", "2s"]);
-        assert_eq!(code(&run), 10, "{}", text(&run));
+        assert_eq!(code(&run), 11, "{}", text(&run));
         let out = text(&run);
         let last = out.lines().rfind(|l| l.starts_with("rule logs:")).unwrap();
         assert_contains(
@@ -111,7 +111,7 @@ every_engine! {
         );
 
         let run = project.glemsel(&["run"]);
-        assert_eq!(code(&run), 10, "{}", text(&run));
+        assert_eq!(code(&run), 11, "{}", text(&run));
         assert_contains(
             &text(&run),
             &format!("rule logs: not run, its window {closed} Europe/Copenhagen is closed"),
@@ -123,7 +123,7 @@ every_engine! {
         std::fs::write(project.config(), format!("{config}window = \"{closed}\"\n")).unwrap();
         project.rules("logs.toml", &logs_rule(1000, ""));
         let run = project.glemsel(&["run"]);
-        assert_eq!(code(&run), 10, "{}", text(&run));
+        assert_eq!(code(&run), 11, "{}", text(&run));
         assert_eq!(db.number(count).await, ROWS);
 
         // The rule's own window wins: open since two minutes ago, across
@@ -271,7 +271,7 @@ async fn max_load_pauses_then_goes_on_or_stops(kind: Kind) {
     // Busy for 12 s, past max_pause: the run stops before its first batch.
     let busy = busy_sessions(&db, 20, 12).await;
     let run = run_beside(&project, &["run"]).await;
-    assert_eq!(code(&run), 10, "{}", text(&run));
+    assert_eq!(code(&run), 11, "{}", text(&run));
     let out = text(&run);
     assert_contains(&out, "pausing between batches");
     let last = out.lines().rfind(|l| l.starts_with("rule logs:")).unwrap();
@@ -375,7 +375,7 @@ async fn a_load_this_role_cannot_see_is_not_believed() {
     std::fs::write(project.config(), format!("{config}max_load = 1000\n")).unwrap();
     project.rules("logs.toml", &logs_rule(1000, ""));
     let run = project.glemsel(&["run"]);
-    assert_eq!(code(&run), 10, "{}", text(&run));
+    assert_eq!(code(&run), 11, "{}", text(&run));
     assert_contains(
         &text(&run),
         "stopped because the load of store db could not be read (this role may not see other roles' sessions; grant it pg_monitor)",

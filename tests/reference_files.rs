@@ -43,6 +43,13 @@ fn config_for(dir: &Path, rules: &Path, engine: &str) -> PathBuf {
          schedule = \"0 30 2 * * *\"\nholidays = \"DK\"\n",
         rules.display().to_string()
     );
+    // A rule set that declares subjects keeps its erasure ledger in its
+    // (first) store.
+    if let Some(store) = stores_of(rules).into_iter().next() {
+        config.push_str(&format!(
+            "erasure_store = \"{store}\"\nerasure_ledger = \"ledger.jsonl\"\n"
+        ));
+    }
     for store in stores_of(rules) {
         config.push_str(&format!(
             "[stores.{store}]\nengine = \"{engine}\"\nurl_env = \"UNUSED\"\n"
@@ -217,6 +224,10 @@ fn the_readme_examples_load() {
                 ));
             }
         }
+    }
+    // The erasure example's two config keys are shown on their own.
+    if rules.iter().any(|b| b.contains("[[subject]]")) {
+        config = format!("erasure_store = \"shop\"\nerasure_ledger = \"ledger.jsonl\"\n{config}");
     }
     std::fs::write(dir.path().join("glemsel.toml"), config).unwrap();
     let policy = glemsel::rules::load(&dir.path().join("glemsel.toml"))

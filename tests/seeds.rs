@@ -110,6 +110,11 @@ fn project(db: &TestDb, seed: &Seed, rule_files: &[PathBuf], year_end: &str) -> 
     let default = format!("financial_year_end = \"{JUNE}\"");
     assert_contains(&config, &default);
     let config = config.replace(&default, &format!("financial_year_end = \"{year_end}\""));
+    // The erasure ledger, for the sets that declare subjects.
+    let config = format!(
+        "erasure_store = \"{}\"\nerasure_ledger = \"ledger.jsonl\"\n{config}",
+        seed.store
+    );
     std::fs::write(project.config(), config).unwrap();
     project
 }
@@ -1301,4 +1306,190 @@ async fn just_apps() {
         &[],
     )
     .await;
+}
+
+/// ITJ's erasure on request (10.5), end to end on both servers: the
+/// account found by e-mail goes with its tickets and their messages, the
+/// deadline is 3 working days, and purchases (contract, bookkeeping act)
+/// stay; a buyer's request matches nothing and is recorded.
+#[tokio::test]
+async fn itj_consult_erasure() {
+    let seed = Seed {
+        dir: "003-itj-consult",
+        store: "itj",
+    };
+    let rule_files: Vec<PathBuf> = std::fs::read_dir(repo().join("rules").join(seed.dir))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    let fixtures = repo().join("tests/fixtures").join(seed.dir);
+    let data = std::fs::read_to_string(fixtures.join("data.sql")).unwrap();
+    for (kind, schema_file) in [
+        (Kind::Postgres, "postgres.sql"),
+        (Kind::Mariadb, "mariadb.sql"),
+    ] {
+        let Some(db) = TestDb::create(kind, "seed").await else {
+            continue;
+        };
+        db.exec(&std::fs::read_to_string(fixtures.join(schema_file)).unwrap())
+            .await;
+        db.exec(&data).await;
+        let project = project(&db, &seed, &rule_files, JUNE);
+        // Friday 20 November 2026: Monday, Tuesday, Wednesday.
+        let add = project.glemsel(&[
+            "erase",
+            "add",
+            "--subject",
+            "email=konto42@example.invalid",
+            "--received",
+            "2026-11-20",
+        ]);
+        assert_eq!(code(&add), 0, "{kind:?}: {}", text(&add));
+        assert_contains(&text(&add), "deadline 2026-11-25");
+        let add = project.glemsel(&[
+            "erase",
+            "add",
+            "--subject",
+            "email=anne@example.invalid",
+            "--received",
+            "2026-11-20",
+        ]);
+        assert_eq!(code(&add), 0, "{kind:?}: {}", text(&add));
+        let plan = project.glemsel(&["erase", "plan"]);
+        let out = text(&plan);
+        assert_eq!(code(&plan), 0, "{kind:?}: {out}");
+        assert_contains(
+            &out,
+            "itj.support_tickets: 3 found; 3 deleted with their rows in ticket_messages",
+        );
+        assert_contains(&out, "itj.support_accounts: 1 found; 1 deleted");
+        // Anne only bought something: the contract keeps that.
+        assert_contains(&out, "matches no row in any declared table");
+        let purchases = "SELECT * FROM purchases ORDER BY id";
+        let purchases_before = db.rows(purchases).await;
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{kind:?}: {}", text(&run));
+        assert_contains(
+            &text(&run),
+            "erasure-0001: 4 rows found, 4 changed, 4 related rows deleted; done",
+        );
+        let ids = |sql: &'static str| {
+            let db = &db;
+            async move {
+                db.column(sql)
+                    .await
+                    .into_iter()
+                    .map(Option::unwrap)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            ids("SELECT id FROM support_accounts ORDER BY id").await,
+            ["21", "22", "23", "41"]
+        );
+        assert_eq!(
+            ids("SELECT id FROM support_tickets ORDER BY id").await,
+            ["31", "32", "33", "35"]
+        );
+        assert_eq!(
+            ids("SELECT id FROM ticket_messages ORDER BY id").await,
+            ["311", "321", "331"]
+        );
+        assert_eq!(
+            db.rows(purchases).await,
+            purchases_before,
+            "purchases are untouched"
+        );
+        db.drop().await;
+    }
+}
+
+/// Every seed set's `[[subject]]` fits its fixture on both servers: a
+/// request for one of its people is planned and run, and changes exactly
+/// what the plan said.
+#[tokio::test]
+async fn seed_subjects_fit_their_fixtures() {
+    struct Request {
+        seed: Seed,
+        email: &'static str,
+        plan: &'static [&'static str],
+        run: &'static str,
+        gone: &'static str,
+    }
+    let requests = [
+        Request {
+            seed: Seed {
+                dir: "000-just-apps",
+                store: "justapps",
+            },
+            email: "emne1@example.invalid",
+            plan: &[
+                "justapps.contacts: 1 found; 1 deleted with their rows in email_tracking, form_submissions, event_registrations",
+            ],
+            run: "erasure-0001: 1 rows found, 1 changed, 3 related rows deleted; done",
+            gone: "SELECT count(*) FROM contacts WHERE id = 1",
+        },
+        Request {
+            seed: Seed {
+                dir: "000-just-apps",
+                store: "justapps",
+            },
+            email: "kunde6@example.invalid",
+            plan: &["justapps.contacts: 1 found; 1 kept under a hold"],
+            run: "erasure-0001: 1 rows found, 0 changed; partly done",
+            gone: "SELECT count(*) - 1 FROM contacts WHERE id = 6",
+        },
+        Request {
+            seed: Seed {
+                dir: "002-jetpak",
+                store: "jetpak",
+            },
+            email: "emne1@example.invalid",
+            plan: &["jetpak.marketing_contacts: 1 found; 1 deleted"],
+            run: "erasure-0001: 1 rows found, 1 changed; done",
+            gone: "SELECT count(*) FROM marketing_contacts WHERE id = 201",
+        },
+    ];
+    for request in &requests {
+        let seed = &request.seed;
+        let rule_files: Vec<PathBuf> = std::fs::read_dir(repo().join("rules").join(seed.dir))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        let fixtures = repo().join("tests/fixtures").join(seed.dir);
+        for (kind, schema) in [
+            (Kind::Postgres, "postgres.sql"),
+            (Kind::Mariadb, "mariadb.sql"),
+        ] {
+            let Some(db) = TestDb::create(kind, "seed").await else {
+                continue;
+            };
+            db.exec(&std::fs::read_to_string(fixtures.join(schema)).unwrap())
+                .await;
+            db.exec(&std::fs::read_to_string(fixtures.join("data.sql")).unwrap())
+                .await;
+            let project = project(&db, seed, &rule_files, JUNE);
+            let subject = format!("email={}", request.email);
+            let add = project.glemsel(&["erase", "add", "--subject", &subject]);
+            assert_eq!(code(&add), 0, "{} {kind:?}: {}", seed.dir, text(&add));
+            let plan = project.glemsel(&["erase", "plan"]);
+            assert_eq!(code(&plan), 0, "{} {kind:?}: {}", seed.dir, text(&plan));
+            for line in request.plan {
+                assert_contains(&text(&plan), line);
+            }
+            let run = project.glemsel(&["erase", "run"]);
+            assert_eq!(code(&run), 0, "{} {kind:?}: {}", seed.dir, text(&run));
+            assert_contains(&text(&run), request.run);
+            assert_eq!(
+                db.number(request.gone).await,
+                0,
+                "{} {kind:?}: {}",
+                seed.dir,
+                request.gone
+            );
+            db.drop().await;
+        }
+    }
 }

@@ -154,6 +154,11 @@ pub(super) fn settings(
                 .unwrap_or(DEFAULT_MAX_PAUSE_MS),
         ),
         coverage_allow: Vec::new(),
+        erasure_store: raw.erasure_store.as_ref().map(|s| s.get_ref().clone()),
+        erasure_ledger: raw
+            .erasure_ledger
+            .as_ref()
+            .map(|l| resolve(base, l.get_ref())),
     };
     // The audit table default is read per store; validate the global one here.
     if let Some(table) = &raw.audit_table {

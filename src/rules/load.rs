@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{RawCategory, RawConfig, RawRule};
 use super::source::Source;
+use super::subjects;
 use super::{Category, Diagnostic, Diagnostics, Location, Policy, Rule};
 use crate::period::Period;
 
@@ -60,6 +61,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
     let mut categories = BTreeMap::new();
     let mut category_at: HashMap<String, Location> = HashMap::new();
     let mut raw_rules = Vec::new();
+    let mut raw_subjects = Vec::new();
     let mut rule_files = Vec::new();
     for path in rule_paths {
         match read_source(&path) {
@@ -69,6 +71,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
                     &mut categories,
                     &mut category_at,
                     &mut raw_rules,
+                    &mut raw_subjects,
                     &mut diags,
                 );
                 rule_files.push(path);
@@ -113,6 +116,15 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
             "no key: some rules pseudonymise; set key_file (a path) or key_credential (a systemd credential)",
         );
     }
+    let subjects = subjects::validate(
+        &raw_subjects,
+        &subjects::SubjectContext {
+            stores: &stores,
+            rules: &rules,
+            settings: &settings,
+        },
+        &mut diags,
+    );
     if !diags.0.is_empty() {
         return Err(diags.finish());
     }
@@ -121,6 +133,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         stores,
         categories,
         rules,
+        subjects,
         rule_files,
     })
 }
@@ -190,6 +203,7 @@ pub(super) fn parse_rule_file(
     categories: &mut BTreeMap<String, Category>,
     category_at: &mut HashMap<String, Location>,
     rules: &mut RawRules,
+    subjects: &mut Vec<(Rc<Source>, super::raw::RawSubject)>,
     diags: &mut Diagnosed,
 ) {
     let root = match DeTable::parse(&source.text) {
@@ -264,10 +278,11 @@ pub(super) fn parse_rule_file(
                     }
                 }
             }
+            "subject" => subjects::parse(source, value.get_ref(), at, subjects, diags),
             other => diags.push(
                 at,
                 None,
-                format!("unknown key {other:?}; a rule file holds [categories.<name>] and [[rule]] tables"),
+                format!("unknown key {other:?}; a rule file holds [categories.<name>], [[rule]] and [[subject]] tables"),
             ),
         }
     }

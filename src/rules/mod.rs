@@ -11,6 +11,7 @@ pub mod names;
 mod parse;
 mod raw;
 mod source;
+mod subjects;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use chrono_tz::Tz;
 pub use load::load;
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
+pub use subjects::{Subject, SubjectTable};
 pub use validate::check_sql_fragment;
 
 use crate::limits::OperatingWindow;
@@ -218,6 +220,10 @@ pub struct Settings {
     pub max_pause: Duration,
     /// Columns the coverage review leaves alone (`[[coverage.allow]]`).
     pub coverage_allow: Vec<CoverageAllow>,
+    /// The store whose audit chain holds the erasure ledger.
+    pub erasure_store: Option<String>,
+    /// The file every ledger entry is also appended to.
+    pub erasure_ledger: Option<PathBuf>,
 }
 
 /// A data category (`[categories.<name>]`).
@@ -437,10 +443,17 @@ pub struct Policy {
     pub stores: BTreeMap<String, StoreConfig>,
     pub categories: BTreeMap<String, Category>,
     pub rules: Vec<Rule>,
+    /// The kinds of person an erasure request may name (`[[subject]]`).
+    pub subjects: Vec<Subject>,
     pub rule_files: Vec<PathBuf>,
 }
 
 impl Policy {
+    /// The subject a request's identifier names.
+    pub fn subject_of(&self, identifier: &str) -> Option<&Subject> {
+        self.subjects.iter().find(|s| s.names(identifier))
+    }
+
     pub fn rule(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
     }

@@ -47,6 +47,10 @@ pub(crate) struct RawConfig {
     pub pause_ms: Option<Spanned<i64>>,
     /// The longest a run waits for a store's load to fall before it stops.
     pub max_pause_ms: Option<Spanned<i64>>,
+    /// The store whose audit chain holds the erasure ledger.
+    pub erasure_store: Option<Spanned<String>>,
+    /// A file every ledger entry is also appended to, outside the database.
+    pub erasure_ledger: Option<Spanned<String>>,
     #[serde(default)]
     pub stores: BTreeMap<String, Spanned<RawStore>>,
     pub coverage: Option<RawCoverage>,
@@ -225,6 +229,42 @@ pub(crate) struct RawRelated {
     pub parent: Option<String>,
 }
 
+/// `[[subject]]`: a kind of person a request may name, the identifiers
+/// it names them by, and where their rows are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubject {
+    pub kind: Spanned<String>,
+    pub description: Option<String>,
+    /// The kinds of identifier a request may give, e.g. `["email", "customer_no"]`.
+    pub identifiers: Spanned<Vec<String>>,
+    /// How long after a request is received it must be done (`1 month`).
+    pub deadline: Spanned<String>,
+    /// Identifiers whose values in a row of the person find further rows.
+    pub follow: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub table: Vec<Spanned<RawSubjectTable>>,
+}
+
+/// `[[subject.table]]`: a table holding the subject's rows, found by
+/// identifier columns, and what erasure means there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubjectTable {
+    pub store: Spanned<String>,
+    pub table: Spanned<String>,
+    /// `{ identifier = "column" }`: a row is the subject's when a column holds the identifier.
+    #[serde(rename = "match")]
+    pub matches: Spanned<BTreeMap<String, String>>,
+    pub action: Spanned<String>,
+    pub columns: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// The minimum rule that keeps these rows (and deletes them when its period ends).
+    pub kept_by: Option<Spanned<String>>,
+    /// A boolean column: rows where it is true (or NULL) are held.
+    pub hold: Option<Spanned<String>>,
+    pub cascade: Option<Vec<RawRelated>>,
+}
+
 /// The JSON Schemas in `schema/` (for editors) accept exactly the keys
 /// these structs accept, and no other: a key added here and not there, or
 /// the other way round, fails this test.
@@ -311,8 +351,16 @@ mod tests {
     #[test]
     fn the_rule_schema_has_every_key_and_no_other() {
         let rules = schema("rules.schema.json");
-        // The top level is read by hand in load.rs: categories and rule.
-        assert_eq!(keys_of(&rules, ""), ["categories", "rule"]);
+        // The top level is read by hand in load.rs: categories, rule and subject.
+        assert_eq!(keys_of(&rules, ""), ["categories", "rule", "subject"]);
+        assert_eq!(
+            keys_of(&rules, "/definitions/subject"),
+            fields_of::<RawSubject>()
+        );
+        assert_eq!(
+            keys_of(&rules, "/definitions/subject_table"),
+            fields_of::<RawSubjectTable>()
+        );
         assert_eq!(
             keys_of(&rules, "/definitions/category"),
             fields_of::<RawCategory>()

@@ -6,6 +6,7 @@
 //! windows, one batch) are in `flow`.
 
 pub(crate) mod audit_table;
+pub mod erasure;
 pub(crate) mod flow;
 pub mod grants;
 pub mod mysql;
@@ -413,6 +414,38 @@ pub trait Store: Send {
         limit: Option<u64>,
     ) -> Result<Changed, StoreError> {
         flow::mutate(self.sql().0, step, window, key, limit).await
+    }
+
+    /// Every row's key (`key` columns) and the text of `columns`, for
+    /// erasure to hash in the worker.
+    async fn erasure_read(
+        &mut self,
+        table: &TableRef,
+        key: &[Column],
+        columns: &[Column],
+    ) -> Result<Vec<erasure::ReadRow>, StoreError> {
+        erasure::read(self.sql().0, table, key, columns).await
+    }
+
+    /// Deletes the rows whose `columns` equal one of `values`.
+    async fn erasure_delete(
+        &mut self,
+        table: &TableRef,
+        columns: &[Column],
+        values: &[Key],
+    ) -> Result<u64, StoreError> {
+        erasure::delete(self.sql().0, table, columns, values).await
+    }
+
+    /// Overwrites `columns` of the row with `key`.
+    async fn erasure_update(
+        &mut self,
+        table: &TableRef,
+        key_columns: &[Column],
+        key: &Key,
+        columns: &[(String, Option<String>)],
+    ) -> Result<u64, StoreError> {
+        erasure::update(self.sql().0, table, key_columns, key, columns).await
     }
 
     /// Creates the audit table if it is missing.

@@ -1195,7 +1195,7 @@ fn push_captured_match(
 
 /// `col IN (?, ...)`, or for several columns `((a = ? AND b = ?) OR ...)`,
 /// which every engine reads. `columns` type the bound values.
-fn push_in_values(q: &mut Query<'_>, columns: &[Column], values: &[Key]) {
+pub(crate) fn push_in_values(q: &mut Query<'_>, columns: &[Column], values: &[Key]) {
     if let [column] = columns {
         let name = q.quote(&column.name);
         q.push(&name).push(" IN (");

@@ -1,0 +1,422 @@
+//! The `erase` commands over a policy: add a request, show its dry run,
+//! run, replay, and list where every request stands; and their text.
+
+use std::fmt::Write as _;
+
+use chrono::{NaiveDate, Utc};
+use serde::Serialize;
+
+use super::ledger::{self, Entry, Ledger, Request, StatusKind};
+use super::run::{self, Context, Mode, RunReport, ledger_place};
+use super::{EraseError, Found, subject_hash};
+use crate::commands::{self, Stores};
+use crate::pseudonym::HmacKey;
+use crate::rules::Policy;
+
+/// The cross-host lock an erasure run holds on the ledger store.
+const ERASURE_LOCK: &str = "glemsel erasure";
+
+/// Today in the deployment's time zone.
+pub fn today(policy: &Policy) -> NaiveDate {
+    Utc::now()
+        .with_timezone(&policy.settings.timezone)
+        .date_naive()
+}
+
+fn key(policy: &Policy) -> Result<HmacKey, EraseError> {
+    commands::load_key(policy)?.ok_or_else(|| {
+        EraseError::Usage("erasure needs the key: set key_file or key_credential".into())
+    })
+}
+
+fn audit_key(policy: &Policy) -> Result<Option<HmacKey>, EraseError> {
+    Ok(commands::load_audit_key(policy)?)
+}
+
+/// The ledger, its audit table created when missing (a restore from
+/// before glemsel's first run leaves none; the file still holds the
+/// requests).
+async fn open_ledger(policy: &Policy, stores: &mut Stores<'_>) -> Result<Ledger, EraseError> {
+    let (name, file) = ledger_place(policy)?;
+    let store = stores.get(name).await.map_err(EraseError::from)?;
+    store.ensure_audit_table().await?;
+    Ledger::load(store, file).await
+}
+
+/// Records a request for the person `value` names by `identifier`. The
+/// value is hashed here and dropped; only the hash is recorded.
+pub async fn add(
+    policy: &Policy,
+    identifier: &str,
+    value: &str,
+    received: Option<NaiveDate>,
+    reference: Option<String>,
+) -> Result<Request, EraseError> {
+    let subject = policy.subject_of(identifier).ok_or_else(|| {
+        let known: Vec<&str> = policy
+            .subjects
+            .iter()
+            .flat_map(|s| s.identifiers.iter().map(String::as_str))
+            .collect();
+        EraseError::Usage(format!(
+            "no subject is found by {identifier:?}; the rules declare {known:?}"
+        ))
+    })?;
+    if super::normalise(value).is_empty() {
+        return Err(EraseError::Usage(format!("the {identifier} is empty")));
+    }
+    let today = today(policy);
+    let received = received.unwrap_or(today);
+    if received > today {
+        return Err(EraseError::Usage(format!(
+            "--received {received} is in the future"
+        )));
+    }
+    let key = key(policy)?;
+    let audit_key = audit_key(policy)?;
+    let mut stores = Stores::new(policy);
+    let ledger = open_ledger(policy, &mut stores).await?;
+    let request = Request {
+        id: ledger.next_id(),
+        subject: subject.kind.clone(),
+        identifier: identifier.to_string(),
+        hash: subject_hash(&key, identifier, value),
+        key_id: key.id().to_string(),
+        received,
+        deadline: ledger::deadline(subject, received, policy.settings.calendar.as_ref()),
+        reference,
+        recorded_at: crate::audit::now(),
+    };
+    let (name, file) = ledger_place(policy)?;
+    let store = stores.get(name).await.map_err(EraseError::from)?;
+    ledger::append(
+        store,
+        file,
+        &Entry::Request(request.clone()),
+        audit_key.as_ref(),
+        &commands::new_run_id(),
+    )
+    .await?;
+    Ok(request)
+}
+
+/// Checks every subject table against its live schema (columns, key,
+/// foreign keys, column types); every problem, each naming the file and
+/// line of the table's declaration. Changes nothing.
+pub async fn check(policy: &Policy) -> Vec<String> {
+    let mut stores = Stores::new(policy);
+    let mut problems = Vec::new();
+    for subject in &policy.subjects {
+        for table in &subject.tables {
+            let store = match stores.get(&table.store).await {
+                Ok(store) => store,
+                Err(err) => {
+                    problems.push(format!("{}: subject {}: {err}", table.at, subject.kind));
+                    continue;
+                }
+            };
+            if let Err(err) = super::find::table_plan(store, subject, table).await {
+                problems.push(err.to_string());
+            }
+        }
+    }
+    problems
+}
+
+/// A request's dry run.
+#[derive(Debug, Serialize)]
+pub struct PlannedRequest {
+    pub request: Request,
+    pub status: StatusKind,
+    #[serde(flatten)]
+    pub found: Found,
+}
+
+/// The dry run of one request, or of every request not done. Changes nothing.
+pub async fn plan(
+    policy: &Policy,
+    request: Option<&str>,
+) -> Result<Vec<PlannedRequest>, EraseError> {
+    let key = key(policy)?;
+    let mut stores = Stores::new(policy);
+    let ledger = open_ledger(policy, &mut stores).await?;
+    let selected: Vec<&Request> = match request {
+        Some(id) => vec![
+            ledger
+                .request(id)
+                .ok_or_else(|| EraseError::Usage(format!("no erasure request {id:?}")))?,
+        ],
+        None => ledger
+            .requests
+            .iter()
+            .filter(|r| ledger.status_of(&r.id) != StatusKind::Done)
+            .collect(),
+    };
+    let found = super::find(policy, &mut stores, &key, &selected).await?;
+    Ok(selected
+        .into_iter()
+        .zip(found)
+        .map(|(request, found)| PlannedRequest {
+            request: request.clone(),
+            status: ledger.status_of(&request.id),
+            found,
+        })
+        .collect())
+}
+
+/// Runs the open requests, or (replay) every request again.
+pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
+    let key = key(policy)?;
+    let audit_key = audit_key(policy)?;
+    let mut stores = Stores::new(policy);
+    let ledger = open_ledger(policy, &mut stores).await?;
+    let run_id = commands::new_run_id();
+    let ctx = Context {
+        policy,
+        key: &key,
+        audit_key: audit_key.as_ref(),
+        run_id: &run_id,
+    };
+    // One erasure run at a time across hosts: a second would write every
+    // status twice. The lock is the rules' kind, under a name no rule id
+    // can take (rule ids have no spaces).
+    let (ledger_store, _) = ledger_place(policy)?;
+    if !stores
+        .get(ledger_store)
+        .await?
+        .try_lock(ERASURE_LOCK)
+        .await?
+    {
+        return Err(EraseError::Locked);
+    }
+    if mode == Mode::Replay {
+        restore_requests(policy, &mut stores, &ledger, audit_key.as_ref(), &run_id).await?;
+    }
+    let report = run::run(&ctx, &mut stores, &ledger, mode).await;
+    if let Ok(store) = stores.get(ledger_store).await
+        && let Err(err) = store.unlock(ERASURE_LOCK).await
+    {
+        tracing::warn!(error = %err, "could not release the erasure lock; it goes with the connection");
+    }
+    let report = report?;
+    for name in stores_touched(policy) {
+        if let Ok(store) = stores.get(&name).await {
+            crate::audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
+        }
+    }
+    Ok(report)
+}
+
+/// Writes the requests only the ledger file holds back into the ledger
+/// store's chain (its restore lost them), so both agree again.
+async fn restore_requests(
+    policy: &Policy,
+    stores: &mut Stores<'_>,
+    ledger: &Ledger,
+    audit_key: Option<&HmacKey>,
+    run_id: &str,
+) -> Result<(), EraseError> {
+    let (name, _) = ledger_place(policy)?;
+    let store = stores.get(name).await?;
+    for id in &ledger.only_in_file {
+        let request = ledger.request(id).expect("merged from the file").clone();
+        ledger::restore(store, &Entry::Request(request), audit_key, run_id).await?;
+    }
+    Ok(())
+}
+
+fn stores_touched(policy: &Policy) -> Vec<String> {
+    let mut names: Vec<String> = policy
+        .subjects
+        .iter()
+        .flat_map(|s| s.tables.iter().map(|t| t.store.clone()))
+        .chain(policy.settings.erasure_store.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// One request in `erase status`.
+#[derive(Debug, Serialize)]
+pub struct StatusRow {
+    pub id: String,
+    pub subject: String,
+    pub identifier: String,
+    pub received: NaiveDate,
+    pub deadline: NaiveDate,
+    /// Negative when the deadline has passed.
+    pub days_left: i64,
+    pub status: StatusKind,
+    pub overdue: bool,
+    pub reference: Option<String>,
+    /// Only in the file: the database's ledger was restored from before it.
+    pub only_in_file: bool,
+    pub remaining: Vec<ledger::Remaining>,
+}
+
+/// Where every request stands on `today`. A request is overdue when it is
+/// still open after its deadline day; rows a minimum or a hold keeps do
+/// not make it overdue (the law keeps them, and the ledger says so).
+pub fn status_rows(ledger: &Ledger, today: NaiveDate) -> Vec<StatusRow> {
+    ledger
+        .requests
+        .iter()
+        .map(|r| {
+            let status = ledger.status_of(&r.id);
+            StatusRow {
+                id: r.id.clone(),
+                subject: r.subject.clone(),
+                identifier: r.identifier.clone(),
+                received: r.received,
+                deadline: r.deadline,
+                days_left: (r.deadline - today).num_days(),
+                status,
+                overdue: status == StatusKind::Open && today > r.deadline,
+                reference: r.reference.clone(),
+                only_in_file: ledger.only_in_file.contains(&r.id),
+                remaining: ledger
+                    .statuses
+                    .get(&r.id)
+                    .map(|s| s.remaining.clone())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// `erase status`: every request and where it stands.
+pub async fn status(policy: &Policy) -> Result<Vec<StatusRow>, EraseError> {
+    let mut stores = Stores::new(policy);
+    let ledger = open_ledger(policy, &mut stores).await?;
+    Ok(status_rows(&ledger, today(policy)))
+}
+
+/// How many requests are overdue (the daemon's gauge).
+pub async fn overdue(policy: &Policy) -> Result<u64, EraseError> {
+    Ok(status(policy).await?.iter().filter(|r| r.overdue).count() as u64)
+}
+
+pub fn plan_text(planned: &[PlannedRequest]) -> String {
+    let mut out = String::new();
+    if planned.is_empty() {
+        out.push_str("no open erasure requests\n");
+    }
+    for p in planned {
+        let r = &p.request;
+        let _ = writeln!(
+            out,
+            "{}  {} by {}, received {}, deadline {} ({})",
+            r.id,
+            r.subject,
+            r.identifier,
+            r.received,
+            r.deadline,
+            p.status.as_str()
+        );
+        if p.found.tables.is_empty() {
+            let _ = writeln!(
+                out,
+                "  matches no row in any declared table; recorded all the same, so a restore cannot bring the person back unnoticed"
+            );
+        }
+        let mut kept_until_rule = false;
+        for t in &p.found.tables {
+            let verb = match t.action {
+                "delete" => "deleted",
+                "anonymise" => "anonymised",
+                _ => "pseudonymised",
+            };
+            let _ = write!(out, "  {}.{}: {} found", t.store, t.table, t.found);
+            if t.change > 0 {
+                let _ = write!(out, "; {} {verb}", t.change);
+                if !t.cascades.is_empty() {
+                    let _ = write!(out, " with their rows in {}", t.cascades.join(", "));
+                }
+            }
+            if t.already > 0 {
+                let _ = write!(out, "; {} already {verb}", t.already);
+            }
+            if let Some(rule) = &t.kept_by {
+                kept_until_rule = true;
+                let _ = write!(
+                    out,
+                    "; kept under the minimum of rule {rule} (the row stays, the columns that name the person go now; the rule deletes it when the minimum ends)"
+                );
+            }
+            if t.held > 0 {
+                let _ = write!(out, "; {} kept under a hold", t.held);
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "  done by {}{}",
+            r.deadline,
+            if kept_until_rule {
+                ", except rows kept under a minimum"
+            } else {
+                ""
+            }
+        );
+    }
+    out
+}
+
+pub fn run_text(report: &RunReport) -> String {
+    let mut out = String::new();
+    if report.requests.is_empty() {
+        out.push_str("no open erasure requests\n");
+    }
+    for r in &report.requests {
+        let _ = write!(
+            out,
+            "{}{}: {} rows found, {} changed",
+            r.request,
+            if report.replay { " (replay)" } else { "" },
+            r.found,
+            r.changed
+        );
+        if r.cascaded > 0 {
+            let _ = write!(out, ", {} related rows deleted", r.cascaded);
+        }
+        if r.found == 0 && r.first {
+            out.push_str(" (matches no row)");
+        }
+        let _ = writeln!(out, "; {}", r.status.as_str());
+        for rem in &r.remaining {
+            let _ = writeln!(
+                out,
+                "  remains: {} rows in {}.{}, {}",
+                rem.rows, rem.store, rem.table, rem.why
+            );
+        }
+    }
+    out
+}
+
+pub fn status_text(rows: &[StatusRow]) -> String {
+    let mut out = String::from(
+        "request        subject    by           received    deadline    days left  status\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<14} {:<10} {:<12} {}  {}  {:>9}  {}{}{}",
+            r.id,
+            r.subject,
+            r.identifier,
+            r.received,
+            r.deadline,
+            r.days_left,
+            r.status.as_str(),
+            if r.overdue { " OVERDUE" } else { "" },
+            if r.only_in_file {
+                " (only in the ledger file: run erase replay)"
+            } else {
+                ""
+            },
+        );
+    }
+    out
+}

@@ -1,0 +1,354 @@
+//! The erasure ledger: every request and every change of its status, as
+//! rows of the ledger store's audit chain (append-only and hash-chained,
+//! verified and checkpointed like every run's rows) and as lines of a file
+//! outside the database, so that a restore of that store cannot take a
+//! request back. Reading merges both. No entry holds an identifier, only
+//! its keyed hash.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::EraseError;
+use crate::audit::{self, AuditCursor, AuditEntry, AuditEvent, AuditFilter};
+use crate::period::Calendar;
+use crate::pseudonym::HmacKey;
+use crate::rules::Subject;
+use crate::store::Store;
+
+/// A request as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// `erasure-0001`, in the order requests were recorded.
+    pub id: String,
+    /// The subject kind (`[[subject]] kind`).
+    pub subject: String,
+    /// Which identifier the request gave (`email`), not its value.
+    pub identifier: String,
+    /// HMAC of the identifier's value under the pseudonymisation key.
+    pub hash: String,
+    /// The id of the key that hash was made with, so a rotation shows.
+    pub key_id: String,
+    pub received: NaiveDate,
+    /// The last day the request may take.
+    pub deadline: NaiveDate,
+    /// Free text the operator controls: a case number, never the person.
+    pub reference: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusKind {
+    Open,
+    /// Done except for rows a statutory minimum or a hold keeps.
+    PartlyDone,
+    Done,
+}
+
+impl StatusKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Open => "open",
+            StatusKind::PartlyDone => "partly done",
+            StatusKind::Done => "done",
+        }
+    }
+}
+
+/// Rows an erasure could not finish yet, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remaining {
+    pub store: String,
+    pub table: String,
+    pub rows: u64,
+    /// `kept by rule invoices-5y until its minimum ends`, `held`.
+    pub why: String,
+    /// Rows kept under a minimum: their keys as keyed hashes (a key may be
+    /// an e-mail address), so a later run can tell when the minimum rule
+    /// has deleted them, even once they no longer match the identifier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+/// A change of a request's status (or a replay that found rows again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub request: String,
+    pub status: StatusKind,
+    /// Rows found for the request by the run that wrote this.
+    pub found: u64,
+    /// Rows changed by that run.
+    pub changed: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<Remaining>,
+    /// Written by `erase replay` (rows came back after a restore).
+    #[serde(default)]
+    pub replay: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// One line of the ledger (and the `detail` of its audit row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+pub enum Entry {
+    Request(Request),
+    Status(Status),
+}
+
+/// The ledger as read: every request, and each one's latest status.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub requests: Vec<Request>,
+    pub statuses: BTreeMap<String, Status>,
+    /// Requests the file holds and the database's ledger does not (it was
+    /// restored from before them).
+    pub only_in_file: Vec<String>,
+}
+
+impl Ledger {
+    /// Reads the ledger store's erasure rows and the ledger file, and merges them.
+    pub async fn load(store: &mut dyn Store, file: &Path) -> Result<Ledger, EraseError> {
+        let mut from_db = Vec::new();
+        let filter = AuditFilter {
+            events: vec![AuditEvent::ErasureRequest, AuditEvent::ErasureStatus],
+            ..AuditFilter::default()
+        };
+        let mut cursor = AuditCursor::After(0);
+        loop {
+            let page = store.audit_search(&filter, cursor, 1000).await?;
+            let Some(last) = page.last() else { break };
+            cursor = AuditCursor::After(last.seq);
+            for record in &page {
+                let entry: Entry = serde_json::from_str(&record.entry.detail).map_err(|err| {
+                    EraseError::Schema(format!(
+                        "audit row {} of store {} is not a ledger entry: {err}",
+                        record.seq,
+                        store.name()
+                    ))
+                })?;
+                from_db.push(entry);
+            }
+        }
+        let from_file = read_file(file)?;
+        Ok(Ledger::merge(from_db, from_file))
+    }
+
+    fn merge(from_db: Vec<Entry>, from_file: Vec<Entry>) -> Ledger {
+        let mut ledger = Ledger::default();
+        let in_db: Vec<String> = from_db
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Request(r) => Some(r.id.clone()),
+                Entry::Status(_) => None,
+            })
+            .collect();
+        for entry in from_db.into_iter().chain(from_file) {
+            match entry {
+                Entry::Request(request) => {
+                    if !ledger.requests.iter().any(|r| r.id == request.id) {
+                        if !in_db.contains(&request.id) {
+                            ledger.only_in_file.push(request.id.clone());
+                        }
+                        ledger.requests.push(request);
+                    }
+                }
+                Entry::Status(status) => {
+                    let newer = ledger
+                        .statuses
+                        .get(&status.request)
+                        .is_none_or(|s| s.at < status.at);
+                    if newer {
+                        ledger.statuses.insert(status.request.clone(), status);
+                    }
+                }
+            }
+        }
+        ledger.requests.sort_by(|a, b| a.id.cmp(&b.id));
+        ledger
+    }
+
+    pub fn status_of(&self, id: &str) -> StatusKind {
+        self.statuses.get(id).map_or(StatusKind::Open, |s| s.status)
+    }
+
+    pub fn request(&self, id: &str) -> Option<&Request> {
+        self.requests.iter().find(|r| r.id == id)
+    }
+
+    /// The id the next request gets.
+    pub fn next_id(&self) -> String {
+        let highest = self
+            .requests
+            .iter()
+            .filter_map(|r| r.id.strip_prefix("erasure-")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        format!("erasure-{:04}", highest + 1)
+    }
+}
+
+/// The last day a request received on `received` may take.
+pub fn deadline(subject: &Subject, received: NaiveDate, calendar: Option<&Calendar>) -> NaiveDate {
+    let start = received.and_time(NaiveTime::MIN);
+    let fallback = Calendar::new(crate::period::Holidays::None, Vec::new());
+    subject
+        .deadline
+        .add_to(start, calendar.unwrap_or(&fallback))
+        .date()
+}
+
+/// Records an entry: first in the file (so a failing database loses
+/// nothing), then in the ledger store's chain.
+pub async fn append(
+    store: &mut dyn Store,
+    file: &Path,
+    entry: &Entry,
+    audit_key: Option<&HmacKey>,
+    run_id: &str,
+) -> Result<(), EraseError> {
+    let detail = serde_json::to_string(entry).expect("ledger entries serialise");
+    append_line(file, &detail)?;
+    append_to_store(store, entry, detail, audit_key, run_id).await
+}
+
+/// Records an entry in the ledger store's chain only: a request the file
+/// holds and a restored database lost.
+pub async fn restore(
+    store: &mut dyn Store,
+    entry: &Entry,
+    audit_key: Option<&HmacKey>,
+    run_id: &str,
+) -> Result<(), EraseError> {
+    let detail = serde_json::to_string(entry).expect("ledger entries serialise");
+    append_to_store(store, entry, detail, audit_key, run_id).await
+}
+
+async fn append_to_store(
+    store: &mut dyn Store,
+    entry: &Entry,
+    detail: String,
+    audit_key: Option<&HmacKey>,
+    run_id: &str,
+) -> Result<(), EraseError> {
+    let (event, request, rows, key_id) = match entry {
+        Entry::Request(r) => (
+            AuditEvent::ErasureRequest,
+            r.id.clone(),
+            0,
+            Some(r.key_id.clone()),
+        ),
+        Entry::Status(s) => (
+            AuditEvent::ErasureStatus,
+            s.request.clone(),
+            s.changed as i64,
+            None,
+        ),
+    };
+    let now = audit::now();
+    let row = AuditEntry {
+        run_id: run_id.to_string(),
+        event,
+        rule_id: request,
+        store: store.name().to_string(),
+        table_name: String::new(),
+        action: event.as_str().to_string(),
+        rows,
+        key_from: None,
+        key_to: None,
+        as_of: now,
+        cutoff: String::new(),
+        rule_hash: String::new(),
+        key_id,
+        at: now,
+        host: audit::host_name(),
+        version: crate::VERSION.into(),
+        detail,
+    };
+    store.ensure_audit_table().await?;
+    crate::execute::append_alone(store, row, audit_key).await?;
+    Ok(())
+}
+
+fn file_error(file: &Path, err: impl std::fmt::Display) -> EraseError {
+    EraseError::LedgerFile {
+        path: file.display().to_string(),
+        message: err.to_string(),
+    }
+}
+
+fn append_line(file: &Path, line: &str) -> Result<(), EraseError> {
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| file_error(file, e))?;
+    writeln!(out, "{line}").map_err(|e| file_error(file, e))?;
+    out.sync_all().map_err(|e| file_error(file, e))
+}
+
+/// The file's entries; none when it does not exist yet. A line that cannot
+/// be read is an error, not something to skip.
+fn read_file(file: &Path) -> Result<Vec<Entry>, EraseError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(file_error(file, err)),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .map_err(|err| file_error(file, format!("line {}: {err}", n + 1)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str) -> Request {
+        Request {
+            id: id.into(),
+            subject: "customer".into(),
+            identifier: "email".into(),
+            hash: "ab".repeat(32),
+            key_id: "k".into(),
+            received: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            deadline: NaiveDate::from_ymd_opt(2026, 12, 20).unwrap(),
+            reference: None,
+            recorded_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_file_brings_back_what_a_restore_took() {
+        let done = Status {
+            request: "erasure-0002".into(),
+            status: StatusKind::Done,
+            found: 3,
+            changed: 3,
+            remaining: Vec::new(),
+            replay: false,
+            at: Utc::now(),
+        };
+        let db = vec![Entry::Request(request("erasure-0001"))];
+        let file = vec![
+            Entry::Request(request("erasure-0001")),
+            Entry::Request(request("erasure-0002")),
+            Entry::Status(done),
+        ];
+        let ledger = Ledger::merge(db, file);
+        assert_eq!(ledger.requests.len(), 2);
+        assert_eq!(ledger.only_in_file, ["erasure-0002"]);
+        assert_eq!(ledger.status_of("erasure-0002"), StatusKind::Done);
+        assert_eq!(ledger.status_of("erasure-0001"), StatusKind::Open);
+        assert_eq!(ledger.next_id(), "erasure-0003");
+    }
+}

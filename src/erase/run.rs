@@ -1,0 +1,376 @@
+//! Carrying out requests: per table, one transaction that deletes the
+//! request's rows (children of declared cascades first) or overwrites their
+//! columns, and appends the audit row naming the request, never the person.
+//! Then the request's status goes to the ledger when it changed.
+
+use serde::Serialize;
+
+use super::find::{FoundRow, TableFinding, TablePlan, new_value, row_done};
+use super::ledger::{self, Entry, Ledger, Remaining, Request, Status, StatusKind};
+use super::{EraseError, Found};
+use crate::audit::{self, AuditEntry, AuditEvent};
+use crate::pseudonym::HmacKey;
+use crate::rules::Policy;
+use crate::store::erasure::key_text;
+use crate::store::{Key, NamedCount, Store, StoreError};
+
+/// Which requests a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Requests not done yet.
+    Open,
+    /// Every request, done ones too: after a restore brought rows back.
+    Replay,
+}
+
+/// What a run did for one request.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestOutcome {
+    pub request: String,
+    pub found: u64,
+    pub changed: u64,
+    pub cascaded: u64,
+    pub status: StatusKind,
+    pub remaining: Vec<Remaining>,
+    /// No run looked for this request before.
+    pub first: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub replay: bool,
+    pub requests: Vec<RequestOutcome>,
+}
+
+/// Where the ledger is and the keys a run uses.
+pub struct Context<'a> {
+    pub policy: &'a Policy,
+    pub key: &'a HmacKey,
+    pub audit_key: Option<&'a HmacKey>,
+    pub run_id: &'a str,
+}
+
+/// Runs the requests `mode` selects.
+pub async fn run(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    ledger: &Ledger,
+    mode: Mode,
+) -> Result<RunReport, EraseError> {
+    let selected: Vec<&Request> = ledger
+        .requests
+        .iter()
+        .filter(|r| mode == Mode::Replay || ledger.status_of(&r.id) != StatusKind::Done)
+        .collect();
+    let found = super::find(ctx.policy, stores, ctx.key, &selected).await?;
+    let mut outcomes = Vec::new();
+    for found in found {
+        let mut outcome = erase_request(ctx, stores, &found, mode).await?;
+        outcome.first = !ledger.statuses.contains_key(&found.request);
+        if let Some(previous) = ledger.statuses.get(&found.request) {
+            still_kept(ctx, stores, previous, &mut outcome).await?;
+        }
+        record_status(ctx, stores, ledger, &outcome, mode).await?;
+        outcomes.push(outcome);
+    }
+    Ok(RunReport {
+        run_id: ctx.run_id.to_string(),
+        replay: mode == Mode::Replay,
+        requests: outcomes,
+    })
+}
+
+async fn erase_request(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    found: &Found,
+    mode: Mode,
+) -> Result<RequestOutcome, EraseError> {
+    let mut outcome = RequestOutcome {
+        request: found.request.clone(),
+        found: found.rows(),
+        changed: 0,
+        cascaded: 0,
+        status: StatusKind::Done,
+        remaining: Vec::new(),
+        first: true,
+    };
+    for table in &found.tables {
+        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
+        let (changed, cascaded) = erase_table(ctx, store, &found.request, table, mode).await?;
+        outcome.changed += changed;
+        outcome.cascaded += cascaded;
+        if table.held > 0 {
+            outcome.remaining.push(Remaining {
+                store: table.store.clone(),
+                table: table.table.clone(),
+                rows: table.held,
+                why: "held (a legal hold); erased when the hold lifts".into(),
+                keys: Vec::new(),
+            });
+        }
+        if let Some(rule) = &table.kept_by {
+            let keys: Vec<String> = table
+                .rows
+                .iter()
+                .filter(|r| !r.held)
+                .map(|r| ctx.key.audit_hash(&key_text(&r.key)))
+                .collect();
+            outcome
+                .remaining
+                .push(kept(table.store.clone(), table.table.clone(), rule, keys));
+        }
+    }
+    if !outcome.remaining.is_empty() {
+        outcome.status = StatusKind::PartlyDone;
+    }
+    Ok(outcome)
+}
+
+fn kept(store: String, table: String, rule: &str, keys: Vec<String>) -> Remaining {
+    Remaining {
+        store,
+        table,
+        rows: keys.len() as u64,
+        why: format!("kept under the minimum of rule {rule}, which deletes them when it ends"),
+        keys,
+    }
+}
+
+/// Rows an earlier run left under a minimum that no longer match the
+/// identifier (their identifier column was overwritten): still there until
+/// the minimum rule deletes them, found by their hashed keys.
+async fn still_kept(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    previous: &Status,
+    outcome: &mut RequestOutcome,
+) -> Result<(), EraseError> {
+    for earlier in previous.remaining.iter().filter(|r| !r.keys.is_empty()) {
+        let now_kept = outcome
+            .remaining
+            .iter()
+            .any(|r| r.store == earlier.store && r.table == earlier.table && !r.keys.is_empty());
+        let place = ctx.policy.subjects.iter().find_map(|s| {
+            s.tables
+                .iter()
+                .find(|t| t.store == earlier.store && t.table.to_string() == earlier.table)
+                .map(|t| (s, t))
+        });
+        let (Some((subject, table)), false) = (place, now_kept) else {
+            continue;
+        };
+        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
+        let plan = super::find::table_plan(store, subject, table).await?;
+        let present: std::collections::HashSet<String> = store
+            .erasure_read(&plan.table, &plan.key, &[])
+            .await?
+            .into_iter()
+            .map(|(key, _)| ctx.key.audit_hash(&key_text(&key)))
+            .collect();
+        let keys: Vec<String> = earlier
+            .keys
+            .iter()
+            .filter(|k| present.contains(*k))
+            .cloned()
+            .collect();
+        if !keys.is_empty() {
+            let rule = table.kept_by.as_deref().unwrap_or("?");
+            outcome.remaining.push(kept(
+                earlier.store.clone(),
+                earlier.table.clone(),
+                rule,
+                keys,
+            ));
+        }
+    }
+    outcome.status = match outcome.remaining.is_empty() {
+        true => StatusKind::Done,
+        false => StatusKind::PartlyDone,
+    };
+    Ok(())
+}
+
+/// One table's rows for one request, in one transaction with its audit
+/// row; `(rows changed, cascaded rows deleted)`.
+async fn erase_table(
+    ctx: &Context<'_>,
+    store: &mut dyn Store,
+    request: &str,
+    table: &TableFinding,
+    mode: Mode,
+) -> Result<(u64, u64), EraseError> {
+    let plan = &table.plan;
+    let rows: Vec<&FoundRow> = table
+        .rows
+        .iter()
+        .filter(|r| !r.held && (plan.columns.is_empty() || !row_done(plan, r)))
+        .collect();
+    if rows.is_empty() {
+        return Ok((0, 0));
+    }
+    store.ensure_audit_table().await?;
+    store.begin().await?;
+    let result = async {
+        let (changed, cascaded) = match plan.columns.is_empty() {
+            true => delete_rows(store, plan, &rows).await?,
+            false => (
+                overwrite_rows(ctx.key, store, plan, &rows).await?,
+                Vec::new(),
+            ),
+        };
+        let entry = batch_row(ctx, store.name(), request, table, changed, &cascaded, mode);
+        audit::append(store, entry, ctx.audit_key).await?;
+        Ok::<_, StoreError>((changed, cascaded.iter().map(|c| c.rows).sum()))
+    }
+    .await;
+    match result {
+        Ok(counts) => {
+            store.commit().await?;
+            Ok(counts)
+        }
+        Err(err) => {
+            if let Err(rollback) = store.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(err.into())
+        }
+    }
+}
+
+async fn delete_rows(
+    store: &mut dyn Store,
+    plan: &TablePlan,
+    rows: &[&FoundRow],
+) -> Result<(u64, Vec<NamedCount>), StoreError> {
+    let mut cascaded = Vec::new();
+    for (i, (child, theirs, _)) in plan.cascades.iter().enumerate() {
+        let mut values: Vec<Key> = rows.iter().filter_map(|r| r.related[i].clone()).collect();
+        values.dedup();
+        let deleted = match values.is_empty() {
+            true => 0,
+            false => store.erasure_delete(child, theirs, &values).await?,
+        };
+        cascaded.push(NamedCount {
+            name: child.to_string(),
+            rows: deleted,
+        });
+    }
+    let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+    let deleted = store.erasure_delete(&plan.table, &plan.key, &keys).await?;
+    Ok((deleted, cascaded))
+}
+
+async fn overwrite_rows(
+    key: &HmacKey,
+    store: &mut dyn Store,
+    plan: &TablePlan,
+    rows: &[&FoundRow],
+) -> Result<u64, StoreError> {
+    let mut changed = 0;
+    for row in rows {
+        let values: Vec<(String, Option<String>)> = plan
+            .columns
+            .iter()
+            .zip(&row.values)
+            .map(|((column, action), value)| {
+                (
+                    column.name.clone(),
+                    new_value(column, *action, value.as_deref(), key),
+                )
+            })
+            .collect();
+        changed += store
+            .erasure_update(&plan.table, &plan.key, &row.key, &values)
+            .await?;
+    }
+    Ok(changed)
+}
+
+/// The audit row of one table's erasure: the request's id, counts, the
+/// key's id; no key values (a key may be an e-mail address) and no
+/// identifier.
+fn batch_row(
+    ctx: &Context<'_>,
+    store: &str,
+    request: &str,
+    table: &TableFinding,
+    rows: u64,
+    cascaded: &[NamedCount],
+    mode: Mode,
+) -> AuditEntry {
+    let now = audit::now();
+    let detail = serde_json::json!({
+        "erasure": request,
+        "replay": mode == Mode::Replay,
+        "cascaded": cascaded,
+    });
+    AuditEntry {
+        run_id: ctx.run_id.to_string(),
+        event: AuditEvent::Batch,
+        rule_id: request.to_string(),
+        store: store.to_string(),
+        table_name: table.table.clone(),
+        action: table.action.to_string(),
+        rows: rows as i64,
+        key_from: None,
+        key_to: None,
+        as_of: now,
+        cutoff: format!("erasure request {request}"),
+        rule_hash: String::new(),
+        key_id: (table.action == "pseudonymise").then(|| ctx.key.id().to_string()),
+        at: now,
+        host: audit::host_name(),
+        version: crate::VERSION.into(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Writes the request's status to the ledger when it changed, and always
+/// on a replay (which the trail must show).
+async fn record_status(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    ledger: &Ledger,
+    outcome: &RequestOutcome,
+    mode: Mode,
+) -> Result<(), EraseError> {
+    let previous = ledger.statuses.get(&outcome.request);
+    let same =
+        previous.is_some_and(|p| p.status == outcome.status && p.remaining == outcome.remaining);
+    if same && mode == Mode::Open {
+        return Ok(());
+    }
+    let status = Status {
+        request: outcome.request.clone(),
+        status: outcome.status,
+        found: outcome.found,
+        changed: outcome.changed,
+        remaining: outcome.remaining.clone(),
+        replay: mode == Mode::Replay,
+        at: audit::now(),
+    };
+    let (name, file) = ledger_place(ctx.policy)?;
+    let store = stores.get(name).await.map_err(EraseError::from)?;
+    ledger::append(
+        store,
+        file,
+        &Entry::Status(status),
+        ctx.audit_key,
+        ctx.run_id,
+    )
+    .await
+}
+
+/// The ledger store's name and the ledger file (validation made sure both
+/// are set when there are subjects).
+pub fn ledger_place(policy: &Policy) -> Result<(&str, &std::path::Path), EraseError> {
+    match (&policy.settings.erasure_store, &policy.settings.erasure_ledger) {
+        (Some(store), Some(file)) => Ok((store, file)),
+        _ => Err(EraseError::Usage(
+            "no erasure ledger: declare [[subject]] in the rules and set erasure_store and erasure_ledger in glemsel.toml".into(),
+        )),
+    }
+}

@@ -1,0 +1,202 @@
+//! `glemsel erase ...`: what the user typed, turned into the library's
+//! erasure commands, their output and an exit code.
+
+use std::io::BufRead as _;
+
+use chrono::NaiveDate;
+use clap::Subcommand;
+
+use glemsel::erase::commands as erase;
+use glemsel::erase::{EraseError, Mode};
+use glemsel::exit::Exit;
+use glemsel::rules::Policy;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum EraseCommand {
+    /// Record a request. The identifier is hashed under the key at once
+    /// and never stored: `--subject email` alone reads the value from
+    /// standard input (one line), so it stays out of the shell's history.
+    Add {
+        /// IDENTIFIER=VALUE, e.g. email=jens@example.invalid; or IDENTIFIER
+        /// alone to read the value from standard input.
+        #[arg(long, value_name = "IDENTIFIER[=VALUE]")]
+        subject: String,
+        /// The day the request was received (default: today).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        received: Option<NaiveDate>,
+        /// Free text: a case number, never the person's name.
+        #[arg(long, value_name = "TEXT")]
+        reference: Option<String>,
+    },
+    /// The dry run: per request, store and table, the rows found and what
+    /// happens to them. Changes nothing.
+    Plan {
+        /// Only this request (default: every request not done).
+        request: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Carry out every open request, audited, and record each one's status.
+    Run {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Every request with its deadline and status; exit 10 when one is overdue.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// After a restore: erase again every request's rows that came back.
+    Replay {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
+    match command {
+        EraseCommand::Add {
+            subject,
+            received,
+            reference,
+        } => {
+            let (identifier, value) = match subject.split_once('=') {
+                Some((identifier, value)) => (identifier.to_string(), value.to_string()),
+                None => match read_value(&subject) {
+                    Ok(value) => (subject.clone(), value),
+                    Err(exit) => return exit,
+                },
+            };
+            match erase::add(policy, &identifier, &value, received, reference).await {
+                Ok(request) => {
+                    println!(
+                        "{}: {} by {}, received {}, deadline {}",
+                        request.id,
+                        request.subject,
+                        request.identifier,
+                        request.received,
+                        request.deadline
+                    );
+                    Exit::Ok
+                }
+                Err(err) => fail(err),
+            }
+        }
+        EraseCommand::Plan { request, format } => {
+            match erase::plan(policy, request.as_deref()).await {
+                Ok(planned) => {
+                    match format {
+                        Format::Text => print!("{}", erase::plan_text(&planned)),
+                        Format::Json => println!(
+                            "{}",
+                            serde_json::to_string_pretty(&planned).expect("plans serialise")
+                        ),
+                    }
+                    Exit::Ok
+                }
+                Err(err) => fail(err),
+            }
+        }
+        EraseCommand::Run { format } => run(policy, Mode::Open, format).await,
+        EraseCommand::Replay { format } => run(policy, Mode::Replay, format).await,
+        EraseCommand::Status { format } => match erase::status(policy).await {
+            Ok(rows) => {
+                match format {
+                    Format::Text => print!("{}", erase::status_text(&rows)),
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&rows).expect("rows serialise")
+                    ),
+                }
+                if rows.iter().any(|r| r.overdue) {
+                    Exit::Overdue
+                } else {
+                    Exit::Ok
+                }
+            }
+            Err(err) => fail(err),
+        },
+    }
+}
+
+/// `check`'s part for subjects: their tables against the live schema.
+/// `Err(Exit::Schema)` when one does not fit.
+pub async fn check(policy: &Policy) -> Result<(), Exit> {
+    if policy.subjects.is_empty() {
+        return Ok(());
+    }
+    let problems = erase::check(policy).await;
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    if problems.is_empty() {
+        println!(
+            "{} erasure subject{}: tables match",
+            policy.subjects.len(),
+            if policy.subjects.len() == 1 { "" } else { "s" }
+        );
+        Ok(())
+    } else {
+        eprintln!(
+            "{} problem{} found; nothing was changed",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        Err(Exit::Schema)
+    }
+}
+
+async fn run(policy: &Policy, mode: Mode, format: Format) -> Exit {
+    match erase::run(policy, mode).await {
+        Ok(report) => {
+            match format {
+                Format::Text => print!("{}", erase::run_text(&report)),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("reports serialise")
+                ),
+            }
+            Exit::Ok
+        }
+        Err(err) => fail(err),
+    }
+}
+
+/// The identifier's value from standard input: one line, so it never
+/// appears in the command line, the shell's history or `ps`.
+fn read_value(identifier: &str) -> Result<String, Exit> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("{identifier}: ");
+    }
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(_) if !line.trim().is_empty() => Ok(line.trim_end_matches(['\n', '\r']).to_string()),
+        Ok(_) => {
+            eprintln!(
+                "error: no {identifier} on standard input; give --subject {identifier}=VALUE or pipe the value in"
+            );
+            Err(Exit::Usage)
+        }
+        Err(err) => {
+            eprintln!("error: cannot read standard input: {err}");
+            Err(Exit::Error)
+        }
+    }
+}
+
+fn fail(err: EraseError) -> Exit {
+    eprintln!("error: {err}");
+    match err {
+        EraseError::Store(_) | EraseError::LedgerFile { .. } => Exit::Error,
+        EraseError::Usage(_) => Exit::Usage,
+        EraseError::Schema(_) => Exit::Schema,
+        EraseError::Command(err) => err.exit(),
+        EraseError::Locked => Exit::LockHeld,
+    }
+}

@@ -1,0 +1,530 @@
+//! `[[subject]]` in rule files: the kinds of person an erasure request may
+//! name, the identifiers a request names them by, where their rows live and
+//! what erasure means in each table. Validated like rules, every problem
+//! collected with its file and line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use toml::Spanned;
+
+use super::parse::{Diagnosed, is_simple_name, parse_table};
+use super::raw::{RawSubject, RawSubjectTable};
+use super::source::Source;
+use super::validate::{RelatedKind, related_tables};
+use super::{Action, Cascade, Location, Rule, Settings, StoreConfig, TableRef, check_identifier};
+use crate::period::{Period, PeriodKind, Unit};
+use crate::pseudonym::ColumnAction;
+
+/// A kind of person a request may name (`[[subject]]`).
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub kind: String,
+    pub description: Option<String>,
+    /// The identifiers a request may give, e.g. `email`, `customer_no`.
+    pub identifiers: Vec<String>,
+    /// How long after it is received a request must be done.
+    pub deadline: Period,
+    /// Identifiers whose values, found in a row of the person, find
+    /// further rows (the customer number in the customer's row).
+    pub follow: Vec<String>,
+    pub tables: Vec<SubjectTable>,
+    pub at: Location,
+}
+
+/// A table holding a subject's rows (`[[subject.table]]`).
+#[derive(Debug, Clone)]
+pub struct SubjectTable {
+    pub store: String,
+    pub table: TableRef,
+    /// `(identifier, column)`: a row is the subject's when the column holds
+    /// the identifier a request gave.
+    pub matches: Vec<(String, String)>,
+    /// Delete the rows, or overwrite named columns (the row stays).
+    pub action: Action,
+    /// The minimum rule that keeps the rows until its period ends, and
+    /// then deletes them.
+    pub kept_by: Option<String>,
+    /// A boolean column: rows where it is true (or NULL) are held.
+    pub hold: Option<String>,
+    /// Rows of other tables deleted with the subject's rows.
+    pub cascades: Vec<Cascade>,
+    pub at: Location,
+}
+
+impl Subject {
+    /// Whether `identifier` is one of this subject's.
+    pub fn names(&self, identifier: &str) -> bool {
+        self.identifiers.iter().any(|i| i == identifier)
+    }
+}
+
+/// What erasure may do to a column: NULL, fixed text or a keyed token. The
+/// generalisations keep part of the value, which a request to erase does not.
+fn erasure_column(action: ColumnAction) -> bool {
+    matches!(
+        action,
+        ColumnAction::Null | ColumnAction::Redact | ColumnAction::Hmac | ColumnAction::HmacEmail
+    )
+}
+
+/// Reads the `subject` array of one rule file.
+pub(super) fn parse(
+    source: &Rc<Source>,
+    value: &toml::de::DeValue<'_>,
+    at: Location,
+    out: &mut Vec<(Rc<Source>, RawSubject)>,
+    diags: &mut Diagnosed,
+) {
+    let toml::de::DeValue::Array(items) = value else {
+        diags.push(
+            at,
+            None,
+            "subjects are an array of tables: write [[subject]]",
+        );
+        return;
+    };
+    for item in items.iter() {
+        match <RawSubject as serde::Deserialize>::deserialize(toml::de::ValueDeserializer::from(
+            item.clone(),
+        )) {
+            Ok(raw) => out.push((source.clone(), raw)),
+            Err(err) => diags.push(
+                source.span_location(err.span().or(Some(item.span()))),
+                None,
+                format!("[[subject]]: {}", err.message()),
+            ),
+        }
+    }
+}
+
+/// What subjects are checked against.
+pub(super) struct SubjectContext<'a> {
+    pub stores: &'a BTreeMap<String, StoreConfig>,
+    pub rules: &'a [Rule],
+    pub settings: &'a Settings,
+}
+
+/// Validates every `[[subject]]`; the valid ones.
+pub(super) fn validate(
+    raw: &[(Rc<Source>, RawSubject)],
+    ctx: &SubjectContext<'_>,
+    diags: &mut Diagnosed,
+) -> Vec<Subject> {
+    let mut subjects: Vec<Subject> = Vec::new();
+    let mut identifier_at: HashMap<String, (String, Location)> = HashMap::new();
+    for (source, raw) in raw {
+        let errors_before = diags.0.len();
+        let at = source.span_location(Some(raw.kind.span()));
+        let kind = raw.kind.get_ref().clone();
+        let what = format!("subject {kind}");
+        if !is_simple_name(&kind) {
+            diags.push(
+                at.clone(),
+                None,
+                format!("{what}: kind may hold only letters, digits, '_' and '-'"),
+            );
+        }
+        if let Some(first) = subjects.iter().find(|s| s.kind == kind) {
+            diags.push(
+                at.clone(),
+                None,
+                format!("{what} is declared twice; first at {}", first.at),
+            );
+        }
+        let identifiers = raw.identifiers.get_ref().clone();
+        let identifiers_at = source.span_location(Some(raw.identifiers.span()));
+        if identifiers.is_empty() {
+            diags.push(
+                identifiers_at.clone(),
+                None,
+                format!("{what}: identifiers is empty; name at least one, e.g. [\"email\"]"),
+            );
+        }
+        for identifier in identifiers.iter().filter(|i| !is_simple_name(i)) {
+            diags.push(
+                identifiers_at.clone(),
+                None,
+                format!(
+                    "{what}: identifier {identifier:?} may hold only letters, digits, '_' and '-'"
+                ),
+            );
+        }
+        for identifier in &identifiers {
+            match identifier_at.get(identifier) {
+                Some((other, first)) => diags.push(
+                    identifiers_at.clone(),
+                    None,
+                    format!("{what}: identifier {identifier:?} is also subject {other}'s (at {first}); a request names one subject by its identifier, so give it another name"),
+                ),
+                None => {
+                    identifier_at.insert(identifier.clone(), (kind.clone(), identifiers_at.clone()));
+                }
+            }
+        }
+        let follow = raw
+            .follow
+            .as_ref()
+            .map(|f| f.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(spanned) = &raw.follow {
+            for name in follow.iter().filter(|f| !identifiers.contains(f)) {
+                diags.push(
+                    source.span_location(Some(spanned.span())),
+                    None,
+                    format!("{what}: follow: {name:?} is not one of the subject's identifiers {identifiers:?}"),
+                );
+            }
+        }
+        let deadline = deadline(source, &raw.deadline, &what, ctx, diags);
+        let tables: Vec<SubjectTable> = raw
+            .table
+            .iter()
+            .filter_map(|t| table(source, t, &what, &identifiers, ctx, diags))
+            .collect();
+        if raw.table.is_empty() {
+            diags.push(
+                at.clone(),
+                None,
+                format!("{what}: no [[subject.table]]; say where the subject's rows are"),
+            );
+        }
+        if diags.0.len() > errors_before {
+            continue;
+        }
+        subjects.push(Subject {
+            kind,
+            description: raw.description.clone(),
+            identifiers,
+            deadline: deadline.expect("no errors, so a deadline"),
+            follow,
+            tables,
+            at,
+        });
+    }
+    if !raw.is_empty() {
+        requirements(raw, ctx, diags);
+    }
+    subjects
+}
+
+/// What a policy with subjects needs of `glemsel.toml`.
+fn requirements(raw: &[(Rc<Source>, RawSubject)], ctx: &SubjectContext<'_>, diags: &mut Diagnosed) {
+    let (source, first) = &raw[0];
+    let at = source.span_location(Some(first.kind.span()));
+    let settings = ctx.settings;
+    if settings.key.is_none() {
+        diags.push(at.clone(), None, "erasure requests need the key: identifiers are recorded only as keyed hashes; set key_file or key_credential in glemsel.toml");
+    }
+    match &settings.erasure_store {
+        None => diags.push(at.clone(), None, "erasure requests need a ledger: set erasure_store (the store whose audit trail records them) in glemsel.toml"),
+        Some(store) if !ctx.stores.contains_key(store) => diags.push(
+            Location::file_start(&settings.config_file),
+            None,
+            format!("erasure_store {store:?} is not a configured store"),
+        ),
+        Some(_) => {}
+    }
+    if settings.erasure_ledger.is_none() {
+        diags.push(at, None, "erasure requests need a ledger file outside the database, so a restore cannot take them back: set erasure_ledger in glemsel.toml");
+    }
+}
+
+fn deadline(
+    source: &Source,
+    text: &Spanned<String>,
+    what: &str,
+    ctx: &SubjectContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<Period> {
+    let at = source.span_location(Some(text.span()));
+    match text.get_ref().parse::<Period>() {
+        Ok(period) if period.unit == Unit::WorkingDays && ctx.settings.calendar.is_none() => {
+            diags.push(at, None, format!("{what}: deadline counts working days: set holidays = \"DK\" or holidays = \"none\" in glemsel.toml"));
+            None
+        }
+        Ok(period) => Some(period),
+        Err(err) => {
+            diags.push(at, None, format!("{what}: deadline: {err}"));
+            None
+        }
+    }
+}
+
+fn table(
+    source: &Source,
+    spanned: &Spanned<RawSubjectTable>,
+    subject: &str,
+    identifiers: &[String],
+    ctx: &SubjectContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<SubjectTable> {
+    let raw = spanned.get_ref();
+    let errors_before = diags.0.len();
+    let at = source.span_location(Some(raw.table.span()));
+    let what = format!("{subject}: table {}", raw.table.get_ref());
+    let loc = |span: std::ops::Range<usize>| source.span_location(Some(span));
+    let store = raw.store.get_ref().clone();
+    if !ctx.stores.contains_key(&store) {
+        diags.push(
+            loc(raw.store.span()),
+            None,
+            format!("{what}: store {store:?} is not configured in glemsel.toml"),
+        );
+    }
+    let table = parse_table(source, &raw.table, None, diags);
+    let mut matches = Vec::new();
+    if raw.matches.get_ref().is_empty() {
+        diags.push(
+            loc(raw.matches.span()),
+            None,
+            format!("{what}: match is empty; write match = {{ <identifier> = \"<column>\" }}"),
+        );
+    }
+    for (identifier, column) in raw.matches.get_ref() {
+        if !identifiers.contains(identifier) {
+            diags.push(
+                loc(raw.matches.span()),
+                None,
+                format!("{what}: match: {identifier:?} is not one of the subject's identifiers {identifiers:?}"),
+            );
+        }
+        if let Err(err) = check_identifier(column) {
+            diags.push(
+                loc(raw.matches.span()),
+                None,
+                format!("{what}: match: {err}"),
+            );
+        }
+        matches.push((identifier.clone(), column.clone()));
+    }
+    if let Some(hold) = &raw.hold
+        && let Err(err) = check_identifier(hold.get_ref())
+    {
+        diags.push(loc(hold.span()), None, format!("{what}: hold: {err}"));
+    }
+    let action = action(source, raw, &what, diags);
+    let cascades: Vec<Cascade> = related_tables(
+        source,
+        raw.cascade.as_deref(),
+        RelatedKind::Cascade,
+        None,
+        diags,
+    )
+    .into_iter()
+    .map(|(parts, _)| Cascade {
+        related: parts.related,
+        parent: parts.parent,
+    })
+    .collect();
+    if !cascades.is_empty() && !matches!(action, Some(Action::Delete)) {
+        diags.push(
+            at.clone(),
+            None,
+            format!("{what}: cascade applies only to action = \"delete\""),
+        );
+    }
+    if let Some(cascade) = cascades.iter().find(|c| c.parent.is_some()) {
+        diags.push(
+            cascade.related.at.clone(),
+            None,
+            format!("{what}: a cascade off another cascade (parent) is not supported for erasure yet; declare that table as a [[subject.table]] of its own"),
+        );
+    }
+    if let (Some(kept_by), Some(table)) = (&raw.kept_by, &table) {
+        check_kept_by(
+            kept_by,
+            loc(kept_by.span()),
+            &store,
+            table,
+            action.as_ref(),
+            &what,
+            ctx,
+            diags,
+        );
+    }
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    Some(SubjectTable {
+        store,
+        table: table?,
+        matches,
+        action: action?,
+        kept_by: raw.kept_by.as_ref().map(|k| k.get_ref().clone()),
+        hold: raw.hold.as_ref().map(|h| h.get_ref().clone()),
+        cascades,
+        at,
+    })
+}
+
+fn action(
+    source: &Source,
+    raw: &RawSubjectTable,
+    what: &str,
+    diags: &mut Diagnosed,
+) -> Option<Action> {
+    let at = source.span_location(Some(raw.action.span()));
+    let name = raw.action.get_ref().as_str();
+    let anonymise = match name {
+        "delete" => {
+            if let Some(columns) = &raw.columns {
+                diags.push(
+                    source.span_location(Some(columns.span())),
+                    None,
+                    format!("{what}: columns applies only to pseudonymise and anonymise"),
+                );
+                return None;
+            }
+            return Some(Action::Delete);
+        }
+        "pseudonymise" => false,
+        "anonymise" => true,
+        other => {
+            diags.push(
+                at,
+                None,
+                format!("{what}: unknown action {other:?}; use delete, pseudonymise or anonymise"),
+            );
+            return None;
+        }
+    };
+    let Some(columns) = raw.columns.as_ref().filter(|c| !c.get_ref().is_empty()) else {
+        diags.push(at, None, format!("{what}: action = {name:?} needs columns = {{ <column> = \"null\" | \"redact\" | \"hmac\" | \"hmac_email\" }}"));
+        return None;
+    };
+    let errors_before = diags.0.len();
+    let mut actions = Vec::new();
+    for (column, text) in columns.get_ref() {
+        let at = source.span_location(Some(text.span()));
+        if let Err(err) = check_identifier(column) {
+            diags.push(at.clone(), None, format!("{what}: columns: {err}"));
+        }
+        match ColumnAction::parse(text.get_ref()) {
+            Ok(a) if !erasure_column(a) => diags.push(at, None, format!("{what}: column {column:?}: {} keeps part of the value; erasure takes null, redact, hmac or hmac_email", a.name())),
+            Ok(a) if anonymise && a.is_keyed() => diags.push(at, None, format!("{what}: column {column:?}: {} writes a keyed token, which whoever holds the key can recompute: pseudonymised data, not anonymised. Use null or redact, or action = \"pseudonymise\"", a.as_str())),
+            Ok(a) => actions.push((column.clone(), a)),
+            Err(err) => diags.push(at, None, format!("{what}: column {column:?}: {err}")),
+        }
+    }
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    Some(match anonymise {
+        true => Action::Anonymise { columns: actions },
+        false => Action::Pseudonymise { columns: actions },
+    })
+}
+
+/// `kept_by` names a minimum rule on the same table that deletes the rows
+/// when its period ends; until then erasure may only overwrite columns.
+#[allow(clippy::too_many_arguments)]
+fn check_kept_by(
+    kept_by: &Spanned<String>,
+    at: Location,
+    store: &str,
+    table: &TableRef,
+    action: Option<&Action>,
+    what: &str,
+    ctx: &SubjectContext<'_>,
+    diags: &mut Diagnosed,
+) {
+    let id = kept_by.get_ref();
+    if matches!(action, Some(Action::Delete)) {
+        diags.push(at.clone(), None, format!("{what}: kept_by: a row kept under a minimum cannot be deleted now; pseudonymise or anonymise the columns that name the person"));
+    }
+    let Some(rule) = ctx.rules.iter().find(|r| &r.id == id) else {
+        diags.push(at, None, format!("{what}: kept_by: no rule {id:?}"));
+        return;
+    };
+    if rule.store != store || &rule.table != table {
+        diags.push(
+            at.clone(),
+            None,
+            format!(
+                "{what}: kept_by: rule {id} works on {}.{}, not this table",
+                rule.store, rule.table
+            ),
+        );
+    }
+    if rule.timing.kind != PeriodKind::Minimum || rule.action != Action::Delete {
+        diags.push(
+            at,
+            None,
+            format!(
+                "{what}: kept_by: rule {id} must be a minimum that deletes the rows when it ends"
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    const CONFIG: &str = "timezone = \"Europe/Copenhagen\"\nkey_file = \"key\"\nerasure_store = \"shop\"\nerasure_ledger = \"ledger.jsonl\"\n[stores.shop]\nengine = \"sqlite\"\npath = \"shop.db\"\n";
+
+    const RULE: &str = "[categories.test]\ndescription = \"t\"\n\n[[rule]]\nid = \"invoices-5y\"\nstore = \"shop\"\ntable = \"invoices\"\ncategory = \"test\"\nafter = \"issued\"\nretain = \"5 years\"\naction = \"delete\"\n\n";
+
+    fn load(config: &str, rules: &str) -> Result<crate::rules::Policy, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("glemsel.toml"), config).unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(dir.path().join("rules/shop.toml"), format!("{RULE}{rules}")).unwrap();
+        crate::rules::load(&dir.path().join("glemsel.toml")).map_err(|d| {
+            d.0.iter()
+                .map(|d| {
+                    let text = d.to_string();
+                    text[text.find("rules/").unwrap_or(0)..].to_string()
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_subject_loads_with_its_deadline_and_tables() {
+        let policy = load(
+            CONFIG,
+            "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"invoices\"\nmatch = { email = \"email\" }\naction = \"pseudonymise\"\ncolumns = { name = \"hmac\" }\nkept_by = \"invoices-5y\"\n",
+        )
+        .unwrap();
+        let subject = policy.subject_of("email").unwrap();
+        assert_eq!(subject.deadline.to_string(), "1 month");
+        assert_eq!(subject.tables[0].kept_by.as_deref(), Some("invoices-5y"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let errors = load(
+            "timezone = \"Europe/Copenhagen\"\n[stores.shop]\nengine = \"sqlite\"\npath = \"shop.db\"\n",
+            "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"3 working days\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"invoices\"\nmatch = { phone = \"phone\" }\naction = \"delete\"\nkept_by = \"invoices-5y\"\n\n[[subject.table]]\nstore = \"crm\"\ntable = \"people\"\nmatch = { email = \"email\" }\naction = \"anonymise\"\ncolumns = { name = \"hmac\", born = \"year\" }\n\n[[subject]]\nkind = \"lead\"\nidentifiers = [\"email\"]\ndeadline = \"soon\"\n",
+        )
+        .unwrap_err();
+        let expected = [
+            "rules/shop.toml:16:12: subject customer: deadline counts working days: set holidays = \"DK\" or holidays = \"none\" in glemsel.toml",
+            "rules/shop.toml:21:9: subject customer: table invoices: match: \"phone\" is not one of the subject's identifiers [\"email\"]",
+            "rules/shop.toml:23:11: subject customer: table invoices: kept_by: a row kept under a minimum cannot be deleted now; pseudonymise or anonymise the columns that name the person",
+            "rules/shop.toml:26:9: subject customer: table people: store \"crm\" is not configured in glemsel.toml",
+            "rules/shop.toml:30:20: subject customer: table people: column \"name\": hmac writes a keyed token, which whoever holds the key can recompute: pseudonymised data, not anonymised. Use null or redact, or action = \"pseudonymise\"",
+            "rules/shop.toml:30:35: subject customer: table people: column \"born\": year keeps part of the value; erasure takes null, redact, hmac or hmac_email",
+            "rules/shop.toml:34:15: subject lead: identifier \"email\" is also subject customer's",
+            "rules/shop.toml:35:12: subject lead: deadline: period \"soon\" must start with a whole number",
+        ];
+        for line in expected {
+            assert!(
+                errors.iter().any(|e| e.contains(line)),
+                "missing {line}\nin {errors:#?}"
+            );
+        }
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("erasure requests need the key")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("erasure requests need a ledger: set erasure_store")),
+            "{errors:#?}"
+        );
+    }
+}

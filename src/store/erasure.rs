@@ -1,0 +1,114 @@
+//! The statements erasure on request runs: read a table's keys and the
+//! columns that may hold an identifier (hashed in the worker, never
+//! compared in the database), delete rows by key or by related columns,
+//! and overwrite columns of one row by key. Values are always bound.
+
+use super::flow::Statements;
+use super::sql::{Param, Query, push_in_values};
+use super::{Column, ColumnKind, Key, KeyValue, StoreError};
+use crate::rules::TableRef;
+
+/// One row as erasure reads it: its key, then the text of each column asked for.
+pub type ReadRow = (Key, Vec<Option<String>>);
+
+/// Every row's key and the text of `columns` (NULL as `None`).
+pub(crate) async fn read(
+    store: &mut dyn Statements,
+    table: &TableRef,
+    key: &[Column],
+    columns: &[Column],
+) -> Result<Vec<ReadRow>, StoreError> {
+    let dialect = store.dialect();
+    let mut q = Query::new(dialect);
+    let mut select: Vec<String> = key
+        .iter()
+        .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
+        .collect();
+    select.extend(
+        columns
+            .iter()
+            .map(|c| dialect.value_text(&dialect.quote(&c.name))),
+    );
+    q.push("SELECT ")
+        .push(&select.join(", "))
+        .push(" FROM ")
+        .push(&dialect.table(table));
+    let mut typed: Vec<Column> = key.to_vec();
+    typed.extend(columns.iter().map(|c| Column {
+        kind: ColumnKind::Text,
+        ..c.clone()
+    }));
+    let rows = store.values("erasure read", &q, &typed).await?;
+    rows.into_iter()
+        .map(|mut row| {
+            let values = row.split_off(key.len());
+            let key = row.into_iter().collect::<Option<Key>>().ok_or_else(|| {
+                StoreError::invalid(
+                    store.store_name(),
+                    "erasure read",
+                    "a key value is NULL".into(),
+                )
+            })?;
+            Ok((
+                key,
+                values
+                    .into_iter()
+                    .map(|v| v.map(|v| v.to_string()))
+                    .collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Deletes the rows whose `columns` equal one of `values`, in chunks the
+/// engine's parameter limit allows; how many went.
+pub(crate) async fn delete(
+    store: &mut dyn Statements,
+    table: &TableRef,
+    columns: &[Column],
+    values: &[Key],
+) -> Result<u64, StoreError> {
+    let dialect = store.dialect();
+    let chunk = (dialect.max_params() / columns.len().max(1)).max(1);
+    let mut deleted = 0;
+    for values in values.chunks(chunk) {
+        let mut q = Query::new(dialect);
+        q.push("DELETE FROM ")
+            .push(&dialect.table(table))
+            .push(" WHERE ");
+        push_in_values(&mut q, columns, values);
+        deleted += store.affected("erasure delete", &q).await?;
+    }
+    Ok(deleted)
+}
+
+/// Sets `columns` of the row with `key` to the values given (NULL as `None`).
+pub(crate) async fn update(
+    store: &mut dyn Statements,
+    table: &TableRef,
+    key_columns: &[Column],
+    key: &Key,
+    columns: &[(String, Option<String>)],
+) -> Result<u64, StoreError> {
+    let dialect = store.dialect();
+    let mut q = Query::new(dialect);
+    q.push("UPDATE ").push(&dialect.table(table)).push(" SET ");
+    for (i, (column, value)) in columns.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push(&dialect.quote(column)).push(" = ");
+        q.push_bind(Param::OptText(value.clone()));
+    }
+    q.push(" WHERE ");
+    push_in_values(&mut q, key_columns, std::slice::from_ref(key));
+    store.affected("erasure update", &q).await
+}
+
+/// A key value as the text erasure compares it by.
+pub fn key_text(key: &Key) -> String {
+    key.iter()
+        .map(KeyValue::to_string)
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}

@@ -1,0 +1,446 @@
+//! Erasure on request, end to end through the binary on every engine: a
+//! person in webshop tables, a NAV table with a composite key and quoted
+//! names, and bookkeeping rows kept under a minimum. The dry run changes
+//! nothing; the run changes exactly that person's rows; the ledger, the
+//! ledger file and the audit trail never hold the identifier; a request
+//! matching nobody is recorded; an overdue request fails `status`; and a
+//! restore from before the erasure is undone by `erase replay`.
+
+#[macro_use]
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use common::{KEY, Project, TestDb, assert_contains, assert_lacks, code, text};
+use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
+
+const SCHEMA: &str = r#"
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(80),
+    email VARCHAR(120),
+    customer_no VARCHAR(20)
+);
+INSERT INTO customers (id, name, email, customer_no) VALUES
+    (1, 'Jens Hansen', 'jens@example.invalid', 'C-1'),
+    (2, 'Søren Æbelø', 'soren@example.invalid', 'C-2'),
+    (3, 'Karen Blixen', 'karen@example.invalid', 'C-3');
+CREATE TABLE orders (
+    id INTEGER PRIMARY KEY,
+    customer_id INTEGER NOT NULL,
+    item VARCHAR(40)
+);
+INSERT INTO orders (id, customer_id, item) VALUES (10, 1, 'bike'), (11, 1, 'lamp'), (12, 2, 'tent'), (13, 3, 'book');
+CREATE TABLE newsletter (
+    address VARCHAR(120) PRIMARY KEY,
+    since DATE
+);
+INSERT INTO newsletter (address, since) VALUES
+    (' JENS@Example.invalid', '2024-01-01'), ('karen@example.invalid', '2024-02-02');
+CREATE TABLE "CRONUS International Ltd_$Customer" (
+    "No_" VARCHAR(20) NOT NULL,
+    "Company" VARCHAR(30) NOT NULL,
+    "Name" VARCHAR(50),
+    "E-Mail" VARCHAR(80),
+    PRIMARY KEY ("No_", "Company")
+);
+INSERT INTO "CRONUS International Ltd_$Customer" ("No_", "Company", "Name", "E-Mail") VALUES
+    ('C-1', 'CRONUS', 'Jens Hansen', 'jens@example.invalid'),
+    ('C-1', 'OTHER', 'Jens Hansen', NULL),
+    ('C-3', 'CRONUS', 'Karen Blixen', 'karen@example.invalid');
+CREATE TABLE invoices (
+    no VARCHAR(20) PRIMARY KEY,
+    customer_name VARCHAR(80),
+    customer_email VARCHAR(120),
+    amount DECIMAL(10, 2) NOT NULL,
+    issued DATE NOT NULL
+);
+INSERT INTO invoices (no, customer_name, customer_email, amount, issued) VALUES
+    ('INV-1', 'Jens Hansen', 'jens@example.invalid', 100.50, '2025-01-10'),
+    ('INV-2', 'Jens Hansen', 'jens@example.invalid', 7.25, '2025-03-10'),
+    ('INV-3', 'Karen Blixen', 'karen@example.invalid', 42.00, '2025-04-10');
+"#;
+
+const RULES: &str = r#"
+[[rule]]
+id = "invoices-bookkeeping"
+store = "shop"
+table = "invoices"
+category = "test"
+after = "issued"
+retain = "5 years"
+kind = "minimum"
+action = "delete"
+
+[[subject]]
+kind = "customer"
+identifiers = ["email", "customer_no"]
+deadline = "1 month"
+follow = ["customer_no"]
+
+[[subject.table]]
+store = "shop"
+table = "customers"
+match = { email = "email", customer_no = "customer_no" }
+action = "delete"
+
+[[subject.table.cascade]]
+table = "orders"
+on = { customer_id = "id" }
+
+[[subject.table]]
+store = "shop"
+table = "newsletter"
+match = { email = "address" }
+action = "delete"
+
+[[subject.table]]
+store = "shop"
+table = "CRONUS International Ltd_$Customer"
+match = { email = "E-Mail", customer_no = "No_" }
+action = "delete"
+
+[[subject.table]]
+store = "shop"
+table = "invoices"
+match = { email = "customer_email" }
+action = "pseudonymise"
+columns = { customer_name = "hmac", customer_email = "hmac_email" }
+kept_by = "invoices-bookkeeping"
+"#;
+
+const TABLES: [&str; 5] = [
+    "SELECT id, name, email, customer_no FROM customers ORDER BY id",
+    "SELECT id, customer_id, item FROM orders ORDER BY id",
+    "SELECT address, since FROM newsletter ORDER BY address",
+    r#"SELECT "No_", "Company", "Name", "E-Mail" FROM "CRONUS International Ltd_$Customer" ORDER BY "No_", "Company""#,
+    "SELECT no, customer_name, customer_email, amount, issued FROM invoices ORDER BY no",
+];
+
+/// Every row of every table, as text.
+async fn snapshot(db: &TestDb) -> Vec<Vec<Vec<Option<String>>>> {
+    let mut all = Vec::new();
+    for sql in TABLES {
+        all.push(db.rows(sql).await);
+    }
+    all
+}
+
+/// The rows of `snapshot` no identifier of `people` appears in.
+fn without(
+    snapshot: &[Vec<Vec<Option<String>>>],
+    people: &[&str],
+) -> Vec<Vec<Vec<Option<String>>>> {
+    snapshot
+        .iter()
+        .map(|table| {
+            table
+                .iter()
+                .filter(|row| {
+                    !row.iter()
+                        .flatten()
+                        .any(|v| people.iter().any(|p| v.to_lowercase().contains(p)))
+                })
+                .cloned()
+                .collect()
+        })
+        .collect()
+}
+
+fn token(action: ColumnAction, max: usize, value: &str) -> String {
+    let key = HmacKey::from_bytes(KEY.as_bytes().to_vec());
+    TokenShape::for_column(action, Some(max))
+        .unwrap()
+        .token(&key, value)
+}
+
+/// `glemsel erase add --subject <identifier>` with the value on standard input.
+fn add_from_stdin(project: &Project, identifier: &str, value: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glemsel"))
+        .args(["erase", "add", "--subject", identifier])
+        .current_dir(project.path())
+        .env_remove("GLEMSEL_CONFIG")
+        .env("GLEMSEL_LOG", "glemsel=debug,info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{value}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Drops every table and loads the schema again: a restore of a dump taken
+/// before any request was recorded (the audit trail, and so the database's
+/// ledger, goes back with it).
+async fn restore(db: &TestDb) {
+    for table in [
+        "orders",
+        "customers",
+        "newsletter",
+        "\"CRONUS International Ltd_$Customer\"",
+        "invoices",
+        "glemsel_audit",
+    ] {
+        db.exec(&format!("DROP TABLE {table}")).await;
+    }
+    db.exec(SCHEMA).await;
+}
+
+every_engine! {
+    /// The whole life of two requests and one that matches nobody.
+    async fn a_request_erases_exactly_its_person_and_a_replay_does_it_again(kind) {
+        let Some(db) = TestDb::create(kind, "erasure").await else { return };
+        db.exec(SCHEMA).await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        project.rules("shop.toml", RULES);
+        let before = snapshot(&db).await;
+        let mut logs = String::new();
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{}", text(&check));
+        assert_contains(&text(&check), "1 erasure subject: tables match");
+
+        let add = project.glemsel(&["erase", "add", "--subject", "email=Jens@Example.invalid", "--received", "2026-11-20", "--reference", "case 17"]);
+        logs.push_str(&text(&add));
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        assert_contains(&text(&add), "erasure-0001: customer by email, received 2026-11-20, deadline 2026-12-20");
+        let nobody = add_from_stdin(&project, "email", "nobody@example.invalid");
+        logs.push_str(&text(&nobody));
+        assert_eq!(code(&nobody), 0, "{}", text(&nobody));
+        let unknown = project.glemsel(&["erase", "add", "--subject", "phone=123"]);
+        assert_eq!(code(&unknown), 2, "{}", text(&unknown));
+
+        let plan = project.glemsel(&["erase", "plan"]);
+        let out = text(&plan);
+        logs.push_str(&out);
+        assert_eq!(code(&plan), 0, "{out}");
+        assert_contains(&out, "shop.customers: 1 found; 1 deleted with their rows in orders");
+        assert_contains(&out, "shop.newsletter: 1 found; 1 deleted");
+        // One of Jens's NAV rows has no e-mail: his customer number, found
+        // in his customer row, finds it.
+        assert_contains(&out, "CRONUS International Ltd_$Customer: 2 found; 2 deleted");
+        assert_contains(&out, "shop.invoices: 2 found; 2 pseudonymised; kept under the minimum of rule invoices-bookkeeping");
+        assert_contains(&out, "matches no row in any declared table");
+        assert_eq!(snapshot(&db).await, before, "the dry run changed nothing");
+
+        // Søren's request came in September: overdue until it is run.
+        let overdue = project.glemsel(&["erase", "add", "--subject", "email=soren@example.invalid", "--received", "2026-09-01"]);
+        logs.push_str(&text(&overdue));
+        assert_eq!(code(&overdue), 0, "{}", text(&overdue));
+        let status = project.glemsel(&["erase", "status"]);
+        logs.push_str(&text(&status));
+        assert_eq!(code(&status), 10, "{}", text(&status));
+        assert_contains(&text(&status), "OVERDUE");
+
+        let run = project.glemsel(&["erase", "run"]);
+        let out = text(&run);
+        logs.push_str(&out);
+        assert_eq!(code(&run), 0, "{out}");
+        assert_contains(&out, "erasure-0001: 6 rows found, 6 changed, 2 related rows deleted; partly done");
+        assert_contains(&out, "erasure-0002: 0 rows found, 0 changed (matches no row); done");
+        assert_contains(&out, "erasure-0003: 1 rows found, 1 changed, 1 related rows deleted; done");
+
+        let after = snapshot(&db).await;
+        // Everyone else is byte-identical; the invoices stay, with their
+        // numbers and amounts, and the name and address as tokens.
+        let others = without(&before, &["jens", "soren", "søren"]);
+        let mut expected = others.clone();
+        expected[1] = before[1].iter().filter(|r| r[0].as_deref() == Some("13")).cloned().collect();
+        let invoices: Vec<Vec<Option<String>>> = before[4]
+            .iter()
+            .map(|r| match r[1].as_deref() {
+                Some("Jens Hansen") => vec![
+                    r[0].clone(),
+                    Some(token(ColumnAction::Hmac, 80, "Jens Hansen")),
+                    Some(token(ColumnAction::HmacEmail, 120, "jens@example.invalid")),
+                    r[3].clone(),
+                    r[4].clone(),
+                ],
+                _ => r.clone(),
+            })
+            .collect();
+        expected[4] = invoices;
+        assert_eq!(after, expected);
+
+        // The audit rows name the request, never the person.
+        let batches = db.rows("SELECT rule_id, table_name, action, rows_affected FROM glemsel_audit WHERE event = 'batch' ORDER BY seq").await;
+        let batches: Vec<Vec<String>> = batches.into_iter().map(|r| r.into_iter().map(Option::unwrap).collect()).collect();
+        assert_eq!(batches, vec![
+            vec!["erasure-0001".to_string(), "customers".into(), "delete".into(), "1".into()],
+            vec!["erasure-0001".to_string(), "newsletter".into(), "delete".into(), "1".into()],
+            vec!["erasure-0001".to_string(), "CRONUS International Ltd_$Customer".into(), "delete".into(), "2".into()],
+            vec!["erasure-0001".to_string(), "invoices".into(), "pseudonymise".into(), "2".into()],
+            vec!["erasure-0003".to_string(), "customers".into(), "delete".into(), "1".into()],
+        ]);
+        let verify = project.glemsel(&["audit", "verify"]);
+        assert_eq!(code(&verify), 0, "{}", text(&verify));
+
+        let status = project.glemsel(&["erase", "status"]);
+        let out = text(&status);
+        logs.push_str(&out);
+        assert_eq!(code(&status), 0, "{out}");
+        assert_contains(&out, "partly done");
+
+        let ledger_file = std::fs::read_to_string(project.path().join("erasure-ledger.jsonl")).unwrap();
+        let audit = db.audit_text().await;
+        for place in [&audit, &ledger_file, &logs] {
+            for secret in ["jens", "Jens", "JENS", "soren", "nobody", "Hansen"] {
+                assert_lacks(place, secret);
+            }
+        }
+        assert_contains(&ledger_file, "case 17");
+
+        // The invoices no longer match the address, but the request stays
+        // partly done while they are there; when the bookkeeping rule has
+        // deleted them (here by hand: its minimum ends in 2030), it is done.
+        let statuses = "SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_status'";
+        let before_rerun = db.number(statuses).await;
+        let again = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&again), 0, "{}", text(&again));
+        assert_eq!(db.number(statuses).await, before_rerun, "an unchanged status is not written again");
+        assert_contains(&text(&again), "erasure-0001: 0 rows found, 0 changed; partly done");
+        db.exec("DELETE FROM invoices WHERE no IN ('INV-1', 'INV-2')").await;
+        let later = project.glemsel(&["erase", "run"]);
+        assert_contains(&text(&later), "erasure-0001: 0 rows found, 0 changed; done");
+        assert_eq!(db.number(statuses).await, before_rerun + 1);
+
+        // A restore from before any request: the database's ledger is gone,
+        // the file still has it, and a replay erases both people again.
+        restore(&db).await;
+        let status = project.glemsel(&["erase", "status"]);
+        assert_contains(&text(&status), "only in the ledger file");
+        let replay = project.glemsel(&["erase", "replay"]);
+        let out = text(&replay);
+        assert_eq!(code(&replay), 0, "{out}");
+        assert_contains(&out, "erasure-0001 (replay): 6 rows found, 6 changed");
+        assert_eq!(snapshot(&db).await, expected, "the replay erased the same rows and nobody else");
+        let replays = db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_status' AND detail LIKE '%\"replay\":true%'").await;
+        assert_eq!(replays, 3);
+        // The requests are back in the database's ledger too.
+        let status = project.glemsel(&["erase", "status"]);
+        assert_eq!(code(&status), 0, "{}", text(&status));
+        assert_lacks(&text(&status), "only in the ledger file");
+        assert_eq!(
+            db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_request'").await,
+            3
+        );
+        assert_lacks(&db.audit_text().await, "jens");
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// `check` holds subject tables to the live schema, every problem
+    /// with the file and line of the table's declaration.
+    async fn check_refuses_a_subject_table_that_does_not_fit(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_check").await else { return };
+        db.exec(SCHEMA).await;
+        // A declared foreign key from orders: without the cascade, a
+        // delete would be blocked or widened.
+        db.exec("DROP TABLE orders; CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers (id), item VARCHAR(40))").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        let cascade = "[[subject.table.cascade]]\ntable = \"orders\"\non = { customer_id = \"id\" }\n";
+        assert!(RULES.contains(cascade));
+        let rules = RULES
+            .replace("match = { email = \"address\" }", "match = { email = \"mail\" }")
+            .replace(cascade, "");
+        project.rules("shop.toml", &rules);
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "rules/shop.toml:30:9: subject customer: table newsletter: no column \"mail\" in ");
+        assert_contains(&out, "rules/shop.toml:23:9: subject customer: table customers: ");
+        assert_contains(&out, "orders has a foreign key into this table");
+        assert_contains(&out, "2 problems found; nothing was changed");
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// A row under a hold is kept and reported, and erased by the first
+    /// run after the hold lifts; anonymise writes NULL and the redacted
+    /// text, and a second run changes nothing.
+    async fn a_hold_defers_the_erasure_until_it_lifts(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_hold").await else { return };
+        db.exec("CREATE TABLE members (id INTEGER PRIMARY KEY, email VARCHAR(120), name VARCHAR(80), note VARCHAR(200), disputed BOOLEAN); \
+                 INSERT INTO members (id, email, name, note, disputed) VALUES \
+                 (1, 'jens@example.invalid', 'Jens Hansen', 'likes bikes', TRUE), \
+                 (2, 'jens@example.invalid', 'Jens H.', NULL, FALSE), \
+                 (3, 'karen@example.invalid', 'Karen Blixen', 'author', FALSE)").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        project.rules("shop.toml", "[[subject]]\nkind = \"member\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"members\"\nmatch = { email = \"email\" }\naction = \"anonymise\"\ncolumns = { email = \"null\", name = \"redact\", note = \"null\" }\nhold = \"disputed\"\n");
+        let members = "SELECT id, email, name, note FROM members ORDER BY id";
+        let before = db.rows(members).await;
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let plan = project.glemsel(&["erase", "plan"]);
+        assert_contains(&text(&plan), "shop.members: 2 found; 1 anonymised; 1 kept under a hold");
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        assert_contains(&text(&run), "erasure-0001: 2 rows found, 1 changed; partly done");
+        assert_contains(&text(&run), "remains: 1 rows in shop.members, held");
+        let redacted = |id: &str| vec![Some(id.to_string()), None, Some("[redacted]".to_string()), None];
+        assert_eq!(db.rows(members).await, vec![before[0].clone(), redacted("2"), before[2].clone()]);
+
+        db.exec("UPDATE members SET disputed = FALSE WHERE id = 1").await;
+        let run = project.glemsel(&["erase", "run"]);
+        assert_contains(&text(&run), "erasure-0001: 1 rows found, 1 changed; done");
+        assert_eq!(db.rows(members).await, vec![redacted("1"), redacted("2"), before[2].clone()]);
+        let again = project.glemsel(&["erase", "replay"]);
+        assert_contains(&text(&again), "erasure-0001 (replay): 0 rows found, 0 changed; done");
+        assert_eq!(
+            db.rows("SELECT table_name, action, rows_affected FROM glemsel_audit WHERE event = 'batch' ORDER BY seq").await,
+            vec![
+                vec![Some("members".to_string()), Some("anonymise".to_string()), Some("1".to_string())],
+                vec![Some("members".to_string()), Some("anonymise".to_string()), Some("1".to_string())],
+            ]
+        );
+        db.drop().await;
+    }
+}
+
+/// Two erasure runs never overlap: while another worker holds the
+/// erasure lock (on PostgreSQL an advisory lock), a run refuses (exit 8)
+/// and changes nothing.
+#[tokio::test]
+async fn an_erasure_run_waits_for_another_workers() {
+    let Some(db) = TestDb::create(common::Kind::Postgres, "erasure_lock").await else {
+        return;
+    };
+    db.exec(SCHEMA).await;
+    let project = Project::for_db(
+        &db,
+        "shop",
+        "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n",
+    );
+    project.rules("shop.toml", RULES);
+    let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+    assert_eq!(code(&add), 0, "{}", text(&add));
+    let before = snapshot(&db).await;
+    let lock = |function: &str| {
+        format!(
+            "SELECT {function}(('x' || substr(encode(sha256('glemsel:rule:glemsel erasure'::bytea), 'hex'), 1, 16))::bit(64)::bigint)"
+        )
+    };
+    let other = db.pg_client().await;
+    other
+        .batch_execute(&lock("pg_advisory_lock"))
+        .await
+        .unwrap();
+    let run = project.glemsel(&["erase", "run"]);
+    assert_eq!(code(&run), 8, "{}", text(&run));
+    assert_contains(
+        &text(&run),
+        "another worker is running the erasure requests",
+    );
+    assert_eq!(snapshot(&db).await, before);
+    other
+        .batch_execute(&lock("pg_advisory_unlock"))
+        .await
+        .unwrap();
+    let run = project.glemsel(&["erase", "run"]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_ne!(snapshot(&db).await, before);
+    db.drop().await;
+}

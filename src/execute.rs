@@ -478,6 +478,7 @@ fn new_report(step: &Step, ctx: &RunContext<'_>, counted: Option<Counts>) -> Ste
         windows: 0,
         windows_skipped: 0,
         longest_batch_ms: 0,
+        batch_seconds: 0.0,
         seconds: 0.0,
         error: None,
         halted: None,
@@ -512,6 +513,9 @@ async fn walk_windows(
             report.status = Status::Stopped;
             report.halted = Some(halt.to_string());
             return Ok(());
+        }
+        if let Some(skipped_to) = walk.skip(after.as_ref()) {
+            after = Some(skipped_to);
         }
         let through = match walk.window_end(store, step, after.as_ref()).await {
             Ok(through) => through,
@@ -581,6 +585,7 @@ async fn run_window(
         };
         let batch_ms = batch_started.elapsed().as_millis() as u64;
         report.longest_batch_ms = report.longest_batch_ms.max(batch_ms);
+        report.batch_seconds += batch_started.elapsed().as_secs_f64();
         match outcome {
             Ok(changed) => {
                 let rows = changed.rows;

@@ -57,6 +57,8 @@ pub struct StepReport {
     /// The longest batch transaction, from its begin to its commit or
     /// rollback.
     pub longest_batch_ms: u64,
+    /// The time spent in batch transactions, begin to commit, of `seconds`.
+    pub batch_seconds: f64,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

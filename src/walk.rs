@@ -30,6 +30,9 @@ const MAX_ROWS: u64 = 10_000_000;
 /// How much the batch size may grow or shrink from one batch to the next.
 const GROWTH: f64 = 2.0;
 const SHRINK: f64 = 0.25;
+/// A batch may change this share (numerator, denominator) of the rows one
+/// batch should change before it stops at its limit.
+const LIMIT_HEADROOM: (u64, u64) = (3, 2);
 /// Estimates taken to size one key range.
 const MAX_PROBES: usize = 4;
 
@@ -87,6 +90,27 @@ pub struct Walk {
     /// Sizes the rows one batch may change.
     changes: Sizer,
     range: Option<Range>,
+    /// Where the due rows end, along a single integer key, until the walk
+    /// has passed there.
+    due_end: Option<DueEnd>,
+}
+
+/// Where the rows due when the walk began end, along a single integer key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DueEnd {
+    /// The last due key; `None`: no row was due.
+    last_due: Option<i128>,
+    /// The table's last key. Past the last due key the walk jumps here, and
+    /// its last window, open-ended, judges the rows added since.
+    last: i128,
+}
+
+impl DueEnd {
+    /// Where a window must end at the latest: the last due key, when rows
+    /// that were not due follow it.
+    fn window_limit(&self) -> Option<i128> {
+        self.last_due.filter(|&due| due < self.last)
+    }
 }
 
 /// A walk along a single integer key by key ranges.
@@ -107,10 +131,29 @@ impl Walk {
         let sizer = Sizer::new(step.batch_size, step.batch_ms);
         let changes = sizer.clone();
         let integer_key = matches!(step.key.as_slice(), [c] if c.kind == ColumnKind::Integer);
+        let last = if integer_key {
+            store.last_key(step).await?.as_deref().and_then(integer)
+        } else {
+            None
+        };
+        let mut due_end = None;
+        if let Some(last) = last {
+            due_end = match store.last_due_key(step).await? {
+                None => Some(DueEnd {
+                    last_due: None,
+                    last,
+                }),
+                // Not an integer after all (SQLite stores what it is given):
+                // walk the whole table.
+                Some(key) => integer(&key).map(|due| DueEnd {
+                    last_due: Some(due),
+                    last,
+                }),
+            };
+        }
         let mut range = None;
         if step.batch_ms > 0
-            && integer_key
-            && let Some(last) = store.last_key(step).await?.as_deref().and_then(integer)
+            && let Some(last) = last
             && store
                 .estimate_rows(step, &Window::default())
                 .await?
@@ -126,7 +169,33 @@ impl Walk {
             sizer,
             changes,
             range,
+            due_end,
         })
+    }
+
+    /// Where the walk goes on from `after`: past the last due row it skips
+    /// the rest of the table as it was when the walk began (`Some`: the key
+    /// to go on after), once, so the last window judges only rows added
+    /// since. A row added meanwhile behind that point, or behind the walk,
+    /// is judged by the next run.
+    pub fn skip(&mut self, after: Option<&Key>) -> Option<Key> {
+        let end = self.due_end?;
+        let position = match after {
+            Some(key) => Some(integer(key)?),
+            None => None,
+        };
+        let passed = match (end.last_due, position) {
+            (None, _) => true,
+            (Some(due), Some(position)) => position >= due,
+            (Some(_), None) => false,
+        };
+        if !passed {
+            return None;
+        }
+        self.due_end = None;
+        position
+            .is_none_or(|position| position < end.last)
+            .then(|| vec![key_value(end.last)])
     }
 
     /// The end of the window after `after`; `None` for the last window,
@@ -136,6 +205,28 @@ impl Walk {
         store: &mut dyn Store,
         step: &Step,
         after: Option<&Key>,
+    ) -> Result<Option<Key>, StoreError> {
+        let limit = self.due_end.and_then(|end| end.window_limit());
+        let end = self.range_end(store, step, after, limit).await?;
+        let Some(limit) = limit else {
+            return Ok(end);
+        };
+        // No window reaches past the last due row.
+        Ok(match end.as_deref().map(integer) {
+            Some(Some(end)) if end <= limit => Some(vec![key_value(end)]),
+            Some(None) => end,
+            _ => Some(vec![key_value(limit)]),
+        })
+    }
+
+    /// The end of the window after `after`, by key range where the walk
+    /// goes by ranges, with the walk ending at `limit` if given.
+    async fn range_end(
+        &mut self,
+        store: &mut dyn Store,
+        step: &Step,
+        after: Option<&Key>,
+        limit: Option<i128>,
     ) -> Result<Option<Key>, StoreError> {
         if self.range.is_none() {
             return store.window_end(step, after, self.sizer.rows()).await;
@@ -152,13 +243,18 @@ impl Walk {
         };
         let goal = self.sizer.rows();
         let range = self.range.as_mut().expect("checked above");
-        if start + range.span > range.last {
+        if limit.is_none() && start + range.span > range.last {
             // Rows may have been added since the walk began.
             if let Some(newest) = store.last_key(step).await?.as_deref().and_then(integer) {
                 range.last = newest;
             }
         }
-        let mut search = RangeSearch::new(start, range.last, range.span, goal);
+        let mut search = match limit {
+            Some(limit) => {
+                RangeSearch::new(start, limit.min(range.last), range.span, goal).closed()
+            }
+            None => RangeSearch::new(start, range.last, range.span, goal),
+        };
         while let Some(end) = search.next_look() {
             let window = Window {
                 after: after.cloned(),
@@ -184,32 +280,40 @@ impl Walk {
     }
 
     /// The most rows the next batch may change, when its window could hold
-    /// more than a batch should change; `None` for fixed-size batches,
-    /// whose window already bounds them.
+    /// more than that; `None` for fixed-size batches, whose window already
+    /// bounds them. It is above the rows a batch should change, so that a
+    /// window sized to hold about that many due rows is not cut short by
+    /// chance, and below what would make a long transaction.
     pub fn limit(&self) -> Option<u64> {
         self.sizer.target?;
-        let cap = self.changes.rows();
+        let cap = self.changes.rows() * LIMIT_HEADROOM.0 / LIMIT_HEADROOM.1;
         (self.window_rows() > cap).then_some(cap)
     }
 
     /// Learns from a committed batch how large the next one should be:
     /// `changed` rows in `elapsed`, and whether it stopped at its limit.
     pub fn record(&mut self, elapsed: Duration, changed: u64, limited: bool) {
-        self.sizer.record(self.window_rows(), elapsed);
         if changed > 0 {
             self.changes.record(changed, elapsed);
         }
-        if limited {
-            // The window held more due rows than a batch should change: the
-            // next ones hold no more rows than that.
-            let cap = self.changes.rows();
-            if let Some(range) = &mut self.range
-                && range.estimate > cap
-            {
-                range.span = (range.span * i128::from(cap) / i128::from(range.estimate)).max(1);
-            }
-            self.sizer.shrink_to(cap);
+        let window = self.window_rows();
+        if !limited {
+            self.sizer.record(window, elapsed);
+            return;
         }
+        // The batch stopped at its limit somewhere in its window, so its
+        // time says nothing about the window's rows. The window held more
+        // due rows than a batch should change: the next ones hold fewer
+        // rows, in proportion, so they hold about as many due rows as a
+        // batch should change.
+        let rows = (u128::from(window) * u128::from(self.changes.rows())
+            / u128::from(changed.max(1))) as u64;
+        if let Some(range) = &mut self.range
+            && range.estimate > rows
+        {
+            range.span = (range.span * i128::from(rows) / i128::from(range.estimate)).max(1);
+        }
+        self.sizer.shrink_to(rows);
     }
 }
 
@@ -232,6 +336,9 @@ struct RangeChoice {
 struct RangeSearch {
     start: i128,
     last: i128,
+    /// The walk ends at `last` rather than the table: a window reaching it
+    /// is estimated up to it, not to the table's end.
+    closed: bool,
     span: i128,
     goal: u64,
     looks: usize,
@@ -244,11 +351,19 @@ impl RangeSearch {
         RangeSearch {
             start,
             last,
+            closed: false,
             span: span.max(1),
             goal,
             looks: 0,
             done: false,
             chosen: None,
+        }
+    }
+
+    fn closed(self) -> RangeSearch {
+        RangeSearch {
+            closed: true,
+            ..self
         }
     }
 
@@ -263,6 +378,9 @@ impl RangeSearch {
             return None;
         }
         let end = self.end();
+        if self.closed {
+            return Some(Some(end.min(self.last)));
+        }
         Some((end < self.last).then_some(end))
     }
 
@@ -443,6 +561,195 @@ mod tests {
         // More than twice the goal left: not yet.
         let choice = search(900_001, 1_000_000, 500_000, 10_000, dense);
         assert!(choice.end.is_some(), "{choice:?}");
+    }
+
+    /// A table whose rows cost `scan_us` each to read, and `change_us`
+    /// more each if due, a share `due` of them, give or take `jitter` (a
+    /// share of that, one batch more, the next less); a batch costs
+    /// `fixed_ms` besides (its commit).
+    #[derive(Clone, Copy)]
+    struct Model {
+        scan_us: f64,
+        change_us: f64,
+        fixed_ms: f64,
+        due: f64,
+        jitter: f64,
+    }
+
+    /// One batch of `walk` over `model` (plus `extra_ms`, a hiccup), as the
+    /// run would see it: (window rows, rows changed, ms, limited).
+    fn batch(walk: &mut Walk, model: Model, extra_ms: f64) -> (u64, u64, f64, bool) {
+        let window = walk.window_rows();
+        let jitter = if window % 2 == 0 {
+            model.jitter
+        } else {
+            -model.jitter
+        };
+        let due = (window as f64 * model.due * (1.0 + jitter)).round() as u64;
+        let limit = walk.limit();
+        let limited = limit.is_some_and(|limit| due >= limit);
+        let changed = limit.map_or(due, |limit| due.min(limit));
+        let read = if limited {
+            changed as f64 / model.due / (1.0 + jitter)
+        } else {
+            window as f64
+        };
+        let ms = model.fixed_ms
+            + (read * model.scan_us + changed as f64 * model.change_us) / 1000.0
+            + extra_ms;
+        walk.record(Duration::from_secs_f64(ms / 1000.0), changed, limited);
+        (window, changed, ms, limited)
+    }
+
+    fn timed_walk(first: u64) -> Walk {
+        Walk {
+            sizer: Sizer::new(first, 100),
+            changes: Sizer::new(first, 100),
+            range: None,
+            due_end: None,
+        }
+    }
+
+    /// Half the rows due, tokens computed in the worker: a few µs a row.
+    const PSEUDONYMISE: Model = Model {
+        scan_us: 0.5,
+        change_us: 6.0,
+        fixed_ms: 2.0,
+        due: 0.5,
+        jitter: 0.05,
+    };
+
+    #[test]
+    fn batches_of_evenly_spread_due_rows_settle_on_the_budget() {
+        let mut walk = timed_walk(10_000);
+        for _ in 0..10 {
+            batch(&mut walk, PSEUDONYMISE, 0.0);
+        }
+        // Every batch near the budget, none cut short by its limit (which
+        // made every other batch half as long).
+        for _ in 0..20 {
+            let (window, changed, ms, limited) = batch(&mut walk, PSEUDONYMISE, 0.0);
+            assert!(
+                (70.0..=130.0).contains(&ms) && !limited,
+                "{window} rows, {changed} changed, {ms:.0} ms, limited: {limited}"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_grow_back_after_one_slow_batch() {
+        let model = Model {
+            scan_us: 0.3,
+            change_us: 5.0,
+            fixed_ms: 4.0,
+            due: 0.5,
+            jitter: 0.05,
+        };
+        let mut walk = timed_walk(10_000);
+        for _ in 0..15 {
+            batch(&mut walk, model, 0.0);
+        }
+        let settled = walk.window_rows();
+        // A hiccup (a checkpoint, a purge) doubles one batch's time.
+        batch(&mut walk, model, 100.0);
+        assert!(walk.window_rows() < settled * 3 / 4);
+        for _ in 0..4 {
+            batch(&mut walk, model, 0.0);
+        }
+        let rows = walk.window_rows();
+        assert!(
+            rows * 10 >= settled * 9,
+            "{settled} rows before the slow batch, {rows} after"
+        );
+    }
+
+    #[test]
+    fn a_dense_stretch_after_a_sparse_one_stays_within_the_bound() {
+        let sparse = Model {
+            due: 0.01,
+            ..PSEUDONYMISE
+        };
+        let dense = Model {
+            due: 1.0,
+            ..PSEUDONYMISE
+        };
+        let mut walk = timed_walk(10_000);
+        for _ in 0..20 {
+            batch(&mut walk, sparse, 0.0);
+        }
+        for _ in 0..10 {
+            let (window, changed, ms, limited) = batch(&mut walk, dense, 0.0);
+            assert!(
+                ms <= 200.0,
+                "{window} rows, {changed} changed, {ms:.0} ms, limited: {limited}"
+            );
+        }
+    }
+
+    fn walk_with(due_end: Option<DueEnd>) -> Walk {
+        Walk {
+            sizer: Sizer::new(100, 100),
+            changes: Sizer::new(100, 100),
+            range: None,
+            due_end,
+        }
+    }
+
+    fn key(value: i64) -> Key {
+        vec![KeyValue::Int(value)]
+    }
+
+    #[test]
+    fn past_the_last_due_row_the_walk_skips_to_the_tables_end_once() {
+        let end = DueEnd {
+            last_due: Some(300),
+            last: 3000,
+        };
+        let mut walk = walk_with(Some(end));
+        assert_eq!(walk.skip(None), None);
+        assert_eq!(walk.skip(Some(&key(299))), None);
+        assert_eq!(walk.skip(Some(&key(300))), Some(key(3000)));
+        // Once: the rows added past the old end are walked as usual.
+        assert_eq!(walk.skip(Some(&key(3000))), None);
+        assert_eq!(walk.skip(Some(&key(5000))), None);
+    }
+
+    #[test]
+    fn with_nothing_due_the_walk_starts_at_the_tables_end() {
+        let mut walk = walk_with(Some(DueEnd {
+            last_due: None,
+            last: 3000,
+        }));
+        assert_eq!(walk.skip(None), Some(key(3000)));
+        // Due rows to the table's end: nothing to skip, the last window is
+        // open-ended as before.
+        let mut walk = walk_with(Some(DueEnd {
+            last_due: Some(3000),
+            last: 3000,
+        }));
+        assert_eq!(walk.skip(Some(&key(3000))), None);
+        assert_eq!(
+            DueEnd {
+                last_due: Some(3000),
+                last: 3000
+            }
+            .window_limit(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_window_that_reaches_the_last_due_row_is_estimated_up_to_it() {
+        let dense = |from: i128, to: i128| (to - from + 1) as u64;
+        let mut search = RangeSearch::new(1, 5_000, 2_000, 10_000).closed();
+        let mut looks = Vec::new();
+        while let Some(end) = search.next_look() {
+            let end = end.expect("a closed search never looks open-ended");
+            looks.push(end);
+            search.observe(dense(1, end));
+        }
+        assert_eq!(looks.last(), Some(&5_000), "{looks:?}");
+        assert_eq!(search.finish().end, None);
     }
 
     #[test]

@@ -124,7 +124,7 @@ async fn outcome(kind: Kind) -> Option<Outcome> {
                 plan_after: counts(&plan_after),
     };
     // Windows of three along the key in its own order, not as text
-    // (where 10 and 12 sort before 2).
+    // (where 10 and 12 sort before 2), the last ending at the last due row.
     let windows: Vec<Option<String>> = outcome
         .audit
         .iter()
@@ -138,7 +138,7 @@ async fn outcome(kind: Kind) -> Option<Outcome> {
         [
             Some("[3]".to_string()),
             Some("[6]".into()),
-            Some("[12]".into())
+            Some("[10]".into())
         ],
         "{kind:?}"
     );
@@ -199,8 +199,8 @@ async fn every_engine_does_the_same() {
     assert_eq!(first.plan_after[0]["done"], 5);
     assert!(first.audit.len() >= 6, "{:?}", first.audit);
     // The trail row by row: each rule's start, a batch per window that
-    // changed rows (customers in windows of two keys, logs of three), and
-    // its finish with the total.
+    // changed rows (customers in windows of two keys, logs of three, the
+    // last up to the last due row), and its finish with the total.
     let customers = [
         "customers-after-contract",
         "customers",
@@ -239,7 +239,7 @@ async fn every_engine_does_the_same() {
             audit_row(logs, "run_start", 0, None, None),
             audit_row(logs, "batch", 2, None, Some("[3]")),
             audit_row(logs, "batch", 1, Some("[3]"), Some("[6]")),
-            audit_row(logs, "batch", 2, Some("[6]"), Some("[12]")),
+            audit_row(logs, "batch", 2, Some("[6]"), Some("[10]")),
             audit_row(logs, "run_finish", 5, None, None),
         ]
     );
@@ -611,5 +611,131 @@ async fn a_dense_stretch_of_keys_is_not_one_batch() {
             .filter(|b| b[0].as_deref().is_none_or(|k| k > "[301000000]"))
             .count();
         assert!(dense >= 4, "{kind:?}: {batches:?}");
+    }
+}
+
+/// Past the last due row the walk does no work: the due rows are the first
+/// tenth of the keys, and the windows cover them and then the rows added
+/// since the walk began, not the nine tenths that were never due. A table
+/// with nothing due costs one window. By rows (fixed batches) and by key
+/// ranges (batches sized by time) alike.
+#[tokio::test]
+async fn every_engine_stops_walking_after_the_last_due_row() {
+    for kind in ALL {
+        let Some(db) = TestDb::create(kind, "due_end").await else {
+            continue;
+        };
+        let date = if kind == Kind::Mariadb {
+            "DATETIME"
+        } else {
+            "TIMESTAMP"
+        };
+        let mut values = Vec::new();
+        for id in 1..=3000_i64 {
+            // Every other key among the first 300 is due.
+            let at = if id <= 300 && id % 2 == 0 {
+                "2020-01-01"
+            } else {
+                "2026-10-01"
+            };
+            values.push(format!("({id}, 'Name {id}', '{at}')"));
+        }
+        let mut schema = String::new();
+        for table in ["fixed", "timed", "pseudonymised", "none_due"] {
+            schema += &format!(
+                "CREATE TABLE {table} (id BIGINT PRIMARY KEY, name VARCHAR(80) NOT NULL, at {date} NOT NULL);
+                 INSERT INTO {table} (id, name, at) VALUES {};",
+                values.join(", ")
+            );
+        }
+        schema += "UPDATE none_due SET at = '2026-10-01';";
+        db.exec(&schema).await;
+        let project = Project::for_db(&db, "db", "");
+        let rule = |table: &str, action: &str, batch_ms: u64| {
+            format!(
+                "[[rule]]\nid = \"{table}\"\nstore = \"db\"\ntable = \"{table}\"\ncategory = \"test\"\n\
+                 after = \"at\"\nretain = \"1 year\"\n{action}\nbatch_size = 100\nbatch_ms = {batch_ms}\n\n"
+            )
+        };
+        let delete = "action = \"delete\"";
+        let pseudonymise = "action = \"pseudonymise\"\ncolumns = { name = \"hmac\" }";
+        project.rules(
+            "due_end.toml",
+            &(rule("fixed", delete, 0)
+                + &rule("timed", delete, 1)
+                + &rule("pseudonymised", pseudonymise, 0)
+                + &rule("none_due", delete, 0)),
+        );
+        let run = project.glemsel(&["run", "--as-of", "2026-11-01", "--format", "json"]);
+        assert_eq!(code(&run), 0, "{kind:?}: {}", text(&run));
+        let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        for (table, due, most_windows) in [
+            // 150 due rows among 300 keys: three windows of 100 keys, and
+            // the one past the table's end.
+            ("fixed", 150, 4),
+            // Windows of 50 to 200 rows, some repeated after a batch that
+            // reached its limit; walking the whole table took 15 or more.
+            ("timed", 150, 10),
+            ("pseudonymised", 150, 4),
+            ("none_due", 0, 1),
+        ] {
+            let rule = report["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["rule_id"] == table)
+                .unwrap_or_else(|| panic!("{kind:?}: no report of {table}"));
+            assert_eq!(rule["rows_changed"], due, "{kind:?} {table}");
+            let windows = rule["windows"].as_u64().unwrap();
+            assert!(
+                windows <= most_windows,
+                "{kind:?} {table}: {windows} windows"
+            );
+            let audited: u64 = db
+                .column(&format!(
+                    "SELECT rows_affected FROM glemsel_audit WHERE rule_id = '{table}' AND event = 'batch'"
+                ))
+                .await
+                .iter()
+                .map(|v| v.as_deref().unwrap().parse::<u64>().unwrap())
+                .sum();
+            assert_eq!(audited, due, "{kind:?} {table}: the audit rows count them");
+        }
+        let count = |sql: String| {
+            let db = &db;
+            async move { db.column(&sql).await[0].clone().unwrap() }
+        };
+        for table in ["fixed", "timed"] {
+            // The due rows are gone, every other row is left.
+            assert_eq!(
+                count(format!(
+                    "SELECT COUNT(*) FROM {table} WHERE at < '2025-01-01'"
+                ))
+                .await,
+                "0",
+                "{kind:?} {table}"
+            );
+            assert_eq!(
+                count(format!("SELECT COUNT(*) FROM {table}")).await,
+                "2850",
+                "{kind:?} {table}"
+            );
+        }
+        assert_eq!(
+            count("SELECT COUNT(*) FROM pseudonymised WHERE name LIKE 'psn%'".into()).await,
+            "150",
+            "{kind:?}"
+        );
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM pseudonymised WHERE at < '2025-01-01' AND name NOT LIKE 'psn%'"
+                    .into()
+            )
+            .await,
+            "0",
+            "{kind:?}"
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM none_due".into()).await, "3000");
+        db.drop().await;
     }
 }

@@ -101,7 +101,7 @@ cp -a "$work/pg/data" "$work/pg/plain"
 install -m 0600 "${pg_key_owner[@]}" "$tls/server.key" "$work/pg/server.key"
 pg_tls="-c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$work/pg/server.key"
 if [ "${GLEMSEL_DURABLE:-}" = 1 ]; then
-    pg_settings="-c shared_buffers=2GB -c max_wal_size=8GB -c checkpoint_timeout=30min"
+    pg_settings="-c shared_buffers=4GB -c max_wal_size=8GB -c checkpoint_timeout=30min"
 else
     pg_settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 fi

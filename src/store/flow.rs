@@ -133,6 +133,15 @@ pub(crate) async fn last_key(
     first_key(store, step, &q).await
 }
 
+/// The largest key among the rows a batch would change.
+pub(crate) async fn last_due_key(
+    store: &mut dyn Statements,
+    step: &Step,
+) -> Result<Option<Key>, StoreError> {
+    let q = sql::last_due_key(store.dialect(), step);
+    first_key(store, step, &q).await
+}
+
 async fn first_key(
     store: &mut dyn Statements,
     step: &Step,
@@ -155,6 +164,18 @@ pub(crate) async fn mutate(
         BatchStatements::Single(q) => {
             changed.rows = store.affected("batch", &q).await?;
             changed.limited = reached(changed.rows as usize);
+        }
+        BatchStatements::Counted(q) => {
+            let counts = store.numbers("batch", &q).await?;
+            let [picked, rows] = counts[..] else {
+                return Err(StoreError::invalid(
+                    store.store_name(),
+                    "batch",
+                    format!("{} counts where two were expected", counts.len()),
+                ));
+            };
+            changed.rows = rows;
+            changed.limited = reached(picked as usize);
         }
         BatchStatements::Captured { capture, columns } => {
             let captured = store.keys("capture", &capture, &columns).await?;

@@ -303,6 +303,12 @@ pub trait Store: Send {
         flow::last_key(self.sql().0, step).await
     }
 
+    /// The last key among the rows a batch would change now; `None` when
+    /// no row is due.
+    async fn last_due_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
+        flow::last_due_key(self.sql().0, step).await
+    }
+
     /// The planner's estimate of the rows in `window` (all of them, due or
     /// not), or `None` where the engine gives none.
     async fn estimate_rows(

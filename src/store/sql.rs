@@ -833,7 +833,7 @@ pub(crate) fn window_end<'d>(
     after: Option<&Key>,
     rows: u64,
 ) -> Query<'d> {
-    let mut q = key_lookup(dialect, step, after, "");
+    let mut q = key_lookup(dialect, step, after, "", false);
     q.push(" LIMIT 1 OFFSET ");
     q.push_bind(Param::Int(rows.saturating_sub(1) as i64));
     q
@@ -851,17 +851,29 @@ pub(crate) fn window_rows<'d>(dialect: &'d dyn Dialect, step: &Step, window: &Wi
 
 /// The last key of the table: where a walk along an integer key ends.
 pub(crate) fn last_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
-    let mut q = key_lookup(dialect, step, None, " DESC");
+    let mut q = key_lookup(dialect, step, None, " DESC", false);
     q.push(" LIMIT 1");
     q
 }
 
-/// The walk key of the rows past `after`, in key order (`direction`).
+/// The last key of the rows a batch would change: past it a walk finds
+/// nothing to do. Read backwards along the key, it stops at the first due
+/// row from the end, so it costs what the windows past it would have cost
+/// to find them empty, in one statement.
+pub(crate) fn last_due_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
+    let mut q = key_lookup(dialect, step, None, " DESC", true);
+    q.push(" LIMIT 1");
+    q
+}
+
+/// The walk key of the rows past `after` (only those a batch would change,
+/// if `due`), in key order (`direction`).
 fn key_lookup<'d>(
     dialect: &'d dyn Dialect,
     step: &Step,
     after: Option<&Key>,
     direction: &str,
+    due: bool,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
     // Aliased: `ORDER BY "id"` must sort the column, not the text the
@@ -892,6 +904,10 @@ fn key_lookup<'d>(
         },
         &mut conditions,
     );
+    if due {
+        conditions.next(&mut q);
+        push_rows(&mut q, step, TARGET);
+    }
     let order: Vec<String> = key_columns(&q, step)
         .into_iter()
         .map(|column| column + direction)
@@ -904,6 +920,12 @@ fn key_lookup<'d>(
 pub(crate) enum BatchStatements<'d> {
     /// One statement, with the whole condition inside it.
     Single(Query<'d>),
+    /// One statement, with the whole condition inside it, that returns the
+    /// rows its limit picked and the rows it changed. Where a row that
+    /// changed meanwhile is left alone though still due (PostgreSQL finds
+    /// the picked rows by `ctid`, and an updated row has a new one), the
+    /// rows changed cannot tell whether the limit was reached.
+    Counted(Query<'d>),
     /// A delete with cascades. Deleting children first can change whether
     /// their parent is due (its last ticket is its event), so the decision
     /// is taken once: this reads the window's target rows (locking them
@@ -953,6 +975,11 @@ pub(crate) fn batch<'d>(
         return BatchStatements::Tokens { read, columns };
     }
     if step.cascades.is_empty() {
+        if let Some(limit) = limit
+            && dialect.limit_form() == LimitForm::Ctid
+        {
+            return BatchStatements::Counted(counted_statement(dialect, step, window, limit));
+        }
         return BatchStatements::Single(main_statement(dialect, step, window, limit));
     }
     let columns = capture_columns(step);
@@ -1271,6 +1298,41 @@ fn main_statement<'d>(
     q
 }
 
+/// [`main_statement`] limited by `ctid`, counting: `WITH picked AS (the
+/// first rows' ctids), changed AS (the statement on those RETURNING 1)
+/// SELECT both counts`.
+fn counted_statement<'d>(
+    dialect: &'d dyn Dialect,
+    step: &Step,
+    window: &Window,
+    limit: u64,
+) -> Query<'d> {
+    let mut q = Query::new(dialect);
+    q.push("WITH glemsel_p AS MATERIALIZED (");
+    push_target_select(&mut q, step, window, &["ctid".to_string()], Some(limit));
+    q.push("), glemsel_c AS (");
+    let table = dialect.table(&step.table);
+    match &step.action {
+        StepAction::Delete => {
+            q.push("DELETE FROM ").push(&table);
+        }
+        StepAction::Pseudonymise { .. } | StepAction::Anonymise { .. } => {
+            q.push("UPDATE ").push(&table).push(" SET ");
+            push_assignments(&mut q, step, false);
+        }
+    }
+    q.push(" WHERE ctid = ANY(ARRAY(SELECT ctid FROM glemsel_p))");
+    // The whole condition stays in the statement itself.
+    let mut conditions = Conditions { first: false };
+    push_window(&mut q, step, window, &mut conditions);
+    conditions.next(&mut q);
+    push_rows(&mut q, step, TARGET);
+    q.push(
+        " RETURNING 1) SELECT (SELECT COUNT(*) FROM glemsel_p), (SELECT COUNT(*) FROM glemsel_c)",
+    );
+    q
+}
+
 /// `col = value, ...` of a pseudonymising or anonymising step. Columns
 /// the worker computes take `glemsel_v`'s value (`from_source`); only
 /// values still pending change: NULL stays NULL, a token is never hashed
@@ -1366,7 +1428,7 @@ pub(crate) fn statements_to_prepare<'d>(
         window_end(dialect, step, window.after.as_ref(), 1),
     ));
     match batch(dialect, step, &window, None) {
-        BatchStatements::Single(q) => statements.push(("batch", q)),
+        BatchStatements::Single(q) | BatchStatements::Counted(q) => statements.push(("batch", q)),
         BatchStatements::Tokens { read, columns } => {
             statements.push(("read", read));
             let probe = TokenRow {

@@ -339,6 +339,7 @@ pub async fn run(
     drift_percent: f64,
     shutdown: Shutdown,
     progress: Option<&dyn Progress>,
+    limits: crate::operate::Limits,
 ) -> Result<Vec<StepOutcome>, CommandError> {
     let (file, hash) = read(path)?;
     let mut differences = policy_differences(policy, &file);
@@ -418,6 +419,7 @@ pub async fn run(
         plan: Some(hash),
         ceilings,
         progress,
+        limits,
     };
     commands::run(policy, &ids, file.as_of, shutdown, &options).await
 }

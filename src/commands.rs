@@ -295,6 +295,7 @@ impl StepOutcome {
         match self {
             StepOutcome::Done(report) => match report.status {
                 Status::Completed => Exit::Ok,
+                Status::Stopped if report.halted.is_some() => Exit::Halted,
                 Status::Stopped | Status::Partial => Exit::Incomplete,
                 Status::Refused => Exit::Refused,
                 Status::Failed => Exit::Error,
@@ -303,6 +304,7 @@ impl StepOutcome {
             StepOutcome::Failed { error, .. } => match error {
                 StepError::Refused(Refusal::LockHeld { .. }) => Exit::LockHeld,
                 StepError::Refused(Refusal::Stopped { .. }) => Exit::Incomplete,
+                StepError::Refused(Refusal::Halted { .. }) => Exit::Halted,
                 StepError::Refused(Refusal::BrokenTrail { .. }) => Exit::Tampered,
                 StepError::Refused(_) => Exit::Refused,
                 StepError::Store(_) => Exit::Error,
@@ -314,10 +316,11 @@ impl StepOutcome {
 /// The most serious outcome decides the exit code.
 pub fn run_exit(outcomes: &[StepOutcome]) -> Exit {
     let rank = |exit: Exit| match exit {
-        Exit::Tampered => 6,
-        Exit::Error => 5,
-        Exit::Refused => 4,
-        Exit::Incomplete => 3,
+        Exit::Tampered => 7,
+        Exit::Error => 6,
+        Exit::Refused => 5,
+        Exit::Incomplete => 4,
+        Exit::Halted => 3,
         Exit::LockHeld => 2,
         _ => 1,
     };
@@ -338,6 +341,8 @@ pub struct RunOptions<'a> {
     pub ceilings: BTreeMap<String, u64>,
     /// Where progress goes, if anywhere.
     pub progress: Option<&'a dyn execute::Progress>,
+    /// The stop file and `--max-duration`.
+    pub limits: crate::operate::Limits,
 }
 
 /// Runs the selected rules. `as_of` must not be later than the clock.
@@ -373,6 +378,7 @@ pub async fn run(
         trigger: execute::Trigger::Command,
         plan: options.plan.clone(),
         progress: options.progress,
+        limits: options.limits.clone(),
     };
     tracing::info!(run_id = %ctx.run_id, rules = steps.len(), as_of = %as_of, "run begins");
     let mut outcomes = Vec::new();

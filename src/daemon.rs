@@ -135,9 +135,22 @@ fn start_watchdog() {
     }
 }
 
-/// The schedule a rule runs on: its own, or the config's default.
+/// The schedule a rule runs on: its own, or the config's default; none
+/// for a manual rule.
 fn schedule_of<'p>(policy: &'p Policy, rule: &'p Rule) -> Option<&'p Schedule> {
+    if rule.manual {
+        return None;
+    }
     rule.schedule.as_ref().or(policy.settings.schedule.as_ref())
+}
+
+/// How many rules the daemon runs: those with a schedule.
+fn scheduled(policy: &Policy) -> usize {
+    policy
+        .rules
+        .iter()
+        .filter(|r| schedule_of(policy, r).is_some())
+        .count()
 }
 
 /// Loads the policy and checks it as start-up and reload must: files,
@@ -149,21 +162,17 @@ async fn load_checked(config: &Path) -> Result<Policy, Exit> {
         }
         Exit::Invalid
     })?;
-    let unscheduled: Vec<&Rule> = policy
-        .rules
-        .iter()
-        .filter(|r| schedule_of(&policy, r).is_none())
-        .collect();
-    for rule in &unscheduled {
-        tracing::error!(
-            "{}: rule {}: no schedule; set schedule in the rule, or a default in {}",
-            rule.at.rule,
-            rule.id,
-            config.display()
-        );
-    }
-    if !unscheduled.is_empty() {
-        return Err(Exit::Invalid);
+    for rule in &policy.rules {
+        if rule.manual {
+            tracing::info!(rule = %rule.id, "schedule = \"manual\": the daemon does not run it; `glemsel run --rule {}` does", rule.id);
+        } else if schedule_of(&policy, rule).is_none() {
+            tracing::warn!(
+                rule = %rule.id,
+                "{}: no schedule, and no default in {}: the daemon does not run it; set one, or schedule = \"manual\" to say it runs by hand",
+                rule.at.rule,
+                config.display()
+            );
+        }
     }
     commands::load_key(&policy).map_err(|err| {
         tracing::error!("{err}");
@@ -235,6 +244,10 @@ impl Generation {
         let (retire, retired) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for index in 0..policy.rules.len() {
+            // Manual and unscheduled rules are left to `glemsel run`.
+            if schedule_of(&policy, &policy.rules[index]).is_none() {
+                continue;
+            }
             let lock = locks.of(&policy.rules[index].id);
             tasks.spawn(rule_task(
                 policy.clone(),
@@ -293,8 +306,8 @@ pub async fn run(config: PathBuf, signals: Signals) -> Exit {
     }
     start_watchdog();
     let locks = RuleLocks::default();
-    let mut ready = running_status(policy.rules.len());
-    tracing::info!(rules = policy.rules.len(), "ready");
+    let mut ready = running_status(scheduled(&policy));
+    tracing::info!(rules = scheduled(&policy), "ready");
     let mut current = Generation::start(Arc::new(policy), &signals.shutdown, &locks, true);
     let mut retired: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     notify(vec![Notice::Ready, Notice::status(&ready)]);
@@ -318,8 +331,8 @@ pub async fn run(config: PathBuf, signals: Signals) -> Exit {
                 };
                 match loaded {
                     Ok(policy) => {
-                        ready = running_status(policy.rules.len());
-                        tracing::info!(rules = policy.rules.len(), "reloaded");
+                        ready = running_status(scheduled(&policy));
+                        tracing::info!(rules = scheduled(&policy), "reloaded");
                         let fresh = Generation::start(Arc::new(policy), &signals.shutdown, &locks, false);
                         retired.retain(|handle| !handle.is_finished());
                         retired.push(std::mem::replace(&mut current, fresh).retire());
@@ -482,7 +495,7 @@ async fn rule_task(
 ) {
     let rule = &policy.rules[index];
     let zone = policy.settings.timezone;
-    let schedule = schedule_of(&policy, rule).expect("schedules are checked at load");
+    let schedule = schedule_of(&policy, rule).expect("only scheduled rules have a task");
     let mut trigger = Trigger::Schedule;
     let mut next = schedule.next_after(Utc::now(), zone);
     if catch_up && missed_a_run(&policy, rule, schedule, &shutdown, &mut retired).await {
@@ -498,6 +511,17 @@ async fn rule_task(
         tracing::debug!(rule = %rule.id, at = %at, "next run");
         if !sleep_until(at, &shutdown, &mut retired).await {
             return;
+        }
+        if let Some(window) = &rule.window {
+            // A run due outside its window waits for the window to open;
+            // runs missed meanwhile are that one run.
+            let opens = window.next_open(Utc::now());
+            if opens > Utc::now() {
+                tracing::info!(rule = %rule.id, %window, opens = %opens, "outside the rule's window; the run waits for it to open");
+                if !sleep_until(opens, &shutdown, &mut retired).await {
+                    return;
+                }
+            }
         }
         {
             let _running = lock.lock().await;
@@ -563,6 +587,7 @@ async fn run_once(
         trigger,
         plan: None,
         progress: None,
+        limits: crate::operate::Limits::of(&policy.settings, None),
     };
     let failure = match (&hmac_key, &audit_key) {
         (Err(err), _) | (_, Err(err)) => {
@@ -600,6 +625,10 @@ async fn run_once(
                     }
                     Err(StepError::Refused(Refusal::Stopped { .. })) => {
                         tracing::info!(rule = %rule.id, "stopped before the run began");
+                        None
+                    }
+                    Err(StepError::Refused(refusal @ Refusal::Halted { .. })) => {
+                        tracing::info!(rule = %rule.id, "{refusal}");
                         None
                     }
                     Err(err) => {

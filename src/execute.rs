@@ -9,10 +9,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
 use crate::audit::{self, AuditEntry, AuditEvent, Tail};
 use crate::metrics;
+use crate::operate::Limits;
+pub use crate::operate::Shutdown;
 pub use crate::outcome::{Status, StepReport, Trigger};
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
@@ -21,36 +22,6 @@ use crate::walk::Walk;
 
 /// How often a batch that met a row lock is tried before it is skipped.
 const LOCK_ATTEMPTS: u32 = 3;
-
-/// A request to stop, shared by signal handlers and every running step.
-#[derive(Clone, Debug)]
-pub struct Shutdown {
-    sender: watch::Sender<bool>,
-    receiver: watch::Receiver<bool>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        let (sender, receiver) = watch::channel(false);
-        Self { sender, receiver }
-    }
-}
-
-impl Shutdown {
-    pub fn request(&self) {
-        self.sender.send_replace(true);
-    }
-
-    pub fn is_requested(&self) -> bool {
-        *self.receiver.borrow()
-    }
-
-    /// Resolves once a stop has been requested.
-    pub async fn requested(&self) {
-        let mut receiver = self.receiver.clone();
-        let _ = receiver.wait_for(|stop| *stop).await;
-    }
-}
 
 /// Hears how a run goes, batch by batch: a terminal's progress bars. The
 /// daemon and programs reading JSON pass none.
@@ -82,6 +53,9 @@ pub struct RunContext<'a> {
     /// Where progress goes; with it, every rule is counted first so that
     /// progress can say how much is left.
     pub progress: Option<&'a dyn Progress>,
+    /// When runs stop short (the stop file, `--max-duration`), besides each
+    /// step's window.
+    pub limits: Limits,
 }
 
 /// Why a step did not run at all. Nothing was written.
@@ -136,6 +110,8 @@ pub enum Refusal {
     MaxRowsReached { rule: String, max_rows: u64 },
     #[error("rule {rule}: a stop was requested before the run began")]
     Stopped { rule: String },
+    #[error("rule {rule}: not run, {reason}; its rows stay due for the next run")]
+    Halted { rule: String, reason: String },
     #[error("rule {rule}: another worker holds its lock; skipped")]
     LockHeld { rule: String },
     #[error("rule {rule}: pseudonymising needs the HMAC key, and none was loaded")]
@@ -334,6 +310,13 @@ pub async fn run_step(
         (StepAction::Pseudonymise { .. }, Some(key)) => Some(key),
         (StepAction::Delete | StepAction::Anonymise { .. }, _) => None,
     };
+    if let Some(halt) = ctx.limits.halt(step.window.as_ref(), Utc::now()) {
+        return Err(Refusal::Halted {
+            rule: step.rule_id.clone(),
+            reason: halt.to_string(),
+        }
+        .into());
+    }
     if !store.try_lock(&step.rule_id).await? {
         return Err(Refusal::LockHeld {
             rule: step.rule_id.clone(),
@@ -346,8 +329,9 @@ pub async fn run_step(
     }
     match &result {
         Ok(report) => metrics::run_ended(report),
-        // Another worker is running the rule: a skip, not a failure.
-        Err(StepError::Refused(Refusal::LockHeld { .. })) => {}
+        // Another worker is running the rule, or it may not run now: a
+        // skip, not a failure.
+        Err(StepError::Refused(Refusal::LockHeld { .. } | Refusal::Halted { .. })) => {}
         Err(_) => metrics::run_failed(&step.rule_id),
     }
     result
@@ -497,6 +481,7 @@ fn new_report(step: &Step, ctx: &RunContext<'_>, counted: Option<Counts>) -> Ste
         batch_seconds: 0.0,
         seconds: 0.0,
         error: None,
+        halted: None,
         vacuumed: None,
         plan: ctx.plan.clone(),
     }
@@ -514,8 +499,19 @@ async fn walk_windows(
     let ctx = entries.ctx;
     let mut after: Option<Key> = None;
     loop {
+        let first = report.windows == 0 && report.windows_skipped == 0;
+        let halted = ctx
+            .limits
+            .before_batch(store, step, &ctx.shutdown, first)
+            .await;
         if ctx.shutdown.is_requested() {
             report.status = Status::Stopped;
+            return Ok(());
+        }
+        if let Some(halt) = halted {
+            tracing::info!(rule = %step.rule_id, reason = %halt, "stopping after the last committed batch; the rest is due next run");
+            report.status = Status::Stopped;
+            report.halted = Some(halt.to_string());
             return Ok(());
         }
         if let Some(skipped_to) = walk.skip(after.as_ref()) {

@@ -47,6 +47,9 @@ exit_codes! {
         /// No rule deletes or pseudonymises them, and no allow-list entry names them.
     ;
     Overdue = 10: "erase status: an erasure request is still open after its deadline";
+    Halted = 11: "stopped at a limit (a rule's window closed, --max-duration passed, the stop file appeared); the rest is due next run",
+        /// What was done is committed and audited; the run_finish row says why it stopped.
+    ;
 }
 
 impl Exit {
@@ -74,7 +77,7 @@ mod tests {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
         let rows: Vec<u8> = Exit::TABLE.iter().map(|(code, _)| *code).collect();
         assert_eq!(codes, rows);
-        assert_eq!(codes, (0..=10).collect::<Vec<u8>>());
+        assert_eq!(codes, (0..=11).collect::<Vec<u8>>());
         assert_eq!(Exit::Refused.meaning(), Exit::TABLE[5].1);
     }
 }

@@ -135,6 +135,10 @@ enum Command {
         /// How many more due rows than planned a plan's run accepts, in percent.
         #[arg(long, value_name = "PERCENT", default_value = "0%", requires = "plan")]
         max_drift: String,
+        /// Stop after the batch in flight once this long has passed ("30m",
+        /// "2h", "1h30m"); the rest is due next run (exit 11).
+        #[arg(long, value_name = "DURATION")]
+        max_duration: Option<String>,
     },
     /// Run every rule on its schedule, as a systemd service (Type=notify).
     /// SIGHUP reloads the config and rules; SIGTERM stops after the batches in flight.
@@ -504,7 +508,22 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
             format,
             plan,
             max_drift,
-        } => run(&policy, &rules, at, format, plan, &max_drift, bars).await,
+            max_duration,
+        } => {
+            let max_duration = match max_duration
+                .as_deref()
+                .map(glemsel::limits::parse_max_duration)
+                .transpose()
+            {
+                Ok(max_duration) => max_duration,
+                Err(err) => {
+                    eprintln!("error: --max-duration: {err}");
+                    return Exit::Usage;
+                }
+            };
+            let limits = glemsel::operate::Limits::of(&policy.settings, max_duration);
+            run(&policy, &rules, at, format, plan, &max_drift, bars, limits).await
+        }
         Command::Grants { stores, role } => match commands::grants(&policy, &stores, &role).await {
             Ok(grants) => {
                 emit(&report::grants_text(&grants, &role));
@@ -727,6 +746,7 @@ async fn plan(
 }
 
 /// `glemsel run`.
+#[allow(clippy::too_many_arguments)] // what `run` was given, passed on as is
 async fn run(
     policy: &Policy,
     rules: &[String],
@@ -735,6 +755,7 @@ async fn run(
     plan: Option<PathBuf>,
     max_drift: &str,
     bars: Option<&glemsel::progress::Bars>,
+    limits: glemsel::operate::Limits,
 ) -> Exit {
     let shutdown = Shutdown::default();
     stop_on_signals(shutdown.clone());
@@ -748,7 +769,7 @@ async fn run(
                 }
             };
             let progress = bars.map(|b| b as &dyn glemsel::execute::Progress);
-            glemsel::approval::run(policy, &path, drift, shutdown, progress).await
+            glemsel::approval::run(policy, &path, drift, shutdown, progress, limits).await
         }
         None => {
             let at = match as_of(policy, at.as_deref()) {
@@ -757,6 +778,7 @@ async fn run(
             };
             let options = commands::RunOptions {
                 progress: bars.map(|b| b as &dyn glemsel::execute::Progress),
+                limits,
                 ..commands::RunOptions::default()
             };
             commands::run(policy, rules, at, shutdown, &options).await

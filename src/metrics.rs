@@ -21,6 +21,14 @@ struct RuleLabels {
     rule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PauseLabels {
+    rule: String,
+    /// `pause_ms` (the duty cycle), `load` (above max_load) or `lag` (a
+    /// replica behind max_lag).
+    reason: String,
+}
+
 type SecondsHistogram = Family<RuleLabels, Histogram, fn() -> Histogram>;
 
 struct Metrics {
@@ -33,6 +41,8 @@ struct Metrics {
     failures: Family<RuleLabels, Counter>,
     last_success: Family<RuleLabels, Gauge<f64, AtomicU64>>,
     batch_seconds: SecondsHistogram,
+    pause_seconds: Family<PauseLabels, Counter<f64, AtomicU64>>,
+    pausing: Family<RuleLabels, Gauge>,
     erasure_overdue: Gauge,
 }
 
@@ -53,6 +63,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         failures: Family::default(),
         last_success: Family::default(),
         batch_seconds: Family::new_with_constructor(batch_histogram),
+        pause_seconds: Family::default(),
+        pausing: Family::default(),
         erasure_overdue: Gauge::default(),
     };
     registry.register(
@@ -92,6 +104,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         metrics.batch_seconds.clone(),
     );
     registry.register(
+        "pause_seconds",
+        "Seconds runs paused between batches, per rule and reason (pause_ms, load, lag)",
+        metrics.pause_seconds.clone(),
+    );
+    registry.register(
+        "pausing",
+        "1 while a run of the rule waits for its store's load or a replica's lag to fall",
+        metrics.pausing.clone(),
+    );
+    registry.register(
         "erasure_requests_overdue",
         "Erasure requests still open after their deadline, at the last look",
         metrics.erasure_overdue.clone(),
@@ -114,6 +136,25 @@ pub fn batch_committed(rule: &str, seconds: f64) {
         .batch_seconds
         .get_or_create(&labels(rule))
         .observe(seconds);
+}
+
+/// A run paused between batches for `seconds`; `reason` is `pause_ms`,
+/// `load` or `lag`.
+pub fn paused(rule: &str, reason: &str, seconds: f64) {
+    let labels = PauseLabels {
+        rule: rule.to_string(),
+        reason: reason.to_string(),
+    };
+    METRICS.pause_seconds.get_or_create(&labels).inc_by(seconds);
+}
+
+/// A run of `rule` began or ended waiting for its store's load or a
+/// replica's lag to fall.
+pub fn pausing(rule: &str, waiting: bool) {
+    METRICS
+        .pausing
+        .get_or_create(&labels(rule))
+        .set(i64::from(waiting));
 }
 
 /// A run ended (in any status) and says what it did.
@@ -182,4 +223,28 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pauses are visible: seconds paused per reason, and whether a run
+    /// is waiting for its store's load now.
+    #[test]
+    fn pauses_are_exported() {
+        paused("metrics-pause", "load", 1.5);
+        pausing("metrics-pause", true);
+        let text = render();
+        assert!(
+            text.contains(
+                "glemsel_pause_seconds_total{rule=\"metrics-pause\",reason=\"load\"} 1.5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("glemsel_pausing{rule=\"metrics-pause\"} 1"),
+            "{text}"
+        );
+    }
 }

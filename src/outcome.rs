@@ -24,7 +24,8 @@ pub enum Trigger {
 pub enum Status {
     /// Every due row was changed (or none were due).
     Completed,
-    /// Stopped by a signal after a committed batch; the rest is still due.
+    /// Stopped by a signal, or at a limit (`halted` says which), after a
+    /// committed batch; the rest is still due.
     Stopped,
     /// Some windows stayed locked by others; their rows are still due.
     Partial,
@@ -61,6 +62,10 @@ pub struct StepReport {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a stopped run stopped, when a limit stopped it (its window
+    /// closed, `--max-duration` passed, the stop file appeared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
     /// Whether the old row versions were reclaimed after the run
     /// (`vacuum_after`); absent when not asked for or nothing changed.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -241,6 +241,11 @@ pub fn build_step(
         vacuum_after: rule.vacuum_after,
         batch_size: rule.batch_size,
         batch_ms: rule.batch_ms,
+        window: rule.window.clone(),
+        pause_ms: rule.pause_ms,
+        max_load: store.max_load,
+        max_lag: store.max_lag,
+        replicas: store.replicas.clone(),
         rule_fingerprint: rule.fingerprint.clone(),
     })
 }

@@ -74,7 +74,7 @@ impl FromStr for Schedule {
 
 /// The instant a wall-clock time stands for: the first of two, or for a
 /// time inside a gap, the moment the clocks jump past it.
-fn instant(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
+pub(crate) fn instant(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
         LocalResult::None => {

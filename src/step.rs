@@ -315,5 +315,36 @@ pub struct Step {
     pub batch_size: u64,
     /// How long one batch should take; 0 keeps every batch at `batch_size` rows.
     pub batch_ms: u64,
+    /// When the rule may run; a run stops after the batch in flight when
+    /// it closes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::limits::OperatingWindow>,
+    /// A pause between batches, in milliseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pause_ms: u64,
+    /// Above this load on the store's server, batches wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_load: Option<u64>,
+    /// Above this lag on any of `replicas`, batches wait.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "seconds")]
+    pub max_lag: Option<std::time::Duration>,
+    /// The store's replicas; where they are is not for reports.
+    #[serde(skip)]
+    pub replicas: Vec<crate::rules::StoreConfig>,
     pub rule_fingerprint: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A length of time as seconds, for reports.
+fn seconds<S: serde::Serializer>(
+    span: &Option<std::time::Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match span {
+        Some(span) => serializer.serialize_f64(span.as_secs_f64()),
+        None => serializer.serialize_none(),
+    }
 }

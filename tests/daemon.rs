@@ -325,6 +325,10 @@ async fn past_run(db: &TestDb, rule: &str, days: i64) {
         time_zone: chrono_tz::UTC,
         empty_dates: vec![],
         tls: glemsel::rules::Tls::Disable,
+        window: None,
+        max_load: None,
+        replicas: vec![],
+        max_lag: None,
         location: glemsel::rules::Location::file_start(Path::new("test")),
     };
     let mut store = glemsel::store::connect(
@@ -796,6 +800,88 @@ fn a_wall_clock_jump_runs_the_passed_schedule_once() {
         1,
         "{}",
         daemon.log()
+    );
+    daemon.signal("-TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);
+}
+
+/// Which rules the daemon runs: not a manual one, not one without a
+/// schedule (it starts with them, where it used to refuse), not one
+/// outside its window, and none while the stop file exists.
+#[test]
+fn manual_unscheduled_and_closed_window_rules_are_left_alone() {
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("d.sqlite");
+    let tables = ["every", "manual", "unscheduled", "closed"];
+    let schema: String = tables
+        .iter()
+        .map(|t| format!("CREATE TABLE {t} (id INTEGER PRIMARY KEY, at DATETIME NOT NULL); INSERT INTO {t} (at) VALUES ('2020-01-01 00:00:00');"))
+        .collect();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&schema)
+        .unwrap();
+    let project = Project::with_store(
+        "d",
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        "stop_file = \"stop\"",
+    );
+    // Opens in three hours (Copenhagen is at most two ahead of UTC).
+    let hour = |ahead| (chrono::Utc::now() + chrono::Duration::hours(ahead)).format("%H:00");
+    let window = format!("{}-{}", hour(5), hour(6));
+    let on = |table: &str, schedule: &str| {
+        logs_rule(table, "d", schedule).replace("table = \"logs\"", &format!("table = \"{table}\""))
+    };
+    let rules = [
+        on("every", "* * * * * *"),
+        on("manual", "manual"),
+        on("unscheduled", "none").replace("schedule = \"none\"\n", ""),
+        on("closed", "* * * * * *").replace(
+            "action = \"delete\"",
+            &format!("action = \"delete\"\nwindow = \"{window}\""),
+        ),
+    ];
+    project.rules("logs.toml", &rules.concat());
+    let mut daemon = Daemon::start(&project, "d", &[]);
+    let ready = daemon.wait_notice("READY=1", Duration::from_secs(20));
+    assert_contains(&ready, "STATUS=running 2 rules on their schedules");
+    wait_until(Duration::from_secs(10), "the scheduled run", || {
+        sqlite_count(&path, "SELECT count(*) FROM every") == 0
+    });
+    daemon.wait_log(
+        "outside the rule's window; the run waits for it to open",
+        Duration::from_secs(5),
+    );
+    let log = daemon.log();
+    assert_contains(&log, "schedule = \"manual\": the daemon does not run it");
+    assert_contains(&log, "no schedule, and no default");
+    // A few more seconds of runs leave the three alone.
+    std::thread::sleep(Duration::from_secs(2));
+    for table in ["manual", "unscheduled", "closed"] {
+        assert_eq!(
+            sqlite_count(&path, &format!("SELECT count(*) FROM {table}")),
+            1,
+            "{table}"
+        );
+    }
+
+    // While the stop file exists, no run starts; without it, they go on.
+    std::fs::write(project.path().join("stop"), "").unwrap();
+    daemon.wait_log("not run, the stop file", Duration::from_secs(5));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("INSERT INTO every (at) VALUES ('2021-01-01')", [])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sqlite_count(&path, "SELECT count(*) FROM every"), 1);
+    std::fs::remove_file(project.path().join("stop")).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "a run after the stop file went",
+        || sqlite_count(&path, "SELECT count(*) FROM every") == 0,
     );
     daemon.signal("-TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), 0);

@@ -11,13 +11,14 @@ use regex::Regex;
 /// Lowest first. A module may import only modules of the layers before its own.
 const LAYERS: &[&[&str]] = &[
     &["exit", "period", "schedule", "generalise"],
-    &["pseudonym"],
+    &["pseudonym", "limits"],
     &["rules"],
     &["schema", "audit_record", "coverage"],
     &["step"],
     &["store"],
     &["plan", "walk", "audit", "outcome"],
     &["metrics"],
+    &["operate"],
     &["execute"],
     &["commands"],
     &["approval", "review", "trail", "erase"],

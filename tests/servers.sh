@@ -11,6 +11,11 @@
 # (a CA that signed nothing here), GLEMSEL_TEST_UNNAMED_HOST (127.0.0.2),
 # GLEMSEL_TEST_PG_PLAIN_URL and GLEMSEL_TEST_MYSQL_PLAIN_URL.
 #
+# A replica of each, for tests/replica_lag.rs: a PostgreSQL streaming
+# replica of the plain server, a MariaDB replica of the main one
+# (GLEMSEL_TEST_{PG,MYSQL}_REPLICA_URL), each with a script that stops or
+# starts it (GLEMSEL_TEST_{PG,MYSQL}_REPLICA_CTL stop|start).
+#
 # GLEMSEL_DURABLE=1 starts them with durable commits and larger caches, as
 # production runs them (for benchmarks); otherwise durability is off.
 
@@ -123,6 +128,25 @@ pg_plain_port=$(free_port)
     start >/dev/null || { cat "$work/pg/plain.log" >&2; exit 1; }
 stoppers+=("\"\${as_pg[@]}\" \"$pg_bin/pg_ctl\" -D \"$work/pg/plain\" -m immediate stop >/dev/null 2>&1")
 export GLEMSEL_TEST_PG_PLAIN_URL="postgresql://postgres@127.0.0.1:$pg_plain_port/postgres"
+# A streaming replica of the plain server (the main one runs without
+# full-page writes, which a base backup needs), for tests/replica_lag.rs:
+# GLEMSEL_TEST_PG_REPLICA_URL, and GLEMSEL_TEST_PG_REPLICA_CTL stop|start.
+"${as_pg[@]}" "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$pg_plain_port" -U postgres -D "$work/pg/replica" -R -X stream \
+    >"$work/pg/basebackup.log" 2>&1 || { cat "$work/pg/basebackup.log" >&2; exit 1; }
+pg_replica_port=$(free_port)
+pg_replica_options="-c listen_addresses=127.0.0.1 -p $pg_replica_port -k $work/pg -c ssl=off -c max_connections=20 -c shared_buffers=16MB -c fsync=off -c hot_standby=on -c wal_receiver_status_interval=1s"
+{
+    printf '#!/usr/bin/env bash\nset -e\ncase "$1" in\n'
+    printf 'stop) '; printf '%q ' "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/replica" -m fast -w stop; printf '>/dev/null ;;\n'
+    printf 'start) '; printf '%q ' "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg/replica" -l "$work/pg/replica.log" -w -t 60 \
+        -o "$pg_replica_options" start; printf '>/dev/null ;;\n'
+    printf '*) echo "usage: $0 stop|start" >&2; exit 2 ;;\nesac\n'
+} >"$work/pg-replica"
+chmod +x "$work/pg-replica"
+"$work/pg-replica" start || { cat "$work/pg/replica.log" >&2; exit 1; }
+stoppers+=("\"\${as_pg[@]}\" \"$pg_bin/pg_ctl\" -D \"$work/pg/replica\" -m immediate stop >/dev/null 2>&1")
+export GLEMSEL_TEST_PG_REPLICA_URL="postgresql://postgres@127.0.0.1:$pg_replica_port/postgres"
+export GLEMSEL_TEST_PG_REPLICA_CTL="$work/pg-replica"
 # The server's log, which tests search for secrets (they turn on statement
 # logging for their own databases).
 export GLEMSEL_TEST_PG_LOG="$work/pg/server.log"
@@ -166,6 +190,10 @@ fi
 # The server without TLS is a copy of the fresh data directory, started
 # small and without logs; both start at once.
 cp -a "$work/my/data" "$work/my/plain"
+# A replica of the main server, from the same fresh data directory: it
+# replays the main server's binary log from its first event, the glemsel
+# user included.
+cp -a "$work/my/data" "$work/my/replica"
 install -m 0600 "${my_key_owner[@]}" "$tls/server.key" "$work/my/server.key"
 my_plain_port=$(free_port)
 # Also on 127.0.0.2, which the certificate does not name.
@@ -180,6 +208,13 @@ stoppers+=("\"$my_admin\" --socket=\"$work/my/sock\" -uroot shutdown >/dev/null 
     --skip-ssl --innodb-buffer-pool-size=16M --innodb-flush-log-at-trx-commit=2 --max-connections=20 \
     >/dev/null 2>&1 &
 stoppers+=("\"$my_admin\" --socket=\"$work/my/plain.sock\" -uroot shutdown >/dev/null 2>&1")
+my_replica_port=$(free_port)
+my_replica_options=("${as_mysql[@]}" --datadir="$work/my/replica" --socket="$work/my/replica.sock" --port="$my_replica_port"
+    --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$work/my/replica.pid" --log-error="$work/my/replica.log"
+    --server-id=2 --read-only=ON --slave-skip-errors=all --skip-ssl --innodb-buffer-pool-size=32M
+    --innodb-flush-log-at-trx-commit=2 --max-connections=20)
+"$my_server" "${my_replica_options[@]}" >/dev/null 2>&1 &
+stoppers+=("\"$my_admin\" --socket=\"$work/my/replica.sock\" -uroot shutdown >/dev/null 2>&1")
 for sock in sock plain.sock; do
     for _ in $(seq 1 120); do
         "$my_admin" --socket="$work/my/$sock" -uroot ping >/dev/null 2>&1 && break
@@ -191,6 +226,26 @@ for sock in sock plain.sock; do
         "CREATE USER 'glemsel'@'127.0.0.1' IDENTIFIED BY 'glemsel'; GRANT ALL ON *.* TO 'glemsel'@'127.0.0.1' WITH GRANT OPTION;"
 done
 export GLEMSEL_TEST_MYSQL_URL="mysql://glemsel:glemsel@127.0.0.1:$my_port/"
+for _ in $(seq 1 120); do
+    "$my_admin" --socket="$work/my/replica.sock" -uroot ping >/dev/null 2>&1 && break
+    sleep 0.5
+done
+"$my_client" --socket="$work/my/replica.sock" -uroot -e \
+    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$my_port, MASTER_USER='glemsel', MASTER_PASSWORD='glemsel', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE;" \
+    || { cat "$work/my/replica.log" >&2; exit 1; }
+# For tests/replica_lag.rs: the replica, and GLEMSEL_TEST_MYSQL_REPLICA_CTL
+# stop|start (a clean shutdown; replication resumes when it starts).
+{
+    printf '#!/usr/bin/env bash\nset -e\ncase "$1" in\n'
+    printf 'stop) %q --socket=%q -uroot shutdown ;;\n' "$my_admin" "$work/my/replica.sock"
+    printf 'start) setsid '; printf '%q ' "$my_server" "${my_replica_options[@]}"; printf '>/dev/null 2>&1 </dev/null &\n'
+    printf '    for _ in $(seq 1 240); do %q --socket=%q -uroot ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1 ;;\n' \
+        "$my_admin" "$work/my/replica.sock"
+    printf '*) echo "usage: $0 stop|start" >&2; exit 2 ;;\nesac\n'
+} >"$work/my-replica"
+chmod +x "$work/my-replica"
+export GLEMSEL_TEST_MYSQL_REPLICA_URL="mysql://glemsel:glemsel@127.0.0.1:$my_replica_port/"
+export GLEMSEL_TEST_MYSQL_REPLICA_CTL="$work/my-replica"
 export GLEMSEL_TEST_MYSQL_PLAIN_URL="mysql://glemsel:glemsel@127.0.0.1:$my_plain_port/"
 # Kills the server (SIGKILL, as a crash) and starts it again, for the fault
 # tests.

@@ -197,6 +197,9 @@ fn step_text(out: &mut String, planned: &PlannedStep, timezone: &str) {
         bound_text(&step.due.bound, timezone)
     );
     let _ = writeln!(out, "  gone by   {}", gone_by_text(step, timezone));
+    if let Some(pace) = pace_text(step) {
+        let _ = writeln!(out, "  runs      {pace}");
+    }
     if let Some(filter) = &step.filter {
         let _ = writeln!(out, "  where     {filter}");
     }
@@ -290,8 +293,16 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
     for outcome in outcomes {
         match outcome {
             StepOutcome::Done(r) => {
+                let halted;
                 let status = match r.status {
                     Status::Completed => "completed",
+                    Status::Stopped if r.halted.is_some() => {
+                        halted = format!(
+                            "stopped because {}; the rest is due next run",
+                            r.halted.as_deref().unwrap_or_default()
+                        );
+                        &halted
+                    }
                     Status::Stopped => "stopped early; the rest is due next run",
                     Status::Partial => "partial; locked windows are due next run",
                     Status::Refused => "stopped at max_rows; nothing past it was changed",
@@ -327,6 +338,24 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
         }
     }
     out
+}
+
+/// When and how gently a step runs: its window, pause and load limit.
+fn pace_text(step: &Step) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(window) = &step.window {
+        parts.push(format!("only within {window}"));
+    }
+    if step.pause_ms > 0 {
+        parts.push(format!("{} ms apart", step.pause_ms));
+    }
+    if let Some(max_load) = step.max_load {
+        parts.push(format!(
+            "waiting while store {} runs more than {max_load} statements",
+            step.store
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// A run's outcome for programs.

@@ -15,8 +15,8 @@ use super::{Connection, Engine, Location, SecretSource, Settings, StoreConfig, T
 use crate::period::{Calendar, Holidays};
 
 use super::parse::{
-    Diagnosed, MAX_BATCH_MS, MAX_BATCH_SIZE, bounded, is_simple_name, parse_date, parse_schedule,
-    parse_span, parse_table, parse_tz, parse_year_end, resolve,
+    Diagnosed, MAX_BATCH_MS, MAX_BATCH_SIZE, MAX_PAUSE_MS, bounded, is_simple_name, parse_date,
+    parse_schedule, parse_span, parse_table, parse_tz, parse_window, parse_year_end, resolve,
 };
 
 pub(super) const DEFAULT_BATCH_SIZE: u64 = 10_000;
@@ -33,6 +33,10 @@ pub(super) const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 900_000;
 
 /// Five minutes: NTP keeps healthy clocks within milliseconds.
 pub(super) const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 300_000;
+
+/// Half an hour: a load that stays high that long will not fall in time
+/// for this run; the next one finds the rest.
+const DEFAULT_MAX_PAUSE_MS: u64 = 1_800_000;
 
 pub(super) fn settings(
     source: &Source,
@@ -137,6 +141,18 @@ pub(super) fn settings(
         max_clock_skew: Duration::from_millis(max_clock_skew_ms),
         statement_timeout: Duration::from_millis(statement_timeout_ms),
         copies_max_log_days,
+        stop_file: raw.stop_file.as_ref().map(|f| resolve(base, f.get_ref())),
+        pause_ms: raw
+            .pause_ms
+            .as_ref()
+            .and_then(|p| bounded(source, p, 0, MAX_PAUSE_MS, "pause_ms", None, diags))
+            .unwrap_or(0),
+        max_pause: Duration::from_millis(
+            raw.max_pause_ms
+                .as_ref()
+                .and_then(|p| bounded(source, p, 1_000, 86_400_000, "max_pause_ms", None, diags))
+                .unwrap_or(DEFAULT_MAX_PAUSE_MS),
+        ),
         coverage_allow: Vec::new(),
         erasure_store: raw.erasure_store.as_ref().map(|s| s.get_ref().clone()),
         erasure_ledger: raw
@@ -304,9 +320,93 @@ pub(super) fn stores(
         // A bad `tls` is reported; the store stays known, so its rules are
         // not reported as naming an unknown store as well.
         let tls = store_tls(source, &name, engine, &store, base, diags).unwrap_or_default();
+        let max_load = store.max_load.as_ref().and_then(|m| {
+            bounded(
+                source,
+                m,
+                1,
+                100_000,
+                &format!("store {name}: max_load"),
+                None,
+                diags,
+            )
+        });
+        let max_lag = store
+            .max_lag
+            .as_ref()
+            .and_then(|m| match crate::limits::parse_max_duration(m.get_ref()) {
+                Ok(lag) => Some(lag),
+                Err(err) => {
+                    diags.push(
+                        source.span_location(Some(m.span())),
+                        None,
+                        format!("store {name}: max_lag: {err}"),
+                    );
+                    None
+                }
+            });
+        let replica_connections: Vec<Connection> = store
+            .replicas
+            .iter()
+            .flatten()
+            .filter_map(|replica| replica_connection(source, &name, replica, base, diags))
+            .collect();
+        match (&store.replicas, &store.max_lag, engine) {
+            (Some(_), _, Some(Engine::Sqlite)) | (_, Some(_), Some(Engine::Sqlite)) => diags.push(
+                at.clone(),
+                None,
+                format!("store {name}: an sqlite store has no replicas to watch"),
+            ),
+            _ if store.max_load.is_some() && engine == Some(Engine::Sqlite) => diags.push(
+                at.clone(),
+                None,
+                format!("store {name}: an sqlite store has no server whose load max_load could limit"),
+            ),
+            (Some(replicas), None, _) if !replicas.is_empty() => diags.push(
+                at.clone(),
+                None,
+                format!("store {name}: replicas are watched for max_lag; set it, e.g. max_lag = \"5s\""),
+            ),
+            (None, Some(lag), _) => diags.push(
+                source.span_location(Some(lag.span())),
+                None,
+                format!("store {name}: max_lag needs replicas to watch: [[stores.{name}.replicas]] with url_env, url_file or url_credential"),
+            ),
+            _ => {}
+        }
+        let window = store.window.as_ref().and_then(|w| {
+            parse_window(
+                source,
+                w,
+                settings.timezone,
+                &format!("store {name}: "),
+                None,
+                diags,
+            )
+        });
         if let (Some(engine), Some(connection), Some(audit_table)) =
             (engine, connection, audit_table)
         {
+            // A replica is reached as its store is, but at its own URL; its
+            // name says whose it is, never where it is.
+            let replicas = replica_connections
+                .into_iter()
+                .enumerate()
+                .map(|(index, connection)| StoreConfig {
+                    name: format!("{name} replica {}", index + 1),
+                    engine,
+                    connection,
+                    audit_table: audit_table.clone(),
+                    time_zone,
+                    empty_dates: Vec::new(),
+                    tls: tls.clone(),
+                    window: None,
+                    max_load: None,
+                    replicas: Vec::new(),
+                    max_lag: None,
+                    location: at.clone(),
+                })
+                .collect();
             stores.insert(
                 name.clone(),
                 StoreConfig {
@@ -317,12 +417,51 @@ pub(super) fn stores(
                     time_zone,
                     empty_dates,
                     tls,
+                    window,
+                    max_load,
+                    replicas,
+                    max_lag,
                     location: at,
                 },
             );
         }
     }
     stores
+}
+
+/// Where a replica is: exactly one of url_env, url_file, url_credential.
+fn replica_connection(
+    source: &Source,
+    store: &str,
+    replica: &Spanned<super::raw::RawReplica>,
+    base: &Path,
+    diags: &mut Diagnosed,
+) -> Option<Connection> {
+    let at = source.span_location(Some(replica.span()));
+    let replica = replica.get_ref();
+    let has_secret = replica.url_file.is_some() || replica.url_credential.is_some();
+    match (&replica.url_env, has_secret) {
+        (Some(env), false) if is_env_name(env.get_ref()) => {
+            Some(Connection::UrlEnv(env.get_ref().clone()))
+        }
+        (None, true) => secret_source(
+            source,
+            &format!("store {store}: replica url"),
+            &replica.url_file,
+            &replica.url_credential,
+            base,
+            diags,
+        )
+        .map(Connection::Url),
+        _ => {
+            diags.push(
+                at,
+                None,
+                format!("store {store}: a replica needs exactly one of url_env (an environment variable's name), url_file or url_credential"),
+            );
+            None
+        }
+    }
 }
 
 /// A store's `tls` and `ca_file`. `verify-full` needs the CA; a CA file

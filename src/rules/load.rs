@@ -87,6 +87,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         calendar: settings.calendar.as_ref(),
         default_batch_size: settings.batch_size,
         default_batch_ms: settings.batch_ms,
+        default_pause_ms: settings.pause_ms,
         timezone: settings.timezone,
         default_schedule: settings.schedule.as_ref(),
         default_lead: settings.lead,

@@ -28,6 +28,7 @@ pub use source::Location;
 pub use subjects::{Subject, SubjectTable};
 pub use validate::check_sql_fragment;
 
+use crate::limits::OperatingWindow;
 use crate::period::{Calendar, Period, PeriodKind, Retention};
 use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
@@ -137,6 +138,16 @@ pub struct StoreConfig {
     pub empty_dates: Vec<NaiveDate>,
     /// Encryption of the connection (servers; always `Disable` for SQLite).
     pub tls: Tls,
+    /// When the store's rules may run, unless a rule has its own window.
+    pub window: Option<OperatingWindow>,
+    /// Above this many statements running on the server (besides glemsel's),
+    /// batches wait.
+    pub max_load: Option<u64>,
+    /// The store's replicas, each as a store of its own (its URL, this
+    /// store's engine and TLS), whose lag is checked before each batch.
+    pub replicas: Vec<StoreConfig>,
+    /// Above this lag on any replica, batches wait.
+    pub max_lag: Option<Duration>,
     pub location: Location,
 }
 
@@ -200,6 +211,13 @@ pub struct Settings {
     /// How long a server log may keep old row values before `check` and
     /// `plan` warn about it.
     pub copies_max_log_days: u64,
+    /// While this file exists, runs stop after the batch in flight and
+    /// none start.
+    pub stop_file: Option<PathBuf>,
+    /// The default pause between batches.
+    pub pause_ms: u64,
+    /// The longest a run waits for a limit (load) before it stops.
+    pub max_pause: Duration,
     /// Columns the coverage review leaves alone (`[[coverage.allow]]`).
     pub coverage_allow: Vec<CoverageAllow>,
     /// The store whose audit chain holds the erasure ledger.
@@ -398,6 +416,12 @@ pub struct Rule {
     pub batch_ms: u64,
     /// When the daemon runs the rule (else the config's default).
     pub schedule: Option<Schedule>,
+    /// `schedule = "manual"`: the daemon never runs the rule.
+    pub manual: bool,
+    /// When the rule may run (its own, else its store's).
+    pub window: Option<OperatingWindow>,
+    /// The pause between batches.
+    pub pause_ms: u64,
     /// Minimum or deadline, and how early a deadline acts.
     pub timing: Timing,
     /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.

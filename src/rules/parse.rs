@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::source::Source;
 use super::{Diagnostic, Diagnostics, Location, TableRef};
+use crate::limits::OperatingWindow;
 use crate::period::parse_duration;
 use crate::schedule::Schedule;
 
@@ -40,6 +41,32 @@ impl Diagnosed {
 pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
     base.join(path)
 }
+
+/// An operating window, read in the config's zone; `what` names its owner
+/// in the message (a store; a rule's id is given apart).
+pub(super) fn parse_window(
+    source: &Source,
+    text: &Spanned<String>,
+    zone: Tz,
+    what: &str,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<OperatingWindow> {
+    match OperatingWindow::parse(text.get_ref(), zone) {
+        Ok(window) => Some(window),
+        Err(err) => {
+            diags.push(
+                source.span_location(Some(text.span())),
+                rule,
+                format!("{what}{err}"),
+            );
+            None
+        }
+    }
+}
+
+/// A pause between batches longer than ten minutes is a schedule, not a pace.
+pub(super) const MAX_PAUSE_MS: u64 = 600_000;
 
 pub(super) fn parse_schedule(
     source: &Source,

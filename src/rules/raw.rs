@@ -41,6 +41,12 @@ pub(crate) struct RawConfig {
     pub statement_timeout_ms: Option<Spanned<i64>>,
     /// How far glemsel's clock and a database server's may differ.
     pub max_clock_skew_ms: Option<Spanned<i64>>,
+    /// While this file exists, runs stop after the batch in flight.
+    pub stop_file: Option<Spanned<String>>,
+    /// A pause between batches, for a gentle purge.
+    pub pause_ms: Option<Spanned<i64>>,
+    /// The longest a run waits for a store's load to fall before it stops.
+    pub max_pause_ms: Option<Spanned<i64>>,
     /// The store whose audit chain holds the erasure ledger.
     pub erasure_store: Option<Spanned<String>>,
     /// A file every ledger entry is also appended to, outside the database.
@@ -86,6 +92,23 @@ pub(crate) struct RawStore {
     pub tls: Option<Spanned<String>>,
     /// The CA that signed the server's certificate, for "verify-full".
     pub ca_file: Option<Spanned<String>>,
+    /// When rules of this store may run, "HH:MM-HH:MM" in the config's zone.
+    pub window: Option<Spanned<String>>,
+    /// Above this many running statements, batches wait.
+    pub max_load: Option<Spanned<i64>>,
+    /// Replicas whose lag is checked before each batch.
+    pub replicas: Option<Vec<Spanned<RawReplica>>>,
+    /// Above this replica lag ("5s"), batches wait.
+    pub max_lag: Option<Spanned<String>>,
+}
+
+/// `[[stores.<name>.replicas]]`: where a replica is, as a store's URL is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplica {
+    pub url_env: Option<Spanned<String>>,
+    pub url_file: Option<Spanned<String>>,
+    pub url_credential: Option<Spanned<String>>,
 }
 
 /// One string or a list of them.
@@ -150,6 +173,13 @@ pub(crate) struct RawRule {
     pub batch_size: Option<Spanned<i64>>,
     pub batch_ms: Option<Spanned<i64>>,
     pub schedule: Option<Spanned<String>>,
+    /// When the rule may run, "HH:MM-HH:MM" in the config's zone. Left
+    /// out of the fingerprint when absent, so older rules keep theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Spanned<String>>,
+    /// Overrides the config's pause_ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<Spanned<i64>>,
     pub join: Option<Vec<RawRelated>>,
     pub hold_table: Option<Vec<RawRelated>>,
     pub cascade: Option<Vec<RawRelated>>,

@@ -24,9 +24,12 @@ use crate::pseudonym::ColumnAction;
 use crate::schedule::Schedule;
 
 use super::parse::{
-    Diagnosed, MAX_BATCH_MS, MAX_BATCH_SIZE, bounded, is_simple_name, parse_date, parse_schedule,
-    parse_span, parse_table, parse_year_end,
+    Diagnosed, MAX_BATCH_MS, MAX_BATCH_SIZE, MAX_PAUSE_MS, bounded, is_simple_name, parse_date,
+    parse_schedule, parse_span, parse_table, parse_window, parse_year_end,
 };
+
+/// What `schedule = "manual"` says: the daemon never runs the rule.
+const MANUAL: &str = "manual";
 
 pub(super) fn is_rule_id(id: &str) -> bool {
     is_simple_name(id.replace('.', "_").as_str())
@@ -39,6 +42,7 @@ pub(super) struct RuleContext<'a> {
     pub(super) calendar: Option<&'a Calendar>,
     pub(super) default_batch_size: u64,
     pub(super) default_batch_ms: u64,
+    pub(super) default_pause_ms: u64,
     /// The zone schedules are read in.
     pub(super) timezone: Tz,
     pub(super) default_schedule: Option<&'a Schedule>,
@@ -144,10 +148,21 @@ pub(super) fn validate_rule(
         .and_then(|b| bounded(source, b, 0, MAX_BATCH_MS, "batch_ms", rule, diags))
         .unwrap_or(ctx.default_batch_ms);
 
+    let pause_ms = raw
+        .pause_ms
+        .as_ref()
+        .and_then(|p| bounded(source, p, 0, MAX_PAUSE_MS, "pause_ms", rule, diags))
+        .unwrap_or(ctx.default_pause_ms);
+    let manual = raw.schedule.as_ref().is_some_and(|s| s.get_ref() == MANUAL);
     let schedule = raw
         .schedule
         .as_ref()
+        .filter(|_| !manual)
         .and_then(|s| parse_schedule(source, s, rule, diags));
+    let window = match &raw.window {
+        Some(text) => parse_window(source, text, ctx.timezone, "", rule, diags),
+        None => store_config.and_then(|s| s.window.clone()),
+    };
     let zone = store_config.map_or(ctx.timezone, |s| s.time_zone);
     let timing = timing(
         source,
@@ -161,6 +176,7 @@ pub(super) fn validate_rule(
             zone,
         },
         schedule.as_ref(),
+        manual,
         ctx,
         diags,
     );
@@ -242,6 +258,9 @@ pub(super) fn validate_rule(
         batch_size,
         batch_ms,
         schedule,
+        manual,
+        window,
+        pause_ms,
         timing: timing?,
         fingerprint,
         at: RuleLocations {
@@ -465,6 +484,7 @@ pub(super) fn timing(
     raw: &RawRule,
     period: Period0,
     schedule: Option<&Schedule>,
+    manual: bool,
     ctx: &RuleContext<'_>,
     diags: &mut Diagnosed,
 ) -> Option<Timing> {
@@ -488,7 +508,9 @@ pub(super) fn timing(
         .lead
         .as_ref()
         .and_then(|lead| parse_span(source, lead, "lead", rule, diags));
-    let schedule = schedule.or(ctx.default_schedule);
+    // A manual rule runs when someone runs it: the daemon's default
+    // schedule says nothing about how often that is.
+    let schedule = schedule.or(ctx.default_schedule.filter(|_| !manual));
     let gap = schedule.map(|schedule| {
         *ctx.gaps
             .borrow_mut()

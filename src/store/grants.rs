@@ -49,6 +49,10 @@ impl TableNeeds {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Needs {
     pub tables: BTreeMap<TableRef, TableNeeds>,
+    /// A rule waits for the server's load (`max_load`).
+    pub watches_load: bool,
+    /// A rule waits for the store's replicas (`max_lag`).
+    pub watches_lag: bool,
 }
 
 impl Needs {
@@ -61,6 +65,8 @@ impl Needs {
                 ..TableNeeds::default()
             };
             main.actions.insert(step.action.as_str());
+            needs.watches_load |= step.max_load.is_some();
+            needs.watches_lag |= step.max_lag.is_some();
             match &step.action {
                 StepAction::Delete => {
                     main.delete = true;
@@ -102,7 +108,11 @@ impl Needs {
     /// (`resolve` gives the schema-qualified name), so that two spellings
     /// of one table become one entry.
     pub fn resolved(&self, resolve: impl Fn(&TableRef) -> TableRef) -> Needs {
-        let mut resolved = Needs::default();
+        let mut resolved = Needs {
+            watches_load: self.watches_load,
+            watches_lag: self.watches_lag,
+            ..Needs::default()
+        };
         for (table, needs) in &self.tables {
             resolved
                 .tables

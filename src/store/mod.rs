@@ -365,6 +365,19 @@ pub trait Store: Send {
         Ok(None)
     }
 
+    /// How busy the server is, to pause between batches above a store's
+    /// `max_load`: statements running now other than glemsel's own.
+    /// `None` where there is no server (SQLite).
+    async fn load(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// How far this server, a replica, is behind its primary: `None` when
+    /// it cannot tell (replication is not running, or it is no replica).
+    async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>, StoreError> {
+        Ok(None)
+    }
+
     /// The TLS version of this connection as the server reports it;
     /// `None` when it is not encrypted (or there is none: SQLite).
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {

@@ -920,6 +920,31 @@ impl Store for MysqlStore {
         Ok(micros.and_then(DateTime::from_timestamp_micros))
     }
 
+    async fn load(&mut self) -> Result<Option<u64>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_first("SHOW GLOBAL STATUS LIKE 'Threads_running'")
+            .await
+            .map_err(|e| self.error("server load", e))?;
+        let running: u64 = row.and_then(|(_, n)| n.parse().ok()).unwrap_or(0);
+        // This session runs the SHOW itself.
+        Ok(Some(running.saturating_sub(1)))
+    }
+
+    async fn replica_lag(&mut self) -> Result<Option<Duration>, StoreError> {
+        let status: Option<Row> = self
+            .conn
+            .query_first("SHOW SLAVE STATUS")
+            .await
+            .map_err(|e| self.error("replica lag", e))?;
+        // NULL while either replication thread is stopped.
+        let lag = status
+            .and_then(|row| row.get_opt::<Option<u64>, _>("Seconds_Behind_Master"))
+            .and_then(Result::ok)
+            .flatten();
+        Ok(lag.map(Duration::from_secs))
+    }
+
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
         let row: Option<(String, String)> = self
             .conn
@@ -1022,6 +1047,20 @@ impl Store for MysqlStore {
             format!("--   CREATE USER {} IDENTIFIED BY '...';", syntax.grantee),
             "-- GET_LOCK, session settings and information_schema need no grant.".to_string(),
         ];
+        if needs.watches_lag {
+            let version: Option<String> = self
+                .conn
+                .query_first("SELECT VERSION()")
+                .await
+                .map_err(|e| self.error("grants", e))?;
+            // MariaDB 10.5 split SHOW SLAVE STATUS off REPLICATION CLIENT.
+            let right = match version.as_deref().and_then(mariadb_version) {
+                Some(version) if version >= (10, 5) => "SLAVE MONITOR",
+                _ => "REPLICATION CLIENT",
+            };
+            lines.push("-- max_lag reads SHOW SLAVE STATUS on the replicas (the grant replicates to them).".into());
+            lines.push(format!("GRANT {right} ON *.* TO {};", syntax.grantee));
+        }
         lines.extend(syntax.table_grants(&needs));
         lines.extend(syntax.audit_grants(
             &audit,
@@ -1152,4 +1191,14 @@ impl Store for MysqlStore {
         .await
         .map(|_| ())
     }
+}
+
+/// MariaDB's major and minor version from `VERSION()` (`10.11.19-MariaDB-...`);
+/// `None` for MySQL.
+fn mariadb_version(version: &str) -> Option<(u32, u32)> {
+    if !version.contains("MariaDB") {
+        return None;
+    }
+    let mut parts = version.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }

@@ -808,6 +808,50 @@ impl Store for PostgresStore {
         Ok(Some(row.get(0)))
     }
 
+    async fn load(&mut self) -> Result<Option<u64>, StoreError> {
+        // Every glemsel session says so in application_name: other workers
+        // pause by the same limit, and must not hold each other up.
+        // Without pg_read_all_stats (pg_monitor) other roles' sessions show
+        // no state: the count would be too low, and must not be believed.
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+                        (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name <> 'glemsel')",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("server load", e))?;
+        if !row.get::<_, bool>(0) {
+            return Err(StoreError::Config {
+                store: self.name.clone(),
+                message: "this role may not see other roles' sessions; grant it pg_monitor".into(),
+            });
+        }
+        Ok(Some(row.get::<_, i64>(1).max(0) as u64))
+    }
+
+    async fn replica_lag(&mut self) -> Result<Option<Duration>, StoreError> {
+        // An idle primary sends nothing to replay, so the time since the
+        // last replayed transaction is no lag when all that came was
+        // replayed; a receiver that is not streaming cannot tell.
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery() AND coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
+                        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                             ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("replica lag", e))?;
+        let streaming: bool = row.get(0);
+        let lag: Option<f64> = row.get(1);
+        Ok(lag
+            .filter(|_| streaming)
+            .map(|lag| Duration::from_secs_f64(lag.max(0.0))))
+    }
+
     async fn tls_version(&mut self) -> Result<Option<String>, StoreError> {
         let row = self
             .client
@@ -910,6 +954,11 @@ impl Store for PostgresStore {
             .chain([&audit])
             .filter_map(|t| t.schema.as_ref())
             .collect();
+        if needs.watches_load || needs.watches_lag {
+            lines.push("-- max_load and max_lag: other roles' sessions and the replicas' WAL receivers are".into());
+            lines.push("-- visible only to pg_monitor; roles are the cluster's, so the replicas have it too.".into());
+            lines.push(format!("GRANT pg_monitor TO {};", syntax.grantee));
+        }
         for schema in schemas {
             lines.push(format!(
                 "GRANT USAGE ON SCHEMA {} TO {};",

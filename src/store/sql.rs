@@ -1684,6 +1684,11 @@ mod tests {
             vacuum_after: false,
             batch_size: 100,
             batch_ms: 0,
+            window: None,
+            pause_ms: 0,
+            max_load: None,
+            max_lag: None,
+            replicas: Vec::new(),
             rule_fingerprint: "f".into(),
         }
     }

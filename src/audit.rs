@@ -115,17 +115,38 @@ pub async fn append(
     Ok(record)
 }
 
+/// Who may start a checkpoint file that is configured but missing.
+#[derive(Debug, Clone, Copy)]
+pub enum FileStart<'a> {
+    /// A run, only if it began the chain: a run that found rows in a chain
+    /// without its file was refused and must not vouch for them now.
+    ByRun(&'a str),
+    /// The operator, recording a segment with the reason.
+    ByOperator,
+}
+
 /// Publishes a store's chain head outside the database: in the log, and
 /// in the checkpoint file when one is configured. Failures are logged; the
 /// run they follow stands.
-pub async fn publish_head(store: &mut dyn Store, checkpoints: Option<&Path>) {
+pub async fn publish_head(store: &mut dyn Store, checkpoints: Option<&Path>, start: FileStart<'_>) {
     let name = store.name().to_string();
     match store.audit_head().await {
         Ok(Some(head)) => {
             tracing::info!(store = %name, seq = head.seq, row_hash = %head.row_hash, "audit chain head");
-            if let Some(path) = checkpoints
-                && let Err(err) = write_checkpoint(path, &name, &head)
+            let Some(path) = checkpoints else {
+                return;
+            };
+            if let FileStart::ByRun(run_id) = start
+                && !path.exists()
             {
+                let first = store.audit_records(i64::MIN, 1).await;
+                let began = matches!(&first, Ok(rows) if rows.first().is_some_and(|r| r.entry.run_id == run_id));
+                if !began {
+                    tracing::error!(store = %name, file = %path.display(), "the audit checkpoint file is missing while the chain has older rows; not starting a new one (`glemsel audit segment --reason` does)");
+                    return;
+                }
+            }
+            if let Err(err) = write_checkpoint(path, &name, &head) {
                 tracing::error!(store = %name, file = %path.display(), error = %err, "could not write the audit checkpoint");
             }
         }
@@ -200,11 +221,15 @@ pub fn read_checkpoints(path: &Path, store: &str) -> std::io::Result<Option<Vec<
 }
 
 /// The checkpoints of `store` a run checks the chain's tail against: none
-/// when no file is configured or it does not exist yet.
-pub fn checkpoints_of(path: Option<&Path>, store: &str) -> std::io::Result<Vec<Checkpoint>> {
+/// when no file is configured; `None` when one is configured but missing,
+/// which only an empty chain may be.
+pub fn checkpoints_of(
+    path: Option<&Path>,
+    store: &str,
+) -> std::io::Result<Option<Vec<Checkpoint>>> {
     match path {
-        Some(path) => Ok(read_checkpoints(path, store)?.unwrap_or_default()),
-        None => Ok(Vec::new()),
+        Some(path) => read_checkpoints(path, store),
+        None => Ok(Some(Vec::new())),
     }
 }
 
@@ -224,7 +249,7 @@ pub enum ChainBreak {
     #[error("checkpoint at seq {seq}: the chain ends at seq {last}; rows were cut from its end")]
     Truncated { seq: i64, last: i64 },
     #[error(
-        "the checkpoint file is configured but missing, while the chain has rows; it was removed"
+        "the checkpoint file is configured but missing, while the chain has rows; it was removed (if it is new for an existing trail, `glemsel audit segment --reason TEXT` records that and starts it)"
     )]
     CheckpointsMissing,
     #[error(
@@ -420,14 +445,19 @@ const TAIL_ROWS: i64 = 200;
 
 /// Checks a chain's last rows before a run appends to it: their sequence,
 /// their links, their hashes (keyed ones with `key`) and any checkpoint
-/// among them. A run never appends to a broken chain.
+/// among them. A run never appends to a broken chain, nor to one whose
+/// checkpoint file is configured but gone (`checkpoints` is `None`): a new
+/// file would vouch for whatever the chain now holds.
 pub async fn check_tail(
     store: &mut dyn Store,
-    checkpoints: &[Checkpoint],
+    checkpoints: Option<&[Checkpoint]>,
     key: Option<&HmacKey>,
 ) -> Result<Result<Tail, ChainBreak>, StoreError> {
     let Some(head) = store.audit_head().await? else {
         return Ok(Ok(Tail::Empty));
+    };
+    let Some(checkpoints) = checkpoints else {
+        return Ok(Err(ChainBreak::CheckpointsMissing));
     };
     let rows = store
         .audit_records(

@@ -409,13 +409,18 @@ pub async fn run(
         };
         outcomes.push(outcome);
     }
-    publish_chain_heads(policy, &mut stores, &steps).await;
+    publish_chain_heads(policy, &mut stores, &steps, &ctx.run_id).await;
     Ok(outcomes)
 }
 
 /// Logs each touched store's chain head, and appends it to the checkpoint
 /// file if one is configured, so a rewritten or cut chain can be found.
-async fn publish_chain_heads(policy: &Policy, stores: &mut Stores<'_>, steps: &[Step]) {
+async fn publish_chain_heads(
+    policy: &Policy,
+    stores: &mut Stores<'_>,
+    steps: &[Step],
+    run_id: &str,
+) {
     let mut names: Vec<&str> = steps.iter().map(|s| s.store.as_str()).collect();
     names.sort();
     names.dedup();
@@ -423,7 +428,12 @@ async fn publish_chain_heads(policy: &Policy, stores: &mut Stores<'_>, steps: &[
         let Ok(store) = stores.get(name).await else {
             continue;
         };
-        audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
+        audit::publish_head(
+            store,
+            policy.settings.audit_checkpoints.as_deref(),
+            audit::FileStart::ByRun(run_id),
+        )
+        .await;
     }
 }
 
@@ -524,14 +534,20 @@ pub async fn audit_segment(
         let store = stores.get(&name).await?;
         store.ensure_audit_table().await?;
         // Whether the last rows are intact, as far as this key can tell.
-        let found = match audit::check_tail(store, &checkpoints, audit_key.as_ref()).await? {
-            Ok(audit::Tail::Empty) => "empty".to_string(),
-            Ok(_) => "intact".to_string(),
-            Err(brk) => format!("broken: {brk}"),
-        };
+        let found =
+            match audit::check_tail(store, checkpoints.as_deref(), audit_key.as_ref()).await? {
+                Ok(audit::Tail::Empty) => "empty".to_string(),
+                Ok(_) => "intact".to_string(),
+                Err(brk) => format!("broken: {brk}"),
+            };
         let entry = execute::segment_row(&run_id, &host, &name, audit_key.as_ref(), reason, &found);
         let record = execute::append_alone(store, entry, audit_key.as_ref()).await?;
-        audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
+        audit::publish_head(
+            store,
+            policy.settings.audit_checkpoints.as_deref(),
+            audit::FileStart::ByOperator,
+        )
+        .await;
         lines.push(format!(
             "store {name}: segment started at seq {} ({}; the chain was {found})",
             record.seq,

@@ -644,6 +644,11 @@ async fn run_once(
     {
         tracing::warn!(rule = %rule.id, error = %err, "could not record the failure in the audit trail");
     }
-    audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
+    audit::publish_head(
+        store,
+        policy.settings.audit_checkpoints.as_deref(),
+        audit::FileStart::ByRun(&ctx.run_id),
+    )
+    .await;
     status("waiting for the next scheduled run");
 }

@@ -415,6 +415,24 @@ every_engine! {
             6,
             "the checkpoint file is configured but missing, while the chain has rows; it was removed",
         );
+        // A run refuses too, rather than start a new file that would vouch
+        // for whatever the chain holds now; it changes nothing.
+        let customers = db.number("SELECT count(*) FROM customers").await;
+        let later = project.glemsel(&["run"]);
+        assert_eq!(code(&later), 6, "{}", text(&later));
+        assert_contains(&text(&later), "the checkpoint file is configured but missing");
+        assert!(!project.path().join("heads.tsv").exists());
+        assert_eq!(db.number("SELECT count(*) FROM customers").await, customers);
+        assert_eq!(db.number("SELECT count(*) FROM glemsel_audit").await, rows);
+        // The operator records why, which starts a new file; runs go on.
+        let segment = project.glemsel(&["audit", "segment", "--reason", "checkpoint file restored from nowhere"]);
+        assert_eq!(code(&segment), 0, "{}", text(&segment));
+        assert!(project.path().join("heads.tsv").exists());
+        let later = project.glemsel(&["run"]);
+        assert_eq!(code(&later), 0, "{}", text(&later));
+        // The refused run, the segment, this run's start and finish.
+        assert!(db.number("SELECT count(*) FROM glemsel_audit").await >= rows + 3);
+        verify_says(&project, 0, "audit chain intact");
         db.drop().await;
     }
 }

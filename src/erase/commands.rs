@@ -89,14 +89,21 @@ pub async fn add(
     };
     let (name, file) = ledger_place(policy)?;
     let store = stores.get(name).await.map_err(EraseError::from)?;
+    let run_id = commands::new_run_id();
     ledger::append(
         store,
         file,
         &Entry::Request(request.clone()),
         audit_key.as_ref(),
-        &commands::new_run_id(),
+        &run_id,
     )
     .await?;
+    crate::audit::publish_head(
+        store,
+        policy.settings.audit_checkpoints.as_deref(),
+        crate::audit::FileStart::ByRun(&run_id),
+    )
+    .await;
     Ok(request)
 }
 
@@ -201,7 +208,12 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
     let report = report?;
     for name in stores_touched(policy) {
         if let Ok(store) = stores.get(&name).await {
-            crate::audit::publish_head(store, policy.settings.audit_checkpoints.as_deref()).await;
+            crate::audit::publish_head(
+                store,
+                policy.settings.audit_checkpoints.as_deref(),
+                crate::audit::FileStart::ByRun(&run_id),
+            )
+            .await;
         }
     }
     Ok(report)

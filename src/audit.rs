@@ -139,9 +139,7 @@ pub async fn publish_head(store: &mut dyn Store, checkpoints: Option<&Path>, sta
             if let FileStart::ByRun(run_id) = start
                 && !path.exists()
             {
-                let first = store.audit_records(i64::MIN, 1).await;
-                let began = matches!(&first, Ok(rows) if rows.first().is_some_and(|r| r.entry.run_id == run_id));
-                if !began {
+                if !began_chain(store, run_id).await.unwrap_or(false) {
                     tracing::error!(store = %name, file = %path.display(), "the audit checkpoint file is missing while the chain has older rows; not starting a new one (`glemsel audit segment --reason` does)");
                     return;
                 }
@@ -155,6 +153,12 @@ pub async fn publish_head(store: &mut dyn Store, checkpoints: Option<&Path>, sta
             tracing::warn!(store = %name, error = %err, "could not read the audit chain head")
         }
     }
+}
+
+/// Whether the run `run_id` wrote the chain's first row.
+async fn began_chain(store: &mut dyn Store, run_id: &str) -> Result<bool, StoreError> {
+    let first = store.audit_records(i64::MIN, 1).await?;
+    Ok(first.first().is_some_and(|r| r.entry.run_id == run_id))
 }
 
 /// A chain head published outside the database.
@@ -249,7 +253,7 @@ pub enum ChainBreak {
     #[error("checkpoint at seq {seq}: the chain ends at seq {last}; rows were cut from its end")]
     Truncated { seq: i64, last: i64 },
     #[error(
-        "the checkpoint file is configured but missing, while the chain has rows; it was removed (if it is new for an existing trail, `glemsel audit segment --reason TEXT` records that and starts it)"
+        "the checkpoint file is configured but missing, while the chain has rows; it was removed"
     )]
     CheckpointsMissing,
     #[error(
@@ -446,19 +450,22 @@ const TAIL_ROWS: i64 = 200;
 /// Checks a chain's last rows before a run appends to it: their sequence,
 /// their links, their hashes (keyed ones with `key`) and any checkpoint
 /// among them. A run never appends to a broken chain, nor to one whose
-/// checkpoint file is configured but gone (`checkpoints` is `None`): a new
-/// file would vouch for whatever the chain now holds.
+/// checkpoint file is configured but gone (`checkpoints` is `None`) unless
+/// the run `run_id` began the chain: a new file would vouch for whatever
+/// the chain holds by then.
 pub async fn check_tail(
     store: &mut dyn Store,
     checkpoints: Option<&[Checkpoint]>,
+    run_id: &str,
     key: Option<&HmacKey>,
 ) -> Result<Result<Tail, ChainBreak>, StoreError> {
     let Some(head) = store.audit_head().await? else {
         return Ok(Ok(Tail::Empty));
     };
-    let Some(checkpoints) = checkpoints else {
+    if checkpoints.is_none() && !began_chain(store, run_id).await? {
         return Ok(Err(ChainBreak::CheckpointsMissing));
-    };
+    }
+    let checkpoints = checkpoints.unwrap_or_default();
     let rows = store
         .audit_records(
             (head.seq - TAIL_ROWS).max(i64::MIN + 1),

@@ -535,7 +535,9 @@ pub async fn audit_segment(
         store.ensure_audit_table().await?;
         // Whether the last rows are intact, as far as this key can tell.
         let found =
-            match audit::check_tail(store, checkpoints.as_deref(), audit_key.as_ref()).await? {
+            match audit::check_tail(store, checkpoints.as_deref(), &run_id, audit_key.as_ref())
+                .await?
+            {
                 Ok(audit::Tail::Empty) => "empty".to_string(),
                 Ok(_) => "intact".to_string(),
                 Err(brk) => format!("broken: {brk}"),

@@ -185,7 +185,7 @@ async fn check_trail(
         }
     })?;
     let (rule, store_name) = (step.rule_id.clone(), step.store.clone());
-    match audit::check_tail(store, checkpoints.as_deref(), ctx.audit_key).await? {
+    match audit::check_tail(store, checkpoints.as_deref(), &ctx.run_id, ctx.audit_key).await? {
         Err(brk) => Err(Refusal::BrokenTrail {
             rule,
             store: store_name,
@@ -767,7 +767,7 @@ pub async fn record_failure(
     // failure, and losing it would hide that.
     let checkpoints =
         audit::checkpoints_of(ctx.audit_checkpoints, &rule.store).unwrap_or(Some(Vec::new()));
-    match audit::check_tail(store, checkpoints.as_deref(), ctx.audit_key).await? {
+    match audit::check_tail(store, checkpoints.as_deref(), &ctx.run_id, ctx.audit_key).await? {
         Ok(Tail::Empty | Tail::Unkeyed) if ctx.audit_key.is_none() => {}
         Ok(Tail::Keyed { verified: true }) => {}
         Ok(Tail::Empty) => {

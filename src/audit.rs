@@ -138,11 +138,10 @@ pub async fn publish_head(store: &mut dyn Store, checkpoints: Option<&Path>, sta
             };
             if let FileStart::ByRun(run_id) = start
                 && !path.exists()
+                && !began_chain(store, run_id).await.unwrap_or(false)
             {
-                if !began_chain(store, run_id).await.unwrap_or(false) {
-                    tracing::error!(store = %name, file = %path.display(), "the audit checkpoint file is missing while the chain has older rows; not starting a new one (`glemsel audit segment --reason` does)");
-                    return;
-                }
+                tracing::error!(store = %name, file = %path.display(), "the audit checkpoint file is missing while the chain has older rows; not starting a new one (`glemsel audit segment --reason` does)");
+                return;
             }
             if let Err(err) = write_checkpoint(path, &name, &head) {
                 tracing::error!(store = %name, file = %path.display(), error = %err, "could not write the audit checkpoint");

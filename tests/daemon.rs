@@ -165,6 +165,18 @@ fn logs_rule(id: &str, store: &str, schedule: &str) -> String {
     )
 }
 
+/// A project whose one store is the SQLite database at `path`.
+fn sqlite_project(store: &str, path: &Path, settings: &str) -> Project {
+    Project::with_store(
+        store,
+        &format!(
+            "engine = \"sqlite\"\npath = {:?}",
+            path.display().to_string()
+        ),
+        settings,
+    )
+}
+
 #[test]
 fn notify_protocol_schedules_reload_and_stop() {
     let db = tempfile::tempdir().unwrap();
@@ -176,14 +188,7 @@ fn notify_protocol_schedules_reload_and_stop() {
              INSERT INTO logs (at) VALUES ('2020-01-01 00:00:00'), ('2020-01-02 00:00:00'), ('2099-01-01 00:00:00');",
         )
         .unwrap();
-    let project = Project::with_store(
-        "d",
-        &format!(
-            "engine = \"sqlite\"\npath = {:?}",
-            path.display().to_string()
-        ),
-        "audit_checkpoints = \"heads.tsv\"",
-    );
+    let project = sqlite_project("d", &path, "audit_checkpoints = \"heads.tsv\"");
     project.rules("logs.toml", &logs_rule("logs", "d", "* * * * * *"));
     let mut daemon = Daemon::start(&project, "d", &[("WATCHDOG_USEC", "400000")]);
 
@@ -279,14 +284,7 @@ fn a_notify_socket_nobody_reads_never_stalls_the_daemon() {
             .unwrap();
     };
     add_due_row();
-    let project = Project::with_store(
-        "s",
-        &format!(
-            "engine = \"sqlite\"\npath = {:?}",
-            path.display().to_string()
-        ),
-        "",
-    );
+    let project = sqlite_project("s", &path, "");
     project.rules("logs.toml", &logs_rule("logs", "s", "* * * * * *"));
     // A watchdog ping every 5 ms fills the unread socket within seconds.
     let mut daemon = Daemon::start_with(&project, "s", &[("WATCHDOG_USEC", "10000")], false);
@@ -565,12 +563,9 @@ fn a_store_that_is_down_does_not_stop_the_others() {
         .execute_batch("CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL); INSERT INTO logs (at) VALUES ('2020-01-01');")
         .unwrap();
     let port = free_port();
-    let project = Project::with_store(
+    let project = sqlite_project(
         "up",
-        &format!(
-            "engine = \"sqlite\"\npath = {:?}",
-            path.display().to_string()
-        ),
+        &path,
         &format!("metrics_listen = \"127.0.0.1:{port}\""),
     );
     let down_url = project.path().join("down.url");
@@ -620,14 +615,7 @@ fn json_logs_are_one_object_per_line() {
         .unwrap()
         .execute_batch("CREATE TABLE logs (id INTEGER PRIMARY KEY, at DATETIME NOT NULL); INSERT INTO logs (at) VALUES ('2020-01-01');")
         .unwrap();
-    let project = Project::with_store(
-        "j",
-        &format!(
-            "engine = \"sqlite\"\npath = {:?}",
-            path.display().to_string()
-        ),
-        "",
-    );
+    let project = sqlite_project("j", &path, "");
     project.rules("logs.toml", &logs_rule("logs", "j", "* * * * * *"));
     let output = project.glemsel_with_env(&["--log-format", "json", "run"], &[]);
     assert_eq!(code(&output), 0, "{}", text(&output));
@@ -742,14 +730,7 @@ fn a_wall_clock_jump_runs_the_passed_schedule_once() {
              INSERT INTO logs VALUES (1, '2020-01-01 00:00:00'), (2, '{after_jump_only}'), (3, '2099-01-01 00:00:00');"
         ))
         .unwrap();
-    let project = Project::with_store(
-        "d",
-        &format!(
-            "engine = \"sqlite\"\npath = {:?}",
-            path.display().to_string()
-        ),
-        "",
-    );
+    let project = sqlite_project("d", &path, "");
     project.rules("logs.toml", &logs_rule("logs", "d", "0 0 3 * * *"));
     let offset = project.path().join("clock-offset");
     std::fs::write(&offset, "+0\n").unwrap();
@@ -821,14 +802,7 @@ fn manual_unscheduled_and_closed_window_rules_are_left_alone() {
         .unwrap()
         .execute_batch(&schema)
         .unwrap();
-    let project = Project::with_store(
-        "d",
-        &format!(
-            "engine = \"sqlite\"\npath = {:?}",
-            path.display().to_string()
-        ),
-        "stop_file = \"stop\"",
-    );
+    let project = sqlite_project("d", &path, "stop_file = \"stop\"");
     // Opens in three hours (Copenhagen is at most two ahead of UTC).
     let hour = |ahead| (chrono::Utc::now() + chrono::Duration::hours(ahead)).format("%H:00");
     let window = format!("{}-{}", hour(5), hour(6));

@@ -396,6 +396,16 @@ every_engine! {
                 vec![Some("members".to_string()), Some("anonymise".to_string()), Some("1".to_string())],
             ]
         );
+
+        // After a key rotation the recorded hash finds nobody: a replay
+        // refuses rather than call the request done, and changes nothing.
+        db.exec("UPDATE members SET email = 'jens@example.invalid' WHERE id = 1").await;
+        let reappeared = db.rows(members).await;
+        std::fs::write(project.path().join("hmac-key"), "another key, rotated, 32 bytes or more").unwrap();
+        let replay = project.glemsel(&["erase", "replay"]);
+        assert_ne!(code(&replay), 0, "{}", text(&replay));
+        assert_contains(&text(&replay), "erasure request erasure-0001 was recorded under pseudonymisation key");
+        assert_eq!(db.rows(members).await, reappeared);
         db.drop().await;
     }
 }

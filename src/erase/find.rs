@@ -83,6 +83,16 @@ pub async fn find(
     key: &HmacKey,
     requests: &[&Request],
 ) -> Result<Vec<Found>, EraseError> {
+    // Under another key the hash matches nobody, and the request would
+    // count as done: after a key rotation, refuse instead.
+    if let Some(request) = requests.iter().find(|r| r.key_id != key.id()) {
+        return Err(EraseError::Usage(format!(
+            "erasure request {} was recorded under pseudonymisation key {}, not the configured key {}: its identifier can only be found with that key; configure it for the erasure runs until every request recorded under it is done",
+            request.id,
+            request.key_id,
+            key.id()
+        )));
+    }
     let mut found: Vec<Found> = requests
         .iter()
         .map(|r| Found {

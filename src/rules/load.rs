@@ -120,6 +120,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         &raw_subjects,
         &subjects::SubjectContext {
             stores: &stores,
+            categories: &categories,
             rules: &rules,
             settings: &settings,
         },

@@ -12,7 +12,9 @@ use super::parse::{Diagnosed, is_simple_name, parse_table};
 use super::raw::{RawSubject, RawSubjectTable};
 use super::source::Source;
 use super::validate::{RelatedKind, related_tables};
-use super::{Action, Cascade, Location, Rule, Settings, StoreConfig, TableRef, check_identifier};
+use super::{
+    Action, Cascade, Category, Location, Rule, Settings, StoreConfig, TableRef, check_identifier,
+};
 use crate::period::{Period, PeriodKind, Unit};
 use crate::pseudonym::ColumnAction;
 
@@ -101,6 +103,7 @@ pub(super) fn parse(
 /// What subjects are checked against.
 pub(super) struct SubjectContext<'a> {
     pub stores: &'a BTreeMap<String, StoreConfig>,
+    pub categories: &'a BTreeMap<String, Category>,
     pub rules: &'a [Rule],
     pub settings: &'a Settings,
 }
@@ -324,11 +327,34 @@ fn table(
             format!("{what}: cascade applies only to action = \"delete\""),
         );
     }
+    for cascade in &cascades {
+        let table = &cascade.related.table;
+        if let Some(rule) = ctx.rules.iter().find(|r| {
+            r.store == store
+                && &r.table == table
+                && (has_floor(r, ctx) || r.hold.is_some() || !r.hold_tables.is_empty())
+        }) {
+            diags.push(cascade.related.at.clone(), None, format!("{what}: cascade: rule {} keeps rows of table {table} for a statutory minimum or under a hold, which a cascade would take; declare that table as a [[subject.table]] of its own", rule.id));
+        }
+    }
     if let Some(cascade) = cascades.iter().find(|c| c.parent.is_some()) {
         diags.push(
             cascade.related.at.clone(),
             None,
             format!("{what}: a cascade off another cascade (parent) is not supported for erasure yet; declare that table as a [[subject.table]] of its own"),
+        );
+    }
+    if let Some(table) = &table {
+        check_rules_on_table(
+            &at,
+            &store,
+            table,
+            raw.kept_by.is_some(),
+            raw.hold.as_ref().map(|h| h.get_ref().as_str()),
+            action.as_ref(),
+            &what,
+            ctx,
+            diags,
         );
     }
     if let (Some(kept_by), Some(table)) = (&raw.kept_by, &table) {
@@ -419,6 +445,54 @@ fn action(
 /// `kept_by` names a minimum rule on the same table that deletes the rows
 /// when its period ends; until then erasure may only overwrite columns.
 #[allow(clippy::too_many_arguments)]
+/// Erasure on a table keeps what the table's rules keep: a row under a
+/// statutory minimum is not deleted (it is named in `kept_by` and its
+/// personal columns pseudonymised or anonymised), and a row a rule holds is
+/// not deleted while held: the subject table holds it by the same column; a
+/// hold table cannot be followed yet.
+#[allow(clippy::too_many_arguments)]
+fn check_rules_on_table(
+    at: &Location,
+    store: &str,
+    table: &TableRef,
+    has_kept_by: bool,
+    hold: Option<&str>,
+    action: Option<&Action>,
+    what: &str,
+    ctx: &SubjectContext<'_>,
+    diags: &mut Diagnosed,
+) {
+    for rule in ctx
+        .rules
+        .iter()
+        .filter(|r| r.store == store && &r.table == table)
+    {
+        if !has_kept_by && has_floor(rule, ctx) && matches!(action, Some(Action::Delete)) {
+            diags.push(at.clone(), None, format!("{what}: table {table} is kept for a statutory minimum (category {}) by rule {}; erasure may not delete its rows before that: name the rule in kept_by and pseudonymise or anonymise the columns that name the person", rule.category, rule.id));
+        }
+        // A hold keeps the row; erasing other columns of it (a marketing
+        // objection while a contract dispute is open) is the rule
+        // writer's call, deleting it is not.
+        let deletes = matches!(action, Some(Action::Delete));
+        if deletes
+            && let Some(column) = &rule.hold
+            && hold != Some(column.as_str())
+        {
+            diags.push(at.clone(), None, format!("{what}: rule {} holds rows of table {table} while {column} is set; erasure must hold them too: hold = {column:?}", rule.id));
+        }
+        if deletes && !rule.hold_tables.is_empty() {
+            diags.push(at.clone(), None, format!("{what}: rule {} holds rows of table {table} through a hold table, which erasure cannot follow yet; hold them with a column instead", rule.id));
+        }
+    }
+}
+
+/// Whether the rule's category carries a statutory floor (`minimum`).
+fn has_floor(rule: &Rule, ctx: &SubjectContext<'_>) -> bool {
+    ctx.categories
+        .get(&rule.category)
+        .is_some_and(|c| c.minimum.is_some())
+}
+
 fn check_kept_by(
     kept_by: &Spanned<String>,
     at: Location,
@@ -526,5 +600,28 @@ mod tests {
                 .any(|e| e.contains("erasure requests need a ledger: set erasure_store")),
             "{errors:#?}"
         );
+    }
+
+    /// Erasure keeps what the table's rules keep: no delete before a
+    /// minimum (without kept_by), the rules' hold column, no cascade into a
+    /// kept table.
+    #[test]
+    fn erasure_cannot_take_what_a_rule_keeps() {
+        let held = "[categories.books]\ndescription = \"b\"\nminimum = \"5 years\"\n\n[[rule]]\nid = \"ledger-5y\"\nstore = \"shop\"\ntable = \"ledger\"\ncategory = \"books\"\nafter = \"posted\"\nretain = \"5 years\"\naction = \"delete\"\n\n[[rule]]\nid = \"people-held\"\nstore = \"shop\"\ntable = \"people\"\ncategory = \"test\"\nafter = \"seen\"\nretain = \"1 year\"\naction = \"delete\"\nhold = \"legal_hold\"\n\n";
+        let errors = load(
+            CONFIG,
+            &format!("{held}[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"ledger\"\nmatch = {{ email = \"email\" }}\naction = \"delete\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"people\"\nmatch = {{ email = \"email\" }}\naction = \"delete\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\nmatch = {{ email = \"email\" }}\naction = \"delete\"\n[[subject.table.cascade]]\ntable = \"ledger\"\non = {{ customer_id = \"id\" }}\n"),
+        )
+        .unwrap_err();
+        for line in [
+            "subject customer: table ledger: table ledger is kept for a statutory minimum (category books) by rule ledger-5y; erasure may not delete its rows before that",
+            "subject customer: table people: rule people-held holds rows of table people while legal_hold is set; erasure must hold them too: hold = \"legal_hold\"",
+            "subject customer: table customers: cascade: rule ledger-5y keeps rows of table ledger for a statutory minimum or under a hold",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(line)),
+                "missing {line}\nin {errors:#?}"
+            );
+        }
     }
 }

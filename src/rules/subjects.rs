@@ -442,9 +442,6 @@ fn action(
     })
 }
 
-/// `kept_by` names a minimum rule on the same table that deletes the rows
-/// when its period ends; until then erasure may only overwrite columns.
-#[allow(clippy::too_many_arguments)]
 /// Erasure on a table keeps what the table's rules keep: a row under a
 /// statutory minimum is not deleted (it is named in `kept_by` and its
 /// personal columns pseudonymised or anonymised), and a row a rule holds is
@@ -493,6 +490,9 @@ fn has_floor(rule: &Rule, ctx: &SubjectContext<'_>) -> bool {
         .is_some_and(|c| c.minimum.is_some())
 }
 
+/// `kept_by` names a minimum rule on the same table that deletes the rows
+/// when its period ends; until then erasure may only overwrite columns.
+#[allow(clippy::too_many_arguments)]
 fn check_kept_by(
     kept_by: &Spanned<String>,
     at: Location,

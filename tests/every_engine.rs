@@ -12,7 +12,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{KEY, Kind, Project, TestDb, assert_contains, assert_lacks, code, text, texts};
+use common::{
+    KEY, Kind, Project, TestDb, assert_contains, assert_lacks, code, contacts_rule, text, texts,
+};
 use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
 
 const CUSTOMERS: &str = "
@@ -35,26 +37,6 @@ INSERT INTO customers (id, name, email, phone, note, status, contract_ended, leg
     (6, 'Recent',        'recent@example.invalid','+45 66', NULL,   'closed', '2023-07-01', FALSE),
     (7, NULL,            NULL,                    NULL,     NULL,   'closed', '2020-06-30', FALSE);
 ";
-
-/// On 2026-11-22, customers whose contract ended before 1 July 2023 are due:
-/// 36 months from the end of the financial year (30 June) it ended in.
-fn contacts_rule(action: &str) -> String {
-    format!(
-        r#"
-[[rule]]
-id = "customers-after-contract"
-store = "shop"
-table = "customers"
-category = "test"
-after = "contract_ended"
-retain = "36 months"
-round_up_to = "financial_year_end"
-where = "status = 'closed'"
-hold = "legal_hold"
-{action}
-"#
-    )
-}
 
 /// A fresh database of `kind` holding `schema`, or `None` to skip.
 async fn setup(kind: Kind, prefix: &str, schema: &str) -> Option<TestDb> {

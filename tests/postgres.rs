@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{KEY, Kind, Project, TestDb, assert_contains, assert_lacks, code, text};
+use common::{
+    KEY, Kind, Project, TestDb, assert_contains, assert_lacks, code, contacts_rule, text,
+};
 use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
 
 const CUSTOMERS: &str = "
@@ -29,26 +31,6 @@ INSERT INTO customers VALUES
     (6, 'Recent',        'recent@example.invalid','+45 66', NULL,   'closed', '2023-07-01', false),
     (7, NULL,            NULL,                    NULL,     NULL,   'closed', '2020-06-30', false);
 ";
-
-/// On 2026-11-22, customers whose contract ended before 1 July 2023 are due:
-/// 36 months from the end of the financial year (30 June) it ended in.
-fn contacts_rule(action: &str) -> String {
-    format!(
-        r#"
-[[rule]]
-id = "customers-after-contract"
-store = "shop"
-table = "customers"
-category = "test"
-after = "contract_ended"
-retain = "36 months"
-round_up_to = "financial_year_end"
-where = "status = 'closed'"
-hold = "legal_hold"
-{action}
-"#
-    )
-}
 
 /// A fresh PostgreSQL database holding `schema` and a connection to it, or
 /// `None` to skip.

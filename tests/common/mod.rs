@@ -514,3 +514,23 @@ macro_rules! every_engine {
         }
     };
 }
+
+/// On 2026-11-22, customers whose contract ended before 1 July 2023 are due:
+/// 36 months from the end of the financial year (30 June) it ended in.
+pub fn contacts_rule(action: &str) -> String {
+    format!(
+        r#"
+[[rule]]
+id = "customers-after-contract"
+store = "shop"
+table = "customers"
+category = "test"
+after = "contract_ended"
+retain = "36 months"
+round_up_to = "financial_year_end"
+where = "status = 'closed'"
+hold = "legal_hold"
+{action}
+"#
+    )
+}

@@ -225,6 +225,9 @@ pub struct PlannedStep {
     /// Why a run would refuse this rule, if it would.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// For a partitioned table: which partitions a run drops whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<crate::partition::Survey>,
 }
 
 /// The dry-run report.
@@ -247,7 +250,9 @@ pub async fn plan(
     let steps = build_steps(&mut stores, &rules, as_of).await?;
     let mut planned = Vec::new();
     for step in steps {
-        let counts = stores.get(&step.store).await?.count(&step).await?;
+        let store = stores.get(&step.store).await?;
+        let counts = store.count(&step).await?;
+        let partitions = crate::partition::survey(store, &step, true).await?;
         let refusal = step.max_rows.filter(|max| counts.due > *max).map(|max| {
             format!(
                 "{} rows are due, more than max_rows = {max}: a run would refuse",
@@ -263,6 +268,7 @@ pub async fn plan(
             legal_basis,
             counts,
             refusal,
+            partitions,
         });
     }
     let steps: Vec<Step> = planned.iter().map(|p| p.step.clone()).collect();
@@ -638,10 +644,55 @@ pub async fn check(policy: &Policy) -> Result<Checked, CommandError> {
         })
         .collect();
     lines.extend(store_lines);
+    for step in &steps {
+        let store = stores.get(&step.store).await?;
+        let (line, warning) = partition_lines(store, step).await?;
+        lines.extend(line);
+        warnings.extend(warning);
+    }
     if let Some(hmac_key) = hmac_key {
         lines.push(format!("HMAC key loaded, id {}", hmac_key.id()));
     }
     Ok(Checked { lines, warnings })
+}
+
+/// What `check` says of a rule's partitioned table: which partitions a
+/// run would drop whole now, or that it purges row by row and why; a
+/// warning when only the role's privileges keep it from dropping them.
+async fn partition_lines(
+    store: &mut dyn Store,
+    step: &Step,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let Some(survey) = crate::partition::survey(store, step, false).await? else {
+        return Ok((None, None));
+    };
+    let rule = &step.rule_id;
+    let table = &step.table;
+    if let Some(reason) = &survey.row_by_row {
+        let line = format!(
+            "rule {rule}: {table} is partitioned; it is purged row by row because {reason}"
+        );
+        // Partitioned by range on the event, and only the role's rights
+        // keep the partitions from going whole.
+        let warning = (step.rows_only.is_none() && !survey.partitions.is_empty()).then(|| format!("warning: rule {rule} (store {}): {reason}; expired partitions of {table} are purged row by row (set partitions = \"rows\" to say that is meant)", step.store));
+        return Ok((Some(line), warning));
+    }
+    let names: Vec<String> = survey
+        .to_drop()
+        .map(|v| v.partition.name.to_string())
+        .collect();
+    let line = if names.is_empty() {
+        format!(
+            "rule {rule}: {table} is partitioned by range on its event; no partition is wholly due now, so it is purged row by row"
+        )
+    } else {
+        format!(
+            "rule {rule}: {table} is partitioned by range on its event; a run now drops {} whole ({}), the rest row by row",
+            names.len(),
+            names.join(", ")
+        )
+    };
+    Ok((Some(line), None))
 }
 
 /// What `check` found: a line per rule (and the key), and the warnings.

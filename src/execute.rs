@@ -15,6 +15,7 @@ use crate::metrics;
 use crate::operate::Limits;
 pub use crate::operate::Shutdown;
 pub use crate::outcome::{Status, StepReport, Trigger};
+use crate::partition;
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
 use crate::store::{Changed, Counts, Key, KeyValue, Store, StoreError, Window};
@@ -362,11 +363,15 @@ async fn run_locked(
         progress.begin(&step.rule_id, counted.as_ref().map(|c| c.due));
     }
     let mut report = new_report(step, ctx, counted);
-    let failure = match Walk::start(store, step).await {
-        Ok(walk) => walk_windows(store, step, &entries, walk, &mut report)
-            .await
-            .err(),
-        Err(err) => Some(err.into()),
+    let failure = match drop_partitions(store, step, &entries, &mut report).await {
+        Err(err) => Some(err),
+        Ok(false) => None,
+        Ok(true) => match Walk::start(store, step).await {
+            Ok(walk) => walk_windows(store, step, &entries, walk, &mut report)
+                .await
+                .err(),
+            Err(err) => Some(err.into()),
+        },
     };
     finish_run(store, step, &entries, report, failure, started).await
 }
@@ -473,6 +478,7 @@ fn new_report(step: &Step, ctx: &RunContext<'_>, counted: Option<Counts>) -> Ste
         status: Status::Completed,
         counted,
         rows_changed: 0,
+        partitions_dropped: Vec::new(),
         cascaded: Changed::none(step).cascaded,
         batches: 0,
         windows: 0,
@@ -485,6 +491,80 @@ fn new_report(step: &Step, ctx: &RunContext<'_>, counted: Option<Counts>) -> Ste
         vacuumed: None,
         plan: ctx.plan.clone(),
     }
+}
+
+/// Drops the partitions whose whole range is due, one short step each,
+/// before the walk purges the rest row by row. Each waits for the same
+/// window, load, lag and stop checks as a batch. Whether the walk should
+/// follow: not after a stop, a limit, or a partition left for next run
+/// (the table was busy, or it changed): purging its rows one by one
+/// instead would be the long, bloating work dropping it avoids.
+async fn drop_partitions(
+    store: &mut dyn Store,
+    step: &Step,
+    entries: &Entries<'_, '_>,
+    report: &mut StepReport,
+) -> Result<bool, StepError> {
+    let Some(survey) = partition::survey(store, step, false).await? else {
+        return Ok(true);
+    };
+    if let Some(reason) = &survey.row_by_row {
+        tracing::info!(rule = %step.rule_id, table = %step.table, reason = %reason, "partitioned table purged row by row");
+        return Ok(true);
+    }
+    let ctx = entries.ctx;
+    for verdict in survey.to_drop() {
+        let partition = &verdict.partition;
+        let first = report.partitions_dropped.is_empty();
+        let halted = ctx
+            .limits
+            .before_batch(store, step, &ctx.shutdown, first)
+            .await;
+        if ctx.shutdown.is_requested() || halted.is_some() {
+            report.status = Status::Stopped;
+            report.halted = halted.map(|halt| halt.to_string());
+            return Ok(false);
+        }
+        let mut attempt = 1;
+        let dropped = loop {
+            let started = Instant::now();
+            let entry = |rows: u64| {
+                let mut detail = serde_json::json!({
+                    "ms": started.elapsed().as_millis() as u64,
+                    "partition": partition.name.to_string(),
+                    "bounds": partition.bounds,
+                    "dropped": "whole",
+                });
+                if let Some(plan) = &ctx.plan {
+                    detail["plan"] = serde_json::json!(plan);
+                }
+                entries.entry(AuditEvent::Batch, rows, None, detail.to_string())
+            };
+            match partition::drop_with_audit(store, step, partition, entry, ctx.audit_key).await {
+                Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
+                    tracing::info!(rule = %step.rule_id, partition = %partition.name, attempt, "the table is busy; trying the partition again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(err) if err.is_lock_timeout() => break None,
+                Err(err) => return Err(err.into()),
+                Ok(rows) => break rows,
+            }
+        };
+        let Some(rows) = dropped else {
+            tracing::warn!(rule = %step.rule_id, partition = %partition.name, "the partition was not dropped (the table stayed busy, or the partition changed); it is due next run, and this run stops here");
+            report.status = Status::Partial;
+            return Ok(false);
+        };
+        report.rows_changed += rows;
+        report.batches += 1;
+        report.partitions_dropped.push(partition.name.to_string());
+        if let Some(progress) = ctx.progress {
+            progress.advance(&step.rule_id, rows);
+        }
+        tracing::info!(rule = %step.rule_id, partition = %partition.name, rows, "partition dropped whole");
+    }
+    Ok(true)
 }
 
 /// Walks the step's table window by window until the walk ends, a stop is

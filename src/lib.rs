@@ -22,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod operate;
 pub mod outcome;
+pub mod partition;
 pub mod period;
 pub mod plan;
 pub mod progress;

@@ -48,6 +48,9 @@ pub struct StepReport {
     /// `max_rows` or a hold are counted (it costs a scan of the table).
     pub counted: Option<Counts>,
     pub rows_changed: u64,
+    /// Partitions dropped whole (their rows are in `rows_changed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partitions_dropped: Vec<String>,
     /// Rows deleted with them, per cascade table.
     pub cascaded: Vec<NamedCount>,
     pub batches: u64,

@@ -246,8 +246,34 @@ pub fn build_step(
         max_load: store.max_load,
         max_lag: store.max_lag,
         replicas: store.replicas.clone(),
+        rows_only: rows_only(rule, schema),
         rule_fingerprint: rule.fingerprint.clone(),
     })
+}
+
+/// Why the rule's expired partitions may not be dropped whole, if so:
+/// only a delete whose due condition is the event column alone, with
+/// nothing that keeps rows and no other table affected, may drop rows
+/// without looking at each.
+fn rows_only(rule: &Rule, schema: &TableSchema) -> Option<String> {
+    let reason = if !matches!(rule.action, Action::Delete) {
+        "the rule does not delete"
+    } else if !rule.drop_partitions {
+        "the rule says partitions = \"rows\""
+    } else if rule.hold.is_some() || !rule.hold_tables.is_empty() {
+        "the rule has a hold"
+    } else if rule.filter.is_some() {
+        "the rule has a where condition"
+    } else if !rule.joins.is_empty() || rule.event.sources.len() != 1 {
+        "the rule's event is not one column of the table"
+    } else if !rule.cascades.is_empty() {
+        "the rule has cascades"
+    } else if !schema.referenced_by.is_empty() {
+        "foreign keys reference the table"
+    } else {
+        return None;
+    };
+    Some(reason.to_string())
 }
 
 /// The rule's joins; `None` for one whose related table does not fit.

@@ -331,6 +331,11 @@ pub struct Step {
     /// The store's replicas; where they are is not for reports.
     #[serde(skip)]
     pub replicas: Vec<crate::rules::StoreConfig>,
+    /// Why partitions whose whole range is due may not be dropped whole
+    /// (the rule has a hold, says `partitions = "rows"`, ...); `None` when
+    /// they may, should the table be partitioned by range on the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_only: Option<String>,
     pub rule_fingerprint: String,
 }
 

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["step"],
     &["store"],
     &["plan", "walk", "audit", "outcome"],
-    &["metrics"],
+    &["metrics", "partition"],
     &["operate"],
     &["execute"],
     &["commands"],

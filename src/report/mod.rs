@@ -204,7 +204,44 @@ fn step_text(out: &mut String, planned: &PlannedStep, timezone: &str) {
         let _ = writeln!(out, "  where     {filter}");
     }
     related_rows_text(out, planned);
+    partitions_text(out, planned);
     counts_text(out, planned);
+}
+
+/// A partitioned table: each partition a run drops whole, with its rows
+/// and range; or why it is purged row by row.
+fn partitions_text(out: &mut String, planned: &PlannedStep) {
+    let Some(survey) = &planned.partitions else {
+        return;
+    };
+    if let Some(reason) = &survey.row_by_row {
+        let _ = writeln!(out, "  partitions purged row by row: {reason}");
+        return;
+    }
+    for verdict in survey.to_drop() {
+        let p = &verdict.partition;
+        let range = match (&p.from, &p.to) {
+            (Some(from), Some(to)) => format!("{from} up to {to}"),
+            _ => p.bounds.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "  partition drops partition {} ({} rows, range {range})",
+            p.name,
+            thousands(verdict.rows.unwrap_or_default())
+        );
+    }
+    let kept: Vec<String> = survey
+        .partitions
+        .iter()
+        .filter_map(|v| {
+            let why = v.kept_because.as_ref()?;
+            Some(format!("{} ({why})", v.partition.name))
+        })
+        .collect();
+    if !kept.is_empty() {
+        let _ = writeln!(out, "  partition row by row: {}", kept.join("; "));
+    }
 }
 
 /// The joins, holds and cascades of one rule, with what each keeps or takes now.
@@ -304,7 +341,7 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                         &halted
                     }
                     Status::Stopped => "stopped early; the rest is due next run",
-                    Status::Partial => "partial; locked windows are due next run",
+                    Status::Partial => "partial; locked windows or partitions are due next run",
                     Status::Refused => "stopped at max_rows; nothing past it was changed",
                     Status::Failed => "failed",
                 };
@@ -324,6 +361,19 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                     if r.batches == 1 { "" } else { "es" },
                     r.seconds
                 );
+                if !r.partitions_dropped.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "  {} partition{} dropped whole: {}",
+                        r.partitions_dropped.len(),
+                        if r.partitions_dropped.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        },
+                        r.partitions_dropped.join(", ")
+                    );
+                }
                 if let Some(held) = r.counted.as_ref().map(|c| c.held).filter(|&h| h > 0) {
                     let rows = if held == 1 { "row" } else { "rows" };
                     let _ = writeln!(out, "  {} due {rows} kept under a hold", thousands(held));

@@ -422,6 +422,9 @@ pub struct Rule {
     pub window: Option<OperatingWindow>,
     /// The pause between batches.
     pub pause_ms: u64,
+    /// Whether partitions whose whole range is due may be dropped whole
+    /// (`partitions = "drop"`, the default) rather than purged row by row.
+    pub drop_partitions: bool,
     /// Minimum or deadline, and how early a deadline acts.
     pub timing: Timing,
     /// SHA-256 of the rule as written (canonical form), recorded in the audit trail.

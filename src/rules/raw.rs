@@ -180,6 +180,10 @@ pub(crate) struct RawRule {
     /// Overrides the config's pause_ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_ms: Option<Spanned<i64>>,
+    /// "drop" (the default): expired range partitions go whole; "rows":
+    /// every row is deleted by batches, and glemsel runs no DDL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Spanned<String>>,
     pub join: Option<Vec<RawRelated>>,
     pub hold_table: Option<Vec<RawRelated>>,
     pub cascade: Option<Vec<RawRelated>>,

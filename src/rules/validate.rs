@@ -153,6 +153,7 @@ pub(super) fn validate_rule(
         .as_ref()
         .and_then(|p| bounded(source, p, 0, MAX_PAUSE_MS, "pause_ms", rule, diags))
         .unwrap_or(ctx.default_pause_ms);
+    let drop_partitions = drop_partitions(source, raw, diags);
     let manual = raw.schedule.as_ref().is_some_and(|s| s.get_ref() == MANUAL);
     let schedule = raw
         .schedule
@@ -261,6 +262,7 @@ pub(super) fn validate_rule(
         manual,
         window,
         pause_ms,
+        drop_partitions,
         timing: timing?,
         fingerprint,
         at: RuleLocations {
@@ -273,6 +275,36 @@ pub(super) fn validate_rule(
             columns: column_locations,
         },
     })
+}
+
+/// `partitions`: "drop" (the default) or "rows". Dropping applies to
+/// deletes only, so asking for it on another action is a mistake.
+fn drop_partitions(source: &Source, raw: &RawRule, diags: &mut Diagnosed) -> bool {
+    let rule = Some(raw.id.get_ref().as_str());
+    let Some(choice) = &raw.partitions else {
+        return raw.action.get_ref() == "delete";
+    };
+    let at = source.span_location(Some(choice.span()));
+    match choice.get_ref().as_str() {
+        "rows" => false,
+        "drop" if raw.action.get_ref() == "delete" => true,
+        "drop" => {
+            diags.push(
+                at,
+                rule,
+                "partitions = \"drop\" applies to action = \"delete\": pseudonymising or anonymising keeps the rows",
+            );
+            false
+        }
+        other => {
+            diags.push(
+                at,
+                rule,
+                format!("partitions must be \"drop\" or \"rows\", not {other:?}"),
+            );
+            false
+        }
+    }
 }
 
 /// The rule's id, its store and its category are known names.

@@ -10,6 +10,7 @@ pub mod erasure;
 pub(crate) mod flow;
 pub mod grants;
 pub mod mysql;
+pub(crate) mod partitions;
 pub mod postgres;
 pub(crate) mod sql;
 pub mod sqlite;
@@ -251,6 +252,39 @@ pub(crate) fn group_catalog(
     tables
 }
 
+/// One partition of a table partitioned by range on a rule's event column.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RangePartition {
+    /// Its name: a table of its own, schema-qualified, on PostgreSQL; a
+    /// partition of the table (no schema) on MariaDB.
+    pub name: TableRef,
+    /// Its bounds as the catalog says them.
+    pub bounds: String,
+    /// The first event value it holds; `None` when it is unbounded below
+    /// (MINVALUE, MariaDB's first partition, which also takes NULL) or its
+    /// bound could not be read.
+    pub from: Option<Moment>,
+    /// The first event value it does not hold; `None` when unbounded
+    /// (MAXVALUE) or unreadable.
+    pub to: Option<Moment>,
+    /// PostgreSQL's DEFAULT partition: whatever no other takes, NULL too.
+    pub default: bool,
+    /// Itself partitioned, or not a plain table.
+    pub nested: bool,
+}
+
+/// How a table is partitioned, as far as dropping whole partitions goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Partitioning {
+    /// Not partitioned (SQLite has no partitions).
+    None,
+    /// Partitioned, but not by range on the event column alone: how, as
+    /// the catalog says it.
+    Other(String),
+    /// By range on the event column.
+    Range(Vec<RangePartition>),
+}
+
 /// The primitives glemsel needs from a database. One connection each;
 /// transactions are connection state (`begin` … `commit`).
 #[async_trait]
@@ -400,6 +434,60 @@ pub trait Store: Send {
         _role: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
         Ok(None)
+    }
+
+    /// How `table` is partitioned; its partitions when by range on the
+    /// event column `event` alone (a plain column, or on MariaDB
+    /// `TO_DAYS(event)`, `UNIX_TIMESTAMP(event)`).
+    async fn range_partitions(
+        &mut self,
+        _table: &TableRef,
+        _event: &Column,
+    ) -> Result<Partitioning, StoreError> {
+        Ok(Partitioning::None)
+    }
+
+    /// Whether this role may drop partitions of `table` (PostgreSQL: owns
+    /// it and its partitions; MariaDB: ALTER and DROP on it).
+    async fn may_drop_partitions(&mut self, _table: &TableRef) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// The exact number of rows in one partition.
+    async fn count_partition(
+        &mut self,
+        table: &TableRef,
+        _partition: &RangePartition,
+    ) -> Result<u64, StoreError> {
+        Err(StoreError::invalid(
+            self.name(),
+            "partition count",
+            format!("{table} has no partitions here"),
+        ))
+    }
+
+    /// Drops one partition whole, counted first: locks the table (waiting
+    /// at most the lock timeout), makes sure the partition is still there
+    /// with `partition.bounds`, counts its rows and drops it. The rows
+    /// dropped; `None` when the partition changed or went meanwhile (then
+    /// nothing was dropped). Inside the caller's transaction where DDL is
+    /// transactional; see [`Store::partition_ddl_commits`].
+    async fn drop_partition(
+        &mut self,
+        table: &TableRef,
+        _partition: &RangePartition,
+    ) -> Result<Option<u64>, StoreError> {
+        Err(StoreError::invalid(
+            self.name(),
+            "partition drop",
+            format!("{table} has no partitions here"),
+        ))
+    }
+
+    /// Whether dropping a partition commits by itself (MariaDB: DDL is not
+    /// transactional), so its audit row follows in a transaction of its own.
+    fn partition_ddl_commits(&self) -> bool {
+        false
     }
 
     async fn begin(&mut self) -> Result<(), StoreError>;

@@ -17,11 +17,13 @@ use sha2::{Digest, Sha256};
 
 use super::audit_table::{self, AuditRow, AuditType, Named};
 use super::flow::{Sql, Statements};
+use super::partitions::{maria_bound, maria_form};
 use super::sql::{self, Dialect, LimitForm, Param, Query};
 use super::{
     CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
 };
+use super::{Partitioning, RangePartition};
 use super::{grants, tls};
 use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
@@ -496,6 +498,44 @@ impl MysqlStore {
         }
     }
 
+    /// DROP and ALTER as this account's own grants give them on `table` of
+    /// `schema` (neither can be probed without doing it), DROP first.
+    async fn ddl_rights(
+        &mut self,
+        schema: &str,
+        table: &str,
+        context: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .exec(
+                "SELECT DISTINCT PRIVILEGE_TYPE FROM (\
+                 SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES \
+                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES \
+                 WHERE ? LIKE TABLE_SCHEMA \
+                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?) p \
+                 WHERE PRIVILEGE_TYPE IN ('DROP', 'ALTER') AND GRANTEE = (SELECT CONCAT('''', \
+                 LEFT(u, LENGTH(u) - LENGTH(SUBSTRING_INDEX(u, '@', -1)) - 1), '''@''', \
+                 SUBSTRING_INDEX(u, '@', -1), '''') FROM (SELECT CURRENT_USER() AS u) c) ORDER BY 1 DESC",
+                (schema, schema, table),
+            )
+            .await
+            .map_err(|e| self.error(context, e))
+    }
+
+    /// The database `table` is in: its own schema, else the connection's.
+    async fn schema_of(&mut self, table: &TableRef) -> Result<String, StoreError> {
+        match &table.schema {
+            Some(schema) => Ok(schema.clone()),
+            None => self
+                .conn
+                .query_first::<Option<String>, _>("SELECT DATABASE()")
+                .await
+                .map_err(|e| self.error("partitions", e))
+                .map(|db| db.flatten().unwrap_or_default()),
+        }
+    }
+
     async fn release_audit_lock(&mut self) -> Result<(), StoreError> {
         if self.holds_audit_lock {
             self.holds_audit_lock = false;
@@ -954,6 +994,137 @@ impl Store for MysqlStore {
         Ok(row.map(|(_, version)| version).filter(|v| !v.is_empty()))
     }
 
+    async fn range_partitions(
+        &mut self,
+        table: &TableRef,
+        event: &Column,
+    ) -> Result<Partitioning, StoreError> {
+        let schema = self.schema_of(table).await?;
+        // One row per partition, or per subpartition; one row with no
+        // partition name when the table is not partitioned.
+        type PartitionRow = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<PartitionRow> = self
+            .conn
+            .exec(
+                "SELECT PARTITION_NAME, PARTITION_METHOD, PARTITION_EXPRESSION, \
+                 PARTITION_DESCRIPTION, SUBPARTITION_METHOD FROM information_schema.PARTITIONS \
+                 WHERE CAST(TABLE_SCHEMA AS BINARY) = CAST(? AS BINARY) \
+                 AND CAST(TABLE_NAME AS BINARY) = CAST(? AS BINARY) \
+                 ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION",
+                (schema.as_str(), table.name.as_str()),
+            )
+            .await
+            .map_err(|e| self.error("partitions", e))?;
+        let Some((Some(_), method, expression, _, _)) = rows.first() else {
+            return Ok(Partitioning::None);
+        };
+        let (method, expression) = (
+            method.clone().unwrap_or_default(),
+            expression.clone().unwrap_or_default(),
+        );
+        let Some(form) = maria_form(&method, &expression, &event.name, event.kind) else {
+            return Ok(Partitioning::Other(format!("{method} ({expression})")));
+        };
+        let mut partitions: Vec<RangePartition> = Vec::new();
+        for (name, _, _, description, sub) in rows {
+            let name = name.unwrap_or_default();
+            if partitions.last().is_some_and(|p| p.name.name == name) {
+                continue;
+            }
+            let description = description.unwrap_or_default();
+            // Each partition starts where the one before it ends; the first
+            // has no lower bound, and holds NULL events too.
+            let from = partitions.last().and_then(|p| p.to);
+            partitions.push(RangePartition {
+                name: TableRef::new(None, &name),
+                to: maria_bound(form, &description, event.kind),
+                bounds: format!("VALUES LESS THAN ({description})"),
+                from,
+                default: false,
+                nested: sub.is_some(),
+            });
+        }
+        Ok(Partitioning::Range(partitions))
+    }
+
+    async fn may_drop_partitions(&mut self, table: &TableRef) -> Result<bool, StoreError> {
+        let schema = self.schema_of(table).await?;
+        let rights = self
+            .ddl_rights(&schema, &table.name, "partition privilege")
+            .await?;
+        Ok(rights.len() == 2)
+    }
+
+    async fn count_partition(
+        &mut self,
+        table: &TableRef,
+        partition: &RangePartition,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} PARTITION ({})",
+            Mysql.table(table),
+            Mysql.quote(&partition.name.name)
+        );
+        let rows: Option<u64> = self
+            .conn
+            .query_first(sql)
+            .await
+            .map_err(|e| self.error("partition count", e))?;
+        Ok(rows.unwrap_or(0))
+    }
+
+    async fn drop_partition(
+        &mut self,
+        table: &TableRef,
+        partition: &RangePartition,
+    ) -> Result<Option<u64>, StoreError> {
+        let schema = self.schema_of(table).await?;
+        let description: Option<Option<String>> = self
+            .conn
+            .exec_first(
+                "SELECT PARTITION_DESCRIPTION FROM information_schema.PARTITIONS \
+                 WHERE CAST(TABLE_SCHEMA AS BINARY) = CAST(? AS BINARY) \
+                 AND CAST(TABLE_NAME AS BINARY) = CAST(? AS BINARY) \
+                 AND CAST(PARTITION_NAME AS BINARY) = CAST(? AS BINARY)",
+                (
+                    schema.as_str(),
+                    table.name.as_str(),
+                    partition.name.name.as_str(),
+                ),
+            )
+            .await
+            .map_err(|e| self.error("partition bounds", e))?;
+        let still = description
+            .flatten()
+            .is_some_and(|d| format!("VALUES LESS THAN ({d})") == partition.bounds);
+        if !still {
+            return Ok(None);
+        }
+        // DDL commits by itself here, so the count cannot share its
+        // transaction; lock_wait_timeout bounds the wait for the table.
+        let rows = self.count_partition(table, partition).await?;
+        self.simple(
+            "partition drop",
+            &format!(
+                "ALTER TABLE {} DROP PARTITION {}",
+                Mysql.table(table),
+                Mysql.quote(&partition.name.name)
+            ),
+        )
+        .await?;
+        Ok(Some(rows))
+    }
+
+    fn partition_ddl_commits(&self) -> bool {
+        true
+    }
+
     async fn audit_overreach(&mut self) -> Result<Vec<String>, StoreError> {
         let Some(schema) = self.audit_table_schema().await? else {
             return Ok(Vec::new());
@@ -985,26 +1156,10 @@ impl Store for MysqlStore {
         }
         // DROP (which TRUNCATE needs too) and ALTER cannot be probed
         // without doing them: they are read from this account's own grants.
-        let rights: Vec<String> = self
-            .conn
-            .exec(
-                "SELECT DISTINCT PRIVILEGE_TYPE FROM (\
-                 SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES \
-                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES \
-                 WHERE ? LIKE TABLE_SCHEMA \
-                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?) p \
-                 WHERE PRIVILEGE_TYPE IN ('DROP', 'ALTER') AND GRANTEE = (SELECT CONCAT('''', \
-                 LEFT(u, LENGTH(u) - LENGTH(SUBSTRING_INDEX(u, '@', -1)) - 1), '''@''', \
-                 SUBSTRING_INDEX(u, '@', -1), '''') FROM (SELECT CURRENT_USER() AS u) c) ORDER BY 1 DESC",
-                (
-                    schema.as_str(),
-                    schema.as_str(),
-                    self.audit_table.name.as_str(),
-                ),
-            )
-            .await
-            .map_err(|e| self.error("audit privileges", e))?;
+        let audit_name = self.audit_table.name.clone();
+        let rights = self
+            .ddl_rights(&schema, &audit_name, "audit privileges")
+            .await?;
         found.extend(rights.into_iter().map(|right| match right.as_str() {
             "DROP" => "may DROP or TRUNCATE the table".to_string(),
             other => format!("may {other} the table"),

@@ -17,11 +17,13 @@ use tokio_postgres::{NoTls, Row};
 
 use super::audit_table::{self, AuditRow, AuditType};
 use super::flow::{Sql, Statements};
+use super::partitions::{PgBound, pg_bound};
 use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
     CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
 };
+use super::{Partitioning, RangePartition};
 use super::{grants, tls};
 use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
@@ -797,6 +799,131 @@ impl Store for PostgresStore {
 
     fn keeps_old_versions(&self) -> bool {
         true
+    }
+
+    async fn range_partitions(
+        &mut self,
+        table: &TableRef,
+        event: &Column,
+    ) -> Result<Partitioning, StoreError> {
+        let name = Postgres.table(table);
+        // partattrs[0] is 0 for an expression, whose attname is NULL.
+        let key = self
+            .client
+            .query_opt(
+                "SELECT p.partstrat::text, p.partnatts::int, a.attname::text, pg_get_partkeydef(p.partrelid) \
+                 FROM pg_partitioned_table p LEFT JOIN pg_attribute a \
+                 ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] \
+                 WHERE p.partrelid = to_regclass($1::text)",
+                &[&name],
+            )
+            .await
+            .map_err(|e| self.error("partitions", e))?;
+        let Some(key) = key else {
+            return Ok(Partitioning::None);
+        };
+        let (strategy, columns, column): (String, i32, Option<String>) =
+            (key.get(0), key.get(1), key.get(2));
+        if strategy != "r" || columns != 1 || column.as_deref() != Some(event.name.as_str()) {
+            return Ok(Partitioning::Other(key.get(3)));
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, c.relkind = 'r', pg_get_expr(c.relpartbound, c.oid) \
+                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE i.inhparent = to_regclass($1::text) ORDER BY 1, 2",
+                &[&name],
+            )
+            .await
+            .map_err(|e| self.error("partitions", e))?;
+        let partitions = rows
+            .iter()
+            .map(|row| {
+                let bounds: String = row.get(3);
+                let (from, to, default) = match pg_bound(&bounds, event.kind) {
+                    PgBound::Default => (None, None, true),
+                    PgBound::Range(from, to) => (from, to, false),
+                    PgBound::Unreadable => (None, None, false),
+                };
+                RangePartition {
+                    name: TableRef::new(Some(row.get(0)), row.get(1)),
+                    bounds,
+                    from,
+                    to,
+                    default,
+                    nested: !row.get::<_, bool>(2),
+                }
+            })
+            .collect();
+        Ok(Partitioning::Range(partitions))
+    }
+
+    async fn may_drop_partitions(&mut self, table: &TableRef) -> Result<bool, StoreError> {
+        // DETACH needs the parent's owner, DROP the partition's.
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(bool_and(pg_has_role(c.relowner, 'USAGE')), false) FROM pg_class c \
+                 WHERE c.oid = to_regclass($1::text) \
+                 OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass($1::text))",
+                &[&Postgres.table(table)],
+            )
+            .await
+            .map_err(|e| self.error("partition privilege", e))?;
+        Ok(row.get(0))
+    }
+
+    async fn count_partition(
+        &mut self,
+        _table: &TableRef,
+        partition: &RangePartition,
+    ) -> Result<u64, StoreError> {
+        let sql = format!("SELECT count(*) FROM {}", Postgres.table(&partition.name));
+        let row = self
+            .client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| self.error("partition count", e))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn drop_partition(
+        &mut self,
+        table: &TableRef,
+        partition: &RangePartition,
+    ) -> Result<Option<u64>, StoreError> {
+        let parent = Postgres.table(table);
+        let child = Postgres.table(&partition.name);
+        // The parent first, as every query of the application locks it:
+        // no deadlock, and no writer slips a row in between count and drop.
+        // lock_timeout bounds the wait; a busy table is left for next run.
+        self.simple(
+            "partition lock",
+            &format!("LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE"),
+        )
+        .await?;
+        let bounds = self
+            .client
+            .query_opt(
+                "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i \
+                 JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = to_regclass($1::text) AND c.oid = to_regclass($2::text)",
+                &[&parent, &child],
+            )
+            .await
+            .map_err(|e| self.error("partition bounds", e))?;
+        if bounds.is_none_or(|row| row.get::<_, String>(0) != partition.bounds) {
+            return Ok(None);
+        }
+        let rows = self.count_partition(table, partition).await?;
+        self.simple(
+            "partition drop",
+            &format!("ALTER TABLE {parent} DETACH PARTITION {child}; DROP TABLE {child}"),
+        )
+        .await?;
+        Ok(Some(rows))
     }
 
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -1583,7 +1583,7 @@ pub(crate) fn audit_last_run<'d>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rules::Engine;
     use crate::step::{DueCondition, Event, StepAction};
@@ -1635,7 +1635,7 @@ mod tests {
         }
     }
 
-    fn step(action: StepAction) -> Step {
+    pub(crate) fn step(action: StepAction) -> Step {
         Step {
             rule_id: "r".into(),
             description: None,
@@ -1689,6 +1689,7 @@ mod tests {
             max_load: None,
             max_lag: None,
             replicas: Vec::new(),
+            rows_only: None,
             rule_fingerprint: "f".into(),
         }
     }

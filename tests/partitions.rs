@@ -1,0 +1,347 @@
+//! Expired partitions dropped whole, on real PostgreSQL (declarative
+//! partitioning) and MariaDB (RANGE COLUMNS and RANGE over TO_DAYS): a log
+//! partitioned by month with four months wholly due, one straddling the
+//! bound, later ones and a catch-all. The due partitions go whole, each
+//! with an audit row counting its rows; the rest is purged row by row;
+//! rows that are not due stay byte for byte; a rule that looks at more
+//! than the event (a hold, a `where`) or says `partitions = "rows"` purges
+//! row by row; the dry run changes nothing.
+
+#[macro_use]
+mod common;
+
+use common::{Kind, Project, TestDb, assert_contains, assert_lacks, code, text};
+
+/// The run's moment: with 30 days kept, rows logged before 2026-05-17 are
+/// due, so January to April are wholly due and May straddles the bound.
+const AS_OF: &str = "2026-06-15";
+const MONTHS: u32 = 7;
+
+/// How MariaDB partitions the log: by the column, or by its day number.
+#[derive(Clone, Copy)]
+enum MariaForm {
+    Columns,
+    ToDays,
+}
+
+/// `access_log`, partitioned by month of `logged_on`, four rows a month
+/// from January to July 2026, a row from December 2025 and one from
+/// September 2026: PostgreSQL's DEFAULT partition and MariaDB's first and
+/// MAXVALUE partitions take those two. (A key both engines let a
+/// partitioned table have includes the event column, so it is NOT NULL;
+/// where NULL events would go is never dropped, see `src/partition.rs`.)
+fn schema(kind: Kind, form: MariaForm) -> String {
+    let mut sql = String::new();
+    match kind {
+        Kind::Postgres => {
+            sql.push_str(
+                "CREATE TABLE access_log (id INTEGER NOT NULL, logged_on DATE NOT NULL, path VARCHAR(80), \
+                 PRIMARY KEY (id, logged_on)) PARTITION BY RANGE (logged_on);\n\
+                 CREATE TABLE log_default PARTITION OF access_log DEFAULT;\n",
+            );
+            for m in 1..=MONTHS {
+                sql.push_str(&format!(
+                    "CREATE TABLE log_2026_{m:02} PARTITION OF access_log FOR VALUES FROM ('2026-{m:02}-01') TO ('{}');\n",
+                    month_start(m + 1)
+                ));
+            }
+        }
+        Kind::Mariadb => {
+            let bound = |date: &str| match form {
+                MariaForm::Columns => format!("'{date}'"),
+                MariaForm::ToDays => format!("TO_DAYS('{date}')"),
+            };
+            let by = match form {
+                MariaForm::Columns => "RANGE COLUMNS (logged_on)",
+                MariaForm::ToDays => "RANGE (TO_DAYS(logged_on))",
+            };
+            let mut parts = vec![format!(
+                "PARTITION p_old VALUES LESS THAN ({})",
+                bound("2026-01-01")
+            )];
+            for m in 1..=MONTHS {
+                parts.push(format!(
+                    "PARTITION p2026_{m:02} VALUES LESS THAN ({})",
+                    bound(&month_start(m + 1))
+                ));
+            }
+            parts.push("PARTITION p_max VALUES LESS THAN (MAXVALUE)".into());
+            sql.push_str(&format!(
+                "CREATE TABLE access_log (id INTEGER NOT NULL, logged_on DATE NOT NULL, path VARCHAR(80), \
+                 PRIMARY KEY (id, logged_on)) PARTITION BY {by} ({});\n",
+                parts.join(", ")
+            ));
+        }
+        Kind::Sqlite => unreachable!("SQLite has no partitions"),
+    }
+    let mut rows = Vec::new();
+    let mut id = 0;
+    for m in 1..=MONTHS {
+        for day in [1, 10, 20, 28] {
+            id += 1;
+            rows.push(format!("({id}, '2026-{m:02}-{day:02}', '/page/{id}?q=é')"));
+        }
+    }
+    rows.push("(100, '2025-12-15', '/old')".into());
+    rows.push("(101, '2026-09-01', '/future')".into());
+    sql.push_str(&format!(
+        "INSERT INTO access_log (id, logged_on, path) VALUES {};",
+        rows.join(", ")
+    ));
+    sql
+}
+
+fn month_start(m: u32) -> String {
+    if m > 12 {
+        format!("2027-{:02}-01", m - 12)
+    } else {
+        format!("2026-{m:02}-01")
+    }
+}
+
+fn rule(extra: &str) -> String {
+    format!(
+        r#"
+[[rule]]
+id = "access-log-30d"
+store = "logs"
+table = "access_log"
+category = "test"
+after = "logged_on"
+retain = "30 days"
+action = "delete"
+{extra}
+"#
+    )
+}
+
+/// Every row, every column as text, in id order.
+async fn dump(db: &TestDb) -> Vec<Vec<Option<String>>> {
+    db.rows("SELECT id, CAST(logged_on AS CHAR(10)), path FROM access_log ORDER BY id")
+        .await
+}
+
+/// The partitions the log has now, by name.
+async fn partitions(db: &TestDb) -> Vec<String> {
+    let sql = match db.kind {
+        Kind::Postgres => {
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'access_log'::regclass ORDER BY 1"
+        }
+        _ => {
+            "SELECT PARTITION_NAME FROM information_schema.PARTITIONS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'access_log' ORDER BY 1"
+        }
+    };
+    db.column(sql).await.into_iter().flatten().collect()
+}
+
+/// The name of month `m`'s partition.
+fn month(kind: Kind, m: u32) -> String {
+    match kind {
+        Kind::Postgres => format!("log_2026_{m:02}"),
+        _ => format!("p2026_{m:02}"),
+    }
+}
+
+/// How reports name month `m`'s partition: schema-qualified where it is a
+/// table of its own.
+fn shown(kind: Kind, m: u32) -> String {
+    match kind {
+        Kind::Postgres => format!("public.{}", month(kind, m)),
+        _ => month(kind, m),
+    }
+}
+
+/// Whether a dumped row is due at [`AS_OF`]: logged before 2026-05-17.
+fn is_due(row: &[Option<String>]) -> bool {
+    row[1].as_deref().is_some_and(|d| d < "2026-05-17")
+}
+
+async fn drops_the_wholly_due_partitions(kind: Kind, form: MariaForm) {
+    let Some(db) = TestDb::create(kind, "partitions").await else {
+        return;
+    };
+    db.exec(&schema(kind, form)).await;
+    let project = Project::for_db(&db, "logs", "");
+    project.rules("logs.toml", &rule(""));
+    let before = dump(&db).await;
+    let partitions_before = partitions(&db).await;
+
+    let check = project.glemsel(&["check"]);
+    assert_eq!(code(&check), 0, "{}", text(&check));
+    assert_contains(&text(&check), "is partitioned by range on its event");
+
+    // The dry run says what goes whole, and changes nothing.
+    let plan = project.glemsel(&["plan", "--as-of", AS_OF]);
+    let plan_text = text(&plan);
+    assert_eq!(code(&plan), 0, "{plan_text}");
+    for m in 1..=4 {
+        assert_contains(
+            &plan_text,
+            &format!(
+                "drops partition {} (4 rows, range 2026-{m:02}-01 up to {})",
+                shown(kind, m),
+                month_start(m + 1)
+            ),
+        );
+    }
+    assert_contains(
+        &plan_text,
+        &format!("{} (it straddles the due bound)", shown(kind, 5)),
+    );
+    assert_lacks(&plan_text, &format!("drops partition {}", shown(kind, 5)));
+    assert_contains(&plan_text, "rows      19 due");
+    let json = project.glemsel(&["plan", "--as-of", AS_OF, "--format", "json"]);
+    assert_eq!(code(&json), 0, "{}", text(&json));
+    assert_contains(&text(&json), "\"drop\": true");
+    assert_eq!(dump(&db).await, before);
+    assert_eq!(partitions(&db).await, partitions_before);
+    assert!(!db.has_audit_table().await);
+
+    let run = project.glemsel(&["run", "--as-of", AS_OF]);
+    let run_text = text(&run);
+    assert_eq!(code(&run), 0, "{run_text}");
+    assert_contains(&run_text, "deleted 19 rows");
+    assert_contains(&run_text, "4 partitions dropped whole");
+
+    // Exactly the due rows are gone; the rest are as they were.
+    let expected: Vec<_> = before.iter().filter(|r| !is_due(r)).cloned().collect();
+    assert_eq!(dump(&db).await, expected);
+    assert_eq!(expected.len(), 30 - 19);
+    // The expired partitions are gone; the straddling one and later stay.
+    let now = partitions(&db).await;
+    for m in 1..=4 {
+        assert!(!now.contains(&month(kind, m)), "{now:?}");
+    }
+    for m in 5..=MONTHS {
+        assert!(now.contains(&month(kind, m)), "{now:?}");
+    }
+    assert_eq!(now.len(), partitions_before.len() - 4);
+
+    // One audit row per partition, naming it and counting its rows; the
+    // straddling partition's and the catch-all's rows in batches.
+    let batches = db
+        .rows("SELECT rows_affected, detail FROM glemsel_audit WHERE event = 'batch' ORDER BY seq")
+        .await;
+    let whole: Vec<_> = batches
+        .iter()
+        .filter(|r| r[1].as_deref().unwrap().contains("\"dropped\":\"whole\""))
+        .collect();
+    assert_eq!(whole.len(), 4, "{batches:?}");
+    for (m, row) in (1..=4).zip(&whole) {
+        assert_eq!(row[0].as_deref(), Some("4"));
+        assert_contains(row[1].as_deref().unwrap(), &month(kind, m));
+    }
+    let total: i64 = batches
+        .iter()
+        .map(|r| r[0].as_deref().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, 19);
+    let finish = db
+        .rows("SELECT rows_affected FROM glemsel_audit WHERE event = 'run_finish'")
+        .await;
+    assert_eq!(finish, vec![vec![Some("19".to_string())]]);
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+
+    // Nothing more is due: a second run drops and deletes nothing.
+    let again = project.glemsel(&["run", "--as-of", AS_OF]);
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    assert_contains(&text(&again), "deleted 0 rows");
+    assert_eq!(dump(&db).await, expected);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_drops_the_wholly_due_partitions() {
+    drops_the_wholly_due_partitions(Kind::Postgres, MariaForm::Columns).await;
+}
+
+#[tokio::test]
+async fn mariadb_drops_the_wholly_due_range_columns_partitions() {
+    drops_the_wholly_due_partitions(Kind::Mariadb, MariaForm::Columns).await;
+}
+
+#[tokio::test]
+async fn mariadb_drops_the_wholly_due_to_days_partitions() {
+    drops_the_wholly_due_partitions(Kind::Mariadb, MariaForm::ToDays).await;
+}
+
+/// A rule that looks at more than the event, or says so, purges row by
+/// row: every partition stays, and exactly its due rows go.
+async fn purges_row_by_row(kind: Kind, extra: &str, says: &str) {
+    let Some(db) = TestDb::create(kind, "partrows").await else {
+        return;
+    };
+    db.exec(&schema(kind, MariaForm::Columns)).await;
+    db.exec("ALTER TABLE access_log ADD COLUMN kept BOOLEAN NOT NULL DEFAULT FALSE")
+        .await;
+    db.exec("UPDATE access_log SET kept = TRUE WHERE id = 2")
+        .await;
+    let project = Project::for_db(&db, "logs", "");
+    project.rules("logs.toml", &rule(extra));
+    let before = dump(&db).await;
+    let partitions_before = partitions(&db).await;
+
+    let check = project.glemsel(&["check"]);
+    assert_eq!(code(&check), 0, "{}", text(&check));
+    assert_contains(
+        &text(&check),
+        &format!("is partitioned; it is purged row by row because {says}"),
+    );
+    let plan = project.glemsel(&["plan", "--as-of", AS_OF]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    assert_contains(
+        &text(&plan),
+        &format!("partitions purged row by row: {says}"),
+    );
+    assert_lacks(&text(&plan), "drops partition");
+
+    let run = project.glemsel(&["run", "--as-of", AS_OF]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_lacks(&text(&run), "dropped whole");
+    assert_eq!(partitions(&db).await, partitions_before);
+    let held = extra.contains("hold");
+    let expected: Vec<_> = before
+        .iter()
+        .filter(|r| !is_due(r) || (held && r[0].as_deref() == Some("2")))
+        .cloned()
+        .collect();
+    assert_eq!(dump(&db).await, expected);
+    let audit = db.audit_text().await;
+    assert_lacks(&audit, "\"dropped\":\"whole\"");
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_rule_with_a_hold_purges_row_by_row() {
+    purges_row_by_row(Kind::Postgres, "hold = \"kept\"", "the rule has a hold").await;
+}
+
+#[tokio::test]
+async fn postgres_rule_with_a_where_purges_row_by_row() {
+    purges_row_by_row(
+        Kind::Postgres,
+        "where = \"path <> ''\"",
+        "the rule has a where condition",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mariadb_rule_with_a_hold_purges_row_by_row() {
+    purges_row_by_row(Kind::Mariadb, "hold = \"kept\"", "the rule has a hold").await;
+}
+
+#[tokio::test]
+async fn mariadb_rule_saying_rows_purges_row_by_row() {
+    purges_row_by_row(
+        Kind::Mariadb,
+        "partitions = \"rows\"",
+        "the rule says partitions = \"rows\"",
+    )
+    .await;
+}

@@ -345,3 +345,71 @@ async fn mariadb_rule_saying_rows_purges_row_by_row() {
     )
     .await;
 }
+
+/// A table the application keeps busy is left for the next run: the drop
+/// waits at most `lock_timeout_ms` (three times), changes nothing, and the
+/// run says it is partial. Once the table is free, the next run drops.
+async fn busy_table_is_left_for_next_run(kind: Kind) {
+    let Some(db) = TestDb::create(kind, "partbusy").await else {
+        return;
+    };
+    db.exec(&schema(kind, MariaForm::Columns)).await;
+    let project = Project::for_db(&db, "logs", "lock_timeout_ms = 200");
+    project.rules("logs.toml", &rule(""));
+    let before = dump(&db).await;
+    let partitions_before = partitions(&db).await;
+
+    // An open transaction that has read the table holds a lock a drop
+    // must wait for (PostgreSQL: ACCESS SHARE; MariaDB: a metadata lock).
+    let reader = "SELECT count(*) FROM access_log";
+    let release: Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> =
+        match kind {
+            Kind::Postgres => {
+                let client = db.pg_client().await;
+                client.batch_execute("BEGIN").await.unwrap();
+                client.batch_execute(reader).await.unwrap();
+                Box::new(move || {
+                    Box::pin(async move { client.batch_execute("ROLLBACK").await.unwrap() })
+                })
+            }
+            _ => {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::from_url(db.url.as_str()).await.unwrap();
+                conn.query_drop("START TRANSACTION").await.unwrap();
+                conn.query_drop(reader).await.unwrap();
+                Box::new(move || {
+                    Box::pin(async move {
+                        conn.query_drop("ROLLBACK").await.unwrap();
+                        conn.disconnect().await.unwrap();
+                    })
+                })
+            }
+        };
+    let run = project.glemsel(&["run", "--as-of", AS_OF]);
+    let run_text = text(&run);
+    assert_eq!(code(&run), 7, "{run_text}");
+    assert_contains(&run_text, "partial");
+    assert_contains(&run_text, "the partition was not dropped");
+    assert_eq!(dump(&db).await, before);
+    assert_eq!(partitions(&db).await, partitions_before);
+    release().await;
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+
+    let run = project.glemsel(&["run", "--as-of", AS_OF]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_contains(&text(&run), "4 partitions dropped whole");
+    let expected: Vec<_> = before.iter().filter(|r| !is_due(r)).cloned().collect();
+    assert_eq!(dump(&db).await, expected);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_busy_table_is_left_for_next_run() {
+    busy_table_is_left_for_next_run(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_busy_table_is_left_for_next_run() {
+    busy_table_is_left_for_next_run(Kind::Mariadb).await;
+}

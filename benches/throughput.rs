@@ -9,7 +9,10 @@
 //!
 //! Sizes: `BENCH_ROWS` (default 2,000,000; half of them due),
 //! `BENCH_BIG_ROWS` (10,000,000; 1% due, scattered), `BENCH_MID_ROWS`
-//! (1,000,000; for memory against size), `BENCH_REPEATS` (3; medians).
+//! (1,000,000; for memory against size), `BENCH_LOG_ROWS` (10,000,000; a
+//! log partitioned by month, six months of twelve due), `BENCH_REPEATS`
+//! (3; medians). `BENCH_SECTIONS` picks sections (`dense`, `uneven`,
+//! `skewed`, `sparse`, `partitioned`; all by default).
 //! `BENCH_ENGINES` = `postgres,mariadb` by default.
 
 #[path = "../tests/common/mod.rs"]
@@ -29,7 +32,11 @@ struct Sizes {
     rows: u64,
     big: u64,
     mid: u64,
+    /// The log partitioned by month.
+    log: u64,
     repeats: usize,
+    /// `BENCH_SECTIONS`: the sections to run; all when unset.
+    sections: Option<String>,
 }
 
 impl Sizes {
@@ -47,8 +54,17 @@ impl Sizes {
             rows: var("BENCH_ROWS", 2_000_000, 20_000),
             big: var("BENCH_BIG_ROWS", 10_000_000, 30_000),
             mid: var("BENCH_MID_ROWS", 1_000_000, 3_000),
+            log: var("BENCH_LOG_ROWS", 10_000_000, 12_000),
             repeats: var("BENCH_REPEATS", 3, 1) as usize,
+            sections: std::env::var("BENCH_SECTIONS").ok().filter(|_| full),
         }
+    }
+
+    /// Whether the section called `name` runs.
+    fn runs(&self, name: &str) -> bool {
+        self.sections
+            .as_ref()
+            .is_none_or(|list| list.split(',').any(|s| s.trim() == name))
     }
 }
 
@@ -74,10 +90,21 @@ fn main() {
             };
             let mut bench = Bench::new(db, full).await;
             bench.report_header(&sizes).await;
-            bench.dense(&sizes).await;
-            bench.uneven(&sizes).await;
-            bench.skewed(&sizes).await;
-            bench.sparse_and_memory(&sizes).await;
+            if sizes.runs("dense") {
+                bench.dense(&sizes).await;
+            }
+            if sizes.runs("uneven") {
+                bench.uneven(&sizes).await;
+            }
+            if sizes.runs("skewed") {
+                bench.skewed(&sizes).await;
+            }
+            if sizes.runs("sparse") {
+                bench.sparse_and_memory(&sizes).await;
+            }
+            if sizes.runs("partitioned") {
+                bench.partitioned(&sizes).await;
+            }
             println!("machine load at the end: {}", uptime());
             bench.db.drop().await;
         }
@@ -472,9 +499,19 @@ columns = {{ name = "hmac", email = "hmac_email" }}
     /// An application updating rows that are not due, one at a time, while
     /// a measurement runs.
     async fn start_load(&mut self, pct: u32) -> Load {
+        self.start_load_between(1, pct).await
+    }
+
+    /// The application updating rows from `first_id` on, all not due.
+    async fn start_load_from(&mut self, first_id: u64) -> Load {
+        self.start_load_between(first_id, 0).await
+    }
+
+    async fn start_load_between(&mut self, first_id: u64, pct: u32) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(update_loop(
             Conn::open(&self.db).await,
+            first_id,
             self.conn
                 .number(&format!("SELECT COALESCE(MAX(id), 1) FROM {TABLE}"))
                 .await,
@@ -562,6 +599,11 @@ columns = {{ name = "hmac", email = "hmac_email" }}
     /// that are not due, one at a time.
     async fn glemsel(&mut self, rule: &str, expected: u64, pct: u32) -> Sample {
         let load = self.start_load(pct).await;
+        self.glemsel_with_load(rule, expected, load).await
+    }
+
+    /// Runs `glemsel run --rule <rule>` while `load` runs.
+    async fn glemsel_with_load(&mut self, rule: &str, expected: u64, load: Load) -> Sample {
         let started = Instant::now();
         // Waited for by wait4 below, which also reports its peak memory.
         #[allow(clippy::zombie_processes)]
@@ -865,6 +907,199 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         print_lines(&lines, &[]);
     }
 
+    /// A log partitioned by month over twelve months, the first six wholly
+    /// due, the seventh straddling the bound: the set-based `DELETE`
+    /// against glemsel, which drops the six whole and deletes the
+    /// straddling month's due rows; then the table's size, which shows the
+    /// bloat each leaves (PostgreSQL: the size of every partition; MariaDB:
+    /// their `data_length`).
+    async fn partitioned(&mut self, sizes: &Sizes) {
+        use chrono::{Datelike, Months, NaiveDate};
+        let rows = sizes.log;
+        let bound = chrono::Utc::now().date_naive() - chrono::Days::new(365);
+        let first =
+            NaiveDate::from_ymd_opt(bound.year(), bound.month(), 1).unwrap() - Months::new(6);
+        let starts: Vec<NaiveDate> = (0..=12).map(|m| first + Months::new(m)).collect();
+        let span = (starts[12] - starts[0]).num_seconds() as u64;
+        let base = "plog_base";
+        self.create_table(base).await;
+        let sql = match self.db.kind {
+            Kind::Postgres => format!(
+                "INSERT INTO {base} SELECT n, timestamp '{first}' + (n::bigint * {span} / {rows}) * interval '1 second',
+                   'Name ' || n, 'user' || n || '@example.invalid', 'note ' || n
+                   FROM generate_series(1, {rows}) n"
+            ),
+            _ => format!(
+                "INSERT INTO {base} SELECT seq, '{first}' + INTERVAL (seq * {span} DIV {rows}) SECOND,
+                   CONCAT('Name ', seq), CONCAT('user', seq, '@example.invalid'), CONCAT('note ', seq)
+                   FROM seq_1_to_{rows}"
+            ),
+        };
+        self.conn.exec(&sql).await;
+        // glemsel's bound is in the store's zone, this benchmark's in the
+        // session's: no row within a day of it, so both count the same.
+        let (day, days) = match self.db.kind {
+            Kind::Postgres => ("interval '1 day'", "interval '3 days'"),
+            _ => ("INTERVAL 1 DAY", "INTERVAL 3 DAY"),
+        };
+        let bound = self.bound();
+        self.conn
+            .exec(&format!(
+                "UPDATE {base} SET created_at = created_at + {days} \
+                 WHERE created_at >= {bound} - {day} AND created_at < {bound} + {day}"
+            ))
+            .await;
+        let due = self.due_rows(base).await;
+        // Ids follow time: the application updates rows past the due ones.
+        let first_not_due = due + 1;
+        let mut set = Line {
+            name: "set-based DELETE".into(),
+            samples: Vec::new(),
+        };
+        let mut ours = Line {
+            name: "glemsel delete (drops partitions)".into(),
+            samples: Vec::new(),
+        };
+        let mut sizes_after = (0, 0, 0);
+        for repeat in 0..sizes.repeats {
+            for ours_first in [repeat % 2 == 1, repeat % 2 == 0] {
+                self.fresh_partitioned_table(base, &starts).await;
+                let before = self.partitioned_size().await;
+                let load = self.start_load_from(first_not_due).await;
+                if ours_first {
+                    let sample = self.glemsel_with_load("bench-delete", due, load).await;
+                    ours.samples.push(sample);
+                    sizes_after.1 = self.partitioned_size().await;
+                } else {
+                    let started = Instant::now();
+                    self.conn.exec(&self.set_based_delete()).await;
+                    let seconds = started.elapsed().as_secs_f64();
+                    let (update_p99_ms, update_max_ms) = load.stop().await;
+                    self.check_rows_left().await;
+                    set.samples.push(Sample {
+                        seconds,
+                        rows: due,
+                        update_p99_ms,
+                        update_max_ms,
+                        ..Sample::default()
+                    });
+                    sizes_after.2 = self.partitioned_size().await;
+                }
+                sizes_after.0 = before;
+            }
+        }
+        let partitions_left = self
+            .conn
+            .number(&match self.db.kind {
+                Kind::Postgres => format!(
+                    "SELECT count(*) FROM pg_inherits WHERE inhparent = '{TABLE}'::regclass"
+                ),
+                _ => format!(
+                    "SELECT COUNT(*) FROM information_schema.PARTITIONS \
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{TABLE}'"
+                ),
+            })
+            .await;
+        self.conn.exec(&format!("DROP TABLE {base}")).await;
+        println!(
+            "{} rows partitioned by month over 12 months, {} due (6 months whole, one straddling the bound)",
+            thousands(rows),
+            thousands(due)
+        );
+        print_lines(
+            &[set, ours],
+            &[(
+                "glemsel delete (drops partitions)",
+                "set-based DELETE",
+                50.0,
+            )],
+        );
+        let what = match self.db.kind {
+            Kind::Postgres => "size of its partitions (pg_total_relation_size)",
+            _ => "data_length of its partitions",
+        };
+        println!(
+            "  the table's {what}: {} MiB before; {} MiB after glemsel ({} partitions left); {} MiB after the set-based DELETE",
+            sizes_after.0 / 1_048_576,
+            sizes_after.1 / 1_048_576,
+            partitions_left,
+            sizes_after.2 / 1_048_576
+        );
+    }
+
+    /// The table, partitioned by month from `starts` (plus a catch-all),
+    /// filled from `base`, settled and in the cache.
+    async fn fresh_partitioned_table(&mut self, base: &str, starts: &[chrono::NaiveDate]) {
+        let columns = "id bigint NOT NULL, created_at {ts} NOT NULL, name varchar(100) NOT NULL, \
+                       email varchar(200) NOT NULL, note varchar(200), PRIMARY KEY (id, created_at)";
+        match self.db.kind {
+            Kind::Postgres => {
+                let mut sql = format!(
+                    "DROP TABLE IF EXISTS {TABLE};
+                     CREATE TABLE {TABLE} ({}) PARTITION BY RANGE (created_at);
+                     CREATE TABLE {TABLE}_default PARTITION OF {TABLE} DEFAULT;",
+                    columns.replace("{ts}", "timestamp")
+                );
+                for (m, pair) in starts.windows(2).enumerate() {
+                    sql.push_str(&format!(
+                        "CREATE TABLE {TABLE}_{m:02} PARTITION OF {TABLE} FOR VALUES FROM ('{}') TO ('{}');",
+                        pair[0], pair[1]
+                    ));
+                }
+                sql.push_str(&format!(
+                    "INSERT INTO {TABLE} SELECT * FROM {base} ORDER BY id"
+                ));
+                self.conn.exec(&sql).await;
+                self.conn.exec(&format!("VACUUM (ANALYZE) {TABLE}")).await;
+                self.conn.exec("CHECKPOINT").await;
+            }
+            _ => {
+                let mut parts = vec![format!(
+                    "PARTITION p_old VALUES LESS THAN ('{}')",
+                    starts[0]
+                )];
+                for (m, start) in starts[1..].iter().enumerate() {
+                    parts.push(format!("PARTITION p{m:02} VALUES LESS THAN ('{start}')"));
+                }
+                parts.push("PARTITION p_max VALUES LESS THAN (MAXVALUE)".into());
+                self.conn
+                    .exec(&format!(
+                        "DROP TABLE IF EXISTS {TABLE};
+                         CREATE TABLE {TABLE} ({}) ENGINE=InnoDB PARTITION BY RANGE COLUMNS (created_at) ({});
+                         INSERT INTO {TABLE} SELECT * FROM {base} ORDER BY id;
+                         ANALYZE TABLE {TABLE}",
+                        columns.replace("{ts}", "datetime"),
+                        parts.join(", ")
+                    ))
+                    .await;
+                self.wait_for_purge().await;
+            }
+        }
+    }
+
+    /// The partitioned table's size in bytes, all partitions.
+    async fn partitioned_size(&mut self) -> u64 {
+        match self.db.kind {
+            Kind::Postgres => {
+                self.conn
+                    .number(&format!(
+                        "SELECT COALESCE(sum(pg_total_relation_size(inhrelid)), 0)::bigint \
+                         FROM pg_inherits WHERE inhparent = '{TABLE}'::regclass"
+                    ))
+                    .await
+            }
+            _ => {
+                self.conn.exec(&format!("ANALYZE TABLE {TABLE}")).await;
+                self.conn
+                    .number(&format!(
+                        "SELECT CAST(COALESCE(SUM(DATA_LENGTH), 0) AS UNSIGNED) FROM information_schema.PARTITIONS \
+                         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{TABLE}'"
+                    ))
+                    .await
+            }
+        }
+    }
+
     /// 1% due, scattered, in a large table: the run must not read the table
     /// once per batch, and its memory must not grow with the table.
     async fn sparse_and_memory(&mut self, sizes: &Sizes) {
@@ -985,6 +1220,7 @@ impl Load {
 /// stop; returns each statement's latency.
 async fn update_loop(
     mut conn: Conn,
+    first_id: u64,
     last_id: u64,
     pct: u32,
     stop: Arc<AtomicBool>,
@@ -994,7 +1230,7 @@ async fn update_loop(
     let mut rng = rand::rngs::StdRng::seed_from_u64(last_id);
     while !stop.load(Ordering::Relaxed) {
         let id = loop {
-            let id: u64 = rng.random_range(1..=last_id);
+            let id: u64 = rng.random_range(first_id..=last_id.max(first_id));
             if (id * 2654435761) % 100 >= u64::from(pct) {
                 break id;
             }

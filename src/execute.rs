@@ -528,6 +528,12 @@ async fn drop_partitions(
         let mut attempt = 1;
         let dropped = loop {
             let started = Instant::now();
+            let took = |report: &mut StepReport| {
+                report.longest_batch_ms = report
+                    .longest_batch_ms
+                    .max(started.elapsed().as_millis() as u64);
+                report.batch_seconds += started.elapsed().as_secs_f64();
+            };
             let entry = |rows: u64| {
                 let mut detail = serde_json::json!({
                     "ms": started.elapsed().as_millis() as u64,
@@ -540,7 +546,10 @@ async fn drop_partitions(
                 }
                 entries.entry(AuditEvent::Batch, rows, None, detail.to_string())
             };
-            match partition::drop_with_audit(store, step, partition, entry, ctx.audit_key).await {
+            let dropped =
+                partition::drop_with_audit(store, step, partition, entry, ctx.audit_key).await;
+            took(report);
+            match dropped {
                 Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
                     tracing::info!(rule = %step.rule_id, partition = %partition.name, attempt, "the table is busy; trying the partition again");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;

@@ -95,6 +95,9 @@ pub struct RuleReview {
     pub fingerprint: String,
     /// Counts at the as-of; `None` when the store or table could not be read.
     pub counts: Option<Counts>,
+    /// For a partitioned table: which partitions a run drops whole now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<crate::partition::Survey>,
     /// Rows becoming due in each month of [`Review::months`]: due at the
     /// month's last microsecond and not at the one before it (the as-of,
     /// for the first month). A run at that moment changes exactly the
@@ -290,6 +293,7 @@ fn schedule_line(policy: &Policy, rule: &Rule) -> RuleReview {
         source: format!("{}:{}", rule.at.rule.file.display(), rule.at.rule.line),
         fingerprint: rule.fingerprint.clone(),
         counts: None,
+        partitions: None,
         forecast: None,
         overdue: None,
         last_run: None,
@@ -352,6 +356,7 @@ async fn measure(
         line.overdue = Some(Overdue { rows, since });
     }
     line.counts = Some(counts);
+    line.partitions = crate::partition::survey(store, step, true).await?;
     Ok(())
 }
 

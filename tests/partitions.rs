@@ -195,9 +195,19 @@ async fn drops_the_wholly_due_partitions(kind: Kind, form: MariaForm) {
     let json = project.glemsel(&["plan", "--as-of", AS_OF, "--format", "json"]);
     assert_eq!(code(&json), 0, "{}", text(&json));
     assert_contains(&text(&json), "\"drop\": true");
+    assert!(!db.has_audit_table().await);
+    // The retention report (HTML) says it too.
+    let report = project.glemsel(&["report", "--as-of", AS_OF]);
+    assert_eq!(code(&report), 0, "{}", text(&report));
+    assert_contains(
+        &text(&report),
+        &format!(
+            "drops partition <code>{}</code> (4 rows, range 2026-01-01 up to 2026-02-01)",
+            shown(kind, 1)
+        ),
+    );
     assert_eq!(dump(&db).await, before);
     assert_eq!(partitions(&db).await, partitions_before);
-    assert!(!db.has_audit_table().await);
 
     let run = project.glemsel(&["run", "--as-of", AS_OF]);
     let run_text = text(&run);

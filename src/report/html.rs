@@ -257,6 +257,7 @@ fn schedule(out: &mut String, review: &Review) {
 fn action_cell(out: &mut String, rule: &RuleReview) {
     if rule.columns.is_empty() {
         out.push_str("<strong>deleted</strong>");
+        partitions_note(out, rule);
         return;
     }
     out.push_str("<strong>pseudonymised</strong><ul class=\"plain small\">");
@@ -269,6 +270,34 @@ fn action_cell(out: &mut String, rule: &RuleReview) {
         );
     }
     out.push_str("</ul>");
+}
+
+/// A partitioned table: the partitions a run drops whole now, with their
+/// rows and ranges, or why it is purged row by row.
+fn partitions_note(out: &mut String, rule: &RuleReview) {
+    let Some(survey) = &rule.partitions else {
+        return;
+    };
+    if let Some(reason) = &survey.row_by_row {
+        let _ = write!(
+            out,
+            "<br><span class=\"small\">partitioned; purged row by row: {}</span>",
+            esc(reason)
+        );
+        return;
+    }
+    out.push_str("<ul class=\"plain small\">");
+    for verdict in survey.to_drop() {
+        let p = &verdict.partition;
+        let _ = write!(
+            out,
+            "<li>drops partition <code>{}</code> ({} rows, range {})</li>",
+            esc(&p.name.to_string()),
+            thousands(verdict.rows.unwrap_or_default()),
+            esc(&p.range_text())
+        );
+    }
+    out.push_str("<li>the rest row by row</li></ul>");
 }
 
 /// A round step for about five grid lines up to `max`.

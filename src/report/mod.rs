@@ -220,15 +220,12 @@ fn partitions_text(out: &mut String, planned: &PlannedStep) {
     }
     for verdict in survey.to_drop() {
         let p = &verdict.partition;
-        let range = match (&p.from, &p.to) {
-            (Some(from), Some(to)) => format!("{from} up to {to}"),
-            _ => p.bounds.clone(),
-        };
         let _ = writeln!(
             out,
-            "  partition drops partition {} ({} rows, range {range})",
+            "  partition drops partition {} ({} rows, range {})",
             p.name,
-            thousands(verdict.rows.unwrap_or_default())
+            thousands(verdict.rows.unwrap_or_default()),
+            p.range_text()
         );
     }
     let kept: Vec<String> = survey

@@ -273,6 +273,17 @@ pub struct RangePartition {
     pub nested: bool,
 }
 
+impl RangePartition {
+    /// Its range as reports say it: `2026-01-01 up to 2026-02-01`, or the
+    /// catalog's words when a bound is open or unread.
+    pub fn range_text(&self) -> String {
+        match (&self.from, &self.to) {
+            (Some(from), Some(to)) => format!("{from} up to {to}"),
+            _ => self.bounds.clone(),
+        }
+    }
+}
+
 /// How a table is partitioned, as far as dropping whole partitions goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Partitioning {

@@ -478,7 +478,7 @@ fn new_report(step: &Step, ctx: &RunContext<'_>, counted: Option<Counts>) -> Ste
         status: Status::Completed,
         counted,
         rows_changed: 0,
-        partitions_dropped: Vec::new(),
+        partitions_dropped: 0,
         cascaded: Changed::none(step).cascaded,
         batches: 0,
         windows: 0,
@@ -515,7 +515,7 @@ async fn drop_partitions(
     let ctx = entries.ctx;
     for verdict in survey.to_drop() {
         let partition = &verdict.partition;
-        let first = report.partitions_dropped.is_empty();
+        let first = report.partitions_dropped == 0;
         let halted = ctx
             .limits
             .before_batch(store, step, &ctx.shutdown, first)
@@ -567,7 +567,7 @@ async fn drop_partitions(
         };
         report.rows_changed += rows;
         report.batches += 1;
-        report.partitions_dropped.push(partition.name.to_string());
+        report.partitions_dropped += 1;
         if let Some(progress) = ctx.progress {
             progress.advance(&step.rule_id, rows);
         }

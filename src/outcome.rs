@@ -35,6 +35,10 @@ pub enum Status {
     Failed,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// What a step's run did; also what its run_finish audit row records.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
@@ -48,9 +52,10 @@ pub struct StepReport {
     /// `max_rows` or a hold are counted (it costs a scan of the table).
     pub counted: Option<Counts>,
     pub rows_changed: u64,
-    /// Partitions dropped whole (their rows are in `rows_changed`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub partitions_dropped: Vec<String>,
+    /// Partitions dropped whole (their rows are in `rows_changed`; each
+    /// has its audit row, naming it).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub partitions_dropped: u32,
     /// Rows deleted with them, per cascade table.
     pub cascaded: Vec<NamedCount>,
     pub batches: u64,

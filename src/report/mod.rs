@@ -358,17 +358,12 @@ pub fn run_text(outcomes: &[StepOutcome]) -> String {
                     if r.batches == 1 { "" } else { "es" },
                     r.seconds
                 );
-                if !r.partitions_dropped.is_empty() {
+                if r.partitions_dropped > 0 {
+                    let plural = if r.partitions_dropped == 1 { "" } else { "s" };
                     let _ = writeln!(
                         out,
-                        "  {} partition{} dropped whole: {}",
-                        r.partitions_dropped.len(),
-                        if r.partitions_dropped.len() == 1 {
-                            ""
-                        } else {
-                            "s"
-                        },
-                        r.partitions_dropped.join(", ")
+                        "  {} partition{plural} dropped whole (each with its audit row)",
+                        r.partitions_dropped
                     );
                 }
                 if let Some(held) = r.counted.as_ref().map(|c| c.held).filter(|&h| h > 0) {

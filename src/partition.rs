@@ -102,15 +102,16 @@ pub fn judge(step: &Step, partition: &RangePartition) -> Result<(), String> {
     Ok(())
 }
 
-/// How a run would treat the step's table: `None` when it is not
-/// partitioned. With `count`, the partitions to drop are counted (the dry
-/// run shows their rows).
+/// How a delete step's run would treat its table: `None` when it is not
+/// partitioned (or the step keeps its rows: nothing to drop). With
+/// `count`, the partitions to drop are counted (the dry run shows their
+/// rows).
 pub async fn survey(
     store: &mut dyn Store,
     step: &Step,
     count: bool,
 ) -> Result<Option<Survey>, StoreError> {
-    let Some(event) = step.due.event.single() else {
+    let (true, Some(event)) = (step.action.is_delete(), step.due.event.single()) else {
         return Ok(None);
     };
     let partitions = match store.range_partitions(&step.table, event).await? {

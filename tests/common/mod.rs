@@ -442,6 +442,13 @@ impl TestDb {
         connect(&self.url).await
     }
 
+    /// A session of its own on this MariaDB database, for tests that hold
+    /// a lock or a transaction open.
+    pub async fn mariadb_session(&self) -> mysql_async::Conn {
+        assert_eq!(self.kind, Kind::Mariadb, "mariadb_session is for MariaDB");
+        mariadb_session(&self.url).await
+    }
+
     /// The PostgreSQL URL with a password added, to prove it never appears
     /// in output (the test server trusts loopback, so any password works).
     pub fn pg_url_with_password(&self, password: &str) -> String {

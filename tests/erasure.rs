@@ -4,7 +4,7 @@
 //! nothing; the run changes exactly that person's rows; the ledger, the
 //! ledger file and the audit trail never hold the identifier; a request
 //! matching nobody is recorded; an overdue request fails `status`; and a
-//! restore from before the erasure is undone by `erase replay`.
+//! restore of a dump from before the erasure is undone by `erase replay`.
 
 #[macro_use]
 mod common;
@@ -171,23 +171,6 @@ fn add_from_stdin(project: &Project, identifier: &str, value: &str) -> std::proc
     child.wait_with_output().unwrap()
 }
 
-/// Drops every table and loads the schema again: a restore of a dump taken
-/// before any request was recorded (the audit trail, and so the database's
-/// ledger, goes back with it).
-async fn restore(db: &TestDb) {
-    for table in [
-        "orders",
-        "customers",
-        "newsletter",
-        "\"CRONUS International Ltd_$Customer\"",
-        "invoices",
-        "glemsel_audit",
-    ] {
-        db.exec(&format!("DROP TABLE {table}")).await;
-    }
-    db.exec(SCHEMA).await;
-}
-
 every_engine! {
     /// The whole life of two requests and one that matches nobody.
     async fn a_request_erases_exactly_its_person_and_a_replay_does_it_again(kind) {
@@ -196,6 +179,8 @@ every_engine! {
         let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
         project.rules("shop.toml", RULES);
         let before = snapshot(&db).await;
+        // The backup a restore later brings back: taken before any request.
+        let dump = db.dump(project.path());
         let mut logs = String::new();
         let check = project.glemsel(&["check"]);
         assert_eq!(code(&check), 0, "{}", text(&check));
@@ -307,7 +292,9 @@ every_engine! {
 
         // A restore from before any request: the database's ledger is gone,
         // the file still has it, and a replay erases both people again.
-        restore(&db).await;
+        db.restore(&dump).await;
+        assert_eq!(snapshot(&db).await, before, "the dump brought everyone back");
+        assert!(!db.has_audit_table().await, "the dump is from before the first run");
         let status = project.glemsel(&["erase", "status"]);
         assert_contains(&text(&status), "only in the ledger file");
         let replay = project.glemsel(&["erase", "replay"]);
@@ -472,18 +459,18 @@ fn listed_ids(project: &Project) -> Vec<String> {
 }
 
 every_engine! {
-    /// Two `erase add` at the same moment: the erasure lock makes the
-    /// second read the ledger after the first appended, so every request
+    /// Three `erase add` at the same moment: the erasure lock makes each
+    /// read the ledger after the one before appended, so every request
     /// gets an id of its own and none is lost.
     async fn requests_added_at_once_get_ids_of_their_own(kind) {
         let Some(db) = TestDb::create(kind, "erasure_race").await else { return };
         db.exec(SCHEMA).await;
         let project = Project::for_db(&db, "shop", LEDGER_CONFIG);
         project.rules("shop.toml", RULES);
-        const ROUNDS: usize = 8;
+        const ROUNDS: usize = 12;
         let mut ids = Vec::new();
         for round in 0..ROUNDS {
-            let children: Vec<_> = ["a", "b"]
+            let children: Vec<_> = ["a", "b", "c"]
                 .iter()
                 .map(|who| {
                     Command::new(env!("CARGO_BIN_EXE_glemsel"))
@@ -505,14 +492,14 @@ every_engine! {
         let mut distinct = ids.clone();
         distinct.sort();
         distinct.dedup();
-        assert_eq!(distinct.len(), 2 * ROUNDS, "ids given twice: {ids:?}");
+        assert_eq!(distinct.len(), 3 * ROUNDS, "ids given twice: {ids:?}");
         assert_eq!(listed_ids(&project), distinct);
         assert_eq!(
             db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_request'").await,
-            2 * ROUNDS as i64
+            3 * ROUNDS as i64
         );
         let file = std::fs::read_to_string(project.path().join("erasure-ledger.jsonl")).unwrap();
-        assert_eq!(file.lines().count(), 2 * ROUNDS);
+        assert_eq!(file.lines().count(), 3 * ROUNDS);
         let verify = project.glemsel(&["audit", "verify"]);
         assert_eq!(code(&verify), 0, "{}", text(&verify));
         db.drop().await;

@@ -261,6 +261,29 @@ every_engine! {
         let verify = project.glemsel(&["audit", "verify"]);
         assert_eq!(code(&verify), 0, "{}", text(&verify));
 
+        // `audit show` lists the erasure rows after the rule runs: each
+        // request, its status changes (the intent first), its batches.
+        let show = project.glemsel(&["audit", "show"]);
+        let out = text(&show);
+        logs.push_str(&out);
+        assert_eq!(code(&show), 0, "{out}");
+        for line in [
+            "  erasure request erasure-0001: recorded; received 2026-11-20, deadline 2026-12-20 at ",
+            "  erasure status erasure-0001: running (intent); 6 rows found, 0 changed; remaining 2 rows in shop.invoices at ",
+            "  erasure request erasure-0001: deleted 1 rows of customers (and 2 of orders) at ",
+            "  erasure request erasure-0001: pseudonymised 2 rows of invoices at ",
+            "  erasure status erasure-0001: partly done; 6 rows found, 6 changed; remaining 2 rows in shop.invoices at ",
+            "  erasure status erasure-0002: done; 0 rows found, 0 changed at ",
+            "  erasure request erasure-0003: deleted 1 rows of customers (and 1 of orders) at ",
+        ] {
+            assert_contains(&out, line);
+        }
+        let json = project.glemsel(&["audit", "show", "--format", "json"]);
+        let runs: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).expect("audit show --format json");
+        logs.push_str(&text(&json));
+        assert_eq!(runs.iter().filter(|r| r["action"] == "erasure request").count(), 3);
+        assert_eq!(runs.iter().filter(|r| r["rule_now"] == "erasure" && r["batches"] == 1).count(), 5);
+
         let status = project.glemsel(&["erase", "status"]);
         let out = text(&status);
         logs.push_str(&out);

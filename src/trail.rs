@@ -397,6 +397,30 @@ async fn all_rows(
     }
 }
 
+/// The batch rows of the erasure `requests` (by id) that `filter` selects.
+pub async fn erasure_batches(
+    store: &mut dyn Store,
+    filter: &AuditFilter,
+    mut requests: Vec<String>,
+    page_rows: u32,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    requests.sort();
+    requests.dedup();
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batches = AuditFilter {
+        events: vec![AuditEvent::Batch],
+        rules: requests,
+        ..filter.clone()
+    };
+    Ok(all_rows(store, &batches, page_rows)
+        .await?
+        .into_iter()
+        .filter(erasure_batch)
+        .collect())
+}
+
 /// One store's erasure rows, oldest first: its requests and their status
 /// changes, then (found by the requests' ids) their batches.
 async fn show_erasures(
@@ -414,22 +438,8 @@ async fn show_erasures(
         Err(err) if err.kind() == Some(crate::store::QueryErrorKind::Compile) => return Ok(()),
         Err(err) => return Err(err),
     };
-    let mut requests: Vec<String> = rows.iter().map(|r| r.entry.rule_id.clone()).collect();
-    requests.sort();
-    requests.dedup();
-    if !requests.is_empty() {
-        let batches = AuditFilter {
-            events: vec![AuditEvent::Batch],
-            rules: requests,
-            ..options.filter.clone()
-        };
-        rows.extend(
-            all_rows(store, &batches, page_rows)
-                .await?
-                .into_iter()
-                .filter(erasure_batch),
-        );
-    }
+    let requests: Vec<String> = rows.iter().map(|r| r.entry.rule_id.clone()).collect();
+    rows.extend(erasure_batches(store, &options.filter, requests, page_rows).await?);
     rows.sort_by_key(|r| r.seq);
     for record in &rows {
         emit(erasure_row(record));

@@ -284,6 +284,27 @@ every_engine! {
         assert_eq!(runs.iter().filter(|r| r["action"] == "erasure request").count(), 3);
         assert_eq!(runs.iter().filter(|r| r["rule_now"] == "erasure" && r["batches"] == 1).count(), 5);
 
+        // So does the retention report, in every format that has sections.
+        let md = project.glemsel(&["report", "--format", "md"]);
+        let out = text(&md);
+        logs.push_str(&out);
+        assert_contains(&out, "## 5. Erasure requests");
+        assert_contains(&out, "- erasure-0001 (customer by email): received 2026-11-20, deadline 2026-12-20, partly done\n  - shop.customers: delete 1 rows on ");
+        assert_contains(&out, "  - shop.invoices: pseudonymise 2 rows on ");
+        assert_contains(&out, "- erasure-0002 (customer by email): received ");
+        let html = project.glemsel(&["report", "--format", "html"]);
+        logs.push_str(&text(&html));
+        assert_contains(&text(&html), "<tr data-request=\"erasure-0003\">");
+        let json = project.glemsel(&["report", "--format", "json"]);
+        logs.push_str(&text(&json));
+        let review: serde_json::Value = serde_json::from_slice(&json.stdout).expect("report --format json");
+        let requests = review["erasure"].as_array().unwrap();
+        assert_eq!(requests.len(), 3);
+        assert_eq!(requests[0]["status"], "partly done");
+        assert_eq!(requests[0]["batches"].as_array().unwrap().len(), 4);
+        assert_eq!(requests[1]["batches"].as_array().unwrap().len(), 0);
+        assert_eq!(requests[2]["batches"][0]["rows"], 1);
+
         let status = project.glemsel(&["erase", "status"]);
         let out = text(&status);
         logs.push_str(&out);

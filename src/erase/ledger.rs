@@ -301,6 +301,7 @@ fn file_error(file: &Path, err: impl std::fmt::Display) -> EraseError {
 
 /// What the ledger file holds: its entries, and a torn last line if a
 /// crash cut an append short.
+#[derive(Debug)]
 struct Scanned {
     entries: Vec<Entry>,
     /// Bytes up to the end of the last complete entry.
@@ -468,5 +469,28 @@ mod tests {
         assert_eq!(ledger.status_of("erasure-0002"), StatusKind::Done);
         assert_eq!(ledger.status_of("erasure-0001"), StatusKind::Open);
         assert_eq!(ledger.next_id(), "erasure-0003");
+    }
+
+    #[test]
+    fn only_the_last_line_may_be_torn() {
+        let file = Path::new("ledger.jsonl");
+        let line = serde_json::to_string(&Entry::Request(request("erasure-0001"))).unwrap();
+        let whole = format!("{line}\n{line}\n");
+        let scanned = scan(file, &format!("{whole}{{\"entry\":\"req")).unwrap();
+        assert_eq!(scanned.entries.len(), 2);
+        assert_eq!(scanned.good_len, whole.len());
+        assert_eq!(scanned.torn.as_ref().map(|t| t.0), Some(3));
+        assert!(!scanned.missing_newline);
+        // Complete but for its newline: read, and the newline added later.
+        let scanned = scan(file, &format!("{line}\n{line}")).unwrap();
+        assert_eq!(scanned.entries.len(), 2);
+        assert!(scanned.missing_newline && scanned.torn.is_none());
+        // A bad line before the last is refused, naming file and line.
+        let err = scan(file, &format!("{line}\nnot json\n{line}\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("erasure ledger file ledger.jsonl: line 2: "),
+            "{err}"
+        );
     }
 }

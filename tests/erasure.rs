@@ -446,7 +446,7 @@ every_engine! {
 
 /// Two erasure runs never overlap: while another worker holds the
 /// erasure lock (on PostgreSQL an advisory lock), a run refuses (exit 8)
-/// and changes nothing.
+/// and changes nothing, and an add waits for it.
 #[tokio::test]
 async fn an_erasure_run_waits_for_another_workers() {
     let Some(db) = TestDb::create(common::Kind::Postgres, "erasure_lock").await else {
@@ -479,10 +479,29 @@ async fn an_erasure_run_waits_for_another_workers() {
         "another worker is running the erasure requests",
     );
     assert_eq!(snapshot(&db).await, before);
+    // An add waits for the lock instead (it reads the next id under it).
+    let mut add = Command::new(env!("CARGO_BIN_EXE_glemsel"))
+        .args(["erase", "add", "--subject", "email=karen@example.invalid"])
+        .current_dir(project.path())
+        .env_remove("GLEMSEL_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(add.try_wait().unwrap().is_none(), "the add did not wait");
+    assert_eq!(
+        db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_request'")
+            .await,
+        1
+    );
     other
         .batch_execute(&lock("pg_advisory_unlock"))
         .await
         .unwrap();
+    let add = add.wait_with_output().unwrap();
+    assert_eq!(code(&add), 0, "{}", text(&add));
+    assert_contains(&text(&add), "erasure-0002: customer by email");
     let run = project.glemsel(&["erase", "run"]);
     assert_eq!(code(&run), 0, "{}", text(&run));
     assert_ne!(snapshot(&db).await, before);

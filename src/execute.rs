@@ -496,9 +496,10 @@ fn new_report(step: &Step, ctx: &RunContext<'_>, counted: Option<Counts>) -> Ste
 /// Drops the partitions whose whole range is due, one short step each,
 /// before the walk purges the rest row by row. Each waits for the same
 /// window, load, lag and stop checks as a batch. Whether the walk should
-/// follow: not after a stop, a limit, or a partition left for next run
-/// (the table was busy, or it changed): purging its rows one by one
-/// instead would be the long, bloating work dropping it avoids.
+/// follow: not when no due row is left, nor after a stop, a limit, or a
+/// partition left for next run (the table was busy, or it changed):
+/// purging its rows one by one instead would be the long, bloating work
+/// dropping it avoids.
 async fn drop_partitions(
     store: &mut dyn Store,
     step: &Step,
@@ -572,6 +573,12 @@ async fn drop_partitions(
             progress.advance(&step.rule_id, rows);
         }
         tracing::info!(rule = %step.rule_id, partition = %partition.name, rows, "partition dropped whole");
+    }
+    // With the expired partitions gone, the rows left to purge are few or
+    // none; one lookup (pruned to the partitions that can hold due rows)
+    // spares a walk through the months that are not due.
+    if report.partitions_dropped > 0 && store.last_due_key(step).await?.is_none() {
+        return Ok(false);
     }
     Ok(true)
 }

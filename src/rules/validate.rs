@@ -545,47 +545,15 @@ pub(super) fn timing(
         schedule: schedule.map(|s| (s.clone(), ctx.timezone)),
         settle,
     };
+    if kind == PeriodKind::Minimum {
+        let settle = minimum_settle(source, raw, gap, max_duration, ctx, diags);
+        return (diags.0.len() == errors_before).then(|| timing(TimeDelta::zero(), None, settle));
+    }
     let kind_at = raw
         .kind
         .as_ref()
         .map_or(loc(raw.id.span()), |k| loc(k.span()));
-    if kind == PeriodKind::Minimum {
-        if let Some(lead) = &raw.lead {
-            diags.push(
-                loc(lead.span()),
-                rule,
-                "lead applies to kind = \"deadline\": a minimum never goes early",
-            );
-        }
-        // How soon after coming due a minimum's row is gone, for a
-        // category's deadline: the schedule's, else the config's lead.
-        let settle = match gap {
-            Some(gap) => gap.map(|gap| gap + max_duration),
-            None => ctx.default_lead,
-        };
-        return (diags.0.len() == errors_before).then(|| timing(TimeDelta::zero(), None, settle));
-    }
-    let needed = match (schedule, gap) {
-        (None, _) | (_, None) => None,
-        (Some(schedule), Some(gap)) => match gap {
-            Some(gap) => Some((
-                gap + max_duration,
-                format!(
-                    "schedule \"{schedule}\" leaves up to {} between runs, + max_duration {}",
-                    describe_duration(gap),
-                    describe_duration(max_duration)
-                ),
-            )),
-            None => {
-                diags.push(
-                        kind_at.clone(),
-                        rule,
-                        format!("kind = \"deadline\": schedule \"{schedule}\" stops running within the next 400 days, so nothing would meet the deadline after it"),
-                    );
-                return None;
-            }
-        },
-    };
+    let needed = lead_needed(schedule.zip(gap), max_duration, &kind_at, rule, diags)?;
     let given = match &raw.lead {
         // Parsed above; a lead that did not parse has been reported.
         Some(text) => Some((given?, format!("lead = \"{}\"", text.get_ref()))),
@@ -600,10 +568,85 @@ pub(super) fn timing(
         (Some((needed, _)), _) => Some(*needed),
         (None, given) => given.as_ref().map(|(lead, _)| *lead),
     };
-    let (lead, reason) = match (given, needed) {
+    let lead_at = raw.lead.as_ref().map_or(kind_at.clone(), |l| loc(l.span()));
+    let (lead, reason) = choose_lead(given, needed, lead_at, kind_at.clone(), rule, diags)?;
+    if let Some(retention) = &period.retention {
+        check_lead_fits(retention, period.zone, lead, &reason, kind_at, rule, diags)?;
+    }
+    Some(timing(lead, Some(reason), settle))
+}
+
+/// A minimum never goes early, so it takes no `lead`. How soon after
+/// coming due its row is gone, for a category's deadline: the schedule's
+/// gap plus `max_duration`, else the config's lead.
+fn minimum_settle(
+    source: &Source,
+    raw: &RawRule,
+    gap: Option<Option<TimeDelta>>,
+    max_duration: TimeDelta,
+    ctx: &RuleContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<TimeDelta> {
+    if let Some(lead) = &raw.lead {
+        diags.push(
+            source.span_location(Some(lead.span())),
+            Some(raw.id.get_ref().as_str()),
+            "lead applies to kind = \"deadline\": a minimum never goes early",
+        );
+    }
+    match gap {
+        Some(gap) => gap.map(|gap| gap + max_duration),
+        None => ctx.default_lead,
+    }
+}
+
+/// The lead a deadline's schedule needs, with the reason: its longest gap
+/// plus `max_duration`; none without a schedule. `None` (refused) when
+/// the schedule stops running.
+fn lead_needed(
+    schedule_gap: Option<(&Schedule, Option<TimeDelta>)>,
+    max_duration: TimeDelta,
+    kind_at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<Option<(TimeDelta, String)>> {
+    let Some((schedule, gap)) = schedule_gap else {
+        return Some(None);
+    };
+    match gap {
+        Some(gap) => Some(Some((
+            gap + max_duration,
+            format!(
+                "schedule \"{schedule}\" leaves up to {} between runs, + max_duration {}",
+                describe_duration(gap),
+                describe_duration(max_duration)
+            ),
+        ))),
+        None => {
+            diags.push(
+                kind_at.clone(),
+                rule,
+                format!("kind = \"deadline\": schedule \"{schedule}\" stops running within the next 400 days, so nothing would meet the deadline after it"),
+            );
+            None
+        }
+    }
+}
+
+/// The lead a deadline acts on: the one given (which may be longer than
+/// the schedule needs, never shorter), else the schedule's.
+fn choose_lead(
+    given: Option<(TimeDelta, String)>,
+    needed: Option<(TimeDelta, String)>,
+    lead_at: Location,
+    kind_at: Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<(TimeDelta, String)> {
+    match (given, needed) {
         (Some((lead, _)), Some((needed, why))) if lead < needed => {
             diags.push(
-                raw.lead.as_ref().map_or(kind_at.clone(), |l| loc(l.span())),
+                lead_at,
                 rule,
                 format!(
                     "lead {} is shorter than the schedule needs: {why}, {} in all; a row that came due just after a run would be gone only after its deadline",
@@ -611,36 +654,46 @@ pub(super) fn timing(
                     describe_duration(needed)
                 ),
             );
-            return None;
+            None
         }
-        (Some(given), _) => given,
-        (None, Some(needed)) => needed,
+        (Some(given), _) => Some(given),
+        (None, Some(needed)) => Some(needed),
         (None, None) => {
             diags.push(
                 kind_at,
                 rule,
                 "kind = \"deadline\" needs to know how often glemsel runs, to act early enough: set schedule (in the rule, or a default in glemsel.toml) or, for a timer or runs by hand, lead = \"<how long before the deadline rows must go>\"",
             );
-            return None;
-        }
-    };
-    if let Some(retention) = &period.retention {
-        let shortest = retention.shortest_span(period.zone);
-        if shortest < lead {
-            diags.push(
-                kind_at,
-                rule,
-                format!(
-                    "kind = \"deadline\": retain \"{}\" can end {} after its event, but the rule must act {} ahead ({reason}): the schedule is too sparse to meet it; run the rule more often",
-                    retention.period,
-                    describe_duration(shortest),
-                    describe_duration(lead),
-                ),
-            );
-            return None;
+            None
         }
     }
-    Some(timing(lead, Some(reason), settle))
+}
+
+/// A period shorter than the lead cannot be met at all: refused.
+fn check_lead_fits(
+    retention: &Retention,
+    zone: Tz,
+    lead: TimeDelta,
+    reason: &str,
+    kind_at: Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<()> {
+    let shortest = retention.shortest_span(zone);
+    if shortest >= lead {
+        return Some(());
+    }
+    diags.push(
+        kind_at,
+        rule,
+        format!(
+            "kind = \"deadline\": retain \"{}\" can end {} after its event, but the rule must act {} ahead ({reason}): the schedule is too sparse to meet it; run the rule more often",
+            retention.period,
+            describe_duration(shortest),
+            describe_duration(lead),
+        ),
+    );
+    None
 }
 
 /// A category's minimum and deadline, one level up from a rule's own

@@ -941,48 +941,8 @@ pub(super) fn related_tables(
         };
         let name = entry.name.clone().unwrap_or_else(|| table.name.clone());
         let what = format!("{} {}", kind.key(), entry.table.get_ref());
-        if kind != RelatedKind::Join && entry.name.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: name applies only to [[rule.join]]"),
-            );
-        }
-        if kind != RelatedKind::Join && entry.open.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: open applies only to [[rule.join]]"),
-            );
-        }
-        if kind != RelatedKind::Hold && entry.filter.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: where applies only to [[rule.hold_table]]"),
-            );
-        }
-        if kind != RelatedKind::Cascade && entry.parent.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: parent applies only to [[rule.cascade]]"),
-            );
-        }
-        if entry.on.is_empty() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: on is empty; write on = {{ their_column = \"our_column\" }}"),
-            );
-        }
-        for (theirs, ours) in &entry.on {
-            for column in [theirs, ours] {
-                if let Err(err) = check_identifier(column) {
-                    diags.push(at.clone(), rule, format!("{what}: on: {err}"));
-                }
-            }
-        }
+        check_keys_of_kind(entry, kind, &what, &at, rule, diags);
+        check_on(entry, &what, &at, rule, diags);
         let mut fragment = |text: &Option<Spanned<String>>, key: &str| {
             let what = format!("{what}: {key}");
             text.as_ref()
@@ -990,20 +950,10 @@ pub(super) fn related_tables(
         };
         let open = fragment(&entry.open, "open");
         let filter = fragment(&entry.filter, "where");
-        let parent = match &entry.parent {
-            None => None,
-            Some(parent) => match parent.parse::<TableRef>() {
-                Ok(parent) if out.iter().any(|(r, _)| r.related.table == parent) => Some(parent),
-                _ => {
-                    diags.push(
-                        at.clone(),
-                        rule,
-                        format!("{what}: parent {parent:?} must be a cascade table declared before this one"),
-                    );
-                    None
-                }
-            },
-        };
+        let parent = entry
+            .parent
+            .as_ref()
+            .and_then(|parent| cascade_parent(parent, &out, &what, &at, rule, diags));
         if out.iter().any(|(r, _)| r.name == name) {
             diags.push(
                 at.clone(),
@@ -1014,25 +964,97 @@ pub(super) fn related_tables(
         if diags.0.len() > errors_before {
             continue;
         }
-        out.push((
-            RelatedParts {
-                name,
-                related: Related {
-                    table,
-                    on: entry
-                        .on
-                        .iter()
-                        .map(|(t, o)| (t.clone(), o.clone()))
-                        .collect(),
-                    at,
-                },
-                open,
-                parent,
-            },
-            filter,
-        ));
+        let on = entry
+            .on
+            .iter()
+            .map(|(t, o)| (t.clone(), o.clone()))
+            .collect();
+        let related = Related { table, on, at };
+        let parts = RelatedParts {
+            name,
+            related,
+            open,
+            parent,
+        };
+        out.push((parts, filter));
     }
     out
+}
+
+/// `name` and `open` belong to joins, `where` to hold tables, `parent` to
+/// cascades; given to another kind, each is refused.
+fn check_keys_of_kind(
+    entry: &RawRelated,
+    kind: RelatedKind,
+    what: &str,
+    at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) {
+    let given = [
+        ("name", entry.name.is_some(), RelatedKind::Join),
+        ("open", entry.open.is_some(), RelatedKind::Join),
+        ("where", entry.filter.is_some(), RelatedKind::Hold),
+        ("parent", entry.parent.is_some(), RelatedKind::Cascade),
+    ];
+    for (key, present, owner) in given {
+        if present && kind != owner {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: {key} applies only to {}", owner.key()),
+            );
+        }
+    }
+}
+
+/// `on`: at least one pair of columns, each a valid identifier.
+fn check_on(
+    entry: &RawRelated,
+    what: &str,
+    at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) {
+    if entry.on.is_empty() {
+        diags.push(
+            at.clone(),
+            rule,
+            format!("{what}: on is empty; write on = {{ their_column = \"our_column\" }}"),
+        );
+    }
+    for (theirs, ours) in &entry.on {
+        for column in [theirs, ours] {
+            if let Err(err) = check_identifier(column) {
+                diags.push(at.clone(), rule, format!("{what}: on: {err}"));
+            }
+        }
+    }
+}
+
+/// A cascade's `parent`: one of the cascade tables declared before this
+/// one.
+fn cascade_parent(
+    parent: &str,
+    earlier: &[(RelatedParts, Option<String>)],
+    what: &str,
+    at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<TableRef> {
+    match parent.parse::<TableRef>() {
+        Ok(parent) if earlier.iter().any(|(r, _)| r.related.table == parent) => Some(parent),
+        _ => {
+            diags.push(
+                at.clone(),
+                rule,
+                format!(
+                    "{what}: parent {parent:?} must be a cascade table declared before this one"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `after` with its sources resolved against the declared joins.

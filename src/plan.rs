@@ -184,19 +184,7 @@ pub fn build_step(
         .filter_map(|name| column(name).cloned())
         .collect();
 
-    let mut cascades = Vec::new();
-    let action = match &rule.action {
-        Action::Delete => {
-            cascades = cascade_steps(rule, schemas, &mut problems);
-            Some(StepAction::Delete)
-        }
-        Action::Pseudonymise { columns } => Some(StepAction::Pseudonymise {
-            columns: column_changes(columns, schema, &key, rule, &mut problems),
-        }),
-        Action::Anonymise { columns } => Some(StepAction::Anonymise {
-            columns: column_changes(columns, schema, &key, rule, &mut problems),
-        }),
-    };
+    let (action, cascades) = step_action(rule, schemas, &key, &mut problems);
 
     let joins: Option<Vec<JoinStep>> = joins.into_iter().collect();
     let (Some(kind), Some(action), Some(_), Some(joins)) = (kind, action, key_names, joins) else {
@@ -248,6 +236,31 @@ pub fn build_step(
         replicas: store.replicas.clone(),
         rule_fingerprint: rule.fingerprint.clone(),
     })
+}
+
+/// What the step does to its rows, and for a delete the cascades it
+/// takes along.
+fn step_action(
+    rule: &Rule,
+    schemas: &Schemas,
+    key: &[Column],
+    problems: &mut Problems<'_>,
+) -> (Option<StepAction>, Vec<CascadeStep>) {
+    let schema = &schemas[&rule.table];
+    match &rule.action {
+        Action::Delete => (
+            Some(StepAction::Delete),
+            cascade_steps(rule, schemas, problems),
+        ),
+        Action::Pseudonymise { columns } => {
+            let columns = column_changes(columns, schema, key, rule, problems);
+            (Some(StepAction::Pseudonymise { columns }), Vec::new())
+        }
+        Action::Anonymise { columns } => {
+            let columns = column_changes(columns, schema, key, rule, problems);
+            (Some(StepAction::Anonymise { columns }), Vec::new())
+        }
+    }
 }
 
 /// The rule's joins; `None` for one whose related table does not fit.

@@ -572,6 +572,11 @@ fn describe_keys(
     Ok((unique_keys, unique_columns))
 }
 
+/// One column of a foreign key, as `pragma_foreign_key_list` gives it:
+/// its position in the key, the child column, the parent column (none
+/// for the primary key's) and the ON DELETE action.
+type ForeignKeyColumn = (i64, String, Option<String>, String);
+
 /// The foreign keys in every table (this one too) that point here.
 /// SQLite enforces foreign keys only where the application turns them
 /// on; every declared one is reported, as if it were on.
@@ -586,7 +591,7 @@ fn describe_referenced_by(
         .query_map([], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for child in tables {
-        let rows: Vec<(i64, (i64, String, Option<String>, String))> = conn
+        let rows: Vec<(i64, ForeignKeyColumn)> = conn
             .prepare(
                 "SELECT id, seq, \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?1) \
                  WHERE \"table\" = ?2 ORDER BY id, seq",

@@ -934,6 +934,21 @@ every_engine! {
         assert_eq!(children.foreign_key_columns, names(&["pa", "pb"]));
         assert!(children.referenced_by.is_empty());
         assert!(store.describe(&"absent".parse().unwrap()).await.unwrap().is_none());
+        // A foreign key that names no columns points at the primary key;
+        // MariaDB wants them named.
+        if kind != Kind::Mariadb {
+            db.exec(
+                "CREATE TABLE tags (id INTEGER PRIMARY KEY, pa INTEGER, pb INTEGER,
+                     FOREIGN KEY (pa, pb) REFERENCES parents ON DELETE SET NULL);",
+            )
+            .await;
+            let parents = store.describe(&"parents".parse().unwrap()).await.unwrap().unwrap();
+            let tags = &parents.referenced_by[1];
+            assert_eq!(tags.table.name, "tags");
+            assert_eq!(tags.columns, names(&["pa", "pb"]));
+            assert_eq!(tags.references, names(&["a", "b"]));
+            assert_eq!(tags.on_delete, glemsel::store::OnDelete::SetNull);
+        }
         drop(store);
         db.drop().await;
     }

@@ -497,6 +497,83 @@ columns = { x = "hmac" }
         );
     }
 
+    /// Each bounded number of the config and of a rule: its default when
+    /// unset, and the range named when a value is out of it.
+    #[test]
+    fn bounded_numbers_and_their_defaults() {
+        let files = Files::new(CONFIG, &[("crm.toml", &rule(GOOD_RULE))]);
+        let policy = files.load().unwrap();
+        let (settings, first) = (&policy.settings, &policy.rules[0]);
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        assert_eq!(
+            [
+                settings.batch_size,
+                settings.batch_ms,
+                ms(settings.lock_timeout),
+                ms(settings.statement_timeout),
+                settings.copies_max_log_days,
+                ms(settings.max_clock_skew),
+                settings.pause_ms,
+                ms(settings.max_pause),
+            ],
+            [10_000, 100, 2_000, 900_000, 30, 300_000, 0, 1_800_000]
+        );
+        assert_eq!(
+            [first.batch_size, first.batch_ms, first.pause_ms],
+            [10_000, 100, 0]
+        );
+
+        let given = "batch_size = 7\nbatch_ms = 8\npause_ms = 9\n";
+        let config = CONFIG.replace("key_file", &format!("{given}key_file"));
+        let files = Files::new(&config, &[("crm.toml", &rule(GOOD_RULE))]);
+        let inherited = &files.load().unwrap().rules[0];
+        assert_eq!(
+            [inherited.batch_size, inherited.batch_ms, inherited.pause_ms],
+            [7, 8, 9]
+        );
+        let own = format!("{GOOD_RULE}batch_size = 3\nbatch_ms = 4\npause_ms = 5\n");
+        let files = Files::new(&config, &[("crm.toml", &rule(&own))]);
+        let own_pace = &files.load().unwrap().rules[0];
+        assert_eq!(
+            [own_pace.batch_size, own_pace.batch_ms, own_pace.pause_ms],
+            [3, 4, 5]
+        );
+
+        let out_of_range = [
+            ("batch_size", "0", "1 and 1000000"),
+            ("batch_ms", "-1", "0 and 60000"),
+            ("lock_timeout_ms", "0", "1 and 600000"),
+            ("statement_timeout_ms", "999", "1000 and 86400000"),
+            ("copies_max_log_days", "36501", "0 and 36500"),
+            ("max_clock_skew_ms", "86400001", "0 and 86400000"),
+            ("pause_ms", "-1", "0 and 600000"),
+            ("max_pause_ms", "999", "1000 and 86400000"),
+        ];
+        let given: String = out_of_range
+            .iter()
+            .map(|(key, value, _)| format!("{key} = {value}\n"))
+            .collect();
+        let config = CONFIG.replace("key_file", &format!("{given}key_file"));
+        let joined = Files::new(&config, &[]).errors().join("\n");
+        for (key, _, range) in out_of_range {
+            assert!(
+                joined.contains(&format!("{key} must be between {range}")),
+                "{joined}"
+            );
+        }
+        let own = format!("{GOOD_RULE}batch_size = 0\nbatch_ms = 60001\npause_ms = 600001\n");
+        let joined = Files::new(CONFIG, &[("crm.toml", &rule(&own))])
+            .errors()
+            .join("\n");
+        for message in [
+            "batch_size must be between 1 and 1000000",
+            "batch_ms must be between 0 and 60000",
+            "pause_ms must be between 0 and 600000",
+        ] {
+            assert!(joined.contains(message), "{joined}");
+        }
+    }
+
     #[test]
     fn config_errors() {
         let config = r#"

@@ -29,6 +29,8 @@ use super::parse::{
     parse_schedule, parse_span, parse_table, parse_window, parse_year_end,
 };
 
+/// Cascades delete children before their parent row; an action that
+/// keeps the row has none to delete.
 const CASCADE_NEEDS_DELETE: &str = "[[rule.cascade]] applies to action = \"delete\"; pseudonymising or anonymising keeps rows, so their children stay";
 
 /// What `schedule = "manual"` says: the daemon never runs the rule.
@@ -54,6 +56,8 @@ pub(super) struct RuleContext<'a> {
     pub(super) gaps: RefCell<HashMap<String, Option<TimeDelta>>>,
 }
 
+/// One rule against the config: every problem is reported, and the rule
+/// is returned only when it had none.
 pub(super) fn validate_rule(
     source: &Source,
     raw: &RawRule,

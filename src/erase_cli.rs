@@ -126,22 +126,26 @@ pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
 }
 
 /// `check`'s part for subjects: their tables against the live schema.
-/// `Err(Exit::Schema)` when one does not fit.
-pub async fn check(policy: &Policy) -> Result<(), Exit> {
+/// `Err(Exit::Schema)` when one does not fit; else the warnings.
+pub async fn check(policy: &Policy) -> Result<Vec<String>, Exit> {
     if policy.subjects.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let problems = erase::check(policy).await;
-    for problem in &problems {
+    let checked = erase::check(policy).await;
+    for problem in &checked.problems {
         eprintln!("{problem}");
     }
+    for warning in &checked.warnings {
+        println!("{warning}");
+    }
+    let problems = &checked.problems;
     if problems.is_empty() {
         println!(
             "{} erasure subject{}: tables match",
             policy.subjects.len(),
             if policy.subjects.len() == 1 { "" } else { "s" }
         );
-        Ok(())
+        Ok(checked.warnings)
     } else {
         eprintln!(
             "{} problem{} found; nothing was changed",
@@ -196,6 +200,7 @@ fn fail(err: EraseError) -> Exit {
         EraseError::Store(_) | EraseError::LedgerFile { .. } => Exit::Error,
         EraseError::Usage(_) => Exit::Usage,
         EraseError::Schema(_) => Exit::Schema,
+        EraseError::Refused(_) => Exit::Refused,
         EraseError::Command(err) => err.exit(),
         EraseError::Locked => Exit::LockHeld,
     }

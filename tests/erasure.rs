@@ -84,6 +84,7 @@ store = "shop"
 table = "customers"
 match = { email = "email", customer_no = "customer_no" }
 action = "delete"
+authoritative = ["customer_no"]
 
 [[subject.table.cascade]]
 table = "orders"
@@ -215,7 +216,7 @@ every_engine! {
         let out = text(&plan);
         logs.push_str(&out);
         assert_eq!(code(&plan), 0, "{out}");
-        assert_contains(&out, "shop.customers: 1 found; 1 deleted with their rows in orders");
+        assert_contains(&out, "shop.customers: 1 found; 1 deleted; also deletes 2 rows of orders");
         assert_contains(&out, "shop.newsletter: 1 found; 1 deleted");
         // One of Jens's NAV rows has no e-mail: his customer number, found
         // in his customer row, finds it.
@@ -349,7 +350,7 @@ every_engine! {
         let check = project.glemsel(&["check"]);
         let out = text(&check);
         assert_eq!(code(&check), 4, "{out}");
-        assert_contains(&out, "rules/shop.toml:30:9: subject customer: table newsletter: no column \"mail\" in ");
+        assert_contains(&out, "rules/shop.toml:31:9: subject customer: table newsletter: no column \"mail\" in ");
         assert_contains(&out, "rules/shop.toml:23:9: subject customer: table customers: ");
         assert_contains(&out, "orders has a foreign key into this table");
         assert_contains(&out, "2 problems found; nothing was changed");

@@ -107,27 +107,39 @@ pub async fn add(
     Ok(request)
 }
 
+/// What `check` found in the subject tables: problems (each naming the
+/// file and line of the table's declaration), and warnings.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
 /// Checks every subject table against its live schema (columns, key,
-/// foreign keys, column types); every problem, each naming the file and
-/// line of the table's declaration. Changes nothing.
-pub async fn check(policy: &Policy) -> Vec<String> {
+/// foreign keys, column types). Changes nothing.
+pub async fn check(policy: &Policy) -> Checked {
     let mut stores = Stores::new(policy);
-    let mut problems = Vec::new();
+    let mut checked = Checked::default();
     for subject in &policy.subjects {
         for table in &subject.tables {
             let store = match stores.get(&table.store).await {
                 Ok(store) => store,
                 Err(err) => {
-                    problems.push(format!("{}: subject {}: {err}", table.at, subject.kind));
+                    checked
+                        .problems
+                        .push(format!("{}: subject {}: {err}", table.at, subject.kind));
                     continue;
                 }
             };
-            if let Err(err) = super::find::table_plan(store, subject, table).await {
-                problems.push(err.to_string());
+            match super::find::table_plan(store, subject, table).await {
+                Ok(plan) => checked
+                    .warnings
+                    .extend(super::find::identifier_warnings(subject, table, &plan)),
+                Err(err) => checked.problems.push(err.to_string()),
             }
         }
     }
-    problems
+    checked
 }
 
 /// A request's dry run.
@@ -342,8 +354,12 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
             let _ = write!(out, "  {}.{}: {} found", t.store, t.table, t.found);
             if t.change > 0 {
                 let _ = write!(out, "; {} {verb}", t.change);
-                if !t.cascades.is_empty() {
-                    let _ = write!(out, " with their rows in {}", t.cascades.join(", "));
+                for cascade in &t.cascades {
+                    let _ = write!(
+                        out,
+                        "; also deletes {} rows of {}",
+                        cascade.rows, cascade.name
+                    );
                 }
             }
             if t.already > 0 {

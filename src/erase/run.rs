@@ -164,18 +164,15 @@ async fn still_kept(
         };
         let store = stores.get(&table.store).await.map_err(EraseError::from)?;
         let plan = super::find::table_plan(store, subject, table).await?;
-        let present: std::collections::HashSet<String> = store
-            .erasure_read(&plan.table, &plan.key, &[])
-            .await?
-            .into_iter()
-            .map(|(key, _)| ctx.key.audit_hash(&key_text(&key)))
-            .collect();
-        let keys: Vec<String> = earlier
-            .keys
-            .iter()
-            .filter(|k| present.contains(*k))
-            .cloned()
-            .collect();
+        let recorded: std::collections::HashSet<&String> = earlier.keys.iter().collect();
+        let mut keys = Vec::new();
+        super::find::each_key(store, &plan, |key| {
+            let hash = ctx.key.audit_hash(&key_text(key));
+            if recorded.contains(&hash) {
+                keys.push(hash);
+            }
+        })
+        .await?;
         if !keys.is_empty() {
             let rule = table.kept_by.as_deref().unwrap_or("?");
             outcome.remaining.push(kept(

@@ -201,6 +201,10 @@ every_engine! {
         let check = project.glemsel(&["check"]);
         assert_eq!(code(&check), 0, "{}", text(&check));
         assert_contains(&text(&check), "1 erasure subject: tables match");
+        // The newsletter's key is the address: its values are bound into
+        // the statements, which a server may log.
+        assert_contains(&text(&check), "warning: rules/shop.toml:34:9: subject customer: table newsletter: column \"address\" holds an identifier");
+        assert_lacks(&text(&check), "table customers: column");
 
         let add = project.glemsel(&["erase", "add", "--subject", "email=Jens@Example.invalid", "--received", "2026-11-20", "--reference", "case 17"]);
         logs.push_str(&text(&add));
@@ -224,6 +228,12 @@ every_engine! {
         assert_contains(&out, "shop.invoices: 2 found; 2 pseudonymised; kept under the minimum of rule invoices-bookkeeping");
         assert_contains(&out, "matches no row in any declared table");
         assert_eq!(snapshot(&db).await, before, "the dry run changed nothing");
+        let json = project.glemsel(&["erase", "plan", "--format", "json"]);
+        let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(
+            json[0]["tables"][0]["cascades"],
+            serde_json::json!([{ "name": "orders", "rows": 2 }])
+        );
 
         // Søren's request came in September: overdue until it is run.
         let overdue = project.glemsel(&["erase", "add", "--subject", "email=soren@example.invalid", "--received", "2026-09-01"]);
@@ -454,4 +464,120 @@ async fn an_erasure_run_waits_for_another_workers() {
     assert_eq!(code(&run), 0, "{}", text(&run));
     assert_ne!(snapshot(&db).await, before);
     db.drop().await;
+}
+
+/// The SCHEMA with people who share values: two walk-in customers under
+/// the customer number GUEST, two customers of a firm under its one
+/// address, and a NAV row of Karen's (C-3) that carries Jens's address.
+const SHARED: &str = r#"
+INSERT INTO customers (id, name, email, customer_no) VALUES
+    (4, 'Walk-in One', 'one@example.invalid', 'GUEST'),
+    (5, 'Walk-in Two', 'two@example.invalid', 'GUEST'),
+    (6, 'Firm Buyer A', 'info@firm.invalid', 'C-6'),
+    (7, 'Firm Buyer B', 'info@firm.invalid', 'C-7');
+INSERT INTO orders (id, customer_id, item) VALUES (14, 4, 'map'), (15, 5, 'pen');
+INSERT INTO "CRONUS International Ltd_$Customer" ("No_", "Company", "Name", "E-Mail") VALUES
+    ('C-3', 'SHARED', 'Karen Blixen', 'jens@example.invalid'),
+    ('GUEST', 'CRONUS', 'Walk-in', NULL);
+"#;
+
+every_engine! {
+    /// Following learns a customer number only from the customers table
+    /// (a row there is one person), so a NAV row with Jens's address and
+    /// Karen's number does not take Karen in; and a learnt value several
+    /// rows hold, or a request matching several people's rows, is refused
+    /// by plan and run alike, naming the request and the table, never the
+    /// value, with nothing changed.
+    async fn follow_takes_in_nobody_who_shares_a_value(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_shared").await else { return };
+        db.exec(SCHEMA).await;
+        db.exec(SHARED).await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        project.rules("shop.toml", RULES);
+        let before = snapshot(&db).await;
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        // Jens's customer row, his two NAV rows and the NAV row with his
+        // address; not Karen's customer row, order or NAV row.
+        assert_contains(&text(&run), "erasure-0001: 7 rows found, 7 changed, 2 related rows deleted");
+        let after = snapshot(&db).await;
+        let karen = |table: &[Vec<Option<String>>]| -> Vec<Vec<Option<String>>> {
+            table.iter().filter(|r| r.iter().flatten().any(|v| v == "C-3" || v == "13")).cloned().collect()
+        };
+        assert_eq!(karen(&after[0]), karen(&before[0]));
+        assert_eq!(karen(&after[1]), karen(&before[1]));
+        assert_eq!(
+            after[3].iter().filter(|r| r[0].as_deref() == Some("C-3")).count(),
+            1,
+            "Karen's own NAV row stays, the one with Jens's address goes: {:?}",
+            after[3]
+        );
+
+        // A walk-in's number is shared; the firm's address is two people's.
+        for subject in ["email=one@example.invalid", "email=info@firm.invalid"] {
+            let add = project.glemsel(&["erase", "add", "--subject", subject]);
+            assert_eq!(code(&add), 0, "{}", text(&add));
+        }
+        let before = snapshot(&db).await;
+        for command in ["plan", "run"] {
+            let out = project.glemsel(&["erase", command]);
+            let said = text(&out);
+            assert_eq!(code(&out), 5, "{said}");
+            assert_contains(&said, "erasure request erasure-0002 (subject customer): refused, nothing changed: the customer_no learnt from its row of shop.customers is held by 2 rows there");
+            assert_contains(&said, "erasure request erasure-0003 (subject customer): refused, nothing changed: its identifiers match 2 rows of shop.customers, the table authoritative for customer_no");
+            for value in ["GUEST", "guest", "one@", "info@", "firm.invalid", "C-6"] {
+                assert_lacks(&said, value);
+            }
+            assert_eq!(snapshot(&db).await, before, "erase {command} changed nothing");
+        }
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// A delete is refused, by check and by the plan, when a foreign key
+    /// would carry it (ON DELETE CASCADE, SET NULL) into rows erasure must
+    /// keep: a subject table that holds its rows, and a table erasure does
+    /// not touch. Both tables are named, and nothing changes.
+    async fn a_delete_never_reaches_rows_erasure_keeps(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_fk").await else { return };
+        db.exec(SCHEMA).await;
+        db.exec("CREATE TABLE tickets (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE CASCADE, email VARCHAR(120), disputed BOOLEAN); \
+                 INSERT INTO tickets (id, customer_id, email, disputed) VALUES (1, 1, 'jens@example.invalid', TRUE), (2, 3, 'karen@example.invalid', FALSE)").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        // The tickets come first, as a table deleted before the customers.
+        let customers = "[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\n";
+        assert!(RULES.contains(customers));
+        let tickets = "[[subject.table]]\nstore = \"shop\"\ntable = \"tickets\"\nmatch = { email = \"email\" }\naction = \"delete\"\nhold = \"disputed\"\n\n";
+        project.rules("shop.toml", &RULES.replacen(customers, &format!("{tickets}{customers}"), 1));
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "rules/shop.toml:30:9: subject customer: table customers: deleting rows of ");
+        assert_contains(&out, "tickets through its foreign key customer_id (ON DELETE CASCADE), whose rows erasure keeps while they are held");
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let tickets_rows = "SELECT id, customer_id, email FROM tickets ORDER BY id";
+        let held = db.rows(tickets_rows).await;
+        let before = snapshot(&db).await;
+        for command in ["plan", "run"] {
+            let out = project.glemsel(&["erase", command]);
+            assert_eq!(code(&out), 4, "{}", text(&out));
+            assert_contains(&text(&out), "whose rows erasure keeps while they are held");
+            assert_eq!(snapshot(&db).await, before);
+            assert_eq!(db.rows(tickets_rows).await, held);
+        }
+
+        // A table no subject declares, whose key would be set to NULL.
+        db.exec("DROP TABLE tickets").await;
+        db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE SET NULL, text VARCHAR(80))").await;
+        project.rules("shop.toml", RULES);
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "notes through its foreign key customer_id (ON DELETE SET NULL), a table erasure does not delete");
+        db.drop().await;
+    }
 }

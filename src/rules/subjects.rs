@@ -763,4 +763,57 @@ mod tests {
             );
         }
     }
+
+    /// A followed identifier is learnt from exactly one table, which
+    /// matches on it: none, two, or one not followed is an error.
+    #[test]
+    fn follow_needs_one_authoritative_table() {
+        let subject = "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\", \"customer_no\", \"phone\"]\ndeadline = \"1 month\"\nfollow = [\"customer_no\"]\n\n";
+        let table = |name: &str, authoritative: &str| {
+            format!(
+                "[[subject.table]]\nstore = \"shop\"\ntable = \"{name}\"\nmatch = {{ email = \"email\", customer_no = \"no\" }}\naction = \"delete\"\n{authoritative}\n"
+            )
+        };
+        let none = load(CONFIG, &format!("{subject}{}", table("customers", ""))).unwrap_err();
+        assert!(
+            none.iter().any(|e| e.contains("rules/shop.toml:17:10: subject customer: follow: \"customer_no\" has no authoritative table; add authoritative = [\"customer_no\"]")),
+            "{none:#?}"
+        );
+        let one = "authoritative = [\"customer_no\"]";
+        let two = load(
+            CONFIG,
+            &format!(
+                "{subject}{}{}",
+                table("customers", one),
+                table("accounts", one)
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            two.iter().any(|e| e.contains("subject customer: authoritative: \"customer_no\" has an authoritative table already")),
+            "{two:#?}"
+        );
+        let unfollowed = load(
+            CONFIG,
+            &format!(
+                "{subject}{}",
+                table(
+                    "customers",
+                    "authoritative = [\"customer_no\", \"phone\", \"email\"]"
+                )
+            ),
+        )
+        .unwrap_err();
+        for line in [
+            "subject customer: table customers: authoritative: \"phone\" is not followed",
+            "subject customer: table customers: authoritative: \"email\" is not followed",
+        ] {
+            assert!(
+                unfollowed.iter().any(|e| e.contains(line)),
+                "missing {line}\nin {unfollowed:#?}"
+            );
+        }
+        let policy = load(CONFIG, &format!("{subject}{}", table("customers", one))).unwrap();
+        assert_eq!(policy.subjects[0].tables[0].authoritative, ["customer_no"]);
+    }
 }

@@ -235,16 +235,17 @@ impl Learning {
             let table = &subject.tables[t];
             format!("{}.{}", table.store, table.table)
         };
-        let mut sources: Vec<(&(usize, String), &(usize, HashSet<String>))> = self
+        let mut sources: Vec<(usize, &str, usize, usize)> = self
             .sources
             .iter()
             .filter(|(_, (_, rows))| rows.len() > 1)
+            .map(|((i, identifier), (t, rows))| (*i, identifier.as_str(), *t, rows.len()))
             .collect();
-        sources.sort_by(|a, b| a.0.cmp(b.0));
-        for ((i, identifier), (t, rows)) in sources {
+        sources.sort_unstable();
+        for (i, identifier, t, rows) in sources {
             refusals.push(format!(
-                "erasure request {} (subject {}): refused, nothing changed: its identifiers match {} rows of {}, the table authoritative for {identifier}, so more than one person; following {identifier} would take in all of them. Check those rows and correct them, or erase by hand",
-                requests[*i].id, subject.kind, rows.len(), place(*t)
+                "erasure request {} (subject {}): refused, nothing changed: its identifiers match {rows} rows of {}, the table authoritative for {identifier}, so more than one person; following {identifier} would take in all of them. Check those rows and correct them, or erase by hand",
+                requests[i].id, subject.kind, place(t)
             ));
         }
         let mut shared: Vec<(usize, &str, usize, u64)> = self

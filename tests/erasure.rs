@@ -521,6 +521,8 @@ every_engine! {
             assert_eq!(code(&add), 0, "{}", text(&add));
         }
         let before = snapshot(&db).await;
+        let batches = "SELECT count(*) FROM glemsel_audit WHERE event = 'batch'";
+        let batches_before = db.number(batches).await;
         for command in ["plan", "run"] {
             let out = project.glemsel(&["erase", command]);
             let said = text(&out);
@@ -531,6 +533,7 @@ every_engine! {
                 assert_lacks(&said, value);
             }
             assert_eq!(snapshot(&db).await, before, "erase {command} changed nothing");
+            assert_eq!(db.number(batches).await, batches_before, "and audited no change");
         }
         db.drop().await;
     }
@@ -578,6 +581,105 @@ every_engine! {
         let out = text(&check);
         assert_eq!(code(&check), 4, "{out}");
         assert_contains(&out, "notes through its foreign key customer_id (ON DELETE SET NULL), a table erasure does not delete");
+
+        // The invoices, kept under a minimum: their link to the customer
+        // would be set to NULL.
+        db.exec("DROP TABLE notes").await;
+        db.exec("ALTER TABLE invoices ADD COLUMN customer_id INTEGER REFERENCES customers (id) ON DELETE SET NULL").await;
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "invoices through its foreign key customer_id (ON DELETE SET NULL), whose rows erasure keeps under the minimum of rule invoices-bookkeeping");
+        db.drop().await;
+    }
+}
+
+/// The same table in another schema is another table: a foreign key ON
+/// DELETE CASCADE from `archive.tickets` is not the declared subject
+/// table `tickets`'s, and `check` refuses it (PostgreSQL has schemas).
+#[tokio::test]
+async fn a_foreign_key_from_another_schema_is_not_the_subject_tables() {
+    let Some(db) = TestDb::create(common::Kind::Postgres, "erasure_schema").await else {
+        return;
+    };
+    db.exec(SCHEMA).await;
+    db.exec(
+        "CREATE TABLE tickets (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id), email VARCHAR(120)); \
+         CREATE SCHEMA archive; \
+         CREATE TABLE archive.tickets (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE CASCADE, email VARCHAR(120)); \
+         INSERT INTO archive.tickets (id, customer_id, email) VALUES (1, 1, 'jens@example.invalid')",
+    )
+    .await;
+    let project = Project::for_db(
+        &db,
+        "shop",
+        "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n",
+    );
+    let customers = "[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\n";
+    let tickets = "[[subject.table]]\nstore = \"shop\"\ntable = \"tickets\"\nmatch = { email = \"email\" }\naction = \"delete\"\n\n";
+    project.rules(
+        "shop.toml",
+        &RULES.replacen(customers, &format!("{tickets}{customers}"), 1),
+    );
+    let check = project.glemsel(&["check"]);
+    let out = text(&check);
+    assert_eq!(code(&check), 4, "{out}");
+    assert_contains(
+        &out,
+        "deleting rows of public.customers would change rows of archive.tickets through its foreign key customer_id (ON DELETE CASCADE), a table erasure does not delete",
+    );
+    assert_lacks(&out, "public.tickets");
+    db.drop().await;
+}
+
+every_engine! {
+    /// A table larger than a read batch, with a composite key whose
+    /// batches split one customer number's rows, is read whole: the
+    /// person's rows after the first batches are found, nobody else's
+    /// taken. A table keyed by the e-mail address with a unique id is
+    /// changed by the id, and `check` has nothing to warn of.
+    async fn a_table_is_read_in_batches_and_changed_by_a_key_without_identifiers(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_batches").await else { return };
+        db.exec(SCHEMA).await;
+        // Three companies per number: 1000 rows end inside number 00333.
+        for chunk in 0..6 {
+            let values: Vec<String> = (chunk * 500..(chunk + 1) * 500)
+                .map(|i| format!("('{:05}', '{}', 'Filler', 'filler{i}@example.invalid')", i / 3, ["A", "B", "C"][i % 3]))
+                .collect();
+            db.exec(&format!("INSERT INTO \"CRONUS International Ltd_$Customer\" (\"No_\", \"Company\", \"Name\", \"E-Mail\") VALUES {}", values.join(", "))).await;
+        }
+        db.exec("CREATE TABLE subscribers (email VARCHAR(120) PRIMARY KEY, id INTEGER NOT NULL UNIQUE); \
+                 INSERT INTO subscribers (email, id) VALUES ('jens@example.invalid', 1), ('karen@example.invalid', 2)").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        let rules = RULES.replace(
+            "[[subject.table]]\nstore = \"shop\"\ntable = \"newsletter\"\nmatch = { email = \"address\" }",
+            "[[subject.table]]\nstore = \"shop\"\ntable = \"subscribers\"\nmatch = { email = \"email\" }",
+        );
+        assert_ne!(rules, RULES);
+        project.rules("shop.toml", &rules);
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{}", text(&check));
+        assert_lacks(&text(&check), "table subscribers: column");
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let plan = project.glemsel(&["erase", "plan"]);
+        assert_contains(&text(&plan), "shop.CRONUS International Ltd_$Customer: 2 found; 2 deleted");
+        assert_contains(&text(&plan), "shop.subscribers: 1 found; 1 deleted");
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        let nav = "SELECT count(*) FROM \"CRONUS International Ltd_$Customer\"";
+        assert_eq!(db.number(nav).await, 3000 + 1, "every filler row and Karen's stay");
+        assert_eq!(
+            db.rows("SELECT email, id FROM subscribers").await,
+            vec![vec![Some("karen@example.invalid".to_string()), Some("2".to_string())]]
+        );
+        assert_eq!(
+            db.rows("SELECT table_name, rows_affected FROM glemsel_audit WHERE event = 'batch' AND table_name IN ('subscribers', 'CRONUS International Ltd_$Customer') ORDER BY seq").await,
+            vec![
+                vec![Some("subscribers".to_string()), Some("1".to_string())],
+                vec![Some("CRONUS International Ltd_$Customer".to_string()), Some("2".to_string())],
+            ]
+        );
         db.drop().await;
     }
 }

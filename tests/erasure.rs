@@ -582,8 +582,24 @@ every_engine! {
         assert_eq!(code(&check), 4, "{out}");
         assert_contains(&out, "notes through its foreign key customer_id (ON DELETE SET NULL), a table erasure does not delete");
 
+        // A declared cascade must match on the foreign key's columns, and
+        // on a unique key of ours: a name may be two people's.
+        db.exec("ALTER TABLE notes ADD COLUMN author_id INTEGER").await;
+        let cascade = "[[subject.table.cascade]]\ntable = \"orders\"\non = { customer_id = \"id\" }\n";
+        assert!(RULES.contains(cascade));
+        for (on, problem) in [
+            ("on = { author_id = \"id\" }", "notes (customer_id) references this table ON DELETE SET NULL, but the declared cascade into it matches on other columns: declare on = { customer_id = \"id\" }"),
+            ("on = { text = \"name\" }", "cascade notes: (name) is not the primary key or a unique key of NOT NULL columns of "),
+        ] {
+            project.rules("shop.toml", &RULES.replace(cascade, &format!("{cascade}\n[[subject.table.cascade]]\ntable = \"notes\"\n{on}\n")));
+            let check = project.glemsel(&["check"]);
+            assert_eq!(code(&check), 4, "{}", text(&check));
+            assert_contains(&text(&check), problem);
+        }
+
         // The invoices, kept under a minimum: their link to the customer
         // would be set to NULL.
+        project.rules("shop.toml", RULES);
         db.exec("DROP TABLE notes").await;
         db.exec("ALTER TABLE invoices ADD COLUMN customer_id INTEGER REFERENCES customers (id) ON DELETE SET NULL").await;
         let check = project.glemsel(&["check"]);

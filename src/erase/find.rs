@@ -448,11 +448,21 @@ pub(crate) async fn table_plan(
             theirs.push(column_of(&child, their, &what)?);
             ours.push(column_of(&schema, our, &what)?);
         }
+        let on: Vec<&String> = cascade.related.on.iter().map(|(_, our)| our).collect();
+        if !crate::plan::is_unique(&schema, &on) {
+            return Err(EraseError::Schema(format!(
+                "{what}: cascade {}: ({}) is not the primary key or a unique key of NOT NULL columns of {}; another person's row may share the value, and their rows of {} would be deleted too. Cascade on a unique key",
+                cascade.related.table,
+                on.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                schema.table,
+                cascade.related.table,
+            )));
+        }
         cascades.push((cascade.related.table.clone(), theirs, ours));
-        children.push(child);
+        children.push((child, cascade.related.on.clone()));
     }
     if matches!(table.action, Action::Delete) {
-        let others = SubjectTables::resolve(store, subject, table, &schema).await?;
+        let others = SubjectTables::resolve(store, subject, table, &schema, &children).await?;
         check_references(&schema, &children, &others, &what)?;
     }
     Ok(TablePlan {
@@ -561,7 +571,13 @@ impl<'a> SubjectTables<'a> {
         subject: &'a Subject,
         planned: &SubjectTable,
         schema: &TableSchema,
+        children: &[Child],
     ) -> Result<SubjectTables<'a>, EraseError> {
+        let referencing: Vec<&str> = std::iter::once(schema)
+            .chain(children.iter().map(|(child, _)| child))
+            .flat_map(|t| &t.referenced_by)
+            .map(|fk| fk.table.name.as_str())
+            .collect();
         let mut tables = Vec::new();
         let mut earlier = true;
         for table in &subject.tables {
@@ -570,10 +586,7 @@ impl<'a> SubjectTables<'a> {
                 continue;
             }
             // Only a table some foreign key names needs resolving.
-            let named = schema
-                .referenced_by
-                .iter()
-                .any(|fk| fk.table.name == table.table.name);
+            let named = referencing.contains(&table.table.name.as_str());
             if table.store != planned.store || !named {
                 continue;
             }
@@ -601,16 +614,29 @@ impl<'a> SubjectTables<'a> {
 /// NULL or SET DEFAULT from anywhere else would change rows unseen.
 fn check_references(
     schema: &TableSchema,
-    children: &[TableSchema],
+    children: &[Child],
     others: &SubjectTables<'_>,
     what: &str,
 ) -> Result<(), EraseError> {
-    let declared = |t: &TableRef| children.iter().any(|c| &c.table == t);
     for fk in schema
         .referenced_by
         .iter()
-        .filter(|fk| fk.table != schema.table && !declared(&fk.table))
+        .filter(|fk| fk.table != schema.table && !declared(children, fk))
     {
+        if children.iter().any(|(child, _)| child.table == fk.table) {
+            return Err(EraseError::Schema(format!(
+                "{what}: {} ({}) references this table {}, but the declared cascade into it matches on other columns: declare on = {{ {} }}",
+                fk.table,
+                fk.columns.join(", "),
+                fk.on_delete.as_sql(),
+                fk.columns
+                    .iter()
+                    .zip(&fk.references)
+                    .map(|(theirs, ours)| format!("{theirs} = {ours:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let other = others.get(&fk.table);
         let deleted = other.filter(|(t, _)| erasure_deletes(t));
         match (fk.on_delete.widens(), deleted) {
@@ -625,7 +651,7 @@ fn check_references(
             }
         }
     }
-    for child in children {
+    for (child, _) in children {
         for fk in child
             .referenced_by
             .iter()
@@ -638,6 +664,22 @@ fn check_references(
         }
     }
     Ok(())
+}
+
+/// A declared cascade's table, as the store resolved it, and its `on`
+/// pairs (theirs, ours).
+type Child = (TableSchema, Vec<(String, String)>);
+
+/// Whether a declared cascade deletes the rows the foreign key points
+/// from, first: the same table, on the same columns.
+fn declared(children: &[Child], fk: &ForeignKey) -> bool {
+    let mut pairs: Vec<(&String, &String)> = fk.columns.iter().zip(&fk.references).collect();
+    pairs.sort();
+    children.iter().any(|(child, on)| {
+        let mut on: Vec<(&String, &String)> = on.iter().map(|(a, b)| (a, b)).collect();
+        on.sort();
+        child.table == fk.table && on == pairs
+    })
 }
 
 /// Whether erasure deletes the table's rows outright: not kept under a

@@ -1,7 +1,10 @@
-//! Finding a request's rows: each declared table is read once (its key and
-//! the columns that may hold an identifier), every value is hashed here
-//! under the key and compared with the requests' hashes. The key and the
-//! identifiers never reach a server; the server sees a plain SELECT.
+//! Finding a request's rows: each declared table is read a batch at a time
+//! in key order (its key and the columns that may hold an identifier),
+//! every value is hashed here under the key and compared with the
+//! requests' hashes. The key and the identifiers never reach a server; the
+//! server sees plain SELECTs. Following an identifier reads the tables
+//! authoritative for it once more per round, and refuses what could be
+//! another person's; the planned deletes are held to the foreign keys.
 
 use std::collections::{HashMap, HashSet};
 

@@ -98,7 +98,10 @@ pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
                             serde_json::to_string_pretty(&planned).expect("plans serialise")
                         ),
                     }
-                    Exit::Ok
+                    match planned.iter().any(|p| !p.found.refused.is_empty()) {
+                        true => Exit::Refused,
+                        false => Exit::Ok,
+                    }
                 }
                 Err(err) => fail(err),
             }
@@ -166,7 +169,10 @@ async fn run(policy: &Policy, mode: Mode, format: Format) -> Exit {
                     serde_json::to_string_pretty(&report).expect("reports serialise")
                 ),
             }
-            Exit::Ok
+            match report.refused.is_empty() {
+                true => Exit::Ok,
+                false => Exit::Refused,
+            }
         }
         Err(err) => fail(err),
     }
@@ -200,7 +206,6 @@ fn fail(err: EraseError) -> Exit {
         EraseError::Store(_) | EraseError::LedgerFile { .. } => Exit::Error,
         EraseError::Usage(_) => Exit::Usage,
         EraseError::Schema(_) => Exit::Schema,
-        EraseError::Refused(_) => Exit::Refused,
         EraseError::Command(err) => err.exit(),
         EraseError::Locked => Exit::LockHeld,
     }

@@ -338,6 +338,12 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
             r.deadline,
             p.status.as_str()
         );
+        if !p.found.refused.is_empty() {
+            for refusal in &p.found.refused {
+                let _ = writeln!(out, "  {refusal}");
+            }
+            continue;
+        }
         if p.found.tables.is_empty() {
             let _ = writeln!(
                 out,
@@ -393,7 +399,7 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
 
 pub fn run_text(report: &RunReport) -> String {
     let mut out = String::new();
-    if report.requests.is_empty() {
+    if report.requests.is_empty() && report.refused.is_empty() {
         out.push_str("no open erasure requests\n");
     }
     for r in &report.requests {
@@ -419,6 +425,9 @@ pub fn run_text(report: &RunReport) -> String {
                 rem.rows, rem.store, rem.table, rem.why
             );
         }
+    }
+    for refusal in &report.refused {
+        let _ = writeln!(out, "{refusal}");
     }
     out
 }

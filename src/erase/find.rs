@@ -71,6 +71,10 @@ pub(crate) struct TablePlan {
 pub struct Found {
     pub request: String,
     pub tables: Vec<TableFinding>,
+    /// Why the request is refused (its rows may be another person's too):
+    /// nothing of it is changed until the data or the rules are corrected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 impl Found {
@@ -86,9 +90,9 @@ const READ_BATCH: u64 = 1000;
 /// `(identifier, hash)` → indexes of the requests it names.
 type Wanted = HashMap<(String, String), Vec<usize>>;
 
-/// Finds the rows of every request in `requests`. Refuses (nothing found,
-/// so nothing changed) when following an identifier could take in another
-/// person's rows.
+/// Finds the rows of every request in `requests`. A request whose
+/// followed identifiers could take in another person's rows is refused:
+/// no rows found, and [`Found::refused`] says why.
 pub async fn find(
     policy: &Policy,
     stores: &mut crate::commands::Stores<'_>,
@@ -101,9 +105,9 @@ pub async fn find(
         .map(|r| Found {
             request: r.id.clone(),
             tables: Vec::new(),
+            refused: Vec::new(),
         })
         .collect();
-    let mut refused = Vec::new();
     for subject in &policy.subjects {
         let mut wanted = seeds(subject, requests);
         if wanted.is_empty() {
@@ -115,14 +119,11 @@ pub async fn find(
             plans.push(table_plan(store, subject, table).await?);
         }
         let learning = follow(stores, key, subject, &plans, &mut wanted).await?;
-        let refusals = learning.refusals(subject, requests);
-        if refusals.is_empty() {
-            collect(stores, key, subject, &plans, &wanted, &mut found).await?;
+        collect(stores, key, subject, &plans, &wanted, &mut found).await?;
+        for (i, refusal) in learning.refusals(subject, requests) {
+            found[i].tables.clear();
+            found[i].refused.push(refusal);
         }
-        refused.extend(refusals);
-    }
-    if !refused.is_empty() {
-        return Err(EraseError::Refused(refused.join("\n")));
     }
     Ok(found)
 }
@@ -232,7 +233,7 @@ impl Learning {
     /// value that several authoritative rows hold, or a request whose
     /// identifiers match several authoritative rows (several people). The
     /// messages name the request, the subject and the table, never a value.
-    fn refusals(&self, subject: &Subject, requests: &[&Request]) -> Vec<String> {
+    fn refusals(&self, subject: &Subject, requests: &[&Request]) -> Vec<(usize, String)> {
         let mut refusals = Vec::new();
         let place = |t: usize| {
             let table = &subject.tables[t];
@@ -246,10 +247,10 @@ impl Learning {
             .collect();
         sources.sort_unstable();
         for (i, identifier, t, rows) in sources {
-            refusals.push(format!(
-                "erasure request {} (subject {}): refused, nothing changed: its identifiers match {rows} rows of {}, the table authoritative for {identifier}, so more than one person; following {identifier} would take in all of them. Check those rows and correct them, or erase by hand",
+            refusals.push((i, format!(
+                "erasure request {} (subject {}): refused, none of its rows changed: its identifiers match {rows} rows of {}, the table authoritative for {identifier}, so more than one person; following {identifier} would take in all of them. Check those rows and correct them, or erase by hand",
                 requests[i].id, subject.kind, place(t)
-            ));
+            )));
         }
         let mut shared: Vec<(usize, &str, usize, u64)> = self
             .learnt
@@ -262,10 +263,10 @@ impl Learning {
         shared.sort_unstable();
         shared.dedup();
         for (i, identifier, t, holders) in shared {
-            refusals.push(format!(
-                "erasure request {} (subject {}): refused, nothing changed: the {identifier} learnt from its row of {} is held by {holders} rows there, so it is not one person's; following it would take in all of them. Check those rows and correct them, or erase by hand",
+            refusals.push((i, format!(
+                "erasure request {} (subject {}): refused, none of its rows changed: the {identifier} learnt from its row of {} is held by {holders} rows there, so it is not one person's; following it would take in all of them. Check those rows and correct them, or erase by hand",
                 requests[i].id, subject.kind, place(t)
-            ));
+            )));
         }
         refusals
     }

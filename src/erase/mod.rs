@@ -36,9 +36,6 @@ pub enum EraseError {
     Locked,
     #[error("{0}")]
     Schema(String),
-    /// A request whose rows cannot be told from another person's.
-    #[error("{0}")]
-    Refused(String),
 }
 
 /// The text an identifier is compared by: without surrounding blanks, in

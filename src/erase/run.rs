@@ -42,6 +42,9 @@ pub struct RunReport {
     pub run_id: String,
     pub replay: bool,
     pub requests: Vec<RequestOutcome>,
+    /// Requests refused, and why: not run, their status unchanged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// Where the ledger is and the keys a run uses.
@@ -66,7 +69,12 @@ pub async fn run(
         .collect();
     let found = super::find(ctx.policy, stores, ctx.key, &selected).await?;
     let mut outcomes = Vec::new();
+    let mut refused = Vec::new();
     for found in found {
+        if !found.refused.is_empty() {
+            refused.extend(found.refused);
+            continue;
+        }
         let mut outcome = erase_request(ctx, stores, &found, mode).await?;
         outcome.first = !ledger.statuses.contains_key(&found.request);
         if let Some(previous) = ledger.statuses.get(&found.request) {
@@ -79,6 +87,7 @@ pub async fn run(
         run_id: ctx.run_id.to_string(),
         replay: mode == Mode::Replay,
         requests: outcomes,
+        refused,
     })
 }
 

@@ -533,6 +533,18 @@ every_engine! {
                 assert_lacks(&said, value);
             }
         }
+        let json = project.glemsel(&["erase", "plan", "--format", "json"]);
+        assert_eq!(code(&json), 5, "{}", text(&json));
+        let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let refused: Vec<&serde_json::Value> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p.get("refused").is_some())
+            .collect();
+        assert_eq!(refused.len(), 2, "{json:#}");
+        assert_eq!(refused[0]["tables"], serde_json::json!([]));
+        assert_contains(refused[0]["refused"][0].as_str().unwrap(), "erasure request erasure-0002 (subject customer): refused");
         // Only Karen's rows went, and only her request's batches are audited.
         let after = snapshot(&db).await;
         assert_eq!(after, without(&before, &["karen", "c-3"]).into_iter().enumerate().map(|(i, table)| match i {

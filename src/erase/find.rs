@@ -517,14 +517,14 @@ pub(crate) fn identifier_warnings(
     plan: &TablePlan,
 ) -> Vec<String> {
     let cascade_columns = plan.cascades.iter().flat_map(|(_, _, ours)| ours);
-    let mut columns: Vec<&str> = plan
+    let mut seen = HashSet::new();
+    let columns: Vec<&str> = plan
         .key
         .iter()
         .chain(cascade_columns)
         .map(|c| c.name.as_str())
-        .filter(|c| is_identifier_column(table, c))
+        .filter(|c| is_identifier_column(table, c) && seen.insert(*c))
         .collect();
-    columns.dedup();
     columns
         .into_iter()
         .map(|column| format!(

@@ -695,6 +695,15 @@ every_engine! {
                 .collect();
             db.exec(&format!("INSERT INTO \"CRONUS International Ltd_$Customer\" (\"No_\", \"Company\", \"Name\", \"E-Mail\") VALUES {}", values.join(", "))).await;
         }
+        // An integer key over several batches, Jens's second customer row
+        // (without a customer number) in the last.
+        for chunk in 0..5 {
+            let values: Vec<String> = (1000 + chunk * 500..1000 + (chunk + 1) * 500)
+                .map(|i| format!("({i}, 'Filler', 'filler{i}@example.invalid', 'F-{i}')"))
+                .collect();
+            db.exec(&format!("INSERT INTO customers (id, name, email, customer_no) VALUES {}", values.join(", "))).await;
+        }
+        db.exec("INSERT INTO customers (id, name, email, customer_no) VALUES (5000, 'Jens Hansen', 'JENS@example.invalid', NULL)").await;
         db.exec("CREATE TABLE subscribers (email VARCHAR(120) PRIMARY KEY, id INTEGER NOT NULL UNIQUE); \
                  INSERT INTO subscribers (email, id) VALUES ('jens@example.invalid', 1), ('karen@example.invalid', 2)").await;
         let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
@@ -712,10 +721,12 @@ every_engine! {
         let plan = project.glemsel(&["erase", "plan"]);
         assert_contains(&text(&plan), "shop.CRONUS International Ltd_$Customer: 2 found; 2 deleted");
         assert_contains(&text(&plan), "shop.subscribers: 1 found; 1 deleted");
+        assert_contains(&text(&plan), "shop.customers: 2 found; 2 deleted; also deletes 2 rows of orders");
         let run = project.glemsel(&["erase", "run"]);
         assert_eq!(code(&run), 0, "{}", text(&run));
         let nav = "SELECT count(*) FROM \"CRONUS International Ltd_$Customer\"";
         assert_eq!(db.number(nav).await, 3000 + 1, "every filler row and Karen's stay");
+        assert_eq!(db.number("SELECT count(*) FROM customers").await, 2500 + 2, "every filler customer, Søren and Karen stay");
         assert_eq!(
             db.rows("SELECT email, id FROM subscribers").await,
             vec![vec![Some("karen@example.invalid".to_string()), Some("2".to_string())]]

@@ -58,7 +58,7 @@ impl<'a> SubjectTables<'a> {
 /// row erasure must keep: every foreign key into it is a declared cascade,
 /// or comes from a table of the subject that erasure deletes, unheld and
 /// kept by no rule; one that would block the delete (NO ACTION, RESTRICT)
-/// only from such a table deleted before it. An ON DELETE CASCADE, SET
+/// only from a table of the subject deleted before it. An ON DELETE CASCADE, SET
 /// NULL or SET DEFAULT from anywhere else would change rows unseen.
 pub(super) fn check_references(
     schema: &TableSchema,
@@ -86,11 +86,15 @@ pub(super) fn check_references(
             )));
         }
         let other = others.get(&fk.table);
-        let deleted = other.filter(|(t, _)| erasure_deletes(t));
-        match (fk.on_delete.widens(), deleted) {
-            (true, Some(_)) | (false, Some((_, true))) => {}
-            (true, _) => return Err(widening(what, &schema.table, fk, other.map(|(t, _)| t))),
-            (false, _) => {
+        // A blocking key from a table whose rows go first can only stop
+        // the delete (a held row there), never widen it.
+        let deleted_first =
+            other.is_some_and(|(t, earlier)| earlier && matches!(t.action, Action::Delete));
+        match fk.on_delete.widens() {
+            true if other.is_some_and(|(t, _)| erasure_deletes(t)) => {}
+            false if deleted_first => {}
+            true => return Err(widening(what, &schema.table, fk, other.map(|(t, _)| t))),
+            false => {
                 return Err(EraseError::Schema(format!(
                     "{what}: {} has a foreign key into this table ({}); declare it as a [[subject.table.cascade]]",
                     fk.table,

@@ -119,8 +119,10 @@ pub async fn find(
             let store = stores.get(&table.store).await.map_err(EraseError::from)?;
             plans.push(table_plan(store, subject, table).await?);
         }
-        let learning = follow(stores, key, subject, &plans, &mut wanted).await?;
-        collect(stores, key, subject, &plans, &wanted, &mut found).await?;
+        let mut learning =
+            follow(stores, key, subject, &plans, &mut wanted, requests.len()).await?;
+        let read = std::mem::take(&mut learning.rows);
+        collect(stores, key, subject, &plans, &wanted, read, &mut found).await?;
         for (i, refusal) in learning.refusals(subject, requests) {
             found[i].tables.clear();
             found[i].refused.push(refusal);
@@ -168,6 +170,9 @@ struct Learning {
     sources: HashMap<(usize, String), (usize, HashSet<String>)>,
     /// (entry, request): identifiers learnt, not given.
     learnt: Vec<((String, String), usize)>,
+    /// Per authoritative table, each request's rows, as the last pass
+    /// (which learnt nothing new) found them.
+    rows: HashMap<usize, Vec<Vec<FoundRow>>>,
 }
 
 /// A followed identifier found in the person's row of the table
@@ -180,6 +185,7 @@ async fn follow(
     subject: &Subject,
     plans: &[TablePlan],
     wanted: &mut Wanted,
+    requests: usize,
 ) -> Result<Learning, EraseError> {
     let mut learnt = Vec::new();
     loop {
@@ -191,8 +197,12 @@ async fn follow(
             }
             let store = stores.get(&table.store).await.map_err(EraseError::from)?;
             let wanted = &*wanted;
+            let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); requests];
             scan(store, table, plan, key, |row, hashed| {
                 let hits = hits(wanted, &hashed);
+                for &i in &hits {
+                    per_request[i].push(row.clone());
+                }
                 let followed = hashed
                     .into_iter()
                     .filter(|(identifier, _)| table.authoritative.contains(identifier));
@@ -214,6 +224,7 @@ async fn follow(
                 }
             })
             .await?;
+            learning.rows.insert(t, per_request);
         }
         if new.is_empty() {
             learning.learnt = learnt;
@@ -274,23 +285,32 @@ impl Learning {
 }
 
 /// Each table's rows of each request, with the rows a cascade would take.
+/// The authoritative tables' rows are those `follow` read last (`read`);
+/// the other tables are read here.
 async fn collect(
     stores: &mut crate::commands::Stores<'_>,
     key: &HmacKey,
     subject: &Subject,
     plans: &[TablePlan],
     wanted: &Wanted,
+    mut read: HashMap<usize, Vec<Vec<FoundRow>>>,
     found: &mut [Found],
 ) -> Result<(), EraseError> {
-    for (table, plan) in subject.tables.iter().zip(plans) {
+    for (t, (table, plan)) in subject.tables.iter().zip(plans).enumerate() {
         let store = stores.get(&table.store).await.map_err(EraseError::from)?;
-        let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); found.len()];
-        scan(store, table, plan, key, |row, hashed| {
-            for i in hits(wanted, &hashed) {
-                per_request[i].push(row.clone());
+        let per_request = match read.remove(&t) {
+            Some(rows) => rows,
+            None => {
+                let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); found.len()];
+                scan(store, table, plan, key, |row, hashed| {
+                    for i in hits(wanted, &hashed) {
+                        per_request[i].push(row.clone());
+                    }
+                })
+                .await?;
+                per_request
             }
-        })
-        .await?;
+        };
         for (i, rows) in per_request.into_iter().enumerate() {
             if !rows.is_empty() {
                 found[i]

@@ -128,6 +128,31 @@ pub struct StoreReview {
     pub problem: Option<String>,
 }
 
+/// One table's erasure for a request, from its audit row.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureBatch {
+    pub store: String,
+    pub table: String,
+    pub action: String,
+    pub rows: u64,
+    pub at: DateTime<Utc>,
+    pub seq: i64,
+}
+
+/// An erasure request: where it stands and what its runs changed. The
+/// identifier's name only, never its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureReview {
+    pub id: String,
+    pub subject: String,
+    pub identifier: String,
+    pub received: chrono::NaiveDate,
+    pub deadline: chrono::NaiveDate,
+    pub status: String,
+    pub overdue: bool,
+    pub batches: Vec<ErasureBatch>,
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Review {
@@ -141,6 +166,10 @@ pub struct Review {
     pub months: Vec<Month>,
     pub rules: Vec<RuleReview>,
     pub stores: Vec<StoreReview>,
+    /// Erasure requests, when the rules declare subjects.
+    pub erasure: Vec<ErasureReview>,
+    /// Why the erasure requests could not be read.
+    pub erasure_problem: Option<String>,
 }
 
 impl Review {
@@ -148,6 +177,7 @@ impl Review {
     pub fn has_problems(&self) -> bool {
         self.rules.iter().any(|r| r.problem.is_some())
             || self.stores.iter().any(|s| s.problem.is_some())
+            || self.erasure_problem.is_some()
     }
 }
 
@@ -563,7 +593,13 @@ pub async fn gather(policy: &Policy, as_of: DateTime<Utc>) -> Review {
             stores.forget(&rule.store);
         }
     }
+    let (erasure, erasure_problem) = match erasures(policy, &mut stores).await {
+        Ok(erasure) => (erasure, None),
+        Err(err) => (Vec::new(), Some(err.to_string())),
+    };
     Review {
+        erasure,
+        erasure_problem,
         as_of,
         generated_at: commands::now(),
         timezone: policy.settings.timezone.name().to_string(),
@@ -574,6 +610,66 @@ pub async fn gather(policy: &Policy, as_of: DateTime<Utc>) -> Review {
         rules,
         stores: store_reviews,
     }
+}
+
+/// Every erasure request with its status and, from each subject store's
+/// trail, its batches.
+async fn erasures(
+    policy: &Policy,
+    stores: &mut Stores<'_>,
+) -> Result<Vec<ErasureReview>, crate::erase::EraseError> {
+    if policy.subjects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = crate::erase::commands::status(policy).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut names: Vec<&String> = policy
+        .subjects
+        .iter()
+        .flat_map(|s| s.tables.iter().map(|t| &t.store))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut batches = Vec::new();
+    for name in names {
+        let store = stores.get(name).await?;
+        match crate::trail::erasure_batches(
+            store,
+            &AuditFilter::default(),
+            ids.clone(),
+            crate::trail::PAGE_ROWS,
+        )
+        .await
+        {
+            Ok(found) => batches.extend(found),
+            Err(err) if no_trail(&err) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| ErasureReview {
+            batches: batches
+                .iter()
+                .filter(|b| b.entry.rule_id == r.id)
+                .map(|b| ErasureBatch {
+                    store: b.entry.store.clone(),
+                    table: b.entry.table_name.clone(),
+                    action: b.entry.action.clone(),
+                    rows: b.entry.rows.max(0) as u64,
+                    at: b.entry.at,
+                    seq: b.seq,
+                })
+                .collect(),
+            id: r.id,
+            subject: r.subject,
+            identifier: r.identifier,
+            received: r.received,
+            deadline: r.deadline,
+            status: r.status.as_str().to_string(),
+            overdue: r.overdue,
+        })
+        .collect())
 }
 
 /// One rule's status: its step against the live table, counts, forecast,

@@ -8,6 +8,10 @@
 //! and no finish (the process died) is summed from its batch rows at the
 //! end. `audit verify` remains the integrity check; `show` trusts nothing
 //! it has not read, and says when a rule has changed since a run.
+//!
+//! Erasure on request writes no run start or finish: its rows (each
+//! request, each change of its status, each table's batch) follow a store's
+//! rule runs, one entry each, under the request's id.
 
 use std::collections::BTreeMap;
 
@@ -258,6 +262,191 @@ async fn show_store(
     Ok(())
 }
 
+/// The audit row of an erasure as `audit show` lists it: a request, a
+/// change of its status, or one table's batch (these have no run start or
+/// finish). Its rule is the request's id; nothing names the person.
+fn erasure_row(record: &AuditRecord) -> RuleRun {
+    let e = &record.entry;
+    let d = detail(record);
+    let rows = e.rows.max(0) as u64;
+    let (action, status, cutoff) = match e.event {
+        AuditEvent::ErasureRequest => (
+            "erasure request".to_string(),
+            "recorded".to_string(),
+            format!(
+                "received {}, deadline {}",
+                d["received"].as_str().unwrap_or("?"),
+                d["deadline"].as_str().unwrap_or("?")
+            ),
+        ),
+        AuditEvent::ErasureStatus => {
+            let status = match d["status"].as_str().unwrap_or("unknown") {
+                "partly_done" => "partly done",
+                "running" => "running (intent)",
+                other => other,
+            };
+            let remaining: Vec<String> = d["remaining"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    format!(
+                        "{} rows in {}.{}",
+                        r["rows"].as_u64().unwrap_or(0),
+                        r["store"].as_str().unwrap_or("?"),
+                        r["table"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            (
+                "erasure status".to_string(),
+                format!(
+                    "{status}{}",
+                    if d["replay"].as_bool() == Some(true) {
+                        ", replay"
+                    } else {
+                        ""
+                    }
+                ),
+                format!(
+                    "{} rows found, {} changed{}",
+                    d["found"].as_u64().unwrap_or(0),
+                    d["changed"].as_u64().unwrap_or(0),
+                    if remaining.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; remaining {}", remaining.join(", "))
+                    }
+                ),
+            )
+        }
+        _ => (e.action.clone(), "completed".to_string(), e.cutoff.clone()),
+    };
+    let cascaded = d["cascaded"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["rows"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let batch = e.event == AuditEvent::Batch;
+    RuleRun {
+        store: e.store.clone(),
+        run_id: e.run_id.clone(),
+        rule_id: e.rule_id.clone(),
+        table: e.table_name.clone(),
+        action,
+        started: None,
+        finished: Some(e.at),
+        status,
+        trigger: None,
+        rows_deleted: if batch && e.action == "delete" {
+            rows
+        } else {
+            0
+        },
+        rows_pseudonymised: if batch && e.action != "delete" {
+            rows
+        } else {
+            0
+        },
+        rows_held: None,
+        cascaded,
+        batches: batch.then_some(1),
+        as_of: e.as_of,
+        cutoff,
+        rule_fingerprint: String::new(),
+        rule_now: "erasure",
+        plan: None,
+        key_id: e.key_id.clone(),
+        host: e.host.clone(),
+        version: e.version.clone(),
+        error: None,
+        first_seq: record.seq,
+        last_seq: record.seq,
+        last_row_hash: record.row_hash.clone(),
+    }
+}
+
+/// Whether a batch row is an erasure's (its cutoff names the request).
+fn erasure_batch(record: &AuditRecord) -> bool {
+    record.entry.event == AuditEvent::Batch && record.entry.cutoff.starts_with("erasure request ")
+}
+
+/// Every audit row matching `filter`, from the start.
+async fn all_rows(
+    store: &mut dyn Store,
+    filter: &AuditFilter,
+    page_rows: u32,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut rows = Vec::new();
+    let mut cursor = i64::MIN;
+    loop {
+        let page = store
+            .audit_search(filter, AuditCursor::After(cursor), page_rows)
+            .await?;
+        let full = page.len() == page_rows as usize;
+        if let Some(last) = page.last() {
+            cursor = last.seq;
+        }
+        rows.extend(page);
+        if !full {
+            return Ok(rows);
+        }
+    }
+}
+
+/// The batch rows of the erasure `requests` (by id) that `filter` selects.
+pub async fn erasure_batches(
+    store: &mut dyn Store,
+    filter: &AuditFilter,
+    mut requests: Vec<String>,
+    page_rows: u32,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    requests.sort();
+    requests.dedup();
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batches = AuditFilter {
+        events: vec![AuditEvent::Batch],
+        rules: requests,
+        ..filter.clone()
+    };
+    Ok(all_rows(store, &batches, page_rows)
+        .await?
+        .into_iter()
+        .filter(erasure_batch)
+        .collect())
+}
+
+/// One store's erasure rows, oldest first: its requests and their status
+/// changes, then (found by the requests' ids) their batches.
+async fn show_erasures(
+    store: &mut dyn Store,
+    options: &ShowOptions,
+    emit: &mut dyn FnMut(RuleRun),
+) -> Result<(), StoreError> {
+    let page_rows = options.page_rows.max(1);
+    let ledger = AuditFilter {
+        events: vec![AuditEvent::ErasureRequest, AuditEvent::ErasureStatus],
+        ..options.filter.clone()
+    };
+    let mut rows = match all_rows(store, &ledger, page_rows).await {
+        Ok(rows) => rows,
+        Err(err) if err.kind() == Some(crate::store::QueryErrorKind::Compile) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let requests: Vec<String> = rows.iter().map(|r| r.entry.rule_id.clone()).collect();
+    rows.extend(erasure_batches(store, &options.filter, requests, page_rows).await?);
+    rows.sort_by_key(|r| r.seq);
+    for record in &rows {
+        emit(erasure_row(record));
+    }
+    Ok(())
+}
+
 /// `audit show`: every selected store's rule runs, store by store.
 pub async fn show(
     policy: &Policy,
@@ -273,6 +462,7 @@ pub async fn show(
     for name in names {
         let store = stores.get(&name).await?;
         show_store(store, policy, options, emit).await?;
+        show_erasures(store, options, emit).await?;
     }
     Ok(())
 }

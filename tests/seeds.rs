@@ -1418,7 +1418,10 @@ async fn seed_subjects_fit_their_fixtures() {
         email: &'static str,
         plan: &'static [&'static str],
         run: &'static str,
+        /// Counts the person's data still there: must be 0.
         gone: &'static str,
+        /// The request's batch rows: table, action, rows.
+        audit: &'static [(&'static str, &'static str, &'static str)],
     }
     let requests = [
         Request {
@@ -1432,6 +1435,7 @@ async fn seed_subjects_fit_their_fixtures() {
             ],
             run: "erasure-0001: 1 rows found, 1 changed, 3 related rows deleted; done",
             gone: "SELECT count(*) FROM contacts WHERE id = 1",
+            audit: &[("contacts", "delete", "1")],
         },
         Request {
             seed: Seed {
@@ -1442,6 +1446,7 @@ async fn seed_subjects_fit_their_fixtures() {
             plan: &["justapps.contacts: 1 found; 1 kept under a hold"],
             run: "erasure-0001: 1 rows found, 0 changed; partly done",
             gone: "SELECT count(*) - 1 FROM contacts WHERE id = 6",
+            audit: &[],
         },
         Request {
             seed: Seed {
@@ -1452,6 +1457,37 @@ async fn seed_subjects_fit_their_fixtures() {
             plan: &["jetpak.marketing_contacts: 1 found; 1 deleted"],
             run: "erasure-0001: 1 rows found, 1 changed; done",
             gone: "SELECT count(*) FROM marketing_contacts WHERE id = 201",
+            audit: &[("marketing_contacts", "delete", "1")],
+        },
+        // A client whose invoices stay for the bookkeeping period: the
+        // client row stays too, its contact data redacted or NULL.
+        Request {
+            seed: Seed {
+                dir: "001-web-agency",
+                store: "agency",
+            },
+            email: "klient2@example.invalid",
+            plan: &["agency.clients: 1 found; 1 anonymised"],
+            run: "erasure-0001: 1 rows found, 1 changed; done",
+            gone: "SELECT count(*) FROM clients WHERE id = 2 AND NOT (name = '[redacted]' AND email = '[redacted]' \
+                   AND phone IS NULL AND address IS NULL AND company_name IS NULL AND cvr IS NULL AND billing_address IS NULL) \
+                   OR (SELECT count(*) FROM invoices WHERE client_id = 2) <> 3",
+            audit: &[("clients", "anonymise", "1")],
+        },
+        // A NAV customer: the card stays (its ledger entries and posted
+        // documents point at it), its personal data redacted.
+        Request {
+            seed: Seed {
+                dir: "004-jma",
+                store: "jma",
+            },
+            email: "kunde20@example.invalid",
+            plan: &["jma.CRONUS International Ltd_$Customer: 1 found; 1 anonymised"],
+            run: "erasure-0001: 1 rows found, 1 changed; done",
+            gone: "SELECT count(*) FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" = 'C00020' \
+                   AND NOT (\"Name\" = '[redacted]' AND \"E-Mail\" = '[redacted]' AND \"Phone No_\" = '[redacted]' \
+                   AND \"Address\" = '[redacted]' AND \"Contact\" = '[redacted]')",
+            audit: &[("CRONUS International Ltd_$Customer", "anonymise", "1")],
         },
     ];
     for request in &requests {
@@ -1491,6 +1527,23 @@ async fn seed_subjects_fit_their_fixtures() {
                 "{} {kind:?}: {}",
                 seed.dir,
                 request.gone
+            );
+            let batches: Vec<Vec<Option<String>>> = request
+                .audit
+                .iter()
+                .map(|(table, action, rows)| {
+                    vec![
+                        Some(table.to_string()),
+                        Some(action.to_string()),
+                        Some(rows.to_string()),
+                    ]
+                })
+                .collect();
+            assert_eq!(
+                db.rows("SELECT table_name, action, rows_affected FROM glemsel_audit WHERE event = 'batch' AND rule_id = 'erasure-0001' ORDER BY seq").await,
+                batches,
+                "{} {kind:?}",
+                seed.dir
             );
             db.drop().await;
         }

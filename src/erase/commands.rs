@@ -13,8 +13,77 @@ use crate::commands::{self, Stores};
 use crate::pseudonym::HmacKey;
 use crate::rules::Policy;
 
-/// The cross-host lock an erasure run holds on the ledger store.
+/// The cross-host lock on the ledger store that `erase add`, `run` and
+/// `replay` hold while they read the ledger and append to it.
 const ERASURE_LOCK: &str = "glemsel erasure";
+
+/// How long `erase add` waits for a run (or another add) to finish.
+const ADD_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The erasure lock, held: on the ledger store (across hosts; PostgreSQL
+/// and MariaDB) and on `<ledger file>.lock` (on this host, and the only
+/// one SQLite has). Taken before the ledger is read, so whoever holds it
+/// sees the ledger as it is and appends to it alone.
+struct Held {
+    file: std::fs::File,
+}
+
+/// Takes the erasure lock; waits up to `wait` for it, then refuses.
+async fn lock(
+    policy: &Policy,
+    stores: &mut Stores<'_>,
+    wait: std::time::Duration,
+) -> Result<Held, EraseError> {
+    let (name, ledger_file) = ledger_place(policy)?;
+    let mut path = ledger_file.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| EraseError::LedgerFile {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        })?;
+    let until = std::time::Instant::now() + wait;
+    let pause = std::time::Duration::from_millis(50);
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                tokio::time::sleep(pause).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(EraseError::Locked),
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(EraseError::LedgerFile {
+                    path: path.display().to_string(),
+                    message: err.to_string(),
+                });
+            }
+        }
+    }
+    let store = stores.get(name).await?;
+    while !store.try_lock(ERASURE_LOCK).await? {
+        if std::time::Instant::now() >= until {
+            return Err(EraseError::Locked);
+        }
+        tokio::time::sleep(pause).await;
+    }
+    Ok(Held { file })
+}
+
+/// Releases the erasure lock (the file's goes with the handle).
+async fn unlock(policy: &Policy, stores: &mut Stores<'_>, held: Held) {
+    if let Ok((name, _)) = ledger_place(policy)
+        && let Ok(store) = stores.get(name).await
+        && let Err(err) = store.unlock(ERASURE_LOCK).await
+    {
+        tracing::warn!(error = %err, "could not release the erasure lock; it goes with the connection");
+    }
+    drop(held.file);
+}
 
 /// Today in the deployment's time zone.
 pub fn today(policy: &Policy) -> NaiveDate {
@@ -75,9 +144,8 @@ pub async fn add(
     let key = key(policy)?;
     let audit_key = audit_key(policy)?;
     let mut stores = Stores::new(policy);
-    let ledger = open_ledger(policy, &mut stores).await?;
     let request = Request {
-        id: ledger.next_id(),
+        id: String::new(),
         subject: subject.kind.clone(),
         identifier: identifier.to_string(),
         hash: subject_hash(&key, identifier, value),
@@ -87,6 +155,21 @@ pub async fn add(
         reference,
         recorded_at: crate::audit::now(),
     };
+    let held = lock(policy, &mut stores, ADD_WAIT).await?;
+    let added = add_locked(policy, &mut stores, request, audit_key.as_ref()).await;
+    unlock(policy, &mut stores, held).await;
+    added
+}
+
+/// `add` under the erasure lock: the next id is read and taken at once.
+async fn add_locked(
+    policy: &Policy,
+    stores: &mut Stores<'_>,
+    mut request: Request,
+    audit_key: Option<&HmacKey>,
+) -> Result<Request, EraseError> {
+    let ledger = open_ledger(policy, stores).await?;
+    request.id = ledger.next_id();
     let (name, file) = ledger_place(policy)?;
     let store = stores.get(name).await.map_err(EraseError::from)?;
     let run_id = commands::new_run_id();
@@ -94,7 +177,7 @@ pub async fn add(
         store,
         file,
         &Entry::Request(request.clone()),
-        audit_key.as_ref(),
+        audit_key,
         &run_id,
     )
     .await?;
@@ -188,7 +271,6 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
     let key = key(policy)?;
     let audit_key = audit_key(policy)?;
     let mut stores = Stores::new(policy);
-    let ledger = open_ledger(policy, &mut stores).await?;
     let run_id = commands::new_run_id();
     let ctx = Context {
         policy,
@@ -199,24 +281,16 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
     // One erasure run at a time across hosts: a second would write every
     // status twice. The lock is the rules' kind, under a name no rule id
     // can take (rule ids have no spaces).
-    let (ledger_store, _) = ledger_place(policy)?;
-    if !stores
-        .get(ledger_store)
-        .await?
-        .try_lock(ERASURE_LOCK)
-        .await?
-    {
-        return Err(EraseError::Locked);
+    let held = lock(policy, &mut stores, std::time::Duration::ZERO).await?;
+    let report = async {
+        let ledger = open_ledger(policy, &mut stores).await?;
+        if mode == Mode::Replay {
+            restore_requests(policy, &mut stores, &ledger, audit_key.as_ref(), &run_id).await?;
+        }
+        run::run(&ctx, &mut stores, &ledger, mode).await
     }
-    if mode == Mode::Replay {
-        restore_requests(policy, &mut stores, &ledger, audit_key.as_ref(), &run_id).await?;
-    }
-    let report = run::run(&ctx, &mut stores, &ledger, mode).await;
-    if let Ok(store) = stores.get(ledger_store).await
-        && let Err(err) = store.unlock(ERASURE_LOCK).await
-    {
-        tracing::warn!(error = %err, "could not release the erasure lock; it goes with the connection");
-    }
+    .await;
+    unlock(policy, &mut stores, held).await;
     let report = report?;
     for name in stores_touched(policy) {
         if let Ok(store) = stores.get(&name).await {
@@ -296,7 +370,8 @@ pub fn status_rows(ledger: &Ledger, today: NaiveDate) -> Vec<StatusRow> {
                 deadline: r.deadline,
                 days_left: (r.deadline - today).num_days(),
                 status,
-                overdue: status == StatusKind::Open && today > r.deadline,
+                overdue: matches!(status, StatusKind::Open | StatusKind::Running)
+                    && today > r.deadline,
                 reference: r.reference.clone(),
                 only_in_file: ledger.only_in_file.contains(&r.id),
                 remaining: ledger

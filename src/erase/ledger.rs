@@ -45,6 +45,10 @@ pub struct Request {
 #[serde(rename_all = "snake_case")]
 pub enum StatusKind {
     Open,
+    /// A run's intent, written before it changes anything: what it is
+    /// about to do and what will remain. Still the latest status after a
+    /// crash, so the next run knows what the crashed one may have changed.
+    Running,
     /// Done except for rows a statutory minimum or a hold keeps.
     PartlyDone,
     Done,
@@ -54,6 +58,7 @@ impl StatusKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StatusKind::Open => "open",
+            StatusKind::Running => "interrupted",
             StatusKind::PartlyDone => "partly done",
             StatusKind::Done => "done",
         }
@@ -75,11 +80,24 @@ pub struct Remaining {
     pub keys: Vec<String>,
 }
 
+/// What a run is about to change in one table (a [`StatusKind::Running`]
+/// entry lists them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intended {
+    pub store: String,
+    pub table: String,
+    pub action: String,
+    pub rows: u64,
+}
+
 /// A change of a request's status (or a replay that found rows again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub request: String,
     pub status: StatusKind,
+    /// Only in a `running` entry: the changes the run is about to make.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intended: Vec<Intended>,
     /// Rows found for the request by the run that wrote this.
     pub found: u64,
     /// Rows changed by that run.
@@ -281,32 +299,132 @@ fn file_error(file: &Path, err: impl std::fmt::Display) -> EraseError {
     }
 }
 
+/// What the ledger file holds: its entries, and a torn last line if a
+/// crash cut an append short.
+#[derive(Debug)]
+struct Scanned {
+    entries: Vec<Entry>,
+    /// Bytes up to the end of the last complete entry.
+    good_len: usize,
+    /// The last entry is complete but lacks its newline.
+    missing_newline: bool,
+    /// The torn last line: its number and text.
+    torn: Option<(usize, String)>,
+}
+
+/// Reads the file's lines as entries. Only the last line may be torn (an
+/// append the crash cut short): it is reported and left out. A line that
+/// cannot be read anywhere else is an error naming the file and line.
+fn scan(file: &Path, text: &str) -> Result<Scanned, EraseError> {
+    let mut scanned = Scanned {
+        entries: Vec::new(),
+        good_len: 0,
+        missing_newline: false,
+        torn: None,
+    };
+    let mut start = 0;
+    let mut number = 0;
+    while start < text.len() {
+        number += 1;
+        let (line, end, last) = match text[start..].find('\n') {
+            Some(at) => (
+                &text[start..start + at],
+                start + at + 1,
+                start + at + 1 == text.len(),
+            ),
+            None => (&text[start..], text.len(), true),
+        };
+        if !line.trim().is_empty() {
+            match serde_json::from_str(line) {
+                Ok(entry) => scanned.entries.push(entry),
+                Err(_) if last => {
+                    scanned.torn = Some((number, line.to_string()));
+                    break;
+                }
+                Err(err) => return Err(file_error(file, format!("line {number}: {err}"))),
+            }
+        }
+        scanned.good_len = end;
+        scanned.missing_newline = !text[..end].ends_with('\n');
+        start = end;
+    }
+    if let Some((line, _)) = &scanned.torn {
+        tracing::warn!(
+            file = %file.display(),
+            line,
+            "the erasure ledger file ends in an incomplete line (an append cut short by a crash); it is ignored, and set aside by the next append"
+        );
+    }
+    Ok(scanned)
+}
+
+fn read_text(file: &Path) -> Result<Option<String>, EraseError> {
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(file_error(file, err)),
+    }
+}
+
+/// Appends one line in one write. A torn last line is first moved to
+/// `<file>.torn` (kept, for whoever looks into the crash) and cut off, so
+/// the file reads whole again; the caller holds the erasure lock.
 fn append_line(file: &Path, line: &str) -> Result<(), EraseError> {
+    let mut prefix = "";
+    if let Some(text) = read_text(file)? {
+        let scanned = scan(file, &text)?;
+        if let Some((number, torn)) = &scanned.torn {
+            let aside = torn_copy(file);
+            let mut out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&aside)
+                .map_err(|e| file_error(&aside, e))?;
+            out.write_all(format!("{torn}\n").as_bytes())
+                .and_then(|()| out.sync_all())
+                .map_err(|e| file_error(&aside, e))?;
+            let cut = std::fs::OpenOptions::new()
+                .write(true)
+                .open(file)
+                .map_err(|e| file_error(file, e))?;
+            cut.set_len(scanned.good_len as u64)
+                .and_then(|()| cut.sync_all())
+                .map_err(|e| file_error(file, e))?;
+            tracing::warn!(
+                file = %file.display(),
+                line = number,
+                copy = %aside.display(),
+                "cut the incomplete last line off the erasure ledger file; a copy is kept"
+            );
+        }
+        if scanned.missing_newline {
+            prefix = "\n";
+        }
+    }
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(file)
         .map_err(|e| file_error(file, e))?;
-    writeln!(out, "{line}").map_err(|e| file_error(file, e))?;
+    // One write: two processes appending at once never interleave a line.
+    out.write_all(format!("{prefix}{line}\n").as_bytes())
+        .map_err(|e| file_error(file, e))?;
     out.sync_all().map_err(|e| file_error(file, e))
 }
 
-/// The file's entries; none when it does not exist yet. A line that cannot
-/// be read is an error, not something to skip.
+/// Where a torn last line of the ledger file is kept.
+pub fn torn_copy(file: &Path) -> std::path::PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".torn");
+    name.into()
+}
+
+/// The file's entries; none when it does not exist yet.
 fn read_file(file: &Path) -> Result<Vec<Entry>, EraseError> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(file_error(file, err)),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str(line)
-                .map_err(|err| file_error(file, format!("line {}: {err}", n + 1)))
-        })
-        .collect()
+    match read_text(file)? {
+        Some(text) => Ok(scan(file, &text)?.entries),
+        None => Ok(Vec::new()),
+    }
 }
 
 #[cfg(test)]
@@ -332,6 +450,7 @@ mod tests {
         let done = Status {
             request: "erasure-0002".into(),
             status: StatusKind::Done,
+            intended: Vec::new(),
             found: 3,
             changed: 3,
             remaining: Vec::new(),
@@ -350,5 +469,28 @@ mod tests {
         assert_eq!(ledger.status_of("erasure-0002"), StatusKind::Done);
         assert_eq!(ledger.status_of("erasure-0001"), StatusKind::Open);
         assert_eq!(ledger.next_id(), "erasure-0003");
+    }
+
+    #[test]
+    fn only_the_last_line_may_be_torn() {
+        let file = Path::new("ledger.jsonl");
+        let line = serde_json::to_string(&Entry::Request(request("erasure-0001"))).unwrap();
+        let whole = format!("{line}\n{line}\n");
+        let scanned = scan(file, &format!("{whole}{{\"entry\":\"req")).unwrap();
+        assert_eq!(scanned.entries.len(), 2);
+        assert_eq!(scanned.good_len, whole.len());
+        assert_eq!(scanned.torn.as_ref().map(|t| t.0), Some(3));
+        assert!(!scanned.missing_newline);
+        // Complete but for its newline: read, and the newline added later.
+        let scanned = scan(file, &format!("{line}\n{line}")).unwrap();
+        assert_eq!(scanned.entries.len(), 2);
+        assert!(scanned.missing_newline && scanned.torn.is_none());
+        // A bad line before the last is refused, naming file and line.
+        let err = scan(file, &format!("{line}\nnot json\n{line}\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("erasure ledger file ledger.jsonl: line 2: "),
+            "{err}"
+        );
     }
 }

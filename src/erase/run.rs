@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::find::{FoundRow, TableFinding, TablePlan, new_value, row_done};
-use super::ledger::{self, Entry, Ledger, Remaining, Request, Status, StatusKind};
+use super::ledger::{self, Entry, Intended, Ledger, Remaining, Request, Status, StatusKind};
 use super::{EraseError, Found};
 use crate::audit::{self, AuditEntry, AuditEvent};
 use crate::pseudonym::HmacKey;
@@ -75,12 +75,32 @@ pub async fn run(
             refused.extend(found.refused);
             continue;
         }
+        let mut previous = ledger.statuses.get(&found.request).cloned();
+        let first = previous.is_none();
+        // Intent first: a crash after some tables committed leaves this as
+        // the latest status, and the next run takes from it the rows kept
+        // under a minimum that no longer match the identifier.
+        let intended = intended(&found);
+        if !intended.is_empty() {
+            let intent = Status {
+                request: found.request.clone(),
+                status: StatusKind::Running,
+                intended,
+                found: found.rows(),
+                changed: 0,
+                remaining: carried(remaining(ctx, &found), previous.as_ref()),
+                replay: mode == Mode::Replay,
+                at: after(previous.as_ref()),
+            };
+            append_status(ctx, stores, intent.clone()).await?;
+            previous = Some(intent);
+        }
         let mut outcome = erase_request(ctx, stores, &found, mode).await?;
-        outcome.first = !ledger.statuses.contains_key(&found.request);
-        if let Some(previous) = ledger.statuses.get(&found.request) {
+        outcome.first = first;
+        if let Some(previous) = &previous {
             still_kept(ctx, stores, previous, &mut outcome).await?;
         }
-        record_status(ctx, stores, ledger, &outcome, mode).await?;
+        record_status(ctx, stores, previous.as_ref(), &outcome, mode).await?;
         outcomes.push(outcome);
     }
     Ok(RunReport {
@@ -111,8 +131,46 @@ async fn erase_request(
         let (changed, cascaded) = erase_table(ctx, store, &found.request, table, mode).await?;
         outcome.changed += changed;
         outcome.cascaded += cascaded;
+    }
+    outcome.remaining = remaining(ctx, found);
+    if !outcome.remaining.is_empty() {
+        outcome.status = StatusKind::PartlyDone;
+    }
+    Ok(outcome)
+}
+
+/// The rows of a table this run changes: not held, and not already done.
+fn to_change(table: &TableFinding) -> Vec<&FoundRow> {
+    let plan = &table.plan;
+    table
+        .rows
+        .iter()
+        .filter(|r| !r.held && (plan.columns.is_empty() || !row_done(plan, r)))
+        .collect()
+}
+
+/// Per table, what the run is about to change.
+fn intended(found: &Found) -> Vec<Intended> {
+    found
+        .tables
+        .iter()
+        .map(|t| Intended {
+            store: t.store.clone(),
+            table: t.table.clone(),
+            action: t.action.to_string(),
+            rows: to_change(t).len() as u64,
+        })
+        .filter(|i| i.rows > 0)
+        .collect()
+}
+
+/// The rows of the request that stay once the run is done: held rows, and
+/// rows kept under a minimum (by hashed keys).
+fn remaining(ctx: &Context<'_>, found: &Found) -> Vec<Remaining> {
+    let mut remaining = Vec::new();
+    for table in &found.tables {
         if table.held > 0 {
-            outcome.remaining.push(Remaining {
+            remaining.push(Remaining {
                 store: table.store.clone(),
                 table: table.table.clone(),
                 rows: table.held,
@@ -127,15 +185,48 @@ async fn erase_request(
                 .filter(|r| !r.held)
                 .map(|r| ctx.key.audit_hash(&key_text(&r.key)))
                 .collect();
-            outcome
-                .remaining
-                .push(kept(table.store.clone(), table.table.clone(), rule, keys));
+            remaining.push(kept(table.store.clone(), table.table.clone(), rule, keys));
         }
     }
-    if !outcome.remaining.is_empty() {
-        outcome.status = StatusKind::PartlyDone;
+    remaining
+}
+
+/// `now` plus the rows an earlier status kept under a minimum by key: an
+/// intent must not forget them.
+fn carried(mut now: Vec<Remaining>, previous: Option<&Status>) -> Vec<Remaining> {
+    for earlier in previous
+        .into_iter()
+        .flat_map(|p| &p.remaining)
+        .filter(|r| !r.keys.is_empty())
+    {
+        match now
+            .iter_mut()
+            .find(|r| r.store == earlier.store && r.table == earlier.table && !r.keys.is_empty())
+        {
+            Some(same) => merge_keys(same, &earlier.keys),
+            None => now.push(earlier.clone()),
+        }
     }
-    Ok(outcome)
+    now
+}
+
+fn merge_keys(into: &mut Remaining, keys: &[String]) {
+    for key in keys {
+        if !into.keys.contains(key) {
+            into.keys.push(key.clone());
+        }
+    }
+    into.rows = into.keys.len() as u64;
+}
+
+/// A status time after `previous`'s, so the latest entry wins the merge
+/// even within one microsecond.
+fn after(previous: Option<&Status>) -> chrono::DateTime<chrono::Utc> {
+    let now = audit::now();
+    match previous {
+        Some(p) if p.at >= now => p.at + chrono::Duration::microseconds(1),
+        _ => now,
+    }
 }
 
 fn kept(store: String, table: String, rule: &str, keys: Vec<String>) -> Remaining {
@@ -158,17 +249,13 @@ async fn still_kept(
     outcome: &mut RequestOutcome,
 ) -> Result<(), EraseError> {
     for earlier in previous.remaining.iter().filter(|r| !r.keys.is_empty()) {
-        let now_kept = outcome
-            .remaining
-            .iter()
-            .any(|r| r.store == earlier.store && r.table == earlier.table && !r.keys.is_empty());
         let place = ctx.policy.subjects.iter().find_map(|s| {
             s.tables
                 .iter()
                 .find(|t| t.store == earlier.store && t.table.to_string() == earlier.table)
                 .map(|t| (s, t))
         });
-        let (Some((subject, table)), false) = (place, now_kept) else {
+        let Some((subject, table)) = place else {
             continue;
         };
         let store = stores.get(&table.store).await.map_err(EraseError::from)?;
@@ -182,14 +269,22 @@ async fn still_kept(
             }
         })
         .await?;
-        if !keys.is_empty() {
-            let rule = table.kept_by.as_deref().unwrap_or("?");
-            outcome.remaining.push(kept(
-                earlier.store.clone(),
-                earlier.table.clone(),
-                rule,
-                keys,
-            ));
+        let now_kept = outcome
+            .remaining
+            .iter_mut()
+            .find(|r| r.store == earlier.store && r.table == earlier.table && !r.keys.is_empty());
+        match now_kept {
+            Some(now) => merge_keys(now, &keys),
+            None if !keys.is_empty() => {
+                let rule = table.kept_by.as_deref().unwrap_or("?");
+                outcome.remaining.push(kept(
+                    earlier.store.clone(),
+                    earlier.table.clone(),
+                    rule,
+                    keys,
+                ));
+            }
+            None => {}
         }
     }
     outcome.status = match outcome.remaining.is_empty() {
@@ -209,11 +304,7 @@ async fn erase_table(
     mode: Mode,
 ) -> Result<(u64, u64), EraseError> {
     let plan = &table.plan;
-    let rows: Vec<&FoundRow> = table
-        .rows
-        .iter()
-        .filter(|r| !r.held && (plan.columns.is_empty() || !row_done(plan, r)))
-        .collect();
+    let rows = to_change(table);
     if rows.is_empty() {
         return Ok((0, 0));
     }
@@ -334,16 +425,15 @@ fn batch_row(
     }
 }
 
-/// Writes the request's status to the ledger when it changed, and always
-/// on a replay (which the trail must show).
+/// Writes the request's status to the ledger when it changed (always
+/// after an intent), and always on a replay (which the trail must show).
 async fn record_status(
     ctx: &Context<'_>,
     stores: &mut crate::commands::Stores<'_>,
-    ledger: &Ledger,
+    previous: Option<&Status>,
     outcome: &RequestOutcome,
     mode: Mode,
 ) -> Result<(), EraseError> {
-    let previous = ledger.statuses.get(&outcome.request);
     let same =
         previous.is_some_and(|p| p.status == outcome.status && p.remaining == outcome.remaining);
     if same && mode == Mode::Open {
@@ -352,12 +442,21 @@ async fn record_status(
     let status = Status {
         request: outcome.request.clone(),
         status: outcome.status,
+        intended: Vec::new(),
         found: outcome.found,
         changed: outcome.changed,
         remaining: outcome.remaining.clone(),
         replay: mode == Mode::Replay,
-        at: audit::now(),
+        at: after(previous),
     };
+    append_status(ctx, stores, status).await
+}
+
+async fn append_status(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    status: Status,
+) -> Result<(), EraseError> {
     let (name, file) = ledger_place(ctx.policy)?;
     let store = stores.get(name).await.map_err(EraseError::from)?;
     ledger::append(

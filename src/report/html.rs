@@ -100,6 +100,7 @@ pub fn render(review: &Review) -> String {
     forecast(&mut out, review);
     status(&mut out, review);
     coverage(&mut out, review);
+    erasure(&mut out, review);
     let _ = write!(
         out,
         "<footer>Written by glemsel {} on {}. The counts are those a run at the as-of moment would change, \
@@ -559,6 +560,60 @@ fn chains(out: &mut String, review: &Review) {
         }
     }
     out.push_str("</tbody></table>\n");
+}
+
+/// Erasure requests by id: status and each table's batch. Never the
+/// person: the identifier's name only.
+fn erasure(out: &mut String, review: &Review) {
+    if review.erasure.is_empty() && review.erasure_problem.is_none() {
+        return;
+    }
+    let tz = &review.timezone;
+    out.push_str(
+        "<section id=\"erasure-section\" class=\"page\">\n<h2>5. Erasure requests</h2>\n<p class=\"note\">Each request by \
+         its id, where it stands, and what its runs changed, from the audit trail.</p>\n\
+         <table id=\"erasure\"><thead><tr><th>Request</th><th>Subject</th><th>Received</th><th>Deadline</th>\
+         <th>Status</th><th>Changes</th></tr></thead>\n<tbody>\n",
+    );
+    if let Some(problem) = &review.erasure_problem {
+        let _ = writeln!(
+            out,
+            "<tr><td colspan=\"6\" class=\"bad\">{}</td></tr>",
+            esc(problem)
+        );
+    }
+    for request in &review.erasure {
+        let changes: Vec<String> = request
+            .batches
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}.{}: {} {} rows on {} (seq {})",
+                    esc(&b.store),
+                    esc(&b.table),
+                    esc(&b.action),
+                    thousands(b.rows),
+                    esc(&local_time(b.at, tz)),
+                    b.seq
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<tr data-request=\"{}\"><td><code>{}</code></td><td>{} by {}</td><td>{}</td><td>{}</td><td class=\"{}\">{}{}</td><td class=\"small\">{}</td></tr>",
+            esc(&request.id),
+            esc(&request.id),
+            esc(&request.subject),
+            esc(&request.identifier),
+            request.received,
+            request.deadline,
+            if request.overdue { "bad" } else { "good" },
+            esc(&request.status),
+            if request.overdue { " (overdue)" } else { "" },
+            changes.join("<br>")
+        );
+    }
+    out.push_str("</tbody></table>\n</section>\n");
 }
 
 fn coverage(out: &mut String, review: &Review) {

@@ -84,6 +84,7 @@ pub fn markdown(review: &Review) -> String {
     status_section(&mut out, review);
     audit_section(&mut out, review);
     coverage_section(&mut out, review);
+    erasure_section(&mut out, review);
     out
 }
 
@@ -258,6 +259,43 @@ fn coverage_section(out: &mut String, review: &Review) {
             finding.looks_like,
             cell(&what)
         );
+    }
+}
+
+/// Section 5: erasure requests, by id, with their batches.
+fn erasure_section(out: &mut String, review: &Review) {
+    if review.erasure.is_empty() && review.erasure_problem.is_none() {
+        return;
+    }
+    let tz = &review.timezone;
+    let _ = writeln!(out, "\n## 5. Erasure requests\n");
+    if let Some(problem) = &review.erasure_problem {
+        let _ = writeln!(out, "**not available**: {}", cell(problem));
+    }
+    for request in &review.erasure {
+        let _ = writeln!(
+            out,
+            "- {} ({} by {}): received {}, deadline {}, {}{}",
+            request.id,
+            request.subject,
+            request.identifier,
+            request.received,
+            request.deadline,
+            request.status,
+            if request.overdue { ", **overdue**" } else { "" }
+        );
+        for batch in &request.batches {
+            let _ = writeln!(
+                out,
+                "  - {}.{}: {} {} rows on {} (audit seq {})",
+                batch.store,
+                cell(&batch.table),
+                batch.action,
+                thousands(batch.rows),
+                local_time(batch.at, tz),
+                batch.seq
+            );
+        }
     }
 }
 

@@ -85,6 +85,9 @@ pub fn csv_line(run: &RuleRun) -> String {
 
 /// One rule run as text; a run's header comes before its first rule.
 pub fn text(run: &RuleRun, new_run: bool, tz: &str) -> String {
+    if run.rule_now == "erasure" {
+        return erasure_text(run, new_run, tz);
+    }
     let mut out = String::new();
     if new_run {
         let _ = writeln!(
@@ -142,6 +145,57 @@ pub fn text(run: &RuleRun, new_run: bool, tz: &str) -> String {
     );
     if let Some(error) = &run.error {
         let _ = writeln!(out, "    {error}");
+    }
+    out
+}
+
+/// An erasure row: the request's id, never the person.
+fn erasure_text(run: &RuleRun, new_run: bool, tz: &str) -> String {
+    let mut out = String::new();
+    if new_run {
+        let _ = writeln!(
+            out,
+            "erasure {} in store {} on {} (glemsel {})",
+            run.run_id, run.store, run.host, run.version
+        );
+    }
+    let at = run
+        .finished
+        .map(|at| format!(" at {}", local(at, tz)))
+        .unwrap_or_default();
+    match run.action.as_str() {
+        "erasure request" | "erasure status" => {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}; {}{at}; audit seq {}",
+                run.action, run.rule_id, run.status, run.cutoff, run.first_seq
+            );
+        }
+        _ => {
+            let (verb, rows) = if run.action == "delete" {
+                ("deleted", run.rows_deleted)
+            } else {
+                (
+                    if run.action == "anonymise" {
+                        "anonymised"
+                    } else {
+                        "pseudonymised"
+                    },
+                    run.rows_pseudonymised,
+                )
+            };
+            let _ = write!(
+                out,
+                "  erasure request {}: {verb} {} rows of {}",
+                run.rule_id,
+                thousands(rows),
+                run.table
+            );
+            for (table, n) in &run.cascaded {
+                let _ = write!(out, " (and {} of {table})", thousands(*n));
+            }
+            let _ = writeln!(out, "{at}; audit seq {}", run.first_seq);
+        }
     }
     out
 }

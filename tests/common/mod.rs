@@ -202,6 +202,38 @@ impl Project {
     }
 }
 
+/// Runs a database tool, which must succeed.
+fn tool(command: &mut Command, name: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {name} (Debian's client package): {e}"));
+    assert!(out.status.success(), "{name}: {}", text(&out));
+}
+
+/// A MariaDB client tool logged in as `url` says
+/// (`mysql://user:password@host:port/database`; the password goes in the
+/// environment, not the command line), and the database's name.
+fn mariadb_tool(program: &str, url: &str) -> (Command, String) {
+    let rest = url.strip_prefix("mysql://").expect("a mysql:// URL");
+    let (login, place) = rest.rsplit_once('@').expect("user and host");
+    let (user, password) = login.split_once(':').unwrap_or((login, ""));
+    let (host_port, database) = place.split_once('/').expect("a database");
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "3306"));
+    let mut command = Command::new(program);
+    command
+        .args([
+            "--protocol=tcp",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--user",
+            user,
+        ])
+        .env("MYSQL_PWD", password);
+    (command, database.split('?').next().unwrap().to_string())
+}
+
 /// Stdout and stderr of a finished command, for assertions and messages.
 pub fn text(output: &Output) -> String {
     format!(
@@ -442,12 +474,103 @@ impl TestDb {
         connect(&self.url).await
     }
 
+    /// A session of its own on this MariaDB database, for tests that hold
+    /// a lock or a transaction open.
+    pub async fn mariadb_session(&self) -> mysql_async::Conn {
+        assert_eq!(self.kind, Kind::Mariadb, "mariadb_session is for MariaDB");
+        mariadb_session(&self.url).await
+    }
+
     /// The PostgreSQL URL with a password added, to prove it never appears
     /// in output (the test server trusts loopback, so any password works).
     pub fn pg_url_with_password(&self, password: &str) -> String {
         assert_eq!(self.kind, Kind::Postgres, "the URL is PostgreSQL's");
         self.url
             .replacen("postgres@", &format!("postgres:{password}@"), 1)
+    }
+
+    /// A backup of the whole database as its engine's tools take one:
+    /// `pg_dump` and `mariadb-dump` from Debian (plain SQL), for SQLite a
+    /// copy of the file, written into `dir`.
+    pub fn dump(&self, dir: &Path) -> PathBuf {
+        let file = dir.join(format!("{}.dump", self.name));
+        match self.kind {
+            Kind::Postgres => tool(
+                Command::new("pg_dump")
+                    .args(["--no-owner", "-f"])
+                    .arg(&file)
+                    .arg(&self.url),
+                "pg_dump",
+            ),
+            Kind::Mariadb => {
+                let (mut dump, database) = mariadb_tool("mariadb-dump", &self.url);
+                let out = dump
+                    .args(["--single-transaction", "--skip-comments", "--result-file"])
+                    .arg(&file)
+                    .arg(database)
+                    .output()
+                    .expect("run mariadb-dump");
+                assert!(out.status.success(), "mariadb-dump: {}", text(&out));
+            }
+            Kind::Sqlite => {
+                std::fs::copy(&self.url, &file).expect("copy the SQLite file");
+            }
+        }
+        file
+    }
+
+    /// Restores a [`TestDb::dump`]: the database is dropped and created
+    /// empty, then the dump is loaded with `psql` or the `mariadb` client
+    /// (for SQLite the copy replaces the file).
+    pub async fn restore(&self, dump: &Path) {
+        match (self.kind, &self.admin_url) {
+            (Kind::Postgres, Some(admin)) => {
+                let admin = connect(admin).await;
+                for sql in [
+                    "DROP DATABASE \"{}\" WITH (FORCE)",
+                    "CREATE DATABASE \"{}\"",
+                ] {
+                    admin
+                        .batch_execute(&sql.replace("{}", &self.name))
+                        .await
+                        .expect("recreate the test database");
+                }
+                tool(
+                    Command::new("psql")
+                        .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
+                        .arg(dump)
+                        .arg(&self.url),
+                    "psql",
+                );
+            }
+            (Kind::Mariadb, Some(admin)) => {
+                let mut conn = mysql_async::Conn::from_url(admin)
+                    .await
+                    .expect("connect to MariaDB");
+                conn.query_drop(format!(
+                    "DROP DATABASE `{0}`; CREATE DATABASE `{0}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+                    self.name
+                ))
+                .await
+                .expect("recreate the test database");
+                let _ = conn.disconnect().await;
+                let (mut client, database) = mariadb_tool("mariadb", &self.url);
+                let out = client
+                    .arg(database)
+                    .stdin(std::fs::File::open(dump).unwrap())
+                    .output()
+                    .expect("run mariadb");
+                assert!(out.status.success(), "mariadb: {}", text(&out));
+            }
+            _ => {
+                // The journal of the database as it was must not be
+                // applied to the copy.
+                for journal in ["-wal", "-shm", "-journal"] {
+                    let _ = std::fs::remove_file(format!("{}{journal}", self.url));
+                }
+                std::fs::copy(dump, &self.url).expect("copy the SQLite file back");
+            }
+        }
     }
 
     pub async fn drop(self) {

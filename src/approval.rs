@@ -329,6 +329,72 @@ fn policy_differences(policy: &Policy, file: &PlanFile) -> Vec<String> {
     found
 }
 
+/// Whether one planned rule still holds: its tables' shapes, its due
+/// condition, and its due rows within the approved count plus the drift.
+/// Returns what differs and, for a rule that got as far as its count,
+/// the most rows the run may touch.
+async fn check_rule(
+    stores: &mut Stores<'_>,
+    policy: &Policy,
+    planned: &PlannedRule,
+    rule: &Rule,
+    as_of: DateTime<Utc>,
+    drift_percent: f64,
+) -> Result<(Vec<String>, Option<u64>), CommandError> {
+    let now = shapes(stores, rule).await?;
+    let mut changed = Vec::new();
+    for shape in &planned.tables {
+        match now.iter().find(|s| s.table == shape.table) {
+            Some(live) => changed.extend(shape_differences(shape, live)),
+            None => changed.push(format!("table {}: it no longer exists", shape.table)),
+        }
+    }
+    if !changed.is_empty() {
+        let found = changed
+            .into_iter()
+            .map(|d| format!("rule {}: {d}", rule.id));
+        return Ok((found.collect(), None));
+    }
+    let config = &policy.stores[&rule.store];
+    let store = stores.get(&rule.store).await?;
+    let step = match commands::step_for(store, config, rule, as_of).await? {
+        Ok(step) => step,
+        Err(problems) => {
+            let found = problems
+                .iter()
+                .map(|p| format!("rule {}: {}", rule.id, p.message));
+            return Ok((found.collect(), None));
+        }
+    };
+    let due_when = cutoff_text(&step);
+    if due_when != planned.due_when {
+        return Ok((
+            vec![format!(
+                "rule {}: the due condition changed from {} to {} (the configuration changed)",
+                rule.id, planned.due_when, due_when
+            )],
+            None,
+        ));
+    }
+    let counts = store.count(&step).await?;
+    let allowed = ceiling(planned.counts.due, drift_percent);
+    let mut found = Vec::new();
+    if counts.due > allowed {
+        found.push(format!(
+            "rule {}: {} rows are due, more than the {} the plan approved{}",
+            rule.id,
+            counts.due,
+            planned.counts.due,
+            if drift_percent > 0.0 {
+                format!(" (with --max-drift {drift_percent}%: at most {allowed})")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok((found, Some(allowed)))
+}
+
 /// `run --plan`: checks that nothing the plan was made from has changed and
 /// that no rule finds more due rows than approved (plus `drift_percent`),
 /// then runs exactly the plan's rules at its as-of. Any difference refuses
@@ -352,59 +418,19 @@ pub async fn run(
         if rule.fingerprint != planned.fingerprint {
             continue;
         }
-        let now = shapes(&mut stores, rule).await?;
-        let mut changed = Vec::new();
-        for shape in &planned.tables {
-            match now.iter().find(|s| s.table == shape.table) {
-                Some(live) => changed.extend(shape_differences(shape, live)),
-                None => changed.push(format!("table {}: it no longer exists", shape.table)),
-            }
+        let (found, allowed) = check_rule(
+            &mut stores,
+            policy,
+            planned,
+            rule,
+            file.as_of,
+            drift_percent,
+        )
+        .await?;
+        differences.extend(found);
+        if let Some(allowed) = allowed {
+            ceilings.insert(rule.id.clone(), allowed);
         }
-        if !changed.is_empty() {
-            differences.extend(
-                changed
-                    .into_iter()
-                    .map(|d| format!("rule {}: {d}", rule.id)),
-            );
-            continue;
-        }
-        let config = &policy.stores[&rule.store];
-        let store = stores.get(&rule.store).await?;
-        let step = match commands::step_for(store, config, rule, file.as_of).await? {
-            Ok(step) => step,
-            Err(problems) => {
-                differences.extend(
-                    problems
-                        .iter()
-                        .map(|p| format!("rule {}: {}", rule.id, p.message)),
-                );
-                continue;
-            }
-        };
-        let due_when = cutoff_text(&step);
-        if due_when != planned.due_when {
-            differences.push(format!(
-                "rule {}: the due condition changed from {} to {} (the configuration changed)",
-                rule.id, planned.due_when, due_when
-            ));
-            continue;
-        }
-        let counts = store.count(&step).await?;
-        let allowed = ceiling(planned.counts.due, drift_percent);
-        if counts.due > allowed {
-            differences.push(format!(
-                "rule {}: {} rows are due, more than the {} the plan approved{}",
-                rule.id,
-                counts.due,
-                planned.counts.due,
-                if drift_percent > 0.0 {
-                    format!(" (with --max-drift {drift_percent}%: at most {allowed})")
-                } else {
-                    String::new()
-                }
-            ));
-        }
-        ceilings.insert(rule.id.clone(), allowed);
     }
     if !differences.is_empty() {
         return Err(CommandError::PlanRefused {

@@ -29,6 +29,7 @@ use crate::metrics;
 use crate::period::PeriodKind;
 use crate::rules::{self, Policy, Rule, StoreConfig};
 use crate::schedule::Schedule;
+use crate::step::Step;
 use crate::store::{self, Store};
 
 /// The longest wait between connection attempts to a store that is down.
@@ -557,6 +558,39 @@ fn warn_if_overlong(rule: &Rule, seconds: f64) {
     }
 }
 
+/// Runs a checked step and logs how it ended. Returns why it failed when
+/// the audit trail should say so: a skipped or stopped run is no failure.
+async fn run_step(
+    store: &mut dyn Store,
+    rule: &Rule,
+    step: &Step,
+    ctx: &RunContext<'_>,
+) -> Option<String> {
+    match execute::run_step(store, step, ctx).await {
+        Ok(report) => {
+            tracing::info!(rule = %rule.id, rows = report.rows_changed, status = ?report.status, trigger = ?ctx.trigger, "run done");
+            warn_if_overlong(rule, report.seconds);
+            None
+        }
+        Err(StepError::Refused(Refusal::LockHeld { .. })) => {
+            tracing::info!(rule = %rule.id, "another worker holds this rule's lock; this run is skipped");
+            None
+        }
+        Err(StepError::Refused(Refusal::Stopped { .. })) => {
+            tracing::info!(rule = %rule.id, "stopped before the run began");
+            None
+        }
+        Err(StepError::Refused(refusal @ Refusal::Halted { .. })) => {
+            tracing::info!(rule = %rule.id, "{refusal}");
+            None
+        }
+        Err(err) => {
+            tracing::error!(rule = %rule.id, error = %err, "the run did not complete");
+            Some(err.audit_code())
+        }
+    }
+}
+
 /// One run of a rule: connect, check, run, disconnect. Until its first
 /// audit row a stop (or a reload) abandons it; after that it stops after
 /// the batch in flight. Failures are logged, counted, and recorded in the
@@ -616,29 +650,7 @@ async fn run_once(
                     metrics::run_failed(&rule.id);
                     Some("the rule no longer matches its table; see the log".to_string())
                 }
-                Ok(Ok(step)) => match execute::run_step(store, &step, &ctx).await {
-                    Ok(report) => {
-                        tracing::info!(rule = %rule.id, rows = report.rows_changed, status = ?report.status, ?trigger, "run done");
-                        warn_if_overlong(rule, report.seconds);
-                        None
-                    }
-                    Err(StepError::Refused(Refusal::LockHeld { .. })) => {
-                        tracing::info!(rule = %rule.id, "another worker holds this rule's lock; this run is skipped");
-                        None
-                    }
-                    Err(StepError::Refused(Refusal::Stopped { .. })) => {
-                        tracing::info!(rule = %rule.id, "stopped before the run began");
-                        None
-                    }
-                    Err(StepError::Refused(refusal @ Refusal::Halted { .. })) => {
-                        tracing::info!(rule = %rule.id, "{refusal}");
-                        None
-                    }
-                    Err(err) => {
-                        tracing::error!(rule = %rule.id, error = %err, "the run did not complete");
-                        Some(err.audit_code())
-                    }
-                },
+                Ok(Ok(step)) => run_step(store, rule, &step, &ctx).await,
             }
         }
     };

@@ -408,8 +408,36 @@ pub async fn run(dir: &Path) -> Result<(String, Exit), DemoError> {
 
     let after = table_counts(&database)?;
     let _ = writeln!(out, "\n== 3. what changed ==\n");
+    what_changed(&mut out, &before, &after, &outcomes);
+
+    let _ = writeln!(out, "\n== 4. the audit trail ==\n");
+    let verdicts = commands::audit_verify(&policy, &[]).await?;
+    out.push_str(&report::verify_text(&verdicts));
+    write_report(&mut out, dir, &policy).await?;
+    let _ = writeln!(
+        out,
+        "\nNext: cd {} and try `glemsel plan --save plan.json`, `glemsel run --plan plan.json`,\n`glemsel audit show`, `glemsel audit verify` or `glemsel report --format md`",
+        dir.display()
+    );
+    let exit = if verdicts.iter().any(|v| v.broken.is_some()) {
+        Exit::Tampered
+    } else {
+        commands::run_exit(&outcomes)
+    };
+    if exit != Exit::Ok {
+        let _ = writeln!(
+            out,
+            "\nThe demo did not finish cleanly; see the messages above."
+        );
+    }
+    Ok((out, exit))
+}
+
+/// Chapter 3 of the demo: each table's rows before and after the run,
+/// and how many were pseudonymised rather than deleted.
+fn what_changed(out: &mut String, before: &[u64], after: &[u64], outcomes: &[StepOutcome]) {
     let _ = writeln!(out, "  {:<36} {:>8} {:>8}", "table", "before", "after");
-    for ((table, before), after) in TABLES.iter().zip(&before).zip(&after) {
+    for ((table, before), after) in TABLES.iter().zip(before).zip(after) {
         let _ = writeln!(
             out,
             "  {table:<36} {:>8} {:>8}",
@@ -429,11 +457,16 @@ pub async fn run(dir: &Path) -> Result<(String, Exit), DemoError> {
         "  {} rows were pseudonymised in place (their keys and bookkeeping columns stay)",
         report::thousands(pseudonymised)
     );
+}
 
-    let _ = writeln!(out, "\n== 4. the audit trail ==\n");
-    let verdicts = commands::audit_verify(&policy, &[]).await?;
-    out.push_str(&report::verify_text(&verdicts));
-    let review = crate::review::gather(&policy, commands::now()).await;
+/// Chapter 5 of the demo: the retention report, written beside the
+/// database.
+async fn write_report(
+    out: &mut String,
+    dir: &Path,
+    policy: &crate::rules::Policy,
+) -> Result<(), DemoError> {
+    let review = crate::review::gather(policy, commands::now()).await;
     let report_path = dir.join(REPORT);
     std::fs::write(&report_path, report::html::render(&review)).map_err(io(&report_path))?;
     let _ = writeln!(out, "\n== 5. the retention report ==\n");
@@ -442,23 +475,7 @@ pub async fn run(dir: &Path) -> Result<(String, Exit), DemoError> {
         "  {}: the retention schedule, a 12-month forecast, each rule's last run and the audit chain,\n  one self-contained file for the DPO and the auditor; open it in a browser, or print it",
         report_path.display()
     );
-    let _ = writeln!(
-        out,
-        "\nNext: cd {} and try `glemsel plan --save plan.json`, `glemsel run --plan plan.json`,\n`glemsel audit show`, `glemsel audit verify` or `glemsel report --format md`",
-        dir.display()
-    );
-    let exit = if verdicts.iter().any(|v| v.broken.is_some()) {
-        Exit::Tampered
-    } else {
-        commands::run_exit(&outcomes)
-    };
-    if exit != Exit::Ok {
-        let _ = writeln!(
-            out,
-            "\nThe demo did not finish cleanly; see the messages above."
-        );
-    }
-    Ok((out, exit))
+    Ok(())
 }
 
 /// The default demo folder: `glemsel-demo` under the current directory.

@@ -509,58 +509,72 @@ async fn dispatch(cli: Cli, bars: Option<&glemsel::progress::Bars>) -> Exit {
             plan,
             max_drift,
             max_duration,
-        } => {
-            let max_duration = match max_duration
-                .as_deref()
-                .map(glemsel::limits::parse_max_duration)
-                .transpose()
-            {
-                Ok(max_duration) => max_duration,
-                Err(err) => {
-                    eprintln!("error: --max-duration: {err}");
-                    return Exit::Usage;
-                }
-            };
-            let limits = glemsel::operate::Limits::of(&policy.settings, max_duration);
-            run(&policy, &rules, at, format, plan, &max_drift, bars, limits).await
-        }
-        Command::Grants { stores, role } => match commands::grants(&policy, &stores, &role).await {
-            Ok(grants) => {
-                emit(&report::grants_text(&grants, &role));
-                Exit::Ok
-            }
-            Err(err) => fail(err),
+        } => match run_limits(&policy, max_duration.as_deref()) {
+            Ok(limits) => run(&policy, &rules, at, format, plan, &max_drift, bars, limits).await,
+            Err(exit) => exit,
         },
+        Command::Grants { stores, role } => grants(&policy, &stores, &role).await,
         Command::Erase { command } => erase_cli::dispatch(&policy, command).await,
         Command::Demo { .. } | Command::Daemon => {
             unreachable!("handled before the config is loaded")
         }
-        Command::Audit {
-            command:
-                AuditCommand::Show {
-                    rules,
-                    since,
-                    until,
-                    run,
-                    stores,
-                    format,
-                    page_rows,
-                },
-        } => audit_show_command(&policy, rules, since, until, run, stores, format, page_rows).await,
-        Command::Audit {
-            command: AuditCommand::Verify { stores, format },
-        } => audit_verify(&policy, &stores, format).await,
-        Command::Audit {
-            command: AuditCommand::Segment { stores, reason },
-        } => match commands::audit_segment(&policy, &stores, &reason).await {
-            Ok(lines) => {
-                for line in lines {
-                    emit(&format!("{line}\n"));
+        Command::Audit { command } => audit(&policy, command).await,
+    }
+}
+
+/// `glemsel run --max-duration`, on top of the config's limits.
+fn run_limits(
+    policy: &Policy,
+    max_duration: Option<&str>,
+) -> Result<glemsel::operate::Limits, Exit> {
+    let max_duration = match max_duration
+        .map(glemsel::limits::parse_max_duration)
+        .transpose()
+    {
+        Ok(max_duration) => max_duration,
+        Err(err) => {
+            eprintln!("error: --max-duration: {err}");
+            return Err(Exit::Usage);
+        }
+    };
+    Ok(glemsel::operate::Limits::of(&policy.settings, max_duration))
+}
+
+/// `glemsel grants`: prints the GRANT statements the rules need, per store.
+async fn grants(policy: &Policy, stores: &[String], role: &str) -> Exit {
+    match commands::grants(policy, stores, role).await {
+        Ok(grants) => {
+            emit(&report::grants_text(&grants, role));
+            Exit::Ok
+        }
+        Err(err) => fail(err),
+    }
+}
+
+/// `glemsel audit show | verify | segment`.
+async fn audit(policy: &Policy, command: AuditCommand) -> Exit {
+    match command {
+        AuditCommand::Show {
+            rules,
+            since,
+            until,
+            run,
+            stores,
+            format,
+            page_rows,
+        } => audit_show_command(policy, rules, since, until, run, stores, format, page_rows).await,
+        AuditCommand::Verify { stores, format } => audit_verify(policy, &stores, format).await,
+        AuditCommand::Segment { stores, reason } => {
+            match commands::audit_segment(policy, &stores, &reason).await {
+                Ok(lines) => {
+                    for line in lines {
+                        emit(&format!("{line}\n"));
+                    }
+                    Exit::Ok
                 }
-                Exit::Ok
+                Err(err) => fail(err),
             }
-            Err(err) => fail(err),
-        },
+        }
     }
 }
 

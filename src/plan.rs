@@ -184,19 +184,7 @@ pub fn build_step(
         .filter_map(|name| column(name).cloned())
         .collect();
 
-    let mut cascades = Vec::new();
-    let action = match &rule.action {
-        Action::Delete => {
-            cascades = cascade_steps(rule, schemas, &mut problems);
-            Some(StepAction::Delete)
-        }
-        Action::Pseudonymise { columns } => Some(StepAction::Pseudonymise {
-            columns: column_changes(columns, schema, &key, rule, &mut problems),
-        }),
-        Action::Anonymise { columns } => Some(StepAction::Anonymise {
-            columns: column_changes(columns, schema, &key, rule, &mut problems),
-        }),
-    };
+    let (action, cascades) = step_action(rule, schemas, &key, &mut problems);
 
     let joins: Option<Vec<JoinStep>> = joins.into_iter().collect();
     let (Some(kind), Some(action), Some(_), Some(joins)) = (kind, action, key_names, joins) else {
@@ -248,6 +236,31 @@ pub fn build_step(
         replicas: store.replicas.clone(),
         rule_fingerprint: rule.fingerprint.clone(),
     })
+}
+
+/// What the step does to its rows, and for a delete the cascades it
+/// takes along.
+fn step_action(
+    rule: &Rule,
+    schemas: &Schemas,
+    key: &[Column],
+    problems: &mut Problems<'_>,
+) -> (Option<StepAction>, Vec<CascadeStep>) {
+    let schema = &schemas[&rule.table];
+    match &rule.action {
+        Action::Delete => (
+            Some(StepAction::Delete),
+            cascade_steps(rule, schemas, problems),
+        ),
+        Action::Pseudonymise { columns } => {
+            let columns = column_changes(columns, schema, key, rule, problems);
+            (Some(StepAction::Pseudonymise { columns }), Vec::new())
+        }
+        Action::Anonymise { columns } => {
+            let columns = column_changes(columns, schema, key, rule, problems);
+            (Some(StepAction::Anonymise { columns }), Vec::new())
+        }
+    }
 }
 
 /// The rule's joins; `None` for one whose related table does not fit.
@@ -517,7 +530,8 @@ fn column_changes(
     changes
 }
 
-/// Why `action` cannot be done to column `c`, if it cannot.
+/// Why `action` cannot be done to column `c`, if it cannot. The checks
+/// run in this order and the first problem found is the one reported.
 fn column_problem(
     name: &str,
     action: ColumnAction,
@@ -527,15 +541,20 @@ fn column_problem(
     table: &TableRef,
     anonymise: bool,
 ) -> Option<String> {
-    let spreads = !matches!(
-        action,
-        ColumnAction::Hmac | ColumnAction::HmacEmail | ColumnAction::Null
-    );
     if key.iter().any(|k| k.name == name) || schema.primary_key.iter().any(|k| k == name) {
-        Some(format!(
+        return Some(format!(
             "columns: {name:?} is part of the key of {table}; keys are never changed"
-        ))
-    } else if let ColumnAction::Truncate(part) = action
+        ));
+    }
+    type_problem(name, action, c)
+        .or_else(|| constraint_problem(name, action, schema, table, anonymise))
+        .or_else(|| value_problem(name, action, c, anonymise))
+}
+
+/// Whether the column's type takes the action: truncating needs a date
+/// or a wall-clock timestamp, text actions need text.
+fn type_problem(name: &str, action: ColumnAction, c: &Column) -> Option<String> {
+    if let ColumnAction::Truncate(part) = action
         && c.kind != ColumnKind::Date
         && c.kind != ColumnKind::Timestamp
     {
@@ -558,7 +577,26 @@ fn column_problem(
             c.data_type,
             action.as_str()
         ))
-    } else if let Some(fk) = schema
+    } else {
+        None
+    }
+}
+
+/// Whether the table's constraints let the column change: nothing may
+/// reference it, a unique one must keep distinct values distinct, and a
+/// foreign key column may only be emptied.
+fn constraint_problem(
+    name: &str,
+    action: ColumnAction,
+    schema: &TableSchema,
+    table: &TableRef,
+    anonymise: bool,
+) -> Option<String> {
+    let spreads = !matches!(
+        action,
+        ColumnAction::Hmac | ColumnAction::HmacEmail | ColumnAction::Null
+    );
+    if let Some(fk) = schema
         .referenced_by
         .iter()
         .find(|fk| fk.references.iter().any(|r| r == name))
@@ -586,7 +624,16 @@ fn column_problem(
         Some(format!(
             "columns: {name:?} is a foreign key of {table}: a new value would point at no row of the table it references. Use null, or change the referenced table"
         ))
-    } else if action == ColumnAction::Null && !c.nullable {
+    } else {
+        None
+    }
+}
+
+/// Whether the new value fits the column: NULL only where allowed, a
+/// prefix shorter than the column, a column long enough for what the
+/// action writes.
+fn value_problem(name: &str, action: ColumnAction, c: &Column, anonymise: bool) -> Option<String> {
+    if action == ColumnAction::Null && !c.nullable {
         Some(format!(
             "columns: {name:?} is NOT NULL, so it cannot be set to null; use redact{}",
             if anonymise { "" } else { " or hmac" }

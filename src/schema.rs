@@ -62,6 +62,18 @@ impl OnDelete {
         }
     }
 
+    /// The action as the SQL standard names it (`CASCADE`, `SET NULL`, ...),
+    /// the way MySQL's catalog and SQLite's pragma report it.
+    pub fn from_sql_name(name: &str) -> OnDelete {
+        match name {
+            "CASCADE" => OnDelete::Cascade,
+            "SET NULL" => OnDelete::SetNull,
+            "SET DEFAULT" => OnDelete::SetDefault,
+            "RESTRICT" => OnDelete::Restrict,
+            _ => OnDelete::NoAction,
+        }
+    }
+
     /// Whether deleting a parent changes other rows without saying so.
     pub fn widens(self) -> bool {
         matches!(

@@ -892,3 +892,64 @@ action = "delete"
         db.drop().await;
     }
 }
+
+every_engine! {
+    /// `describe` reads a table's keys alike on every engine: a composite
+    /// primary key in key order, a unique key only where its columns are
+    /// NOT NULL, every unique column, and a composite foreign key pointing
+    /// here as one key, with its ON DELETE action.
+    async fn describe_reads_keys_and_composite_foreign_keys(kind) {
+        let Some(db) = setup(
+            kind,
+            "describe_keys",
+            "CREATE TABLE parents (a INTEGER NOT NULL, b INTEGER NOT NULL, code VARCHAR(40) NOT NULL,
+                 label VARCHAR(40), PRIMARY KEY (a, b), UNIQUE (code), UNIQUE (label));
+             CREATE TABLE children (id INTEGER PRIMARY KEY, pa INTEGER, pb INTEGER,
+                 FOREIGN KEY (pa, pb) REFERENCES parents (a, b) ON DELETE CASCADE);",
+        )
+        .await
+        else {
+            return;
+        };
+        let project = Project::for_db(&db, "db", "");
+        let policy = project.policy();
+        let mut store = glemsel::store::connect(
+            &policy.stores["db"],
+            glemsel::store::SessionLimits::of(&policy.settings),
+        )
+        .await
+        .unwrap();
+        let parents = store.describe(&"parents".parse().unwrap()).await.unwrap().unwrap();
+        let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(parents.primary_key, names(&["a", "b"]));
+        assert_eq!(parents.unique_keys, vec![names(&["code"])]);
+        assert_eq!(parents.unique_columns, names(&["a", "b", "code", "label"]));
+        assert_eq!(parents.referenced_by.len(), 1, "{:?}", parents.referenced_by);
+        let fk = &parents.referenced_by[0];
+        assert_eq!(fk.table.name, "children");
+        assert_eq!(fk.columns, names(&["pa", "pb"]));
+        assert_eq!(fk.references, names(&["a", "b"]));
+        assert_eq!(fk.on_delete, glemsel::store::OnDelete::Cascade);
+        let children = store.describe(&"children".parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(children.foreign_key_columns, names(&["pa", "pb"]));
+        assert!(children.referenced_by.is_empty());
+        assert!(store.describe(&"absent".parse().unwrap()).await.unwrap().is_none());
+        // A foreign key that names no columns points at the primary key;
+        // MariaDB wants them named.
+        if kind != Kind::Mariadb {
+            db.exec(
+                "CREATE TABLE tags (id INTEGER PRIMARY KEY, pa INTEGER, pb INTEGER,
+                     FOREIGN KEY (pa, pb) REFERENCES parents ON DELETE SET NULL);",
+            )
+            .await;
+            let parents = store.describe(&"parents".parse().unwrap()).await.unwrap().unwrap();
+            let tags = &parents.referenced_by[1];
+            assert_eq!(tags.table.name, "tags");
+            assert_eq!(tags.columns, names(&["pa", "pb"]));
+            assert_eq!(tags.references, names(&["a", "b"]));
+            assert_eq!(tags.on_delete, glemsel::store::OnDelete::SetNull);
+        }
+        drop(store);
+        db.drop().await;
+    }
+}

@@ -376,3 +376,35 @@ async fn locks_held_by_others() {
     let _ = other.disconnect().await;
     db.drop().await;
 }
+
+/// A unique index on a prefix of a column (`body(10)`) is unique only on
+/// the prefix: `describe` counts its column as unique, never as a key.
+#[tokio::test]
+async fn a_unique_prefix_index_is_no_key() {
+    let Some(db) = TestDb::create(Kind::Mariadb, "prefixkey").await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE notes (id INTEGER NOT NULL, body VARCHAR(200) NOT NULL,
+             UNIQUE KEY body_start (body(10)), UNIQUE KEY by_id (id))",
+    )
+    .await;
+    let project = Project::for_db(&db, "db", "");
+    let policy = project.policy();
+    let mut store = glemsel::store::connect(
+        &policy.stores["db"],
+        glemsel::store::SessionLimits::of(&policy.settings),
+    )
+    .await
+    .unwrap();
+    let notes = store
+        .describe(&"notes".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(notes.primary_key.is_empty());
+    assert_eq!(notes.unique_keys, vec![vec!["id".to_string()]]);
+    assert_eq!(notes.unique_columns, ["body", "id"]);
+    drop(store);
+    db.drop().await;
+}

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{local, thousands};
 use crate::coverage::Disposition;
-use crate::review::Review;
+use crate::review::{Review, RuleReview};
 
 /// A moment in the report's zone, to the minute.
 pub fn local_time(at: DateTime<Utc>, tz: &str) -> String {
@@ -315,81 +315,43 @@ pub fn csv_row(out: &mut String, fields: &[String]) {
     out.push_str("\r\n");
 }
 
+/// The CSV's fixed columns, one per field of [`csv_fields`]; the
+/// forecast's months follow.
+const CSV_COLUMNS: [&str; 23] = [
+    "rule_id",
+    "category",
+    "category_description",
+    "legal_basis",
+    "store",
+    "engine",
+    "table",
+    "action",
+    "columns",
+    "period",
+    "condition",
+    "holds",
+    "source",
+    "fingerprint",
+    "last_run_at",
+    "last_run_status",
+    "last_run_rows",
+    "last_run_held",
+    "due_now",
+    "held_now",
+    "undated_now",
+    "overdue_rows",
+    "problem",
+];
+
 /// The report as CSV: one row per rule, the schedule, the status and the
 /// forecast (one column per month).
 pub fn csv(review: &Review) -> String {
     let mut out = String::new();
-    let mut header: Vec<String> = [
-        "rule_id",
-        "category",
-        "category_description",
-        "legal_basis",
-        "store",
-        "engine",
-        "table",
-        "action",
-        "columns",
-        "period",
-        "condition",
-        "holds",
-        "source",
-        "fingerprint",
-        "last_run_at",
-        "last_run_status",
-        "last_run_rows",
-        "last_run_held",
-        "due_now",
-        "held_now",
-        "undated_now",
-        "overdue_rows",
-        "problem",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut header: Vec<String> = CSV_COLUMNS.iter().map(|s| s.to_string()).collect();
     header.extend(review.months.iter().map(|m| format!("due_{}", m.label)));
     csv_row(&mut out, &header);
-    let opt = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
     for rule in &review.rules {
-        let columns: Vec<String> = rule
-            .columns
-            .iter()
-            .map(|t| format!("{}={}", t.column, t.action))
-            .collect();
-        let mut row = vec![
-            rule.id.clone(),
-            rule.category.clone(),
-            rule.category_description.clone().unwrap_or_default(),
-            rule.legal_basis.clone().unwrap_or_default(),
-            rule.store.clone(),
-            rule.engine.clone(),
-            rule.table.clone(),
-            rule.action.clone(),
-            columns.join("; "),
-            rule.period.clone(),
-            rule.condition.clone().unwrap_or_default(),
-            rule.holds.join("; "),
-            rule.source.clone(),
-            rule.fingerprint.clone(),
-            rule.last_run
-                .as_ref()
-                .map(|r| crate::audit::format_time(&r.at))
-                .unwrap_or_default(),
-            rule.last_run
-                .as_ref()
-                .map(|r| r.status.clone())
-                .unwrap_or_default(),
-            rule.last_run
-                .as_ref()
-                .map(|r| r.rows_changed.to_string())
-                .unwrap_or_default(),
-            opt(rule.last_run.as_ref().and_then(|r| r.rows_held)),
-            opt(rule.counts.as_ref().map(|c| c.due)),
-            opt(rule.counts.as_ref().map(|c| c.held)),
-            opt(rule.counts.as_ref().map(|c| c.undated)),
-            opt(rule.overdue.as_ref().map(|o| o.rows)),
-            rule.problem.clone().unwrap_or_default(),
-        ];
+        let mut row = Vec::from(csv_fields(rule));
         match &rule.forecast {
             Some(counts) => row.extend(counts.iter().map(|n| n.to_string())),
             None => row.extend(review.months.iter().map(|_| String::new())),
@@ -397,6 +359,46 @@ pub fn csv(review: &Review) -> String {
         csv_row(&mut out, &row);
     }
     out
+}
+
+/// One rule's fixed fields, in the order of [`CSV_COLUMNS`].
+fn csv_fields(rule: &RuleReview) -> [String; CSV_COLUMNS.len()] {
+    let opt = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    let columns: Vec<String> = rule
+        .columns
+        .iter()
+        .map(|t| format!("{}={}", t.column, t.action))
+        .collect();
+    let last_run = rule.last_run.as_ref();
+    [
+        rule.id.clone(),
+        rule.category.clone(),
+        rule.category_description.clone().unwrap_or_default(),
+        rule.legal_basis.clone().unwrap_or_default(),
+        rule.store.clone(),
+        rule.engine.clone(),
+        rule.table.clone(),
+        rule.action.clone(),
+        columns.join("; "),
+        rule.period.clone(),
+        rule.condition.clone().unwrap_or_default(),
+        rule.holds.join("; "),
+        rule.source.clone(),
+        rule.fingerprint.clone(),
+        last_run
+            .map(|r| crate::audit::format_time(&r.at))
+            .unwrap_or_default(),
+        last_run.map(|r| r.status.clone()).unwrap_or_default(),
+        last_run
+            .map(|r| r.rows_changed.to_string())
+            .unwrap_or_default(),
+        opt(last_run.and_then(|r| r.rows_held)),
+        opt(rule.counts.as_ref().map(|c| c.due)),
+        opt(rule.counts.as_ref().map(|c| c.held)),
+        opt(rule.counts.as_ref().map(|c| c.undated)),
+        opt(rule.overdue.as_ref().map(|o| o.rows)),
+        rule.problem.clone().unwrap_or_default(),
+    ]
 }
 
 #[cfg(test)]

@@ -44,61 +44,21 @@ pub(super) fn settings(
     base: &Path,
     diags: &mut Diagnosed,
 ) -> (Settings, Option<u32>) {
-    let timezone = match &raw.timezone {
-        Some(tz) => parse_tz(source, tz, None, diags),
-        None => {
-            diags.push(
-                Location::file_start(&source.path),
-                None,
-                "timezone is missing; set it, for example timezone = \"Europe/Copenhagen\"",
-            );
-            Tz::UTC
-        }
-    };
+    let timezone = timezone(source, raw, diags);
     let financial_year_end = raw
         .financial_year_end
         .as_ref()
         .and_then(|fye| parse_year_end(source, fye, None, diags));
-    let batch_size = raw
-        .batch_size
-        .as_ref()
-        .and_then(|b| bounded(source, b, 1, MAX_BATCH_SIZE, "batch_size", None, diags))
-        .unwrap_or(DEFAULT_BATCH_SIZE);
-    let batch_ms = raw
-        .batch_ms
-        .as_ref()
-        .and_then(|b| bounded(source, b, 0, MAX_BATCH_MS, "batch_ms", None, diags))
-        .unwrap_or(DEFAULT_BATCH_MS);
-    let lock_timeout_ms = raw
-        .lock_timeout_ms
-        .as_ref()
-        .and_then(|b| bounded(source, b, 1, 600_000, "lock_timeout_ms", None, diags))
-        .unwrap_or(DEFAULT_LOCK_TIMEOUT_MS);
-    let statement_timeout_ms = raw
-        .statement_timeout_ms
-        .as_ref()
-        .and_then(|b| {
-            bounded(
-                source,
-                b,
-                1_000,
-                86_400_000,
-                "statement_timeout_ms",
-                None,
-                diags,
-            )
-        })
-        .unwrap_or(DEFAULT_STATEMENT_TIMEOUT_MS);
-    let copies_max_log_days = raw
-        .copies_max_log_days
-        .as_ref()
-        .and_then(|b| bounded(source, b, 0, 36_500, "copies_max_log_days", None, diags))
-        .unwrap_or(30);
-    let max_clock_skew_ms = raw
-        .max_clock_skew_ms
-        .as_ref()
-        .and_then(|b| bounded(source, b, 0, 86_400_000, "max_clock_skew_ms", None, diags))
-        .unwrap_or(DEFAULT_MAX_CLOCK_SKEW_MS);
+    let [
+        batch_size,
+        batch_ms,
+        lock_timeout_ms,
+        statement_timeout_ms,
+        copies_max_log_days,
+        max_clock_skew_ms,
+        pause_ms,
+        max_pause_ms,
+    ] = numbers(source, raw, diags);
     let settings = Settings {
         config_file: source.path.clone(),
         timezone,
@@ -142,17 +102,8 @@ pub(super) fn settings(
         statement_timeout: Duration::from_millis(statement_timeout_ms),
         copies_max_log_days,
         stop_file: raw.stop_file.as_ref().map(|f| resolve(base, f.get_ref())),
-        pause_ms: raw
-            .pause_ms
-            .as_ref()
-            .and_then(|p| bounded(source, p, 0, MAX_PAUSE_MS, "pause_ms", None, diags))
-            .unwrap_or(0),
-        max_pause: Duration::from_millis(
-            raw.max_pause_ms
-                .as_ref()
-                .and_then(|p| bounded(source, p, 1_000, 86_400_000, "max_pause_ms", None, diags))
-                .unwrap_or(DEFAULT_MAX_PAUSE_MS),
-        ),
+        pause_ms,
+        max_pause: Duration::from_millis(max_pause_ms),
         coverage_allow: Vec::new(),
         erasure_store: raw.erasure_store.as_ref().map(|s| s.get_ref().clone()),
         erasure_ledger: raw
@@ -165,6 +116,79 @@ pub(super) fn settings(
         parse_table(source, table, None, diags);
     }
     (settings, financial_year_end)
+}
+
+/// The config's zone; a missing one is reported and UTC stands in, so the
+/// rest of the file is still checked.
+fn timezone(source: &Source, raw: &RawConfig, diags: &mut Diagnosed) -> Tz {
+    match &raw.timezone {
+        Some(tz) => parse_tz(source, tz, None, diags),
+        None => {
+            diags.push(
+                Location::file_start(&source.path),
+                None,
+                "timezone is missing; set it, for example timezone = \"Europe/Copenhagen\"",
+            );
+            Tz::UTC
+        }
+    }
+}
+
+/// The config's bounded numbers, in the order `settings` destructures
+/// them: each within its range, or its default when unset.
+fn numbers(source: &Source, raw: &RawConfig, diags: &mut Diagnosed) -> [u64; 8] {
+    [
+        (
+            &raw.batch_size,
+            1,
+            MAX_BATCH_SIZE,
+            "batch_size",
+            DEFAULT_BATCH_SIZE,
+        ),
+        (&raw.batch_ms, 0, MAX_BATCH_MS, "batch_ms", DEFAULT_BATCH_MS),
+        (
+            &raw.lock_timeout_ms,
+            1,
+            600_000,
+            "lock_timeout_ms",
+            DEFAULT_LOCK_TIMEOUT_MS,
+        ),
+        (
+            &raw.statement_timeout_ms,
+            1_000,
+            86_400_000,
+            "statement_timeout_ms",
+            DEFAULT_STATEMENT_TIMEOUT_MS,
+        ),
+        (
+            &raw.copies_max_log_days,
+            0,
+            36_500,
+            "copies_max_log_days",
+            30,
+        ),
+        (
+            &raw.max_clock_skew_ms,
+            0,
+            86_400_000,
+            "max_clock_skew_ms",
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+        ),
+        (&raw.pause_ms, 0, MAX_PAUSE_MS, "pause_ms", 0),
+        (
+            &raw.max_pause_ms,
+            1_000,
+            86_400_000,
+            "max_pause_ms",
+            DEFAULT_MAX_PAUSE_MS,
+        ),
+    ]
+    .map(|(value, min, max, what, default)| {
+        value
+            .as_ref()
+            .and_then(|v| bounded(source, v, min, max, what, None, diags))
+            .unwrap_or(default)
+    })
 }
 
 /// `holidays` and `closing_days`: which days are working days. Unset when
@@ -210,7 +234,6 @@ pub(super) fn stores(
     default_audit: &str,
     diags: &mut Diagnosed,
 ) -> BTreeMap<String, StoreConfig> {
-    let mut stores = BTreeMap::new();
     if raw.is_empty() {
         diags.push(
             Location::file_start(&source.path),
@@ -218,215 +241,263 @@ pub(super) fn stores(
             "no stores are defined; add a [stores.<name>] table",
         );
     }
-    for (name, spanned) in raw {
-        let at = source.span_location(Some(spanned.span()));
-        let store = spanned.into_inner();
-        if !is_simple_name(&name) {
+    raw.into_iter()
+        .filter_map(|(name, spanned)| {
+            store(source, name, spanned, base, settings, default_audit, diags)
+        })
+        .map(|store| (store.name.clone(), store))
+        .collect()
+}
+
+/// One `[stores.<name>]`. Every problem in it is reported; the store is
+/// kept only when its engine, connection and audit table are known.
+fn store(
+    source: &Source,
+    name: String,
+    spanned: Spanned<RawStore>,
+    base: &Path,
+    settings: &Settings,
+    default_audit: &str,
+    diags: &mut Diagnosed,
+) -> Option<StoreConfig> {
+    let at = source.span_location(Some(spanned.span()));
+    let store = spanned.into_inner();
+    if !is_simple_name(&name) {
+        diags.push(
+            at.clone(),
+            None,
+            format!("store name {name:?} may hold only letters, digits, '_' and '-'"),
+        );
+    }
+    let engine = store_engine(source, &name, &store, diags);
+    let connection = store_connection(source, &name, engine, &store, base, &at, diags);
+    let time_zone = store
+        .time_zone
+        .as_ref()
+        .map_or(settings.timezone, |tz| parse_tz(source, tz, None, diags));
+    let audit_table = match &store.audit_table {
+        Some(table) => parse_table(source, table, None, diags),
+        None => default_audit.parse().ok(),
+    };
+    let empty_dates = store
+        .empty_dates
+        .iter()
+        .flatten()
+        .filter_map(|d| parse_date(source, d, None, diags))
+        .collect();
+    // A bad `tls` is reported; the store stays known, so its rules are
+    // not reported as naming an unknown store as well.
+    let tls = store_tls(source, &name, engine, &store, base, diags).unwrap_or_default();
+    let max_load = store.max_load.as_ref().and_then(|m| {
+        let what = format!("store {name}: max_load");
+        bounded(source, m, 1, 100_000, &what, None, diags)
+    });
+    let max_lag = store_max_lag(source, &name, &store, diags);
+    let replica_connections: Vec<Connection> = store
+        .replicas
+        .iter()
+        .flatten()
+        .filter_map(|replica| replica_connection(source, &name, replica, base, diags))
+        .collect();
+    check_load_limits(source, &name, engine, &store, &at, diags);
+    let window = store.window.as_ref().and_then(|w| {
+        parse_window(
+            source,
+            w,
+            settings.timezone,
+            &format!("store {name}: "),
+            None,
+            diags,
+        )
+    });
+    let (engine, connection, audit_table) = (engine?, connection?, audit_table?);
+    let mut primary = StoreConfig {
+        name,
+        engine,
+        connection,
+        audit_table,
+        time_zone,
+        empty_dates,
+        tls,
+        window,
+        max_load,
+        replicas: Vec::new(),
+        max_lag,
+        location: at,
+    };
+    primary.replicas = replicas_of(&primary, replica_connections);
+    Some(primary)
+}
+
+/// A replica is reached as its store is, but at its own URL; its name
+/// says whose it is, never where it is.
+fn replicas_of(primary: &StoreConfig, connections: Vec<Connection>) -> Vec<StoreConfig> {
+    connections
+        .into_iter()
+        .enumerate()
+        .map(|(index, connection)| StoreConfig {
+            name: format!("{} replica {}", primary.name, index + 1),
+            engine: primary.engine,
+            connection,
+            audit_table: primary.audit_table.clone(),
+            time_zone: primary.time_zone,
+            empty_dates: Vec::new(),
+            tls: primary.tls.clone(),
+            window: None,
+            max_load: None,
+            replicas: Vec::new(),
+            max_lag: None,
+            location: primary.location.clone(),
+        })
+        .collect()
+}
+
+/// A store's `engine`, under any of the names its users call it.
+fn store_engine(
+    source: &Source,
+    name: &str,
+    store: &RawStore,
+    diags: &mut Diagnosed,
+) -> Option<Engine> {
+    match store.engine.get_ref().as_str() {
+        "postgres" | "postgresql" => Some(Engine::Postgres),
+        "mysql" | "mariadb" => Some(Engine::Mysql),
+        "sqlite" => Some(Engine::Sqlite),
+        other => {
             diags.push(
-                at.clone(),
+                source.span_location(Some(store.engine.span())),
                 None,
-                format!("store name {name:?} may hold only letters, digits, '_' and '-'"),
+                format!("store {name}: unknown engine {other:?}; use postgres, mysql or sqlite"),
             );
-        }
-        let engine = match store.engine.get_ref().as_str() {
-            "postgres" | "postgresql" => Some(Engine::Postgres),
-            "mysql" | "mariadb" => Some(Engine::Mysql),
-            "sqlite" => Some(Engine::Sqlite),
-            other => {
-                diags.push(
-                    source.span_location(Some(store.engine.span())),
-                    None,
-                    format!(
-                        "store {name}: unknown engine {other:?}; use postgres, mysql or sqlite"
-                    ),
-                );
-                None
-            }
-        };
-        if let Some(url) = &store.url {
-            diags.push(
-                source.span_location(Some(url.span())),
-                None,
-                format!("store {name}: an inline url would put a password in the config; use url_env or url_file"),
-            );
-        }
-        let url_secret = |diags: &mut Diagnosed| {
-            secret_source(
-                source,
-                &format!("store {name}: url"),
-                &store.url_file,
-                &store.url_credential,
-                base,
-                diags,
-            )
-        };
-        let has_url_secret = store.url_file.is_some() || store.url_credential.is_some();
-        let connection = match (engine, &store.url_env, has_url_secret, &store.path) {
-            (Some(Engine::Sqlite), None, false, Some(path)) => {
-                Some(Connection::Path(resolve(base, path.get_ref())))
-            }
-            (Some(Engine::Sqlite), _, _, _) => {
-                diags.push(
-                    at.clone(),
-                    None,
-                    format!(
-                        "store {name}: an sqlite store takes path = \"<file>\" and nothing else"
-                    ),
-                );
-                None
-            }
-            (Some(_), Some(env), false, None) => {
-                if is_env_name(env.get_ref()) {
-                    Some(Connection::UrlEnv(env.get_ref().clone()))
-                } else {
-                    diags.push(
-                        source.span_location(Some(env.span())),
-                        None,
-                        format!(
-                            "store {name}: {:?} is not an environment variable name",
-                            env.get_ref()
-                        ),
-                    );
-                    None
-                }
-            }
-            (Some(_), None, true, None) => url_secret(diags).map(Connection::Url),
-            (Some(engine), _, _, _) => {
-                diags.push(
-                    at.clone(),
-                    None,
-                    format!(
-                        "store {name}: a {engine} store needs exactly one of url_env, url_file or url_credential"
-                    ),
-                );
-                None
-            }
-            (None, ..) => None,
-        };
-        let time_zone = store
-            .time_zone
-            .as_ref()
-            .map_or(settings.timezone, |tz| parse_tz(source, tz, None, diags));
-        let audit_table = match &store.audit_table {
-            Some(table) => parse_table(source, table, None, diags),
-            None => default_audit.parse().ok(),
-        };
-        let empty_dates = store
-            .empty_dates
-            .iter()
-            .flatten()
-            .filter_map(|d| parse_date(source, d, None, diags))
-            .collect();
-        // A bad `tls` is reported; the store stays known, so its rules are
-        // not reported as naming an unknown store as well.
-        let tls = store_tls(source, &name, engine, &store, base, diags).unwrap_or_default();
-        let max_load = store.max_load.as_ref().and_then(|m| {
-            bounded(
-                source,
-                m,
-                1,
-                100_000,
-                &format!("store {name}: max_load"),
-                None,
-                diags,
-            )
-        });
-        let max_lag = store
-            .max_lag
-            .as_ref()
-            .and_then(|m| match crate::limits::parse_max_duration(m.get_ref()) {
-                Ok(lag) => Some(lag),
-                Err(err) => {
-                    diags.push(
-                        source.span_location(Some(m.span())),
-                        None,
-                        format!("store {name}: max_lag: {err}"),
-                    );
-                    None
-                }
-            });
-        let replica_connections: Vec<Connection> = store
-            .replicas
-            .iter()
-            .flatten()
-            .filter_map(|replica| replica_connection(source, &name, replica, base, diags))
-            .collect();
-        match (&store.replicas, &store.max_lag, engine) {
-            (Some(_), _, Some(Engine::Sqlite)) | (_, Some(_), Some(Engine::Sqlite)) => diags.push(
-                at.clone(),
-                None,
-                format!("store {name}: an sqlite store has no replicas to watch"),
-            ),
-            _ if store.max_load.is_some() && engine == Some(Engine::Sqlite) => diags.push(
-                at.clone(),
-                None,
-                format!("store {name}: an sqlite store has no server whose load max_load could limit"),
-            ),
-            (Some(replicas), None, _) if !replicas.is_empty() => diags.push(
-                at.clone(),
-                None,
-                format!("store {name}: replicas are watched for max_lag; set it, e.g. max_lag = \"5s\""),
-            ),
-            (None, Some(lag), _) => diags.push(
-                source.span_location(Some(lag.span())),
-                None,
-                format!("store {name}: max_lag needs replicas to watch: [[stores.{name}.replicas]] with url_env, url_file or url_credential"),
-            ),
-            _ => {}
-        }
-        let window = store.window.as_ref().and_then(|w| {
-            parse_window(
-                source,
-                w,
-                settings.timezone,
-                &format!("store {name}: "),
-                None,
-                diags,
-            )
-        });
-        if let (Some(engine), Some(connection), Some(audit_table)) =
-            (engine, connection, audit_table)
-        {
-            // A replica is reached as its store is, but at its own URL; its
-            // name says whose it is, never where it is.
-            let replicas = replica_connections
-                .into_iter()
-                .enumerate()
-                .map(|(index, connection)| StoreConfig {
-                    name: format!("{name} replica {}", index + 1),
-                    engine,
-                    connection,
-                    audit_table: audit_table.clone(),
-                    time_zone,
-                    empty_dates: Vec::new(),
-                    tls: tls.clone(),
-                    window: None,
-                    max_load: None,
-                    replicas: Vec::new(),
-                    max_lag: None,
-                    location: at.clone(),
-                })
-                .collect();
-            stores.insert(
-                name.clone(),
-                StoreConfig {
-                    name,
-                    engine,
-                    connection,
-                    audit_table,
-                    time_zone,
-                    empty_dates,
-                    tls,
-                    window,
-                    max_load,
-                    replicas,
-                    max_lag,
-                    location: at,
-                },
-            );
+            None
         }
     }
-    stores
+}
+
+/// Where a store is: a file for SQLite; for a server exactly one of
+/// url_env, url_file or url_credential, never an inline url, which would
+/// put a password in the config.
+fn store_connection(
+    source: &Source,
+    name: &str,
+    engine: Option<Engine>,
+    store: &RawStore,
+    base: &Path,
+    at: &Location,
+    diags: &mut Diagnosed,
+) -> Option<Connection> {
+    if let Some(url) = &store.url {
+        diags.push(
+            source.span_location(Some(url.span())),
+            None,
+            format!("store {name}: an inline url would put a password in the config; use url_env or url_file"),
+        );
+    }
+    let has_url_secret = store.url_file.is_some() || store.url_credential.is_some();
+    match (engine, &store.url_env, has_url_secret, &store.path) {
+        (Some(Engine::Sqlite), None, false, Some(path)) => {
+            Some(Connection::Path(resolve(base, path.get_ref())))
+        }
+        (Some(Engine::Sqlite), _, _, _) => {
+            diags.push(
+                at.clone(),
+                None,
+                format!("store {name}: an sqlite store takes path = \"<file>\" and nothing else"),
+            );
+            None
+        }
+        (Some(_), Some(env), false, None) => {
+            if is_env_name(env.get_ref()) {
+                Some(Connection::UrlEnv(env.get_ref().clone()))
+            } else {
+                diags.push(
+                    source.span_location(Some(env.span())),
+                    None,
+                    format!(
+                        "store {name}: {:?} is not an environment variable name",
+                        env.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+        (Some(_), None, true, None) => secret_source(
+            source,
+            &format!("store {name}: url"),
+            &store.url_file,
+            &store.url_credential,
+            base,
+            diags,
+        )
+        .map(Connection::Url),
+        (Some(engine), _, _, _) => {
+            diags.push(
+                at.clone(),
+                None,
+                format!(
+                    "store {name}: a {engine} store needs exactly one of url_env, url_file or url_credential"
+                ),
+            );
+            None
+        }
+        (None, ..) => None,
+    }
+}
+
+/// A store's `max_lag`: how far behind its replicas may fall.
+fn store_max_lag(
+    source: &Source,
+    name: &str,
+    store: &RawStore,
+    diags: &mut Diagnosed,
+) -> Option<Duration> {
+    let lag = store.max_lag.as_ref()?;
+    match crate::limits::parse_max_duration(lag.get_ref()) {
+        Ok(lag) => Some(lag),
+        Err(err) => {
+            diags.push(
+                source.span_location(Some(lag.span())),
+                None,
+                format!("store {name}: max_lag: {err}"),
+            );
+            None
+        }
+    }
+}
+
+/// `replicas`, `max_lag` and `max_load` only make sense together and on a
+/// server: replicas are watched for lag, and SQLite has neither.
+fn check_load_limits(
+    source: &Source,
+    name: &str,
+    engine: Option<Engine>,
+    store: &RawStore,
+    at: &Location,
+    diags: &mut Diagnosed,
+) {
+    match (&store.replicas, &store.max_lag, engine) {
+        (Some(_), _, Some(Engine::Sqlite)) | (_, Some(_), Some(Engine::Sqlite)) => diags.push(
+            at.clone(),
+            None,
+            format!("store {name}: an sqlite store has no replicas to watch"),
+        ),
+        _ if store.max_load.is_some() && engine == Some(Engine::Sqlite) => diags.push(
+            at.clone(),
+            None,
+            format!("store {name}: an sqlite store has no server whose load max_load could limit"),
+        ),
+        (Some(replicas), None, _) if !replicas.is_empty() => diags.push(
+            at.clone(),
+            None,
+            format!("store {name}: replicas are watched for max_lag; set it, e.g. max_lag = \"5s\""),
+        ),
+        (None, Some(lag), _) => diags.push(
+            source.span_location(Some(lag.span())),
+            None,
+            format!("store {name}: max_lag needs replicas to watch: [[stores.{name}.replicas]] with url_env, url_file or url_credential"),
+        ),
+        _ => {}
+    }
 }
 
 /// Where a replica is: exactly one of url_env, url_file, url_credential.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::raw::{RawCategory, RawConfig, RawRule};
+use super::raw::{RawCategory, RawConfig, RawRule, RawSubject};
 use super::source::Source;
 use super::subjects;
 use super::{Category, Diagnostic, Diagnostics, Location, Policy, Rule};
@@ -40,7 +40,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         }
     };
     let rule_paths = rule_paths(&source, &raw, &base, &mut diags);
-    let (settings, financial_year_end) = settings(&source, &raw, &base, &mut diags);
+    let (mut settings, financial_year_end) = settings(&source, &raw, &base, &mut diags);
     let default_audit = raw
         .audit_table
         .as_ref()
@@ -54,35 +54,11 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         &default_audit,
         &mut diags,
     );
-
-    let mut settings = settings;
     settings.coverage_allow = coverage_allow(&source, raw.coverage, &stores, &mut diags);
-
-    let mut categories = BTreeMap::new();
-    let mut category_at: HashMap<String, Location> = HashMap::new();
-    let mut raw_rules = Vec::new();
-    let mut raw_subjects = Vec::new();
-    let mut rule_files = Vec::new();
-    for path in rule_paths {
-        match read_source(&path) {
-            Ok(rule_source) => {
-                parse_rule_file(
-                    &Rc::new(rule_source),
-                    &mut categories,
-                    &mut category_at,
-                    &mut raw_rules,
-                    &mut raw_subjects,
-                    &mut diags,
-                );
-                rule_files.push(path);
-            }
-            Err(diag) => diags.0.push(diag),
-        }
-    }
-
+    let files = read_rule_files(rule_paths, &mut diags);
     let context = RuleContext {
         stores: &stores,
-        categories: &categories,
+        categories: &files.categories,
         financial_year_end,
         calendar: settings.calendar.as_ref(),
         default_batch_size: settings.batch_size,
@@ -93,10 +69,74 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
         default_lead: settings.lead,
         gaps: RefCell::new(HashMap::new()),
     };
+    let rules = validate_rules(&files.rules, &context, &mut diags);
+    if rules.iter().any(Rule::needs_key) && settings.key.is_none() {
+        diags.push(
+            Location::file_start(&source.path),
+            None,
+            "no key: some rules pseudonymise; set key_file (a path) or key_credential (a systemd credential)",
+        );
+    }
+    let subjects = subjects::validate(
+        &files.subjects,
+        &subjects::SubjectContext {
+            stores: &stores,
+            categories: &files.categories,
+            rules: &rules,
+            settings: &settings,
+        },
+        &mut diags,
+    );
+    if !diags.0.is_empty() {
+        return Err(diags.finish());
+    }
+    Ok(Policy {
+        settings,
+        stores,
+        categories: files.categories,
+        rules,
+        subjects,
+        rule_files: files.paths,
+    })
+}
+
+/// What the rule files hold, gathered from all of them before any rule is
+/// validated: a rule may name a category defined in another file.
+#[derive(Default)]
+struct RuleFiles {
+    categories: BTreeMap<String, Category>,
+    /// Where each category was defined, to name the first of two.
+    category_at: HashMap<String, Location>,
+    rules: RawRules,
+    subjects: Vec<(Rc<Source>, RawSubject)>,
+    /// The files that could be read.
+    paths: Vec<PathBuf>,
+}
+
+fn read_rule_files(paths: Vec<PathBuf>, diags: &mut Diagnosed) -> RuleFiles {
+    let mut files = RuleFiles::default();
+    for path in paths {
+        match read_source(&path) {
+            Ok(rule_source) => {
+                parse_rule_file(&Rc::new(rule_source), &mut files, diags);
+                files.paths.push(path);
+            }
+            Err(diag) => diags.0.push(diag),
+        }
+    }
+    files
+}
+
+/// Each rule validated; of two with one id, the second is refused.
+fn validate_rules(
+    raw_rules: &RawRules,
+    context: &RuleContext<'_>,
+    diags: &mut Diagnosed,
+) -> Vec<Rule> {
     let mut rules: Vec<Rule> = Vec::new();
     let mut seen: HashMap<String, Location> = HashMap::new();
-    for (rule_source, raw) in &raw_rules {
-        if let Some(rule) = validate_rule(rule_source, raw, &context, &mut diags) {
+    for (rule_source, raw) in raw_rules {
+        if let Some(rule) = validate_rule(rule_source, raw, context, diags) {
             if let Some(first) = seen.get(&rule.id) {
                 diags.push(
                     rule.at.rule.clone(),
@@ -109,34 +149,7 @@ pub fn load(config_file: &Path) -> Result<Policy, Diagnostics> {
             rules.push(rule);
         }
     }
-    if rules.iter().any(Rule::needs_key) && settings.key.is_none() {
-        diags.push(
-            Location::file_start(&source.path),
-            None,
-            "no key: some rules pseudonymise; set key_file (a path) or key_credential (a systemd credential)",
-        );
-    }
-    let subjects = subjects::validate(
-        &raw_subjects,
-        &subjects::SubjectContext {
-            stores: &stores,
-            categories: &categories,
-            rules: &rules,
-            settings: &settings,
-        },
-        &mut diags,
-    );
-    if !diags.0.is_empty() {
-        return Err(diags.finish());
-    }
-    Ok(Policy {
-        settings,
-        stores,
-        categories,
-        rules,
-        subjects,
-        rule_files,
-    })
+    rules
 }
 
 pub(super) fn read_source(path: &Path) -> Result<Source, Diagnostic> {
@@ -199,14 +212,7 @@ pub(super) fn rule_paths(
 
 pub(super) type RawRules = Vec<(Rc<Source>, RawRule)>;
 
-pub(super) fn parse_rule_file(
-    source: &Rc<Source>,
-    categories: &mut BTreeMap<String, Category>,
-    category_at: &mut HashMap<String, Location>,
-    rules: &mut RawRules,
-    subjects: &mut Vec<(Rc<Source>, super::raw::RawSubject)>,
-    diags: &mut Diagnosed,
-) {
+fn parse_rule_file(source: &Rc<Source>, files: &mut RuleFiles, diags: &mut Diagnosed) {
     let root = match DeTable::parse(&source.text) {
         Ok(root) => root.into_inner(),
         Err(err) => {
@@ -217,73 +223,116 @@ pub(super) fn parse_rule_file(
     for (key, value) in root.iter() {
         let at = source.span_location(Some(key.span()));
         match key.get_ref().as_ref() {
-            "categories" => {
-                let Some(table) = value.get_ref().as_table() else {
-                    diags.push(at, None, "categories must be a table: [categories.<name>]");
-                    continue;
-                };
-                for (name, body) in table.iter() {
-                    let name_at = source.span_location(Some(name.span()));
-                    let name = name.get_ref().to_string();
-                    match RawCategory::deserialize(ValueDeserializer::from(body.clone())) {
-                        Ok(raw) => {
-                            if !is_simple_name(&name) {
-                                diags.push(name_at.clone(), None, format!("category name {name:?} may hold only letters, digits, '_' and '-'"));
-                            }
-                            if let Some(first) = category_at.get(&name) {
-                                diags.push(name_at, None, format!("category {name} is defined twice; first at {first}"));
-                                continue;
-                            }
-                            category_at.insert(name.clone(), name_at);
-                            let mut bound = |text: &Option<Spanned<String>>, what: &str| {
-                                text.as_ref().and_then(|text| match text.get_ref().parse::<Period>() {
-                                    Ok(period) => Some(period),
-                                    Err(err) => {
-                                        diags.push(source.span_location(Some(text.span())), None, format!("category {name}: {what}: {err}"));
-                                        None
-                                    }
-                                })
-                            };
-                            let minimum = bound(&raw.minimum, "minimum");
-                            let deadline = bound(&raw.deadline, "deadline");
-                            categories.insert(
-                                name.clone(),
-                                Category {
-                                    name,
-                                    description: raw.description,
-                                    legal_basis: raw.legal_basis,
-                                    minimum,
-                                    deadline,
-                                },
-                            );
-                        }
-                        Err(err) => diags.push(source.span_location(err.span()), None, format!("category {name}: {}", err.message())),
-                    }
-                }
-            }
-            "rule" => {
-                let DeValue::Array(items) = value.get_ref() else {
-                    diags.push(at, None, "rules are an array of tables: write [[rule]]");
-                    continue;
-                };
-                for item in items.iter() {
-                    let id = item
-                        .get_ref()
-                        .as_table()
-                        .and_then(|t| t.get("id"))
-                        .and_then(|id| id.get_ref().as_str())
-                        .map(str::to_string);
-                    match RawRule::deserialize(ValueDeserializer::from(item.clone())) {
-                        Ok(raw) => rules.push((source.clone(), raw)),
-                        Err(err) => diags.push(source.span_location(err.span().or(Some(item.span()))), id.as_deref(), err.message()),
-                    }
-                }
-            }
-            "subject" => subjects::parse(source, value.get_ref(), at, subjects, diags),
+            "categories" => parse_categories(source, value.get_ref(), at, files, diags),
+            "rule" => parse_rules(source, value.get_ref(), at, &mut files.rules, diags),
+            "subject" => subjects::parse(source, value.get_ref(), at, &mut files.subjects, diags),
             other => diags.push(
                 at,
                 None,
                 format!("unknown key {other:?}; a rule file holds [categories.<name>], [[rule]] and [[subject]] tables"),
+            ),
+        }
+    }
+}
+
+/// `[categories.<name>]`: each name simple and defined once across all
+/// files, its `minimum` and `deadline` periods.
+fn parse_categories(
+    source: &Rc<Source>,
+    value: &DeValue<'_>,
+    at: Location,
+    files: &mut RuleFiles,
+    diags: &mut Diagnosed,
+) {
+    let Some(table) = value.as_table() else {
+        diags.push(at, None, "categories must be a table: [categories.<name>]");
+        return;
+    };
+    for (name, body) in table.iter() {
+        let name_at = source.span_location(Some(name.span()));
+        let name = name.get_ref().to_string();
+        let raw = match RawCategory::deserialize(ValueDeserializer::from(body.clone())) {
+            Ok(raw) => raw,
+            Err(err) => {
+                diags.push(
+                    source.span_location(err.span()),
+                    None,
+                    format!("category {name}: {}", err.message()),
+                );
+                continue;
+            }
+        };
+        if !is_simple_name(&name) {
+            diags.push(
+                name_at.clone(),
+                None,
+                format!("category name {name:?} may hold only letters, digits, '_' and '-'"),
+            );
+        }
+        if let Some(first) = files.category_at.get(&name) {
+            diags.push(
+                name_at,
+                None,
+                format!("category {name} is defined twice; first at {first}"),
+            );
+            continue;
+        }
+        files.category_at.insert(name.clone(), name_at);
+        let mut bound = |text: &Option<Spanned<String>>, what: &str| {
+            text.as_ref()
+                .and_then(|text| match text.get_ref().parse::<Period>() {
+                    Ok(period) => Some(period),
+                    Err(err) => {
+                        diags.push(
+                            source.span_location(Some(text.span())),
+                            None,
+                            format!("category {name}: {what}: {err}"),
+                        );
+                        None
+                    }
+                })
+        };
+        let minimum = bound(&raw.minimum, "minimum");
+        let deadline = bound(&raw.deadline, "deadline");
+        files.categories.insert(
+            name.clone(),
+            Category {
+                name,
+                description: raw.description,
+                legal_basis: raw.legal_basis,
+                minimum,
+                deadline,
+            },
+        );
+    }
+}
+
+/// `[[rule]]`: each table read into a raw rule, validated later; a table
+/// that does not read is reported under its id, if it has one.
+fn parse_rules(
+    source: &Rc<Source>,
+    value: &DeValue<'_>,
+    at: Location,
+    rules: &mut RawRules,
+    diags: &mut Diagnosed,
+) {
+    let DeValue::Array(items) = value else {
+        diags.push(at, None, "rules are an array of tables: write [[rule]]");
+        return;
+    };
+    for item in items.iter() {
+        let id = item
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("id"))
+            .and_then(|id| id.get_ref().as_str())
+            .map(str::to_string);
+        match RawRule::deserialize(ValueDeserializer::from(item.clone())) {
+            Ok(raw) => rules.push((source.clone(), raw)),
+            Err(err) => diags.push(
+                source.span_location(err.span().or(Some(item.span()))),
+                id.as_deref(),
+                err.message(),
             ),
         }
     }
@@ -446,6 +495,83 @@ columns = { x = "hmac" }
             errors[1].contains("rule second: missing field"),
             "{errors:?}"
         );
+    }
+
+    /// Each bounded number of the config and of a rule: its default when
+    /// unset, and the range named when a value is out of it.
+    #[test]
+    fn bounded_numbers_and_their_defaults() {
+        let files = Files::new(CONFIG, &[("crm.toml", &rule(GOOD_RULE))]);
+        let policy = files.load().unwrap();
+        let (settings, first) = (&policy.settings, &policy.rules[0]);
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        assert_eq!(
+            [
+                settings.batch_size,
+                settings.batch_ms,
+                ms(settings.lock_timeout),
+                ms(settings.statement_timeout),
+                settings.copies_max_log_days,
+                ms(settings.max_clock_skew),
+                settings.pause_ms,
+                ms(settings.max_pause),
+            ],
+            [10_000, 100, 2_000, 900_000, 30, 300_000, 0, 1_800_000]
+        );
+        assert_eq!(
+            [first.batch_size, first.batch_ms, first.pause_ms],
+            [10_000, 100, 0]
+        );
+
+        let given = "batch_size = 7\nbatch_ms = 8\npause_ms = 9\n";
+        let config = CONFIG.replace("key_file", &format!("{given}key_file"));
+        let files = Files::new(&config, &[("crm.toml", &rule(GOOD_RULE))]);
+        let inherited = &files.load().unwrap().rules[0];
+        assert_eq!(
+            [inherited.batch_size, inherited.batch_ms, inherited.pause_ms],
+            [7, 8, 9]
+        );
+        let own = format!("{GOOD_RULE}batch_size = 3\nbatch_ms = 4\npause_ms = 5\n");
+        let files = Files::new(&config, &[("crm.toml", &rule(&own))]);
+        let own_pace = &files.load().unwrap().rules[0];
+        assert_eq!(
+            [own_pace.batch_size, own_pace.batch_ms, own_pace.pause_ms],
+            [3, 4, 5]
+        );
+
+        let out_of_range = [
+            ("batch_size", "0", "1 and 1000000"),
+            ("batch_ms", "-1", "0 and 60000"),
+            ("lock_timeout_ms", "0", "1 and 600000"),
+            ("statement_timeout_ms", "999", "1000 and 86400000"),
+            ("copies_max_log_days", "36501", "0 and 36500"),
+            ("max_clock_skew_ms", "86400001", "0 and 86400000"),
+            ("pause_ms", "-1", "0 and 600000"),
+            ("max_pause_ms", "999", "1000 and 86400000"),
+        ];
+        let given: String = out_of_range
+            .iter()
+            .map(|(key, value, _)| format!("{key} = {value}\n"))
+            .collect();
+        let config = CONFIG.replace("key_file", &format!("{given}key_file"));
+        let joined = Files::new(&config, &[]).errors().join("\n");
+        for (key, _, range) in out_of_range {
+            assert!(
+                joined.contains(&format!("{key} must be between {range}")),
+                "{joined}"
+            );
+        }
+        let own = format!("{GOOD_RULE}batch_size = 0\nbatch_ms = 60001\npause_ms = 600001\n");
+        let joined = Files::new(CONFIG, &[("crm.toml", &rule(&own))])
+            .errors()
+            .join("\n");
+        for message in [
+            "batch_size must be between 1 and 1000000",
+            "batch_ms must be between 0 and 60000",
+            "pause_ms must be between 0 and 600000",
+        ] {
+            assert!(joined.contains(message), "{joined}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::{
     Action, Cascade, Category, Combine, EventRef, EventSpec, HoldTable, Join, Location, Related,
     Rule, RuleLocations, StoreConfig, TableRef, Timing, check_identifier,
 };
+use crate::limits::OperatingWindow;
 use crate::period::{
     Calendar, Period, PeriodKind, Retention, RoundUp, Side, Unit, describe_duration,
 };
@@ -27,6 +28,10 @@ use super::parse::{
     Diagnosed, MAX_BATCH_MS, MAX_BATCH_SIZE, MAX_PAUSE_MS, bounded, is_simple_name, parse_date,
     parse_schedule, parse_span, parse_table, parse_window, parse_year_end,
 };
+
+/// Cascades delete children before their parent row; an action that
+/// keeps the row has none to delete.
+const CASCADE_NEEDS_DELETE: &str = "[[rule.cascade]] applies to action = \"delete\"; pseudonymising or anonymising keeps rows, so their children stay";
 
 /// What `schedule = "manual"` says: the daemon never runs the rule.
 const MANUAL: &str = "manual";
@@ -51,6 +56,8 @@ pub(super) struct RuleContext<'a> {
     pub(super) gaps: RefCell<HashMap<String, Option<TimeDelta>>>,
 }
 
+/// One rule against the config: every problem is reported, and the rule
+/// is returned only when it had none.
 pub(super) fn validate_rule(
     source: &Source,
     raw: &RawRule,
@@ -63,64 +70,26 @@ pub(super) fn validate_rule(
     let rule = Some(id.as_str());
     let rule_at = loc(raw.id.span());
     check_names(source, raw, ctx, &rule_at, diags);
-    let store = raw.store.get_ref();
-    let store_config = ctx.stores.get(store);
+    let store_config = ctx.stores.get(raw.store.get_ref());
     let table = parse_table(source, &raw.table, rule, diags);
-    let mut column_name = |name: &Spanned<String>, what: &str| {
-        if let Err(err) = check_identifier(name.get_ref()) {
-            diags.push(loc(name.span()), rule, format!("{what}: {err}"));
+    let hold = raw.hold.as_ref().map(|hold| {
+        if let Err(err) = check_identifier(hold.get_ref()) {
+            diags.push(loc(hold.span()), rule, format!("hold: {err}"));
         }
-        name.get_ref().clone()
-    };
-    let hold = raw.hold.as_ref().map(|h| column_name(h, "hold"));
-    let joins = related_tables(source, raw.join.as_deref(), RelatedKind::Join, rule, diags);
-    let event = event_spec(
-        loc(raw.after.span()),
-        raw.after.get_ref(),
-        &joins,
-        rule,
-        diags,
-    );
-    let hold_tables = related_tables(
-        source,
-        raw.hold_table.as_deref(),
-        RelatedKind::Hold,
-        rule,
-        diags,
-    );
-    let cascades = related_tables(
-        source,
-        raw.cascade.as_deref(),
-        RelatedKind::Cascade,
-        rule,
-        diags,
-    );
-
-    let period = match raw.retain.get_ref().parse::<Period>() {
-        Ok(period) => Some(period),
-        Err(err) => {
-            diags.push(loc(raw.retain.span()), rule, err);
-            None
-        }
-    };
-    // Which days are working days is a deployment fact, like the
-    // financial year end: never assumed.
-    if period.is_some_and(|p| p.unit == Unit::WorkingDays) && ctx.calendar.is_none() {
-        diags.push(
-            loc(raw.retain.span()),
-            rule,
-            "retain counts working days: set holidays = \"DK\" (Danish public holidays are days off) or holidays = \"none\" in glemsel.toml",
-        );
-    }
-    let round_up = round_up(source, raw, ctx, diags);
-
-    let filter = raw.filter.as_ref().map(|filter| {
-        if let Err(err) = check_sql_fragment(filter.get_ref()) {
-            diags.push(loc(filter.span()), rule, format!("where: {err}"));
-        }
-        filter.get_ref().clone()
+        hold.get_ref().clone()
     });
-
+    let [joins, hold_tables, cascades] = [
+        (&raw.join, RelatedKind::Join),
+        (&raw.hold_table, RelatedKind::Hold),
+        (&raw.cascade, RelatedKind::Cascade),
+    ]
+    .map(|(entries, kind)| related_tables(source, entries.as_deref(), kind, rule, diags));
+    let after_at = loc(raw.after.span());
+    let event = event_spec(after_at, raw.after.get_ref(), &joins, rule, diags);
+    let filter = raw
+        .filter
+        .as_ref()
+        .map(|filter| sql_fragment(source, filter, "where", rule, diags));
     let mut column_locations = BTreeMap::new();
     let action = rule_action(
         source,
@@ -130,29 +99,74 @@ pub(super) fn validate_rule(
         &mut column_locations,
         diags,
     );
-
+    if !cascades.is_empty() && raw.action.get_ref() != "delete" {
+        diags.push(loc(raw.action.span()), rule, CASCADE_NEEDS_DELETE);
+    }
     let key = walk_key(source, raw, diags);
     let empty_dates = empty_dates(source, raw, store_config, diags);
+    let cadence = cadence(source, raw, ctx, store_config, diags);
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    Some(Rule {
+        id,
+        description: raw.description.as_ref().map(|d| d.get_ref().clone()),
+        store: raw.store.get_ref().clone(),
+        table: table?,
+        category: raw.category.get_ref().clone(),
+        event: event?,
+        joins: into_joins(joins),
+        retention: cadence.retention?,
+        filter,
+        hold,
+        hold_tables: into_hold_tables(hold_tables),
+        cascades: into_cascades(cascades),
+        action: action?,
+        key,
+        empty_dates,
+        max_rows: cadence.max_rows,
+        vacuum_after: raw.vacuum_after.unwrap_or(false),
+        batch_size: cadence.batch_size,
+        batch_ms: cadence.batch_ms,
+        schedule: cadence.schedule,
+        manual: cadence.manual,
+        window: cadence.window,
+        pause_ms: cadence.pause_ms,
+        timing: cadence.timing?,
+        fingerprint: fingerprint(raw),
+        at: rule_locations(source, raw, rule_at, column_locations),
+    })
+}
+
+/// When and how fast a rule acts; `None` where a part did not validate.
+struct Cadence {
+    retention: Option<Retention>,
+    timing: Option<Timing>,
+    schedule: Option<Schedule>,
+    manual: bool,
+    window: Option<OperatingWindow>,
+    max_rows: Option<u64>,
+    batch_size: u64,
+    batch_ms: u64,
+    pause_ms: u64,
+}
+
+/// The rule's retention, timing, schedule, window and pace, and whether
+/// they fit its category's bounds.
+fn cadence(
+    source: &Source,
+    raw: &RawRule,
+    ctx: &RuleContext<'_>,
+    store_config: Option<&StoreConfig>,
+    diags: &mut Diagnosed,
+) -> Cadence {
+    let rule = Some(raw.id.get_ref().as_str());
+    let retention = retention(source, raw, ctx, diags);
     let max_rows = raw
         .max_rows
         .as_ref()
         .and_then(|m| bounded(source, m, 1, u64::MAX >> 1, "max_rows", rule, diags));
-    let batch_size = raw
-        .batch_size
-        .as_ref()
-        .and_then(|b| bounded(source, b, 1, MAX_BATCH_SIZE, "batch_size", rule, diags))
-        .unwrap_or(ctx.default_batch_size);
-    let batch_ms = raw
-        .batch_ms
-        .as_ref()
-        .and_then(|b| bounded(source, b, 0, MAX_BATCH_MS, "batch_ms", rule, diags))
-        .unwrap_or(ctx.default_batch_ms);
-
-    let pause_ms = raw
-        .pause_ms
-        .as_ref()
-        .and_then(|p| bounded(source, p, 0, MAX_PAUSE_MS, "pause_ms", rule, diags))
-        .unwrap_or(ctx.default_pause_ms);
+    let [batch_size, batch_ms, pause_ms] = pace(source, raw, ctx, diags);
     let manual = raw.schedule.as_ref().is_some_and(|s| s.get_ref() == MANUAL);
     let schedule = raw
         .schedule
@@ -164,115 +178,125 @@ pub(super) fn validate_rule(
         None => store_config.and_then(|s| s.window.clone()),
     };
     let zone = store_config.map_or(ctx.timezone, |s| s.time_zone);
-    let timing = timing(
-        source,
-        raw,
-        Period0 {
-            retention: period.map(|period| Retention {
-                period,
-                round_up: round_up.clone(),
-                calendar: ctx.calendar.cloned().unwrap_or_default(),
-            }),
-            zone,
-        },
-        schedule.as_ref(),
-        manual,
-        ctx,
-        diags,
-    );
-    if let (Some(category), Some(period), Some(timing)) = (
+    let period0 = Period0 {
+        retention: retention.clone(),
+        zone,
+    };
+    let timing = timing(source, raw, period0, schedule.as_ref(), manual, ctx, diags);
+    if let (Some(category), Some(retention), Some(timing)) = (
         ctx.categories.get(raw.category.get_ref()),
-        period,
+        &retention,
         timing.as_ref(),
     ) {
-        let retention = Retention {
-            period,
-            round_up: round_up.clone(),
-            calendar: ctx.calendar.cloned().unwrap_or_default(),
-        };
-        check_category_bounds(
-            raw,
-            category,
-            &retention,
-            timing,
-            zone,
-            loc(raw.category.span()),
-            diags,
-        );
+        let at = source.span_location(Some(raw.category.span()));
+        check_category_bounds(raw, category, retention, timing, zone, at, diags);
     }
-    if !cascades.is_empty() && raw.action.get_ref() != "delete" {
-        diags.push(
-            loc(raw.action.span()),
-            rule,
-            "[[rule.cascade]] applies to action = \"delete\"; pseudonymising or anonymising keeps rows, so their children stay",
-        );
-    }
-    if diags.0.len() > errors_before {
-        return None;
-    }
-    let fingerprint = hex::encode(Sha256::digest(
-        serde_json::to_vec(raw).expect("a rule serialises"),
-    ));
-    Some(Rule {
-        id,
-        description: raw.description.as_ref().map(|d| d.get_ref().clone()),
-        store: store.clone(),
-        table: table?,
-        category: raw.category.get_ref().clone(),
-        event: event?,
-        joins: joins
-            .into_iter()
-            .map(|(join, _)| Join {
-                name: join.name,
-                related: join.related,
-                open: join.open,
-            })
-            .collect(),
-        retention: Retention {
-            period: period?,
-            round_up,
-            calendar: ctx.calendar.cloned().unwrap_or_default(),
-        },
-        filter,
-        hold,
-        hold_tables: hold_tables
-            .into_iter()
-            .map(|(related, filter)| HoldTable {
-                name: related.name,
-                related: related.related,
-                filter,
-            })
-            .collect(),
-        cascades: cascades
-            .into_iter()
-            .map(|(related, _)| Cascade {
-                parent: related.parent,
-                related: related.related,
-            })
-            .collect(),
-        action: action?,
-        key,
-        empty_dates,
-        max_rows,
-        vacuum_after: raw.vacuum_after.unwrap_or(false),
-        batch_size,
-        batch_ms,
+    Cadence {
+        retention,
+        timing,
         schedule,
         manual,
         window,
+        max_rows,
+        batch_size,
+        batch_ms,
         pause_ms,
-        timing: timing?,
-        fingerprint,
-        at: RuleLocations {
-            rule: rule_at,
-            table: loc(raw.table.span()),
-            after: loc(raw.after.span()),
-            hold: raw.hold.as_ref().map(|h| loc(h.span())),
-            filter: raw.filter.as_ref().map(|f| loc(f.span())),
-            key: raw.key.as_ref().map(|k| loc(k.span())),
-            columns: column_locations,
-        },
+    }
+}
+
+/// `retain` with the rule's rounding and the config's calendar. Which
+/// days are working days is a deployment fact, like the financial year
+/// end: never assumed.
+fn retention(
+    source: &Source,
+    raw: &RawRule,
+    ctx: &RuleContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<Retention> {
+    let rule = Some(raw.id.get_ref().as_str());
+    let at = source.span_location(Some(raw.retain.span()));
+    let period = match raw.retain.get_ref().parse::<Period>() {
+        Ok(period) => Some(period),
+        Err(err) => {
+            diags.push(at.clone(), rule, err);
+            None
+        }
+    };
+    if period.is_some_and(|p| p.unit == Unit::WorkingDays) && ctx.calendar.is_none() {
+        diags.push(
+            at,
+            rule,
+            "retain counts working days: set holidays = \"DK\" (Danish public holidays are days off) or holidays = \"none\" in glemsel.toml",
+        );
+    }
+    let round_up = round_up(source, raw, ctx, diags);
+    Some(Retention {
+        period: period?,
+        round_up,
+        calendar: ctx.calendar.cloned().unwrap_or_default(),
     })
+}
+
+/// `batch_size`, `batch_ms` and `pause_ms`: the rule's own, within their
+/// ranges, else the config's.
+fn pace(source: &Source, raw: &RawRule, ctx: &RuleContext<'_>, diags: &mut Diagnosed) -> [u64; 3] {
+    let rule = Some(raw.id.get_ref().as_str());
+    [
+        (
+            &raw.batch_size,
+            1,
+            MAX_BATCH_SIZE,
+            "batch_size",
+            ctx.default_batch_size,
+        ),
+        (
+            &raw.batch_ms,
+            0,
+            MAX_BATCH_MS,
+            "batch_ms",
+            ctx.default_batch_ms,
+        ),
+        (
+            &raw.pause_ms,
+            0,
+            MAX_PAUSE_MS,
+            "pause_ms",
+            ctx.default_pause_ms,
+        ),
+    ]
+    .map(|(value, min, max, what, default)| {
+        value
+            .as_ref()
+            .and_then(|v| bounded(source, v, min, max, what, rule, diags))
+            .unwrap_or(default)
+    })
+}
+
+/// The rule's text, hashed: reports name the exact rule that was in
+/// force.
+fn fingerprint(raw: &RawRule) -> String {
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(raw).expect("a rule serialises"),
+    ))
+}
+
+/// Where the rule's parts were written, for messages about them later.
+fn rule_locations(
+    source: &Source,
+    raw: &RawRule,
+    rule: Location,
+    columns: BTreeMap<String, Location>,
+) -> RuleLocations {
+    let loc = |span: std::ops::Range<usize>| source.span_location(Some(span));
+    RuleLocations {
+        rule,
+        table: loc(raw.table.span()),
+        after: loc(raw.after.span()),
+        hold: raw.hold.as_ref().map(|h| loc(h.span())),
+        filter: raw.filter.as_ref().map(|f| loc(f.span())),
+        key: raw.key.as_ref().map(|k| loc(k.span())),
+        columns,
+    }
 }
 
 /// The rule's id, its store and its category are known names.
@@ -525,47 +549,15 @@ pub(super) fn timing(
         schedule: schedule.map(|s| (s.clone(), ctx.timezone)),
         settle,
     };
+    if kind == PeriodKind::Minimum {
+        let settle = minimum_settle(source, raw, gap, max_duration, ctx, diags);
+        return (diags.0.len() == errors_before).then(|| timing(TimeDelta::zero(), None, settle));
+    }
     let kind_at = raw
         .kind
         .as_ref()
         .map_or(loc(raw.id.span()), |k| loc(k.span()));
-    if kind == PeriodKind::Minimum {
-        if let Some(lead) = &raw.lead {
-            diags.push(
-                loc(lead.span()),
-                rule,
-                "lead applies to kind = \"deadline\": a minimum never goes early",
-            );
-        }
-        // How soon after coming due a minimum's row is gone, for a
-        // category's deadline: the schedule's, else the config's lead.
-        let settle = match gap {
-            Some(gap) => gap.map(|gap| gap + max_duration),
-            None => ctx.default_lead,
-        };
-        return (diags.0.len() == errors_before).then(|| timing(TimeDelta::zero(), None, settle));
-    }
-    let needed = match (schedule, gap) {
-        (None, _) | (_, None) => None,
-        (Some(schedule), Some(gap)) => match gap {
-            Some(gap) => Some((
-                gap + max_duration,
-                format!(
-                    "schedule \"{schedule}\" leaves up to {} between runs, + max_duration {}",
-                    describe_duration(gap),
-                    describe_duration(max_duration)
-                ),
-            )),
-            None => {
-                diags.push(
-                        kind_at.clone(),
-                        rule,
-                        format!("kind = \"deadline\": schedule \"{schedule}\" stops running within the next 400 days, so nothing would meet the deadline after it"),
-                    );
-                return None;
-            }
-        },
-    };
+    let needed = lead_needed(schedule.zip(gap), max_duration, &kind_at, rule, diags)?;
     let given = match &raw.lead {
         // Parsed above; a lead that did not parse has been reported.
         Some(text) => Some((given?, format!("lead = \"{}\"", text.get_ref()))),
@@ -580,10 +572,85 @@ pub(super) fn timing(
         (Some((needed, _)), _) => Some(*needed),
         (None, given) => given.as_ref().map(|(lead, _)| *lead),
     };
-    let (lead, reason) = match (given, needed) {
+    let lead_at = raw.lead.as_ref().map_or(kind_at.clone(), |l| loc(l.span()));
+    let (lead, reason) = choose_lead(given, needed, lead_at, kind_at.clone(), rule, diags)?;
+    if let Some(retention) = &period.retention {
+        check_lead_fits(retention, period.zone, lead, &reason, kind_at, rule, diags)?;
+    }
+    Some(timing(lead, Some(reason), settle))
+}
+
+/// A minimum never goes early, so it takes no `lead`. How soon after
+/// coming due its row is gone, for a category's deadline: the schedule's
+/// gap plus `max_duration`, else the config's lead.
+fn minimum_settle(
+    source: &Source,
+    raw: &RawRule,
+    gap: Option<Option<TimeDelta>>,
+    max_duration: TimeDelta,
+    ctx: &RuleContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<TimeDelta> {
+    if let Some(lead) = &raw.lead {
+        diags.push(
+            source.span_location(Some(lead.span())),
+            Some(raw.id.get_ref().as_str()),
+            "lead applies to kind = \"deadline\": a minimum never goes early",
+        );
+    }
+    match gap {
+        Some(gap) => gap.map(|gap| gap + max_duration),
+        None => ctx.default_lead,
+    }
+}
+
+/// The lead a deadline's schedule needs, with the reason: its longest gap
+/// plus `max_duration`; none without a schedule. `None` (refused) when
+/// the schedule stops running.
+fn lead_needed(
+    schedule_gap: Option<(&Schedule, Option<TimeDelta>)>,
+    max_duration: TimeDelta,
+    kind_at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<Option<(TimeDelta, String)>> {
+    let Some((schedule, gap)) = schedule_gap else {
+        return Some(None);
+    };
+    match gap {
+        Some(gap) => Some(Some((
+            gap + max_duration,
+            format!(
+                "schedule \"{schedule}\" leaves up to {} between runs, + max_duration {}",
+                describe_duration(gap),
+                describe_duration(max_duration)
+            ),
+        ))),
+        None => {
+            diags.push(
+                kind_at.clone(),
+                rule,
+                format!("kind = \"deadline\": schedule \"{schedule}\" stops running within the next 400 days, so nothing would meet the deadline after it"),
+            );
+            None
+        }
+    }
+}
+
+/// The lead a deadline acts on: the one given (which may be longer than
+/// the schedule needs, never shorter), else the schedule's.
+fn choose_lead(
+    given: Option<(TimeDelta, String)>,
+    needed: Option<(TimeDelta, String)>,
+    lead_at: Location,
+    kind_at: Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<(TimeDelta, String)> {
+    match (given, needed) {
         (Some((lead, _)), Some((needed, why))) if lead < needed => {
             diags.push(
-                raw.lead.as_ref().map_or(kind_at.clone(), |l| loc(l.span())),
+                lead_at,
                 rule,
                 format!(
                     "lead {} is shorter than the schedule needs: {why}, {} in all; a row that came due just after a run would be gone only after its deadline",
@@ -591,36 +658,46 @@ pub(super) fn timing(
                     describe_duration(needed)
                 ),
             );
-            return None;
+            None
         }
-        (Some(given), _) => given,
-        (None, Some(needed)) => needed,
+        (Some(given), _) => Some(given),
+        (None, Some(needed)) => Some(needed),
         (None, None) => {
             diags.push(
                 kind_at,
                 rule,
                 "kind = \"deadline\" needs to know how often glemsel runs, to act early enough: set schedule (in the rule, or a default in glemsel.toml) or, for a timer or runs by hand, lead = \"<how long before the deadline rows must go>\"",
             );
-            return None;
-        }
-    };
-    if let Some(retention) = &period.retention {
-        let shortest = retention.shortest_span(period.zone);
-        if shortest < lead {
-            diags.push(
-                kind_at,
-                rule,
-                format!(
-                    "kind = \"deadline\": retain \"{}\" can end {} after its event, but the rule must act {} ahead ({reason}): the schedule is too sparse to meet it; run the rule more often",
-                    retention.period,
-                    describe_duration(shortest),
-                    describe_duration(lead),
-                ),
-            );
-            return None;
+            None
         }
     }
-    Some(timing(lead, Some(reason), settle))
+}
+
+/// A period shorter than the lead cannot be met at all: refused.
+fn check_lead_fits(
+    retention: &Retention,
+    zone: Tz,
+    lead: TimeDelta,
+    reason: &str,
+    kind_at: Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<()> {
+    let shortest = retention.shortest_span(zone);
+    if shortest >= lead {
+        return Some(());
+    }
+    diags.push(
+        kind_at,
+        rule,
+        format!(
+            "kind = \"deadline\": retain \"{}\" can end {} after its event, but the rule must act {} ahead ({reason}): the schedule is too sparse to meet it; run the rule more often",
+            retention.period,
+            describe_duration(shortest),
+            describe_duration(lead),
+        ),
+    );
+    None
 }
 
 /// A category's minimum and deadline, one level up from a rule's own
@@ -797,6 +874,59 @@ pub(super) struct RelatedParts {
     pub(super) parent: Option<TableRef>,
 }
 
+/// The declared joins, as a [`Rule`] keeps them.
+fn into_joins(parts: Vec<(RelatedParts, Option<String>)>) -> Vec<Join> {
+    parts
+        .into_iter()
+        .map(|(join, _)| Join {
+            name: join.name,
+            related: join.related,
+            open: join.open,
+        })
+        .collect()
+}
+
+/// The declared hold tables with their `where`, as a [`Rule`] keeps them.
+fn into_hold_tables(parts: Vec<(RelatedParts, Option<String>)>) -> Vec<HoldTable> {
+    parts
+        .into_iter()
+        .map(|(related, filter)| HoldTable {
+            name: related.name,
+            related: related.related,
+            filter,
+        })
+        .collect()
+}
+
+/// The declared cascades, as a [`Rule`] keeps them.
+fn into_cascades(parts: Vec<(RelatedParts, Option<String>)>) -> Vec<Cascade> {
+    parts
+        .into_iter()
+        .map(|(related, _)| Cascade {
+            parent: related.parent,
+            related: related.related,
+        })
+        .collect()
+}
+
+/// A `where` or `open` fragment, checked; its text is kept either way.
+fn sql_fragment(
+    source: &Source,
+    text: &Spanned<String>,
+    what: &str,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> String {
+    if let Err(err) = check_sql_fragment(text.get_ref()) {
+        diags.push(
+            source.span_location(Some(text.span())),
+            rule,
+            format!("{what}: {err}"),
+        );
+    }
+    text.get_ref().clone()
+}
+
 /// Validates `[[rule.join]]`, `[[rule.hold_table]]` or `[[rule.cascade]]`
 /// entries; returns them with their `where` (hold tables) or `open` (joins).
 pub(super) fn related_tables(
@@ -815,76 +945,19 @@ pub(super) fn related_tables(
         };
         let name = entry.name.clone().unwrap_or_else(|| table.name.clone());
         let what = format!("{} {}", kind.key(), entry.table.get_ref());
-        if kind != RelatedKind::Join && entry.name.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: name applies only to [[rule.join]]"),
-            );
-        }
-        if kind != RelatedKind::Join && entry.open.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: open applies only to [[rule.join]]"),
-            );
-        }
-        if kind != RelatedKind::Hold && entry.filter.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: where applies only to [[rule.hold_table]]"),
-            );
-        }
-        if kind != RelatedKind::Cascade && entry.parent.is_some() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: parent applies only to [[rule.cascade]]"),
-            );
-        }
-        if entry.on.is_empty() {
-            diags.push(
-                at.clone(),
-                rule,
-                format!("{what}: on is empty; write on = {{ their_column = \"our_column\" }}"),
-            );
-        }
-        for (theirs, ours) in &entry.on {
-            for column in [theirs, ours] {
-                if let Err(err) = check_identifier(column) {
-                    diags.push(at.clone(), rule, format!("{what}: on: {err}"));
-                }
-            }
-        }
+        check_keys_of_kind(entry, kind, &what, &at, rule, diags);
+        check_on(entry, &what, &at, rule, diags);
         let mut fragment = |text: &Option<Spanned<String>>, key: &str| {
-            text.as_ref().map(|text| {
-                if let Err(err) = check_sql_fragment(text.get_ref()) {
-                    diags.push(
-                        source.span_location(Some(text.span())),
-                        rule,
-                        format!("{what}: {key}: {err}"),
-                    );
-                }
-                text.get_ref().clone()
-            })
+            let what = format!("{what}: {key}");
+            text.as_ref()
+                .map(|text| sql_fragment(source, text, &what, rule, diags))
         };
         let open = fragment(&entry.open, "open");
         let filter = fragment(&entry.filter, "where");
-        let parent = match &entry.parent {
-            None => None,
-            Some(parent) => match parent.parse::<TableRef>() {
-                Ok(parent) if out.iter().any(|(r, _)| r.related.table == parent) => Some(parent),
-                _ => {
-                    diags.push(
-                        at.clone(),
-                        rule,
-                        format!("{what}: parent {parent:?} must be a cascade table declared before this one"),
-                    );
-                    None
-                }
-            },
-        };
+        let parent = entry
+            .parent
+            .as_ref()
+            .and_then(|parent| cascade_parent(parent, &out, &what, &at, rule, diags));
         if out.iter().any(|(r, _)| r.name == name) {
             diags.push(
                 at.clone(),
@@ -895,25 +968,97 @@ pub(super) fn related_tables(
         if diags.0.len() > errors_before {
             continue;
         }
-        out.push((
-            RelatedParts {
-                name,
-                related: Related {
-                    table,
-                    on: entry
-                        .on
-                        .iter()
-                        .map(|(t, o)| (t.clone(), o.clone()))
-                        .collect(),
-                    at,
-                },
-                open,
-                parent,
-            },
-            filter,
-        ));
+        let on = entry
+            .on
+            .iter()
+            .map(|(t, o)| (t.clone(), o.clone()))
+            .collect();
+        let related = Related { table, on, at };
+        let parts = RelatedParts {
+            name,
+            related,
+            open,
+            parent,
+        };
+        out.push((parts, filter));
     }
     out
+}
+
+/// `name` and `open` belong to joins, `where` to hold tables, `parent` to
+/// cascades; given to another kind, each is refused.
+fn check_keys_of_kind(
+    entry: &RawRelated,
+    kind: RelatedKind,
+    what: &str,
+    at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) {
+    let given = [
+        ("name", entry.name.is_some(), RelatedKind::Join),
+        ("open", entry.open.is_some(), RelatedKind::Join),
+        ("where", entry.filter.is_some(), RelatedKind::Hold),
+        ("parent", entry.parent.is_some(), RelatedKind::Cascade),
+    ];
+    for (key, present, owner) in given {
+        if present && kind != owner {
+            diags.push(
+                at.clone(),
+                rule,
+                format!("{what}: {key} applies only to {}", owner.key()),
+            );
+        }
+    }
+}
+
+/// `on`: at least one pair of columns, each a valid identifier.
+fn check_on(
+    entry: &RawRelated,
+    what: &str,
+    at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) {
+    if entry.on.is_empty() {
+        diags.push(
+            at.clone(),
+            rule,
+            format!("{what}: on is empty; write on = {{ their_column = \"our_column\" }}"),
+        );
+    }
+    for (theirs, ours) in &entry.on {
+        for column in [theirs, ours] {
+            if let Err(err) = check_identifier(column) {
+                diags.push(at.clone(), rule, format!("{what}: on: {err}"));
+            }
+        }
+    }
+}
+
+/// A cascade's `parent`: one of the cascade tables declared before this
+/// one.
+fn cascade_parent(
+    parent: &str,
+    earlier: &[(RelatedParts, Option<String>)],
+    what: &str,
+    at: &Location,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<TableRef> {
+    match parent.parse::<TableRef>() {
+        Ok(parent) if earlier.iter().any(|(r, _)| r.related.table == parent) => Some(parent),
+        _ => {
+            diags.push(
+                at.clone(),
+                rule,
+                format!(
+                    "{what}: parent {parent:?} must be a cascade table declared before this one"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `after` with its sources resolved against the declared joins.

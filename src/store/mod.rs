@@ -236,19 +236,55 @@ pub struct CatalogTable {
 pub(crate) fn group_catalog(
     rows: impl IntoIterator<Item = (Option<String>, String, String, String)>,
 ) -> Vec<CatalogTable> {
-    let mut tables: Vec<CatalogTable> = Vec::new();
-    for (schema, table, name, data_type) in rows {
+    let columns = rows.into_iter().map(|(schema, table, name, data_type)| {
         let table = TableRef::new(schema.as_deref(), &table);
-        let column = CatalogColumn { name, data_type };
-        match tables.last_mut() {
-            Some(last) if last.table == table => last.columns.push(column),
-            _ => tables.push(CatalogTable {
-                table,
-                columns: vec![column],
-            }),
+        (table, CatalogColumn { name, data_type })
+    });
+    group_runs(columns)
+        .into_iter()
+        .map(|(table, columns)| CatalogTable { table, columns })
+        .collect()
+}
+
+/// Consecutive rows with equal keys as one group each, in order: the
+/// columns of one index or one foreign key come as one row each.
+pub(crate) fn group_runs<K: PartialEq, V>(
+    rows: impl IntoIterator<Item = (K, V)>,
+) -> Vec<(K, Vec<V>)> {
+    let mut groups: Vec<(K, Vec<V>)> = Vec::new();
+    for (key, value) in rows {
+        match groups.last_mut() {
+            Some((last, values)) if *last == key => values.push(value),
+            _ => groups.push((key, vec![value])),
         }
     }
-    tables
+    groups
+}
+
+/// A table's primary key and its other unique keys, from its unique
+/// indexes `(is primary, columns)`. A unique index keys the walk only when
+/// none of its columns may be NULL.
+pub(crate) fn primary_and_unique_keys(
+    columns: &[Column],
+    indexes: impl IntoIterator<Item = (bool, Vec<String>)>,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut primary_key = Vec::new();
+    let mut unique_keys = Vec::new();
+    for (primary, names) in indexes {
+        if primary {
+            primary_key = names;
+        } else if all_not_null(columns, &names) {
+            unique_keys.push(names);
+        }
+    }
+    (primary_key, unique_keys)
+}
+
+/// Whether each of `names` is a NOT NULL column.
+pub(crate) fn all_not_null(columns: &[Column], names: &[String]) -> bool {
+    names
+        .iter()
+        .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
 }
 
 /// The primitives glemsel needs from a database. One connection each;

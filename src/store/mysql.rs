@@ -21,6 +21,7 @@ use super::sql::{self, Dialect, LimitForm, Param, Query};
 use super::{
     CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
+    group_runs, primary_and_unique_keys,
 };
 use super::{grants, tls};
 use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
@@ -554,6 +555,111 @@ impl AuditRow for Named<'_, Value> {
     }
 }
 
+/// The parts of [`Store::describe`], one catalog query each.
+impl MysqlStore {
+    async fn describe_columns(
+        &mut self,
+        schema: &str,
+        name: &str,
+    ) -> Result<Vec<Column>, StoreError> {
+        Ok(self
+            .conn
+            .exec::<(String, String, String, String, Option<u64>), _, _>(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (schema, name),
+            )
+            .await
+            .map_err(|e| self.error("describe columns", e))?
+            .into_iter()
+            .map(|(column, column_type, data_type, nullable, max)| Column {
+                name: column,
+                kind: column_kind(&data_type.to_ascii_lowercase()),
+                data_type: column_type,
+                nullable: nullable == "YES",
+                max_chars: max.map(|m| m as usize),
+            })
+            .collect())
+    }
+
+    /// The primary key, the other unique keys, and every column in a
+    /// unique index. A prefix index is unique only on the prefix, so it is
+    /// no key.
+    async fn describe_keys(
+        &mut self,
+        schema: &str,
+        name: &str,
+        columns: &[Column],
+    ) -> Result<(Vec<String>, Vec<Vec<String>>, Vec<String>), StoreError> {
+        let index_rows = self
+            .conn
+            .exec::<(String, String, Option<u64>), _, _>(
+                "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                (schema, name),
+            )
+            .await
+            .map_err(|e| self.error("describe keys", e))?;
+        let mut unique_columns: Vec<String> =
+            index_rows.iter().map(|(_, c, _)| c.clone()).collect();
+        unique_columns.sort();
+        unique_columns.dedup();
+        let indexes = group_runs(
+            index_rows
+                .into_iter()
+                .map(|(index, column, sub_part)| (index, (column, sub_part.is_some()))),
+        )
+        .into_iter()
+        .filter(|(_, parts)| !parts.iter().any(|(_, prefix)| *prefix))
+        .map(|(index, parts)| {
+            let names = parts.into_iter().map(|(column, _)| column).collect();
+            (index == "PRIMARY", names)
+        });
+        let (primary_key, unique_keys) = primary_and_unique_keys(columns, indexes);
+        Ok((primary_key, unique_keys, unique_columns))
+    }
+
+    /// The foreign keys in other tables (or this one) that point here,
+    /// read one column a row.
+    async fn describe_referenced_by(
+        &mut self,
+        schema: &str,
+        name: &str,
+    ) -> Result<Vec<ForeignKey>, StoreError> {
+        let key_rows = self
+            .conn
+            .exec::<(String, String, String, String, String, String), _, _>(
+                "SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, r.DELETE_RULE, k.COLUMN_NAME, k.REFERENCED_COLUMN_NAME \
+                 FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+                 ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME \
+                 WHERE k.REFERENCED_TABLE_SCHEMA = ? AND k.REFERENCED_TABLE_NAME = ? \
+                 ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+                (schema, name),
+            )
+            .await
+            .map_err(|e| self.error("describe foreign keys", e))?;
+        let keyed = key_rows.into_iter().map(
+            |(child_schema, child, constraint, rule, column, referenced)| {
+                let id = format!("{child_schema}.{child}.{constraint}");
+                (id, ((child_schema, child, rule), (column, referenced)))
+            },
+        );
+        Ok(group_runs(keyed)
+            .into_iter()
+            .map(|(_, parts)| {
+                let (child_schema, child, rule) = parts[0].0.clone();
+                let (columns, references) = parts.into_iter().map(|(_, pair)| pair).unzip();
+                ForeignKey {
+                    table: TableRef::new(Some(&child_schema), &child),
+                    on_delete: OnDelete::from_sql_name(&rule),
+                    columns,
+                    references,
+                }
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Statements for MysqlStore {
     fn dialect(&self) -> &'static dyn Dialect {
@@ -654,97 +760,10 @@ impl Store for MysqlStore {
         let Some((schema, name)) = found else {
             return Ok(None);
         };
-        let columns: Vec<Column> = self
-            .conn
-            .exec::<(String, String, String, String, Option<u64>), _, _>(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH \
-                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (schema.as_str(), name.as_str()),
-            )
-            .await
-            .map_err(|e| self.error("describe columns", e))?
-            .into_iter()
-            .map(|(column, column_type, data_type, nullable, max)| Column {
-                name: column,
-                kind: column_kind(&data_type.to_ascii_lowercase()),
-                data_type: column_type,
-                nullable: nullable == "YES",
-                max_chars: max.map(|m| m as usize),
-            })
-            .collect();
-        let index_rows = self
-            .conn
-            .exec::<(String, String, Option<u64>), _, _>(
-                "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-                (schema.as_str(), name.as_str()),
-            )
-            .await
-            .map_err(|e| self.error("describe keys", e))?;
-        let mut unique_columns: Vec<String> =
-            index_rows.iter().map(|(_, c, _)| c.clone()).collect();
-        unique_columns.sort();
-        unique_columns.dedup();
-        let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();
-        for (index, column, sub_part) in index_rows {
-            match indexes.last_mut() {
-                Some((current, columns, prefix)) if *current == index => {
-                    columns.push(column);
-                    *prefix |= sub_part.is_some();
-                }
-                _ => indexes.push((index, vec![column], sub_part.is_some())),
-            }
-        }
-        let mut primary_key = Vec::new();
-        let mut unique_keys = Vec::new();
-        // A prefix index is unique only on the prefix, so it is no key.
-        for (index, names, _) in indexes.into_iter().filter(|(_, _, prefix)| !prefix) {
-            if index == "PRIMARY" {
-                primary_key = names;
-            } else if names
-                .iter()
-                .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
-            {
-                unique_keys.push(names);
-            }
-        }
-        let key_rows = self
-            .conn
-            .exec::<(String, String, String, String, String, String), _, _>(
-                "SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, r.DELETE_RULE, k.COLUMN_NAME, k.REFERENCED_COLUMN_NAME \
-                 FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
-                 ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME \
-                 WHERE k.REFERENCED_TABLE_SCHEMA = ? AND k.REFERENCED_TABLE_NAME = ? \
-                 ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
-                (schema.as_str(), name.as_str()),
-            )
-            .await
-            .map_err(|e| self.error("describe foreign keys", e))?;
-        let mut referenced_by: Vec<(String, ForeignKey)> = Vec::new();
-        for (child_schema, child, constraint, rule, column, referenced) in key_rows {
-            let id = format!("{child_schema}.{child}.{constraint}");
-            match referenced_by.last_mut() {
-                Some((current, fk)) if *current == id => {
-                    fk.columns.push(column);
-                    fk.references.push(referenced);
-                }
-                _ => referenced_by.push((
-                    id,
-                    ForeignKey {
-                        table: TableRef::new(Some(&child_schema), &child),
-                        columns: vec![column],
-                        references: vec![referenced],
-                        on_delete: match rule.as_str() {
-                            "CASCADE" => OnDelete::Cascade,
-                            "SET NULL" => OnDelete::SetNull,
-                            "SET DEFAULT" => OnDelete::SetDefault,
-                            "RESTRICT" => OnDelete::Restrict,
-                            _ => OnDelete::NoAction,
-                        },
-                    },
-                )),
-            }
-        }
+        let columns = self.describe_columns(&schema, &name).await?;
+        let (primary_key, unique_keys, unique_columns) =
+            self.describe_keys(&schema, &name, &columns).await?;
+        let referenced_by = self.describe_referenced_by(&schema, &name).await?;
         let foreign_key_columns: Vec<String> = self
             .conn
             .exec(
@@ -759,7 +778,7 @@ impl Store for MysqlStore {
             columns,
             primary_key,
             unique_keys,
-            referenced_by: referenced_by.into_iter().map(|(_, fk)| fk).collect(),
+            referenced_by,
             unique_columns,
             foreign_key_columns,
         }))

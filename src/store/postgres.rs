@@ -21,6 +21,7 @@ use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
     CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
+    primary_and_unique_keys,
 };
 use super::{grants, tls};
 use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
@@ -439,6 +440,107 @@ fn get_named<'a, T: tokio_postgres::types::FromSql<'a>>(
         .map_err(|err| format!("column {column}: {err}"))
 }
 
+/// The parts of [`Store::describe`], one catalog query each.
+impl PostgresStore {
+    /// A domain's column is described by its base type, so a varchar
+    /// domain still has a length.
+    async fn describe_columns(&self, oid: u32) -> Result<Vec<Column>, StoreError> {
+        Ok(self
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), b.typname::text, a.attnotnull, \
+                 CASE WHEN b.typname IN ('varchar', 'bpchar') AND m.typmod > 4 THEN m.typmod - 4 END \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+                 CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod) m \
+                 WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| self.error("describe columns", e))?
+            .iter()
+            .map(|row| Column {
+                name: row.get(0),
+                data_type: row.get(1),
+                kind: column_kind(row.get(2)),
+                nullable: !row.get::<_, bool>(3),
+                max_chars: row.get::<_, Option<i32>>(4).map(|n| n as usize),
+            })
+            .collect())
+    }
+
+    /// The primary key and the other unique keys; partial and expression
+    /// indexes key no walk.
+    async fn describe_keys(
+        &self,
+        oid: u32,
+        columns: &[Column],
+    ) -> Result<(Vec<String>, Vec<Vec<String>>), StoreError> {
+        let keys = self
+            .client
+            .query(
+                "SELECT i.indisprimary, array_agg(a.attname::text ORDER BY k.ord) \
+                 FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+                 GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC, i.indexrelid",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| self.error("describe keys", e))?;
+        let indexes = keys.iter().map(|row| (row.get(0), row.get(1)));
+        Ok(primary_and_unique_keys(columns, indexes))
+    }
+
+    /// The foreign keys in other tables (or this one) that point here.
+    async fn describe_referenced_by(&self, oid: u32) -> Result<Vec<ForeignKey>, StoreError> {
+        Ok(self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, con.confdeltype::text, \
+                 ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) \
+                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), \
+                 ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) \
+                       JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o) \
+                 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE con.contype = 'f' AND con.confrelid = $1::oid ORDER BY 1, 2, con.conname",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| self.error("describe foreign keys", e))?
+            .iter()
+            .map(|row| ForeignKey {
+                table: TableRef::new(Some(&row.get::<_, String>(0)), &row.get::<_, String>(1)),
+                on_delete: match row.get::<_, String>(2).as_str() {
+                    "c" => OnDelete::Cascade,
+                    "n" => OnDelete::SetNull,
+                    "d" => OnDelete::SetDefault,
+                    "r" => OnDelete::Restrict,
+                    _ => OnDelete::NoAction,
+                },
+                columns: row.get(3),
+                references: row.get(4),
+            })
+            .collect())
+    }
+
+    /// The names a query about table `oid` returns, one a row.
+    async fn column_names(
+        &self,
+        context: &str,
+        query: &str,
+        oid: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client
+            .query(query, &[&oid])
+            .await
+            .map_err(|e| self.error(context, e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
 #[async_trait]
 impl Statements for PostgresStore {
     fn dialect(&self) -> &'static dyn Dialect {
@@ -524,105 +626,27 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let oid: u32 = found.get(0);
-        let columns = self
-            .client
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), b.typname::text, a.attnotnull, \
-                 CASE WHEN b.typname IN ('varchar', 'bpchar') AND m.typmod > 4 THEN m.typmod - 4 END \
-                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
-                 CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod) m \
-                 WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                &[&oid],
+        let columns = self.describe_columns(oid).await?;
+        let (primary_key, unique_keys) = self.describe_keys(oid, &columns).await?;
+        let referenced_by = self.describe_referenced_by(oid).await?;
+        let unique_columns = self
+            .column_names(
+                "describe unique indexes",
+                "SELECT DISTINCT a.attname::text FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]) \
+                 WHERE i.indrelid = $1::oid AND i.indisunique ORDER BY 1",
+                oid,
             )
-            .await
-            .map_err(|e| self.error("describe columns", e))?
-            .iter()
-            .map(|row| Column {
-                name: row.get(0),
-                data_type: row.get(1),
-                kind: column_kind(row.get(2)),
-                nullable: !row.get::<_, bool>(3),
-                max_chars: row.get::<_, Option<i32>>(4).map(|n| n as usize),
-            })
-            .collect::<Vec<_>>();
-        let keys = self
-            .client
-            .query(
-                "SELECT i.indisprimary, array_agg(a.attname::text ORDER BY k.ord) \
-                 FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-                 WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
-                 GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC, i.indexrelid",
-                &[&oid],
+            .await?;
+        let foreign_key_columns = self
+            .column_names(
+                "describe foreign keys",
+                "SELECT DISTINCT a.attname::text FROM pg_constraint con \
+                 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = ANY(con.conkey) \
+                 WHERE con.contype = 'f' AND con.conrelid = $1::oid ORDER BY 1",
+                oid,
             )
-            .await
-            .map_err(|e| self.error("describe keys", e))?;
-        let mut primary_key = Vec::new();
-        let mut unique_keys = Vec::new();
-        for row in keys {
-            let names: Vec<String> = row.get(1);
-            if row.get::<_, bool>(0) {
-                primary_key = names;
-            } else if names
-                .iter()
-                .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
-            {
-                unique_keys.push(names);
-            }
-        }
-        let referenced_by = self
-            .client
-            .query(
-                "SELECT n.nspname::text, c.relname::text, con.confdeltype::text, \
-                 ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) \
-                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), \
-                 ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) \
-                       JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o) \
-                 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE con.contype = 'f' AND con.confrelid = $1::oid ORDER BY 1, 2, con.conname",
-                &[&oid],
-            )
-            .await
-            .map_err(|e| self.error("describe foreign keys", e))?
-            .iter()
-            .map(|row| ForeignKey {
-                table: TableRef::new(Some(&row.get::<_, String>(0)), &row.get::<_, String>(1)),
-                on_delete: match row.get::<_, String>(2).as_str() {
-                    "c" => OnDelete::Cascade,
-                    "n" => OnDelete::SetNull,
-                    "d" => OnDelete::SetDefault,
-                    "r" => OnDelete::Restrict,
-                    _ => OnDelete::NoAction,
-                },
-                columns: row.get(3),
-                references: row.get(4),
-            })
-            .collect();
-        let names = |rows: Vec<Row>| -> Vec<String> { rows.iter().map(|r| r.get(0)).collect() };
-        let unique_columns = names(
-            self.client
-                .query(
-                    "SELECT DISTINCT a.attname::text FROM pg_index i \
-                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]) \
-                     WHERE i.indrelid = $1::oid AND i.indisunique ORDER BY 1",
-                    &[&oid],
-                )
-                .await
-                .map_err(|e| self.error("describe unique indexes", e))?,
-        );
-        let foreign_key_columns = names(
-            self.client
-                .query(
-                    "SELECT DISTINCT a.attname::text FROM pg_constraint con \
-                     JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = ANY(con.conkey) \
-                     WHERE con.contype = 'f' AND con.conrelid = $1::oid ORDER BY 1",
-                    &[&oid],
-                )
-                .await
-                .map_err(|e| self.error("describe foreign keys", e))?,
-        );
+            .await?;
         Ok(Some(TableSchema {
             table: TableRef::new(Some(&found.get::<_, String>(1)), &found.get::<_, String>(2)),
             columns,

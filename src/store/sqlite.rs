@@ -23,7 +23,7 @@ use super::flow::{Sql, Statements};
 use super::sql::{self, Dialect, Param, Query, TokenRow};
 use super::{
     CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
-    SessionLimits, Store, StoreError, TableSchema, group_catalog,
+    SessionLimits, Store, StoreError, TableSchema, all_not_null, group_catalog, group_runs,
 };
 use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink, format_time};
 use crate::generalise::{DatePart, is_ip_prefix_done};
@@ -484,16 +484,6 @@ impl AuditRow for Named<'_, Value> {
     }
 }
 
-fn on_delete(rule: &str) -> OnDelete {
-    match rule {
-        "CASCADE" => OnDelete::Cascade,
-        "SET NULL" => OnDelete::SetNull,
-        "SET DEFAULT" => OnDelete::SetDefault,
-        "RESTRICT" => OnDelete::Restrict,
-        _ => OnDelete::NoAction,
-    }
-}
-
 fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<TableSchema>> {
     let exists: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -503,6 +493,26 @@ fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<Tabl
     if exists == 0 {
         return Ok(None);
     }
+    let (columns, primary_key) = describe_columns(conn, name)?;
+    let (unique_keys, unique_columns) = describe_keys(conn, name, &columns, &primary_key)?;
+    let referenced_by = describe_referenced_by(conn, name, &primary_key)?;
+    let foreign_key_columns: Vec<String> = conn
+        .prepare("SELECT DISTINCT \"from\" FROM pragma_foreign_key_list(?1) ORDER BY 1")?
+        .query_map([name], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(TableSchema {
+        table: TableRef::new(None, name),
+        columns,
+        primary_key,
+        unique_keys,
+        referenced_by,
+        unique_columns,
+        foreign_key_columns,
+    }))
+}
+
+/// The table's columns, and its primary key in key order.
+fn describe_columns(conn: &Connection, name: &str) -> rusqlite::Result<(Vec<Column>, Vec<String>)> {
     let mut columns = Vec::new();
     let mut primary: Vec<(i64, String)> = Vec::new();
     let mut statement =
@@ -524,10 +534,20 @@ fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<Tabl
         });
     }
     primary.sort();
-    let primary_key: Vec<String> = primary.into_iter().map(|(_, column)| column).collect();
+    let primary_key = primary.into_iter().map(|(_, column)| column).collect();
+    Ok((columns, primary_key))
+}
 
+/// The unique keys besides the primary key, and every column in a unique
+/// index (the primary key's among them).
+fn describe_keys(
+    conn: &Connection,
+    name: &str,
+    columns: &[Column],
+    primary_key: &[String],
+) -> rusqlite::Result<(Vec<Vec<String>>, Vec<String>)> {
     let mut unique_keys = Vec::new();
-    let mut unique_columns = primary_key.clone();
+    let mut unique_columns = primary_key.to_vec();
     let indexes: Vec<(String, bool, String)> = conn
         .prepare("SELECT name, partial, origin FROM pragma_index_list(?1) WHERE \"unique\" = 1")?
         .query_map([name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
@@ -542,23 +562,36 @@ fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<Tabl
         if let Some(names) = names.into_iter().collect::<Option<Vec<String>>>()
             && !partial
             && origin != "pk"
-            && names
-                .iter()
-                .all(|n| columns.iter().any(|c| &c.name == n && !c.nullable))
+            && all_not_null(columns, &names)
         {
             unique_keys.push(names);
         }
     }
+    unique_columns.sort();
+    unique_columns.dedup();
+    Ok((unique_keys, unique_columns))
+}
 
-    // SQLite enforces foreign keys only where the application turns them
-    // on; every declared one is reported, as if it were on.
+/// One column of a foreign key, as `pragma_foreign_key_list` gives it:
+/// its position in the key, the child column, the parent column (none
+/// for the primary key's) and the ON DELETE action.
+type ForeignKeyColumn = (i64, String, Option<String>, String);
+
+/// The foreign keys in every table (this one too) that point here.
+/// SQLite enforces foreign keys only where the application turns them
+/// on; every declared one is reported, as if it were on.
+fn describe_referenced_by(
+    conn: &Connection,
+    name: &str,
+    primary_key: &[String],
+) -> rusqlite::Result<Vec<ForeignKey>> {
     let mut referenced_by: Vec<ForeignKey> = Vec::new();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
         .query_map([], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for child in tables {
-        let rows: Vec<(i64, i64, String, Option<String>, String)> = conn
+        let rows: Vec<(i64, ForeignKeyColumn)> = conn
             .prepare(
                 "SELECT id, seq, \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?1) \
                  WHERE \"table\" = ?2 ORDER BY id, seq",
@@ -566,52 +599,34 @@ fn describe_table(conn: &Connection, name: &str) -> rusqlite::Result<Option<Tabl
             .query_map([&child, name], |row| {
                 Ok((
                     row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
+                    (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?),
                 ))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        let mut last_id = None;
-        for (id, position, from, to, rule) in rows {
+        for (_, parts) in group_runs(rows) {
+            let on_delete = OnDelete::from_sql_name(&parts[0].3);
             // A foreign key that names no target columns points at the primary key.
-            let to = to.unwrap_or_else(|| {
-                primary_key
-                    .get(position as usize)
-                    .cloned()
-                    .unwrap_or_default()
+            let (columns, references) = parts
+                .into_iter()
+                .map(|(position, from, to, _)| {
+                    let to = to.unwrap_or_else(|| {
+                        primary_key
+                            .get(position as usize)
+                            .cloned()
+                            .unwrap_or_default()
+                    });
+                    (from, to)
+                })
+                .unzip();
+            referenced_by.push(ForeignKey {
+                table: TableRef::new(None, &child),
+                columns,
+                references,
+                on_delete,
             });
-            match referenced_by.last_mut() {
-                Some(fk) if last_id == Some(id) => {
-                    fk.columns.push(from);
-                    fk.references.push(to);
-                }
-                _ => referenced_by.push(ForeignKey {
-                    table: TableRef::new(None, &child),
-                    columns: vec![from],
-                    references: vec![to],
-                    on_delete: on_delete(&rule),
-                }),
-            }
-            last_id = Some(id);
         }
     }
-    unique_columns.sort();
-    unique_columns.dedup();
-    let foreign_key_columns: Vec<String> = conn
-        .prepare("SELECT DISTINCT \"from\" FROM pragma_foreign_key_list(?1) ORDER BY 1")?
-        .query_map([name], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(TableSchema {
-        table: TableRef::new(None, name),
-        columns,
-        primary_key,
-        unique_keys,
-        referenced_by,
-        unique_columns,
-        foreign_key_columns,
-    }))
+    Ok(referenced_by)
 }
 
 #[async_trait]

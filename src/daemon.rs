@@ -386,6 +386,9 @@ async fn erasure_task(policy: Arc<Policy>, shutdown: Shutdown, mut retired: watc
                 for r in &report.requests {
                     tracing::info!(request = %r.request, found = r.found, changed = r.changed, status = r.status.as_str(), "erasure request run");
                 }
+                for refusal in &report.refused {
+                    tracing::warn!(reason = %refusal, "erasure request refused");
+                }
             }
             Err(err) => tracing::error!(error = %err, "erasure requests could not be run"),
         }

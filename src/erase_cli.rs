@@ -98,7 +98,10 @@ pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
                             serde_json::to_string_pretty(&planned).expect("plans serialise")
                         ),
                     }
-                    Exit::Ok
+                    match planned.iter().any(|p| !p.found.refused.is_empty()) {
+                        true => Exit::Refused,
+                        false => Exit::Ok,
+                    }
                 }
                 Err(err) => fail(err),
             }
@@ -126,22 +129,26 @@ pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
 }
 
 /// `check`'s part for subjects: their tables against the live schema.
-/// `Err(Exit::Schema)` when one does not fit.
-pub async fn check(policy: &Policy) -> Result<(), Exit> {
+/// `Err(Exit::Schema)` when one does not fit; else the warnings.
+pub async fn check(policy: &Policy) -> Result<Vec<String>, Exit> {
     if policy.subjects.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let problems = erase::check(policy).await;
-    for problem in &problems {
+    let checked = erase::check(policy).await;
+    for problem in &checked.problems {
         eprintln!("{problem}");
     }
+    for warning in &checked.warnings {
+        println!("{warning}");
+    }
+    let problems = &checked.problems;
     if problems.is_empty() {
         println!(
             "{} erasure subject{}: tables match",
             policy.subjects.len(),
             if policy.subjects.len() == 1 { "" } else { "s" }
         );
-        Ok(())
+        Ok(checked.warnings)
     } else {
         eprintln!(
             "{} problem{} found; nothing was changed",
@@ -162,7 +169,10 @@ async fn run(policy: &Policy, mode: Mode, format: Format) -> Exit {
                     serde_json::to_string_pretty(&report).expect("reports serialise")
                 ),
             }
-            Exit::Ok
+            match report.refused.is_empty() {
+                true => Exit::Ok,
+                false => Exit::Refused,
+            }
         }
         Err(err) => fail(err),
     }

@@ -685,7 +685,7 @@ async fn check(
     if offline {
         return Exit::Ok;
     }
-    let checked_warnings = match commands::check(policy).await {
+    let mut checked_warnings = match commands::check(policy).await {
         Ok(checked) => {
             for line in checked.lines.iter().chain(&checked.warnings) {
                 emit(&format!("{line}\n"));
@@ -694,8 +694,9 @@ async fn check(
         }
         Err(err) => return fail(err),
     };
-    if let Err(exit) = erase_cli::check(policy).await {
-        return exit;
+    match erase_cli::check(policy).await {
+        Ok(warnings) => checked_warnings.extend(warnings),
+        Err(exit) => return exit,
     }
     let warned = warnings_exit(deny_warnings, &checked_warnings);
     if !coverage {

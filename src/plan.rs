@@ -85,7 +85,7 @@ fn related_step(
 
 /// Whether `columns` identify at most one row of the table: they include
 /// its primary key or one of its unique keys of NOT NULL columns.
-fn is_unique(schema: &TableSchema, columns: &[&String]) -> bool {
+pub(crate) fn is_unique(schema: &TableSchema, columns: &[&String]) -> bool {
     std::iter::once(&schema.primary_key)
         .chain(&schema.unique_keys)
         .any(|unique| !unique.is_empty() && unique.iter().all(|c| columns.contains(&c)))

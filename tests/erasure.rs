@@ -84,6 +84,7 @@ store = "shop"
 table = "customers"
 match = { email = "email", customer_no = "customer_no" }
 action = "delete"
+authoritative = ["customer_no"]
 
 [[subject.table.cascade]]
 table = "orders"
@@ -185,6 +186,10 @@ every_engine! {
         let check = project.glemsel(&["check"]);
         assert_eq!(code(&check), 0, "{}", text(&check));
         assert_contains(&text(&check), "1 erasure subject: tables match");
+        // The newsletter's key is the address: its values are bound into
+        // the statements, which a server may log.
+        assert_contains(&text(&check), "warning: rules/shop.toml:34:9: subject customer: table newsletter: column \"address\" holds an identifier");
+        assert_lacks(&text(&check), "table customers: column");
 
         let add = project.glemsel(&["erase", "add", "--subject", "email=Jens@Example.invalid", "--received", "2026-11-20", "--reference", "case 17"]);
         logs.push_str(&text(&add));
@@ -200,7 +205,7 @@ every_engine! {
         let out = text(&plan);
         logs.push_str(&out);
         assert_eq!(code(&plan), 0, "{out}");
-        assert_contains(&out, "shop.customers: 1 found; 1 deleted with their rows in orders");
+        assert_contains(&out, "shop.customers: 1 found; 1 deleted; also deletes 2 rows of orders");
         assert_contains(&out, "shop.newsletter: 1 found; 1 deleted");
         // One of Jens's NAV rows has no e-mail: his customer number, found
         // in his customer row, finds it.
@@ -208,6 +213,12 @@ every_engine! {
         assert_contains(&out, "shop.invoices: 2 found; 2 pseudonymised; kept under the minimum of rule invoices-bookkeeping");
         assert_contains(&out, "matches no row in any declared table");
         assert_eq!(snapshot(&db).await, before, "the dry run changed nothing");
+        let json = project.glemsel(&["erase", "plan", "--format", "json"]);
+        let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(
+            json[0]["tables"][0]["cascades"],
+            serde_json::json!([{ "name": "orders", "rows": 2 }])
+        );
 
         // Søren's request came in September: overdue until it is run.
         let overdue = project.glemsel(&["erase", "add", "--subject", "email=soren@example.invalid", "--received", "2026-09-01"]);
@@ -383,7 +394,7 @@ every_engine! {
         let check = project.glemsel(&["check"]);
         let out = text(&check);
         assert_eq!(code(&check), 4, "{out}");
-        assert_contains(&out, "rules/shop.toml:30:9: subject customer: table newsletter: no column \"mail\" in ");
+        assert_contains(&out, "rules/shop.toml:31:9: subject customer: table newsletter: no column \"mail\" in ");
         assert_contains(&out, "rules/shop.toml:23:9: subject customer: table customers: ");
         assert_contains(&out, "orders has a foreign key into this table");
         assert_contains(&out, "2 problems found; nothing was changed");
@@ -506,6 +517,282 @@ async fn an_erasure_run_waits_for_another_workers() {
     assert_eq!(code(&run), 0, "{}", text(&run));
     assert_ne!(snapshot(&db).await, before);
     db.drop().await;
+}
+
+/// The SCHEMA with people who share values: two walk-in customers under
+/// the customer number GUEST, two customers of a firm under its one
+/// address, and a NAV row of Karen's (C-3) that carries Jens's address.
+const SHARED: &str = r#"
+INSERT INTO customers (id, name, email, customer_no) VALUES
+    (4, 'Walk-in One', 'one@example.invalid', 'GUEST'),
+    (5, 'Walk-in Two', 'two@example.invalid', 'GUEST'),
+    (6, 'Firm Buyer A', 'info@firm.invalid', 'C-6'),
+    (7, 'Firm Buyer B', 'info@firm.invalid', 'C-7');
+INSERT INTO orders (id, customer_id, item) VALUES (14, 4, 'map'), (15, 5, 'pen');
+INSERT INTO "CRONUS International Ltd_$Customer" ("No_", "Company", "Name", "E-Mail") VALUES
+    ('C-3', 'SHARED', 'Karen Blixen', 'jens@example.invalid'),
+    ('GUEST', 'CRONUS', 'Walk-in', NULL);
+"#;
+
+every_engine! {
+    /// Following learns a customer number only from the customers table
+    /// (a row there is one person), so a NAV row with Jens's address and
+    /// Karen's number does not take Karen in; and a learnt value several
+    /// rows hold, or a request matching several people's rows, is refused
+    /// by plan and run alike, naming the request and the table, never the
+    /// value, with nothing changed.
+    async fn follow_takes_in_nobody_who_shares_a_value(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_shared").await else { return };
+        db.exec(SCHEMA).await;
+        db.exec(SHARED).await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        project.rules("shop.toml", RULES);
+        let before = snapshot(&db).await;
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        // Jens's customer row, his two NAV rows and the NAV row with his
+        // address; not Karen's customer row, order or NAV row.
+        assert_contains(&text(&run), "erasure-0001: 7 rows found, 7 changed, 2 related rows deleted");
+        let after = snapshot(&db).await;
+        let karen = |table: &[Vec<Option<String>>]| -> Vec<Vec<Option<String>>> {
+            table.iter().filter(|r| r.iter().flatten().any(|v| v == "C-3" || v == "13")).cloned().collect()
+        };
+        assert_eq!(karen(&after[0]), karen(&before[0]));
+        assert_eq!(karen(&after[1]), karen(&before[1]));
+        assert_eq!(
+            after[3].iter().filter(|r| r[0].as_deref() == Some("C-3")).count(),
+            1,
+            "Karen's own NAV row stays, the one with Jens's address goes: {:?}",
+            after[3]
+        );
+
+        // A walk-in's number is shared; the firm's address is two people's.
+        // Karen's request, made at the same time, is not held up by them.
+        for subject in ["email=one@example.invalid", "email=info@firm.invalid", "email=karen@example.invalid"] {
+            let add = project.glemsel(&["erase", "add", "--subject", subject]);
+            assert_eq!(code(&add), 0, "{}", text(&add));
+        }
+        let before = snapshot(&db).await;
+        let batches = "SELECT rule_id, table_name FROM glemsel_audit WHERE event = 'batch' AND rule_id <> 'erasure-0001' ORDER BY seq";
+        for command in ["plan", "run"] {
+            let out = project.glemsel(&["erase", command]);
+            let said = text(&out);
+            assert_eq!(code(&out), 5, "{said}");
+            assert_contains(&said, "erasure request erasure-0002 (subject customer): refused, none of its rows changed: the customer_no learnt from its row of shop.customers is held by 2 rows there");
+            assert_contains(&said, "erasure request erasure-0003 (subject customer): refused, none of its rows changed: its identifiers match 2 rows of shop.customers, the table authoritative for customer_no");
+            for value in ["GUEST", "guest", "one@", "info@", "firm.invalid", "C-6", "Walk-in"] {
+                assert_lacks(&said, value);
+            }
+        }
+        let json = project.glemsel(&["erase", "plan", "--format", "json"]);
+        assert_eq!(code(&json), 5, "{}", text(&json));
+        let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let refused: Vec<&serde_json::Value> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p.get("refused").is_some())
+            .collect();
+        assert_eq!(refused.len(), 2, "{json:#}");
+        assert_eq!(refused[0]["tables"], serde_json::json!([]));
+        assert_contains(refused[0]["refused"][0].as_str().unwrap(), "erasure request erasure-0002 (subject customer): refused");
+        // Only Karen's rows went, and only her request's batches are audited.
+        let after = snapshot(&db).await;
+        assert_eq!(after, without(&before, &["karen", "c-3"]).into_iter().enumerate().map(|(i, table)| match i {
+            // Her order goes with her customer row; her invoice is pseudonymised.
+            1 => table.into_iter().filter(|r| r[0].as_deref() != Some("13")).collect(),
+            4 => after[4].clone(),
+            _ => table,
+        }).collect::<Vec<_>>());
+        assert_eq!(
+            db.rows(batches).await,
+            ["customers", "newsletter", "CRONUS International Ltd_$Customer", "invoices"]
+                .map(|t| vec![Some("erasure-0004".to_string()), Some(t.to_string())])
+        );
+        let status = project.glemsel(&["erase", "status"]);
+        for (id, state) in [("erasure-0002", "open"), ("erasure-0003", "open"), ("erasure-0004", "partly done")] {
+            assert!(
+                text(&status).lines().any(|l| l.starts_with(id) && l.contains(state)),
+                "{id} {state}: {}",
+                text(&status)
+            );
+        }
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// A delete is refused, by check and by the plan, when a foreign key
+    /// would carry it (ON DELETE CASCADE, SET NULL) into rows erasure must
+    /// keep: a subject table that holds its rows, and a table erasure does
+    /// not touch. Both tables are named, and nothing changes.
+    async fn a_delete_never_reaches_rows_erasure_keeps(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_fk").await else { return };
+        db.exec(SCHEMA).await;
+        db.exec("CREATE TABLE tickets (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE CASCADE, email VARCHAR(120), disputed BOOLEAN); \
+                 INSERT INTO tickets (id, customer_id, email, disputed) VALUES (1, 1, 'jens@example.invalid', TRUE), (2, 3, 'karen@example.invalid', FALSE)").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        // The tickets come first, as a table deleted before the customers.
+        let customers = "[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\n";
+        assert!(RULES.contains(customers));
+        let tickets = "[[subject.table]]\nstore = \"shop\"\ntable = \"tickets\"\nmatch = { email = \"email\" }\naction = \"delete\"\nhold = \"disputed\"\n\n";
+        project.rules("shop.toml", &RULES.replacen(customers, &format!("{tickets}{customers}"), 1));
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "rules/shop.toml:30:9: subject customer: table customers: deleting rows of ");
+        assert_contains(&out, "tickets through its foreign key customer_id (ON DELETE CASCADE), whose rows erasure keeps while they are held");
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let tickets_rows = "SELECT id, customer_id, email FROM tickets ORDER BY id";
+        let held = db.rows(tickets_rows).await;
+        let before = snapshot(&db).await;
+        for command in ["plan", "run"] {
+            let out = project.glemsel(&["erase", command]);
+            assert_eq!(code(&out), 4, "{}", text(&out));
+            assert_contains(&text(&out), "whose rows erasure keeps while they are held");
+            assert_eq!(snapshot(&db).await, before);
+            assert_eq!(db.rows(tickets_rows).await, held);
+        }
+
+        // A table no subject declares, whose key would be set to NULL.
+        db.exec("DROP TABLE tickets").await;
+        db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE SET NULL, text VARCHAR(80))").await;
+        project.rules("shop.toml", RULES);
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "notes through its foreign key customer_id (ON DELETE SET NULL), a table erasure does not delete");
+
+        // A declared cascade must match on the foreign key's columns, and
+        // on a unique key of ours: a name may be two people's.
+        db.exec("ALTER TABLE notes ADD COLUMN author_id INTEGER").await;
+        let cascade = "[[subject.table.cascade]]\ntable = \"orders\"\non = { customer_id = \"id\" }\n";
+        assert!(RULES.contains(cascade));
+        for (on, problem) in [
+            ("on = { author_id = \"id\" }", "notes (customer_id) references this table ON DELETE SET NULL, but the declared cascade into it matches on other columns: declare on = { customer_id = \"id\" }"),
+            ("on = { text = \"name\" }", "cascade notes: (name) is not the primary key or a unique key of NOT NULL columns of "),
+        ] {
+            project.rules("shop.toml", &RULES.replace(cascade, &format!("{cascade}\n[[subject.table.cascade]]\ntable = \"notes\"\n{on}\n")));
+            let check = project.glemsel(&["check"]);
+            assert_eq!(code(&check), 4, "{}", text(&check));
+            assert_contains(&text(&check), problem);
+        }
+
+        // The invoices, kept under a minimum: their link to the customer
+        // would be set to NULL.
+        project.rules("shop.toml", RULES);
+        db.exec("DROP TABLE notes").await;
+        db.exec("ALTER TABLE invoices ADD COLUMN customer_id INTEGER REFERENCES customers (id) ON DELETE SET NULL").await;
+        let check = project.glemsel(&["check"]);
+        let out = text(&check);
+        assert_eq!(code(&check), 4, "{out}");
+        assert_contains(&out, "invoices through its foreign key customer_id (ON DELETE SET NULL), whose rows erasure keeps under the minimum of rule invoices-bookkeeping");
+        db.drop().await;
+    }
+}
+
+/// The same table in another schema is another table: a foreign key ON
+/// DELETE CASCADE from `archive.tickets` is not the declared subject
+/// table `tickets`'s, and `check` refuses it (PostgreSQL has schemas).
+#[tokio::test]
+async fn a_foreign_key_from_another_schema_is_not_the_subject_tables() {
+    let Some(db) = TestDb::create(common::Kind::Postgres, "erasure_schema").await else {
+        return;
+    };
+    db.exec(SCHEMA).await;
+    db.exec(
+        "CREATE TABLE tickets (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id), email VARCHAR(120)); \
+         CREATE SCHEMA archive; \
+         CREATE TABLE archive.tickets (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE CASCADE, email VARCHAR(120)); \
+         INSERT INTO archive.tickets (id, customer_id, email) VALUES (1, 1, 'jens@example.invalid')",
+    )
+    .await;
+    let project = Project::for_db(
+        &db,
+        "shop",
+        "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n",
+    );
+    let customers = "[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\n";
+    let tickets = "[[subject.table]]\nstore = \"shop\"\ntable = \"tickets\"\nmatch = { email = \"email\" }\naction = \"delete\"\n\n";
+    project.rules(
+        "shop.toml",
+        &RULES.replacen(customers, &format!("{tickets}{customers}"), 1),
+    );
+    let check = project.glemsel(&["check"]);
+    let out = text(&check);
+    assert_eq!(code(&check), 4, "{out}");
+    assert_contains(
+        &out,
+        "deleting rows of public.customers would change rows of archive.tickets through its foreign key customer_id (ON DELETE CASCADE), a table erasure does not delete",
+    );
+    assert_lacks(&out, "public.tickets");
+    db.drop().await;
+}
+
+every_engine! {
+    /// A table larger than a read batch, with a composite key whose
+    /// batches split one customer number's rows, is read whole: the
+    /// person's rows after the first batches are found, nobody else's
+    /// taken. A table keyed by the e-mail address with a unique id is
+    /// changed by the id, and `check` has nothing to warn of.
+    async fn a_table_is_read_in_batches_and_changed_by_a_key_without_identifiers(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_batches").await else { return };
+        db.exec(SCHEMA).await;
+        // Three companies per number: 1000 rows end inside number 00333.
+        for chunk in 0..6 {
+            let values: Vec<String> = (chunk * 500..(chunk + 1) * 500)
+                .map(|i| format!("('{:05}', '{}', 'Filler', 'filler{i}@example.invalid')", i / 3, ["A", "B", "C"][i % 3]))
+                .collect();
+            db.exec(&format!("INSERT INTO \"CRONUS International Ltd_$Customer\" (\"No_\", \"Company\", \"Name\", \"E-Mail\") VALUES {}", values.join(", "))).await;
+        }
+        // An integer key over several batches, Jens's second customer row
+        // (without a customer number) in the last.
+        for chunk in 0..5 {
+            let values: Vec<String> = (1000 + chunk * 500..1000 + (chunk + 1) * 500)
+                .map(|i| format!("({i}, 'Filler', 'filler{i}@example.invalid', 'F-{i}')"))
+                .collect();
+            db.exec(&format!("INSERT INTO customers (id, name, email, customer_no) VALUES {}", values.join(", "))).await;
+        }
+        db.exec("INSERT INTO customers (id, name, email, customer_no) VALUES (5000, 'Jens Hansen', 'JENS@example.invalid', NULL)").await;
+        db.exec("CREATE TABLE subscribers (email VARCHAR(120) PRIMARY KEY, id INTEGER NOT NULL UNIQUE); \
+                 INSERT INTO subscribers (email, id) VALUES ('jens@example.invalid', 1), ('karen@example.invalid', 2)").await;
+        let project = Project::for_db(&db, "shop", "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n");
+        let rules = RULES.replace(
+            "[[subject.table]]\nstore = \"shop\"\ntable = \"newsletter\"\nmatch = { email = \"address\" }",
+            "[[subject.table]]\nstore = \"shop\"\ntable = \"subscribers\"\nmatch = { email = \"email\" }",
+        );
+        assert_ne!(rules, RULES);
+        project.rules("shop.toml", &rules);
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{}", text(&check));
+        assert_lacks(&text(&check), "table subscribers: column");
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let plan = project.glemsel(&["erase", "plan"]);
+        assert_contains(&text(&plan), "shop.CRONUS International Ltd_$Customer: 2 found; 2 deleted");
+        assert_contains(&text(&plan), "shop.subscribers: 1 found; 1 deleted");
+        assert_contains(&text(&plan), "shop.customers: 2 found; 2 deleted; also deletes 2 rows of orders");
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        let nav = "SELECT count(*) FROM \"CRONUS International Ltd_$Customer\"";
+        assert_eq!(db.number(nav).await, 3000 + 1, "every filler row and Karen's stay");
+        assert_eq!(db.number("SELECT count(*) FROM customers").await, 2500 + 2, "every filler customer, Søren and Karen stay");
+        assert_eq!(
+            db.rows("SELECT email, id FROM subscribers").await,
+            vec![vec![Some("karen@example.invalid".to_string()), Some("2".to_string())]]
+        );
+        assert_eq!(
+            db.rows("SELECT table_name, rows_affected FROM glemsel_audit WHERE event = 'batch' AND table_name IN ('subscribers', 'CRONUS International Ltd_$Customer') ORDER BY seq").await,
+            vec![
+                vec![Some("subscribers".to_string()), Some("1".to_string())],
+                vec![Some("CRONUS International Ltd_$Customer".to_string()), Some("2".to_string())],
+            ]
+        );
+        db.drop().await;
+    }
 }
 
 const LEDGER_CONFIG: &str = "erasure_store = \"shop\"\nerasure_ledger = \"erasure-ledger.jsonl\"\n";

@@ -1364,7 +1364,7 @@ async fn itj_consult_erasure() {
         assert_eq!(code(&plan), 0, "{kind:?}: {out}");
         assert_contains(
             &out,
-            "itj.support_tickets: 3 found; 3 deleted with their rows in ticket_messages",
+            "itj.support_tickets: 3 found; 3 deleted; also deletes 4 rows of ticket_messages",
         );
         assert_contains(&out, "itj.support_accounts: 1 found; 1 deleted");
         // Anne only bought something: the contract keeps that.
@@ -1431,7 +1431,7 @@ async fn seed_subjects_fit_their_fixtures() {
             },
             email: "emne1@example.invalid",
             plan: &[
-                "justapps.contacts: 1 found; 1 deleted with their rows in email_tracking, form_submissions, event_registrations",
+                "justapps.contacts: 1 found; 1 deleted; also deletes 1 rows of email_tracking; also deletes 1 rows of form_submissions; also deletes 1 rows of event_registrations",
             ],
             run: "erasure-0001: 1 rows found, 1 changed, 3 related rows deleted; done",
             gone: "SELECT count(*) FROM contacts WHERE id = 1",

@@ -190,27 +190,39 @@ async fn add_locked(
     Ok(request)
 }
 
+/// What `check` found in the subject tables: problems (each naming the
+/// file and line of the table's declaration), and warnings.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
 /// Checks every subject table against its live schema (columns, key,
-/// foreign keys, column types); every problem, each naming the file and
-/// line of the table's declaration. Changes nothing.
-pub async fn check(policy: &Policy) -> Vec<String> {
+/// foreign keys, column types). Changes nothing.
+pub async fn check(policy: &Policy) -> Checked {
     let mut stores = Stores::new(policy);
-    let mut problems = Vec::new();
+    let mut checked = Checked::default();
     for subject in &policy.subjects {
         for table in &subject.tables {
             let store = match stores.get(&table.store).await {
                 Ok(store) => store,
                 Err(err) => {
-                    problems.push(format!("{}: subject {}: {err}", table.at, subject.kind));
+                    checked
+                        .problems
+                        .push(format!("{}: subject {}: {err}", table.at, subject.kind));
                     continue;
                 }
             };
-            if let Err(err) = super::find::table_plan(store, subject, table).await {
-                problems.push(err.to_string());
+            match super::find::table_plan(store, subject, table).await {
+                Ok(plan) => checked
+                    .warnings
+                    .extend(super::find::identifier_warnings(subject, table, &plan)),
+                Err(err) => checked.problems.push(err.to_string()),
             }
         }
     }
-    problems
+    checked
 }
 
 /// A request's dry run.
@@ -401,6 +413,12 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
             r.deadline,
             p.status.as_str()
         );
+        if !p.found.refused.is_empty() {
+            for refusal in &p.found.refused {
+                let _ = writeln!(out, "  {refusal}");
+            }
+            continue;
+        }
         if p.found.tables.is_empty() {
             let _ = writeln!(
                 out,
@@ -417,8 +435,12 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
             let _ = write!(out, "  {}.{}: {} found", t.store, t.table, t.found);
             if t.change > 0 {
                 let _ = write!(out, "; {} {verb}", t.change);
-                if !t.cascades.is_empty() {
-                    let _ = write!(out, " with their rows in {}", t.cascades.join(", "));
+                for cascade in &t.cascades {
+                    let _ = write!(
+                        out,
+                        "; also deletes {} rows of {}",
+                        cascade.rows, cascade.name
+                    );
                 }
             }
             if t.already > 0 {
@@ -452,7 +474,7 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
 
 pub fn run_text(report: &RunReport) -> String {
     let mut out = String::new();
-    if report.requests.is_empty() {
+    if report.requests.is_empty() && report.refused.is_empty() {
         out.push_str("no open erasure requests\n");
     }
     for r in &report.requests {
@@ -478,6 +500,9 @@ pub fn run_text(report: &RunReport) -> String {
                 rem.rows, rem.store, rem.table, rem.why
             );
         }
+    }
+    for refusal in &report.refused {
+        let _ = writeln!(out, "{refusal}");
     }
     out
 }

@@ -1,16 +1,21 @@
-//! Finding a request's rows: each declared table is read once (its key and
-//! the columns that may hold an identifier), every value is hashed here
-//! under the key and compared with the requests' hashes. The key and the
-//! identifiers never reach a server; the server sees a plain SELECT.
+//! Finding a request's rows: each declared table is read a batch at a time
+//! in key order (its key and the columns that may hold an identifier),
+//! every value is hashed here under the key and compared with the
+//! requests' hashes. The key and the identifiers never reach a server; the
+//! server sees plain SELECTs. Following an identifier reads the tables
+//! authoritative for it once more per round, and refuses what could be
+//! another person's; the planned deletes are held to the foreign keys.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::references::{SubjectTables, check_references};
 use super::{EraseError, Request, normalise};
 use crate::pseudonym::{ColumnAction, HmacKey, TokenShape, redacted_text};
 use crate::rules::{Action, Policy, Subject, SubjectTable, TableRef};
-use crate::store::{Column, ColumnKind, Key, KeyValue, Store, TableSchema};
+use crate::store::erasure::key_text;
+use crate::store::{Column, ColumnKind, Key, KeyValue, NamedCount, Store, TableSchema};
 
 /// A row found for a request.
 #[derive(Debug, Clone)]
@@ -42,9 +47,8 @@ pub struct TableFinding {
     /// The minimum rule that keeps the rows (and deletes them when it ends).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_by: Option<String>,
-    /// Per cascade table, how many of its rows go with the rows deleted
-    /// (counted by the run; the dry run names the tables).
-    pub cascades: Vec<String>,
+    /// Per cascade table, how many of its rows go with the rows deleted.
+    pub cascades: Vec<NamedCount>,
     #[serde(skip)]
     pub rows: Vec<FoundRow>,
     #[serde(skip)]
@@ -68,6 +72,10 @@ pub(crate) struct TablePlan {
 pub struct Found {
     pub request: String,
     pub tables: Vec<TableFinding>,
+    /// Why the request is refused (its rows may be another person's too):
+    /// nothing of it is changed until the data or the rules are corrected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 impl Found {
@@ -76,115 +84,246 @@ impl Found {
     }
 }
 
-/// Finds the rows of every request in `requests`.
+/// Rows read per statement while hashing a table's identifiers: the
+/// worker holds one batch, and the rows found, never the whole table.
+const READ_BATCH: u64 = 1000;
+
+/// `(identifier, hash)` → indexes of the requests it names.
+type Wanted = HashMap<(String, String), Vec<usize>>;
+
+/// Finds the rows of every request in `requests`. A request whose
+/// followed identifiers could take in another person's rows is refused:
+/// no rows found, and [`Found::refused`] says why.
 pub async fn find(
     policy: &Policy,
     stores: &mut crate::commands::Stores<'_>,
     key: &HmacKey,
     requests: &[&Request],
 ) -> Result<Vec<Found>, EraseError> {
-    // Under another key the hash matches nobody, and the request would
-    // count as done: after a key rotation, refuse instead.
-    if let Some(request) = requests.iter().find(|r| r.key_id != key.id()) {
-        return Err(EraseError::Usage(format!(
-            "erasure request {} was recorded under pseudonymisation key {}, not the configured key {}: its identifier can only be found with that key; configure it for the erasure runs until every request recorded under it is done",
-            request.id,
-            request.key_id,
-            key.id()
-        )));
-    }
+    refuse_other_keys(key, requests)?;
     let mut found: Vec<Found> = requests
         .iter()
         .map(|r| Found {
             request: r.id.clone(),
             tables: Vec::new(),
+            refused: Vec::new(),
         })
         .collect();
     for subject in &policy.subjects {
-        // (identifier, hash) → indexes of the requests naming it.
-        let mut wanted: HashMap<(String, String), Vec<usize>> = HashMap::new();
-        for (i, request) in requests.iter().enumerate() {
-            if request.subject == subject.kind {
-                wanted
-                    .entry((request.identifier.clone(), request.hash.clone()))
-                    .or_default()
-                    .push(i);
-            }
-        }
+        let mut wanted = seeds(subject, requests);
         if wanted.is_empty() {
             continue;
         }
-        // Each table is read once; its rows' identifiers hashed once.
-        let mut tables = Vec::new();
+        let mut plans = Vec::new();
         for table in &subject.tables {
             let store = stores.get(&table.store).await.map_err(EraseError::from)?;
-            let plan = table_plan(store, subject, table).await?;
-            let rows: Vec<(FoundRow, Vec<(String, String)>)> = read_rows(store, table, &plan)
-                .await?
-                .into_iter()
-                .map(|(row, matched)| {
-                    let hashed = matched
-                        .into_iter()
-                        .map(|(identifier, value)| {
-                            let hash = super::subject_hash(key, &identifier, &value);
-                            (identifier, hash)
-                        })
-                        .collect();
-                    (row, hashed)
-                })
-                .collect();
-            tables.push((table, plan, rows));
+            plans.push(table_plan(store, subject, table).await?);
         }
-        // A followed identifier found in a row of the person names the
-        // person too (their customer number in their customer row): until
-        // nothing new is learnt.
-        loop {
-            let mut learnt = Vec::new();
-            for (_, _, rows) in &tables {
-                for (_, hashed) in rows {
-                    let hits = hits(&wanted, hashed);
-                    for (identifier, hash) in hashed {
-                        if !subject.follow.contains(identifier) {
-                            continue;
-                        }
-                        for &i in &hits {
-                            let entry = (identifier.clone(), hash.clone());
-                            if !wanted.get(&entry).is_some_and(|w| w.contains(&i)) {
-                                learnt.push((entry, i));
-                            }
-                        }
-                    }
-                }
-            }
-            if learnt.is_empty() {
-                break;
-            }
-            for (entry, i) in learnt {
-                let indexes = wanted.entry(entry).or_default();
-                if !indexes.contains(&i) {
-                    indexes.push(i);
-                }
-            }
-        }
-        for (table, plan, rows) in tables {
-            let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); requests.len()];
-            for (row, hashed) in rows {
-                for i in hits(&wanted, &hashed) {
-                    per_request[i].push(row.clone());
-                }
-            }
-            for (i, rows) in per_request.into_iter().enumerate() {
-                if !rows.is_empty() {
-                    found[i].tables.push(finding(table, &plan, rows));
-                }
-            }
+        let mut learning =
+            follow(stores, key, subject, &plans, &mut wanted, requests.len()).await?;
+        let read = std::mem::take(&mut learning.rows);
+        collect(stores, key, subject, &plans, &wanted, read, &mut found).await?;
+        for (i, refusal) in learning.refusals(subject, requests) {
+            found[i].tables.clear();
+            found[i].refused.push(refusal);
         }
     }
     Ok(found)
 }
 
+/// Under another key the hash matches nobody, and the request would count
+/// as done: after a key rotation, refuse instead.
+fn refuse_other_keys(key: &HmacKey, requests: &[&Request]) -> Result<(), EraseError> {
+    match requests.iter().find(|r| r.key_id != key.id()) {
+        Some(request) => Err(EraseError::Usage(format!(
+            "erasure request {} was recorded under pseudonymisation key {}, not the configured key {}: its identifier can only be found with that key; configure it for the erasure runs until every request recorded under it is done",
+            request.id,
+            request.key_id,
+            key.id()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The identifiers the subject's requests give.
+fn seeds(subject: &Subject, requests: &[&Request]) -> Wanted {
+    let mut wanted = Wanted::new();
+    for (i, request) in requests.iter().enumerate() {
+        if request.subject == subject.kind {
+            wanted
+                .entry((request.identifier.clone(), request.hash.clone()))
+                .or_default()
+                .push(i);
+        }
+    }
+    wanted
+}
+
+/// What following saw in the authoritative tables, for the refusals.
+#[derive(Default)]
+struct Learning {
+    /// Per learnt (identifier, hash): its authoritative table's index and
+    /// how many of that table's rows hold it.
+    holders: HashMap<(String, String), (usize, u64)>,
+    /// Per (request, followed identifier): its authoritative table's index
+    /// and the keys of the rows of the request there.
+    sources: HashMap<(usize, String), (usize, HashSet<String>)>,
+    /// (entry, request): identifiers learnt, not given.
+    learnt: Vec<((String, String), usize)>,
+    /// Per authoritative table, each request's rows, as the last pass
+    /// (which learnt nothing new) found them.
+    rows: HashMap<usize, Vec<Vec<FoundRow>>>,
+}
+
+/// A followed identifier found in the person's row of the table
+/// authoritative for it names the person too (their customer number in
+/// their customer row): adds it to `wanted`, until nothing new is learnt.
+/// Each pass reads the authoritative tables again, a batch at a time.
+async fn follow(
+    stores: &mut crate::commands::Stores<'_>,
+    key: &HmacKey,
+    subject: &Subject,
+    plans: &[TablePlan],
+    wanted: &mut Wanted,
+    requests: usize,
+) -> Result<Learning, EraseError> {
+    let mut learnt = Vec::new();
+    loop {
+        let mut learning = Learning::default();
+        let mut new = Vec::new();
+        for (t, (table, plan)) in subject.tables.iter().zip(plans).enumerate() {
+            if table.authoritative.is_empty() {
+                continue;
+            }
+            let store = stores.get(&table.store).await.map_err(EraseError::from)?;
+            let wanted = &*wanted;
+            let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); requests];
+            scan(store, table, plan, key, |row, hashed| {
+                let hits = hits(wanted, &hashed);
+                for &i in &hits {
+                    per_request[i].push(row.clone());
+                }
+                let followed = hashed
+                    .into_iter()
+                    .filter(|(identifier, _)| table.authoritative.contains(identifier));
+                for entry in followed {
+                    if wanted.contains_key(&entry) {
+                        learning.holders.entry(entry.clone()).or_insert((t, 0)).1 += 1;
+                    }
+                    for &i in &hits {
+                        let rows = &mut learning
+                            .sources
+                            .entry((i, entry.0.clone()))
+                            .or_insert((t, HashSet::new()))
+                            .1;
+                        rows.insert(key_text(&row.key));
+                        if !wanted.get(&entry).is_some_and(|w| w.contains(&i)) {
+                            new.push((entry.clone(), i));
+                        }
+                    }
+                }
+            })
+            .await?;
+            learning.rows.insert(t, per_request);
+        }
+        if new.is_empty() {
+            learning.learnt = learnt;
+            return Ok(learning);
+        }
+        for (entry, i) in new {
+            let indexes = wanted.entry(entry.clone()).or_default();
+            if !indexes.contains(&i) {
+                indexes.push(i);
+                learnt.push((entry, i));
+            }
+        }
+    }
+}
+
+impl Learning {
+    /// Why following may take in another person, per request: a learnt
+    /// value that several authoritative rows hold, or a request whose
+    /// identifiers match several authoritative rows (several people). The
+    /// messages name the request, the subject and the table, never a value.
+    fn refusals(&self, subject: &Subject, requests: &[&Request]) -> Vec<(usize, String)> {
+        let mut refusals = Vec::new();
+        let place = |t: usize| {
+            let table = &subject.tables[t];
+            format!("{}.{}", table.store, table.table)
+        };
+        let mut sources: Vec<(usize, &str, usize, usize)> = self
+            .sources
+            .iter()
+            .filter(|(_, (_, rows))| rows.len() > 1)
+            .map(|((i, identifier), (t, rows))| (*i, identifier.as_str(), *t, rows.len()))
+            .collect();
+        sources.sort_unstable();
+        for (i, identifier, t, rows) in sources {
+            refusals.push((i, format!(
+                "erasure request {} (subject {}): refused, none of its rows changed: its identifiers match {rows} rows of {}, the table authoritative for {identifier}, so more than one person; following {identifier} would take in all of them. Check those rows and correct them, or erase by hand",
+                requests[i].id, subject.kind, place(t)
+            )));
+        }
+        let mut shared: Vec<(usize, &str, usize, u64)> = self
+            .learnt
+            .iter()
+            .filter_map(|(entry, i)| {
+                let (t, holders) = self.holders.get(entry)?;
+                (*holders > 1).then_some((*i, entry.0.as_str(), *t, *holders))
+            })
+            .collect();
+        shared.sort_unstable();
+        shared.dedup();
+        for (i, identifier, t, holders) in shared {
+            refusals.push((i, format!(
+                "erasure request {} (subject {}): refused, none of its rows changed: the {identifier} learnt from its row of {} is held by {holders} rows there, so it is not one person's; following it would take in all of them. Check those rows and correct them, or erase by hand",
+                requests[i].id, subject.kind, place(t)
+            )));
+        }
+        refusals
+    }
+}
+
+/// Each table's rows of each request, with the rows a cascade would take.
+/// The authoritative tables' rows are those `follow` read last (`read`);
+/// the other tables are read here.
+async fn collect(
+    stores: &mut crate::commands::Stores<'_>,
+    key: &HmacKey,
+    subject: &Subject,
+    plans: &[TablePlan],
+    wanted: &Wanted,
+    mut read: HashMap<usize, Vec<Vec<FoundRow>>>,
+    found: &mut [Found],
+) -> Result<(), EraseError> {
+    for (t, (table, plan)) in subject.tables.iter().zip(plans).enumerate() {
+        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
+        let per_request = match read.remove(&t) {
+            Some(rows) => rows,
+            None => {
+                let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); found.len()];
+                scan(store, table, plan, key, |row, hashed| {
+                    for i in hits(wanted, &hashed) {
+                        per_request[i].push(row.clone());
+                    }
+                })
+                .await?;
+                per_request
+            }
+        };
+        for (i, rows) in per_request.into_iter().enumerate() {
+            if !rows.is_empty() {
+                found[i]
+                    .tables
+                    .push(finding(store, table, plan, rows).await?);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The requests a row belongs to, by its hashed identifiers.
-fn hits(wanted: &HashMap<(String, String), Vec<usize>>, hashed: &[(String, String)]) -> Vec<usize> {
+fn hits(wanted: &Wanted, hashed: &[(String, String)]) -> Vec<usize> {
     let mut hits: Vec<usize> = hashed
         .iter()
         .filter_map(|entry| wanted.get(entry))
@@ -196,13 +335,18 @@ fn hits(wanted: &HashMap<(String, String), Vec<usize>>, hashed: &[(String, Strin
     hits
 }
 
-fn finding(table: &SubjectTable, plan: &TablePlan, rows: Vec<FoundRow>) -> TableFinding {
+async fn finding(
+    store: &mut dyn Store,
+    table: &SubjectTable,
+    plan: &TablePlan,
+    rows: Vec<FoundRow>,
+) -> Result<TableFinding, EraseError> {
     let held = rows.iter().filter(|r| r.held).count() as u64;
     let already = rows
         .iter()
         .filter(|r| !r.held && !plan.columns.is_empty() && row_done(plan, r))
         .count() as u64;
-    TableFinding {
+    Ok(TableFinding {
         store: table.store.clone(),
         table: table.table.to_string(),
         action: table.action.as_str(),
@@ -211,14 +355,38 @@ fn finding(table: &SubjectTable, plan: &TablePlan, rows: Vec<FoundRow>) -> Table
         already,
         held,
         kept_by: table.kept_by.clone(),
-        cascades: table
-            .cascades
-            .iter()
-            .map(|c| c.related.table.to_string())
-            .collect(),
+        cascades: cascade_counts(store, plan, &rows).await?,
         rows,
         plan: plan.clone(),
+    })
+}
+
+/// Per cascade table, the rows that go with the rows deleted now (held
+/// rows stay, and so do theirs), counted as the run deletes them.
+async fn cascade_counts(
+    store: &mut dyn Store,
+    plan: &TablePlan,
+    rows: &[FoundRow],
+) -> Result<Vec<NamedCount>, EraseError> {
+    let mut counts = Vec::new();
+    for (i, (child, theirs, _)) in plan.cascades.iter().enumerate() {
+        let mut seen = HashSet::new();
+        let values: Vec<Key> = rows
+            .iter()
+            .filter(|r| !r.held)
+            .filter_map(|r| r.related[i].clone())
+            .filter(|v| seen.insert(key_text(v)))
+            .collect();
+        let rows = match values.is_empty() {
+            true => 0,
+            false => store.erasure_count(child, theirs, &values).await?,
+        };
+        counts.push(NamedCount {
+            name: child.to_string(),
+            rows,
+        });
     }
+    Ok(counts)
 }
 
 /// Whether every column of the row already holds what the action writes.
@@ -287,21 +455,114 @@ pub(crate) async fn table_plan(
         table.at, subject.kind, table.table
     );
     let schema = describe(store, &table.table, &what).await?;
-    let key_names = match schema.primary_key.as_slice() {
-        [] => schema.unique_keys.first().cloned().ok_or_else(|| {
+    let key = key_of(&schema, table, &what)?;
+    let columns = overwritten_columns(&schema, table, &what)?;
+    for (_, column) in &table.matches {
+        column_of(&schema, column, &what)?;
+    }
+    if let Some(hold) = &table.hold {
+        column_of(&schema, hold, &what)?;
+    }
+    let mut cascades = Vec::new();
+    let mut children = Vec::new();
+    for cascade in &table.cascades {
+        let child = describe(store, &cascade.related.table, &what).await?;
+        let mut theirs = Vec::new();
+        let mut ours = Vec::new();
+        for (their, our) in &cascade.related.on {
+            theirs.push(column_of(&child, their, &what)?);
+            ours.push(column_of(&schema, our, &what)?);
+        }
+        let on: Vec<&String> = cascade.related.on.iter().map(|(_, our)| our).collect();
+        if !crate::plan::is_unique(&schema, &on) {
+            return Err(EraseError::Schema(format!(
+                "{what}: cascade {}: ({}) is not the primary key or a unique key of NOT NULL columns of {}; another person's row may share the value, and their rows of {} would be deleted too. Cascade on a unique key",
+                cascade.related.table,
+                on.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                schema.table,
+                cascade.related.table,
+            )));
+        }
+        cascades.push((cascade.related.table.clone(), theirs, ours));
+        children.push((child, cascade.related.on.clone()));
+    }
+    if matches!(table.action, Action::Delete) {
+        let others = SubjectTables::resolve(store, subject, table, &schema, &children).await?;
+        check_references(&schema, &children, &others, &what)?;
+    }
+    Ok(TablePlan {
+        table: schema.table.clone(),
+        key,
+        columns,
+        cascades,
+    })
+}
+
+/// The key rows are changed by: the primary key, or else the first unique
+/// key of NOT NULL columns; one without identifier columns when there is
+/// one, since its values are bound into the statements (a server that
+/// logs parameters would log them).
+fn key_of(
+    schema: &TableSchema,
+    table: &SubjectTable,
+    what: &str,
+) -> Result<Vec<Column>, EraseError> {
+    let candidates: Vec<&Vec<String>> = std::iter::once(&schema.primary_key)
+        .filter(|k| !k.is_empty())
+        .chain(&schema.unique_keys)
+        .collect();
+    let names = candidates
+        .iter()
+        .find(|k| !k.iter().any(|c| is_identifier_column(table, c)))
+        .or(candidates.first())
+        .ok_or_else(|| {
             EraseError::Schema(format!(
                 "{what}: no primary key or unique key to change rows by"
             ))
-        })?,
-        key => key.to_vec(),
-    };
-    let key = key_names
+        })?;
+    names.iter().map(|k| column_of(schema, k, what)).collect()
+}
+
+fn is_identifier_column(table: &SubjectTable, column: &str) -> bool {
+    table.matches.iter().any(|(_, c)| c == column)
+}
+
+/// `check`'s warning when the key rows are changed by, or a column a
+/// cascade matches on, holds an identifier: its values are bound
+/// parameters of the erasure statements, which a server that logs
+/// parameters writes to its log.
+pub(crate) fn identifier_warnings(
+    subject: &Subject,
+    table: &SubjectTable,
+    plan: &TablePlan,
+) -> Vec<String> {
+    let cascade_columns = plan.cascades.iter().flat_map(|(_, _, ours)| ours);
+    let mut seen = HashSet::new();
+    let columns: Vec<&str> = plan
+        .key
         .iter()
-        .map(|k| column_of(&schema, k, &what))
-        .collect::<Result<Vec<_>, _>>()?;
+        .chain(cascade_columns)
+        .map(|c| c.name.as_str())
+        .filter(|c| is_identifier_column(table, c) && seen.insert(*c))
+        .collect();
+    columns
+        .into_iter()
+        .map(|column| format!(
+            "warning: {}: subject {}: table {}: column {column:?} holds an identifier and is the key rows are changed by (or a cascade matches on): its values are bound parameters of the erasure statements, so a server that logs statement parameters (log_statement, log_min_duration_statement, the general log) writes them to its log; give the table a unique key without identifiers, or keep parameter logging off for glemsel's role",
+            table.at, subject.kind, table.table
+        ))
+        .collect()
+}
+
+/// The columns the action overwrites, each able to take what it writes.
+fn overwritten_columns(
+    schema: &TableSchema,
+    table: &SubjectTable,
+    what: &str,
+) -> Result<Vec<(Column, ColumnAction)>, EraseError> {
     let mut columns = Vec::new();
     for (name, action) in table.action.columns().unwrap_or_default() {
-        let column = column_of(&schema, name, &what)?;
+        let column = column_of(schema, name, what)?;
         if (action.needs_text() || action.is_keyed()) && column.kind != ColumnKind::Text {
             return Err(EraseError::Schema(format!(
                 "{what}: column {name:?} is not text; {} needs a text column",
@@ -320,63 +581,66 @@ pub(crate) async fn table_plan(
         }
         columns.push((column, *action));
     }
-    for (_, column) in &table.matches {
-        column_of(&schema, column, &what)?;
-    }
-    if let Some(hold) = &table.hold {
-        column_of(&schema, hold, &what)?;
-    }
-    let mut cascades = Vec::new();
-    for cascade in &table.cascades {
-        let child = describe(store, &cascade.related.table, &what).await?;
-        let mut theirs = Vec::new();
-        let mut ours = Vec::new();
-        for (their, our) in &cascade.related.on {
-            theirs.push(column_of(&child, their, &what)?);
-            ours.push(column_of(&schema, our, &what)?);
-        }
-        cascades.push((cascade.related.table.clone(), theirs, ours));
-    }
-    if matches!(table.action, Action::Delete) {
-        // A foreign key that is not a declared cascade would widen or block the delete.
-        // A table of the subject declared before this one, whose rows
-        // are deleted first, is not widened or blocking either.
-        let earlier: Vec<&TableRef> = subject
-            .tables
-            .iter()
-            .take_while(|t| !std::ptr::eq(*t, table))
-            .filter(|t| matches!(t.action, Action::Delete))
-            .map(|t| &t.table)
-            .collect();
-        for fk in &schema.referenced_by {
-            let declared = table
-                .cascades
-                .iter()
-                .any(|c| c.related.table.name == fk.table.name)
-                || earlier.iter().any(|t| t.name == fk.table.name);
-            if fk.table != schema.table && !declared {
-                return Err(EraseError::Schema(format!(
-                    "{what}: {} has a foreign key into this table ({}); declare it as a [[subject.table.cascade]]",
-                    fk.table,
-                    fk.on_delete.as_sql()
-                )));
-            }
-        }
-    }
-    Ok(TablePlan {
-        table: schema.table.clone(),
-        key,
-        columns,
-        cascades,
-    })
+    Ok(columns)
 }
 
-/// Every row of the table: the found-row parts, and each (identifier, value) it holds.
-async fn read_rows(
+/// Reads the table a batch at a time in key order and hands each row,
+/// with its identifiers hashed under `key`, to `visit`.
+async fn scan(
     store: &mut dyn Store,
     table: &SubjectTable,
     plan: &TablePlan,
-) -> Result<Vec<(FoundRow, Vec<(String, String)>)>, EraseError> {
+    key: &HmacKey,
+    mut visit: impl FnMut(FoundRow, Vec<(String, String)>),
+) -> Result<(), EraseError> {
+    let read = read_columns(table, plan);
+    let mut after: Option<Key> = None;
+    loop {
+        let rows = store
+            .erasure_read(&plan.table, &plan.key, &read, after.as_ref(), READ_BATCH)
+            .await?;
+        let more = rows.len() as u64 == READ_BATCH;
+        after = rows.last().map(|(key, _)| key.clone());
+        for (row_key, values) in rows {
+            let (row, matched) = found_row(table, plan, row_key, values);
+            let hashed = matched
+                .into_iter()
+                .map(|(identifier, value)| {
+                    let hash = super::subject_hash(key, &identifier, &value);
+                    (identifier, hash)
+                })
+                .collect();
+            visit(row, hashed);
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// Calls `visit` with the key of every row of the planned table, a batch
+/// at a time in key order.
+pub(crate) async fn each_key(
+    store: &mut dyn Store,
+    plan: &TablePlan,
+    mut visit: impl FnMut(&Key),
+) -> Result<(), EraseError> {
+    let mut after: Option<Key> = None;
+    loop {
+        let rows = store
+            .erasure_read(&plan.table, &plan.key, &[], after.as_ref(), READ_BATCH)
+            .await?;
+        rows.iter().for_each(|(key, _)| visit(key));
+        if (rows.len() as u64) < READ_BATCH {
+            return Ok(());
+        }
+        after = rows.into_iter().last().map(|(key, _)| key);
+    }
+}
+
+/// The columns read besides the key: the identifier columns, the columns
+/// the action overwrites, the hold column, the columns cascades match.
+fn read_columns(table: &SubjectTable, plan: &TablePlan) -> Vec<Column> {
     let schema_column = |name: &str| {
         plan.key
             .iter()
@@ -399,48 +663,54 @@ async fn read_rows(
         .collect();
     read.extend(plan.columns.iter().map(|(c, _)| c.clone()));
     read.extend(table.hold.iter().map(|h| schema_column(h)));
-    let ours: Vec<&Column> = plan.cascades.iter().flat_map(|(_, _, ours)| ours).collect();
-    read.extend(ours.iter().map(|c| (*c).clone()));
-    let rows = store.erasure_read(&plan.table, &plan.key, &read).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(key, values)| {
-            let mut values = values.into_iter();
-            let matched: Vec<(String, String)> = table
-                .matches
-                .iter()
-                .filter_map(|(identifier, _)| {
-                    let value = values.next().flatten()?;
-                    (!normalise(&value).is_empty()).then(|| (identifier.clone(), value))
-                })
-                .collect();
-            let current: Vec<Option<String>> = values.by_ref().take(plan.columns.len()).collect();
-            let held = match table.hold {
-                Some(_) => is_held(values.next().flatten().as_deref()),
-                None => false,
-            };
-            let related = plan
-                .cascades
-                .iter()
-                .map(|(_, _, ours)| {
-                    ours.iter()
-                        .map(|column| values.next().flatten().map(|text| typed(column, text)))
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .collect::<Option<Key>>()
-                })
-                .collect();
-            (
-                FoundRow {
-                    key,
-                    values: current,
-                    related,
-                    held,
-                },
-                matched,
-            )
+    read.extend(plan.cascades.iter().flat_map(|(_, _, ours)| ours).cloned());
+    read
+}
+
+/// One row as read (in [`read_columns`]' order): the found-row parts, and
+/// each (identifier, value) it holds.
+fn found_row(
+    table: &SubjectTable,
+    plan: &TablePlan,
+    key: Key,
+    values: Vec<Option<String>>,
+) -> (FoundRow, Vec<(String, String)>) {
+    let mut values = values.into_iter();
+    let matched: Vec<(String, String)> = table
+        .matches
+        .iter()
+        .filter_map(|(identifier, _)| {
+            let value = values.next().flatten()?;
+            (!normalise(&value).is_empty()).then(|| (identifier.clone(), value))
         })
-        .collect())
+        .collect();
+    let current: Vec<Option<String>> = values.by_ref().take(plan.columns.len()).collect();
+    let held = match table.hold {
+        Some(_) => is_held(values.next().flatten().as_deref()),
+        None => false,
+    };
+    let related = plan
+        .cascades
+        .iter()
+        .map(|(_, _, ours)| {
+            ours.iter()
+                .map(|column| values.next().flatten().map(|text| typed(column, text)))
+                // Every column is read before a NULL makes it `None`: the
+                // next cascade's values follow.
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect::<Option<Key>>()
+        })
+        .collect();
+    (
+        FoundRow {
+            key,
+            values: current,
+            related,
+            held,
+        },
+        matched,
+    )
 }
 
 /// A hold column's text: NULL counts as held, as it does for rules.

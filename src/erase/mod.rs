@@ -11,6 +11,7 @@
 pub mod commands;
 pub mod find;
 pub mod ledger;
+mod references;
 pub mod run;
 
 use crate::pseudonym::HmacKey;

@@ -42,6 +42,9 @@ pub struct RunReport {
     pub run_id: String,
     pub replay: bool,
     pub requests: Vec<RequestOutcome>,
+    /// Requests refused, and why: not run, their status unchanged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// Where the ledger is and the keys a run uses.
@@ -66,7 +69,12 @@ pub async fn run(
         .collect();
     let found = super::find(ctx.policy, stores, ctx.key, &selected).await?;
     let mut outcomes = Vec::new();
+    let mut refused = Vec::new();
     for found in found {
+        if !found.refused.is_empty() {
+            refused.extend(found.refused);
+            continue;
+        }
         let mut previous = ledger.statuses.get(&found.request).cloned();
         let first = previous.is_none();
         // Intent first: a crash after some tables committed leaves this as
@@ -99,6 +107,7 @@ pub async fn run(
         run_id: ctx.run_id.to_string(),
         replay: mode == Mode::Replay,
         requests: outcomes,
+        refused,
     })
 }
 
@@ -251,18 +260,15 @@ async fn still_kept(
         };
         let store = stores.get(&table.store).await.map_err(EraseError::from)?;
         let plan = super::find::table_plan(store, subject, table).await?;
-        let present: std::collections::HashSet<String> = store
-            .erasure_read(&plan.table, &plan.key, &[])
-            .await?
-            .into_iter()
-            .map(|(key, _)| ctx.key.audit_hash(&key_text(&key)))
-            .collect();
-        let keys: Vec<String> = earlier
-            .keys
-            .iter()
-            .filter(|k| present.contains(*k))
-            .cloned()
-            .collect();
+        let recorded: std::collections::HashSet<&String> = earlier.keys.iter().collect();
+        let mut keys = Vec::new();
+        super::find::each_key(store, &plan, |key| {
+            let hash = ctx.key.audit_hash(&key_text(key));
+            if recorded.contains(&hash) {
+                keys.push(hash);
+            }
+        })
+        .await?;
         let now_kept = outcome
             .remaining
             .iter_mut()

@@ -266,6 +266,9 @@ pub(crate) struct RawSubjectTable {
     pub kept_by: Option<Spanned<String>>,
     /// A boolean column: rows where it is true (or NULL) are held.
     pub hold: Option<Spanned<String>>,
+    /// Followed identifiers this table is the authority for: a row here is
+    /// one person, so its value of the identifier is theirs alone.
+    pub authoritative: Option<Spanned<Vec<String>>>,
     pub cascade: Option<Vec<RawRelated>>,
 }
 

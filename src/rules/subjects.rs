@@ -27,8 +27,9 @@ pub struct Subject {
     pub identifiers: Vec<String>,
     /// How long after it is received a request must be done.
     pub deadline: Period,
-    /// Identifiers whose values, found in a row of the person, find
-    /// further rows (the customer number in the customer's row).
+    /// Identifiers whose values, found in the person's row of the table
+    /// authoritative for them, find further rows (the customer number in
+    /// the customer's row).
     pub follow: Vec<String>,
     pub tables: Vec<SubjectTable>,
     pub at: Location,
@@ -49,6 +50,9 @@ pub struct SubjectTable {
     pub kept_by: Option<String>,
     /// A boolean column: rows where it is true (or NULL) are held.
     pub hold: Option<String>,
+    /// Followed identifiers this table is the authority for: its row is
+    /// one person, so follow learns their values here and nowhere else.
+    pub authoritative: Vec<String>,
     /// Rows of other tables deleted with the subject's rows.
     pub cascades: Vec<Cascade>,
     pub at: Location,
@@ -117,98 +121,184 @@ pub(super) fn validate(
     let mut subjects: Vec<Subject> = Vec::new();
     let mut identifier_at: HashMap<String, (String, Location)> = HashMap::new();
     for (source, raw) in raw {
-        let errors_before = diags.0.len();
-        let at = source.span_location(Some(raw.kind.span()));
-        let kind = raw.kind.get_ref().clone();
-        let what = format!("subject {kind}");
-        if !is_simple_name(&kind) {
-            diags.push(
-                at.clone(),
-                None,
-                format!("{what}: kind may hold only letters, digits, '_' and '-'"),
-            );
+        if let Some(subject) = subject(source, raw, &subjects, &mut identifier_at, ctx, diags) {
+            subjects.push(subject);
         }
-        if let Some(first) = subjects.iter().find(|s| s.kind == kind) {
-            diags.push(
-                at.clone(),
-                None,
-                format!("{what} is declared twice; first at {}", first.at),
-            );
-        }
-        let identifiers = raw.identifiers.get_ref().clone();
-        let identifiers_at = source.span_location(Some(raw.identifiers.span()));
-        if identifiers.is_empty() {
-            diags.push(
-                identifiers_at.clone(),
-                None,
-                format!("{what}: identifiers is empty; name at least one, e.g. [\"email\"]"),
-            );
-        }
-        for identifier in identifiers.iter().filter(|i| !is_simple_name(i)) {
-            diags.push(
-                identifiers_at.clone(),
-                None,
-                format!(
-                    "{what}: identifier {identifier:?} may hold only letters, digits, '_' and '-'"
-                ),
-            );
-        }
-        for identifier in &identifiers {
-            match identifier_at.get(identifier) {
-                Some((other, first)) => diags.push(
-                    identifiers_at.clone(),
-                    None,
-                    format!("{what}: identifier {identifier:?} is also subject {other}'s (at {first}); a request names one subject by its identifier, so give it another name"),
-                ),
-                None => {
-                    identifier_at.insert(identifier.clone(), (kind.clone(), identifiers_at.clone()));
-                }
-            }
-        }
-        let follow = raw
-            .follow
-            .as_ref()
-            .map(|f| f.get_ref().clone())
-            .unwrap_or_default();
-        if let Some(spanned) = &raw.follow {
-            for name in follow.iter().filter(|f| !identifiers.contains(f)) {
-                diags.push(
-                    source.span_location(Some(spanned.span())),
-                    None,
-                    format!("{what}: follow: {name:?} is not one of the subject's identifiers {identifiers:?}"),
-                );
-            }
-        }
-        let deadline = deadline(source, &raw.deadline, &what, ctx, diags);
-        let tables: Vec<SubjectTable> = raw
-            .table
-            .iter()
-            .filter_map(|t| table(source, t, &what, &identifiers, ctx, diags))
-            .collect();
-        if raw.table.is_empty() {
-            diags.push(
-                at.clone(),
-                None,
-                format!("{what}: no [[subject.table]]; say where the subject's rows are"),
-            );
-        }
-        if diags.0.len() > errors_before {
-            continue;
-        }
-        subjects.push(Subject {
-            kind,
-            description: raw.description.clone(),
-            identifiers,
-            deadline: deadline.expect("no errors, so a deadline"),
-            follow,
-            tables,
-            at,
-        });
     }
     if !raw.is_empty() {
         requirements(raw, ctx, diags);
     }
     subjects
+}
+
+/// The names a subject's tables are checked against.
+struct Scope<'a> {
+    /// `subject <kind>`, the start of every message.
+    what: &'a str,
+    identifiers: &'a [String],
+    follow: &'a [String],
+}
+
+/// One `[[subject]]`, or `None` (its problems reported) when invalid.
+fn subject(
+    source: &Rc<Source>,
+    raw: &RawSubject,
+    earlier: &[Subject],
+    identifier_at: &mut HashMap<String, (String, Location)>,
+    ctx: &SubjectContext<'_>,
+    diags: &mut Diagnosed,
+) -> Option<Subject> {
+    let errors_before = diags.0.len();
+    let at = source.span_location(Some(raw.kind.span()));
+    let kind = raw.kind.get_ref().clone();
+    let what = format!("subject {kind}");
+    check_kind(&kind, &what, &at, earlier, diags);
+    let identifiers = identifiers(source, raw, &what, identifier_at, diags);
+    let follow = follow(source, raw, &what, &identifiers, diags);
+    let deadline = deadline(source, &raw.deadline, &what, ctx, diags);
+    let scope = Scope {
+        what: &what,
+        identifiers: &identifiers,
+        follow: &follow,
+    };
+    let tables: Vec<SubjectTable> = raw
+        .table
+        .iter()
+        .filter_map(|t| table(source, t, &scope, ctx, diags))
+        .collect();
+    if raw.table.is_empty() {
+        diags.push(
+            at.clone(),
+            None,
+            format!("{what}: no [[subject.table]]; say where the subject's rows are"),
+        );
+    }
+    check_authorities(source, raw, &scope, diags);
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    Some(Subject {
+        kind,
+        description: raw.description.clone(),
+        identifiers,
+        deadline: deadline.expect("no errors, so a deadline"),
+        follow,
+        tables,
+        at,
+    })
+}
+
+fn check_kind(kind: &str, what: &str, at: &Location, earlier: &[Subject], diags: &mut Diagnosed) {
+    if !is_simple_name(kind) {
+        diags.push(
+            at.clone(),
+            None,
+            format!("{what}: kind may hold only letters, digits, '_' and '-'"),
+        );
+    }
+    if let Some(first) = earlier.iter().find(|s| s.kind == kind) {
+        diags.push(
+            at.clone(),
+            None,
+            format!("{what} is declared twice; first at {}", first.at),
+        );
+    }
+}
+
+/// The subject's identifiers: simple names, none another subject's.
+fn identifiers(
+    source: &Source,
+    raw: &RawSubject,
+    what: &str,
+    identifier_at: &mut HashMap<String, (String, Location)>,
+    diags: &mut Diagnosed,
+) -> Vec<String> {
+    let kind = raw.kind.get_ref();
+    let identifiers = raw.identifiers.get_ref().clone();
+    let identifiers_at = source.span_location(Some(raw.identifiers.span()));
+    if identifiers.is_empty() {
+        diags.push(
+            identifiers_at.clone(),
+            None,
+            format!("{what}: identifiers is empty; name at least one, e.g. [\"email\"]"),
+        );
+    }
+    for identifier in identifiers.iter().filter(|i| !is_simple_name(i)) {
+        diags.push(
+            identifiers_at.clone(),
+            None,
+            format!("{what}: identifier {identifier:?} may hold only letters, digits, '_' and '-'"),
+        );
+    }
+    for identifier in &identifiers {
+        match identifier_at.get(identifier) {
+            Some((other, first)) => diags.push(
+                identifiers_at.clone(),
+                None,
+                format!("{what}: identifier {identifier:?} is also subject {other}'s (at {first}); a request names one subject by its identifier, so give it another name"),
+            ),
+            None => {
+                identifier_at.insert(identifier.clone(), (kind.clone(), identifiers_at.clone()));
+            }
+        }
+    }
+    identifiers
+}
+
+/// The followed identifiers, each one of the subject's.
+fn follow(
+    source: &Source,
+    raw: &RawSubject,
+    what: &str,
+    identifiers: &[String],
+    diags: &mut Diagnosed,
+) -> Vec<String> {
+    let Some(spanned) = &raw.follow else {
+        return Vec::new();
+    };
+    for name in spanned
+        .get_ref()
+        .iter()
+        .filter(|f| !identifiers.contains(f))
+    {
+        diags.push(
+            source.span_location(Some(spanned.span())),
+            None,
+            format!(
+                "{what}: follow: {name:?} is not one of the subject's identifiers {identifiers:?}"
+            ),
+        );
+    }
+    spanned.get_ref().clone()
+}
+
+/// Every followed identifier is learnt from exactly one table, the one
+/// whose row is the person: a value learnt anywhere else (a "GUEST"
+/// customer number on an order, a company address on a contact) may be
+/// several people's.
+fn check_authorities(source: &Source, raw: &RawSubject, scope: &Scope<'_>, diags: &mut Diagnosed) {
+    let what = scope.what;
+    for identifier in scope.follow {
+        let authorities: Vec<&Spanned<Vec<String>>> = raw
+            .table
+            .iter()
+            .filter_map(|t| t.get_ref().authoritative.as_ref())
+            .filter(|a| a.get_ref().contains(identifier))
+            .collect();
+        match authorities.as_slice() {
+            [] => diags.push(
+                source.span_location(raw.follow.as_ref().map(|f| f.span())),
+                None,
+                format!("{what}: follow: {identifier:?} has no authoritative table; add authoritative = [{identifier:?}] to the [[subject.table]] whose row is the person (one row per person), the only table it is learnt from"),
+            ),
+            [_] => {}
+            [_, second, ..] => diags.push(
+                source.span_location(Some(second.span())),
+                None,
+                format!("{what}: authoritative: {identifier:?} has an authoritative table already; name it in the one table whose row is the person"),
+            ),
+        }
+    }
 }
 
 /// What a policy with subjects needs of `glemsel.toml`.
@@ -257,15 +347,14 @@ fn deadline(
 fn table(
     source: &Source,
     spanned: &Spanned<RawSubjectTable>,
-    subject: &str,
-    identifiers: &[String],
+    scope: &Scope<'_>,
     ctx: &SubjectContext<'_>,
     diags: &mut Diagnosed,
 ) -> Option<SubjectTable> {
     let raw = spanned.get_ref();
     let errors_before = diags.0.len();
     let at = source.span_location(Some(raw.table.span()));
-    let what = format!("{subject}: table {}", raw.table.get_ref());
+    let what = format!("{}: table {}", scope.what, raw.table.get_ref());
     let loc = |span: std::ops::Range<usize>| source.span_location(Some(span));
     let store = raw.store.get_ref().clone();
     if !ctx.stores.contains_key(&store) {
@@ -276,37 +365,124 @@ fn table(
         );
     }
     let table = parse_table(source, &raw.table, None, diags);
-    let mut matches = Vec::new();
-    if raw.matches.get_ref().is_empty() {
-        diags.push(
-            loc(raw.matches.span()),
-            None,
-            format!("{what}: match is empty; write match = {{ <identifier> = \"<column>\" }}"),
-        );
-    }
-    for (identifier, column) in raw.matches.get_ref() {
-        if !identifiers.contains(identifier) {
-            diags.push(
-                loc(raw.matches.span()),
-                None,
-                format!("{what}: match: {identifier:?} is not one of the subject's identifiers {identifiers:?}"),
-            );
-        }
-        if let Err(err) = check_identifier(column) {
-            diags.push(
-                loc(raw.matches.span()),
-                None,
-                format!("{what}: match: {err}"),
-            );
-        }
-        matches.push((identifier.clone(), column.clone()));
-    }
+    let matches = matches(source, raw, &what, scope.identifiers, diags);
+    let authoritative = authoritative(source, raw, &what, scope, diags);
     if let Some(hold) = &raw.hold
         && let Err(err) = check_identifier(hold.get_ref())
     {
         diags.push(loc(hold.span()), None, format!("{what}: hold: {err}"));
     }
     let action = action(source, raw, &what, diags);
+    let cascades = cascades(source, raw, &at, &store, action.as_ref(), &what, ctx, diags);
+    if let Some(table) = &table {
+        check_rules_on_table(
+            &at,
+            &store,
+            table,
+            raw.kept_by.is_some(),
+            raw.hold.as_ref().map(|h| h.get_ref().as_str()),
+            action.as_ref(),
+            &what,
+            ctx,
+            diags,
+        );
+    }
+    if let (Some(kept_by), Some(table)) = (&raw.kept_by, &table) {
+        check_kept_by(
+            kept_by,
+            loc(kept_by.span()),
+            &store,
+            table,
+            action.as_ref(),
+            &what,
+            ctx,
+            diags,
+        );
+    }
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    Some(SubjectTable {
+        store,
+        table: table?,
+        matches,
+        action: action?,
+        kept_by: raw.kept_by.as_ref().map(|k| k.get_ref().clone()),
+        hold: raw.hold.as_ref().map(|h| h.get_ref().clone()),
+        authoritative,
+        cascades,
+        at,
+    })
+}
+
+/// `match = { identifier = "column" }`: the subject's identifiers, valid columns.
+fn matches(
+    source: &Source,
+    raw: &RawSubjectTable,
+    what: &str,
+    identifiers: &[String],
+    diags: &mut Diagnosed,
+) -> Vec<(String, String)> {
+    let at = source.span_location(Some(raw.matches.span()));
+    if raw.matches.get_ref().is_empty() {
+        diags.push(
+            at.clone(),
+            None,
+            format!("{what}: match is empty; write match = {{ <identifier> = \"<column>\" }}"),
+        );
+    }
+    let mut matches = Vec::new();
+    for (identifier, column) in raw.matches.get_ref() {
+        if !identifiers.contains(identifier) {
+            diags.push(
+                at.clone(),
+                None,
+                format!("{what}: match: {identifier:?} is not one of the subject's identifiers {identifiers:?}"),
+            );
+        }
+        if let Err(err) = check_identifier(column) {
+            diags.push(at.clone(), None, format!("{what}: match: {err}"));
+        }
+        matches.push((identifier.clone(), column.clone()));
+    }
+    matches
+}
+
+/// `authoritative = [...]`: followed identifiers the table matches on.
+fn authoritative(
+    source: &Source,
+    raw: &RawSubjectTable,
+    what: &str,
+    scope: &Scope<'_>,
+    diags: &mut Diagnosed,
+) -> Vec<String> {
+    let Some(spanned) = &raw.authoritative else {
+        return Vec::new();
+    };
+    let at = source.span_location(Some(spanned.span()));
+    for identifier in spanned.get_ref() {
+        if !scope.follow.contains(identifier) {
+            diags.push(at.clone(), None, format!("{what}: authoritative: {identifier:?} is not followed; authoritative names identifiers of follow {:?}", scope.follow));
+        } else if !raw.matches.get_ref().contains_key(identifier) {
+            diags.push(at.clone(), None, format!("{what}: authoritative: the table does not match on {identifier:?}; add it to match"));
+        }
+    }
+    spanned.get_ref().clone()
+}
+
+/// `[[subject.table.cascade]]`: one level, on a delete, into no table a
+/// rule keeps.
+#[allow(clippy::too_many_arguments)]
+fn cascades(
+    source: &Source,
+    raw: &RawSubjectTable,
+    at: &Location,
+    store: &str,
+    action: Option<&Action>,
+    what: &str,
+    ctx: &SubjectContext<'_>,
+    diags: &mut Diagnosed,
+) -> Vec<Cascade> {
     let cascades: Vec<Cascade> = related_tables(
         source,
         raw.cascade.as_deref(),
@@ -344,44 +520,7 @@ fn table(
             format!("{what}: a cascade off another cascade (parent) is not supported for erasure yet; declare that table as a [[subject.table]] of its own"),
         );
     }
-    if let Some(table) = &table {
-        check_rules_on_table(
-            &at,
-            &store,
-            table,
-            raw.kept_by.is_some(),
-            raw.hold.as_ref().map(|h| h.get_ref().as_str()),
-            action.as_ref(),
-            &what,
-            ctx,
-            diags,
-        );
-    }
-    if let (Some(kept_by), Some(table)) = (&raw.kept_by, &table) {
-        check_kept_by(
-            kept_by,
-            loc(kept_by.span()),
-            &store,
-            table,
-            action.as_ref(),
-            &what,
-            ctx,
-            diags,
-        );
-    }
-    if diags.0.len() > errors_before {
-        return None;
-    }
-    Some(SubjectTable {
-        store,
-        table: table?,
-        matches,
-        action: action?,
-        kept_by: raw.kept_by.as_ref().map(|k| k.get_ref().clone()),
-        hold: raw.hold.as_ref().map(|h| h.get_ref().clone()),
-        cascades,
-        at,
-    })
+    cascades
 }
 
 fn action(
@@ -623,5 +762,58 @@ mod tests {
                 "missing {line}\nin {errors:#?}"
             );
         }
+    }
+
+    /// A followed identifier is learnt from exactly one table, which
+    /// matches on it: none, two, or one not followed is an error.
+    #[test]
+    fn follow_needs_one_authoritative_table() {
+        let subject = "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\", \"customer_no\", \"phone\"]\ndeadline = \"1 month\"\nfollow = [\"customer_no\"]\n\n";
+        let table = |name: &str, authoritative: &str| {
+            format!(
+                "[[subject.table]]\nstore = \"shop\"\ntable = \"{name}\"\nmatch = {{ email = \"email\", customer_no = \"no\" }}\naction = \"delete\"\n{authoritative}\n"
+            )
+        };
+        let none = load(CONFIG, &format!("{subject}{}", table("customers", ""))).unwrap_err();
+        assert!(
+            none.iter().any(|e| e.contains("rules/shop.toml:17:10: subject customer: follow: \"customer_no\" has no authoritative table; add authoritative = [\"customer_no\"]")),
+            "{none:#?}"
+        );
+        let one = "authoritative = [\"customer_no\"]";
+        let two = load(
+            CONFIG,
+            &format!(
+                "{subject}{}{}",
+                table("customers", one),
+                table("accounts", one)
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            two.iter().any(|e| e.contains("subject customer: authoritative: \"customer_no\" has an authoritative table already")),
+            "{two:#?}"
+        );
+        let unfollowed = load(
+            CONFIG,
+            &format!(
+                "{subject}{}",
+                table(
+                    "customers",
+                    "authoritative = [\"customer_no\", \"phone\", \"email\"]"
+                )
+            ),
+        )
+        .unwrap_err();
+        for line in [
+            "subject customer: table customers: authoritative: \"phone\" is not followed",
+            "subject customer: table customers: authoritative: \"email\" is not followed",
+        ] {
+            assert!(
+                unfollowed.iter().any(|e| e.contains(line)),
+                "missing {line}\nin {unfollowed:#?}"
+            );
+        }
+        let policy = load(CONFIG, &format!("{subject}{}", table("customers", one))).unwrap();
+        assert_eq!(policy.subjects[0].tables[0].authoritative, ["customer_no"]);
     }
 }

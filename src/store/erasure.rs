@@ -1,22 +1,27 @@
 //! The statements erasure on request runs: read a table's keys and the
-//! columns that may hold an identifier (hashed in the worker, never
-//! compared in the database), delete rows by key or by related columns,
-//! and overwrite columns of one row by key. Values are always bound.
+//! columns that may hold an identifier, a batch at a time in key order
+//! (hashed in the worker, never compared in the database), count and
+//! delete rows by key or by related columns, and overwrite columns of one
+//! row by key. Values are always bound.
 
 use super::flow::Statements;
-use super::sql::{Param, Query, push_in_values};
+use super::sql::{Param, Query, push_in_values, push_key_compare};
 use super::{Column, ColumnKind, Key, KeyValue, StoreError};
 use crate::rules::TableRef;
 
 /// One row as erasure reads it: its key, then the text of each column asked for.
 pub type ReadRow = (Key, Vec<Option<String>>);
 
-/// Every row's key and the text of `columns` (NULL as `None`).
+/// The first `limit` rows in key order with a key after `after` (from
+/// the first row when `None`): each one's key and the text of `columns`
+/// (NULL as `None`).
 pub(crate) async fn read(
     store: &mut dyn Statements,
     table: &TableRef,
     key: &[Column],
     columns: &[Column],
+    after: Option<&Key>,
+    limit: u64,
 ) -> Result<Vec<ReadRow>, StoreError> {
     let dialect = store.dialect();
     let mut q = Query::new(dialect);
@@ -33,6 +38,13 @@ pub(crate) async fn read(
         .push(&select.join(", "))
         .push(" FROM ")
         .push(&dialect.table(table));
+    if let Some(after) = after {
+        q.push(" WHERE ");
+        push_key_compare(&mut q, key, after, false);
+    }
+    let order: Vec<String> = key.iter().map(|c| dialect.quote(&c.name)).collect();
+    q.push(" ORDER BY ").push(&order.join(", ")).push(" LIMIT ");
+    q.push_bind(Param::Int(limit as i64));
     let mut typed: Vec<Column> = key.to_vec();
     typed.extend(columns.iter().map(|c| Column {
         kind: ColumnKind::Text,
@@ -58,6 +70,33 @@ pub(crate) async fn read(
             ))
         })
         .collect()
+}
+
+/// How many rows have `columns` equal to one of `values`, counted in the
+/// chunks [`delete`] deletes them in.
+pub(crate) async fn count(
+    store: &mut dyn Statements,
+    table: &TableRef,
+    columns: &[Column],
+    values: &[Key],
+) -> Result<u64, StoreError> {
+    let dialect = store.dialect();
+    let chunk = (dialect.max_params() / columns.len().max(1)).max(1);
+    let mut counted = 0;
+    for values in values.chunks(chunk) {
+        let mut q = Query::new(dialect);
+        q.push("SELECT COUNT(*) FROM ")
+            .push(&dialect.table(table))
+            .push(" WHERE ");
+        push_in_values(&mut q, columns, values);
+        counted += store
+            .numbers("erasure count", &q)
+            .await?
+            .first()
+            .copied()
+            .unwrap_or_default();
+    }
+    Ok(counted)
 }
 
 /// Deletes the rows whose `columns` equal one of `values`, in chunks the

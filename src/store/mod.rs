@@ -557,15 +557,27 @@ pub trait Store: Send {
         flow::mutate(self.sql().0, step, window, key, limit).await
     }
 
-    /// Every row's key (`key` columns) and the text of `columns`, for
-    /// erasure to hash in the worker.
+    /// The next `limit` rows' keys (`key` columns, in key order, after
+    /// `after`) and the text of `columns`, for erasure to hash in the worker.
     async fn erasure_read(
         &mut self,
         table: &TableRef,
         key: &[Column],
         columns: &[Column],
+        after: Option<&Key>,
+        limit: u64,
     ) -> Result<Vec<erasure::ReadRow>, StoreError> {
-        erasure::read(self.sql().0, table, key, columns).await
+        erasure::read(self.sql().0, table, key, columns, after, limit).await
+    }
+
+    /// How many rows have `columns` equal to one of `values`.
+    async fn erasure_count(
+        &mut self,
+        table: &TableRef,
+        columns: &[Column],
+        values: &[Key],
+    ) -> Result<u64, StoreError> {
+        erasure::count(self.sql().0, table, columns, values).await
     }
 
     /// Deletes the rows whose `columns` equal one of `values`.

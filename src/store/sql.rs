@@ -653,12 +653,17 @@ fn push_rows(q: &mut Query<'_>, step: &Step, parts: &[Part]) {
 }
 
 fn key_columns(q: &Query<'_>, step: &Step) -> Vec<String> {
-    step.key.iter().map(|c| q.quote(&c.name)).collect()
+    quoted(q, &step.key)
 }
 
-/// `key > after` (`upper = false`) or `key <= through` (`upper = true`).
-fn push_key_compare(q: &mut Query<'_>, step: &Step, key: &Key, upper: bool) {
-    let columns = key_columns(q, step);
+fn quoted(q: &Query<'_>, columns: &[Column]) -> Vec<String> {
+    columns.iter().map(|c| q.quote(&c.name)).collect()
+}
+
+/// `key > after` (`upper = false`) or `key <= through` (`upper = true`),
+/// over the key columns `key_columns`.
+pub(crate) fn push_key_compare(q: &mut Query<'_>, key_columns: &[Column], key: &Key, upper: bool) {
+    let columns = quoted(q, key_columns);
     let (strict, last) = if upper {
         (" < ", " <= ")
     } else {
@@ -675,7 +680,7 @@ fn push_key_compare(q: &mut Query<'_>, step: &Step, key: &Key, upper: bool) {
             if i > 0 {
                 q.push(", ");
             }
-            q.push_bind(Param::Key(value.clone(), step.key[i].clone()));
+            q.push_bind(Param::Key(value.clone(), key_columns[i].clone()));
         }
         q.push(if wrap { ")" } else { "" });
         return;
@@ -690,12 +695,12 @@ fn push_key_compare(q: &mut Query<'_>, step: &Step, key: &Key, upper: bool) {
         q.push("(");
         for j in 0..i {
             q.push(&columns[j]).push(" = ");
-            q.push_bind(Param::Key(key[j].clone(), step.key[j].clone()));
+            q.push_bind(Param::Key(key[j].clone(), key_columns[j].clone()));
             q.push(" AND ");
         }
         let op = if i + 1 == columns.len() { last } else { strict };
         q.push(&columns[i]).push(op);
-        q.push_bind(Param::Key(key[i].clone(), step.key[i].clone()));
+        q.push_bind(Param::Key(key[i].clone(), key_columns[i].clone()));
         q.push(")");
     }
     q.push(")");
@@ -704,11 +709,11 @@ fn push_key_compare(q: &mut Query<'_>, step: &Step, key: &Key, upper: bool) {
 fn push_window(q: &mut Query<'_>, step: &Step, window: &Window, conditions: &mut Conditions) {
     if let Some(after) = &window.after {
         conditions.next(q);
-        push_key_compare(q, step, after, false);
+        push_key_compare(q, &step.key, after, false);
     }
     if let Some(through) = &window.through {
         conditions.next(q);
-        push_key_compare(q, step, through, true);
+        push_key_compare(q, &step.key, through, true);
     }
 }
 

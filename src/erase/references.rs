@@ -1,0 +1,167 @@
+//! What a delete from a subject table may not reach: the foreign keys into
+//! it (and into its declared cascades' tables) are held to what erasure
+//! means in the tables they come from, compared as the store resolves
+//! them (schema and all), never by name alone.
+
+use super::EraseError;
+use crate::rules::{Action, Subject, SubjectTable, TableRef};
+use crate::store::{ForeignKey, Store, TableSchema};
+
+/// The subject's other tables in the same store, as the store resolves
+/// them (schema and all), with where they stand from the table planned.
+pub(super) struct SubjectTables<'a> {
+    tables: Vec<(TableRef, &'a SubjectTable, bool)>,
+}
+
+impl<'a> SubjectTables<'a> {
+    pub(super) async fn resolve(
+        store: &mut dyn Store,
+        subject: &'a Subject,
+        planned: &SubjectTable,
+        schema: &TableSchema,
+        children: &[Child],
+    ) -> Result<SubjectTables<'a>, EraseError> {
+        let referencing: Vec<&str> = std::iter::once(schema)
+            .chain(children.iter().map(|(child, _)| child))
+            .flat_map(|t| &t.referenced_by)
+            .map(|fk| fk.table.name.as_str())
+            .collect();
+        let mut tables = Vec::new();
+        let mut earlier = true;
+        for table in &subject.tables {
+            if std::ptr::eq(table, planned) {
+                earlier = false;
+                continue;
+            }
+            // Only a table some foreign key names needs resolving.
+            let named = referencing.contains(&table.table.name.as_str());
+            if table.store != planned.store || !named {
+                continue;
+            }
+            if let Some(resolved) = store.describe(&table.table).await? {
+                tables.push((resolved.table, table, earlier));
+            }
+        }
+        Ok(SubjectTables { tables })
+    }
+
+    /// The subject table `table` is, and whether it comes before the planned one.
+    fn get(&self, table: &TableRef) -> Option<(&'a SubjectTable, bool)> {
+        self.tables
+            .iter()
+            .find(|(resolved, _, _)| resolved == table)
+            .map(|(_, t, earlier)| (*t, *earlier))
+    }
+}
+
+/// A delete from the planned table (or a declared cascade's) changes no
+/// row erasure must keep: every foreign key into it is a declared cascade,
+/// or comes from a table of the subject that erasure deletes, unheld and
+/// kept by no rule; one that would block the delete (NO ACTION, RESTRICT)
+/// only from a table of the subject deleted before it. An ON DELETE CASCADE, SET
+/// NULL or SET DEFAULT from anywhere else would change rows unseen.
+pub(super) fn check_references(
+    schema: &TableSchema,
+    children: &[Child],
+    others: &SubjectTables<'_>,
+    what: &str,
+) -> Result<(), EraseError> {
+    for fk in schema
+        .referenced_by
+        .iter()
+        .filter(|fk| fk.table != schema.table && !declared(children, fk))
+    {
+        if children.iter().any(|(child, _)| child.table == fk.table) {
+            return Err(EraseError::Schema(format!(
+                "{what}: {} ({}) references this table {}, but the declared cascade into it matches on other columns: declare on = {{ {} }}",
+                fk.table,
+                fk.columns.join(", "),
+                fk.on_delete.as_sql(),
+                fk.columns
+                    .iter()
+                    .zip(&fk.references)
+                    .map(|(theirs, ours)| format!("{theirs} = {ours:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let other = others.get(&fk.table);
+        // A blocking key from a table whose rows go first can only stop
+        // the delete (a held row there), never widen it.
+        let deleted_first =
+            other.is_some_and(|(t, earlier)| earlier && matches!(t.action, Action::Delete));
+        match fk.on_delete.widens() {
+            true if other.is_some_and(|(t, _)| erasure_deletes(t)) => {}
+            false if deleted_first => {}
+            true => return Err(widening(what, &schema.table, fk, other.map(|(t, _)| t))),
+            false => {
+                return Err(EraseError::Schema(format!(
+                    "{what}: {} has a foreign key into this table ({}); declare it as a [[subject.table.cascade]]",
+                    fk.table,
+                    fk.on_delete.as_sql()
+                )));
+            }
+        }
+    }
+    for (child, _) in children {
+        for fk in child
+            .referenced_by
+            .iter()
+            .filter(|fk| fk.table != child.table && fk.on_delete.widens())
+        {
+            let other = others.get(&fk.table);
+            if !other.is_some_and(|(t, _)| erasure_deletes(t)) {
+                return Err(widening(what, &child.table, fk, other.map(|(t, _)| t)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A declared cascade's table, as the store resolved it, and its `on`
+/// pairs (theirs, ours).
+pub(super) type Child = (TableSchema, Vec<(String, String)>);
+
+/// Whether a declared cascade deletes the rows the foreign key points
+/// from, first: the same table, on the same columns.
+fn declared(children: &[Child], fk: &ForeignKey) -> bool {
+    let mut pairs: Vec<(&String, &String)> = fk.columns.iter().zip(&fk.references).collect();
+    pairs.sort();
+    children.iter().any(|(child, on)| {
+        let mut on: Vec<(&String, &String)> = on.iter().map(|(a, b)| (a, b)).collect();
+        on.sort();
+        child.table == fk.table && on == pairs
+    })
+}
+
+/// Whether erasure deletes the table's rows outright: not kept under a
+/// minimum, not held.
+fn erasure_deletes(table: &SubjectTable) -> bool {
+    matches!(table.action, Action::Delete) && table.kept_by.is_none() && table.hold.is_none()
+}
+
+/// The refusal of a delete from `parent` that a foreign key would carry
+/// into rows erasure must keep.
+fn widening(
+    what: &str,
+    parent: &TableRef,
+    fk: &ForeignKey,
+    other: Option<&SubjectTable>,
+) -> EraseError {
+    let meaning = match other {
+        None => "a table erasure does not delete".to_string(),
+        Some(t) if t.kept_by.is_some() => format!(
+            "whose rows erasure keeps under the minimum of rule {}",
+            t.kept_by.as_deref().unwrap_or_default()
+        ),
+        Some(t) if t.hold.is_some() => "whose rows erasure keeps while they are held".into(),
+        Some(t) => format!("whose rows erasure {}s, not deletes", t.action.as_str()),
+    };
+    EraseError::Schema(format!(
+        "{what}: deleting rows of {parent} would change rows of {} through its foreign key {} ({}), {meaning}; erasure refuses to take rows it must keep: drop or change that foreign key, or declare {} as a [[subject.table.cascade]] if its rows are the person's",
+        fk.table,
+        fk.columns.join(", "),
+        fk.on_delete.as_sql(),
+        fk.table
+    ))
+}

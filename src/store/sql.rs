@@ -12,7 +12,7 @@ use crate::pseudonym::{ColumnAction, TokenShape};
 use crate::rules::Combine;
 use crate::rules::TableRef;
 use crate::step::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
-use crate::store::{Column, ColumnKind, Key, KeyValue, Window};
+use crate::store::{Column, ColumnKind, Key, KeyEnd, KeyValue, Window};
 
 /// A value bound to a statement.
 #[derive(Debug, Clone)]
@@ -856,12 +856,17 @@ pub(crate) fn last_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
     q
 }
 
-/// The last key of the rows a batch would change: past it a walk finds
-/// nothing to do. Read backwards along the key, it stops at the first due
-/// row from the end, so it costs what the windows past it would have cost
-/// to find them empty, in one statement.
-pub(crate) fn last_due_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
-    let mut q = key_lookup(dialect, step, None, " DESC", true);
+/// The first or last key of the rows a batch would change: before the
+/// first and past the last a walk finds nothing to do. Read along the key
+/// from that end, it stops at the first due row, so it costs what the
+/// windows there would have cost to find them empty, in one statement, and
+/// outside any batch's transaction.
+pub(crate) fn due_key<'d>(dialect: &'d dyn Dialect, step: &Step, end: KeyEnd) -> Query<'d> {
+    let direction = match end {
+        KeyEnd::First => "",
+        KeyEnd::Last => " DESC",
+    };
+    let mut q = key_lookup(dialect, step, None, direction, true);
     q.push(" LIMIT 1");
     q
 }

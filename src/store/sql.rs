@@ -881,19 +881,11 @@ fn key_lookup<'d>(
     due: bool,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
-    // Aliased: `ORDER BY "id"` must sort the column, not the text the
-    // select list turns it into (which sorts '10000' before '9999').
-    let selected: Vec<String> = step
-        .key
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "{} AS glemsel_key{i}",
-                dialect.key_select(&dialect.quote(&c.name), c)
-            )
-        })
-        .collect();
+    let selected = aliased(
+        step.key
+            .iter()
+            .map(|c| dialect.key_select(&dialect.quote(&c.name), c)),
+    );
     let table = dialect.table(&step.table);
     q.push("SELECT ")
         .push(&selected.join(", "))
@@ -966,16 +958,16 @@ pub(crate) fn batch<'d>(
     if let Some(changes) = worker_changes(step) {
         let mut columns = step.key.clone();
         columns.extend(changes.iter().map(|c| c.column.clone()));
-        let selected: Vec<String> = step
-            .key
-            .iter()
-            .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
-            .chain(
-                changes
-                    .iter()
-                    .map(|c| dialect.value_text(&dialect.quote(&c.column.name))),
-            )
-            .collect();
+        let selected = aliased(
+            step.key
+                .iter()
+                .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
+                .chain(
+                    changes
+                        .iter()
+                        .map(|c| dialect.value_text(&dialect.quote(&c.column.name))),
+                ),
+        );
         let read = target_select(dialect, step, window, &selected, limit);
         return BatchStatements::Tokens { read, columns };
     }
@@ -988,14 +980,26 @@ pub(crate) fn batch<'d>(
         return BatchStatements::Single(main_statement(dialect, step, window, limit));
     }
     let columns = capture_columns(step);
-    let selected: Vec<String> = columns
-        .iter()
-        .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
-        .collect();
+    let selected = aliased(
+        columns
+            .iter()
+            .map(|c| dialect.key_select(&dialect.quote(&c.name), c)),
+    );
     BatchStatements::Captured {
         capture: target_select(dialect, step, window, &selected, limit),
         columns,
     }
+}
+
+/// A select list whose items are named apart from the table's columns:
+/// `ORDER BY "id"` must sort the column, not the text the select list turns
+/// it into (PostgreSQL names `"id"::text` `id`, and sorts '10000' before
+/// '9999').
+fn aliased(items: impl Iterator<Item = String>) -> Vec<String> {
+    items
+        .enumerate()
+        .map(|(i, item)| format!("{item} AS glemsel_c{i}"))
+        .collect()
 }
 
 /// `SELECT <selected> FROM <table> WHERE <window> AND <target>`, the
@@ -1771,7 +1775,7 @@ mod tests {
             ["No_", "Company", "E-Mail"]
         );
         assert!(read.sql.starts_with(
-            "SELECT \"No_\", \"Company\", \"E-Mail\" FROM \"CRONUS International Ltd_$Customer\" WHERE"
+            "SELECT \"No_\" AS glemsel_c0, \"Company\" AS glemsel_c1, \"E-Mail\" AS glemsel_c2 FROM \"CRONUS International Ltd_$Customer\" WHERE"
         ), "{}", read.sql);
         assert!(read.sql.ends_with(" FOR UPDATE"), "{}", read.sql);
         let rows: Vec<TokenRow> = (0..7)

@@ -1751,6 +1751,37 @@ mod tests {
         );
     }
 
+    /// PostgreSQL names `"id"::text` `id`: a select list that turned the key
+    /// into text under its own name would make `ORDER BY "id"` sort the
+    /// text, and a limited batch take '10000' before '9999' and the walk go
+    /// on after the wrong row.
+    #[test]
+    fn limited_reads_sort_by_the_key_not_its_text() {
+        let dialect = &crate::store::postgres::Postgres;
+        let mut step = step(StepAction::Pseudonymise {
+            columns: vec![ColumnChange {
+                column: column("E-Mail", ColumnKind::Text),
+                action: ColumnAction::HmacEmail,
+                token: TokenShape::for_column(ColumnAction::HmacEmail, Some(80)),
+                redacted: None,
+            }],
+        });
+        step.key = vec![column("id", ColumnKind::Integer)];
+        let BatchStatements::Tokens { read, .. } =
+            batch(dialect, &step, &Window::default(), Some(5))
+        else {
+            panic!("a token step reads, then writes");
+        };
+        let select_list = &read.sql[..read.sql.find(" FROM ").unwrap()];
+        assert!(
+            select_list.contains("AS glemsel_c0") && select_list.contains("AS glemsel_c1"),
+            "{}",
+            read.sql
+        );
+        assert!(!select_list.contains("AS \"id\"") && !select_list.contains("AS id"));
+        assert!(read.sql.contains(" ORDER BY \"id\" LIMIT "), "{}", read.sql);
+    }
+
     #[test]
     fn update_guards_each_column_and_count_matches() {
         let change = |name: &str, action| ColumnChange {

@@ -13,7 +13,8 @@
 //! log partitioned by month, six months of twelve due), `BENCH_REPEATS`
 //! (3; medians). `BENCH_SECTIONS` picks sections (`dense`, `uneven`,
 //! `skewed`, `sparse`, `partitioned`; all by default).
-//! `BENCH_ENGINES` = `postgres,mariadb` by default.
+//! `BENCH_ENGINES` = `postgres,mariadb` by default; `BENCH_LOG` is
+//! glemsel's log level (its log is printed).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -229,6 +230,30 @@ const TABLE: &str = "t";
 /// Rows a `pct` percent share of ids is due in: the same ids on both engines.
 fn due_condition(id: &str, pct: u32) -> String {
     format!("({id} * 2654435761) % 100 < {pct}")
+}
+
+/// Which ids of a data set are due, so the application's load touches only
+/// rows that are not (except where every row is due).
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    /// A `pct` percent share, as [`due_condition`] spreads it.
+    Share(u32),
+    /// The ids above this one.
+    After(u64),
+    /// The ids up to this one.
+    UpTo(u64),
+    Every,
+}
+
+impl Due {
+    fn is_due(self, id: u64) -> bool {
+        match self {
+            Due::Share(pct) => (id * 2654435761) % 100 < u64::from(pct),
+            Due::After(last_not_due) => id > last_not_due,
+            Due::UpTo(last_due) => id <= last_due,
+            Due::Every => true,
+        }
+    }
 }
 
 struct Bench {
@@ -498,31 +523,21 @@ columns = {{ name = "hmac", email = "hmac_email" }}
 
     /// An application updating rows that are not due, one at a time, while
     /// a measurement runs.
-    async fn start_load(&mut self, pct: u32) -> Load {
-        self.start_load_between(1, pct).await
-    }
-
-    /// The application updating rows from `first_id` on, all not due.
-    async fn start_load_from(&mut self, first_id: u64) -> Load {
-        self.start_load_between(first_id, 0).await
-    }
-
-    async fn start_load_between(&mut self, first_id: u64, pct: u32) -> Load {
+    async fn start_load(&mut self, due: Due) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(update_loop(
             Conn::open(&self.db).await,
-            first_id,
             self.conn
                 .number(&format!("SELECT COALESCE(MAX(id), 1) FROM {TABLE}"))
                 .await,
-            pct,
+            due,
             stop.clone(),
         ));
         Load { stop, task }
     }
 
-    async fn set_based(&mut self, sql: &str, expected: u64, pct: u32) -> Sample {
-        let load = self.start_load(pct).await;
+    async fn set_based(&mut self, sql: &str, expected: u64, due: Due) -> Sample {
+        let load = self.start_load(due).await;
         let started = Instant::now();
         self.conn.exec(sql).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -597,8 +612,8 @@ columns = {{ name = "hmac", email = "hmac_email" }}
 
     /// Runs `glemsel run --rule <rule>` while an application updates rows
     /// that are not due, one at a time.
-    async fn glemsel(&mut self, rule: &str, expected: u64, pct: u32) -> Sample {
-        let load = self.start_load(pct).await;
+    async fn glemsel(&mut self, rule: &str, expected: u64, due: Due) -> Sample {
+        let load = self.start_load(due).await;
         self.glemsel_with_load(rule, expected, load).await
     }
 
@@ -611,7 +626,10 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             .args(["run", "--rule", rule, "--format", "json"])
             .current_dir(self.project.path())
             .env_remove("GLEMSEL_CONFIG")
-            .env("GLEMSEL_LOG", "warn")
+            .env(
+                "GLEMSEL_LOG",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -630,6 +648,9 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         let (update_p99_ms, update_max_ms) = load.stop().await;
         let output = stdout.join().unwrap();
         let errors = stderr.join().unwrap();
+        if std::env::var_os("BENCH_LOG").is_some() {
+            eprintln!("{errors}");
+        }
         assert_eq!(status, 0, "glemsel run {rule}:\n{output}\n{errors}");
         let report: serde_json::Value = serde_json::from_str(&output).unwrap();
         let rule_report = &report["rules"][0];
@@ -668,7 +689,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
     }
 
     /// pt-archiver purging in bulk, as its users run it.
-    async fn pt_archiver(&mut self, expected: u64, pct: u32) -> Option<Sample> {
+    async fn pt_archiver(&mut self, expected: u64, due: Due) -> Option<Sample> {
         if Command::new("pt-archiver")
             .arg("--version")
             .output()
@@ -686,7 +707,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             opts.pass().unwrap_or_default(),
             self.db.name
         );
-        let load = self.start_load(pct).await;
+        let load = self.start_load(due).await;
         let started = Instant::now();
         let output = Command::new("pt-archiver")
             .args(["--source", &dsn, "--purge", "--where"])
@@ -754,17 +775,23 @@ columns = {{ name = "hmac", email = "hmac_email" }}
                     self.report_cache().await;
                 }
                 let sample = match way {
-                    Way::SetDelete => self.set_based(&self.set_based_delete(), due, 50).await,
-                    Way::Delete => self.glemsel("bench-delete", due, 50).await,
-                    Way::PtArchiver => match self.pt_archiver(due, 50).await {
+                    Way::SetDelete => {
+                        self.set_based(&self.set_based_delete(), due, Due::Share(50))
+                            .await
+                    }
+                    Way::Delete => self.glemsel("bench-delete", due, Due::Share(50)).await,
+                    Way::PtArchiver => match self.pt_archiver(due, Due::Share(50)).await {
                         Some(sample) => sample,
                         None => continue,
                     },
                     Way::SetUpdate => {
-                        self.set_based(&self.set_based_pseudonymise(), due, 50)
+                        self.set_based(&self.set_based_pseudonymise(), due, Due::Share(50))
                             .await
                     }
-                    Way::Pseudonymise => self.glemsel("bench-pseudonymise", due, 50).await,
+                    Way::Pseudonymise => {
+                        self.glemsel("bench-pseudonymise", due, Due::Share(50))
+                            .await
+                    }
                 };
                 if matches!(way, Way::SetUpdate | Way::Pseudonymise) {
                     // Both do the same work: the same tokens.
@@ -814,7 +841,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
         for _ in 0..sizes.repeats {
             self.fresh_table(&base).await;
             line.samples
-                .push(self.glemsel("bench-delete", due, 50).await);
+                .push(self.glemsel("bench-delete", due, Due::Share(50)).await);
         }
         println!(
             "{} keys 1,000 apart, then {} consecutive keys from {}; {} due",
@@ -850,7 +877,8 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             };
             for _ in 0..sizes.repeats {
                 self.fresh_table(&base).await;
-                line.samples.push(self.glemsel(rule, due, 0).await);
+                line.samples
+                    .push(self.glemsel(rule, due, Due::After(tail_from)).await);
             }
             lines.push(line);
         }
@@ -874,7 +902,8 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             };
             for _ in 0..sizes.repeats {
                 self.fresh_table(&base).await;
-                line.samples.push(self.glemsel(rule, due, 0).await);
+                line.samples
+                    .push(self.glemsel(rule, due, Due::UpTo(head_to)).await);
             }
             lines.push(line);
         }
@@ -894,7 +923,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             let prefix = format!("{} AND id <= {tail_from}", self.set_based_pseudonymise());
             self.conn.exec(&prefix).await;
             line.samples.push(
-                self.glemsel("bench-pseudonymise", rows - tail_from, 0)
+                self.glemsel("bench-pseudonymise", rows - tail_from, Due::Every)
                     .await,
             );
         }
@@ -965,7 +994,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             for ours_first in [repeat % 2 == 1, repeat % 2 == 0] {
                 self.fresh_partitioned_table(base, &starts).await;
                 let before = self.partitioned_size().await;
-                let load = self.start_load_from(first_not_due).await;
+                let load = self.start_load(Due::UpTo(first_not_due - 1)).await;
                 if ours_first {
                     let sample = self.glemsel_with_load("bench-delete", due, load).await;
                     ours.samples.push(sample);
@@ -1125,10 +1154,12 @@ columns = {{ name = "hmac", email = "hmac_email" }}
                         }
                         if ours_first {
                             ours.samples
-                                .push(self.glemsel("bench-delete", due, 1).await);
+                                .push(self.glemsel("bench-delete", due, Due::Share(1)).await);
                         } else {
-                            set.samples
-                                .push(self.set_based(&self.set_based_delete(), due, 1).await);
+                            set.samples.push(
+                                self.set_based(&self.set_based_delete(), due, Due::Share(1))
+                                    .await,
+                            );
                         }
                     }
                 }
@@ -1144,7 +1175,7 @@ columns = {{ name = "hmac", email = "hmac_email" }}
                 print_lines(&lines, &[("glemsel delete", "set-based DELETE", 1.0 / 1.5)]);
             } else {
                 self.fresh_table(&base).await;
-                let sample = self.glemsel("bench-delete", due, 1).await;
+                let sample = self.glemsel("bench-delete", due, Due::Share(1)).await;
                 rss.push((rows, sample.peak_rss_kib.unwrap()));
             }
             self.conn.exec(&format!("DROP TABLE {base}")).await;
@@ -1220,9 +1251,8 @@ impl Load {
 /// stop; returns each statement's latency.
 async fn update_loop(
     mut conn: Conn,
-    first_id: u64,
     last_id: u64,
-    pct: u32,
+    due: Due,
     stop: Arc<AtomicBool>,
 ) -> Vec<Duration> {
     use rand::{Rng, SeedableRng};
@@ -1230,8 +1260,8 @@ async fn update_loop(
     let mut rng = rand::rngs::StdRng::seed_from_u64(last_id);
     while !stop.load(Ordering::Relaxed) {
         let id = loop {
-            let id: u64 = rng.random_range(first_id..=last_id.max(first_id));
-            if (id * 2654435761) % 100 >= u64::from(pct) {
+            let id: u64 = rng.random_range(1..=last_id);
+            if !due.is_due(id) || matches!(due, Due::Every) {
                 break id;
             }
         };

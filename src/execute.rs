@@ -18,7 +18,7 @@ pub use crate::outcome::{Status, StepReport, Trigger};
 use crate::partition;
 use crate::plan::{Step, StepAction};
 use crate::pseudonym::HmacKey;
-use crate::store::{Changed, Counts, Key, KeyValue, Store, StoreError, Window};
+use crate::store::{Changed, Counts, Key, KeyEnd, KeyValue, Store, StoreError, Window};
 use crate::walk::Walk;
 
 /// How often a batch that met a row lock is tried before it is skipped.
@@ -577,7 +577,7 @@ async fn drop_partitions(
     // With the expired partitions gone, the rows left to purge are few or
     // none; one lookup (pruned to the partitions that can hold due rows)
     // spares a walk through the months that are not due.
-    if report.partitions_dropped > 0 && store.last_due_key(step).await?.is_none() {
+    if report.partitions_dropped > 0 && store.due_key(step, KeyEnd::Last).await?.is_none() {
         return Ok(false);
     }
     Ok(true)
@@ -621,14 +621,18 @@ async fn walk_windows(
             after: after.clone(),
             through: through.clone(),
         };
-        let limited = match run_window(store, step, entries, &mut walk, &window, report).await {
-            Ok(limited) => limited,
+        let next = match run_window(store, step, entries, &mut walk, &window, report).await {
+            Ok(next) => next,
             Err(err) => return Err(err),
         };
-        if limited {
+        if let Next::Within(resume_after) = next {
             // Due rows may remain in this window: the next, smaller window
-            // starts where this one did. The rows this batch changed are no
-            // longer due, so nothing is changed twice.
+            // starts after the last row this batch took, or, where that is
+            // not known, where this one did (the rows this batch changed
+            // are no longer due, so nothing is changed twice).
+            if resume_after.is_some() {
+                after = resume_after;
+            }
             continue;
         }
         if through.is_none() {
@@ -646,9 +650,17 @@ async fn walk_windows(
     }
 }
 
+/// Where the walk goes on after one window's batch.
+enum Next {
+    /// After the window.
+    AfterWindow,
+    /// Within it: the batch stopped at its limit, so due rows may remain.
+    /// It took every due row up to the key, when known.
+    Within(Option<Key>),
+}
+
 /// One window's batch, tried again while it meets row locks; a window that
-/// stays locked is skipped (its rows stay due). Whether the batch stopped
-/// at its limit, so due rows may remain in the window.
+/// stays locked is skipped (its rows stay due).
 async fn run_window(
     store: &mut dyn Store,
     step: &Step,
@@ -656,7 +668,7 @@ async fn run_window(
     walk: &mut Walk,
     window: &Window,
     report: &mut StepReport,
-) -> Result<bool, StepError> {
+) -> Result<Next, StepError> {
     let ctx = entries.ctx;
     let limit = walk.limit();
     let mut attempt = 1;
@@ -699,9 +711,13 @@ async fn run_window(
                 }
                 if rows > 0 {
                     metrics::batch_committed(&step.rule_id, batch_started.elapsed().as_secs_f64());
-                    tracing::debug!(rule = %step.rule_id, rows, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
                 }
-                return Ok(limited);
+                tracing::debug!(rule = %step.rule_id, rows, limit, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
+                return Ok(if limited {
+                    Next::Within(changed.resume_after)
+                } else {
+                    Next::AfterWindow
+                });
             }
             Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
                 tracing::info!(rule = %step.rule_id, attempt, "batch met a row lock; trying again");
@@ -713,7 +729,7 @@ async fn run_window(
                 report.windows += 1;
                 report.windows_skipped += 1;
                 report.status = Status::Partial;
-                return Ok(false);
+                return Ok(Next::AfterWindow);
             }
             Err(err) => return Err(err),
         }

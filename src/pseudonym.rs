@@ -295,6 +295,25 @@ impl TokenShape {
         )
     }
 
+    /// A token's length in characters.
+    pub fn char_len(&self) -> usize {
+        self.prefix.chars().count() + self.hex_len + self.suffix.chars().count()
+    }
+
+    /// A POSIX regular expression that, on a text of [`Self::char_len`]
+    /// characters, matches exactly what [`TokenShape::is_token`] accepts.
+    /// PostgreSQL's engine takes some 20 µs a row for the bounded `{n}` of
+    /// [`Self::regex`] on a token (a table already pseudonymised is read
+    /// at a few thousand rows a second); unbounded it is several times
+    /// faster, and the length checks the count.
+    pub fn regex_any_length(&self) -> String {
+        format!(
+            "^{}[0-9a-f]*{}$",
+            escape_regex(self.prefix),
+            escape_regex(self.suffix)
+        )
+    }
+
     /// An SQLite GLOB pattern that matches exactly what
     /// [`TokenShape::is_token`] accepts (GLOB is case-sensitive and anchored).
     pub fn glob(&self) -> String {
@@ -404,6 +423,23 @@ mod tests {
             "psn_jens.hansen.private.mail.xyz@invalid".to_string(),
         ] {
             assert!(!shape.is_token(&look_alike), "{look_alike}");
+        }
+        // The regular expressions the servers test with agree.
+        let exact = regex::Regex::new(&shape.regex()).unwrap();
+        let any_length = regex::Regex::new(&shape.regex_any_length()).unwrap();
+        let by_length =
+            |text: &str| text.chars().count() == shape.char_len() && any_length.is_match(text);
+        assert!(exact.is_match(&token) && by_length(&token));
+        for look_alike in [
+            format!("psn_{}@invalid", hex.to_uppercase()),
+            format!("psn_{}x@invalid", &hex[1..]),
+            format!("psn_{hex}0@invalid"),
+            format!("psn_{}@invalid", &hex[1..]),
+            format!("psn_{}@invalid", "æ".repeat(28)),
+            format!("psn_{hex}"),
+        ] {
+            assert!(!exact.is_match(&look_alike), "{look_alike}");
+            assert!(!by_length(&look_alike), "{look_alike}");
         }
         let plain = TokenShape::for_column(ColumnAction::Hmac, Some(20)).unwrap();
         assert!(plain.is_token("psn_0123456789abcdef"));

@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use crate::step::Step;
-use crate::store::{Column, ColumnKind, Key, KeyValue, Store, StoreError, Window};
+use crate::store::{Column, ColumnKind, Key, KeyEnd, KeyValue, Store, StoreError, Window};
 
 /// The smallest batch the sizing goes down to, in rows, unless the first
 /// batch was set smaller.
@@ -33,6 +33,9 @@ const SHRINK: f64 = 0.25;
 /// A batch may change this share (numerator, denominator) of the rows one
 /// batch should change before it stops at its limit.
 const LIMIT_HEADROOM: (u64, u64) = (3, 2);
+/// The most rows the first batch that changes rows may change, unless the
+/// batch size is smaller; later batches are sized by their time.
+const FIRST_CHANGES: u64 = 1_000;
 /// Estimates taken to size one key range.
 const MAX_PROBES: usize = 4;
 
@@ -93,6 +96,10 @@ pub struct Walk {
     /// Where the due rows end, along a single integer key, until the walk
     /// has passed there.
     due_end: Option<DueEnd>,
+    /// Just before the first due row, along a single integer key, until
+    /// the walk has begun: the rows before it need nothing, and passing
+    /// them in the first batch would make its transaction long.
+    due_start: Option<i128>,
 }
 
 /// Where the rows due when the walk began end, along a single integer key.
@@ -128,17 +135,21 @@ impl Walk {
     /// sized by time, the key is a single integer and the server estimates
     /// rows; by rows otherwise.
     pub async fn start(store: &mut dyn Store, step: &Step) -> Result<Walk, StoreError> {
-        let sizer = Sizer::new(step.batch_size, step.batch_ms);
-        let changes = sizer.clone();
+        let mut walk = Walk::by_rows(step.batch_size, step.batch_ms);
         let integer_key = matches!(step.key.as_slice(), [c] if c.kind == ColumnKind::Integer);
         let last = if integer_key {
             store.last_key(step).await?.as_deref().and_then(integer)
         } else {
             None
         };
-        let mut due_end = None;
         if let Some(last) = last {
-            due_end = match store.last_due_key(step).await? {
+            walk.due_start = store
+                .due_key(step, KeyEnd::First)
+                .await?
+                .as_deref()
+                .and_then(integer)
+                .map(|first| first - 1);
+            walk.due_end = match store.due_key(step, KeyEnd::Last).await? {
                 None => Some(DueEnd {
                     last_due: None,
                     last,
@@ -151,7 +162,6 @@ impl Walk {
                 }),
             };
         }
-        let mut range = None;
         if may_walk_by_range(step.batch_ms, &step.key)
             && let Some(last) = last
             && store
@@ -159,26 +169,42 @@ impl Walk {
                 .await?
                 .is_some()
         {
-            range = Some(Range {
+            walk.range = Some(Range {
                 last,
-                span: i128::from(sizer.rows()),
+                span: i128::from(walk.sizer.rows()),
                 estimate: 0,
             });
         }
-        Ok(Walk {
-            sizer,
-            changes,
-            range,
-            due_end,
-        })
+        Ok(walk)
     }
 
-    /// Where the walk goes on from `after`: past the last due row it skips
+    /// A walk by rows, knowing nothing yet of where the due rows are.
+    fn by_rows(batch_size: u64, batch_ms: u64) -> Walk {
+        Walk {
+            sizer: Sizer::new(batch_size, batch_ms),
+            // Changing a row costs far more than passing it: the first
+            // batch that meets a dense block of due rows must not be one
+            // long transaction, so the changes start small and grow with
+            // evidence.
+            changes: Sizer::new(batch_size.min(FIRST_CHANGES), batch_ms),
+            range: None,
+            due_end: None,
+            due_start: None,
+        }
+    }
+
+    /// Where the walk goes on from `after`: at the start it skips to just
+    /// before the first due row; past the last due row it skips
     /// the rest of the table as it was when the walk began (`Some`: the key
     /// to go on after), once, so the last window judges only rows added
     /// since. A row added meanwhile behind that point, or behind the walk,
     /// is judged by the next run.
     pub fn skip(&mut self, after: Option<&Key>) -> Option<Key> {
+        if let Some(start) = self.due_start.take()
+            && after.is_none()
+        {
+            return Some(vec![key_value(start)]);
+        }
         let end = self.due_end?;
         let position = match after {
             Some(key) => Some(integer(key)?),
@@ -609,12 +635,7 @@ mod tests {
     }
 
     fn timed_walk(first: u64) -> Walk {
-        Walk {
-            sizer: Sizer::new(first, 100),
-            changes: Sizer::new(first, 100),
-            range: None,
-            due_end: None,
-        }
+        Walk::by_rows(first, 100)
     }
 
     /// Half the rows due, tokens computed in the worker: a few µs a row.
@@ -699,6 +720,7 @@ mod tests {
             changes: Sizer::new(100, 100),
             range: None,
             due_end,
+            due_start: None,
         }
     }
 
@@ -719,6 +741,35 @@ mod tests {
         // Once: the rows added past the old end are walked as usual.
         assert_eq!(walk.skip(Some(&key(3000))), None);
         assert_eq!(walk.skip(Some(&key(5000))), None);
+    }
+
+    #[test]
+    fn the_walk_starts_just_before_the_first_due_row_once() {
+        let mut walk = walk_with(Some(DueEnd {
+            last_due: Some(3000),
+            last: 5000,
+        }));
+        walk.due_start = Some(1999);
+        assert_eq!(walk.skip(None), Some(key(1999)));
+        assert_eq!(walk.skip(Some(&key(1999))), None);
+        // Once: a walk that begins again (none does) would not skip.
+        assert_eq!(walk.skip(None), None);
+        assert_eq!(walk.skip(Some(&key(3000))), Some(key(5000)));
+    }
+
+    /// The first batch that changes rows may change few, whatever the
+    /// window's size; later ones as many as fit the budget.
+    #[test]
+    fn the_first_changes_are_few_and_grow_with_fast_batches() {
+        let mut walk = Walk::by_rows(10_000, 100);
+        assert_eq!(walk.sizer.rows(), 10_000);
+        assert_eq!(walk.changes.rows(), FIRST_CHANGES);
+        assert_eq!(walk.limit(), Some(with_headroom(FIRST_CHANGES)));
+        walk.record(ms(10), with_headroom(FIRST_CHANGES), true);
+        assert_eq!(walk.changes.rows(), 2 * FIRST_CHANGES);
+        // A smaller batch size is the bound itself.
+        assert_eq!(Walk::by_rows(300, 100).changes.rows(), 300);
+        assert_eq!(Walk::by_rows(300, 100).limit(), None);
     }
 
     #[test]
@@ -808,6 +859,7 @@ mod tests {
                 estimate,
             }),
             due_end: None,
+            due_start: None,
         }
     }
 

@@ -708,7 +708,8 @@ every_engine! {
                 row("run_start", "0", None, None),
                 row("run_finish", "0", None, None),
                 row("run_start", "0", None, None),
-                row("batch", "2", None, Some("[2]")),
+                // The walk starts just before the first due row, 1.
+                row("batch", "2", Some("[0]"), Some("[2]")),
                 row("run_finish", "2", None, None),
             ]
         );

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 
 use super::sql::{self, BatchStatements, Dialect, Query, TokenRow};
-use super::{Changed, Column, Counts, Key, KeyValue, StoreError, Window};
+use super::{Changed, Column, Counts, Key, KeyEnd, KeyValue, StoreError, Window};
 use crate::pseudonym::HmacKey;
 use crate::step::{Moment, Step};
 
@@ -133,12 +133,13 @@ pub(crate) async fn last_key(
     first_key(store, step, &q).await
 }
 
-/// The largest key among the rows a batch would change.
-pub(crate) async fn last_due_key(
+/// The smallest or largest key among the rows a batch would change.
+pub(crate) async fn due_key(
     store: &mut dyn Statements,
     step: &Step,
+    end: KeyEnd,
 ) -> Result<Option<Key>, StoreError> {
-    let q = sql::last_due_key(store.dialect(), step);
+    let q = sql::due_key(store.dialect(), step, end);
     first_key(store, step, &q).await
 }
 
@@ -180,6 +181,9 @@ pub(crate) async fn mutate(
         BatchStatements::Captured { capture, columns } => {
             let captured = store.keys("capture", &capture, &columns).await?;
             changed.limited = reached(captured.len());
+            if changed.limited {
+                changed.resume_after = captured.last().map(|row| row[..step.key.len()].to_vec());
+            }
             for (target, q) in sql::captured_deletes(store.dialect(), step, &captured) {
                 changed.add(target, store.affected("cascade", &q).await?);
             }
@@ -202,6 +206,9 @@ pub(crate) async fn mutate(
             })?;
             if rows.is_empty() {
                 return Ok(changed);
+            }
+            if changed.limited {
+                changed.resume_after = rows.last().map(|row| row.key.clone());
             }
             for q in sql::token_writes(store.dialect(), step, window, &rows) {
                 changed.rows += store.affected("batch", &q).await?;

@@ -121,14 +121,26 @@ fn cascade_counts(step: &Step, rows: &[u64]) -> Vec<NamedCount> {
         .collect()
 }
 
+/// Which end of the rows a batch would change [`Store::due_key`] finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEnd {
+    First,
+    Last,
+}
+
 /// What one batch changed: rows of the step's table, and per cascade table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Changed {
     pub rows: u64,
     pub cascaded: Vec<NamedCount>,
     /// The batch stopped at its limit: due rows may remain in its window.
     #[serde(skip)]
     pub limited: bool,
+    /// Of a batch that stopped at its limit, the last key it took, when
+    /// known: it took the due rows in key order, so none remain up to
+    /// there and the walk goes on after it, not over the rows just done.
+    #[serde(skip)]
+    pub resume_after: Option<Key>,
 }
 
 impl Changed {
@@ -138,6 +150,7 @@ impl Changed {
             rows: 0,
             cascaded: cascade_counts(step, &vec![0; step.cascades.len()]),
             limited: false,
+            resume_after: None,
         }
     }
 
@@ -384,10 +397,10 @@ pub trait Store: Send {
         flow::last_key(self.sql().0, step).await
     }
 
-    /// The last key among the rows a batch would change now; `None` when
-    /// no row is due.
-    async fn last_due_key(&mut self, step: &Step) -> Result<Option<Key>, StoreError> {
-        flow::last_due_key(self.sql().0, step).await
+    /// The first or last key among the rows a batch would change now;
+    /// `None` when no row is due.
+    async fn due_key(&mut self, step: &Step, end: KeyEnd) -> Result<Option<Key>, StoreError> {
+        flow::due_key(self.sql().0, step, end).await
     }
 
     /// The planner's estimate of the rows in `window` (all of them, due or

@@ -65,10 +65,14 @@ impl Dialect for Postgres {
     }
 
     /// `text` drops a `char(n)` column's padding, so a token stored in a
-    /// wider column is still recognised.
+    /// wider column is still recognised. The length, then a pattern without
+    /// a bounded repetition: the same test, several times faster.
     fn is_token(&self, q: &mut Query<'_>, column_sql: &str, shape: &TokenShape) -> String {
-        let pattern = q.bind(Param::Text(shape.regex()));
-        format!("(CAST({column_sql} AS text) ~ {pattern})")
+        let pattern = q.bind(Param::Text(shape.regex_any_length()));
+        let length = q.bind(Param::Int(shape.char_len() as i64));
+        format!(
+            "(char_length(CAST({column_sql} AS text)) = {length} AND CAST({column_sql} AS text) ~ {pattern})"
+        )
     }
 
     fn value_text(&self, column_sql: &str) -> String {

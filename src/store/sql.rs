@@ -12,7 +12,7 @@ use crate::pseudonym::{ColumnAction, TokenShape};
 use crate::rules::Combine;
 use crate::rules::TableRef;
 use crate::step::{ColumnChange, EventSource, Hold, Moment, RelatedStep, Step, StepAction};
-use crate::store::{Column, ColumnKind, Key, KeyValue, Window};
+use crate::store::{Column, ColumnKind, Key, KeyEnd, KeyValue, Window};
 
 /// A value bound to a statement.
 #[derive(Debug, Clone)]
@@ -861,12 +861,17 @@ pub(crate) fn last_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
     q
 }
 
-/// The last key of the rows a batch would change: past it a walk finds
-/// nothing to do. Read backwards along the key, it stops at the first due
-/// row from the end, so it costs what the windows past it would have cost
-/// to find them empty, in one statement.
-pub(crate) fn last_due_key<'d>(dialect: &'d dyn Dialect, step: &Step) -> Query<'d> {
-    let mut q = key_lookup(dialect, step, None, " DESC", true);
+/// The first or last key of the rows a batch would change: before the
+/// first and past the last a walk finds nothing to do. Read along the key
+/// from that end, it stops at the first due row, so it costs what the
+/// windows there would have cost to find them empty, in one statement, and
+/// outside any batch's transaction.
+pub(crate) fn due_key<'d>(dialect: &'d dyn Dialect, step: &Step, end: KeyEnd) -> Query<'d> {
+    let direction = match end {
+        KeyEnd::First => "",
+        KeyEnd::Last => " DESC",
+    };
+    let mut q = key_lookup(dialect, step, None, direction, true);
     q.push(" LIMIT 1");
     q
 }
@@ -881,19 +886,11 @@ fn key_lookup<'d>(
     due: bool,
 ) -> Query<'d> {
     let mut q = Query::new(dialect);
-    // Aliased: `ORDER BY "id"` must sort the column, not the text the
-    // select list turns it into (which sorts '10000' before '9999').
-    let selected: Vec<String> = step
-        .key
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "{} AS glemsel_key{i}",
-                dialect.key_select(&dialect.quote(&c.name), c)
-            )
-        })
-        .collect();
+    let selected = aliased(
+        step.key
+            .iter()
+            .map(|c| dialect.key_select(&dialect.quote(&c.name), c)),
+    );
     let table = dialect.table(&step.table);
     q.push("SELECT ")
         .push(&selected.join(", "))
@@ -966,16 +963,16 @@ pub(crate) fn batch<'d>(
     if let Some(changes) = worker_changes(step) {
         let mut columns = step.key.clone();
         columns.extend(changes.iter().map(|c| c.column.clone()));
-        let selected: Vec<String> = step
-            .key
-            .iter()
-            .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
-            .chain(
-                changes
-                    .iter()
-                    .map(|c| dialect.value_text(&dialect.quote(&c.column.name))),
-            )
-            .collect();
+        let selected = aliased(
+            step.key
+                .iter()
+                .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
+                .chain(
+                    changes
+                        .iter()
+                        .map(|c| dialect.value_text(&dialect.quote(&c.column.name))),
+                ),
+        );
         let read = target_select(dialect, step, window, &selected, limit);
         return BatchStatements::Tokens { read, columns };
     }
@@ -988,14 +985,26 @@ pub(crate) fn batch<'d>(
         return BatchStatements::Single(main_statement(dialect, step, window, limit));
     }
     let columns = capture_columns(step);
-    let selected: Vec<String> = columns
-        .iter()
-        .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
-        .collect();
+    let selected = aliased(
+        columns
+            .iter()
+            .map(|c| dialect.key_select(&dialect.quote(&c.name), c)),
+    );
     BatchStatements::Captured {
         capture: target_select(dialect, step, window, &selected, limit),
         columns,
     }
+}
+
+/// A select list whose items are named apart from the table's columns:
+/// `ORDER BY "id"` must sort the column, not the text the select list turns
+/// it into (PostgreSQL names `"id"::text` `id`, and sorts '10000' before
+/// '9999').
+fn aliased(items: impl Iterator<Item = String>) -> Vec<String> {
+    items
+        .enumerate()
+        .map(|(i, item)| format!("{item} AS glemsel_c{i}"))
+        .collect()
 }
 
 /// `SELECT <selected> FROM <table> WHERE <window> AND <target>`, the
@@ -1748,6 +1757,37 @@ pub(crate) mod tests {
         );
     }
 
+    /// PostgreSQL names `"id"::text` `id`: a select list that turned the key
+    /// into text under its own name would make `ORDER BY "id"` sort the
+    /// text, and a limited batch take '10000' before '9999' and the walk go
+    /// on after the wrong row.
+    #[test]
+    fn limited_reads_sort_by_the_key_not_its_text() {
+        let dialect = &crate::store::postgres::Postgres;
+        let mut step = step(StepAction::Pseudonymise {
+            columns: vec![ColumnChange {
+                column: column("E-Mail", ColumnKind::Text),
+                action: ColumnAction::HmacEmail,
+                token: TokenShape::for_column(ColumnAction::HmacEmail, Some(80)),
+                redacted: None,
+            }],
+        });
+        step.key = vec![column("id", ColumnKind::Integer)];
+        let BatchStatements::Tokens { read, .. } =
+            batch(dialect, &step, &Window::default(), Some(5))
+        else {
+            panic!("a token step reads, then writes");
+        };
+        let select_list = &read.sql[..read.sql.find(" FROM ").unwrap()];
+        assert!(
+            select_list.contains("AS glemsel_c0") && select_list.contains("AS glemsel_c1"),
+            "{}",
+            read.sql
+        );
+        assert!(!select_list.contains("AS \"id\"") && !select_list.contains("AS id"));
+        assert!(read.sql.contains(" ORDER BY \"id\" LIMIT "), "{}", read.sql);
+    }
+
     #[test]
     fn update_guards_each_column_and_count_matches() {
         let change = |name: &str, action| ColumnChange {
@@ -1772,7 +1812,7 @@ pub(crate) mod tests {
             ["No_", "Company", "E-Mail"]
         );
         assert!(read.sql.starts_with(
-            "SELECT \"No_\", \"Company\", \"E-Mail\" FROM \"CRONUS International Ltd_$Customer\" WHERE"
+            "SELECT \"No_\" AS glemsel_c0, \"Company\" AS glemsel_c1, \"E-Mail\" AS glemsel_c2 FROM \"CRONUS International Ltd_$Customer\" WHERE"
         ), "{}", read.sql);
         assert!(read.sql.ends_with(" FOR UPDATE"), "{}", read.sql);
         let rows: Vec<TokenRow> = (0..7)

@@ -526,41 +526,7 @@ async fn drop_partitions(
             report.halted = halted.map(|halt| halt.to_string());
             return Ok(false);
         }
-        let mut attempt = 1;
-        let dropped = loop {
-            let started = Instant::now();
-            let took = |report: &mut StepReport| {
-                report.longest_batch_ms = report
-                    .longest_batch_ms
-                    .max(started.elapsed().as_millis() as u64);
-                report.batch_seconds += started.elapsed().as_secs_f64();
-            };
-            let entry = |rows: u64| {
-                let mut detail = serde_json::json!({
-                    "ms": started.elapsed().as_millis() as u64,
-                    "partition": partition.name.to_string(),
-                    "bounds": partition.bounds,
-                    "dropped": "whole",
-                });
-                if let Some(plan) = &ctx.plan {
-                    detail["plan"] = serde_json::json!(plan);
-                }
-                entries.entry(AuditEvent::Batch, rows, None, detail.to_string())
-            };
-            let dropped =
-                partition::drop_with_audit(store, step, partition, entry, ctx.audit_key).await;
-            took(report);
-            match dropped {
-                Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
-                    tracing::info!(rule = %step.rule_id, partition = %partition.name, attempt, "the table is busy; trying the partition again");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(err) if err.is_lock_timeout() => break None,
-                Err(err) => return Err(err.into()),
-                Ok(rows) => break rows,
-            }
-        };
+        let dropped = drop_partition(store, step, entries, partition, report).await?;
         let Some(rows) = dropped else {
             tracing::warn!(rule = %step.rule_id, partition = %partition.name, "the partition was not dropped (the table stayed busy, or the partition changed); it is due next run, and this run stops here");
             report.status = Status::Partial;
@@ -581,6 +547,50 @@ async fn drop_partitions(
         return Ok(false);
     }
     Ok(true)
+}
+
+/// Drops one partition with its audit row, tried again while the table is
+/// busy; `None` when it stayed busy (or the partition changed).
+async fn drop_partition(
+    store: &mut dyn Store,
+    step: &Step,
+    entries: &Entries<'_, '_>,
+    partition: &crate::store::RangePartition,
+    report: &mut StepReport,
+) -> Result<Option<u64>, StepError> {
+    let ctx = entries.ctx;
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        let entry = |rows: u64| {
+            let mut detail = serde_json::json!({
+                "ms": started.elapsed().as_millis() as u64,
+                "partition": partition.name.to_string(),
+                "bounds": partition.bounds,
+                "dropped": "whole",
+            });
+            if let Some(plan) = &ctx.plan {
+                detail["plan"] = serde_json::json!(plan);
+            }
+            entries.entry(AuditEvent::Batch, rows, None, detail.to_string())
+        };
+        let dropped =
+            partition::drop_with_audit(store, step, partition, entry, ctx.audit_key).await;
+        report.longest_batch_ms = report
+            .longest_batch_ms
+            .max(started.elapsed().as_millis() as u64);
+        report.batch_seconds += started.elapsed().as_secs_f64();
+        match dropped {
+            Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
+                tracing::info!(rule = %step.rule_id, partition = %partition.name, attempt, "the table is busy; trying the partition again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(err) if err.is_lock_timeout() => return Ok(None),
+            Err(err) => return Err(err.into()),
+            Ok(rows) => return Ok(rows),
+        }
+    }
 }
 
 /// Walks the step's table window by window until the walk ends, a stop is

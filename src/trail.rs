@@ -279,47 +279,11 @@ fn erasure_row(record: &AuditRecord) -> RuleRun {
                 d["deadline"].as_str().unwrap_or("?")
             ),
         ),
-        AuditEvent::ErasureStatus => {
-            let status = match d["status"].as_str().unwrap_or("unknown") {
-                "partly_done" => "partly done",
-                "running" => "running (intent)",
-                other => other,
-            };
-            let remaining: Vec<String> = d["remaining"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    format!(
-                        "{} rows in {}.{}",
-                        r["rows"].as_u64().unwrap_or(0),
-                        r["store"].as_str().unwrap_or("?"),
-                        r["table"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect();
-            (
-                "erasure status".to_string(),
-                format!(
-                    "{status}{}",
-                    if d["replay"].as_bool() == Some(true) {
-                        ", replay"
-                    } else {
-                        ""
-                    }
-                ),
-                format!(
-                    "{} rows found, {} changed{}",
-                    d["found"].as_u64().unwrap_or(0),
-                    d["changed"].as_u64().unwrap_or(0),
-                    if remaining.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; remaining {}", remaining.join(", "))
-                    }
-                ),
-            )
-        }
+        AuditEvent::ErasureStatus => (
+            "erasure status".to_string(),
+            erasure_status(&d),
+            erasure_outcome(&d),
+        ),
         _ => (e.action.clone(), "completed".to_string(), e.cutoff.clone()),
     };
     let cascaded = d["cascaded"]
@@ -367,6 +331,48 @@ fn erasure_row(record: &AuditRecord) -> RuleRun {
         last_seq: record.seq,
         last_row_hash: record.row_hash.clone(),
     }
+}
+
+/// An erasure status entry's status, as `audit show` words it.
+fn erasure_status(d: &serde_json::Value) -> String {
+    let status = match d["status"].as_str().unwrap_or("unknown") {
+        "partly_done" => "partly done",
+        "running" => "running (intent)",
+        other => other,
+    };
+    let replay = if d["replay"].as_bool() == Some(true) {
+        ", replay"
+    } else {
+        ""
+    };
+    format!("{status}{replay}")
+}
+
+/// What an erasure status entry found and changed, and what remains.
+fn erasure_outcome(d: &serde_json::Value) -> String {
+    let remaining: Vec<String> = d["remaining"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} rows in {}.{}",
+                r["rows"].as_u64().unwrap_or(0),
+                r["store"].as_str().unwrap_or("?"),
+                r["table"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    format!(
+        "{} rows found, {} changed{}",
+        d["found"].as_u64().unwrap_or(0),
+        d["changed"].as_u64().unwrap_or(0),
+        if remaining.is_empty() {
+            String::new()
+        } else {
+            format!("; remaining {}", remaining.join(", "))
+        }
+    )
 }
 
 /// Whether a batch row is an erasure's (its cutoff names the request).

@@ -72,12 +72,7 @@ pub(super) fn validate_rule(
     check_names(source, raw, ctx, &rule_at, diags);
     let store_config = ctx.stores.get(raw.store.get_ref());
     let table = parse_table(source, &raw.table, rule, diags);
-    let hold = raw.hold.as_ref().map(|hold| {
-        if let Err(err) = check_identifier(hold.get_ref()) {
-            diags.push(loc(hold.span()), rule, format!("hold: {err}"));
-        }
-        hold.get_ref().clone()
-    });
+    let hold = hold_column(source, raw, rule, diags);
     let [joins, hold_tables, cascades] = [
         (&raw.join, RelatedKind::Join),
         (&raw.hold_table, RelatedKind::Hold),
@@ -137,6 +132,25 @@ pub(super) fn validate_rule(
         timing: cadence.timing?,
         fingerprint: fingerprint(raw),
         at: rule_locations(source, raw, rule_at, column_locations),
+    })
+}
+
+/// `hold`: a column whose truth keeps a row, a valid identifier.
+fn hold_column(
+    source: &Source,
+    raw: &RawRule,
+    rule: Option<&str>,
+    diags: &mut Diagnosed,
+) -> Option<String> {
+    raw.hold.as_ref().map(|hold| {
+        if let Err(err) = check_identifier(hold.get_ref()) {
+            diags.push(
+                source.span_location(Some(hold.span())),
+                rule,
+                format!("hold: {err}"),
+            );
+        }
+        hold.get_ref().clone()
     })
 }
 

@@ -85,19 +85,24 @@ fn rule_now(policy: &Policy, rule: &str, fingerprint: &str) -> &'static str {
     }
 }
 
-/// A rule's run from its start row (if read) and its finish row.
-fn from_rows(policy: &Policy, start: Option<&AuditRecord>, finish: &AuditRecord) -> RuleRun {
-    let end = detail(finish);
-    let e = &finish.entry;
-    let rows = e.rows.max(0) as u64;
-    let cascaded = end["cascaded"]
+/// The rows each cascade table lost, as a detail's `cascaded` lists them.
+fn cascaded_counts(detail: &serde_json::Value) -> BTreeMap<String, u64> {
+    detail["cascaded"]
         .as_array()
         .map(|list| {
             list.iter()
                 .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["rows"].as_u64()?)))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// A rule's run from its start row (if read) and its finish row.
+fn from_rows(policy: &Policy, start: Option<&AuditRecord>, finish: &AuditRecord) -> RuleRun {
+    let end = detail(finish);
+    let e = &finish.entry;
+    let rows = e.rows.max(0) as u64;
+    let cascaded = cascaded_counts(&end);
     let started = start.map(|s| s.entry.at).or_else(|| {
         end["seconds"]
             .as_f64()
@@ -286,14 +291,7 @@ fn erasure_row(record: &AuditRecord) -> RuleRun {
         ),
         _ => (e.action.clone(), "completed".to_string(), e.cutoff.clone()),
     };
-    let cascaded = d["cascaded"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["rows"].as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let cascaded = cascaded_counts(&d);
     let batch = e.event == AuditEvent::Batch;
     RuleRun {
         store: e.store.clone(),

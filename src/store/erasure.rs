@@ -5,7 +5,7 @@
 //! row by key. Values are always bound.
 
 use super::flow::Statements;
-use super::sql::{Param, Query, push_in_values, push_key_compare};
+use super::sql::{Dialect, Param, Query, push_in_values, push_key_compare};
 use super::{Column, ColumnKind, Key, KeyValue, StoreError};
 use crate::rules::TableRef;
 
@@ -80,15 +80,14 @@ pub(crate) async fn count(
     columns: &[Column],
     values: &[Key],
 ) -> Result<u64, StoreError> {
-    let dialect = store.dialect();
-    let chunk = (dialect.max_params() / columns.len().max(1)).max(1);
     let mut counted = 0;
-    for values in values.chunks(chunk) {
-        let mut q = Query::new(dialect);
-        q.push("SELECT COUNT(*) FROM ")
-            .push(&dialect.table(table))
-            .push(" WHERE ");
-        push_in_values(&mut q, columns, values);
+    for q in matching(
+        store.dialect(),
+        "SELECT COUNT(*) FROM ",
+        table,
+        columns,
+        values,
+    ) {
         counted += store
             .numbers("erasure count", &q)
             .await?
@@ -107,18 +106,32 @@ pub(crate) async fn delete(
     columns: &[Column],
     values: &[Key],
 ) -> Result<u64, StoreError> {
-    let dialect = store.dialect();
-    let chunk = (dialect.max_params() / columns.len().max(1)).max(1);
     let mut deleted = 0;
-    for values in values.chunks(chunk) {
-        let mut q = Query::new(dialect);
-        q.push("DELETE FROM ")
-            .push(&dialect.table(table))
-            .push(" WHERE ");
-        push_in_values(&mut q, columns, values);
+    for q in matching(store.dialect(), "DELETE FROM ", table, columns, values) {
         deleted += store.affected("erasure delete", &q).await?;
     }
     Ok(deleted)
+}
+
+/// `<head><table> WHERE <columns> IN (<values>)`, one statement per chunk
+/// of values the engine's parameter limit allows.
+fn matching<'d>(
+    dialect: &'d dyn Dialect,
+    head: &str,
+    table: &TableRef,
+    columns: &[Column],
+    values: &[Key],
+) -> Vec<Query<'d>> {
+    let chunk = (dialect.max_params() / columns.len().max(1)).max(1);
+    values
+        .chunks(chunk)
+        .map(|values| {
+            let mut q = Query::new(dialect);
+            q.push(head).push(&dialect.table(table)).push(" WHERE ");
+            push_in_values(&mut q, columns, values);
+            q
+        })
+        .collect()
 }
 
 /// Sets `columns` of the row with `key` to the values given (NULL as `None`).

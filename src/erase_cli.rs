@@ -68,6 +68,11 @@ pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
         } => {
             let (identifier, value) = match subject.split_once('=') {
                 Some((identifier, value)) => (identifier.to_string(), value.to_string()),
+                // A value typed without its name must not be echoed by
+                // the prompt or the error that follows.
+                None if policy.subject_of(&subject).is_none() => {
+                    return fail(erase::unknown_identifier(policy));
+                }
                 None => match read_value(&subject) {
                     Ok(value) => (subject.clone(), value),
                     Err(exit) => return exit,
@@ -178,6 +183,27 @@ async fn run(policy: &Policy, mode: Mode, format: Format) -> Exit {
     }
 }
 
+/// A command line clap cannot read, for `erase add`: its message would
+/// quote what was typed (`--subject email jens@example.invalid` has a
+/// stray argument, the person's address), so only the kind of mistake and
+/// the usage are printed. `None` for every other command.
+pub fn scrubbed_parse_error(args: &[String], err: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    let erase_add = args.windows(2).any(|w| w[0] == "erase" && w[1] == "add");
+    let shown = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    (erase_add && !shown).then(|| {
+        format!(
+            "error: glemsel erase add: {}; what was typed is not repeated here, since it may hold the person's identifier\n\nUsage: glemsel erase add --subject IDENTIFIER[=VALUE] [--received YYYY-MM-DD] [--reference TEXT]\n(--subject IDENTIFIER alone reads the value from standard input)",
+            err.kind()
+        )
+    })
+}
+
 /// The identifier's value from standard input: one line, so it never
 /// appears in the command line, the shell's history or `ps`.
 fn read_value(identifier: &str) -> Result<String, Exit> {
@@ -207,6 +233,6 @@ fn fail(err: EraseError) -> Exit {
         EraseError::Usage(_) => Exit::Usage,
         EraseError::Schema(_) => Exit::Schema,
         EraseError::Command(err) => err.exit(),
-        EraseError::Locked => Exit::LockHeld,
+        EraseError::Locked | EraseError::AddLocked => Exit::LockHeld,
     }
 }

@@ -926,7 +926,22 @@ fn main() -> ExitCode {
         let Generate { what } = Generate::parse_from(std::env::args_os().skip(1));
         return ExitCode::from(generate(&what).code());
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let args: Vec<String> = std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            match erase_cli::scrubbed_parse_error(&args, &err) {
+                Some(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::from(Exit::Usage.code());
+                }
+                None => err.exit(),
+            }
+        }
+    };
     // The demo prints its own account of each step.
     let quiet = matches!(cli.command, Command::Demo { .. });
     // Progress bars only for a person watching a run: text output, and a

@@ -13,30 +13,70 @@ use crate::commands::{self, Stores};
 use crate::pseudonym::HmacKey;
 use crate::rules::Policy;
 
-/// The cross-host lock on the ledger store that `erase add`, `run` and
-/// `replay` hold while they read the ledger and append to it.
-const ERASURE_LOCK: &str = "glemsel erasure";
+/// The erasure locks, each held on the ledger store (across hosts;
+/// PostgreSQL and MariaDB) and on a file beside the ledger file (this
+/// host, and the only half SQLite has). Taken before the ledger is read,
+/// so whoever holds one sees the ledger as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// One run (or replay) at a time, for as long as it takes: a second
+    /// would write every status twice.
+    Run,
+    /// One add at a time, while it numbers its request and appends it:
+    /// milliseconds. An add never waits for a run, which may take hours;
+    /// a run reads the ledger once and appends statuses only, so a request
+    /// recorded meanwhile waits for the next run. (A replay takes it too,
+    /// while it writes requests only the file holds back to the store.)
+    Add,
+}
 
-/// How long `erase add` waits for a run (or another add) to finish.
+impl Lock {
+    /// The lock's name on the store: the rules' kind of lock, under a name
+    /// no rule id can take (rule ids have no spaces).
+    fn name(self) -> &'static str {
+        match self {
+            Lock::Run => "glemsel erasure",
+            Lock::Add => "glemsel erasure add",
+        }
+    }
+
+    /// The lock file's name: the ledger file's, with this after it.
+    fn suffix(self) -> &'static str {
+        match self {
+            Lock::Run => ".lock",
+            Lock::Add => ".add.lock",
+        }
+    }
+
+    fn taken(self) -> EraseError {
+        match self {
+            Lock::Run => EraseError::Locked,
+            Lock::Add => EraseError::AddLocked,
+        }
+    }
+}
+
+/// How long an add waits for another add (or a replay's restore of
+/// requests) to append: each takes milliseconds, so a longer wait means
+/// one is stuck.
 const ADD_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// The erasure lock, held: on the ledger store (across hosts; PostgreSQL
-/// and MariaDB) and on `<ledger file>.lock` (on this host, and the only
-/// one SQLite has). Taken before the ledger is read, so whoever holds it
-/// sees the ledger as it is and appends to it alone.
+/// An erasure lock, held.
 struct Held {
+    lock: Lock,
     file: std::fs::File,
 }
 
-/// Takes the erasure lock; waits up to `wait` for it, then refuses.
+/// Takes `which` lock; waits up to `wait` for it, then refuses.
 async fn lock(
     policy: &Policy,
     stores: &mut Stores<'_>,
+    which: Lock,
     wait: std::time::Duration,
 ) -> Result<Held, EraseError> {
     let (name, ledger_file) = ledger_place(policy)?;
     let mut path = ledger_file.as_os_str().to_owned();
-    path.push(".lock");
+    path.push(which.suffix());
     let path = std::path::PathBuf::from(path);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -55,7 +95,7 @@ async fn lock(
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
                 tokio::time::sleep(pause).await;
             }
-            Err(std::fs::TryLockError::WouldBlock) => return Err(EraseError::Locked),
+            Err(std::fs::TryLockError::WouldBlock) => return Err(which.taken()),
             Err(std::fs::TryLockError::Error(err)) => {
                 return Err(EraseError::LedgerFile {
                     path: path.display().to_string(),
@@ -65,20 +105,20 @@ async fn lock(
         }
     }
     let store = stores.get(name).await?;
-    while !store.try_lock(ERASURE_LOCK).await? {
+    while !store.try_lock(which.name()).await? {
         if std::time::Instant::now() >= until {
-            return Err(EraseError::Locked);
+            return Err(which.taken());
         }
         tokio::time::sleep(pause).await;
     }
-    Ok(Held { file })
+    Ok(Held { lock: which, file })
 }
 
-/// Releases the erasure lock (the file's goes with the handle).
+/// Releases an erasure lock (the file's goes with the handle).
 async fn unlock(policy: &Policy, stores: &mut Stores<'_>, held: Held) {
     if let Ok((name, _)) = ledger_place(policy)
         && let Ok(store) = stores.get(name).await
-        && let Err(err) = store.unlock(ERASURE_LOCK).await
+        && let Err(err) = store.unlock(held.lock.name()).await
     {
         tracing::warn!(error = %err, "could not release the erasure lock; it goes with the connection");
     }
@@ -112,6 +152,20 @@ async fn open_ledger(policy: &Policy, stores: &mut Stores<'_>) -> Result<Ledger,
     Ledger::load(store, file).await
 }
 
+/// `--subject` named no identifier of the rules. What was typed is not
+/// repeated: `--subject jens@example.invalid`, a value without its name,
+/// is the person's identifier, and an error reaches terminals and logs.
+pub fn unknown_identifier(policy: &Policy) -> EraseError {
+    let known: Vec<&str> = policy
+        .subjects
+        .iter()
+        .flat_map(|s| s.identifiers.iter().map(String::as_str))
+        .collect();
+    EraseError::Usage(format!(
+        "--subject names no identifier the rules declare ({known:?}); write --subject IDENTIFIER=VALUE, or --subject IDENTIFIER with the value on standard input (what was typed is not repeated here: it may be the person's identifier)"
+    ))
+}
+
 /// Records a request for the person `value` names by `identifier`. The
 /// value is hashed here and dropped; only the hash is recorded.
 pub async fn add(
@@ -121,17 +175,10 @@ pub async fn add(
     received: Option<NaiveDate>,
     reference: Option<String>,
 ) -> Result<Request, EraseError> {
-    let subject = policy.subject_of(identifier).ok_or_else(|| {
-        let known: Vec<&str> = policy
-            .subjects
-            .iter()
-            .flat_map(|s| s.identifiers.iter().map(String::as_str))
-            .collect();
-        EraseError::Usage(format!(
-            "no subject is found by {identifier:?}; the rules declare {known:?}"
-        ))
-    })?;
-    if super::normalise(value).is_empty() {
+    let subject = policy
+        .subject_of(identifier)
+        .ok_or_else(|| unknown_identifier(policy))?;
+    if subject.normalise_of(identifier).apply(value).is_empty() {
         return Err(EraseError::Usage(format!("the {identifier} is empty")));
     }
     let today = today(policy);
@@ -148,20 +195,20 @@ pub async fn add(
         id: String::new(),
         subject: subject.kind.clone(),
         identifier: identifier.to_string(),
-        hash: subject_hash(&key, identifier, value),
+        hash: subject_hash(&key, subject, identifier, value),
         key_id: key.id().to_string(),
         received,
         deadline: ledger::deadline(subject, received, policy.settings.calendar.as_ref()),
         reference,
         recorded_at: crate::audit::now(),
     };
-    let held = lock(policy, &mut stores, ADD_WAIT).await?;
+    let held = lock(policy, &mut stores, Lock::Add, ADD_WAIT).await?;
     let added = add_locked(policy, &mut stores, request, audit_key.as_ref()).await;
     unlock(policy, &mut stores, held).await;
     added
 }
 
-/// `add` under the erasure lock: the next id is read and taken at once.
+/// `add` under the add lock: the next id is read and taken at once.
 async fn add_locked(
     policy: &Policy,
     stores: &mut Stores<'_>,
@@ -214,7 +261,7 @@ pub async fn check(policy: &Policy) -> Checked {
                     continue;
                 }
             };
-            match super::find::table_plan(store, subject, table).await {
+            match super::find::checked_plan(store, policy, subject, table).await {
                 Ok(plan) => checked
                     .warnings
                     .extend(super::find::identifier_warnings(subject, table, &plan)),
@@ -278,15 +325,12 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
         audit_key: audit_key.as_ref(),
         run_id: &run_id,
     };
-    // One erasure run at a time across hosts: a second would write every
-    // status twice. The lock is the rules' kind, under a name no rule id
-    // can take (rule ids have no spaces).
-    let held = lock(policy, &mut stores, std::time::Duration::ZERO).await?;
+    let held = lock(policy, &mut stores, Lock::Run, std::time::Duration::ZERO).await?;
     let report = async {
-        let ledger = open_ledger(policy, &mut stores).await?;
         if mode == Mode::Replay {
-            restore_requests(policy, &mut stores, &ledger, audit_key.as_ref(), &run_id).await?;
+            restore_requests(policy, &mut stores, audit_key.as_ref(), &run_id).await?;
         }
+        let ledger = open_ledger(policy, &mut stores).await?;
         run::run(&ctx, &mut stores, &ledger, mode).await
     }
     .await;
@@ -306,21 +350,29 @@ pub async fn run(policy: &Policy, mode: Mode) -> Result<RunReport, EraseError> {
 }
 
 /// Writes the requests only the ledger file holds back into the ledger
-/// store's chain (its restore lost them), so both agree again.
+/// store's chain (its restore lost them), so both agree again; under the
+/// add lock, so a request being added (in the file, not yet in the store)
+/// is not written twice.
 async fn restore_requests(
     policy: &Policy,
     stores: &mut Stores<'_>,
-    ledger: &Ledger,
     audit_key: Option<&HmacKey>,
     run_id: &str,
 ) -> Result<(), EraseError> {
-    let (name, _) = ledger_place(policy)?;
-    let store = stores.get(name).await?;
-    for id in &ledger.only_in_file {
-        let request = ledger.request(id).expect("merged from the file").clone();
-        ledger::restore(store, &Entry::Request(request), audit_key, run_id).await?;
+    let held = lock(policy, stores, Lock::Add, ADD_WAIT).await?;
+    let restored = async {
+        let ledger = open_ledger(policy, stores).await?;
+        let (name, _) = ledger_place(policy)?;
+        let store = stores.get(name).await?;
+        for id in &ledger.only_in_file {
+            let request = ledger.request(id).expect("merged from the file").clone();
+            ledger::restore(store, &Entry::Request(request), audit_key, run_id).await?;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    unlock(policy, stores, held).await;
+    restored
 }
 
 fn stores_touched(policy: &Policy) -> Vec<String> {

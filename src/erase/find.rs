@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::references::{SubjectTables, check_references};
-use super::{EraseError, Request, normalise};
+use super::references::{SubjectTables, check_kept, check_references};
+use super::{EraseError, Request};
 use crate::pseudonym::{ColumnAction, HmacKey, TokenShape, redacted_text};
 use crate::rules::{Action, Policy, Subject, SubjectTable, TableRef};
 use crate::store::erasure::key_text;
@@ -117,7 +117,7 @@ pub async fn find(
         let mut plans = Vec::new();
         for table in &subject.tables {
             let store = stores.get(&table.store).await.map_err(EraseError::from)?;
-            plans.push(table_plan(store, subject, table).await?);
+            plans.push(checked_plan(store, policy, subject, table).await?);
         }
         let mut learning =
             follow(stores, key, subject, &plans, &mut wanted, requests.len()).await?;
@@ -198,26 +198,32 @@ async fn follow(
             let store = stores.get(&table.store).await.map_err(EraseError::from)?;
             let wanted = &*wanted;
             let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); requests];
-            scan(store, table, plan, key, |row, hashed| {
+            scan(store, subject, table, plan, key, |row, hashed| {
                 let hits = hits(wanted, &hashed);
                 for &i in &hits {
                     per_request[i].push(row.clone());
                 }
-                let followed = hashed
+                let followed: Vec<(String, String)> = hashed
                     .into_iter()
-                    .filter(|(identifier, _)| table.authoritative.contains(identifier));
-                for entry in followed {
-                    if wanted.contains_key(&entry) {
-                        learning.holders.entry(entry.clone()).or_insert((t, 0)).1 += 1;
-                    }
-                    for &i in &hits {
-                        let rows = &mut learning
+                    .filter(|(identifier, _)| table.authoritative.contains(identifier))
+                    .collect();
+                for entry in followed.iter().filter(|e| wanted.contains_key(*e)) {
+                    learning.holders.entry(entry.clone()).or_insert((t, 0)).1 += 1;
+                }
+                for &i in &hits {
+                    // Every row of the request here is a person, whether
+                    // or not it holds a value to follow: a second one with
+                    // the followed column NULL is still someone else.
+                    for identifier in &table.authoritative {
+                        learning
                             .sources
-                            .entry((i, entry.0.clone()))
+                            .entry((i, identifier.clone()))
                             .or_insert((t, HashSet::new()))
-                            .1;
-                        rows.insert(key_text(&row.key));
-                        if !wanted.get(&entry).is_some_and(|w| w.contains(&i)) {
+                            .1
+                            .insert(key_text(&row.key));
+                    }
+                    for entry in &followed {
+                        if !wanted.get(entry).is_some_and(|w| w.contains(&i)) {
                             new.push((entry.clone(), i));
                         }
                     }
@@ -302,7 +308,7 @@ async fn collect(
             Some(rows) => rows,
             None => {
                 let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); found.len()];
-                scan(store, table, plan, key, |row, hashed| {
+                scan(store, subject, table, plan, key, |row, hashed| {
                     for i in hits(wanted, &hashed) {
                         per_request[i].push(row.clone());
                     }
@@ -444,16 +450,36 @@ async fn describe(
     })
 }
 
+/// The start of every message about a subject table: its file and line.
+fn declared_at(subject: &Subject, table: &SubjectTable) -> String {
+    format!(
+        "{}: subject {}: table {}",
+        table.at, subject.kind, table.table
+    )
+}
+
+/// A subject table's plan, held to what the rules and the subject's other
+/// tables keep (compared as the store resolves the tables): what `check`
+/// and every plan use before anything is changed.
+pub(crate) async fn checked_plan(
+    store: &mut dyn Store,
+    policy: &Policy,
+    subject: &Subject,
+    table: &SubjectTable,
+) -> Result<TablePlan, EraseError> {
+    let plan = table_plan(store, subject, table).await?;
+    let what = declared_at(subject, table);
+    check_kept(store, policy, subject, table, &plan.table, &what).await?;
+    Ok(plan)
+}
+
 /// Resolves a subject table's columns against the live schema.
 pub(crate) async fn table_plan(
     store: &mut dyn Store,
     subject: &Subject,
     table: &SubjectTable,
 ) -> Result<TablePlan, EraseError> {
-    let what = format!(
-        "{}: subject {}: table {}",
-        table.at, subject.kind, table.table
-    );
+    let what = declared_at(subject, table);
     let schema = describe(store, &table.table, &what).await?;
     let key = key_of(&schema, table, &what)?;
     let columns = overwritten_columns(&schema, table, &what)?;
@@ -588,6 +614,7 @@ fn overwritten_columns(
 /// with its identifiers hashed under `key`, to `visit`.
 async fn scan(
     store: &mut dyn Store,
+    subject: &Subject,
     table: &SubjectTable,
     plan: &TablePlan,
     key: &HmacKey,
@@ -602,11 +629,11 @@ async fn scan(
         let more = rows.len() as u64 == READ_BATCH;
         after = rows.last().map(|(key, _)| key.clone());
         for (row_key, values) in rows {
-            let (row, matched) = found_row(table, plan, row_key, values);
+            let (row, matched) = found_row(subject, table, plan, row_key, values);
             let hashed = matched
                 .into_iter()
                 .map(|(identifier, value)| {
-                    let hash = super::subject_hash(key, &identifier, &value);
+                    let hash = super::subject_hash(key, subject, &identifier, &value);
                     (identifier, hash)
                 })
                 .collect();
@@ -670,6 +697,7 @@ fn read_columns(table: &SubjectTable, plan: &TablePlan) -> Vec<Column> {
 /// One row as read (in [`read_columns`]' order): the found-row parts, and
 /// each (identifier, value) it holds.
 fn found_row(
+    subject: &Subject,
     table: &SubjectTable,
     plan: &TablePlan,
     key: Key,
@@ -681,7 +709,8 @@ fn found_row(
         .iter()
         .filter_map(|(identifier, _)| {
             let value = values.next().flatten()?;
-            (!normalise(&value).is_empty()).then(|| (identifier.clone(), value))
+            let compared = subject.normalise_of(identifier).apply(&value);
+            (!compared.is_empty()).then(|| (identifier.clone(), value))
         })
         .collect();
     let current: Vec<Option<String>> = values.by_ref().take(plan.columns.len()).collect();

@@ -368,8 +368,11 @@ fn read_text(file: &Path) -> Result<Option<String>, EraseError> {
 
 /// Appends one line in one write. A torn last line is first moved to
 /// `<file>.torn` (kept, for whoever looks into the crash) and cut off, so
-/// the file reads whole again; the caller holds the erasure lock.
+/// the file reads whole again. An add and a run may append at once (they
+/// hold different erasure locks): the file's own lock, held for the
+/// append, keeps one's cut from taking the other's line.
 fn append_line(file: &Path, line: &str) -> Result<(), EraseError> {
+    let _appending = lock_for_append(file)?;
     let mut prefix = "";
     if let Some(text) = read_text(file)? {
         let scanned = scan(file, &text)?;
@@ -411,6 +414,32 @@ fn append_line(file: &Path, line: &str) -> Result<(), EraseError> {
         .map_err(|e| file_error(file, e))?;
     out.sync_all().map_err(|e| file_error(file, e))
 }
+
+/// The ledger file, created if missing and locked against other
+/// appenders on this host; they hold it for one append, so a wait longer
+/// than [`APPEND_WAIT`] means one hangs.
+fn lock_for_append(file: &Path) -> Result<std::fs::File, EraseError> {
+    let handle = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| file_error(file, e))?;
+    let until = std::time::Instant::now() + APPEND_WAIT;
+    loop {
+        match handle.try_lock() {
+            Ok(()) => return Ok(handle),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(file_error(file, "another process has held it for an append for 30 seconds"));
+            }
+            Err(std::fs::TryLockError::Error(err)) => return Err(file_error(file, err)),
+        }
+    }
+}
+
+const APPEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where a torn last line of the ledger file is kept.
 pub fn torn_copy(file: &Path) -> std::path::PathBuf {

@@ -1,10 +1,13 @@
 //! What a delete from a subject table may not reach: the foreign keys into
 //! it (and into its declared cascades' tables) are held to what erasure
-//! means in the tables they come from, compared as the store resolves
-//! them (schema and all), never by name alone.
+//! means in the tables they come from, and its cascades to the rows rules
+//! and the subject's other tables keep; every table compared as the store
+//! resolves it (schema and all), never by name alone.
 
 use super::EraseError;
-use crate::rules::{Action, Subject, SubjectTable, TableRef};
+use crate::rules::{
+    Action, Policy, Subject, SubjectTable, TableRef, cascade_against_rule, erasure_against_rule,
+};
 use crate::store::{ForeignKey, Store, TableSchema};
 
 /// The subject's other tables in the same store, as the store resolves
@@ -150,12 +153,7 @@ fn widening(
 ) -> EraseError {
     let meaning = match other {
         None => "a table erasure does not delete".to_string(),
-        Some(t) if t.kept_by.is_some() => format!(
-            "whose rows erasure keeps under the minimum of rule {}",
-            t.kept_by.as_deref().unwrap_or_default()
-        ),
-        Some(t) if t.hold.is_some() => "whose rows erasure keeps while they are held".into(),
-        Some(t) => format!("whose rows erasure {}s, not deletes", t.action.as_str()),
+        Some(t) => kept_meaning(t),
     };
     EraseError::Schema(format!(
         "{what}: deleting rows of {parent} would change rows of {} through its foreign key {} ({}), {meaning}; erasure refuses to take rows it must keep: drop or change that foreign key, or declare {} as a [[subject.table.cascade]] if its rows are the person's",
@@ -164,4 +162,92 @@ fn widening(
         fk.on_delete.as_sql(),
         fk.table
     ))
+}
+
+/// Where the rows a delete from `table` would take are kept by something
+/// else: compared as the store resolves the tables (`public.invoices` is
+/// `invoices`; on MariaDB `shop.invoices` is `invoices` in the store's
+/// database), never as written. A rule keeping the table itself or a
+/// declared cascade's table (a statutory minimum, a hold), and a table of
+/// the subject whose rows erasure keeps (held, kept under a minimum, or
+/// only overwritten) that a declared cascade would delete, are refused:
+/// a cascade deletes without looking at either. `resolved` is the
+/// table's own name as the store resolved it.
+pub(super) async fn check_kept(
+    store: &mut dyn Store,
+    policy: &Policy,
+    subject: &Subject,
+    table: &SubjectTable,
+    resolved: &TableRef,
+    what: &str,
+) -> Result<(), EraseError> {
+    let refuse = |problem: String| Err(EraseError::Schema(format!("{what}: {problem}")));
+    let mut children = Vec::new();
+    for cascade in &table.cascades {
+        children.extend(resolve(store, &cascade.related.table).await?);
+    }
+    if let Some(id) = &table.kept_by
+        && let Some(rule) = policy.rule(id)
+        && let Some(theirs) = resolve(store, &rule.table).await?
+        && &theirs != resolved
+    {
+        return refuse(format!(
+            "kept_by: rule {id} works on {theirs}, not this table ({resolved})"
+        ));
+    }
+    for rule in policy.rules.iter().filter(|r| r.store == table.store) {
+        let Some(theirs) = resolve(store, &rule.table).await? else {
+            continue;
+        };
+        if &theirs == resolved {
+            let problems = erasure_against_rule(
+                rule,
+                &policy.categories,
+                table.kept_by.is_some(),
+                table.hold.as_deref(),
+                Some(&table.action),
+            );
+            if let Some(problem) = problems.into_iter().next() {
+                return refuse(problem);
+            }
+        }
+        if children.contains(&theirs)
+            && let Some(problem) = cascade_against_rule(rule, &policy.categories)
+        {
+            return refuse(problem);
+        }
+    }
+    for other in subject
+        .tables
+        .iter()
+        .filter(|t| t.store == table.store && !std::ptr::eq(*t, table) && !erasure_deletes(t))
+    {
+        let Some(theirs) = resolve(store, &other.table).await? else {
+            continue;
+        };
+        if children.contains(&theirs) {
+            return refuse(format!(
+                "cascade: {theirs} is also the subject's table {} (declared at {}), {}; the cascade would delete those rows without looking: remove the cascade into {theirs} and let that table's declaration erase them",
+                other.table,
+                other.at,
+                kept_meaning(other)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The table as the store resolves it; `None` when it does not exist
+/// (the rule's own check reports that).
+async fn resolve(store: &mut dyn Store, table: &TableRef) -> Result<Option<TableRef>, EraseError> {
+    Ok(store.describe(table).await?.map(|schema| schema.table))
+}
+
+/// What erasure does to the rows of a table it does not simply delete.
+fn kept_meaning(table: &SubjectTable) -> String {
+    match (&table.kept_by, &table.hold) {
+        (Some(rule), _) => format!("whose rows erasure keeps under the minimum of rule {rule}"),
+        (None, Some(_)) => "whose rows erasure keeps while they are held".to_string(),
+        (None, None) => format!("whose rows erasure {}s, not deletes", table.action.as_str()),
+    }
 }

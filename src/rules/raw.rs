@@ -246,6 +246,9 @@ pub(crate) struct RawSubject {
     pub deadline: Spanned<String>,
     /// Identifiers whose values in a row of the person find further rows.
     pub follow: Option<Spanned<Vec<String>>>,
+    /// `{ identifier = "lower" | "exact" }`: how a value is compared
+    /// (default `lower`).
+    pub normalise: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     pub table: Vec<Spanned<RawSubjectTable>>,
 }

@@ -31,8 +31,42 @@ pub struct Subject {
     /// authoritative for them, find further rows (the customer number in
     /// the customer's row).
     pub follow: Vec<String>,
+    /// How each identifier's values are compared; `lower` where not named.
+    pub normalise: Vec<(String, Normalise)>,
     pub tables: Vec<SubjectTable>,
     pub at: Location,
+}
+
+/// How an identifier's value is compared: the request's and every
+/// column's value alike, before they are hashed. Both trim blanks around
+/// the value and bring it to Unicode NFC (`é` typed as `e` and a combining
+/// accent is the same letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalise {
+    /// In lower case too: `Jens@Example.invalid` is `jens@example.invalid`.
+    Lower,
+    /// Case kept: codes where `AB12` and `ab12` are different people.
+    Exact,
+}
+
+impl Normalise {
+    fn parse(text: &str) -> Option<Normalise> {
+        match text {
+            "lower" => Some(Normalise::Lower),
+            "exact" => Some(Normalise::Exact),
+            _ => None,
+        }
+    }
+
+    /// The text a value is compared (and hashed) by.
+    pub fn apply(self, value: &str) -> String {
+        use unicode_normalization::UnicodeNormalization as _;
+        let trimmed = value.trim();
+        match self {
+            Normalise::Lower => trimmed.to_lowercase().nfc().collect(),
+            Normalise::Exact => trimmed.nfc().collect(),
+        }
+    }
 }
 
 /// A table holding a subject's rows (`[[subject.table]]`).
@@ -62,6 +96,14 @@ impl Subject {
     /// Whether `identifier` is one of this subject's.
     pub fn names(&self, identifier: &str) -> bool {
         self.identifiers.iter().any(|i| i == identifier)
+    }
+
+    /// How `identifier`'s values are compared.
+    pub fn normalise_of(&self, identifier: &str) -> Normalise {
+        self.normalise
+            .iter()
+            .find(|(i, _)| i == identifier)
+            .map_or(Normalise::Lower, |(_, n)| *n)
     }
 }
 
@@ -155,6 +197,7 @@ fn subject(
     check_kind(&kind, &what, &at, earlier, diags);
     let identifiers = identifiers(source, raw, &what, identifier_at, diags);
     let follow = follow(source, raw, &what, &identifiers, diags);
+    let normalise = normalise(source, raw, &what, &identifiers, diags);
     let deadline = deadline(source, &raw.deadline, &what, ctx, diags);
     let scope = Scope {
         what: &what,
@@ -183,6 +226,7 @@ fn subject(
         identifiers,
         deadline: deadline.expect("no errors, so a deadline"),
         follow,
+        normalise,
         tables,
         at,
     })
@@ -270,6 +314,31 @@ fn follow(
         );
     }
     spanned.get_ref().clone()
+}
+
+/// `normalise = { identifier = "lower" | "exact" }`, each one of the subject's.
+fn normalise(
+    source: &Source,
+    raw: &RawSubject,
+    what: &str,
+    identifiers: &[String],
+    diags: &mut Diagnosed,
+) -> Vec<(String, Normalise)> {
+    let Some(spanned) = &raw.normalise else {
+        return Vec::new();
+    };
+    let at = source.span_location(Some(spanned.span()));
+    let mut out = Vec::new();
+    for (identifier, text) in spanned.get_ref() {
+        if !identifiers.contains(identifier) {
+            diags.push(at.clone(), None, format!("{what}: normalise: {identifier:?} is not one of the subject's identifiers {identifiers:?}"));
+        }
+        match Normalise::parse(text) {
+            Some(n) => out.push((identifier.clone(), n)),
+            None => diags.push(at.clone(), None, format!("{what}: normalise: {identifier} = {text:?}: use \"lower\" or \"exact\"")),
+        }
+    }
+    out
 }
 
 /// Every followed identifier is learnt from exactly one table, the one
@@ -505,12 +574,13 @@ fn cascades(
     }
     for cascade in &cascades {
         let table = &cascade.related.table;
-        if let Some(rule) = ctx.rules.iter().find(|r| {
-            r.store == store
-                && &r.table == table
-                && (has_floor(r, ctx) || r.hold.is_some() || !r.hold_tables.is_empty())
-        }) {
-            diags.push(cascade.related.at.clone(), None, format!("{what}: cascade: rule {} keeps rows of table {table} for a statutory minimum or under a hold, which a cascade would take; declare that table as a [[subject.table]] of its own", rule.id));
+        let problem = ctx
+            .rules
+            .iter()
+            .filter(|r| r.store == store && &r.table == table)
+            .find_map(|r| cascade_against_rule(r, ctx.categories));
+        if let Some(problem) = problem {
+            diags.push(cascade.related.at.clone(), None, format!("{what}: {problem}"));
         }
     }
     if let Some(cascade) = cascades.iter().find(|c| c.parent.is_some()) {
@@ -581,11 +651,9 @@ fn action(
     })
 }
 
-/// Erasure on a table keeps what the table's rules keep: a row under a
-/// statutory minimum is not deleted (it is named in `kept_by` and its
-/// personal columns pseudonymised or anonymised), and a row a rule holds is
-/// not deleted while held: the subject table holds it by the same column; a
-/// hold table cannot be followed yet.
+/// Erasure on a table keeps what the table's rules keep (see
+/// [`erasure_against_rule`]), for the rules on the table as written here;
+/// `check` and the plan hold them to the tables as the store resolves them.
 #[allow(clippy::too_many_arguments)]
 fn check_rules_on_table(
     at: &Location,
@@ -603,30 +671,66 @@ fn check_rules_on_table(
         .iter()
         .filter(|r| r.store == store && &r.table == table)
     {
-        if !has_kept_by && has_floor(rule, ctx) && matches!(action, Some(Action::Delete)) {
-            diags.push(at.clone(), None, format!("{what}: table {table} is kept for a statutory minimum (category {}) by rule {}; erasure may not delete its rows before that: name the rule in kept_by and pseudonymise or anonymise the columns that name the person", rule.category, rule.id));
-        }
-        // A hold keeps the row; erasing other columns of it (a marketing
-        // objection while a contract dispute is open) is the rule
-        // writer's call, deleting it is not.
-        let deletes = matches!(action, Some(Action::Delete));
-        if deletes
-            && let Some(column) = &rule.hold
-            && hold != Some(column.as_str())
-        {
-            diags.push(at.clone(), None, format!("{what}: rule {} holds rows of table {table} while {column} is set; erasure must hold them too: hold = {column:?}", rule.id));
-        }
-        if deletes && !rule.hold_tables.is_empty() {
-            diags.push(at.clone(), None, format!("{what}: rule {} holds rows of table {table} through a hold table, which erasure cannot follow yet; hold them with a column instead", rule.id));
+        for problem in erasure_against_rule(rule, ctx.categories, has_kept_by, hold, action) {
+            diags.push(at.clone(), None, format!("{what}: {problem}"));
         }
     }
 }
 
-/// Whether the rule's category carries a statutory floor (`minimum`).
-fn has_floor(rule: &Rule, ctx: &SubjectContext<'_>) -> bool {
-    ctx.categories
+/// What `rule`, on the table a subject table erases, forbids erasure to
+/// do there: delete a row kept for a statutory minimum (unless the table
+/// names the rule in `kept_by` and only overwrites columns), or delete a
+/// row the rule holds (the subject table must hold by the same column; a
+/// hold table cannot be followed yet). Erasing columns of a held row (a
+/// marketing objection while a contract dispute is open) is the rule
+/// writer's call. Each problem without the subject's prefix.
+pub fn erasure_against_rule(
+    rule: &Rule,
+    categories: &BTreeMap<String, Category>,
+    has_kept_by: bool,
+    hold: Option<&str>,
+    action: Option<&Action>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let table = &rule.table;
+    let deletes = matches!(action, Some(Action::Delete));
+    if !deletes {
+        return problems;
+    }
+    if !has_kept_by && let Some(why) = minimum_of(rule, categories) {
+        problems.push(format!("table {table} is kept for a statutory minimum ({why}) by rule {}; erasure may not delete its rows before that: name the rule in kept_by and pseudonymise or anonymise the columns that name the person", rule.id));
+    }
+    if let Some(column) = &rule.hold
+        && hold != Some(column.as_str())
+    {
+        problems.push(format!("rule {} holds rows of table {table} while {column} is set; erasure must hold them too: hold = {column:?}", rule.id));
+    }
+    if !rule.hold_tables.is_empty() {
+        problems.push(format!("rule {} holds rows of table {table} through a hold table, which erasure cannot follow yet; hold them with a column instead", rule.id));
+    }
+    problems
+}
+
+/// Why `rule` keeps its rows for a statutory minimum: its category's floor
+/// (`minimum`), or the rule itself is `kind = "minimum"`; `None` if not.
+fn minimum_of(rule: &Rule, categories: &BTreeMap<String, Category>) -> Option<String> {
+    if categories
         .get(&rule.category)
         .is_some_and(|c| c.minimum.is_some())
+    {
+        return Some(format!("category {}", rule.category));
+    }
+    (rule.timing.kind == PeriodKind::Minimum).then(|| "kind = \"minimum\"".to_string())
+}
+
+/// Why a declared cascade may not delete rows of `rule`'s table: the rule
+/// keeps them for a statutory minimum or under a hold. Without the
+/// subject's prefix.
+pub fn cascade_against_rule(rule: &Rule, categories: &BTreeMap<String, Category>) -> Option<String> {
+    let keeps = minimum_of(rule, categories).is_some()
+        || rule.hold.is_some()
+        || !rule.hold_tables.is_empty();
+    keeps.then(|| format!("cascade: rule {} keeps rows of table {} for a statutory minimum or under a hold, which a cascade would take; declare that table as a [[subject.table]] of its own", rule.id, rule.table))
 }
 
 /// `kept_by` names a minimum rule on the same table that deletes the rows
@@ -650,7 +754,10 @@ fn check_kept_by(
         diags.push(at, None, format!("{what}: kept_by: no rule {id:?}"));
         return;
     };
-    if rule.store != store || &rule.table != table {
+    // As written, `public.invoices` may be `invoices`: only a table that
+    // cannot be the same is refused here; `check` and the plan compare
+    // them as the store resolves them.
+    if rule.store != store || !may_be_same(&rule.table, table) {
         diags.push(
             at.clone(),
             None,
@@ -669,6 +776,12 @@ fn check_kept_by(
             ),
         );
     }
+}
+
+/// Whether two tables as written may be one: the same name, and the same
+/// schema where both name one.
+fn may_be_same(a: &TableRef, b: &TableRef) -> bool {
+    a.name == b.name && (a.schema.is_none() || b.schema.is_none() || a.schema == b.schema)
 }
 
 #[cfg(test)]

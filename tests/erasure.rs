@@ -1210,7 +1210,8 @@ every_engine! {
         let project = Project::for_db(&db, "shop", LEDGER_CONFIG);
         let rule_table = "table = \"invoices\"\ncategory";
         assert!(RULES.contains(rule_table));
-        let rules = RULES.replace(rule_table, &format!("table = \"{qualified}\"\ncategory"));
+        // Bookkeeping has a statutory floor.
+        let rules = format!("[categories.books]\ndescription = \"b\"\nminimum = \"5 years\"\n{}", RULES.replace(rule_table, &format!("table = \"{qualified}\"\ncategory")).replace("category = \"test\"", "category = \"books\""));
         let kept = "action = \"pseudonymise\"\ncolumns = { customer_name = \"hmac\", customer_email = \"hmac_email\" }\nkept_by = \"invoices-bookkeeping\"\n";
         assert!(rules.contains(kept));
         project.rules("shop.toml", &rules.replace(kept, "action = \"delete\"\n"));
@@ -1218,7 +1219,7 @@ every_engine! {
         let out = text(&check);
         assert_eq!(code(&check), 4, "{out}");
         assert_contains(&out, "subject customer: table invoices: table ");
-        assert_contains(&out, "invoices is kept for a statutory minimum (kind = \"minimum\") by rule invoices-bookkeeping; erasure may not delete its rows before that");
+        assert_contains(&out, "invoices is kept for a statutory minimum (category books) by rule invoices-bookkeeping; erasure may not delete its rows before that");
         let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
         assert_eq!(code(&add), 0, "{}", text(&add));
         let before = snapshot(&db).await;

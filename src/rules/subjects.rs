@@ -712,15 +712,13 @@ pub fn erasure_against_rule(
 }
 
 /// Why `rule` keeps its rows for a statutory minimum: its category's floor
-/// (`minimum`), or the rule itself is `kind = "minimum"`; `None` if not.
+/// (`minimum`). A rule's own `kind = "minimum"` is not one: "at least 0
+/// days" is how a rule deletes at once.
 fn minimum_of(rule: &Rule, categories: &BTreeMap<String, Category>) -> Option<String> {
-    if categories
+    categories
         .get(&rule.category)
         .is_some_and(|c| c.minimum.is_some())
-    {
-        return Some(format!("category {}", rule.category));
-    }
-    (rule.timing.kind == PeriodKind::Minimum).then(|| "kind = \"minimum\"".to_string())
+        .then(|| format!("category {}", rule.category))
 }
 
 /// Why a declared cascade may not delete rows of `rule`'s table: the rule

@@ -42,7 +42,7 @@ exit_codes! {
     Incomplete = 7: "stopped early (a signal) or batches left locked; the rest is due next run",
         /// What was done is committed and audited.
     ;
-    LockHeld = 8: "another worker holds a rule's lock; that rule was skipped (or the erasure lock: erase run and replay at once, erase add after waiting two minutes)";
+    LockHeld = 8: "another worker holds a rule's lock; that rule was skipped (or the erasure lock: erase run and replay at once, erase add after waiting two minutes for another add)";
     Uncovered = 9: "check --coverage: a column that looks like personal data is covered by no rule and not on the allow-list",
         /// No rule deletes or pseudonymises them, and no allow-list entry names them.
     ;

@@ -494,7 +494,10 @@ async fn an_erasure_run_waits_for_another_workers() {
     let started = std::time::Instant::now();
     let add = project.glemsel(&["erase", "add", "--subject", "email=karen@example.invalid"]);
     assert_eq!(code(&add), 0, "{}", text(&add));
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the add waited");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the add waited"
+    );
     assert_contains(&text(&add), "erasure-0002: customer by email");
     assert_eq!(
         db.number("SELECT count(*) FROM glemsel_audit WHERE event = 'erasure_request'")
@@ -1293,8 +1296,20 @@ async fn a_mistyped_erase_add_never_repeats_the_identifier() {
         &["erase", "add", "--subject", "email", "jens@example.invalid"],
         &["erase", "add", "--subject", "mail=jens@example.invalid"],
         &["erase", "add", "jens@example.invalid"],
-        &["erase", "add", "--subject", "email=jens@example.invalid", "--received", "jens@example.invalid"],
-        &["erase", "add", "--subject=jens@example.invalid", "--reference"],
+        &[
+            "erase",
+            "add",
+            "--subject",
+            "email=jens@example.invalid",
+            "--received",
+            "jens@example.invalid",
+        ],
+        &[
+            "erase",
+            "add",
+            "--subject=jens@example.invalid",
+            "--reference",
+        ],
     ] {
         let out = project.glemsel(args);
         assert_eq!(code(&out), 2, "{args:?}: {}", text(&out));

@@ -432,7 +432,10 @@ fn lock_for_append(file: &Path) -> Result<std::fs::File, EraseError> {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(file_error(file, "another process has held it for an append for 30 seconds"));
+                return Err(file_error(
+                    file,
+                    "another process has held it for an append for 30 seconds",
+                ));
             }
             Err(std::fs::TryLockError::Error(err)) => return Err(file_error(file, err)),
         }

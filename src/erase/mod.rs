@@ -37,7 +37,9 @@ pub enum EraseError {
     #[error("another worker is running the erasure requests; try again when it has finished")]
     Locked,
     /// Another add held its lock for longer than an add waits.
-    #[error("another erase add has been recording a request for two minutes and has not finished; nothing was recorded: try again, and if this recurs look for a glemsel process that hangs")]
+    #[error(
+        "another erase add has been recording a request for two minutes and has not finished; nothing was recorded: try again, and if this recurs look for a glemsel process that hangs"
+    )]
     AddLocked,
     #[error("{0}")]
     Schema(String),
@@ -81,13 +83,19 @@ mod tests {
         let a = subject_hash(&key, &s, "email", "Jens@Example.invalid ");
         assert_eq!(a, subject_hash(&key, &s, "email", "jens@example.invalid"));
         assert_ne!(a, subject_hash(&other, &s, "email", "jens@example.invalid"));
-        assert_ne!(a, subject_hash(&key, &s, "customer_no", "jens@example.invalid"));
+        assert_ne!(
+            a,
+            subject_hash(&key, &s, "customer_no", "jens@example.invalid")
+        );
         assert!(!a.contains("jens"));
         // Not the token a pseudonymising rule writes for the same value.
         assert_ne!(a, key.hmac_hex("jens@example.invalid"));
         // "Søren Æbelø" with a composed and a decomposed é, any case.
         let composed = subject_hash(&key, &s, "email", "s\u{e9}ren@example.invalid");
-        assert_eq!(composed, subject_hash(&key, &s, "email", "S\u{65}\u{301}REN@example.invalid"));
+        assert_eq!(
+            composed,
+            subject_hash(&key, &s, "email", "S\u{65}\u{301}REN@example.invalid")
+        );
     }
 
     #[test]

@@ -25,9 +25,7 @@ use chrono_tz::Tz;
 pub use load::load;
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
-pub use subjects::{
-    Normalise, Subject, SubjectTable, cascade_against_rule, erasure_against_rule,
-};
+pub use subjects::{Normalise, Subject, SubjectTable, cascade_against_rule, erasure_against_rule};
 pub use validate::check_sql_fragment;
 
 use crate::limits::OperatingWindow;

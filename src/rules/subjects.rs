@@ -335,7 +335,11 @@ fn normalise(
         }
         match Normalise::parse(text) {
             Some(n) => out.push((identifier.clone(), n)),
-            None => diags.push(at.clone(), None, format!("{what}: normalise: {identifier} = {text:?}: use \"lower\" or \"exact\"")),
+            None => diags.push(
+                at.clone(),
+                None,
+                format!("{what}: normalise: {identifier} = {text:?}: use \"lower\" or \"exact\""),
+            ),
         }
     }
     out
@@ -580,7 +584,11 @@ fn cascades(
             .filter(|r| r.store == store && &r.table == table)
             .find_map(|r| cascade_against_rule(r, ctx.categories));
         if let Some(problem) = problem {
-            diags.push(cascade.related.at.clone(), None, format!("{what}: {problem}"));
+            diags.push(
+                cascade.related.at.clone(),
+                None,
+                format!("{what}: {problem}"),
+            );
         }
     }
     if let Some(cascade) = cascades.iter().find(|c| c.parent.is_some()) {
@@ -724,7 +732,10 @@ fn minimum_of(rule: &Rule, categories: &BTreeMap<String, Category>) -> Option<St
 /// Why a declared cascade may not delete rows of `rule`'s table: the rule
 /// keeps them for a statutory minimum or under a hold. Without the
 /// subject's prefix.
-pub fn cascade_against_rule(rule: &Rule, categories: &BTreeMap<String, Category>) -> Option<String> {
+pub fn cascade_against_rule(
+    rule: &Rule,
+    categories: &BTreeMap<String, Category>,
+) -> Option<String> {
     let keeps = minimum_of(rule, categories).is_some()
         || rule.hold.is_some()
         || !rule.hold_tables.is_empty();

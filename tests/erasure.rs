@@ -1174,7 +1174,7 @@ every_engine! {
             let out = text(&check);
             assert_eq!(code(&check), 4, "{out}");
             assert_contains(&out, "rules/shop.toml:23:9: subject customer: table customers: cascade: ");
-            assert_contains(&out, &format!("is also the subject's table notes (declared at rules/shop.toml:58:9), {meaning}; the cascade would delete those rows without looking"));
+            assert_contains(&out, &format!("is also subject customer's table notes (declared at rules/shop.toml:58:9), {meaning}; the cascade would delete those rows without looking"));
             if !std::fs::exists(project.path().join("erasure-ledger.jsonl")).unwrap() {
                 add(&project);
             }

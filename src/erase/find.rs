@@ -469,7 +469,7 @@ pub(crate) async fn checked_plan(
 ) -> Result<TablePlan, EraseError> {
     let plan = table_plan(store, subject, table).await?;
     let what = declared_at(subject, table);
-    check_kept(store, policy, subject, table, &plan.table, &what).await?;
+    check_kept(store, policy, table, &plan.table, &what).await?;
     Ok(plan)
 }
 

@@ -169,14 +169,13 @@ fn widening(
 /// `invoices`; on MariaDB `shop.invoices` is `invoices` in the store's
 /// database), never as written. A rule keeping the table itself or a
 /// declared cascade's table (a statutory minimum, a hold), and a table of
-/// the subject whose rows erasure keeps (held, kept under a minimum, or
+/// any subject whose rows erasure keeps (held, kept under a minimum, or
 /// only overwritten) that a declared cascade would delete, are refused:
 /// a cascade deletes without looking at either. `resolved` is the
 /// table's own name as the store resolved it.
 pub(super) async fn check_kept(
     store: &mut dyn Store,
     policy: &Policy,
-    subject: &Subject,
     table: &SubjectTable,
     resolved: &TableRef,
     what: &str,
@@ -217,17 +216,24 @@ pub(super) async fn check_kept(
             return refuse(problem);
         }
     }
-    for other in subject
-        .tables
-        .iter()
-        .filter(|t| t.store == table.store && !std::ptr::eq(*t, table) && !erasure_deletes(t))
-    {
+    // Any subject's: a row another kind of person's erasure holds is held.
+    let mut kept: Vec<(&Subject, &SubjectTable)> = Vec::new();
+    for whose in &policy.subjects {
+        for other in &whose.tables {
+            if other.store == table.store && !std::ptr::eq(other, table) && !erasure_deletes(other)
+            {
+                kept.push((whose, other));
+            }
+        }
+    }
+    for (whose, other) in kept {
         let Some(theirs) = resolve(store, &other.table).await? else {
             continue;
         };
         if children.contains(&theirs) {
             return refuse(format!(
-                "cascade: {theirs} is also the subject's table {} (declared at {}), {}; the cascade would delete those rows without looking: remove the cascade into {theirs} and let that table's declaration erase them",
+                "cascade: {theirs} is also subject {}'s table {} (declared at {}), {}; the cascade would delete those rows without looking: remove the cascade into {theirs} and let that table's declaration erase them",
+                whose.kind,
                 other.table,
                 other.at,
                 kept_meaning(other)

@@ -886,6 +886,35 @@ mod tests {
         }
     }
 
+    /// `normalise` names the subject's identifiers, each `lower` or
+    /// `exact`; an identifier it does not name compares in lower case.
+    #[test]
+    fn normalise_is_declared_per_identifier() {
+        let subject = |normalise: &str| {
+            format!(
+                "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\", \"customer_no\"]\ndeadline = \"1 month\"\nnormalise = {normalise}\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\nmatch = {{ email = \"email\", customer_no = \"no\" }}\naction = \"delete\"\n"
+            )
+        };
+        let policy = load(CONFIG, &subject("{ customer_no = \"exact\" }")).unwrap();
+        let customer = &policy.subjects[0];
+        assert_eq!(
+            customer.normalise_of("customer_no"),
+            super::Normalise::Exact
+        );
+        assert_eq!(customer.normalise_of("email"), super::Normalise::Lower);
+        let errors =
+            load(CONFIG, &subject("{ phone = \"lower\", email = \"upper\" }")).unwrap_err();
+        for line in [
+            "rules/shop.toml:17:13: subject customer: normalise: \"phone\" is not one of the subject's identifiers [\"email\", \"customer_no\"]",
+            "rules/shop.toml:17:13: subject customer: normalise: email = \"upper\": use \"lower\" or \"exact\"",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(line)),
+                "missing {line}\nin {errors:#?}"
+            );
+        }
+    }
+
     /// A followed identifier is learnt from exactly one table, which
     /// matches on it: none, two, or one not followed is an error.
     #[test]

@@ -6,7 +6,8 @@
 
 use super::EraseError;
 use crate::rules::{
-    Action, Policy, Subject, SubjectTable, TableRef, cascade_against_rule, erasure_against_rule,
+    Action, Policy, Rule, Subject, SubjectTable, TableRef, cascade_against_rule,
+    erasure_against_rule,
 };
 use crate::store::{ForeignKey, Store, TableSchema};
 
@@ -181,21 +182,48 @@ pub(super) async fn check_kept(
     what: &str,
 ) -> Result<(), EraseError> {
     let refuse = |problem: String| Err(EraseError::Schema(format!("{what}: {problem}")));
-    let mut children = Vec::new();
-    for cascade in &table.cascades {
-        children.extend(resolve(store, &cascade.related.table).await?);
-    }
+    // Only a table named as this one or a cascade's (schema and case
+    // aside) can be one of them; the others need no resolving, which
+    // costs a look at the catalog each.
+    let ours = |t: &TableRef| same_name(t, &table.table);
+    let a_child = |t: &TableRef| {
+        table
+            .cascades
+            .iter()
+            .any(|c| same_name(t, &c.related.table))
+    };
+    let mut names = Resolved(vec![(table.table.clone(), Some(resolved.clone()))]);
     if let Some(id) = &table.kept_by
         && let Some(rule) = policy.rule(id)
-        && let Some(theirs) = resolve(store, &rule.table).await?
+        && let Some(theirs) = names.resolve(store, &rule.table).await?
         && &theirs != resolved
     {
         return refuse(format!(
             "kept_by: rule {id} works on {theirs}, not this table ({resolved})"
         ));
     }
-    for rule in policy.rules.iter().filter(|r| r.store == table.store) {
-        let Some(theirs) = resolve(store, &rule.table).await? else {
+    let rules: Vec<&Rule> = policy
+        .rules
+        .iter()
+        .filter(|r| r.store == table.store && (ours(&r.table) || a_child(&r.table)))
+        .collect();
+    // Any subject's: a row another kind of person's erasure holds is held.
+    let mut kept: Vec<(&Subject, &SubjectTable)> = Vec::new();
+    for whose in &policy.subjects {
+        for other in &whose.tables {
+            if other.store == table.store && a_child(&other.table) && !erasure_deletes(other) {
+                kept.push((whose, other));
+            }
+        }
+    }
+    let mut children = Vec::new();
+    if !kept.is_empty() || rules.iter().any(|r| a_child(&r.table)) {
+        for cascade in &table.cascades {
+            children.extend(names.resolve(store, &cascade.related.table).await?);
+        }
+    }
+    for rule in rules {
+        let Some(theirs) = names.resolve(store, &rule.table).await? else {
             continue;
         };
         if &theirs == resolved {
@@ -216,18 +244,8 @@ pub(super) async fn check_kept(
             return refuse(problem);
         }
     }
-    // Any subject's: a row another kind of person's erasure holds is held.
-    let mut kept: Vec<(&Subject, &SubjectTable)> = Vec::new();
-    for whose in &policy.subjects {
-        for other in &whose.tables {
-            if other.store == table.store && !std::ptr::eq(other, table) && !erasure_deletes(other)
-            {
-                kept.push((whose, other));
-            }
-        }
-    }
     for (whose, other) in kept {
-        let Some(theirs) = resolve(store, &other.table).await? else {
+        let Some(theirs) = names.resolve(store, &other.table).await? else {
             continue;
         };
         if children.contains(&theirs) {
@@ -243,10 +261,30 @@ pub(super) async fn check_kept(
     Ok(())
 }
 
-/// The table as the store resolves it; `None` when it does not exist
-/// (the rule's own check reports that).
-async fn resolve(store: &mut dyn Store, table: &TableRef) -> Result<Option<TableRef>, EraseError> {
-    Ok(store.describe(table).await?.map(|schema| schema.table))
+/// Whether two tables as written have the same name, schema and case
+/// aside: only then can the store resolve them to one table.
+fn same_name(a: &TableRef, b: &TableRef) -> bool {
+    a.name.to_lowercase() == b.name.to_lowercase()
+}
+
+/// Tables as the store resolved them, each looked up once.
+struct Resolved(Vec<(TableRef, Option<TableRef>)>);
+
+impl Resolved {
+    /// The table as the store resolves it; `None` when it does not exist
+    /// (the rule's own check reports that).
+    async fn resolve(
+        &mut self,
+        store: &mut dyn Store,
+        table: &TableRef,
+    ) -> Result<Option<TableRef>, EraseError> {
+        if let Some((_, known)) = self.0.iter().find(|(written, _)| written == table) {
+            return Ok(known.clone());
+        }
+        let known = store.describe(table).await?.map(|schema| schema.table);
+        self.0.push((table.clone(), known.clone()));
+        Ok(known)
+    }
 }
 
 /// What erasure does to the rows of a table it does not simply delete.

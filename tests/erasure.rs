@@ -1282,7 +1282,8 @@ every_engine! {
 /// A mistyped `erase add` never repeats what was typed: a value given
 /// without its identifier's name, a stray argument after `--subject
 /// email`, an unknown identifier and a bad date all fail (exit 2) with
-/// nothing recorded, and the value appears nowhere in what glemsel says.
+/// nothing recorded, and the value appears nowhere in what glemsel says;
+/// nor does an address typed where `erase plan` takes a request id.
 #[tokio::test]
 async fn a_mistyped_erase_add_never_repeats_the_identifier() {
     let Some(db) = TestDb::create(common::Kind::Sqlite, "erasure_typo").await else {
@@ -1310,6 +1311,8 @@ async fn a_mistyped_erase_add_never_repeats_the_identifier() {
             "--subject=jens@example.invalid",
             "--reference",
         ],
+        // The address where a request id goes.
+        &["erase", "plan", "jens@example.invalid"],
     ] {
         let out = project.glemsel(args);
         assert_eq!(code(&out), 2, "{args:?}: {}", text(&out));
@@ -1325,6 +1328,9 @@ async fn a_mistyped_erase_add_never_repeats_the_identifier() {
         "error: glemsel erase add: unexpected argument found; what was typed is not repeated here",
     );
     assert!(!project.path().join("erasure-ledger.jsonl").exists());
+    let unknown = project.glemsel(&["erase", "plan", "erasure-0042"]);
+    assert_eq!(code(&unknown), 2, "{}", text(&unknown));
+    assert_contains(&text(&unknown), "no erasure request \"erasure-0042\"");
     // Help is still help.
     let help = project.glemsel(&["erase", "add", "--help"]);
     assert_eq!(code(&help), 0, "{}", text(&help));

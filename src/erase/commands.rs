@@ -166,6 +166,19 @@ pub fn unknown_identifier(policy: &Policy) -> EraseError {
     ))
 }
 
+/// `erase plan REQUEST` named no request. A request id is repeated; any
+/// other text is not (`erase plan jens@example.invalid` is a person's
+/// address typed where the id goes).
+fn no_request(id: &str) -> EraseError {
+    let an_id = id
+        .strip_prefix("erasure-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    EraseError::Usage(match an_id {
+        true => format!("no erasure request {id:?}"),
+        false => "no erasure request by that id; ids look like erasure-0001 (erase status lists them; what was typed is not repeated here: it may be the person's identifier)".to_string(),
+    })
+}
+
 /// Records a request for the person `value` names by `identifier`. The
 /// value is hashed here and dropped; only the hash is recorded.
 pub async fn add(
@@ -290,11 +303,7 @@ pub async fn plan(
     let mut stores = Stores::new(policy);
     let ledger = open_ledger(policy, &mut stores).await?;
     let selected: Vec<&Request> = match request {
-        Some(id) => vec![
-            ledger
-                .request(id)
-                .ok_or_else(|| EraseError::Usage(format!("no erasure request {id:?}")))?,
-        ],
+        Some(id) => vec![ledger.request(id).ok_or_else(|| no_request(id))?],
         None => ledger
             .requests
             .iter()

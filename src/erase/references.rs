@@ -6,7 +6,7 @@
 
 use super::EraseError;
 use crate::rules::{
-    Action, Policy, Rule, Subject, SubjectTable, TableRef, cascade_against_rule,
+    Action, Policy, Rule, Subject, SubjectTable, TableRef, cascade_against_rule, cascade_into_kept,
     erasure_against_rule,
 };
 use crate::store::{ForeignKey, Store, TableSchema};
@@ -95,7 +95,7 @@ pub(super) fn check_references(
         let deleted_first =
             other.is_some_and(|(t, earlier)| earlier && matches!(t.action, Action::Delete));
         match fk.on_delete.widens() {
-            true if other.is_some_and(|(t, _)| erasure_deletes(t)) => {}
+            true if other.is_some_and(|(t, _)| t.erasure_deletes()) => {}
             false if deleted_first => {}
             true => return Err(widening(what, &schema.table, fk, other.map(|(t, _)| t))),
             false => {
@@ -114,7 +114,7 @@ pub(super) fn check_references(
             .filter(|fk| fk.table != child.table && fk.on_delete.widens())
         {
             let other = others.get(&fk.table);
-            if !other.is_some_and(|(t, _)| erasure_deletes(t)) {
+            if !other.is_some_and(|(t, _)| t.erasure_deletes()) {
                 return Err(widening(what, &child.table, fk, other.map(|(t, _)| t)));
             }
         }
@@ -138,12 +138,6 @@ fn declared(children: &[Child], fk: &ForeignKey) -> bool {
     })
 }
 
-/// Whether erasure deletes the table's rows outright: not kept under a
-/// minimum, not held.
-fn erasure_deletes(table: &SubjectTable) -> bool {
-    matches!(table.action, Action::Delete) && table.kept_by.is_none() && table.hold.is_none()
-}
-
 /// The refusal of a delete from `parent` that a foreign key would carry
 /// into rows erasure must keep.
 fn widening(
@@ -154,7 +148,7 @@ fn widening(
 ) -> EraseError {
     let meaning = match other {
         None => "a table erasure does not delete".to_string(),
-        Some(t) => kept_meaning(t),
+        Some(t) => t.kept_meaning(),
     };
     EraseError::Schema(format!(
         "{what}: deleting rows of {parent} would change rows of {} through its foreign key {} ({}), {meaning}; erasure refuses to take rows it must keep: drop or change that foreign key, or declare {} as a [[subject.table.cascade]] if its rows are the person's",
@@ -211,7 +205,7 @@ pub(super) async fn check_kept(
     let mut kept: Vec<(&Subject, &SubjectTable)> = Vec::new();
     for whose in &policy.subjects {
         for other in &whose.tables {
-            if other.store == table.store && a_child(&other.table) && !erasure_deletes(other) {
+            if other.store == table.store && a_child(&other.table) && !other.erasure_deletes() {
                 kept.push((whose, other));
             }
         }
@@ -249,13 +243,7 @@ pub(super) async fn check_kept(
             continue;
         };
         if children.contains(&theirs) {
-            return refuse(format!(
-                "cascade: {theirs} is also subject {}'s table {} (declared at {}), {}; the cascade would delete those rows without looking: remove the cascade into {theirs} and let that table's declaration erase them",
-                whose.kind,
-                other.table,
-                other.at,
-                kept_meaning(other)
-            ));
+            return refuse(cascade_into_kept(&theirs.to_string(), whose, other));
         }
     }
     Ok(())
@@ -284,14 +272,5 @@ impl Resolved {
         let known = store.describe(table).await?.map(|schema| schema.table);
         self.0.push((table.clone(), known.clone()));
         Ok(known)
-    }
-}
-
-/// What erasure does to the rows of a table it does not simply delete.
-fn kept_meaning(table: &SubjectTable) -> String {
-    match (&table.kept_by, &table.hold) {
-        (Some(rule), _) => format!("whose rows erasure keeps under the minimum of rule {rule}"),
-        (None, Some(_)) => "whose rows erasure keeps while they are held".to_string(),
-        (None, None) => format!("whose rows erasure {}s, not deletes", table.action.as_str()),
     }
 }

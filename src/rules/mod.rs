@@ -25,7 +25,9 @@ use chrono_tz::Tz;
 pub use load::load;
 pub use names::{TableRef, check_identifier};
 pub use source::Location;
-pub use subjects::{Normalise, Subject, SubjectTable, cascade_against_rule, erasure_against_rule};
+pub use subjects::{
+    Normalise, Subject, SubjectTable, cascade_against_rule, cascade_into_kept, erasure_against_rule,
+};
 pub use validate::check_sql_fragment;
 
 use crate::limits::OperatingWindow;

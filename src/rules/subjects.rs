@@ -98,12 +98,78 @@ impl Subject {
         self.identifiers.iter().any(|i| i == identifier)
     }
 
+    /// The subject's table `table` is declared as, if any (as written).
+    fn declared(&self, store: &str, table: &TableRef) -> Option<&SubjectTable> {
+        self.tables
+            .iter()
+            .find(|t| t.store == store && &t.table == table)
+    }
+
     /// How `identifier`'s values are compared.
     pub fn normalise_of(&self, identifier: &str) -> Normalise {
         self.normalise
             .iter()
             .find(|(i, _)| i == identifier)
             .map_or(Normalise::Lower, |(_, n)| *n)
+    }
+}
+
+impl SubjectTable {
+    /// Whether erasure deletes the rows outright: not kept under a
+    /// minimum, not held, not only overwritten.
+    pub fn erasure_deletes(&self) -> bool {
+        matches!(self.action, Action::Delete) && self.kept_by.is_none() && self.hold.is_none()
+    }
+
+    /// What erasure does to the rows of a table it does not simply
+    /// delete ("whose rows erasure keeps while they are held").
+    pub fn kept_meaning(&self) -> String {
+        match (&self.kept_by, &self.hold) {
+            (Some(rule), _) => format!("whose rows erasure keeps under the minimum of rule {rule}"),
+            (None, Some(_)) => "whose rows erasure keeps while they are held".to_string(),
+            (None, None) => format!("whose rows erasure {}s, not deletes", self.action.as_str()),
+        }
+    }
+}
+
+/// Why a declared cascade may not delete the rows of `table` (`named` as
+/// it is shown), a table of subject `whose` whose rows erasure keeps: a
+/// cascade deletes without looking at holds or minimums. Without the
+/// subject's prefix.
+pub fn cascade_into_kept(named: &str, whose: &Subject, table: &SubjectTable) -> String {
+    format!(
+        "cascade: {named} is also subject {}'s table {} (declared at {}), {}; the cascade would delete those rows without looking: remove the cascade into {named} and let that table's declaration erase them",
+        whose.kind,
+        table.table,
+        table.at,
+        table.kept_meaning()
+    )
+}
+
+/// A declared cascade into a table of any subject whose rows erasure
+/// keeps, for the tables as written here; `check` and the plan hold them
+/// to the tables as the store resolves them.
+fn check_cascades_into_kept(subjects: &[Subject], diags: &mut Diagnosed) {
+    for subject in subjects {
+        for table in &subject.tables {
+            for cascade in &table.cascades {
+                let child = &cascade.related.table;
+                let kept = subjects.iter().find_map(|whose| {
+                    whose
+                        .declared(&table.store, child)
+                        .filter(|t| !t.erasure_deletes())
+                        .map(|t| (whose, t))
+                });
+                if let Some((whose, kept)) = kept {
+                    let problem = cascade_into_kept(&child.to_string(), whose, kept);
+                    diags.push(
+                        cascade.related.at.clone(),
+                        None,
+                        format!("subject {}: table {}: {problem}", subject.kind, table.table),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -170,6 +236,7 @@ pub(super) fn validate(
     if !raw.is_empty() {
         requirements(raw, ctx, diags);
     }
+    check_cascades_into_kept(&subjects, diags);
     subjects
 }
 

@@ -953,6 +953,35 @@ mod tests {
         }
     }
 
+    /// A cascade into a table any subject keeps (held, or only
+    /// overwritten) is refused at the cascade's line, naming where the
+    /// kept table is declared; into a table erasure deletes, it is not.
+    #[test]
+    fn a_cascade_into_a_table_a_subject_keeps_is_refused() {
+        let subject = |kind: &str, identifier: &str, notes: &str| {
+            format!(
+                "[[subject]]\nkind = \"{kind}\"\nidentifiers = [\"{identifier}\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"notes\"\nmatch = {{ {identifier} = \"{identifier}\" }}\n{notes}\n"
+            )
+        };
+        let customers = "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\nmatch = { email = \"email\" }\naction = \"delete\"\n[[subject.table.cascade]]\ntable = \"notes\"\non = { customer_id = \"id\" }\n\n";
+        let held = subject(
+            "author",
+            "author_email",
+            "action = \"delete\"\nhold = \"disputed\"",
+        );
+        let errors = load(CONFIG, &format!("{customers}{held}")).unwrap_err();
+        let refused = errors
+            .iter()
+            .find(|e| e.starts_with("rules/shop.toml:24:9: subject customer: table customers: cascade: notes is also subject author's table notes (declared at "))
+            .unwrap_or_else(|| panic!("{errors:#?}"));
+        assert!(
+            refused.contains("rules/shop.toml:34:9), whose rows erasure keeps while they are held"),
+            "{refused}"
+        );
+        let deleted = subject("author", "author_email", "action = \"delete\"");
+        load(CONFIG, &format!("{customers}{deleted}")).unwrap();
+    }
+
     /// `normalise` names the subject's identifiers, each `lower` or
     /// `exact`; an identifier it does not name compares in lower case.
     #[test]

@@ -1351,3 +1351,25 @@ impl HeldMark {
 fn escaped_literal(text: &str) -> String {
     format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_mark_reads_back_and_nothing_else_does() {
+        let mark = HeldMark {
+            parent: 16384,
+            partition: "public.log_2026_01".into(),
+            bounds: "FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')".into(),
+        };
+        assert_eq!(HeldMark::read(&mark.comment()), Some(mark));
+        assert_eq!(HeldMark::read("the January log"), None);
+        assert_eq!(HeldMark::read(&format!("{}not json", HeldMark::PREFIX)), None);
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(escaped_literal(r"it's a \ test"), r"E'it''s a \\ test'");
+    }
+}

@@ -512,11 +512,9 @@ async fn drop_partitions(
     // Partitions an interrupted run took out of the table and did not
     // drop: their rows are in tables of their own, out of the batches'
     // reach, so they are finished first.
-    let held = store
-        .held_partitions(&step.table, &step.table.to_string())
-        .await?;
+    let held = &survey.held;
     if let Some(reason) = &survey.row_by_row {
-        for held in &held {
+        for held in held {
             tracing::warn!(rule = %step.rule_id, partition = %held.partition, held = %held.held, reason = %reason, "a partition an interrupted run took out of the table is held, not dropped: it is no longer dropped whole; put it back or drop it by hand");
         }
         tracing::info!(rule = %step.rule_id, table = %step.table, reason = %reason, "partitioned table purged row by row");
@@ -643,8 +641,15 @@ async fn drop_partition(
     loop {
         let started = Instant::now();
         let entry = partition_entry(entries, started);
-        let dropped =
-            partition::drop_with_audit(store, step, partition, &entry, ctx.audit_key).await;
+        let dropped = partition::drop_with_audit(
+            store,
+            step,
+            partition,
+            &entry,
+            ctx.audit_key,
+            attempt > 1,
+        )
+        .await;
         note_batch_time(report, started);
         match dropped {
             Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {

@@ -1,19 +1,22 @@
 //! Expired partitions dropped whole. For a table partitioned by range on a
 //! delete rule's event column, a partition whose whole range is due (its
 //! bounds prove every value it can hold is before the due bound, and none
-//! is a NULL or a date that means "no date") goes in one short step:
-//! counted, dropped, and audited with its row count like a batch. The
+//! is a NULL or a date that means "no date") is taken out of the table in
+//! one short step (no scan under the table's lock), then counted where no
+//! insert reaches it, dropped, and audited with its row count like a
+//! batch; a run interrupted in between leaves it held, and the next run
+//! finishes it. The
 //! partition that straddles the bound, a DEFAULT or MAXVALUE partition and
 //! the first MariaDB partition (which holds NULL events) are left to the
 //! batches, row by row, as is every table whose rule looks at more than
 //! the event (holds, `where`, joins, cascades) or that foreign keys
 //! reference.
 
+use std::time::Instant;
+
 use crate::audit::{self, AuditEntry};
 use crate::pseudonym::HmacKey;
 use crate::step::{Moment, Step};
-use std::time::Instant;
-
 use crate::store::{HeldPartition, Partitioning, RangePartition, Store, StoreError};
 
 /// One partition and what a run does with it.
@@ -40,6 +43,10 @@ pub struct Survey {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_by_row: Option<String>,
     pub partitions: Vec<Verdict>,
+    /// Partitions an interrupted run took out of the table and did not
+    /// drop: a run finishes them first (unless it purges row by row).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldPartition>,
 }
 
 impl Survey {
@@ -125,10 +132,14 @@ pub async fn survey(
                     event.name
                 )),
                 partitions: Vec::new(),
+                held: Vec::new(),
             }));
         }
         Partitioning::Range(partitions) => partitions,
     };
+    let held = store
+        .held_partitions(&step.table, &step.table.to_string())
+        .await?;
     let row_by_row = match &step.rows_only {
         Some(reason) => Some(reason.clone()),
         None if !store.may_drop_partitions(&step.table).await? => Some(
@@ -157,6 +168,7 @@ pub async fn survey(
     Ok(Some(Survey {
         row_by_row,
         partitions: verdicts,
+        held,
     }))
 }
 
@@ -189,14 +201,16 @@ pub enum Stage {
 /// the drop are a transaction each; on MariaDB, whose DDL commits by
 /// itself, an intent row goes first and the count's row before the drop,
 /// so a crash at any point leaves evidence and the next run finishes the
-/// held table ([`finish_held`]). The rows dropped, or `None` when the
-/// partition changed or went since it was judged (then nothing changed).
+/// held table ([`finish_held`]); a try again after a lock timeout says
+/// `intent_written`. The rows dropped, or `None` when the partition
+/// changed or went since it was judged (then nothing changed).
 pub async fn drop_with_audit(
     store: &mut dyn Store,
     step: &Step,
     partition: &RangePartition,
     entry: &(dyn Fn(Record<'_>) -> AuditEntry + Sync),
     audit_key: Option<&HmacKey>,
+    intent_written: bool,
 ) -> Result<Option<u64>, StoreError> {
     let alone = store.partition_ddl_commits();
     let held = HeldPartition {
@@ -205,9 +219,9 @@ pub async fn drop_with_audit(
         bounds: partition.bounds.clone(),
         audited: false,
     };
-    if alone {
+    if alone && !intent_written {
         append_alone(store, entry, &held, 0, Stage::Intent, audit_key).await?;
-    } else {
+    } else if !alone {
         store.begin().await?;
     }
     let started = Instant::now();
@@ -215,12 +229,14 @@ pub async fn drop_with_audit(
         .take_out_partition(&step.table, partition, &held.held)
         .await;
     if !alone {
-        let ended = match &taken {
-            Ok(Some(_)) => store.commit().await,
-            _ => store.rollback().await,
-        };
-        if let Err(err) = ended {
-            tracing::warn!(error = %err, "ending the take-out failed; the connection will be dropped");
+        match &taken {
+            // Not taken out unless committed.
+            Ok(Some(_)) => store.commit().await?,
+            _ => {
+                if let Err(err) = store.rollback().await {
+                    tracing::warn!(error = %err, "rollback failed; the connection will be dropped");
+                }
+            }
         }
     }
     let Some(held) = taken? else {

@@ -640,6 +640,27 @@ async fn killed_run_is_finished_by_the_next(kind: Kind, killed_at: KilledAt) {
         assert_contains(intent[0].as_deref().unwrap(), "p2026_01");
     }
 
+    // The dry run says so, and changes nothing.
+    let plan = project.glemsel(&["plan", "--as-of", AS_OF]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    assert_contains(
+        &text(&plan),
+        &format!(
+            "partition held: {} was taken out by an interrupted run and is in ",
+            shown(kind, 1)
+        ),
+    );
+    assert_contains(
+        &text(&plan),
+        if killed_at == KilledAt::BeforeDrop {
+            "its rows are audited, a run drops it"
+        } else {
+            "a run counts, audits and drops it first"
+        },
+    );
+    assert_eq!(dump(&db).await, left);
+    assert_eq!(held_tables(&db).await, held);
+
     // The next run (once the killed run's session is gone) finishes it.
     let mut again = project.glemsel(&["run", "--as-of", AS_OF]);
     for _ in 0..100 {

@@ -335,7 +335,7 @@ impl RangePartition {
 
 /// A partition taken out of its table and not yet dropped: its rows are in
 /// a table of their own that no insert into the table reaches.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HeldPartition {
     /// The table holding its rows.
     pub held: TableRef,

@@ -1222,15 +1222,18 @@ impl Store for MysqlStore {
                 .iter()
                 .filter_map(|d| serde_json::from_str(d).ok())
                 .collect();
-            let Some(intent) = details.first() else {
+            // The name is the partition's: a partition of the same name
+            // dropped before (names reused year after year) has rows too.
+            let Some(last) = details.iter().rposition(|d| d.get("intent").is_some()) else {
                 continue;
             };
+            let intent = &details[last];
             let text = |key: &str| intent[key].as_str().unwrap_or_default().to_string();
             found.push(HeldPartition {
                 held: TableRef::new(table.schema.as_deref(), &name),
                 partition: text("partition"),
                 bounds: text("bounds"),
-                audited: details.iter().any(|d| d.get("dropped").is_some()),
+                audited: details[last..].iter().any(|d| d.get("dropped").is_some()),
             });
         }
         Ok(found)

@@ -260,6 +260,25 @@ async fn drops_the_wholly_due_partitions(kind: Kind, form: MariaForm) {
     assert_eq!(code(&again), 0, "{}", text(&again));
     assert_contains(&text(&again), "deleted 0 rows");
     assert_eq!(dump(&db).await, expected);
+
+    // A row the application writes later with a date in a dropped
+    // partition's range goes elsewhere (PostgreSQL: the DEFAULT
+    // partition; MariaDB: the next partition), and the batches take it.
+    db.exec("INSERT INTO access_log (id, logged_on, path) VALUES (200, '2026-01-15', '/late')")
+        .await;
+    let late = project.glemsel(&["run", "--as-of", AS_OF]);
+    assert_eq!(code(&late), 0, "{}", text(&late));
+    assert_contains(&text(&late), "deleted 1 rows");
+    assert_lacks(&text(&late), "dropped whole");
+    assert_eq!(dump(&db).await, expected);
+    assert_eq!(partitions(&db).await, now);
+    let late_rows = db
+        .column(
+            "SELECT rows_affected FROM glemsel_audit WHERE event = 'batch' AND run_id = \
+             (SELECT run_id FROM glemsel_audit ORDER BY seq DESC LIMIT 1)",
+        )
+        .await;
+    assert_eq!(late_rows, vec![Some("1".to_string())]);
     db.drop().await;
 }
 

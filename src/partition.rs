@@ -143,7 +143,7 @@ pub async fn survey(
     let row_by_row = match &step.rows_only {
         Some(reason) => Some(reason.clone()),
         None if !store.may_drop_partitions(&step.table).await? => Some(
-            "this role may not drop its partitions (PostgreSQL: it must own the table and its partitions; MariaDB: it needs ALTER and DROP on the table, and MariaDB 10.7 or later)"
+            "this role may not drop its partitions (PostgreSQL: it must own the table and its partitions; MariaDB: it needs ALTER and DROP on the table, CREATE, INSERT, SELECT and DROP on its database for the table that holds a partition's rows until they are dropped, and MariaDB 10.7 or later)"
                 .into(),
         ),
         None => None,

@@ -736,3 +736,52 @@ async fn mariadb_run_killed_after_converting_is_finished_by_the_next() {
 async fn mariadb_run_killed_after_auditing_is_finished_by_the_next() {
     killed_run_is_finished_by_the_next(Kind::Mariadb, KilledAt::BeforeDrop).await;
 }
+
+/// A MariaDB role that may alter and drop the table but not create the
+/// table a partition's rows are held in purges row by row: `check` says
+/// why, every partition stays, and exactly the due rows go.
+#[tokio::test]
+async fn mariadb_role_that_may_not_create_the_held_table_purges_row_by_row() {
+    let Some(db) = TestDb::create(Kind::Mariadb, "partrights").await else {
+        return;
+    };
+    db.exec(&schema(Kind::Mariadb, MariaForm::Columns)).await;
+    let owner = Project::for_db(&db, "logs", "");
+    owner.rules("logs.toml", &rule(""));
+    // The audit table, made by a run at a moment when nothing is due.
+    let early = owner.glemsel(&["run", "--as-of", "2026-01-01"]);
+    assert_eq!(code(&early), 0, "{}", text(&early));
+    let before = dump(&db).await;
+    let partitions_before = partitions(&db).await;
+    let user = format!("{}_u", db.name);
+    let name = &db.name;
+    db.exec(&format!(
+        "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'x'; \
+         GRANT SELECT, INSERT, DELETE, ALTER, DROP ON `{name}`.access_log TO '{user}'@'127.0.0.1'; \
+         GRANT SELECT, INSERT ON `{name}`.glemsel_audit TO '{user}'@'127.0.0.1'"
+    ))
+    .await;
+    let at = db.url.find('@').unwrap();
+    let url = format!("mysql://{user}:x{}", &db.url[at..]);
+    let project = Project::new("mariadb", "logs", &url, "");
+    project.rules("logs.toml", &rule(""));
+
+    let check = project.glemsel(&["check"]);
+    assert_contains(
+        &text(&check),
+        "it is purged row by row because this role may not drop its partitions",
+    );
+    let run = project.glemsel(&["run", "--as-of", AS_OF]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_contains(&text(&run), "deleted 19 rows");
+    assert_lacks(&text(&run), "dropped whole");
+    assert_eq!(partitions(&db).await, partitions_before);
+    let expected: Vec<_> = before.iter().filter(|r| !is_due(r)).cloned().collect();
+    assert_eq!(dump(&db).await, expected);
+    assert_eq!(held_tables(&db).await, Vec::<String>::new());
+    let batches = "SELECT COALESCE(SUM(rows_affected), 0) FROM glemsel_audit WHERE event = 'batch'";
+    assert_eq!(db.number(batches).await, 19);
+    assert_lacks(&db.audit_text().await, "\"intent\"");
+    db.exec(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
+    db.drop().await;
+}

@@ -524,6 +524,34 @@ impl MysqlStore {
             .map_err(|e| self.error(context, e))
     }
 
+    /// The rights among `wanted` this account's own grants give it on
+    /// every table of `schema` (database-wide or global).
+    async fn database_rights(
+        &mut self,
+        schema: &str,
+        wanted: &[&str],
+        context: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rights: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT DISTINCT PRIVILEGE_TYPE FROM (\
+                 SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES \
+                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES \
+                 WHERE ? LIKE TABLE_SCHEMA) p \
+                 WHERE GRANTEE = (SELECT CONCAT('''', \
+                 LEFT(u, LENGTH(u) - LENGTH(SUBSTRING_INDEX(u, '@', -1)) - 1), '''@''', \
+                 SUBSTRING_INDEX(u, '@', -1), '''') FROM (SELECT CURRENT_USER() AS u) c) ORDER BY 1",
+                (schema,),
+            )
+            .await
+            .map_err(|e| self.error(context, e))?;
+        Ok(rights
+            .into_iter()
+            .filter(|r| wanted.contains(&r.as_str()))
+            .collect())
+    }
+
     /// The database `table` is in: its own schema, else the connection's.
     async fn schema_of(&mut self, table: &TableRef) -> Result<String, StoreError> {
         match &table.schema {
@@ -1088,7 +1116,13 @@ impl Store for MysqlStore {
             .as_deref()
             .and_then(mariadb_version)
             .is_some_and(|v| v >= (10, 7));
-        Ok(rights.len() == 2 && converts)
+        // The held table is created, filled, counted and dropped by
+        // CONVERT PARTITION, COUNT and DROP TABLE: rights on the database.
+        let held = ["CREATE", "DROP", "INSERT", "SELECT"];
+        let held_rights = self
+            .database_rights(&schema, &held, "partition privilege")
+            .await?;
+        Ok(rights.len() == 2 && held_rights.len() == held.len() && converts)
     }
 
     async fn count_partition(

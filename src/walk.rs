@@ -632,10 +632,7 @@ mod tests {
     fn after_a_slow_batch_the_next_key_range_shrinks_too() {
         let dense = |from: i128, to: i128| (to - from + 1) as u64;
         let choice = search(1, 1_000_000, 40_000, 20_000, dense);
-        assert!(
-            (10_000..=25_000).contains(&choice.estimate),
-            "{choice:?}"
-        );
+        assert!((10_000..=25_000).contains(&choice.estimate), "{choice:?}");
     }
 
     #[test]

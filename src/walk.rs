@@ -14,8 +14,10 @@
 //! due is not known until the batch runs. So the rows one batch may change
 //! are sized too, from batches that changed many: a window larger than that
 //! is given it as a limit. A batch that reaches its limit leaves the rest
-//! of its window for the next, smaller one, so a long run of rows that are
-//! not due, then a dense block of due ones, never makes one long transaction.
+//! of its window for the next, smaller one (after the last row it took, or,
+//! when one statement changed the rows and cannot say where it stopped, the
+//! same window again), so a long run of rows that are not due, then a dense
+//! block of due ones, never makes one long transaction.
 
 use std::time::Duration;
 

@@ -712,10 +712,11 @@ async fn walk_windows(
         if let Next::Within(resume_after) = next {
             // Due rows may remain in this window: the next, smaller window
             // starts after the last row this batch took, or, where that is
-            // not known, where this one did (the rows this batch changed
-            // are no longer due, so nothing is changed twice).
-            if resume_after.is_some() {
-                after = resume_after;
+            // not known, the same window is run again (the rows this batch
+            // changed are no longer due, so nothing is changed twice).
+            match resume_after {
+                Some(resume_after) => after = Some(resume_after),
+                None => walk.unfinished(through),
             }
             continue;
         }
@@ -759,6 +760,8 @@ async fn run_window(
     loop {
         let batch_started = Instant::now();
         let changed_so_far = report.rows_changed;
+        // Until the commit: what is left of the batch's time is the commit's.
+        let mut before_commit = Duration::ZERO;
         let outcome = match store.begin().await {
             Err(err) => Err(StepError::Store(err)),
             Ok(()) => {
@@ -772,6 +775,7 @@ async fn run_window(
                     batch_started,
                 )
                 .await;
+                before_commit = batch_started.elapsed();
                 finish_transaction(store, result).await
             }
         };
@@ -796,7 +800,8 @@ async fn run_window(
                 if rows > 0 {
                     metrics::batch_committed(&step.rule_id, batch_started.elapsed().as_secs_f64());
                 }
-                tracing::debug!(rule = %step.rule_id, rows, limit, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
+                let elapsed = batch_started.elapsed();
+                tracing::debug!(rule = %step.rule_id, rows, limit, ms = elapsed.as_millis() as u64, commit_ms = (elapsed - before_commit).as_millis() as u64, "batch committed");
                 return Ok(if limited {
                     Next::Within(changed.resume_after)
                 } else {

@@ -509,13 +509,23 @@ async fn drop_partitions(
     let Some(survey) = partition::survey(store, step, false).await? else {
         return Ok(true);
     };
+    // Partitions an interrupted run took out of the table and did not
+    // drop: their rows are in tables of their own, out of the batches'
+    // reach, so they are finished first.
+    let held = &survey.held;
     if let Some(reason) = &survey.row_by_row {
+        for held in held {
+            tracing::warn!(rule = %step.rule_id, partition = %held.partition, held = %held.held, reason = %reason, "a partition an interrupted run took out of the table is held, not dropped: it is no longer dropped whole; put it back or drop it by hand");
+        }
         tracing::info!(rule = %step.rule_id, table = %step.table, reason = %reason, "partitioned table purged row by row");
         return Ok(true);
     }
     let ctx = entries.ctx;
-    for verdict in survey.to_drop() {
-        let partition = &verdict.partition;
+    let work = held
+        .iter()
+        .map(Work::Held)
+        .chain(survey.to_drop().map(|v| Work::Partition(&v.partition)));
+    for work in work {
         let first = report.partitions_dropped == 0;
         let halted = ctx
             .limits
@@ -526,19 +536,42 @@ async fn drop_partitions(
             report.halted = halted.map(|halt| halt.to_string());
             return Ok(false);
         }
-        let dropped = drop_partition(store, step, entries, partition, report).await?;
+        // A held partition whose rows an earlier run audited writes no
+        // audit row now: no batch.
+        let audits = !matches!(work, Work::Held(held) if held.audited);
+        let (name, dropped) = match work {
+            Work::Held(held) => {
+                let started = Instant::now();
+                let entry = partition_entry(entries, started);
+                let rows = partition::finish_held(
+                    store,
+                    held,
+                    &entry,
+                    partition::Stage::Recovered,
+                    ctx.audit_key,
+                )
+                .await?;
+                note_batch_time(report, started);
+                tracing::info!(rule = %step.rule_id, partition = %held.partition, held = %held.held, rows, "a partition an interrupted run took out is dropped");
+                (held.partition.clone(), Some(rows))
+            }
+            Work::Partition(partition) => (
+                partition.name.to_string(),
+                drop_partition(store, step, entries, partition, report).await?,
+            ),
+        };
         let Some(rows) = dropped else {
-            tracing::warn!(rule = %step.rule_id, partition = %partition.name, "the partition was not dropped (the table stayed busy, or the partition changed); it is due next run, and this run stops here");
+            tracing::warn!(rule = %step.rule_id, partition = %name, "the partition was not dropped (the table stayed busy, or the partition changed); it is due next run, and this run stops here");
             report.status = Status::Partial;
             return Ok(false);
         };
         report.rows_changed += rows;
-        report.batches += 1;
+        report.batches += u64::from(audits);
         report.partitions_dropped += 1;
         if let Some(progress) = ctx.progress {
             progress.advance(&step.rule_id, rows);
         }
-        tracing::info!(rule = %step.rule_id, partition = %partition.name, rows, "partition dropped whole");
+        tracing::info!(rule = %step.rule_id, partition = %name, rows, "partition dropped whole");
     }
     // With the expired partitions gone, the rows left to purge are few or
     // none; one lookup (pruned to the partitions that can hold due rows)
@@ -549,8 +582,56 @@ async fn drop_partitions(
     Ok(true)
 }
 
-/// Drops one partition with its audit row, tried again while the table is
-/// busy; `None` when it stayed busy (or the partition changed).
+/// A partition to drop whole: one an interrupted run left held, or one
+/// whose whole range is due.
+enum Work<'a> {
+    Held(&'a crate::store::HeldPartition),
+    Partition(&'a crate::store::RangePartition),
+}
+
+/// The audit rows of a partition dropped whole: `batch` rows naming it
+/// and its bounds; the intent row counts nothing, the drop's its rows.
+fn partition_entry<'a>(
+    entries: &'a Entries<'_, '_>,
+    started: Instant,
+) -> impl Fn(partition::Record<'_>) -> AuditEntry + Sync + 'a {
+    move |record: partition::Record<'_>| {
+        let held = record.held;
+        let mut detail = serde_json::json!({
+            "partition": held.partition,
+            "bounds": held.bounds,
+        });
+        if held.held.to_string() != held.partition {
+            detail["held"] = serde_json::json!(held.held.name);
+        }
+        match record.stage {
+            partition::Stage::Intent => {
+                detail["intent"] = serde_json::json!("take out, count and drop whole");
+            }
+            partition::Stage::Dropped | partition::Stage::Recovered => {
+                detail["dropped"] = serde_json::json!("whole");
+                detail["ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
+            }
+        }
+        if record.stage == partition::Stage::Recovered {
+            detail["finished"] = serde_json::json!("taken out by an interrupted run");
+        }
+        if let Some(plan) = &entries.ctx.plan {
+            detail["plan"] = serde_json::json!(plan);
+        }
+        entries.entry(AuditEvent::Batch, record.rows, None, detail.to_string())
+    }
+}
+
+fn note_batch_time(report: &mut StepReport, started: Instant) {
+    report.longest_batch_ms = report
+        .longest_batch_ms
+        .max(started.elapsed().as_millis() as u64);
+    report.batch_seconds += started.elapsed().as_secs_f64();
+}
+
+/// Drops one partition with its audit rows, tried again while the table
+/// is busy; `None` when it stayed busy (or the partition changed).
 async fn drop_partition(
     store: &mut dyn Store,
     step: &Step,
@@ -562,24 +643,17 @@ async fn drop_partition(
     let mut attempt = 1;
     loop {
         let started = Instant::now();
-        let entry = |rows: u64| {
-            let mut detail = serde_json::json!({
-                "ms": started.elapsed().as_millis() as u64,
-                "partition": partition.name.to_string(),
-                "bounds": partition.bounds,
-                "dropped": "whole",
-            });
-            if let Some(plan) = &ctx.plan {
-                detail["plan"] = serde_json::json!(plan);
-            }
-            entries.entry(AuditEvent::Batch, rows, None, detail.to_string())
-        };
-        let dropped =
-            partition::drop_with_audit(store, step, partition, entry, ctx.audit_key).await;
-        report.longest_batch_ms = report
-            .longest_batch_ms
-            .max(started.elapsed().as_millis() as u64);
-        report.batch_seconds += started.elapsed().as_secs_f64();
+        let entry = partition_entry(entries, started);
+        let dropped = partition::drop_with_audit(
+            store,
+            step,
+            partition,
+            &entry,
+            ctx.audit_key,
+            attempt > 1,
+        )
+        .await;
+        note_batch_time(report, started);
         match dropped {
             Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {
                 tracing::info!(rule = %step.rule_id, partition = %partition.name, attempt, "the table is busy; trying the partition again");
@@ -638,10 +712,11 @@ async fn walk_windows(
         if let Next::Within(resume_after) = next {
             // Due rows may remain in this window: the next, smaller window
             // starts after the last row this batch took, or, where that is
-            // not known, where this one did (the rows this batch changed
-            // are no longer due, so nothing is changed twice).
-            if resume_after.is_some() {
-                after = resume_after;
+            // not known, the same window is run again (the rows this batch
+            // changed are no longer due, so nothing is changed twice).
+            match resume_after {
+                Some(resume_after) => after = Some(resume_after),
+                None => walk.unfinished(through),
             }
             continue;
         }
@@ -685,6 +760,8 @@ async fn run_window(
     loop {
         let batch_started = Instant::now();
         let changed_so_far = report.rows_changed;
+        // Until the commit: what is left of the batch's time is the commit's.
+        let mut before_commit = Duration::ZERO;
         let outcome = match store.begin().await {
             Err(err) => Err(StepError::Store(err)),
             Ok(()) => {
@@ -698,6 +775,7 @@ async fn run_window(
                     batch_started,
                 )
                 .await;
+                before_commit = batch_started.elapsed();
                 finish_transaction(store, result).await
             }
         };
@@ -722,7 +800,8 @@ async fn run_window(
                 if rows > 0 {
                     metrics::batch_committed(&step.rule_id, batch_started.elapsed().as_secs_f64());
                 }
-                tracing::debug!(rule = %step.rule_id, rows, limit, ms = batch_started.elapsed().as_millis() as u64, "batch committed");
+                let elapsed = batch_started.elapsed();
+                tracing::debug!(rule = %step.rule_id, rows, limit, ms = elapsed.as_millis() as u64, commit_ms = (elapsed - before_commit).as_millis() as u64, "batch committed");
                 return Ok(if limited {
                     Next::Within(changed.resume_after)
                 } else {

@@ -1,18 +1,23 @@
 //! Expired partitions dropped whole. For a table partitioned by range on a
 //! delete rule's event column, a partition whose whole range is due (its
 //! bounds prove every value it can hold is before the due bound, and none
-//! is a NULL or a date that means "no date") goes in one short step:
-//! counted, dropped, and audited with its row count like a batch. The
+//! is a NULL or a date that means "no date") is taken out of the table in
+//! one short step (no scan under the table's lock), then counted where no
+//! insert reaches it, dropped, and audited with its row count like a
+//! batch; a run interrupted in between leaves it held, and the next run
+//! finishes it. The
 //! partition that straddles the bound, a DEFAULT or MAXVALUE partition and
 //! the first MariaDB partition (which holds NULL events) are left to the
 //! batches, row by row, as is every table whose rule looks at more than
 //! the event (holds, `where`, joins, cascades) or that foreign keys
 //! reference.
 
+use std::time::Instant;
+
 use crate::audit::{self, AuditEntry};
 use crate::pseudonym::HmacKey;
 use crate::step::{Moment, Step};
-use crate::store::{Partitioning, RangePartition, Store, StoreError};
+use crate::store::{HeldPartition, Partitioning, RangePartition, Store, StoreError};
 
 /// One partition and what a run does with it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,6 +43,10 @@ pub struct Survey {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_by_row: Option<String>,
     pub partitions: Vec<Verdict>,
+    /// Partitions an interrupted run took out of the table and did not
+    /// drop: a run finishes them first (unless it purges row by row).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldPartition>,
 }
 
 impl Survey {
@@ -123,14 +132,18 @@ pub async fn survey(
                     event.name
                 )),
                 partitions: Vec::new(),
+                held: Vec::new(),
             }));
         }
         Partitioning::Range(partitions) => partitions,
     };
+    let held = store
+        .held_partitions(&step.table, &step.table.to_string())
+        .await?;
     let row_by_row = match &step.rows_only {
         Some(reason) => Some(reason.clone()),
         None if !store.may_drop_partitions(&step.table).await? => Some(
-            "this role may not drop its partitions (PostgreSQL: it must own the table and its partitions; MariaDB: it needs ALTER and DROP on the table)"
+            "this role may not drop its partitions (PostgreSQL: it must own the table and its partitions; MariaDB: it needs ALTER and DROP on the table, CREATE, INSERT, SELECT and DROP on its database for the table that holds a partition's rows until they are dropped, and MariaDB 10.7 or later)"
                 .into(),
         ),
         None => None,
@@ -155,47 +168,150 @@ pub async fn survey(
     Ok(Some(Survey {
         row_by_row,
         partitions: verdicts,
+        held,
     }))
 }
 
-/// Drops one partition with its audit row (made by `entry` from the rows
-/// counted): in one transaction where DDL is transactional (PostgreSQL);
-/// on MariaDB, whose DDL commits by itself, the audit row follows at once.
-/// The rows dropped, or `None` when the partition changed or went since it
-/// was judged (then nothing changed).
+/// What an audit row about a partition dropped whole says.
+pub struct Record<'a> {
+    /// Its rows: 0 in an intent row.
+    pub rows: u64,
+    pub held: &'a HeldPartition,
+    pub stage: Stage,
+}
+
+/// Which audit row of a partition dropped whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before it is taken out, where that commits by itself (MariaDB): a
+    /// crash after it leaves the held table, which the next run finds by
+    /// this row.
+    Intent,
+    /// Its rows counted, in the transaction that drops it (PostgreSQL) or
+    /// just before the drop (MariaDB).
+    Dropped,
+    /// As `Dropped`, by a run finishing what an interrupted one began.
+    Recovered,
+}
+
+/// Drops one partition with its audit rows (made by `entry`): takes it out
+/// of the table (a short lock on the table, no scan), then counts the
+/// held rows, which no insert reaches any more, and drops them with the
+/// count audited. Where DDL is transactional (PostgreSQL) the take-out and
+/// the drop are a transaction each; on MariaDB, whose DDL commits by
+/// itself, an intent row goes first and the count's row before the drop,
+/// so a crash at any point leaves evidence and the next run finishes the
+/// held table ([`finish_held`]); a try again after a lock timeout says
+/// `intent_written`. The rows dropped, or `None` when the partition
+/// changed or went since it was judged (then nothing changed).
 pub async fn drop_with_audit(
     store: &mut dyn Store,
     step: &Step,
     partition: &RangePartition,
-    entry: impl FnOnce(u64) -> AuditEntry,
+    entry: &(dyn Fn(Record<'_>) -> AuditEntry + Sync),
     audit_key: Option<&HmacKey>,
+    intent_written: bool,
 ) -> Result<Option<u64>, StoreError> {
     let alone = store.partition_ddl_commits();
-    if !alone {
+    let held = HeldPartition {
+        held: store.held_table(&step.table, partition),
+        partition: partition.name.to_string(),
+        bounds: partition.bounds.clone(),
+        audited: false,
+    };
+    if alone && !intent_written {
+        append_alone(store, entry, &held, 0, Stage::Intent, audit_key).await?;
+    } else if !alone {
         store.begin().await?;
     }
-    let dropped = match store.drop_partition(&step.table, partition).await {
-        Ok(Some(rows)) => {
-            if alone {
-                store.begin().await?;
+    let started = Instant::now();
+    let taken = store
+        .take_out_partition(&step.table, partition, &held.held)
+        .await;
+    if !alone {
+        match &taken {
+            // Not taken out unless committed.
+            Ok(Some(_)) => store.commit().await?,
+            _ => {
+                if let Err(err) = store.rollback().await {
+                    tracing::warn!(error = %err, "rollback failed; the connection will be dropped");
+                }
             }
-            audit::append(store, entry(rows), audit_key)
-                .await
-                .map(|_| Some(rows))
         }
-        other => other,
+    }
+    let Some(held) = taken? else {
+        return Ok(None);
     };
+    tracing::debug!(partition = %held.partition, ms = started.elapsed().as_millis() as u64, "partition taken out of its table");
+    finish_held(store, &held, entry, Stage::Dropped, audit_key)
+        .await
+        .map(Some)
+}
+
+/// Counts a held partition, audits the count and drops it: in one
+/// transaction where DDL is transactional; else the audit row first, so
+/// that no crash drops rows its audit row does not count (a held table
+/// whose row is written is dropped by the next run). The rows counted
+/// now: 0 when an earlier run audited them.
+pub async fn finish_held(
+    store: &mut dyn Store,
+    held: &HeldPartition,
+    entry: &(dyn Fn(Record<'_>) -> AuditEntry + Sync),
+    stage: Stage,
+    audit_key: Option<&HmacKey>,
+) -> Result<u64, StoreError> {
+    let started = Instant::now();
+    if held.audited {
+        store.drop_held(&held.held).await?;
+        return Ok(0);
+    }
+    if store.partition_ddl_commits() {
+        let rows = store.count_held(&held.held).await?;
+        tracing::debug!(partition = %held.partition, rows, ms = started.elapsed().as_millis() as u64, "held partition counted");
+        append_alone(store, entry, held, rows, stage, audit_key).await?;
+        store.drop_held(&held.held).await?;
+        return Ok(rows);
+    }
+    store.begin().await?;
+    let dropped = async {
+        let rows = store.count_held(&held.held).await?;
+        tracing::debug!(partition = %held.partition, rows, ms = started.elapsed().as_millis() as u64, "held partition counted");
+        audit::append(store, entry(Record { rows, held, stage }), audit_key).await?;
+        store.drop_held(&held.held).await?;
+        Ok(rows)
+    }
+    .await;
     match dropped {
-        Ok(Some(rows)) => {
+        Ok(rows) => {
             store.commit().await?;
-            Ok(Some(rows))
+            Ok(rows)
         }
-        Ok(None) if alone => Ok(None),
-        result => {
-            if let Err(err) = store.rollback().await {
-                tracing::warn!(error = %err, "rollback failed; the connection will be dropped");
+        Err(err) => {
+            if let Err(rollback) = store.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection will be dropped");
             }
-            result
+            Err(err)
+        }
+    }
+}
+
+/// Appends one audit row in a transaction of its own.
+async fn append_alone(
+    store: &mut dyn Store,
+    entry: &(dyn Fn(Record<'_>) -> AuditEntry + Sync),
+    held: &HeldPartition,
+    rows: u64,
+    stage: Stage,
+    audit_key: Option<&HmacKey>,
+) -> Result<(), StoreError> {
+    store.begin().await?;
+    match audit::append(store, entry(Record { rows, held, stage }), audit_key).await {
+        Ok(_) => store.commit().await,
+        Err(err) => {
+            if let Err(rollback) = store.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection will be dropped");
+            }
+            Err(err)
         }
     }
 }

@@ -14,8 +14,10 @@
 //! due is not known until the batch runs. So the rows one batch may change
 //! are sized too, from batches that changed many: a window larger than that
 //! is given it as a limit. A batch that reaches its limit leaves the rest
-//! of its window for the next, smaller one, so a long run of rows that are
-//! not due, then a dense block of due ones, never makes one long transaction.
+//! of its window for the next, smaller one (after the last row it took, or,
+//! when one statement changed the rows and cannot say where it stopped, the
+//! same window again), so a long run of rows that are not due, then a dense
+//! block of due ones, never makes one long transaction.
 
 use std::time::Duration;
 
@@ -38,6 +40,11 @@ const LIMIT_HEADROOM: (u64, u64) = (3, 2);
 const FIRST_CHANGES: u64 = 1_000;
 /// Estimates taken to size one key range.
 const MAX_PROBES: usize = 4;
+/// The most rows (numerator, denominator of the batch size) a key range is
+/// expected to hold when it is chosen. Close to one: a window expected to
+/// hold twice the batch size is a transaction twice the budget, and after a
+/// slow batch the next window must shrink as the sizing says.
+const MAX_OVER: (u64, u64) = (5, 4);
 
 /// Sizes batches, in rows, so that each takes about `target`.
 #[derive(Debug, Clone)]
@@ -100,6 +107,13 @@ pub struct Walk {
     /// the walk has begun: the rows before it need nothing, and passing
     /// them in the first batch would make its transaction long.
     due_start: Option<i128>,
+    /// The rows of the last window, when its batch stopped at its limit.
+    limited_rows: Option<u64>,
+    /// A window a batch stopped in without saying where (one limited
+    /// statement): its end and rows, handed out again next.
+    unfinished: Option<(Option<Key>, u64)>,
+    /// The rows of the window handed out last, when it was an unfinished one.
+    again_rows: Option<u64>,
 }
 
 /// Where the rows due when the walk began end, along a single integer key.
@@ -190,6 +204,9 @@ impl Walk {
             range: None,
             due_end: None,
             due_start: None,
+            limited_rows: None,
+            unfinished: None,
+            again_rows: None,
         }
     }
 
@@ -200,6 +217,14 @@ impl Walk {
     /// since. A row added meanwhile behind that point, or behind the walk,
     /// is judged by the next run.
     pub fn skip(&mut self, after: Option<&Key>) -> Option<Key> {
+        let skipped = self.skip_to(after);
+        if skipped.is_some() {
+            self.unfinished = None;
+        }
+        skipped
+    }
+
+    fn skip_to(&mut self, after: Option<&Key>) -> Option<Key> {
         if let Some(start) = self.due_start.take()
             && after.is_none()
         {
@@ -232,6 +257,9 @@ impl Walk {
         step: &Step,
         after: Option<&Key>,
     ) -> Result<Option<Key>, StoreError> {
+        if let Some(end) = self.again() {
+            return Ok(end);
+        }
         let limit = self.due_end.and_then(|end| end.window_limit());
         let end = self.range_end(store, step, after, limit).await?;
         let Some(limit) = limit else {
@@ -297,8 +325,29 @@ impl Walk {
         Ok(choice.end.map(|end| vec![key_value(end)]))
     }
 
+    /// A batch stopped at its limit in the window ending at `end` and did not
+    /// say where (one limited statement: a delete, or a change made in SQL).
+    /// The rows it changed are no longer due, so the same window is handed
+    /// out again, limited again, rather than a narrower one that holds only
+    /// the rows just changed: an empty batch, and a walk over them twice.
+    pub fn unfinished(&mut self, end: Option<Key>) {
+        if let Some(rows) = self.limited_rows {
+            self.unfinished = Some((end, rows));
+        }
+    }
+
+    /// The unfinished window's end, once, if a batch left one.
+    fn again(&mut self) -> Option<Option<Key>> {
+        let (end, rows) = self.unfinished.take().unzip();
+        self.again_rows = rows;
+        end
+    }
+
     /// The rows the window handed out last holds, as far as known.
     fn window_rows(&self) -> u64 {
+        if let Some(rows) = self.again_rows {
+            return rows;
+        }
         match &self.range {
             Some(range) => range.estimate,
             None => self.sizer.rows(),
@@ -323,6 +372,7 @@ impl Walk {
             self.changes.record(changed, elapsed);
         }
         let window = self.window_rows();
+        self.limited_rows = limited.then_some(window);
         if !limited {
             self.sizer.record(window, elapsed);
             return;
@@ -362,7 +412,7 @@ struct RangeChoice {
 }
 
 /// Picks the window from key `start` on (the table's last key is `last`)
-/// that the planner expects to hold between half and twice `goal` rows:
+/// that the planner expects to hold between half and [`MAX_OVER`] `goal` rows:
 /// starting from `span` keys, narrowed or widened in proportion to each
 /// estimate, a few looks at most. A window expected to hold too many rows
 /// is never chosen, unless it is a single key.
@@ -424,7 +474,7 @@ impl RangeSearch {
         let open = end >= self.last;
         let keys = end.min(self.last) - self.start + 1;
         let goal = i128::from(self.goal);
-        if rows > self.goal.saturating_mul(2) && keys > 1 {
+        if rows > self.goal.saturating_mul(MAX_OVER.0) / MAX_OVER.1 && keys > 1 {
             // Too many rows: narrow it in proportion, and look again.
             self.span = (keys * goal / i128::from(rows)).max(1);
             return;
@@ -578,6 +628,15 @@ mod tests {
         assert!(sparse_then_dense(250_000_000, end) <= 2_000, "{choice:?}");
     }
 
+    /// A slow batch halves the goal: the span that fit the old goal must
+    /// not be taken as it is, or the next transaction is as long again.
+    #[test]
+    fn after_a_slow_batch_the_next_key_range_shrinks_too() {
+        let dense = |from: i128, to: i128| (to - from + 1) as u64;
+        let choice = search(1, 1_000_000, 40_000, 20_000, dense);
+        assert!((10_000..=25_000).contains(&choice.estimate), "{choice:?}");
+    }
+
     #[test]
     fn a_narrow_start_widens_to_the_goal() {
         let dense = |from: i128, to: i128| (to - from + 1) as u64;
@@ -721,6 +780,9 @@ mod tests {
             range: None,
             due_end,
             due_start: None,
+            limited_rows: None,
+            unfinished: None,
+            again_rows: None,
         }
     }
 
@@ -860,6 +922,9 @@ mod tests {
             }),
             due_end: None,
             due_start: None,
+            limited_rows: None,
+            unfinished: None,
+            again_rows: None,
         }
     }
 
@@ -928,6 +993,45 @@ mod tests {
         let rows = 10_000 * walk.changes.rows() / limit;
         assert!(rows < 10_000);
         assert!(walk.sizer.rows() <= rows.max(MIN_ROWS));
+    }
+
+    /// A limited batch that does not say where it stopped leaves its window
+    /// to be run again, with a limit, however far its rows shrank the next
+    /// windows; once.
+    #[test]
+    fn a_window_a_limited_statement_left_is_run_again_limited() {
+        for estimate in [None, Some(40_000)] {
+            let mut walk = walk(10_000, 100, estimate);
+            walk.changes.record(10_000, ms(1_000));
+            let window = walk.window_rows();
+            let limit = walk.limit().expect("a window larger than the limit");
+            walk.record(ms(200), limit, true);
+            assert!(walk.sizer.rows() < window, "{estimate:?}");
+            walk.unfinished(Some(key(5_000)));
+            assert_eq!(walk.again(), Some(Some(key(5_000))), "{estimate:?}");
+            assert_eq!(walk.window_rows(), window, "{estimate:?}");
+            assert_eq!(
+                walk.limit(),
+                Some(with_headroom(walk.changes.rows())),
+                "{estimate:?}"
+            );
+            assert_eq!(walk.again(), None, "{estimate:?}");
+            // A batch that was not limited leaves nothing to run again.
+            walk.record(ms(50), 10, false);
+            walk.unfinished(Some(key(6_000)));
+            assert_eq!(walk.again(), None, "{estimate:?}");
+        }
+        // Skipping ahead (past the last due row) drops it.
+        let mut walk = walk_by_rows_limited();
+        let limit = walk.limit().unwrap();
+        walk.record(ms(200), limit, true);
+        walk.unfinished(Some(key(300)));
+        walk.due_end = Some(DueEnd {
+            last_due: Some(300),
+            last: 3_000,
+        });
+        assert_eq!(walk.skip(Some(&key(300))), Some(key(3_000)));
+        assert_eq!(walk.again(), None);
     }
 
     fn walk_by_rows_limited() -> Walk {
@@ -1001,11 +1105,15 @@ mod tests {
                 estimate: 1_000
             }
         );
-        // Exactly twice the goal is taken; half the goal is enough.
-        let mut search = RangeSearch::new(1, 1_000_000, 2_000, 1_000);
-        search.observe(2_000);
+        // A quarter more than the goal is taken, no more; half the goal
+        // is enough.
+        let mut search = RangeSearch::new(1, 1_000_000, 1_250, 1_000);
+        search.observe(1_250);
         assert_eq!(search.next_look(), None);
-        assert_eq!(search.finish().estimate, 2_000);
+        assert_eq!(search.finish().estimate, 1_250);
+        let mut search = RangeSearch::new(1, 1_000_000, 1_251, 1_000);
+        search.observe(1_251);
+        assert_eq!(search.next_look(), Some(Some(1_000)));
         let mut search = RangeSearch::new(1, 1_000_000, 500, 1_000);
         search.observe(500);
         assert_eq!(search.next_look(), None);

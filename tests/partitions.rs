@@ -260,6 +260,25 @@ async fn drops_the_wholly_due_partitions(kind: Kind, form: MariaForm) {
     assert_eq!(code(&again), 0, "{}", text(&again));
     assert_contains(&text(&again), "deleted 0 rows");
     assert_eq!(dump(&db).await, expected);
+
+    // A row the application writes later with a date in a dropped
+    // partition's range goes elsewhere (PostgreSQL: the DEFAULT
+    // partition; MariaDB: the next partition), and the batches take it.
+    db.exec("INSERT INTO access_log (id, logged_on, path) VALUES (200, '2026-01-15', '/late')")
+        .await;
+    let late = project.glemsel(&["run", "--as-of", AS_OF]);
+    assert_eq!(code(&late), 0, "{}", text(&late));
+    assert_contains(&text(&late), "deleted 1 rows");
+    assert_lacks(&text(&late), "dropped whole");
+    assert_eq!(dump(&db).await, expected);
+    assert_eq!(partitions(&db).await, now);
+    let late_rows = db
+        .column(
+            "SELECT rows_affected FROM glemsel_audit WHERE event = 'batch' AND run_id = \
+             (SELECT run_id FROM glemsel_audit ORDER BY seq DESC LIMIT 1)",
+        )
+        .await;
+    assert_eq!(late_rows, vec![Some("1".to_string())]);
     db.drop().await;
 }
 
@@ -422,4 +441,347 @@ async fn postgres_busy_table_is_left_for_next_run() {
 #[tokio::test]
 async fn mariadb_busy_table_is_left_for_next_run() {
     busy_table_is_left_for_next_run(Kind::Mariadb).await;
+}
+
+/// A session of the test's own that holds a lock while it is open.
+enum Holder {
+    Postgres(tokio_postgres::Client),
+    Mariadb(mysql_async::Conn),
+}
+
+impl Holder {
+    /// Opens a session and runs `sql` in it, in a transaction (PostgreSQL)
+    /// or as it stands (MariaDB: `START TRANSACTION` or `LOCK TABLES` in it).
+    async fn hold(db: &TestDb, sql: &str) -> Holder {
+        match db.kind {
+            Kind::Postgres => {
+                let client = db.pg_client().await;
+                client.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();
+                Holder::Postgres(client)
+            }
+            _ => {
+                use mysql_async::prelude::Queryable;
+                let mut conn = db.mariadb_session().await;
+                conn.query_drop(sql).await.unwrap();
+                Holder::Mariadb(conn)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Holder::Postgres(client) => client.batch_execute("ROLLBACK").await.unwrap(),
+            Holder::Mariadb(mut conn) => {
+                use mysql_async::prelude::Queryable;
+                conn.query_drop("ROLLBACK").await.unwrap();
+                conn.query_drop("UNLOCK TABLES").await.unwrap();
+                conn.disconnect().await.unwrap();
+            }
+        }
+    }
+}
+
+/// Waits until `sql` counts something: a session waiting for a lock.
+async fn wait_for(db: &TestDb, sql: &str, what: &str) {
+    for _ in 0..600 {
+        if db.number(sql).await > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the run never got to {what}");
+}
+
+/// A statement of glemsel's waiting for a lock on `table` (PostgreSQL) or
+/// one running whose text has `like` (MariaDB: waiting, as its lock is
+/// held).
+fn waiting_sql(kind: Kind, table: &str, like: &str) -> String {
+    match kind {
+        Kind::Postgres => format!(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{table}'::regclass"
+        ),
+        _ => format!(
+            "SELECT count(*) FROM information_schema.processlist \
+             WHERE id <> CONNECTION_ID() AND state LIKE 'Waiting%' AND info LIKE '{like}'"
+        ),
+    }
+}
+
+/// The tables that hold a partition taken out of the log and not dropped.
+async fn held_tables(db: &TestDb) -> Vec<String> {
+    let sql = match db.kind {
+        Kind::Postgres => {
+            "SELECT c.relname FROM pg_class c JOIN pg_description d ON d.objoid = c.oid \
+             WHERE c.relkind = 'r' AND NOT c.relispartition AND d.description LIKE 'glemsel:%' ORDER BY 1"
+        }
+        _ => {
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'glemsel\\_held\\_%' ORDER BY 1"
+        }
+    };
+    db.column(sql).await.into_iter().flatten().collect()
+}
+
+/// Where a run is killed: after the first partition was taken out of the
+/// table and before its count was audited; or (MariaDB, where the audit
+/// row is written before the drop, which commits by itself) after the
+/// audit row and before the drop.
+#[derive(Clone, Copy, PartialEq)]
+enum KilledAt {
+    BeforeAudit,
+    BeforeDrop,
+}
+
+/// A run killed between taking a partition out and dropping it leaves its
+/// rows in a table of their own, marked; the next run finds it, counts
+/// and audits it (unless its row is written already) and drops it, and
+/// every due row is gone with its audit row, no row counted twice.
+async fn killed_run_is_finished_by_the_next(kind: Kind, killed_at: KilledAt) {
+    let Some(db) = TestDb::create(kind, "partkill").await else {
+        return;
+    };
+    db.exec(&schema(kind, MariaForm::Columns)).await;
+    let project = Project::for_db(&db, "logs", "lock_timeout_ms = 60000");
+    project.rules("logs.toml", &rule(""));
+    let before = dump(&db).await;
+    let partitions_before = partitions(&db).await;
+    // The audit table exists before the run, to be locked: a run at a
+    // moment when nothing is due creates it.
+    let early = project.glemsel(&["run", "--as-of", "2026-01-01"]);
+    assert_eq!(code(&early), 0, "{}", text(&early));
+    assert_eq!(dump(&db).await, before);
+
+    // A reader keeps the run waiting to take out the first partition.
+    let reader = Holder::hold(
+        &db,
+        match kind {
+            Kind::Postgres => "SELECT count(*) FROM access_log",
+            _ => "START TRANSACTION; SELECT COUNT(*) FROM access_log",
+        },
+    )
+    .await;
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_glemsel"))
+        .args(["run", "--as-of", AS_OF])
+        .current_dir(project.path())
+        .env_remove("GLEMSEL_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &db,
+        &waiting_sql(kind, "access_log", "%CONVERT PARTITION%"),
+        "the take-out",
+    )
+    .await;
+    // Then the audit table is locked, and the reader lets go: the run
+    // takes the partition out and waits to audit its count.
+    let audit = Holder::hold(
+        &db,
+        match kind {
+            Kind::Postgres => "LOCK TABLE glemsel_audit IN ACCESS EXCLUSIVE MODE",
+            _ => "LOCK TABLES glemsel_audit WRITE",
+        },
+    )
+    .await;
+    reader.release().await;
+    wait_for(
+        &db,
+        &waiting_sql(kind, "glemsel_audit", "%glemsel_audit%"),
+        "the audit row",
+    )
+    .await;
+    let mut audit = Some(audit);
+    let mut held_reader = None;
+    if killed_at == KilledAt::BeforeDrop {
+        // A reader of the held table keeps the drop waiting; the audit
+        // row is let through.
+        let held = held_tables(&db).await;
+        assert_eq!(held.len(), 1, "{held:?}");
+        held_reader = Some(
+            Holder::hold(
+                &db,
+                &format!("START TRANSACTION; SELECT COUNT(*) FROM {}", held[0]),
+            )
+            .await,
+        );
+        audit.take().unwrap().release().await;
+        wait_for(
+            &db,
+            &waiting_sql(kind, "", "DROP TABLE%glemsel\\_held\\_%"),
+            "the drop",
+        )
+        .await;
+    }
+    run.kill().unwrap();
+    let killed = run.wait_with_output().unwrap();
+    if killed_at == KilledAt::BeforeDrop {
+        // A statement goes on after its client dies; a crash ends it.
+        let drop = db
+            .number(
+                "SELECT id FROM information_schema.processlist \
+                 WHERE info LIKE 'DROP TABLE%glemsel\\_held\\_%'",
+            )
+            .await;
+        db.exec(&format!("KILL {drop}")).await;
+    }
+    for holder in [audit, held_reader].into_iter().flatten() {
+        holder.release().await;
+    }
+
+    // January is out of the table, its four rows held in a table of
+    // their own; nothing else changed.
+    let held = held_tables(&db).await;
+    assert_eq!(held.len(), 1, "{held:?}\n{}", text(&killed));
+    assert_eq!(
+        db.number(&format!("SELECT count(*) FROM {}", held[0])).await,
+        4
+    );
+    assert!(!partitions(&db).await.contains(&month(kind, 1)));
+    assert_eq!(partitions(&db).await.len(), partitions_before.len() - 1);
+    let january = |r: &Vec<Option<String>>| {
+        r[1].as_deref()
+            .is_some_and(|d| ("2026-01-01".."2026-02-01").contains(&d))
+    };
+    let left: Vec<_> = before.iter().filter(|r| !january(r)).cloned().collect();
+    assert_eq!(dump(&db).await, left);
+    let dropped_rows = "SELECT COALESCE(SUM(rows_affected), 0) FROM glemsel_audit \
+                        WHERE event = 'batch' AND detail LIKE '%\"dropped\":\"whole\"%'";
+    let audited = if killed_at == KilledAt::BeforeDrop { 4 } else { 0 };
+    assert_eq!(db.number(dropped_rows).await, audited);
+    if kind == Kind::Mariadb {
+        // The intent row, written before the take-out, names the table.
+        let intent = db
+            .column("SELECT detail FROM glemsel_audit WHERE detail LIKE '%\"intent\"%' ORDER BY seq")
+            .await;
+        assert_eq!(intent.len(), 1, "{intent:?}");
+        assert_contains(intent[0].as_deref().unwrap(), &held[0]);
+        assert_contains(intent[0].as_deref().unwrap(), "p2026_01");
+    }
+
+    // The dry run says so, and changes nothing.
+    let plan = project.glemsel(&["plan", "--as-of", AS_OF]);
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    assert_contains(
+        &text(&plan),
+        &format!(
+            "partition held: {} was taken out by an interrupted run and is in ",
+            shown(kind, 1)
+        ),
+    );
+    assert_contains(
+        &text(&plan),
+        if killed_at == KilledAt::BeforeDrop {
+            "its rows are audited, a run drops it"
+        } else {
+            "a run counts, audits and drops it first"
+        },
+    );
+    assert_eq!(dump(&db).await, left);
+    assert_eq!(held_tables(&db).await, held);
+
+    // The next run (once the killed run's session is gone) finishes it.
+    let mut again = project.glemsel(&["run", "--as-of", AS_OF]);
+    for _ in 0..100 {
+        if code(&again) != 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        again = project.glemsel(&["run", "--as-of", AS_OF]);
+    }
+    let again_text = text(&again);
+    assert_eq!(code(&again), 0, "{again_text}");
+    assert_contains(&again_text, "4 partitions dropped whole");
+    assert_contains(
+        &again_text,
+        &format!("deleted {} rows", 19 - audited),
+    );
+    assert_eq!(held_tables(&db).await, Vec::<String>::new());
+    let expected: Vec<_> = before.iter().filter(|r| !is_due(r)).cloned().collect();
+    assert_eq!(dump(&db).await, expected);
+    // Every due row counted once: four rows per month dropped whole.
+    assert_eq!(db.number(dropped_rows).await, 16);
+    let batches = "SELECT COALESCE(SUM(rows_affected), 0) FROM glemsel_audit WHERE event = 'batch'";
+    assert_eq!(db.number(batches).await, 19);
+    let january_rows = db
+        .column(&format!(
+            "SELECT rows_affected FROM glemsel_audit WHERE detail LIKE '%{}%' \
+             AND detail LIKE '%\"dropped\":\"whole\"%' ORDER BY seq",
+            month(kind, 1)
+        ))
+        .await;
+    assert_eq!(january_rows, vec![Some("4".to_string())]);
+    if killed_at == KilledAt::BeforeAudit {
+        assert_contains(
+            &db.audit_text().await,
+            "\"finished\":\"taken out by an interrupted run\"",
+        );
+    }
+    let verify = project.glemsel(&["audit", "verify"]);
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn postgres_run_killed_after_detaching_is_finished_by_the_next() {
+    killed_run_is_finished_by_the_next(Kind::Postgres, KilledAt::BeforeAudit).await;
+}
+
+#[tokio::test]
+async fn mariadb_run_killed_after_converting_is_finished_by_the_next() {
+    killed_run_is_finished_by_the_next(Kind::Mariadb, KilledAt::BeforeAudit).await;
+}
+
+#[tokio::test]
+async fn mariadb_run_killed_after_auditing_is_finished_by_the_next() {
+    killed_run_is_finished_by_the_next(Kind::Mariadb, KilledAt::BeforeDrop).await;
+}
+
+/// A MariaDB role that may alter and drop the table but not create the
+/// table a partition's rows are held in purges row by row: `check` says
+/// why, every partition stays, and exactly the due rows go.
+#[tokio::test]
+async fn mariadb_role_that_may_not_create_the_held_table_purges_row_by_row() {
+    let Some(db) = TestDb::create(Kind::Mariadb, "partrights").await else {
+        return;
+    };
+    db.exec(&schema(Kind::Mariadb, MariaForm::Columns)).await;
+    let owner = Project::for_db(&db, "logs", "");
+    owner.rules("logs.toml", &rule(""));
+    // The audit table, made by a run at a moment when nothing is due.
+    let early = owner.glemsel(&["run", "--as-of", "2026-01-01"]);
+    assert_eq!(code(&early), 0, "{}", text(&early));
+    let before = dump(&db).await;
+    let partitions_before = partitions(&db).await;
+    let user = format!("{}_u", db.name);
+    let name = &db.name;
+    db.exec(&format!(
+        "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'x'; \
+         GRANT SELECT, INSERT, DELETE, ALTER, DROP ON `{name}`.access_log TO '{user}'@'127.0.0.1'; \
+         GRANT SELECT, INSERT ON `{name}`.glemsel_audit TO '{user}'@'127.0.0.1'"
+    ))
+    .await;
+    let at = db.url.find('@').unwrap();
+    let url = format!("mysql://{user}:x{}", &db.url[at..]);
+    let project = Project::new("mariadb", "logs", &url, "");
+    project.rules("logs.toml", &rule(""));
+
+    let check = project.glemsel(&["check"]);
+    assert_contains(
+        &text(&check),
+        "it is purged row by row because this role may not drop its partitions",
+    );
+    let run = project.glemsel(&["run", "--as-of", AS_OF]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    assert_contains(&text(&run), "deleted 19 rows");
+    assert_lacks(&text(&run), "dropped whole");
+    assert_eq!(partitions(&db).await, partitions_before);
+    let expected: Vec<_> = before.iter().filter(|r| !is_due(r)).cloned().collect();
+    assert_eq!(dump(&db).await, expected);
+    assert_eq!(held_tables(&db).await, Vec::<String>::new());
+    let batches = "SELECT COALESCE(SUM(rows_affected), 0) FROM glemsel_audit WHERE event = 'batch'";
+    assert_eq!(db.number(batches).await, 19);
+    assert_lacks(&db.audit_text().await, "\"intent\"");
+    db.exec(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
+    db.drop().await;
 }

@@ -214,6 +214,21 @@ fn partitions_text(out: &mut String, planned: &PlannedStep) {
     let Some(survey) = &planned.partitions else {
         return;
     };
+    for held in &survey.held {
+        let _ = writeln!(
+            out,
+            "  partition held: {} was taken out by an interrupted run and is in {}; {}",
+            held.partition,
+            held.held,
+            if survey.row_by_row.is_some() {
+                "it is not dropped while the table is purged row by row"
+            } else if held.audited {
+                "its rows are audited, a run drops it"
+            } else {
+                "a run counts, audits and drops it first"
+            }
+        );
+    }
     if let Some(reason) = &survey.row_by_row {
         let _ = writeln!(out, "  partitions purged row by row: {reason}");
         return;

@@ -333,6 +333,20 @@ impl RangePartition {
     }
 }
 
+/// A partition taken out of its table and not yet dropped: its rows are in
+/// a table of their own that no insert into the table reaches.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HeldPartition {
+    /// The table holding its rows.
+    pub held: TableRef,
+    /// The partition's name and bounds, as its audit rows give them.
+    pub partition: String,
+    pub bounds: String,
+    /// Its audit row, with the count, is written: only the drop is left
+    /// (MariaDB writes it before the drop, which commits by itself).
+    pub audited: bool,
+}
+
 /// How a table is partitioned, as far as dropping whole partitions goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Partitioning {
@@ -526,26 +540,70 @@ pub trait Store: Send {
         ))
     }
 
-    /// Drops one partition whole, counted first: locks the table (waiting
-    /// at most the lock timeout), makes sure the partition is still there
-    /// with `partition.bounds`, counts its rows and drops it. The rows
-    /// dropped; `None` when the partition changed or went meanwhile (then
-    /// nothing was dropped). Inside the caller's transaction where DDL is
-    /// transactional; see [`Store::partition_ddl_commits`].
-    async fn drop_partition(
+    /// The table a partition's rows are held in between being taken out
+    /// of `table` and dropped: on PostgreSQL the detached partition itself;
+    /// on MariaDB a table `glemsel_held_<hash>` beside it.
+    fn held_table(&self, _table: &TableRef, partition: &RangePartition) -> TableRef {
+        partition.name.clone()
+    }
+
+    /// Takes one partition out of `table`, its rows intact in `held`,
+    /// where no insert into the table reaches them: locks the table
+    /// (waiting at most the lock timeout), makes sure the partition is
+    /// still there with `partition.bounds`, then detaches it, marking it
+    /// for the next run should this one stop before the drop (PostgreSQL,
+    /// inside the caller's transaction), or converts it to the table
+    /// `held` (MariaDB, atomic, committing by itself). `None` when the
+    /// partition changed or went meanwhile (then nothing changed).
+    async fn take_out_partition(
         &mut self,
         table: &TableRef,
         _partition: &RangePartition,
-    ) -> Result<Option<u64>, StoreError> {
+        _held: &TableRef,
+    ) -> Result<Option<HeldPartition>, StoreError> {
         Err(StoreError::invalid(
             self.name(),
-            "partition drop",
+            "partition take-out",
             format!("{table} has no partitions here"),
         ))
     }
 
-    /// Whether dropping a partition commits by itself (MariaDB: DDL is not
-    /// transactional), so its audit row follows in a transaction of its own.
+    /// The exact number of rows in a held partition, which no insert
+    /// reaches any more; on PostgreSQL it is locked first, inside the
+    /// caller's transaction, so that the drop removes what was counted.
+    async fn count_held(&mut self, held: &TableRef) -> Result<u64, StoreError> {
+        Err(StoreError::invalid(
+            self.name(),
+            "held partition count",
+            format!("{held} is no held partition here"),
+        ))
+    }
+
+    /// Drops a held partition (inside the caller's transaction where DDL
+    /// is transactional).
+    async fn drop_held(&mut self, held: &TableRef) -> Result<(), StoreError> {
+        Err(StoreError::invalid(
+            self.name(),
+            "held partition drop",
+            format!("{held} is no held partition here"),
+        ))
+    }
+
+    /// The partitions of `table` an earlier run took out and did not drop
+    /// (it was stopped or crashed in between); `audited` names the table
+    /// as the rule's audit rows do.
+    async fn held_partitions(
+        &mut self,
+        _table: &TableRef,
+        _audited: &str,
+    ) -> Result<Vec<HeldPartition>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Whether taking out and dropping a partition commit by themselves
+    /// (MariaDB: DDL is not transactional), so its audit rows go in
+    /// transactions of their own: an intent before it is taken out, and
+    /// its count before the drop.
     fn partition_ddl_commits(&self) -> bool {
         false
     }

@@ -24,7 +24,7 @@ use super::{
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
     group_runs, primary_and_unique_keys,
 };
-use super::{Partitioning, RangePartition};
+use super::{HeldPartition, Partitioning, RangePartition};
 use super::{grants, tls};
 use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
@@ -522,6 +522,34 @@ impl MysqlStore {
             )
             .await
             .map_err(|e| self.error(context, e))
+    }
+
+    /// The rights among `wanted` this account's own grants give it on
+    /// every table of `schema` (database-wide or global).
+    async fn database_rights(
+        &mut self,
+        schema: &str,
+        wanted: &[&str],
+        context: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rights: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT DISTINCT PRIVILEGE_TYPE FROM (\
+                 SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES \
+                 UNION ALL SELECT GRANTEE, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES \
+                 WHERE ? LIKE TABLE_SCHEMA) p \
+                 WHERE GRANTEE = (SELECT CONCAT('''', \
+                 LEFT(u, LENGTH(u) - LENGTH(SUBSTRING_INDEX(u, '@', -1)) - 1), '''@''', \
+                 SUBSTRING_INDEX(u, '@', -1), '''') FROM (SELECT CURRENT_USER() AS u) c) ORDER BY 1",
+                (schema,),
+            )
+            .await
+            .map_err(|e| self.error(context, e))?;
+        Ok(rights
+            .into_iter()
+            .filter(|r| wanted.contains(&r.as_str()))
+            .collect())
     }
 
     /// The database `table` is in: its own schema, else the connection's.
@@ -1077,7 +1105,24 @@ impl Store for MysqlStore {
         let rights = self
             .ddl_rights(&schema, &table.name, "partition privilege")
             .await?;
-        Ok(rights.len() == 2)
+        // CONVERT PARTITION ... TO TABLE, which takes a partition out
+        // atomically, came with MariaDB 10.7; MySQL has none.
+        let version: Option<String> = self
+            .conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| self.error("partition privilege", e))?;
+        let converts = version
+            .as_deref()
+            .and_then(mariadb_version)
+            .is_some_and(|v| v >= (10, 7));
+        // The held table is created, filled, counted and dropped by
+        // CONVERT PARTITION, COUNT and DROP TABLE: rights on the database.
+        let held = ["CREATE", "DROP", "INSERT", "SELECT"];
+        let held_rights = self
+            .database_rights(&schema, &held, "partition privilege")
+            .await?;
+        Ok(rights.len() == 2 && held_rights.len() == held.len() && converts)
     }
 
     async fn count_partition(
@@ -1098,11 +1143,23 @@ impl Store for MysqlStore {
         Ok(rows.unwrap_or(0))
     }
 
-    async fn drop_partition(
+    fn held_table(&self, table: &TableRef, partition: &RangePartition) -> TableRef {
+        // Unique to the table and partition, and short enough for any name.
+        let digest = hex::encode(Sha256::digest(
+            format!("{}/{table}/{}", self.database, partition.name.name).as_bytes(),
+        ));
+        TableRef::new(
+            table.schema.as_deref(),
+            &format!("{HELD_PREFIX}{}", &digest[..16]),
+        )
+    }
+
+    async fn take_out_partition(
         &mut self,
         table: &TableRef,
         partition: &RangePartition,
-    ) -> Result<Option<u64>, StoreError> {
+        held: &TableRef,
+    ) -> Result<Option<HeldPartition>, StoreError> {
         let schema = self.schema_of(table).await?;
         let description: Option<Option<String>> = self
             .conn
@@ -1125,19 +1182,95 @@ impl Store for MysqlStore {
         if !still {
             return Ok(None);
         }
-        // DDL commits by itself here, so the count cannot share its
-        // transaction; lock_wait_timeout bounds the wait for the table.
-        let rows = self.count_partition(table, partition).await?;
+        // One atomic statement (lock_wait_timeout bounds its wait for the
+        // table): the partition leaves the table with its rows, and a row
+        // inserted later with a date in its range goes to the next
+        // partition, to be judged by the batches. Nothing can reach the
+        // held table, so it is counted exactly, outside any lock.
         self.simple(
-            "partition drop",
+            "partition take-out",
             &format!(
-                "ALTER TABLE {} DROP PARTITION {}",
+                "ALTER TABLE {} CONVERT PARTITION {} TO TABLE {}",
                 Mysql.table(table),
-                Mysql.quote(&partition.name.name)
+                Mysql.quote(&partition.name.name),
+                Mysql.table(held)
             ),
         )
         .await?;
-        Ok(Some(rows))
+        Ok(Some(HeldPartition {
+            held: held.clone(),
+            partition: partition.name.to_string(),
+            bounds: partition.bounds.clone(),
+            audited: false,
+        }))
+    }
+
+    async fn count_held(&mut self, held: &TableRef) -> Result<u64, StoreError> {
+        let rows: Option<u64> = self
+            .conn
+            .query_first(format!("SELECT COUNT(*) FROM {}", Mysql.table(held)))
+            .await
+            .map_err(|e| self.error("held partition count", e))?;
+        Ok(rows.unwrap_or(0))
+    }
+
+    async fn drop_held(&mut self, held: &TableRef) -> Result<(), StoreError> {
+        self.simple(
+            "held partition drop",
+            &format!("DROP TABLE {}", Mysql.table(held)),
+        )
+        .await
+    }
+
+    async fn held_partitions(
+        &mut self,
+        table: &TableRef,
+        audited: &str,
+    ) -> Result<Vec<HeldPartition>, StoreError> {
+        let schema = self.schema_of(table).await?;
+        let names: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES \
+                 WHERE CAST(TABLE_SCHEMA AS BINARY) = CAST(? AS BINARY) AND TABLE_NAME LIKE ? ORDER BY 1",
+                (schema.as_str(), format!("{}%", HELD_PREFIX.replace('_', "\\_"))),
+            )
+            .await
+            .map_err(|e| self.error("held partitions", e))?;
+        let mut found = Vec::new();
+        for name in names {
+            // Its intent row says which partition it was; its batch row,
+            // if written, that only the drop is left.
+            let details: Vec<String> = self
+                .conn
+                .exec(
+                    format!(
+                        "SELECT detail FROM {} WHERE event = 'batch' AND table_name = ? AND detail LIKE ? ORDER BY seq",
+                        Mysql.table(&self.audit_table)
+                    ),
+                    (audited, format!("%\"held\":\"{}\"%", name.replace('_', "\\_"))),
+                )
+                .await
+                .map_err(|e| self.error("held partitions", e))?;
+            let details: Vec<serde_json::Value> = details
+                .iter()
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect();
+            // The name is the partition's: a partition of the same name
+            // dropped before (names reused year after year) has rows too.
+            let Some(last) = details.iter().rposition(|d| d.get("intent").is_some()) else {
+                continue;
+            };
+            let intent = &details[last];
+            let text = |key: &str| intent[key].as_str().unwrap_or_default().to_string();
+            found.push(HeldPartition {
+                held: TableRef::new(table.schema.as_deref(), &name),
+                partition: text("partition"),
+                bounds: text("bounds"),
+                audited: details[last..].iter().any(|d| d.get("dropped").is_some()),
+            });
+        }
+        Ok(found)
     }
 
     fn partition_ddl_commits(&self) -> bool {
@@ -1366,6 +1499,10 @@ impl Store for MysqlStore {
         .map(|_| ())
     }
 }
+
+/// The names of the tables that hold partitions taken out and not yet
+/// dropped.
+const HELD_PREFIX: &str = "glemsel_held_";
 
 /// MariaDB's major and minor version from `VERSION()` (`10.11.19-MariaDB-...`);
 /// `None` for MySQL.

@@ -24,7 +24,7 @@ use super::{
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
     primary_and_unique_keys,
 };
-use super::{Partitioning, RangePartition};
+use super::{HeldPartition, Partitioning, RangePartition};
 use super::{grants, tls};
 use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink};
 use crate::generalise::{DatePart, ip_prefix_regex};
@@ -917,41 +917,113 @@ impl Store for PostgresStore {
         Ok(row.get::<_, i64>(0) as u64)
     }
 
-    async fn drop_partition(
+    async fn take_out_partition(
         &mut self,
         table: &TableRef,
         partition: &RangePartition,
-    ) -> Result<Option<u64>, StoreError> {
+        held: &TableRef,
+    ) -> Result<Option<HeldPartition>, StoreError> {
         let parent = Postgres.table(table);
         let child = Postgres.table(&partition.name);
         // The parent first, as every query of the application locks it:
-        // no deadlock, and no writer slips a row in between count and drop.
-        // lock_timeout bounds the wait; a busy table is left for next run.
+        // no deadlock, and no writer slips a row in between. lock_timeout
+        // bounds the wait; a busy table is left for next run. The lock is
+        // held for the catalog change only: the count comes after, on the
+        // detached table, which no query of the application reaches.
         self.simple(
             "partition lock",
             &format!("LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE"),
         )
         .await?;
-        let bounds = self
+        let found = self
             .client
             .query_opt(
-                "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i \
+                "SELECT pg_get_expr(c.relpartbound, c.oid), to_regclass($1::text)::oid::int8 FROM pg_inherits i \
                  JOIN pg_class c ON c.oid = i.inhrelid \
                  WHERE i.inhparent = to_regclass($1::text) AND c.oid = to_regclass($2::text)",
                 &[&parent, &child],
             )
             .await
             .map_err(|e| self.error("partition bounds", e))?;
-        if bounds.is_none_or(|row| row.get::<_, String>(0) != partition.bounds) {
+        let Some(found) = found.filter(|row| row.get::<_, String>(0) == partition.bounds) else {
             return Ok(None);
-        }
-        let rows = self.count_partition(table, partition).await?;
+        };
+        // The mark tells the next run what the table is, should this one
+        // stop before the drop; it commits with the detach.
+        let mark = HeldMark {
+            parent: found.get(1),
+            partition: partition.name.to_string(),
+            bounds: partition.bounds.clone(),
+        };
         self.simple(
-            "partition drop",
-            &format!("ALTER TABLE {parent} DETACH PARTITION {child}; DROP TABLE {child}"),
+            "partition detach",
+            &format!(
+                "ALTER TABLE {parent} DETACH PARTITION {child}; COMMENT ON TABLE {} IS {}",
+                Postgres.table(held),
+                escaped_literal(&mark.comment())
+            ),
         )
         .await?;
-        Ok(Some(rows))
+        Ok(Some(HeldPartition {
+            held: held.clone(),
+            partition: mark.partition,
+            bounds: mark.bounds,
+            audited: false,
+        }))
+    }
+
+    async fn count_held(&mut self, held: &TableRef) -> Result<u64, StoreError> {
+        let name = Postgres.table(held);
+        self.simple(
+            "held partition lock",
+            &format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"),
+        )
+        .await?;
+        let row = self
+            .client
+            .query_one(&format!("SELECT count(*) FROM {name}"), &[])
+            .await
+            .map_err(|e| self.error("held partition count", e))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn drop_held(&mut self, held: &TableRef) -> Result<(), StoreError> {
+        self.simple(
+            "held partition drop",
+            &format!("DROP TABLE {}", Postgres.table(held)),
+        )
+        .await
+    }
+
+    async fn held_partitions(
+        &mut self,
+        table: &TableRef,
+        _audited: &str,
+    ) -> Result<Vec<HeldPartition>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, d.description, to_regclass($1::text)::oid::int8 \
+                 FROM pg_description d JOIN pg_class c ON c.oid = d.objoid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind = 'r' \
+                 AND NOT c.relispartition AND d.description LIKE $2 ORDER BY 1, 2",
+                &[&Postgres.table(table), &format!("{}%", HeldMark::PREFIX)],
+            )
+            .await
+            .map_err(|e| self.error("held partitions", e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let mark = HeldMark::read(&row.get::<_, String>(2))?;
+                (Some(mark.parent) == row.get::<_, Option<i64>>(3)).then(|| HeldPartition {
+                    held: TableRef::new(Some(row.get(0)), row.get(1)),
+                    partition: mark.partition,
+                    bounds: mark.bounds,
+                    audited: false,
+                })
+            })
+            .collect())
     }
 
     async fn server_time(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -1245,5 +1317,59 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.error("rule unlock", e))
             .map(|_| ())
+    }
+}
+
+/// The comment a detached partition carries until it is dropped: which
+/// table it came from (by oid, so no spelling of the name misleads), its
+/// name and its bounds, for the audit row of the run that finishes it.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct HeldMark {
+    parent: i64,
+    partition: String,
+    bounds: String,
+}
+
+impl HeldMark {
+    const PREFIX: &'static str = "glemsel: detached to be dropped whole; ";
+
+    fn comment(&self) -> String {
+        format!(
+            "{}{}",
+            Self::PREFIX,
+            serde_json::to_string(self).expect("plain data")
+        )
+    }
+
+    fn read(comment: &str) -> Option<HeldMark> {
+        serde_json::from_str(comment.strip_prefix(Self::PREFIX)?).ok()
+    }
+}
+
+/// `text` as an escape string literal, for statements that take no
+/// parameters (COMMENT ON).
+fn escaped_literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_mark_reads_back_and_nothing_else_does() {
+        let mark = HeldMark {
+            parent: 16384,
+            partition: "public.log_2026_01".into(),
+            bounds: "FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')".into(),
+        };
+        assert_eq!(HeldMark::read(&mark.comment()), Some(mark));
+        assert_eq!(HeldMark::read("the January log"), None);
+        assert_eq!(HeldMark::read(&format!("{}not json", HeldMark::PREFIX)), None);
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(escaped_literal(r"it's a \ test"), r"E'it''s a \\ test'");
     }
 }

@@ -717,6 +717,18 @@ fn push_window(q: &mut Query<'_>, step: &Step, window: &Window, conditions: &mut
     }
 }
 
+/// The condition of every statement that reads or changes a batch's rows:
+/// the window's bounds (when given), then the rows a batch changes, each
+/// after `WHERE` or `AND` (`first`: the statement has no condition yet).
+fn push_target_condition(q: &mut Query<'_>, step: &Step, window: Option<&Window>, first: bool) {
+    let mut conditions = Conditions { first };
+    if let Some(window) = window {
+        push_window(q, step, window, &mut conditions);
+    }
+    conditions.next(q);
+    push_rows(q, step, TARGET);
+}
+
 /// The dry-run counts: one scan for rows, due, held, undated, done and
 /// what each hold keeps; then one count per cascade table.
 pub(crate) struct CountStatements<'d> {
@@ -808,12 +820,7 @@ fn push_cascade_match(q: &mut Query<'_>, step: &Step, index: usize, window: Opti
         None => {
             let table = q.dialect.table(&step.table);
             q.push(&table);
-            let mut conditions = Conditions::new();
-            if let Some(window) = window {
-                push_window(q, step, window, &mut conditions);
-            }
-            conditions.next(q);
-            push_rows(q, step, TARGET);
+            push_target_condition(q, step, window, true);
         }
         Some(parent) => {
             let table = q.dialect.table(&step.cascades[parent].related.table);
@@ -896,19 +903,14 @@ fn key_lookup<'d>(
         .push(&selected.join(", "))
         .push(" FROM ")
         .push(&table);
-    let mut conditions = Conditions::new();
-    push_window(
-        &mut q,
-        step,
-        &Window {
-            after: after.cloned(),
-            through: None,
-        },
-        &mut conditions,
-    );
+    let window = Window {
+        after: after.cloned(),
+        through: None,
+    };
     if due {
-        conditions.next(&mut q);
-        push_rows(&mut q, step, TARGET);
+        push_target_condition(&mut q, step, Some(&window), true);
+    } else {
+        push_window(&mut q, step, &window, &mut Conditions::new());
     }
     let order: Vec<String> = key_columns(&q, step)
         .into_iter()
@@ -1037,10 +1039,7 @@ fn push_target_select(
         .push(&selected.join(", "))
         .push(" FROM ")
         .push(&table);
-    let mut conditions = Conditions::new();
-    push_window(q, step, window, &mut conditions);
-    conditions.next(q);
-    push_rows(q, step, TARGET);
+    push_target_condition(q, step, Some(window), true);
     if let Some(limit) = limit {
         push_order_limit(q, step, limit);
     }
@@ -1122,10 +1121,7 @@ fn token_write<'d>(
         push_assignments(&mut q, step, true);
         q.push(" WHERE 1 = 1");
     }
-    let mut conditions = Conditions { first: false };
-    push_window(&mut q, step, window, &mut conditions);
-    conditions.next(&mut q);
-    push_rows(&mut q, step, TARGET);
+    push_target_condition(&mut q, step, Some(window), false);
     q
 }
 
@@ -1300,12 +1296,8 @@ fn main_statement<'d>(
         None | Some((_, LimitForm::OrderByLimit)) => {}
     }
     // The whole condition stays in the statement itself, limited or not.
-    let mut conditions = Conditions {
-        first: !matches!(form, Some((_, LimitForm::Ctid | LimitForm::KeyIn))),
-    };
-    push_window(&mut q, step, window, &mut conditions);
-    conditions.next(&mut q);
-    push_rows(&mut q, step, TARGET);
+    let first = !matches!(form, Some((_, LimitForm::Ctid | LimitForm::KeyIn)));
+    push_target_condition(&mut q, step, Some(window), first);
     if let Some((limit, LimitForm::OrderByLimit)) = form {
         push_order_limit(&mut q, step, limit);
     }
@@ -1337,10 +1329,7 @@ fn counted_statement<'d>(
     }
     q.push(" WHERE ctid = ANY(ARRAY(SELECT ctid FROM glemsel_p))");
     // The whole condition stays in the statement itself.
-    let mut conditions = Conditions { first: false };
-    push_window(&mut q, step, window, &mut conditions);
-    conditions.next(&mut q);
-    push_rows(&mut q, step, TARGET);
+    push_target_condition(&mut q, step, Some(window), false);
     q.push(
         " RETURNING 1) SELECT (SELECT COUNT(*) FROM glemsel_p), (SELECT COUNT(*) FROM glemsel_c)",
     );

@@ -644,15 +644,9 @@ async fn drop_partition(
     loop {
         let started = Instant::now();
         let entry = partition_entry(entries, started);
-        let dropped = partition::drop_with_audit(
-            store,
-            step,
-            partition,
-            &entry,
-            ctx.audit_key,
-            attempt > 1,
-        )
-        .await;
+        let dropped =
+            partition::drop_with_audit(store, step, partition, &entry, ctx.audit_key, attempt > 1)
+                .await;
         note_batch_time(report, started);
         match dropped {
             Err(err) if err.is_lock_timeout() && attempt < LOCK_ATTEMPTS => {

@@ -456,7 +456,10 @@ impl Holder {
         match db.kind {
             Kind::Postgres => {
                 let client = db.pg_client().await;
-                client.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();
+                client
+                    .batch_execute(&format!("BEGIN; {sql}"))
+                    .await
+                    .unwrap();
                 Holder::Postgres(client)
             }
             _ => {
@@ -634,7 +637,8 @@ async fn killed_run_is_finished_by_the_next(kind: Kind, killed_at: KilledAt) {
     let held = held_tables(&db).await;
     assert_eq!(held.len(), 1, "{held:?}\n{}", text(&killed));
     assert_eq!(
-        db.number(&format!("SELECT count(*) FROM {}", held[0])).await,
+        db.number(&format!("SELECT count(*) FROM {}", held[0]))
+            .await,
         4
     );
     assert!(!partitions(&db).await.contains(&month(kind, 1)));
@@ -647,12 +651,18 @@ async fn killed_run_is_finished_by_the_next(kind: Kind, killed_at: KilledAt) {
     assert_eq!(dump(&db).await, left);
     let dropped_rows = "SELECT COALESCE(SUM(rows_affected), 0) FROM glemsel_audit \
                         WHERE event = 'batch' AND detail LIKE '%\"dropped\":\"whole\"%'";
-    let audited = if killed_at == KilledAt::BeforeDrop { 4 } else { 0 };
+    let audited = if killed_at == KilledAt::BeforeDrop {
+        4
+    } else {
+        0
+    };
     assert_eq!(db.number(dropped_rows).await, audited);
     if kind == Kind::Mariadb {
         // The intent row, written before the take-out, names the table.
         let intent = db
-            .column("SELECT detail FROM glemsel_audit WHERE detail LIKE '%\"intent\"%' ORDER BY seq")
+            .column(
+                "SELECT detail FROM glemsel_audit WHERE detail LIKE '%\"intent\"%' ORDER BY seq",
+            )
             .await;
         assert_eq!(intent.len(), 1, "{intent:?}");
         assert_contains(intent[0].as_deref().unwrap(), &held[0]);
@@ -692,10 +702,7 @@ async fn killed_run_is_finished_by_the_next(kind: Kind, killed_at: KilledAt) {
     let again_text = text(&again);
     assert_eq!(code(&again), 0, "{again_text}");
     assert_contains(&again_text, "4 partitions dropped whole");
-    assert_contains(
-        &again_text,
-        &format!("deleted {} rows", 19 - audited),
-    );
+    assert_contains(&again_text, &format!("deleted {} rows", 19 - audited));
     assert_eq!(held_tables(&db).await, Vec::<String>::new());
     let expected: Vec<_> = before.iter().filter(|r| !is_due(r)).cloned().collect();
     assert_eq!(dump(&db).await, expected);

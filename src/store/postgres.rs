@@ -1365,7 +1365,10 @@ mod tests {
         };
         assert_eq!(HeldMark::read(&mark.comment()), Some(mark));
         assert_eq!(HeldMark::read("the January log"), None);
-        assert_eq!(HeldMark::read(&format!("{}not json", HeldMark::PREFIX)), None);
+        assert_eq!(
+            HeldMark::read(&format!("{}not json", HeldMark::PREFIX)),
+            None
+        );
     }
 
     #[test]

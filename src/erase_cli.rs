@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use clap::Subcommand;
 
 use glemsel::erase::commands as erase;
-use glemsel::erase::{EraseError, Mode};
+use glemsel::erase::{EraseError, Failure, Mode};
 use glemsel::exit::Exit;
 use glemsel::rules::Policy;
 
@@ -103,10 +103,11 @@ pub async fn dispatch(policy: &Policy, command: EraseCommand) -> Exit {
                             serde_json::to_string_pretty(&planned).expect("plans serialise")
                         ),
                     }
-                    match planned.iter().any(|p| !p.found.refused.is_empty()) {
-                        true => Exit::Refused,
-                        false => Exit::Ok,
-                    }
+                    let failed: Vec<&Failure> = planned
+                        .iter()
+                        .filter_map(|p| p.found.failed.as_ref())
+                        .collect();
+                    outcome_exit(&failed, planned.iter().any(|p| !p.found.refused.is_empty()))
                 }
                 Err(err) => fail(err),
             }
@@ -174,12 +175,25 @@ async fn run(policy: &Policy, mode: Mode, format: Format) -> Exit {
                     serde_json::to_string_pretty(&report).expect("reports serialise")
                 ),
             }
-            match report.refused.is_empty() {
-                true => Exit::Ok,
-                false => Exit::Refused,
-            }
+            let failed: Vec<&Failure> = report.failed.iter().collect();
+            outcome_exit(&failed, !report.refused.is_empty())
         }
         Err(err) => fail(err),
+    }
+}
+
+/// The exit code once every request had its turn: a failed one (1, or 4
+/// when only the rules did not fit tables) before a refused one (5). The
+/// failures go to standard error as well, for whoever reads the JSON.
+fn outcome_exit(failed: &[&Failure], refused: bool) -> Exit {
+    for failure in failed {
+        eprintln!("error: {}", failure.message);
+    }
+    match (failed.is_empty(), failed.iter().all(|f| f.schema), refused) {
+        (false, false, _) => Exit::Error,
+        (false, true, _) => Exit::Schema,
+        (true, _, true) => Exit::Refused,
+        (true, _, false) => Exit::Ok,
     }
 }
 
@@ -228,7 +242,12 @@ fn read_value(identifier: &str) -> Result<String, Exit> {
 
 fn fail(err: EraseError) -> Exit {
     eprintln!("error: {err}");
+    exit_of(err)
+}
+
+fn exit_of(err: EraseError) -> Exit {
     match err {
+        EraseError::Table { source, .. } => exit_of(*source),
         EraseError::Store(_) | EraseError::LedgerFile { .. } => Exit::Error,
         EraseError::Usage(_) => Exit::Usage,
         EraseError::Schema(_) => Exit::Schema,

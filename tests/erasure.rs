@@ -1418,3 +1418,107 @@ every_engine! {
         db.drop().await;
     }
 }
+
+every_engine! {
+    /// Later runs and replays take only the rows a request took when it
+    /// was carried out: the address registered again afterwards (a new
+    /// customer row, with consent) and a new person given the learnt
+    /// customer number are left alone and reported, while a row the
+    /// restore brought back is found by the learnt number even though the
+    /// customer row that taught it is gone.
+    async fn later_runs_take_only_the_rows_the_request_took(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_recorded").await else { return };
+        db.exec(SCHEMA).await;
+        let project = Project::for_db(&db, "shop", LEDGER_CONFIG);
+        project.rules("shop.toml", RULES);
+        let nav = r#"SELECT "No_", "Company", "Name", "E-Mail" FROM "CRONUS International Ltd_$Customer" ORDER BY "No_", "Company""#;
+        let jens_other_nav = db.rows(nav).await.into_iter().find(|r| r[1].as_deref() == Some("OTHER")).unwrap();
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let run = project.glemsel(&["erase", "run"]);
+        assert_eq!(code(&run), 0, "{}", text(&run));
+        assert_contains(&text(&run), "erasure-0001: 6 rows found, 6 changed, 2 related rows deleted; partly done");
+        // The status entry records keyed hashes of the rows and of the
+        // learnt number, never a value.
+        let ledger_file = std::fs::read_to_string(project.path().join("erasure-ledger.jsonl")).unwrap();
+        assert_contains(&ledger_file, "\"learnt\":[{\"identifier\":\"customer_no\",\"hash\":\"");
+        assert_contains(&ledger_file, "\"rows\":[{\"store\":\"shop\",\"table\":\"customers\",\"changed\":[\"");
+        for secret in ["jens", "C-1", "Hansen"] {
+            assert_lacks(&ledger_file, secret);
+        }
+
+        // Jens registers again, with consent; the number C-1 is given to
+        // someone new, who orders something.
+        db.exec("INSERT INTO customers (id, name, email, customer_no) VALUES (4, 'Jens Hansen', 'jens@example.invalid', 'C-9'), (5, 'Nina New', 'nina@example.invalid', 'C-1'); \
+                 INSERT INTO orders (id, customer_id, item) VALUES (14, 4, 'helmet'), (15, 5, 'kayak')").await;
+        let before = snapshot(&db).await;
+        let plan = project.glemsel(&["erase", "plan", "erasure-0001"]);
+        assert_eq!(code(&plan), 0, "{}", text(&plan));
+        assert_contains(&text(&plan), "shop.customers: 2 matching rows left alone: not part of the request when it was carried out");
+        for command in ["run", "replay"] {
+            let out = project.glemsel(&["erase", command]);
+            assert_eq!(code(&out), 0, "{}", text(&out));
+            assert_contains(&text(&out), "0 changed; partly done");
+            assert_contains(&text(&out), "  shop.customers: 2 matching rows left alone: not part of the request when it was carried out");
+            assert_eq!(snapshot(&db).await, before, "{command} took rows that were not the request's");
+        }
+
+        // A restore brings back one of Jens's NAV rows (the one without his
+        // address) but not his customer row: the number recorded as learnt
+        // finds it, and only it goes.
+        db.exec(&format!(
+            "INSERT INTO \"CRONUS International Ltd_$Customer\" (\"No_\", \"Company\", \"Name\", \"E-Mail\") VALUES ('{}', '{}', '{}', NULL)",
+            jens_other_nav[0].as_deref().unwrap(), jens_other_nav[1].as_deref().unwrap(), jens_other_nav[2].as_deref().unwrap()
+        )).await;
+        let replay = project.glemsel(&["erase", "replay"]);
+        assert_eq!(code(&replay), 0, "{}", text(&replay));
+        assert_contains(&text(&replay), "erasure-0001 (replay): 1 rows found, 1 changed; partly done");
+        assert_eq!(snapshot(&db).await, before, "the restored row went, nobody else's");
+        db.drop().await;
+    }
+}
+
+every_engine! {
+    /// One request whose table fails, and one recorded under a retired
+    /// key, do not stop the others: those are carried out, and the run
+    /// names the failed request, its store and table, never a value.
+    async fn a_failing_request_does_not_stop_the_others(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_isolated").await else { return };
+        db.exec(SCHEMA).await;
+        db.exec("CREATE TABLE members (id INTEGER PRIMARY KEY, email VARCHAR(120)); \
+                 INSERT INTO members (id, email) VALUES (1, 'karen@example.invalid'), (2, 'other@example.invalid')").await;
+        let project = Project::for_db(&db, "shop", LEDGER_CONFIG);
+        let rules = format!("{RULES}\n[[subject]]\nkind = \"member\"\nidentifiers = [\"member_email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"members\"\nmatch = {{ member_email = \"email\" }}\naction = \"delete\"\n");
+        project.rules("shop.toml", &rules);
+        // Recorded under a key since retired.
+        std::fs::write(project.path().join("hmac-key"), "an older key, retired, 32 bytes or more").unwrap();
+        let old = project.glemsel(&["erase", "add", "--subject", "email=soren@example.invalid"]);
+        assert_eq!(code(&old), 0, "{}", text(&old));
+        std::fs::write(project.path().join("hmac-key"), KEY).unwrap();
+        for subject in ["email=karen@example.invalid", "email=jens@example.invalid"] {
+            let add = project.glemsel(&["erase", "add", "--subject", subject]);
+            assert_eq!(code(&add), 0, "{}", text(&add));
+        }
+        // erasure-0004 is Karen as a member; its table is gone.
+        let add = project.glemsel(&["erase", "add", "--subject", "member_email=karen@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        db.exec("DROP TABLE members").await;
+        let run = project.glemsel(&["erase", "run"]);
+        let out = text(&run);
+        assert_eq!(code(&run), 4, "{out}");
+        assert_contains(&out, "erasure request erasure-0001 was recorded under pseudonymisation key");
+        assert_contains(&out, "erasure-0002: 4 rows found, 4 changed, 1 related rows deleted; partly done");
+        assert_contains(&out, "erasure-0003: 6 rows found, 6 changed, 2 related rows deleted; partly done");
+        assert_contains(&out, "erasure request erasure-0004: ");
+        assert_contains(&out, "table members does not exist in store shop");
+        for value in ["karen", "soren", "jens"] {
+            assert_lacks(&out, value);
+        }
+        assert_eq!(db.number("SELECT count(*) FROM customers").await, 1, "Søren's row stays; Karen's and Jens's went");
+        let status = text(&project.glemsel(&["erase", "status"]));
+        for (id, state) in [("erasure-0001", "open"), ("erasure-0002", "partly done"), ("erasure-0003", "partly done"), ("erasure-0004", "open")] {
+            assert!(status.lines().any(|l| l.starts_with(id) && l.contains(state)), "{id} {state}: {status}");
+        }
+        db.drop().await;
+    }
+}

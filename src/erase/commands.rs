@@ -310,7 +310,7 @@ pub async fn plan(
             .filter(|r| ledger.status_of(&r.id) != StatusKind::Done)
             .collect(),
     };
-    let found = super::find(policy, &mut stores, &key, &selected).await?;
+    let found = super::find(policy, &mut stores, &key, &ledger, &selected).await?;
     Ok(selected
         .into_iter()
         .zip(found)
@@ -480,7 +480,12 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
             }
             continue;
         }
-        if p.found.tables.is_empty() {
+        if let Some(failure) = &p.found.failed {
+            let _ = writeln!(out, "  failed: {}", failure.message);
+            continue;
+        }
+        left_alone_text(&mut out, &p.found.left_alone);
+        if p.found.tables.is_empty() && p.found.recorded.is_none() {
             let _ = writeln!(
                 out,
                 "  matches no row in any declared table; recorded all the same, so a restore cannot bring the person back unnoticed"
@@ -533,9 +538,20 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
     out
 }
 
+/// The matching rows a request carried out before leaves alone.
+fn left_alone_text(out: &mut String, left_alone: &[crate::store::NamedCount]) {
+    for table in left_alone {
+        let _ = writeln!(
+            out,
+            "  {}: {} matching rows left alone: not part of the request when it was carried out",
+            table.name, table.rows
+        );
+    }
+}
+
 pub fn run_text(report: &RunReport) -> String {
     let mut out = String::new();
-    if report.requests.is_empty() && report.refused.is_empty() {
+    if report.requests.is_empty() && report.refused.is_empty() && report.failed.is_empty() {
         out.push_str("no open erasure requests\n");
     }
     for r in &report.requests {
@@ -561,9 +577,13 @@ pub fn run_text(report: &RunReport) -> String {
                 rem.rows, rem.store, rem.table, rem.why
             );
         }
+        left_alone_text(&mut out, &r.left_alone);
     }
     for refusal in &report.refused {
         let _ = writeln!(out, "{refusal}");
+    }
+    for failure in &report.failed {
+        let _ = writeln!(out, "failed: {}", failure.message);
     }
     out
 }

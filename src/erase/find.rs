@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::ledger::{Learnt, Ledger, RecordedRows};
 use super::references::{SubjectTables, check_kept, check_references};
 use super::{EraseError, Request};
 use crate::pseudonym::{ColumnAction, HmacKey, TokenShape, redacted_text};
@@ -76,6 +77,66 @@ pub struct Found {
     /// nothing of it is changed until the data or the rules are corrected.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<String>,
+    /// Per table, rows that match the request's identifiers but were not
+    /// among the rows it took when it was carried out: left alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_alone: Vec<NamedCount>,
+    /// Why the request's rows could not be found (a store or a table
+    /// failed): nothing of it is changed; other requests go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Failure>,
+    /// The identifiers learnt by following, earlier runs' included.
+    #[serde(skip)]
+    pub learnt: Vec<Learnt>,
+    /// The rows recorded when the request was first carried out (`None`:
+    /// this run is its first, and records what it takes).
+    #[serde(skip)]
+    pub recorded: Option<Vec<RecordedRows>>,
+}
+
+/// A request that failed: the message names the request, the store and
+/// the table, never a value; `schema` when the rules do not fit a table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub message: String,
+    pub schema: bool,
+}
+
+impl Failure {
+    pub fn new(request: &str, err: &EraseError) -> Failure {
+        Failure {
+            message: format!("erasure request {request}: {err}"),
+            schema: matches!(err, EraseError::Schema(_)),
+        }
+    }
+}
+
+/// A row's key as a ledger records it: a keyed hash.
+pub(crate) fn key_hash(key: &HmacKey, row: &Key) -> String {
+    key.audit_hash(&key_text(row))
+}
+
+/// Per request with recorded rows: (store, table) → their hashed keys.
+type Restrict = Vec<Option<HashMap<(String, String), HashSet<String>>>>;
+
+/// Splits the requests a row matches into those that take it and those
+/// that leave it alone (recorded rows exist, and this row is not one).
+fn admit(
+    restrict: &Restrict,
+    key: &HmacKey,
+    place: &(String, String),
+    row: &Key,
+    hits: Vec<usize>,
+) -> (Vec<usize>, Vec<usize>) {
+    if hits.iter().all(|&i| restrict[i].is_none()) {
+        return (hits, Vec::new());
+    }
+    let hash = key_hash(key, row);
+    hits.into_iter().partition(|&i| {
+        restrict[i]
+            .as_ref()
+            .is_none_or(|tables| tables.get(place).is_some_and(|keys| keys.contains(&hash)))
+    })
 }
 
 impl Found {
@@ -93,67 +154,144 @@ type Wanted = HashMap<(String, String), Vec<usize>>;
 
 /// Finds the rows of every request in `requests`. A request whose
 /// followed identifiers could take in another person's rows is refused:
-/// no rows found, and [`Found::refused`] says why.
+/// no rows found, and [`Found::refused`] says why. A request carried out
+/// before finds only the rows it took then ([`Found::left_alone`] counts
+/// the others), by its own and its learnt identifiers. A subject whose
+/// tables cannot be read fails its requests ([`Found::failed`]), not the
+/// others.
 pub async fn find(
     policy: &Policy,
     stores: &mut crate::commands::Stores<'_>,
     key: &HmacKey,
+    ledger: &Ledger,
     requests: &[&Request],
 ) -> Result<Vec<Found>, EraseError> {
-    refuse_other_keys(key, requests)?;
     let mut found: Vec<Found> = requests
         .iter()
-        .map(|r| Found {
-            request: r.id.clone(),
-            tables: Vec::new(),
-            refused: Vec::new(),
+        .map(|r| {
+            let prior = ledger.statuses.get(&r.id).filter(|s| s.rows.is_some());
+            Found {
+                request: r.id.clone(),
+                tables: Vec::new(),
+                refused: other_key(key, r).into_iter().collect(),
+                left_alone: Vec::new(),
+                failed: None,
+                learnt: prior.map(|p| p.learnt.clone()).unwrap_or_default(),
+                recorded: prior.and_then(|p| p.rows.clone()),
+            }
+        })
+        .collect();
+    let restrict: Restrict = found
+        .iter()
+        .map(|f| {
+            f.recorded.as_ref().map(|tables| {
+                tables
+                    .iter()
+                    .map(|t| {
+                        let keys = t.keys().cloned().collect();
+                        ((t.store.clone(), t.table.clone()), keys)
+                    })
+                    .collect()
+            })
         })
         .collect();
     for subject in &policy.subjects {
-        let mut wanted = seeds(subject, requests);
+        let mut wanted = seeds(subject, requests, &found);
         if wanted.is_empty() {
             continue;
         }
-        let mut plans = Vec::new();
-        for table in &subject.tables {
-            let store = stores.get(&table.store).await.map_err(EraseError::from)?;
-            plans.push(checked_plan(store, policy, subject, table).await?);
-        }
-        let mut learning =
-            follow(stores, key, subject, &plans, &mut wanted, requests.len()).await?;
-        let read = std::mem::take(&mut learning.rows);
-        collect(stores, key, subject, &plans, &wanted, read, &mut found).await?;
-        for (i, refusal) in learning.refusals(subject, requests) {
-            found[i].tables.clear();
-            found[i].refused.push(refusal);
+        let mut partial = found.clone();
+        let result = find_subject(
+            policy,
+            stores,
+            key,
+            subject,
+            &mut wanted,
+            &restrict,
+            requests,
+            &mut partial,
+        )
+        .await;
+        match result {
+            Ok(()) => found = partial,
+            Err(err) => {
+                for (i, request) in requests.iter().enumerate() {
+                    if request.subject == subject.kind && found[i].refused.is_empty() {
+                        found[i].failed = Some(Failure::new(&request.id, &err));
+                    }
+                }
+            }
         }
     }
     Ok(found)
 }
 
-/// Under another key the hash matches nobody, and the request would count
-/// as done: after a key rotation, refuse instead.
-fn refuse_other_keys(key: &HmacKey, requests: &[&Request]) -> Result<(), EraseError> {
-    match requests.iter().find(|r| r.key_id != key.id()) {
-        Some(request) => Err(EraseError::Usage(format!(
-            "erasure request {} was recorded under pseudonymisation key {}, not the configured key {}: its identifier can only be found with that key; configure it for the erasure runs until every request recorded under it is done",
-            request.id,
-            request.key_id,
-            key.id()
-        ))),
-        None => Ok(()),
+#[allow(clippy::too_many_arguments)]
+async fn find_subject(
+    policy: &Policy,
+    stores: &mut crate::commands::Stores<'_>,
+    key: &HmacKey,
+    subject: &Subject,
+    wanted: &mut Wanted,
+    restrict: &Restrict,
+    requests: &[&Request],
+    found: &mut [Found],
+) -> Result<(), EraseError> {
+    let mut plans = Vec::new();
+    for table in &subject.tables {
+        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
+        plans.push(checked_plan(store, policy, subject, table).await?);
     }
+    let mut learning = follow(stores, key, subject, &plans, wanted, restrict).await?;
+    let read = std::mem::take(&mut learning.rows);
+    collect(stores, key, subject, &plans, wanted, restrict, read, found).await?;
+    for (entry, i) in &learning.learnt {
+        let learnt = Learnt {
+            identifier: entry.0.clone(),
+            hash: entry.1.clone(),
+        };
+        if !found[*i].learnt.contains(&learnt) {
+            found[*i].learnt.push(learnt);
+        }
+    }
+    for (i, refusal) in learning.refusals(subject, requests) {
+        found[i].tables.clear();
+        found[i].left_alone.clear();
+        found[i].refused.push(refusal);
+    }
+    Ok(())
 }
 
-/// The identifiers the subject's requests give.
-fn seeds(subject: &Subject, requests: &[&Request]) -> Wanted {
+/// Under another key the hash matches nobody, and the request would count
+/// as done: after a key rotation, refuse it instead (and only it).
+fn other_key(key: &HmacKey, request: &Request) -> Option<String> {
+    (request.key_id != key.id()).then(|| format!(
+        "erasure request {} was recorded under pseudonymisation key {}, not the configured key {}: its identifier can only be found with that key; configure it for the erasure runs until every request recorded under it is done",
+        request.id,
+        request.key_id,
+        key.id()
+    ))
+}
+
+/// The identifiers the subject's requests give, and those earlier runs
+/// learnt for them; not a refused request's.
+fn seeds(subject: &Subject, requests: &[&Request], found: &[Found]) -> Wanted {
     let mut wanted = Wanted::new();
     for (i, request) in requests.iter().enumerate() {
-        if request.subject == subject.kind {
-            wanted
-                .entry((request.identifier.clone(), request.hash.clone()))
-                .or_default()
-                .push(i);
+        if request.subject != subject.kind || !found[i].refused.is_empty() {
+            continue;
+        }
+        let learnt = found[i]
+            .learnt
+            .iter()
+            .map(|l| (l.identifier.clone(), l.hash.clone()));
+        for entry in
+            std::iter::once((request.identifier.clone(), request.hash.clone())).chain(learnt)
+        {
+            let indexes = wanted.entry(entry).or_default();
+            if !indexes.contains(&i) {
+                indexes.push(i);
+            }
         }
     }
     wanted
@@ -170,9 +308,9 @@ struct Learning {
     sources: HashMap<(usize, String), (usize, HashSet<String>)>,
     /// (entry, request): identifiers learnt, not given.
     learnt: Vec<((String, String), usize)>,
-    /// Per authoritative table, each request's rows, as the last pass
-    /// (which learnt nothing new) found them.
-    rows: HashMap<usize, Vec<Vec<FoundRow>>>,
+    /// Per authoritative table, each request's rows, and how many it left
+    /// alone, as the last pass (which learnt nothing new) found them.
+    rows: HashMap<usize, (Vec<Vec<FoundRow>>, Vec<u64>)>,
 }
 
 /// A followed identifier found in the person's row of the table
@@ -185,8 +323,9 @@ async fn follow(
     subject: &Subject,
     plans: &[TablePlan],
     wanted: &mut Wanted,
-    requests: usize,
+    restrict: &Restrict,
 ) -> Result<Learning, EraseError> {
+    let requests = restrict.len();
     let mut learnt = Vec::new();
     loop {
         let mut learning = Learning::default();
@@ -198,8 +337,13 @@ async fn follow(
             let store = stores.get(&table.store).await.map_err(EraseError::from)?;
             let wanted = &*wanted;
             let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); requests];
+            let mut left = vec![0; requests];
+            let place = (table.store.clone(), table.table.to_string());
             scan(store, subject, table, plan, key, |row, hashed| {
-                let hits = hits(wanted, &hashed);
+                let (hits, alone) = admit(restrict, key, &place, &row.key, hits(wanted, &hashed));
+                for i in alone {
+                    left[i] += 1;
+                }
                 for &i in &hits {
                     per_request[i].push(row.clone());
                 }
@@ -230,7 +374,7 @@ async fn follow(
                 }
             })
             .await?;
-            learning.rows.insert(t, per_request);
+            learning.rows.insert(t, (per_request, left));
         }
         if new.is_empty() {
             learning.learnt = learnt;
@@ -290,6 +434,7 @@ impl Learning {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Each table's rows of each request, with the rows a cascade would take.
 /// The authoritative tables' rows are those `follow` read last (`read`);
 /// the other tables are read here.
@@ -299,24 +444,40 @@ async fn collect(
     subject: &Subject,
     plans: &[TablePlan],
     wanted: &Wanted,
-    mut read: HashMap<usize, Vec<Vec<FoundRow>>>,
+    restrict: &Restrict,
+    mut read: HashMap<usize, (Vec<Vec<FoundRow>>, Vec<u64>)>,
     found: &mut [Found],
 ) -> Result<(), EraseError> {
     for (t, (table, plan)) in subject.tables.iter().zip(plans).enumerate() {
         let store = stores.get(&table.store).await.map_err(EraseError::from)?;
-        let per_request = match read.remove(&t) {
+        let place = (table.store.clone(), table.table.to_string());
+        let (per_request, left) = match read.remove(&t) {
             Some(rows) => rows,
             None => {
                 let mut per_request: Vec<Vec<FoundRow>> = vec![Vec::new(); found.len()];
+                let mut left = vec![0; found.len()];
                 scan(store, subject, table, plan, key, |row, hashed| {
-                    for i in hits(wanted, &hashed) {
+                    let (hits, alone) =
+                        admit(restrict, key, &place, &row.key, hits(wanted, &hashed));
+                    for i in alone {
+                        left[i] += 1;
+                    }
+                    for i in hits {
                         per_request[i].push(row.clone());
                     }
                 })
                 .await?;
-                per_request
+                (per_request, left)
             }
         };
+        for (i, rows) in left.into_iter().enumerate() {
+            if rows > 0 {
+                found[i].left_alone.push(NamedCount {
+                    name: format!("{}.{}", table.store, table.table),
+                    rows,
+                });
+            }
+        }
         for (i, rows) in per_request.into_iter().enumerate() {
             if !rows.is_empty() {
                 found[i]

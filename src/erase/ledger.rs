@@ -107,7 +107,48 @@ pub struct Status {
     /// Written by `erase replay` (rows came back after a restore).
     #[serde(default)]
     pub replay: bool,
+    /// The rows the request took when it was first carried out, per table,
+    /// by keyed hashes of their keys: later runs and replays act on these
+    /// rows only, so a new row that matches the identifier (the address
+    /// registered again, a number given to someone new) is left alone.
+    /// `None` in entries written before rows were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<RecordedRows>>,
+    /// Identifiers learnt by following (the customer number found in the
+    /// person's row), as keyed hashes: a later run finds the other tables'
+    /// rows by them even when the row that taught them is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learnt: Vec<Learnt>,
     pub at: DateTime<Utc>,
+}
+
+/// One table's rows of a request, by outcome, as keyed hashes of their
+/// keys (HMAC under the pseudonymisation key; a key may be an e-mail
+/// address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRows {
+    pub store: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
+}
+
+impl RecordedRows {
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.changed.iter().chain(&self.kept).chain(&self.held)
+    }
+}
+
+/// An identifier learnt by following: its name and keyed hash, as a
+/// request's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Learnt {
+    pub identifier: String,
+    pub hash: String,
 }
 
 /// One line of the ledger (and the `detail` of its audit row).
@@ -487,6 +528,8 @@ mod tests {
             changed: 3,
             remaining: Vec::new(),
             replay: false,
+            rows: None,
+            learnt: Vec::new(),
             at: Utc::now(),
         };
         let db = vec![Entry::Request(request("erasure-0001"))];

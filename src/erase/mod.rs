@@ -18,7 +18,7 @@ use crate::pseudonym::HmacKey;
 use crate::rules::Subject;
 use crate::store::StoreError;
 
-pub use find::{Found, TableFinding, find};
+pub use find::{Failure, Found, TableFinding, find};
 pub use ledger::{Ledger, Request, Status};
 pub use run::{Context, Mode, RunReport, run};
 
@@ -43,6 +43,13 @@ pub enum EraseError {
     AddLocked,
     #[error("{0}")]
     Schema(String),
+    /// A table of a request failed: which one, never a value.
+    #[error("store {store}, table {table}: {source}")]
+    Table {
+        store: String,
+        table: String,
+        source: Box<EraseError>,
+    },
 }
 
 /// The keyed hash a ledger records for an identifier: HMAC-SHA256 under

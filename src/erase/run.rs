@@ -5,13 +5,14 @@
 
 use serde::Serialize;
 
-use super::find::{FoundRow, TableFinding, TablePlan, new_value, row_done};
-use super::ledger::{self, Entry, Intended, Ledger, Remaining, Request, Status, StatusKind};
+use super::find::{Failure, FoundRow, TableFinding, TablePlan, key_hash, new_value, row_done};
+use super::ledger::{
+    self, Entry, Intended, Ledger, RecordedRows, Remaining, Request, Status, StatusKind,
+};
 use super::{EraseError, Found};
 use crate::audit::{self, AuditEntry, AuditEvent};
 use crate::pseudonym::HmacKey;
 use crate::rules::Policy;
-use crate::store::erasure::key_text;
 use crate::store::{Key, NamedCount, Store, StoreError};
 
 /// Which requests a run takes.
@@ -34,6 +35,10 @@ pub struct RequestOutcome {
     pub remaining: Vec<Remaining>,
     /// No run looked for this request before.
     pub first: bool,
+    /// Per table, matching rows not part of the request when it was
+    /// carried out: left alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_alone: Vec<NamedCount>,
 }
 
 /// What a run did.
@@ -45,6 +50,10 @@ pub struct RunReport {
     /// Requests refused, and why: not run, their status unchanged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<String>,
+    /// Requests that failed (a store or table error): not carried out, or
+    /// not completely; the others were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<Failure>,
 }
 
 /// Where the ledger is and the keys a run uses.
@@ -67,48 +76,102 @@ pub async fn run(
         .iter()
         .filter(|r| mode == Mode::Replay || ledger.status_of(&r.id) != StatusKind::Done)
         .collect();
-    let found = super::find(ctx.policy, stores, ctx.key, &selected).await?;
+    let found = super::find(ctx.policy, stores, ctx.key, ledger, &selected).await?;
     let mut outcomes = Vec::new();
     let mut refused = Vec::new();
+    let mut failed = Vec::new();
     for found in found {
         if !found.refused.is_empty() {
             refused.extend(found.refused);
             continue;
         }
-        let mut previous = ledger.statuses.get(&found.request).cloned();
-        let first = previous.is_none();
-        // Intent first: a crash after some tables committed leaves this as
-        // the latest status, and the next run takes from it the rows kept
-        // under a minimum that no longer match the identifier.
-        let intended = intended(&found);
-        if !intended.is_empty() {
-            let intent = Status {
-                request: found.request.clone(),
-                status: StatusKind::Running,
-                intended,
-                found: found.rows(),
-                changed: 0,
-                remaining: carried(remaining(ctx, &found), previous.as_ref()),
-                replay: mode == Mode::Replay,
-                at: after(previous.as_ref()),
-            };
-            append_status(ctx, stores, intent.clone()).await?;
-            previous = Some(intent);
+        if let Some(failure) = found.failed {
+            failed.push(failure);
+            continue;
         }
-        let mut outcome = erase_request(ctx, stores, &found, mode).await?;
-        outcome.first = first;
-        if let Some(previous) = &previous {
-            still_kept(ctx, stores, previous, &mut outcome).await?;
+        // One request's failure (a table's error) leaves the others to run.
+        match run_request(ctx, stores, ledger, &found, mode).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(err) => failed.push(Failure::new(&found.request, &err)),
         }
-        record_status(ctx, stores, previous.as_ref(), &outcome, mode).await?;
-        outcomes.push(outcome);
     }
     Ok(RunReport {
         run_id: ctx.run_id.to_string(),
         replay: mode == Mode::Replay,
         requests: outcomes,
         refused,
+        failed,
     })
+}
+
+async fn run_request(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    ledger: &Ledger,
+    found: &Found,
+    mode: Mode,
+) -> Result<RequestOutcome, EraseError> {
+    let mut previous = ledger.statuses.get(&found.request).cloned();
+    let first = previous.is_none();
+    let rows = recorded(ctx, found);
+    // Intent first: a crash after some tables committed leaves this as
+    // the latest status, and the next run takes from it the rows kept
+    // under a minimum that no longer match the identifier, and the rows
+    // the request takes.
+    let intended = intended(found);
+    if !intended.is_empty() {
+        let intent = Status {
+            request: found.request.clone(),
+            status: StatusKind::Running,
+            intended,
+            found: found.rows(),
+            changed: 0,
+            remaining: carried(remaining(ctx, found), previous.as_ref()),
+            replay: mode == Mode::Replay,
+            rows: Some(rows.clone()),
+            learnt: found.learnt.clone(),
+            at: after(previous.as_ref()),
+        };
+        append_status(ctx, stores, intent.clone()).await?;
+        previous = Some(intent);
+    }
+    let mut outcome = erase_request(ctx, stores, found, mode).await?;
+    outcome.first = first;
+    if let Some(previous) = &previous {
+        still_kept(ctx, stores, previous, &mut outcome).await?;
+    }
+    record_status(ctx, stores, previous.as_ref(), &outcome, found, rows, mode).await?;
+    Ok(outcome)
+}
+
+/// The rows a request takes, by table and outcome: those recorded when it
+/// was first carried out, or else (its first run) the rows found now.
+fn recorded(ctx: &Context<'_>, found: &Found) -> Vec<RecordedRows> {
+    if let Some(rows) = &found.recorded {
+        return rows.clone();
+    }
+    found
+        .tables
+        .iter()
+        .map(|t| {
+            let mut rows = RecordedRows {
+                store: t.store.clone(),
+                table: t.table.clone(),
+                changed: Vec::new(),
+                kept: Vec::new(),
+                held: Vec::new(),
+            };
+            for row in &t.rows {
+                let hash = key_hash(ctx.key, &row.key);
+                match (row.held, t.kept_by.is_some()) {
+                    (true, _) => rows.held.push(hash),
+                    (false, true) => rows.kept.push(hash),
+                    (false, false) => rows.changed.push(hash),
+                }
+            }
+            rows
+        })
+        .collect()
 }
 
 async fn erase_request(
@@ -125,10 +188,19 @@ async fn erase_request(
         status: StatusKind::Done,
         remaining: Vec::new(),
         first: true,
+        left_alone: found.left_alone.clone(),
     };
     for table in &found.tables {
-        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
-        let (changed, cascaded) = erase_table(ctx, store, &found.request, table, mode).await?;
+        let (changed, cascaded) = async {
+            let store = stores.get(&table.store).await.map_err(EraseError::from)?;
+            erase_table(ctx, store, &found.request, table, mode).await
+        }
+        .await
+        .map_err(|err| EraseError::Table {
+            store: table.store.clone(),
+            table: table.table.clone(),
+            source: Box::new(err),
+        })?;
         outcome.changed += changed;
         outcome.cascaded += cascaded;
     }
@@ -183,7 +255,7 @@ fn remaining(ctx: &Context<'_>, found: &Found) -> Vec<Remaining> {
                 .rows
                 .iter()
                 .filter(|r| !r.held)
-                .map(|r| ctx.key.audit_hash(&key_text(&r.key)))
+                .map(|r| key_hash(ctx.key, &r.key))
                 .collect();
             remaining.push(kept(table.store.clone(), table.table.clone(), rule, keys));
         }
@@ -263,7 +335,7 @@ async fn still_kept(
         let recorded: std::collections::HashSet<&String> = earlier.keys.iter().collect();
         let mut keys = Vec::new();
         super::find::each_key(store, &plan, |key| {
-            let hash = ctx.key.audit_hash(&key_text(key));
+            let hash = key_hash(ctx.key, key);
             if recorded.contains(&hash) {
                 keys.push(hash);
             }
@@ -432,10 +504,16 @@ async fn record_status(
     stores: &mut crate::commands::Stores<'_>,
     previous: Option<&Status>,
     outcome: &RequestOutcome,
+    found: &Found,
+    rows: Vec<RecordedRows>,
     mode: Mode,
 ) -> Result<(), EraseError> {
-    let same =
-        previous.is_some_and(|p| p.status == outcome.status && p.remaining == outcome.remaining);
+    let same = previous.is_some_and(|p| {
+        p.status == outcome.status
+            && p.remaining == outcome.remaining
+            && p.rows.as_ref() == Some(&rows)
+            && p.learnt == found.learnt
+    });
     if same && mode == Mode::Open {
         return Ok(());
     }
@@ -447,6 +525,8 @@ async fn record_status(
         changed: outcome.changed,
         remaining: outcome.remaining.clone(),
         replay: mode == Mode::Replay,
+        rows: Some(rows),
+        learnt: found.learnt.clone(),
         at: after(previous),
     };
     append_status(ctx, stores, status).await

@@ -1522,3 +1522,116 @@ every_engine! {
         db.drop().await;
     }
 }
+
+/// A hold placed between the run's read and its delete keeps the row and
+/// the rows its cascade would take: the run locks the rows it deletes and
+/// tests the hold again, and reports the row as held.
+#[tokio::test]
+async fn a_hold_placed_during_the_run_keeps_the_row_and_its_cascade() {
+    for kind in [common::Kind::Postgres, common::Kind::Mariadb] {
+        let Some(db) = TestDb::create(kind, "erasure_late_hold").await else {
+            return;
+        };
+        db.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, email VARCHAR(120), disputed BOOLEAN NOT NULL); \
+                 CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, item VARCHAR(40)); \
+                 INSERT INTO customers (id, email, disputed) VALUES (1, 'jens@example.invalid', FALSE), (2, 'karen@example.invalid', FALSE); \
+                 INSERT INTO orders (id, customer_id, item) VALUES (10, 1, 'bike'), (11, 2, 'book')").await;
+        let project = Project::for_db(
+            &db,
+            "shop",
+            &format!("{LEDGER_CONFIG}lock_timeout_ms = 120000\n"),
+        );
+        project.rules("shop.toml", "[[subject]]\nkind = \"customer\"\nidentifiers = [\"email\"]\ndeadline = \"1 month\"\n\n[[subject.table]]\nstore = \"shop\"\ntable = \"customers\"\nmatch = { email = \"email\" }\naction = \"delete\"\nhold = \"disputed\"\n\n[[subject.table.cascade]]\ntable = \"orders\"\non = { customer_id = \"id\" }\n");
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let orders = "SELECT id FROM orders ORDER BY id";
+        let before = db.rows(orders).await;
+
+        // Another session places the hold and has not committed yet.
+        let hold = "UPDATE customers SET disputed = TRUE WHERE id = 1";
+        let blocker = match kind {
+            common::Kind::Postgres => {
+                let client = db.pg_client().await;
+                client
+                    .batch_execute(&format!("BEGIN; {hold}"))
+                    .await
+                    .unwrap();
+                Blocker::Postgres(client)
+            }
+            _ => {
+                use mysql_async::prelude::Queryable as _;
+                let mut conn = db.mariadb_session().await;
+                conn.query_drop("START TRANSACTION").await.unwrap();
+                conn.query_drop(hold).await.unwrap();
+                Blocker::Mariadb(conn)
+            }
+        };
+        let run = Command::new(env!("CARGO_BIN_EXE_glemsel"))
+            .args(["erase", "run"])
+            .current_dir(project.path())
+            .env_remove("GLEMSEL_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let waiting = match kind {
+            common::Kind::Postgres => {
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%customers%'"
+            }
+            _ => "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+        };
+        let mut waited = false;
+        for _ in 0..600 {
+            if db.number(waiting).await > 0 {
+                waited = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The hold commits while the run waits for the row.
+        match blocker {
+            Blocker::Postgres(client) => client.batch_execute("COMMIT").await.unwrap(),
+            Blocker::Mariadb(mut conn) => {
+                use mysql_async::prelude::Queryable as _;
+                conn.query_drop("COMMIT").await.unwrap();
+                let _ = conn.disconnect().await;
+            }
+        }
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            waited,
+            "{kind:?}: the run never waited for the row: {}",
+            text(&out)
+        );
+        assert_eq!(code(&out), 0, "{kind:?}: {}", text(&out));
+        assert_contains(
+            &text(&out),
+            "erasure-0001: 1 rows found, 0 changed; partly done",
+        );
+        assert_contains(
+            &text(&out),
+            "remains: 1 rows in shop.customers, held (a hold placed during the run)",
+        );
+        assert_eq!(
+            db.number("SELECT count(*) FROM customers").await,
+            2,
+            "{kind:?}: the held row stays"
+        );
+        assert_eq!(
+            db.rows(orders).await,
+            before,
+            "{kind:?}: and so do its orders"
+        );
+
+        // When the hold lifts, the next run erases it.
+        db.exec("UPDATE customers SET disputed = FALSE WHERE id = 1")
+            .await;
+        let run = project.glemsel(&["erase", "run"]);
+        assert_contains(
+            &text(&run),
+            "erasure-0001: 1 rows found, 1 changed, 1 related rows deleted; done",
+        );
+        assert_eq!(db.rows(orders).await, vec![vec![Some("11".to_string())]]);
+        db.drop().await;
+    }
+}

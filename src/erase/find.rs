@@ -66,6 +66,8 @@ pub(crate) struct TablePlan {
     /// Per cascade: its table, its matching columns (theirs), and the
     /// columns of ours they equal.
     pub cascades: Vec<(TableRef, Vec<Column>, Vec<Column>)>,
+    /// The hold column, re-checked by the statements that change rows.
+    pub hold: Option<Column>,
 }
 
 /// A request's findings, table by table.
@@ -647,9 +649,10 @@ pub(crate) async fn table_plan(
     for (_, column) in &table.matches {
         column_of(&schema, column, &what)?;
     }
-    if let Some(hold) = &table.hold {
-        column_of(&schema, hold, &what)?;
-    }
+    let hold = match &table.hold {
+        Some(hold) => Some(column_of(&schema, hold, &what)?),
+        None => None,
+    };
     let mut cascades = Vec::new();
     let mut children = Vec::new();
     for cascade in &table.cascades {
@@ -682,6 +685,7 @@ pub(crate) async fn table_plan(
         key,
         columns,
         cascades,
+        hold,
     })
 }
 

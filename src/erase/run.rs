@@ -13,6 +13,7 @@ use super::{EraseError, Found};
 use crate::audit::{self, AuditEntry, AuditEvent};
 use crate::pseudonym::HmacKey;
 use crate::rules::Policy;
+use crate::store::erasure::key_text;
 use crate::store::{Key, NamedCount, Store, StoreError};
 
 /// Which requests a run takes.
@@ -190,6 +191,7 @@ async fn erase_request(
         first: true,
         left_alone: found.left_alone.clone(),
     };
+    let mut held_now = Vec::new();
     for table in &found.tables {
         let (changed, cascaded) = async {
             let store = stores.get(&table.store).await.map_err(EraseError::from)?;
@@ -203,8 +205,19 @@ async fn erase_request(
         })?;
         outcome.changed += changed;
         outcome.cascaded += cascaded;
+        let skipped = to_change(table).len() as u64 - changed.min(to_change(table).len() as u64);
+        if skipped > 0 {
+            held_now.push(Remaining {
+                store: table.store.clone(),
+                table: table.table.clone(),
+                rows: skipped,
+                why: "held (a hold placed during the run); erased when the hold lifts".into(),
+                keys: Vec::new(),
+            });
+        }
     }
     outcome.remaining = remaining(ctx, found);
+    outcome.remaining.extend(held_now);
     if !outcome.remaining.is_empty() {
         outcome.status = StatusKind::PartlyDone;
     }
@@ -414,6 +427,20 @@ async fn delete_rows(
     plan: &TablePlan,
     rows: &[&FoundRow],
 ) -> Result<(u64, Vec<NamedCount>), StoreError> {
+    // The rows still not held, locked: a hold placed since they were read
+    // keeps the row, and the rows its cascades would take.
+    let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+    let free: std::collections::HashSet<String> = store
+        .erasure_lock(&plan.table, &plan.key, plan.hold.as_ref(), &keys)
+        .await?
+        .iter()
+        .map(key_text)
+        .collect();
+    let rows: Vec<&FoundRow> = rows
+        .iter()
+        .copied()
+        .filter(|r| free.contains(&key_text(&r.key)))
+        .collect();
     let mut cascaded = Vec::new();
     for (i, (child, theirs, _)) in plan.cascades.iter().enumerate() {
         let mut values: Vec<Key> = rows.iter().filter_map(|r| r.related[i].clone()).collect();
@@ -452,7 +479,13 @@ async fn overwrite_rows(
             })
             .collect();
         changed += store
-            .erasure_update(&plan.table, &plan.key, &row.key, &values)
+            .erasure_update(
+                &plan.table,
+                &plan.key,
+                plan.hold.as_ref(),
+                &row.key,
+                &values,
+            )
             .await?;
     }
     Ok(changed)

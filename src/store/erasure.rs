@@ -72,6 +72,50 @@ pub(crate) async fn read(
         .collect()
 }
 
+/// Of the rows with keys `keys`, those still there and not under a hold
+/// (`hold`, re-checked now: a hold may have been placed since the rows
+/// were read), locked until the transaction ends where the engine locks
+/// rows (`FOR UPDATE`), so their hold cannot change before they and the
+/// rows their cascades take are deleted. Their keys, as read.
+pub(crate) async fn lock(
+    store: &mut dyn Statements,
+    table: &TableRef,
+    key: &[Column],
+    hold: Option<&Column>,
+    keys: &[Key],
+) -> Result<Vec<Key>, StoreError> {
+    let dialect = store.dialect();
+    let select: Vec<String> = key
+        .iter()
+        .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
+        .collect();
+    let head = format!("SELECT {} FROM ", select.join(", "));
+    let mut locked = Vec::new();
+    for mut q in matching(dialect, &head, table, key, keys) {
+        push_not_held(dialect, &mut q, hold);
+        if let Some(for_update) = dialect.for_update() {
+            q.push(for_update);
+        }
+        locked.extend(store.keys("erasure lock", &q, key).await?);
+    }
+    Ok(locked)
+}
+
+/// ` AND NOT <held>`, the hold condition rule runs use, when the table
+/// has a hold column erasure can test in the database.
+fn push_not_held(dialect: &dyn Dialect, q: &mut Query<'_>, hold: Option<&Column>) {
+    if let Some(column) = hold.filter(|c| checkable_hold(c)) {
+        let held = dialect.held(&dialect.quote(&column.name), column);
+        q.push(" AND NOT ").push(&held);
+    }
+}
+
+/// Hold columns the database tests as rule runs do (a flag or a number);
+/// another kind is tested in the worker only, when the rows are read.
+pub(crate) fn checkable_hold(column: &Column) -> bool {
+    matches!(column.kind, ColumnKind::Boolean | ColumnKind::Integer)
+}
+
 /// How many rows have `columns` equal to one of `values`, counted in the
 /// chunks [`delete`] deletes them in.
 pub(crate) async fn count(
@@ -139,6 +183,7 @@ pub(crate) async fn update(
     store: &mut dyn Statements,
     table: &TableRef,
     key_columns: &[Column],
+    hold: Option<&Column>,
     key: &Key,
     columns: &[(String, Option<String>)],
 ) -> Result<u64, StoreError> {
@@ -154,6 +199,7 @@ pub(crate) async fn update(
     }
     q.push(" WHERE ");
     push_in_values(&mut q, key_columns, std::slice::from_ref(key));
+    push_not_held(dialect, &mut q, hold);
     store.affected("erasure update", &q).await
 }
 

@@ -661,15 +661,27 @@ pub trait Store: Send {
         erasure::delete(self.sql().0, table, columns, values).await
     }
 
-    /// Overwrites `columns` of the row with `key`.
+    /// Overwrites `columns` of the row with `key`, unless it is held now.
     async fn erasure_update(
         &mut self,
         table: &TableRef,
         key_columns: &[Column],
+        hold: Option<&Column>,
         key: &Key,
         columns: &[(String, Option<String>)],
     ) -> Result<u64, StoreError> {
-        erasure::update(self.sql().0, table, key_columns, key, columns).await
+        erasure::update(self.sql().0, table, key_columns, hold, key, columns).await
+    }
+
+    /// Of `keys`, the rows there and not held now, locked for the delete.
+    async fn erasure_lock(
+        &mut self,
+        table: &TableRef,
+        key_columns: &[Column],
+        hold: Option<&Column>,
+        keys: &[Key],
+    ) -> Result<Vec<Key>, StoreError> {
+        erasure::lock(self.sql().0, table, key_columns, hold, keys).await
     }
 
     /// Creates the audit table if it is missing.

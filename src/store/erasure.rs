@@ -25,15 +25,22 @@ pub(crate) async fn read(
 ) -> Result<Vec<ReadRow>, StoreError> {
     let dialect = store.dialect();
     let mut q = Query::new(dialect);
+    // Each expression gets a name of its own: PostgreSQL resolves ORDER BY
+    // "id" to an output column of that name first, and `"id"::text` keeps
+    // the name, so the pages would follow the text order (10 before 9)
+    // while the next page starts after the last key as a number.
     let mut select: Vec<String> = key
         .iter()
-        .map(|c| dialect.key_select(&dialect.quote(&c.name), c))
+        .enumerate()
+        .map(|(i, c)| {
+            let value = dialect.key_select(&dialect.quote(&c.name), c);
+            format!("{value} AS glemsel_k{i}")
+        })
         .collect();
-    select.extend(
-        columns
-            .iter()
-            .map(|c| dialect.value_text(&dialect.quote(&c.name))),
-    );
+    select.extend(columns.iter().enumerate().map(|(i, c)| {
+        let value = dialect.value_text(&dialect.quote(&c.name));
+        format!("{value} AS glemsel_v{i}")
+    }));
     q.push("SELECT ")
         .push(&select.join(", "))
         .push(" FROM ")

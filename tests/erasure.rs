@@ -988,7 +988,8 @@ impl Blocker {
             // Its own view of innodb_trx does not show the wait; the
             // process list does.
             Blocker::Mariadb(_) => {
-                db.number("SELECT count(*) FROM information_schema.processlist WHERE info LIKE 'DELETE FROM %customers%'")
+                // The run locks the rows it deletes before their cascades.
+                db.number("SELECT count(*) FROM information_schema.processlist WHERE (info LIKE 'DELETE FROM %customers%' OR info LIKE 'SELECT %customers% FOR UPDATE') AND info NOT LIKE '%processlist%'")
                     .await
                     > 0
             }

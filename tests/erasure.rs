@@ -1663,3 +1663,40 @@ every_engine! {
         db.drop().await;
     }
 }
+
+every_engine! {
+    /// A table whose statement fails fails that request only: the other
+    /// request is carried out, and the run exits 1 naming the request,
+    /// the store and the table, never a value.
+    async fn a_table_that_fails_fails_only_its_request(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_table_fails").await else { return };
+        db.exec(SCHEMA).await;
+        // The newsletter refuses every delete; only Karen is on it.
+        match kind {
+            common::Kind::Postgres => db.exec("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'kept'; END $$; \
+                CREATE TRIGGER no_delete BEFORE DELETE ON newsletter FOR EACH ROW EXECUTE FUNCTION refuse()").await,
+            common::Kind::Mariadb => db.exec("CREATE TRIGGER no_delete BEFORE DELETE ON newsletter FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'kept'").await,
+            _ => db.exec("CREATE TRIGGER no_delete BEFORE DELETE ON newsletter BEGIN SELECT RAISE(ABORT, 'kept'); END").await,
+        }
+        let project = Project::for_db(&db, "shop", LEDGER_CONFIG);
+        project.rules("shop.toml", RULES);
+        for subject in ["email=karen@example.invalid", "email=soren@example.invalid"] {
+            let add = project.glemsel(&["erase", "add", "--subject", subject]);
+            assert_eq!(code(&add), 0, "{}", text(&add));
+        }
+        let run = project.glemsel(&["erase", "run"]);
+        let out = text(&run);
+        assert_eq!(code(&run), 1, "{out}");
+        assert_contains(&out, "failed: erasure request erasure-0001: store shop, table newsletter: ");
+        assert_contains(&out, "erasure-0002: 1 rows found, 1 changed, 1 related rows deleted; done");
+        for value in ["karen", "soren", "Blixen"] {
+            assert_lacks(&out, value);
+        }
+        assert_eq!(db.number("SELECT count(*) FROM customers WHERE id = 2").await, 0, "Søren went");
+        assert_eq!(db.number("SELECT count(*) FROM newsletter WHERE address = 'karen@example.invalid'").await, 1);
+        let status = text(&project.glemsel(&["erase", "status"]));
+        assert!(status.lines().any(|l| l.starts_with("erasure-0001") && l.contains("interrupted")), "{status}");
+        assert!(status.lines().any(|l| l.starts_with("erasure-0002") && l.contains("done")), "{status}");
+        db.drop().await;
+    }
+}

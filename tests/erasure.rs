@@ -985,11 +985,12 @@ impl Blocker {
                     .unwrap();
                 row.get::<_, i64>(0) > 0
             }
+            // Other tests' sessions (other databases) are not this run.
             // Its own view of innodb_trx does not show the wait; the
             // process list does.
             Blocker::Mariadb(_) => {
                 // The run locks the rows it deletes before their cascades.
-                db.number("SELECT count(*) FROM information_schema.processlist WHERE (info LIKE 'DELETE FROM %customers%' OR info LIKE 'SELECT %customers% FOR UPDATE') AND info NOT LIKE '%processlist%'")
+                db.number("SELECT count(*) FROM information_schema.processlist WHERE (info LIKE 'DELETE FROM %customers%' OR info LIKE 'SELECT %customers% FOR UPDATE') AND info NOT LIKE '%processlist%' AND db = DATABASE()")
                     .await
                     > 0
             }
@@ -1577,9 +1578,11 @@ async fn a_hold_placed_during_the_run_keeps_the_row_and_its_cascade() {
             .unwrap();
         let waiting = match kind {
             common::Kind::Postgres => {
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%customers%'"
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%customers%' AND datname = current_database()"
             }
-            _ => "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+            _ => {
+                "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()"
+            }
         };
         let mut waited = false;
         for _ in 0..600 {

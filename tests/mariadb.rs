@@ -371,7 +371,11 @@ async fn tokens_after_a_short_first_row_are_written_whole() {
     for (i, row) in rows.iter().enumerate() {
         let email = format!("jens.{i}.{}@eksempel-på-æblegård.dk", "x".repeat(60));
         assert_eq!(row[0], Some(format!("ø{i:04}-{}", "å".repeat(60))));
-        assert_eq!(row[1], token(ColumnAction::HmacEmail, 120, &email), "row {i}");
+        assert_eq!(
+            row[1],
+            token(ColumnAction::HmacEmail, 120, &email),
+            "row {i}"
+        );
         assert_eq!(
             row[2],
             token(ColumnAction::Hmac, 40, &format!("Søren Æbelø {i}")),

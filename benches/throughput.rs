@@ -12,7 +12,9 @@
 //! (1,000,000; for memory against size), `BENCH_LOG_ROWS` (10,000,000; a
 //! log partitioned by month, six months of twelve due), `BENCH_REPEATS`
 //! (3; medians). `BENCH_SECTIONS` picks sections (`dense`, `uneven`,
-//! `skewed`, `sparse`, `partitioned`; all by default).
+//! `skewed`, `sparse`, `partitioned`; all by default); `BENCH_WORK`
+//! (`delete` or `pseudonymise`; both by default) picks the dense section's
+//! work, so one comparison can run alone.
 //! `BENCH_ENGINES` = `postgres,mariadb` by default; `BENCH_LOG` is
 //! glemsel's log level (its log is printed).
 
@@ -38,6 +40,8 @@ struct Sizes {
     repeats: usize,
     /// `BENCH_SECTIONS`: the sections to run; all when unset.
     sections: Option<String>,
+    /// `BENCH_WORK`: the dense section's work; both when unset.
+    work: Option<String>,
 }
 
 impl Sizes {
@@ -58,6 +62,7 @@ impl Sizes {
             log: var("BENCH_LOG_ROWS", 10_000_000, 12_000),
             repeats: var("BENCH_REPEATS", 3, 1) as usize,
             sections: std::env::var("BENCH_SECTIONS").ok().filter(|_| full),
+            work: std::env::var("BENCH_WORK").ok().filter(|_| full),
         }
     }
 
@@ -66,6 +71,19 @@ impl Sizes {
         self.sections
             .as_ref()
             .is_none_or(|list| list.split(',').any(|s| s.trim() == name))
+    }
+
+    /// Whether the dense section runs `way`.
+    fn works(&self, way: Way) -> bool {
+        let work = match way {
+            Way::SetDelete | Way::Delete | Way::PtArchiver => "delete",
+            Way::SetUpdate | Way::Pseudonymise => "pseudonymise",
+        };
+        match self.work.as_deref() {
+            None => true,
+            Some(w @ ("delete" | "pseudonymise")) => w == work,
+            Some(other) => panic!("BENCH_WORK: {other:?} is neither delete nor pseudonymise"),
+        }
     }
 }
 
@@ -766,12 +784,14 @@ columns = {{ name = "hmac", email = "hmac_email" }}
             if self.db.kind == Kind::Mariadb {
                 ways.insert(2, Way::PtArchiver);
             }
+            ways.retain(|&way| sizes.works(way));
             if repeat % 2 == 1 {
                 ways.reverse();
             }
+            let ways_first = ways.first().copied();
             for way in ways {
                 self.fresh_table(&base).await;
-                if repeat == 0 && way == Way::SetDelete {
+                if repeat == 0 && ways_first == Some(way) {
                     self.report_cache().await;
                 }
                 let sample = match way {

@@ -919,6 +919,16 @@ fn review_problems(review: &glemsel::review::Review) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    // mysql_async keeps up to 128 spare packet buffers (each up to 4 MiB)
+    // in a process-wide pool, read from this variable when the pool is
+    // first used; 16 is plenty for one connection per store and keeps peak
+    // memory flat. An operator's own setting wins.
+    if std::env::var_os("MYSQL_ASYNC_BUFFER_POOL_CAP").is_none() {
+        // SAFETY: set_var is unsound only while another thread reads or
+        // writes the environment; this is the first statement of main, before
+        // logging, progress bars or the tokio runtime start any thread.
+        unsafe { std::env::set_var("MYSQL_ASYNC_BUFFER_POOL_CAP", "16") };
+    }
     if std::env::args_os()
         .nth(1)
         .is_some_and(|arg| arg == "generate")

@@ -202,6 +202,21 @@ impl ColumnChange {
             (None, other) => unreachable!("{other} is computed in SQL"),
         }
     }
+
+    /// The most characters [`ColumnChange::worker_value`] can return: a
+    /// token's length, or the longer of an IP prefix (at most 45
+    /// characters, an IPv6 address's longest text) and the redacted text.
+    pub fn longest_worker_value(&self) -> usize {
+        match (&self.token, self.action) {
+            (Some(shape), _) => shape.char_len(),
+            (None, ColumnAction::IpPrefix) => self
+                .redacted
+                .as_deref()
+                .map_or(0, |r| r.chars().count())
+                .max(45),
+            (None, other) => unreachable!("{other} is computed in SQL"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

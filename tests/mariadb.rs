@@ -312,6 +312,85 @@ async fn latin1_and_utf8mb4_columns_give_the_same_tokens() {
     db.drop().await;
 }
 
+/// Tokens go back through a VALUES table whose first rows may hold a
+/// short key and no token at all: every later key and token, long and
+/// multi-byte, must still arrive whole. Over 1,024 rows, so one batch
+/// takes several writes, the last padded with rows of NULLs.
+#[tokio::test]
+async fn tokens_after_a_short_first_row_are_written_whole() {
+    let Some(db) = TestDb::create(Kind::Mariadb, "token_widths").await else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE people (code VARCHAR(80) CHARACTER SET utf8mb4 PRIMARY KEY,
+            email VARCHAR(120) CHARACTER SET utf8mb4,
+            name VARCHAR(40) CHARACTER SET latin1, created DATE);",
+    )
+    .await;
+    let already = token(ColumnAction::HmacEmail, 120, "a@b.dk").unwrap();
+    // 'a' sorts first: a one-character key, an e-mail that is a token
+    // already and no name, so the first row writes no token at all.
+    db.exec(&format!(
+        "INSERT INTO people VALUES ('a', '{already}', NULL, '2015-01-01')"
+    ))
+    .await;
+    let mut values = Vec::new();
+    for i in 0..1_100 {
+        values.push(format!(
+            "('ø{i:04}-{}', 'jens.{i}.{}@eksempel-på-æblegård.dk', 'Søren Æbelø {i}', '2015-01-01')",
+            "å".repeat(60),
+            "x".repeat(60)
+        ));
+    }
+    db.exec(&format!("INSERT INTO people VALUES {};", values.join(", ")))
+        .await;
+    let project = Project::for_db(&db, "shop", "");
+    project.rules(
+        "people.toml",
+        &format!(
+            "{}batch_size = 5000\nbatch_ms = 0\n",
+            rule(
+                "people",
+                "people",
+                "created",
+                "1 year",
+                "action = \"pseudonymise\"\ncolumns = { email = \"hmac_email\", name = \"hmac\" }",
+            )
+        ),
+    );
+    let run = project.glemsel(&["run", "--as-of", "2026-11-01"]);
+    assert_eq!(code(&run), 0, "{}", text(&run));
+    let first = db
+        .rows("SELECT email, name FROM people WHERE code = 'a'")
+        .await;
+    assert_eq!(first, vec![vec![Some(already.clone()), None]]);
+    let rows = db
+        .rows("SELECT code, email, name FROM people WHERE code <> 'a' ORDER BY code")
+        .await;
+    assert_eq!(rows.len(), 1_100);
+    for (i, row) in rows.iter().enumerate() {
+        let email = format!("jens.{i}.{}@eksempel-på-æblegård.dk", "x".repeat(60));
+        assert_eq!(row[0], Some(format!("ø{i:04}-{}", "å".repeat(60))));
+        assert_eq!(
+            row[1],
+            token(ColumnAction::HmacEmail, 120, &email),
+            "row {i}"
+        );
+        assert_eq!(
+            row[2],
+            token(ColumnAction::Hmac, 40, &format!("Søren Æbelø {i}")),
+            "row {i}"
+        );
+    }
+    let audit = db
+        .rows("SELECT SUM(rows_affected) FROM glemsel_audit WHERE event = 'batch' AND rule_id = 'people'")
+        .await;
+    assert_eq!(audit, vec![vec![Some("1100".to_string())]]);
+    let again = project.glemsel(&["plan", "--format", "json", "--as-of", "2026-11-01"]);
+    assert_eq!(counts(&again)[0]["done"], 1_101);
+    db.drop().await;
+}
+
 #[tokio::test]
 async fn locks_held_by_others() {
     let Some(db) = TestDb::create(Kind::Mariadb, "locks").await else {

@@ -229,7 +229,7 @@ pub(crate) fn link(row: &impl AuditRow) -> Result<ChainLink, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{mysql::Mysql, postgres::Postgres, sqlite::Sqlite};
+    use crate::store::{mysql::MYSQL, postgres::Postgres, sqlite::Sqlite};
 
     /// The tables earlier versions created, so existing databases keep
     /// working: only `NOT NULL` on the primary key is now written out.
@@ -245,7 +245,7 @@ mod tests {
              prev_hash text NOT NULL, row_hash text NOT NULL)"
         );
         assert_eq!(
-            create_table(&Mysql, "`audit`"),
+            create_table(&MYSQL, "`audit`"),
             "CREATE TABLE IF NOT EXISTS `audit` (\
              seq BIGINT NOT NULL PRIMARY KEY, run_id VARCHAR(64) NOT NULL, event VARCHAR(16) NOT NULL, \
              rule_id VARCHAR(128) NOT NULL, store VARCHAR(128) NOT NULL, table_name VARCHAR(300) NOT NULL, \

@@ -199,7 +199,9 @@ pub(crate) async fn mutate(
                     ),
                 });
             }
+            let started = std::time::Instant::now();
             let read = store.values("read", &read, &columns).await?;
+            let read_ms = started.elapsed().as_millis() as u64;
             changed.limited = reached(read.len());
             let rows = worker_values(step, key, read).ok_or_else(|| {
                 StoreError::invalid(store.store_name(), "read", "a key value is NULL".into())
@@ -210,9 +212,22 @@ pub(crate) async fn mutate(
             if changed.limited {
                 changed.resume_after = rows.last().map(|row| row.key.clone());
             }
-            for q in sql::token_writes(store.dialect(), step, window, &rows) {
+            let computed = std::time::Instant::now();
+            let writes = sql::token_writes(store.dialect(), step, window, &rows);
+            let statements = writes.len();
+            for q in writes {
                 changed.rows += store.affected("batch", &q).await?;
             }
+            // Where a batch's time goes; counts and times only, no values.
+            tracing::debug!(
+                rule = %step.rule_id,
+                read = rows.len(),
+                read_ms,
+                compute_ms = ((computed - started).as_millis() as u64).saturating_sub(read_ms),
+                write_ms = computed.elapsed().as_millis() as u64,
+                statements,
+                "pseudonymise batch"
+            );
         }
     }
     Ok(changed)

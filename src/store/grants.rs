@@ -251,7 +251,7 @@ pub(crate) fn mysql_account(role: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{mysql::Mysql, postgres::Postgres};
+    use crate::store::{mysql::MYSQL, postgres::Postgres};
 
     fn needs(rule: &str, delete: bool, update: &[&str], lock: Option<&str>) -> TableNeeds {
         TableNeeds {
@@ -297,7 +297,7 @@ mod tests {
         );
         // MySQL locks rows with SELECT (and DELETE) alone.
         let my = GrantSyntax {
-            dialect: &Mysql,
+            dialect: &MYSQL,
             grantee: mysql_account("glemsel"),
             lock_needs_update: false,
             vacuum: VacuumRight::NotNeeded,

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::audit_table::{self, AuditRow, AuditType, Named};
 use super::flow::{Sql, Statements};
 use super::partitions::{maria_bound, maria_form};
-use super::sql::{self, Dialect, LimitForm, Param, Query};
+use super::sql::{self, Dialect, LimitForm, Param, Query, TokenRow};
 use super::{
     CatalogTable, Column, ColumnKind, ForeignKey, KeyValue, OnDelete, QueryErrorKind,
     SessionLimits, Store, StoreError, TableSchema, Window, connection_url, group_catalog,
@@ -32,8 +32,24 @@ use crate::pseudonym::TokenShape;
 use crate::rules::{Engine, StoreConfig, TableRef, Tls};
 use crate::step::{ColumnChange, Moment, Step};
 
-/// The MySQL / MariaDB dialect.
-pub(crate) struct Mysql;
+/// The MySQL / MariaDB dialect. The two differ here only in how a
+/// pseudonymising batch's tokens are written back (see `rows_source`).
+pub(crate) struct Mysql {
+    mariadb: bool,
+}
+
+/// The dialect for a MySQL server, and the one used where the server does
+/// not matter (quoting, table names).
+pub(crate) static MYSQL: Mysql = Mysql { mariadb: false };
+/// The dialect for a MariaDB server.
+pub(crate) static MARIADB: Mysql = Mysql { mariadb: true };
+
+/// The most rows one MariaDB token write holds. Writes hold a power of two
+/// of rows from [`MIN_SOURCE_ROWS`] up to this, padded with rows of NULLs
+/// (which join nothing), so a run prepares at most seven statement shapes,
+/// each once per connection, instead of one per batch size.
+const MAX_SOURCE_ROWS: usize = 1_024;
+const MIN_SOURCE_ROWS: usize = 16;
 
 impl Dialect for Mysql {
     fn quote(&self, ident: &str) -> String {
@@ -109,6 +125,72 @@ impl Dialect for Mysql {
 
     fn update_from(&self) -> bool {
         false
+    }
+
+    /// MariaDB (10.3+): a table value constructor after a first, empty row
+    /// that names the columns and fixes their types: the key columns as
+    /// the table has them (so the join uses the key's index), the tokens as
+    /// wide as the longest value the worker can write. MariaDB would
+    /// otherwise type a column from its first values, and a short or NULL
+    /// first token would make later, longer ones too long for it. The
+    /// parser takes far less time over one VALUES list than over a SELECT
+    /// per row. MySQL keeps the portable form.
+    fn rows_source(&self, q: &mut Query<'_>, step: &Step, rows: &[TokenRow]) -> String {
+        if !self.mariadb {
+            return sql::portable_rows_source(q, step, rows);
+        }
+        let changes = sql::worker_changes(step).expect("a step with worker values");
+        let first: Vec<String> = step
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} AS glemsel_k{i}", self.quote(&c.name)))
+            .chain(changes.iter().enumerate().map(|(i, c)| {
+                format!(
+                    "CAST(NULL AS CHAR({})) AS glemsel_t{i}",
+                    c.longest_worker_value().max(1)
+                )
+            }))
+            .collect();
+        let padded = rows.len().next_power_of_two().max(MIN_SOURCE_ROWS);
+        let mut values = Vec::with_capacity(padded);
+        for r in 0..padded {
+            let row = rows.get(r);
+            let mut cells = Vec::with_capacity(first.len());
+            for (i, column) in step.key.iter().enumerate() {
+                cells.push(match row {
+                    Some(row) => q.bind(Param::Key(row.key[i].clone(), column.clone())),
+                    None => {
+                        // Shaped as a real row's cell, so the text is the same.
+                        let placeholder = q.bind(Param::OptText(None));
+                        if is_binary(column) {
+                            format!("UNHEX({placeholder})")
+                        } else {
+                            placeholder
+                        }
+                    }
+                });
+            }
+            for i in 0..changes.len() {
+                let token = row.and_then(|row| row.tokens[i].clone());
+                cells.push(q.bind(Param::OptText(token)));
+            }
+            values.push(format!("({})", cells.join(", ")));
+        }
+        format!(
+            "(SELECT {} FROM {} WHERE 1 = 0 UNION ALL VALUES {}) AS glemsel_v",
+            first.join(", "),
+            self.table(&step.table),
+            values.join(", ")
+        )
+    }
+
+    fn max_source_rows(&self) -> usize {
+        if self.mariadb {
+            MAX_SOURCE_ROWS
+        } else {
+            usize::MAX
+        }
     }
 
     fn max_params(&self) -> usize {
@@ -277,6 +359,8 @@ pub struct MysqlStore {
     /// so every lock name carries it: two databases with a rule of the same
     /// id must not block each other.
     database: String,
+    /// [`MARIADB`] on a MariaDB server, else [`MYSQL`].
+    dialect: &'static Mysql,
 }
 
 /// The TLS options for a store's `tls`, which override the URL's own
@@ -360,13 +444,19 @@ impl MysqlStore {
             audit_table: config.audit_table.clone(),
             holds_audit_lock: false,
             database: String::new(),
+            dialect: &MYSQL,
         };
-        let database: Option<Option<String>> = store
+        let session: Option<(Option<String>, String)> = store
             .conn
-            .query_first("SELECT DATABASE()")
+            .query_first("SELECT DATABASE(), VERSION()")
             .await
             .map_err(|e| store.error("session setup", e))?;
-        store.database = database.flatten().unwrap_or_default();
+        if let Some((database, version)) = session {
+            store.database = database.unwrap_or_default();
+            if mariadb_version(&version).is_some() {
+                store.dialect = &MARIADB;
+            }
+        }
         store.limit_statements(limits.statement_timeout).await?;
         // Row-based logging for this session where the role may choose it
         // (READ COMMITTED batches cannot be logged as statements); where it
@@ -420,7 +510,7 @@ impl MysqlStore {
     fn audit_lock(&self) -> String {
         lock_name(
             "audit",
-            &format!("{}/{}", self.database, Mysql.table(&self.audit_table)),
+            &format!("{}/{}", self.database, MYSQL.table(&self.audit_table)),
         )
     }
 
@@ -731,7 +821,7 @@ impl MysqlStore {
 #[async_trait]
 impl Statements for MysqlStore {
     fn dialect(&self) -> &'static dyn Dialect {
-        &Mysql
+        self.dialect
     }
 
     async fn compile(&mut self, context: &str, q: &Query<'_>) -> Result<(), StoreError> {
@@ -874,7 +964,7 @@ impl Store for MysqlStore {
         step: &Step,
         window: &Window,
     ) -> Result<Option<u64>, StoreError> {
-        let q = sql::window_rows(&Mysql, step, window);
+        let q = sql::window_rows(&MYSQL, step, window);
         let plan = match self
             .conn
             .exec::<Row, _, _>(q.sql.as_str(), params(&q))
@@ -1132,8 +1222,8 @@ impl Store for MysqlStore {
     ) -> Result<u64, StoreError> {
         let sql = format!(
             "SELECT COUNT(*) FROM {} PARTITION ({})",
-            Mysql.table(table),
-            Mysql.quote(&partition.name.name)
+            MYSQL.table(table),
+            MYSQL.quote(&partition.name.name)
         );
         let rows: Option<u64> = self
             .conn
@@ -1191,9 +1281,9 @@ impl Store for MysqlStore {
             "partition take-out",
             &format!(
                 "ALTER TABLE {} CONVERT PARTITION {} TO TABLE {}",
-                Mysql.table(table),
-                Mysql.quote(&partition.name.name),
-                Mysql.table(held)
+                MYSQL.table(table),
+                MYSQL.quote(&partition.name.name),
+                MYSQL.table(held)
             ),
         )
         .await?;
@@ -1208,7 +1298,7 @@ impl Store for MysqlStore {
     async fn count_held(&mut self, held: &TableRef) -> Result<u64, StoreError> {
         let rows: Option<u64> = self
             .conn
-            .query_first(format!("SELECT COUNT(*) FROM {}", Mysql.table(held)))
+            .query_first(format!("SELECT COUNT(*) FROM {}", MYSQL.table(held)))
             .await
             .map_err(|e| self.error("held partition count", e))?;
         Ok(rows.unwrap_or(0))
@@ -1217,7 +1307,7 @@ impl Store for MysqlStore {
     async fn drop_held(&mut self, held: &TableRef) -> Result<(), StoreError> {
         self.simple(
             "held partition drop",
-            &format!("DROP TABLE {}", Mysql.table(held)),
+            &format!("DROP TABLE {}", MYSQL.table(held)),
         )
         .await
     }
@@ -1246,7 +1336,7 @@ impl Store for MysqlStore {
                 .exec(
                     format!(
                         "SELECT detail FROM {} WHERE event = 'batch' AND table_name = ? AND detail LIKE ? ORDER BY seq",
-                        Mysql.table(&self.audit_table)
+                        MYSQL.table(&self.audit_table)
                     ),
                     (audited, format!("%\"held\":\"{}\"%", name.replace('_', "\\_"))),
                 )
@@ -1281,7 +1371,7 @@ impl Store for MysqlStore {
         let Some(schema) = self.audit_table_schema().await? else {
             return Ok(Vec::new());
         };
-        let table = Mysql.table(&TableRef::new(Some(&schema), &self.audit_table.name));
+        let table = MYSQL.table(&TableRef::new(Some(&schema), &self.audit_table.name));
         let mut found = Vec::new();
         // UPDATE of any one column is enough to forge a row.
         let columns: Vec<String> = self
@@ -1293,7 +1383,7 @@ impl Store for MysqlStore {
             .await
             .map_err(|e| self.error("audit privileges", e))?;
         for column in columns {
-            let column = Mysql.quote(&column);
+            let column = MYSQL.quote(&column);
             let probe = format!("EXPLAIN UPDATE {table} SET {column} = {column} WHERE 1 = 0");
             if self.permitted(&probe).await? {
                 found.push("may UPDATE rows".to_string());
@@ -1344,7 +1434,7 @@ impl Store for MysqlStore {
             name: self.audit_table.name.clone(),
         };
         let syntax = grants::GrantSyntax {
-            dialect: &Mysql,
+            dialect: &MYSQL,
             grantee: grants::mysql_account(role),
             lock_needs_update: false,
             vacuum: grants::VacuumRight::NotNeeded,
@@ -1371,7 +1461,7 @@ impl Store for MysqlStore {
         lines.extend(syntax.table_grants(&needs));
         lines.extend(syntax.audit_grants(
             &audit,
-            &audit_table::create_table(&Mysql, &Mysql.table(&audit)),
+            &audit_table::create_table(&MYSQL, &MYSQL.table(&audit)),
         ));
         Ok(Some(lines))
     }
@@ -1399,12 +1489,12 @@ impl Store for MysqlStore {
         if self.audit_table_schema().await?.is_some() {
             return Ok(());
         }
-        let create = audit_table::create_table(&Mysql, &Mysql.table(&self.audit_table));
+        let create = audit_table::create_table(&MYSQL, &MYSQL.table(&self.audit_table));
         self.simple("create audit table", &create).await
     }
 
     async fn audit_head(&mut self) -> Result<Option<ChainLink>, StoreError> {
-        let q = audit_table::head(&Mysql, &self.audit_table);
+        let q = audit_table::head(&MYSQL, &self.audit_table);
         let rows = self.rows("audit head", &q).await?;
         rows.first()
             .map(|values| {
@@ -1444,12 +1534,12 @@ impl Store for MysqlStore {
     }
 
     async fn audit_insert(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-        let q = sql::audit_insert(&Mysql, &self.audit_table, record);
+        let q = sql::audit_insert(&MYSQL, &self.audit_table, record);
         self.execute("audit insert", &q).await.map(|_| ())
     }
 
     async fn audit_last_run(&mut self, rule_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let q = sql::audit_last_run(&Mysql, &self.audit_table, rule_id);
+        let q = sql::audit_last_run(&MYSQL, &self.audit_table, rule_id);
         let rows = self.rows("audit last run", &q).await?;
         rows.first()
             .map(|row| value_utc(&row[0]))
@@ -1462,7 +1552,7 @@ impl Store for MysqlStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let q = sql::audit_select(&Mysql, &self.audit_table, after_seq, limit);
+        let q = sql::audit_select(&MYSQL, &self.audit_table, after_seq, limit);
         let rows = self.rows("audit read", &q).await?;
         audit_table::records(&rows).map_err(|m| self.invalid("audit read", m))
     }
@@ -1473,7 +1563,7 @@ impl Store for MysqlStore {
         cursor: AuditCursor,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let q = sql::audit_search(&Mysql, &self.audit_table, filter, cursor, limit);
+        let q = sql::audit_search(&MYSQL, &self.audit_table, filter, cursor, limit);
         let rows = self.rows("audit search", &q).await?;
         audit_table::records(&rows).map_err(|m| self.invalid("audit search", m))
     }

@@ -103,7 +103,8 @@ impl Dialect for Postgres {
     }
 
     /// One array per column: any number of rows in four parameters.
-    fn rows_source(&self, q: &mut Query<'_>, key: &[Column], rows: &[TokenRow]) -> String {
+    fn rows_source(&self, q: &mut Query<'_>, step: &Step, rows: &[TokenRow]) -> String {
+        let key = &step.key;
         let mut arrays = Vec::new();
         let mut names = Vec::new();
         for i in 0..key.len() {

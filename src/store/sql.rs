@@ -132,36 +132,15 @@ pub(crate) trait Dialect: Sync {
 
     /// A derived table `glemsel_v` holding `rows` (each row: its key, then
     /// its tokens), its columns named `glemsel_k{i}` then `glemsel_t{i}`.
-    /// Portable form: one SELECT per row, joined by UNION ALL.
-    fn rows_source(&self, q: &mut Query<'_>, key: &[Column], rows: &[TokenRow]) -> String {
-        let mut sql = String::from("(");
-        for (r, row) in rows.iter().enumerate() {
-            sql.push_str(if r == 0 {
-                "SELECT "
-            } else {
-                " UNION ALL SELECT "
-            });
-            let mut cells = Vec::new();
-            for (i, value) in row.key.iter().enumerate() {
-                let placeholder = q.bind(Param::Key(value.clone(), key[i].clone()));
-                cells.push(if r == 0 {
-                    format!("{placeholder} AS glemsel_k{i}")
-                } else {
-                    placeholder
-                });
-            }
-            for (i, token) in row.tokens.iter().enumerate() {
-                let placeholder = q.bind(Param::OptText(token.clone()));
-                cells.push(if r == 0 {
-                    format!("{placeholder} AS glemsel_t{i}")
-                } else {
-                    placeholder
-                });
-            }
-            sql.push_str(&cells.join(", "));
-        }
-        sql.push_str(") AS glemsel_v");
-        sql
+    /// By default [`portable_rows_source`].
+    fn rows_source(&self, q: &mut Query<'_>, step: &Step, rows: &[TokenRow]) -> String {
+        portable_rows_source(q, step, rows)
+    }
+
+    /// The most rows one [`Dialect::rows_source`] holds (beyond what
+    /// [`Dialect::max_params`] allows).
+    fn max_source_rows(&self) -> usize {
+        usize::MAX
     }
 
     /// A key value of `glemsel_v`, as compared with the key column.
@@ -190,6 +169,40 @@ pub(crate) trait Dialect: Sync {
     fn limit_form(&self) -> LimitForm {
         LimitForm::KeyIn
     }
+}
+
+/// [`Dialect::rows_source`]'s portable form: one SELECT per row, joined
+/// by UNION ALL.
+pub(crate) fn portable_rows_source(q: &mut Query<'_>, step: &Step, rows: &[TokenRow]) -> String {
+    let key = &step.key;
+    let mut sql = String::from("(");
+    for (r, row) in rows.iter().enumerate() {
+        sql.push_str(if r == 0 {
+            "SELECT "
+        } else {
+            " UNION ALL SELECT "
+        });
+        let mut cells = Vec::new();
+        for (i, value) in row.key.iter().enumerate() {
+            let placeholder = q.bind(Param::Key(value.clone(), key[i].clone()));
+            cells.push(if r == 0 {
+                format!("{placeholder} AS glemsel_k{i}")
+            } else {
+                placeholder
+            });
+        }
+        for (i, token) in row.tokens.iter().enumerate() {
+            let placeholder = q.bind(Param::OptText(token.clone()));
+            cells.push(if r == 0 {
+                format!("{placeholder} AS glemsel_t{i}")
+            } else {
+                placeholder
+            });
+        }
+        sql.push_str(&cells.join(", "));
+    }
+    sql.push_str(") AS glemsel_v");
+    sql
 }
 
 /// How a delete or update is made to change at most `n` rows, the first
@@ -1080,7 +1093,9 @@ pub(crate) fn token_writes<'d>(
     };
     let per_row = step.key.len() + changes.len();
     // Room for the condition's own parameters.
-    let rows_per_statement = (dialect.max_params().saturating_sub(1_000) / per_row).max(1);
+    let rows_per_statement = (dialect.max_params().saturating_sub(1_000) / per_row)
+        .min(dialect.max_source_rows())
+        .max(1);
     rows.chunks(rows_per_statement)
         .map(|chunk| token_write(dialect, step, window, chunk))
         .collect()
@@ -1112,10 +1127,10 @@ fn token_write<'d>(
     if dialect.update_from() {
         q.push(" SET ");
         push_assignments(&mut q, step, true);
-        source = dialect.rows_source(&mut q, &step.key, rows);
+        source = dialect.rows_source(&mut q, step, rows);
         q.push(" FROM ").push(&source).push(" WHERE ").push(&join);
     } else {
-        source = dialect.rows_source(&mut q, &step.key, rows);
+        source = dialect.rows_source(&mut q, step, rows);
         q.push(" JOIN ").push(&source).push(" ON ").push(&join);
         q.push(" SET ");
         push_assignments(&mut q, step, true);

@@ -29,7 +29,7 @@ use crate::audit_record::{AuditCursor, AuditFilter, AuditRecord, ChainLink, form
 use crate::generalise::{DatePart, is_ip_prefix_done};
 use crate::pseudonym::TokenShape;
 use crate::rules::{Combine, Connection as StoreConnection, Engine, StoreConfig, TableRef};
-use crate::step::{ColumnChange, Moment};
+use crate::step::{ColumnChange, Moment, Step};
 
 /// The SQL function reading date text as microseconds since 1970, or NULL.
 const MICROS_FUNCTION: &str = "glemsel_micros";
@@ -170,7 +170,8 @@ impl Dialect for Sqlite {
     }
 
     /// A VALUES list (SQLite caps UNION ALL at 500 terms), renamed.
-    fn rows_source(&self, q: &mut Query<'_>, key: &[Column], rows: &[TokenRow]) -> String {
+    fn rows_source(&self, q: &mut Query<'_>, step: &Step, rows: &[TokenRow]) -> String {
+        let key = &step.key;
         let mut values = Vec::with_capacity(rows.len());
         for row in rows {
             let mut cells = Vec::new();

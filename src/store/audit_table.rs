@@ -20,6 +20,9 @@ pub(crate) enum AuditType {
     Count,
     /// Text of at most this many characters (`None`: unbounded).
     Text(Option<u16>),
+    /// An entry's JSON detail: as long as the entry needs (an erasure
+    /// status lists every row a request took, ~19 bytes each).
+    Document,
     /// A hex SHA-256 or HMAC: 64 characters.
     Hash,
     /// An instant, to the microsecond.
@@ -65,7 +68,7 @@ fn instant(at: DateTime<Utc>) -> Param {
     Param::Moment(Moment::Instant(at))
 }
 
-use AuditType::{Count, Hash, Instant, Seq, Text};
+use AuditType::{Count, Document, Hash, Instant, Seq, Text};
 
 /// The audit table's columns, in the order tables have always been created
 /// with (existing tables keep working: same names, types and order).
@@ -96,7 +99,7 @@ pub(crate) const COLUMNS: [AuditColumn; 20] = [
     column("at", Instant, |r| instant(r.entry.at)),
     column("host", Text(Some(255)), |r| text(&r.entry.host)),
     column("version", Text(Some(32)), |r| text(&r.entry.version)),
-    column("detail", Text(None), |r| text(&r.entry.detail)),
+    column("detail", Document, |r| text(&r.entry.detail)),
     column("prev_hash", Hash, |r| text(&r.prev_hash)),
     column("row_hash", Hash, |r| text(&r.row_hash)),
 ];
@@ -232,7 +235,8 @@ mod tests {
     use crate::store::{mysql::MYSQL, postgres::Postgres, sqlite::Sqlite};
 
     /// The tables earlier versions created, so existing databases keep
-    /// working: only `NOT NULL` on the primary key is now written out.
+    /// working: only `NOT NULL` on the primary key is now written out, and
+    /// MySQL's `detail` is MEDIUMTEXT (TEXT stops at 64 KiB).
     #[test]
     fn each_dialect_creates_the_table_earlier_versions_created() {
         assert_eq!(
@@ -251,7 +255,7 @@ mod tests {
              rule_id VARCHAR(128) NOT NULL, store VARCHAR(128) NOT NULL, table_name VARCHAR(300) NOT NULL, \
              action VARCHAR(16) NOT NULL, rows_affected BIGINT NOT NULL, key_from TEXT, key_to TEXT, \
              as_of DATETIME(6) NOT NULL, cutoff TEXT NOT NULL, rule_hash CHAR(64) NOT NULL, key_id VARCHAR(32), \
-             at DATETIME(6) NOT NULL, host VARCHAR(255) NOT NULL, version VARCHAR(32) NOT NULL, detail TEXT NOT NULL, \
+             at DATETIME(6) NOT NULL, host VARCHAR(255) NOT NULL, version VARCHAR(32) NOT NULL, detail MEDIUMTEXT NOT NULL, \
              prev_hash CHAR(64) NOT NULL, row_hash CHAR(64) NOT NULL\
              ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         );

@@ -202,6 +202,8 @@ impl Dialect for Mysql {
             AuditType::Seq | AuditType::Count => "BIGINT".into(),
             AuditType::Text(Some(chars)) => format!("VARCHAR({chars})"),
             AuditType::Text(None) => "TEXT".into(),
+            // TEXT holds 64 KiB, too little for a large erasure status.
+            AuditType::Document => "MEDIUMTEXT".into(),
             AuditType::Hash => "CHAR(64)".into(),
             AuditType::Instant => "DATETIME(6)".into(),
         }

@@ -136,7 +136,7 @@ impl Dialect for Postgres {
     fn audit_type(&self, kind: AuditType) -> String {
         match kind {
             AuditType::Seq | AuditType::Count => "bigint",
-            AuditType::Text(_) | AuditType::Hash => "text",
+            AuditType::Text(_) | AuditType::Document | AuditType::Hash => "text",
             AuditType::Instant => "timestamptz",
         }
         .into()

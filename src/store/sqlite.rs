@@ -203,7 +203,9 @@ impl Dialect for Sqlite {
         match kind {
             AuditType::Seq | AuditType::Count => "INTEGER",
             // Instants as RFC 3339 text with microseconds: they sort as text.
-            AuditType::Text(_) | AuditType::Hash | AuditType::Instant => "TEXT",
+            AuditType::Text(_) | AuditType::Document | AuditType::Hash | AuditType::Instant => {
+                "TEXT"
+            }
         }
         .into()
     }

@@ -1705,3 +1705,57 @@ every_engine! {
         db.drop().await;
     }
 }
+
+every_engine! {
+    /// Rows kept under a minimum are kept until a date the plan states: the
+    /// rule's event (the issue date, read by the rule's own condition) of
+    /// the latest of them, rounded up to the end of its financial year,
+    /// plus the period, less a day. Rows the rule cannot date yet (here,
+    /// outside its `where`) are counted, never given a date.
+    async fn a_plan_says_until_when_a_minimum_keeps_rows(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_kept_until").await else { return };
+        db.exec(SCHEMA).await;
+        db.exec("INSERT INTO invoices (no, customer_name, customer_email, amount, issued) VALUES \
+                 ('INV-4', 'Jens Hansen', 'jens@example.invalid', 12.00, '2025-08-01')").await;
+        let project = Project::for_db(&db, "shop", LEDGER_CONFIG);
+        let minimum = "kind = \"minimum\"\n";
+        assert!(RULES.contains(minimum));
+        let rounded = RULES.replacen(minimum, &format!("{minimum}round_up_to = \"financial_year_end\"\nfinancial_year_end = \"06-30\"\n"), 1);
+        project.rules("shop.toml", &rounded);
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid", "--received", "2026-11-20"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        let before = snapshot(&db).await;
+        // INV-4 (1 August 2025) is of the financial year ending 30 June
+        // 2026: five years from then, the rule deletes it on 1 July 2031.
+        let plan = project.glemsel(&["erase", "plan"]);
+        let out = text(&plan);
+        assert_eq!(code(&plan), 0, "{out}");
+        assert_contains(&out, "shop.invoices: 3 found; 3 pseudonymised; kept until 2031-06-30 under the minimum of rule invoices-bookkeeping (");
+        assert_contains(&out, "done by 2026-12-20, except 3 rows kept until 2031-06-30\n");
+        assert_lacks(&out, "no date yet");
+        let json = project.glemsel(&["erase", "plan", "--format", "json"]);
+        let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let invoices = json[0]["tables"].as_array().unwrap().iter().find(|t| t["table"] == "invoices").unwrap().clone();
+        assert_eq!(invoices["kept_until"], "2031-06-30", "{invoices}");
+        assert!(invoices.get("kept_undated").is_none(), "{invoices}");
+        assert_eq!(snapshot(&db).await, before, "the dry run changed nothing");
+
+        // Without the round-up: 1 August 2025 plus five years.
+        project.rules("shop.toml", RULES);
+        let out = text(&project.glemsel(&["erase", "plan"]));
+        assert_contains(&out, "kept until 2030-07-31 under the minimum of rule invoices-bookkeeping");
+        assert_contains(&out, "except 3 rows kept until 2030-07-31\n");
+
+        // The rule deletes only invoices above 10: the one of 7.25 it never
+        // dates; the latest of the others still gives the date.
+        let scoped = rounded.replacen(minimum, &format!("{minimum}where = \"amount > 10\"\n"), 1);
+        project.rules("shop.toml", &scoped);
+        let plan = project.glemsel(&["erase", "plan"]);
+        let out = text(&plan);
+        assert_eq!(code(&plan), 0, "{out}");
+        assert_contains(&out, "kept until 2031-06-30 under the minimum of rule invoices-bookkeeping (the row stays, the columns that name the person go now; the rule deletes it when the minimum ends); 1 rows have no date yet");
+        assert_contains(&out, "done by 2026-12-20, except 3 rows kept under a minimum: until 2031-06-30, 1 of them with no date yet");
+        assert_eq!(snapshot(&db).await, before);
+        db.drop().await;
+    }
+}

@@ -491,7 +491,9 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
                 "  matches no row in any declared table; recorded all the same, so a restore cannot bring the person back unnoticed"
             );
         }
-        let mut kept_until_rule = false;
+        // Rows kept under a minimum: how many, the latest day one is kept
+        // until, and how many no date can be given for yet.
+        let (mut kept_rows, mut kept_until, mut kept_undated) = (0, None, 0);
         for t in &p.found.tables {
             let verb = match t.action {
                 "delete" => "deleted",
@@ -513,27 +515,37 @@ pub fn plan_text(planned: &[PlannedRequest]) -> String {
                 let _ = write!(out, "; {} already {verb}", t.already);
             }
             if let Some(rule) = &t.kept_by {
-                kept_until_rule = true;
+                kept_rows += t.found;
+                kept_until = kept_until.max(t.kept_until);
+                kept_undated += t.kept_undated;
+                let until = match t.kept_until {
+                    Some(date) => format!(" until {date}"),
+                    None => String::new(),
+                };
                 let _ = write!(
                     out,
-                    "; kept under the minimum of rule {rule} (the row stays, the columns that name the person go now; the rule deletes it when the minimum ends)"
+                    "; kept{until} under the minimum of rule {rule} (the row stays, the columns that name the person go now; the rule deletes it when the minimum ends)"
                 );
+                if t.kept_undated > 0 {
+                    let _ = write!(out, "; {} rows have no date yet", t.kept_undated);
+                }
             }
             if t.held > 0 {
                 let _ = write!(out, "; {} kept under a hold", t.held);
             }
             out.push('\n');
         }
-        let _ = writeln!(
-            out,
-            "  done by {}{}",
-            r.deadline,
-            if kept_until_rule {
-                ", except rows kept under a minimum"
-            } else {
-                ""
+        let except = match (kept_rows, kept_until, kept_undated) {
+            (0, _, _) => String::new(),
+            (rows, Some(date), 0) => format!(", except {rows} rows kept until {date}"),
+            (rows, Some(date), undated) => format!(
+                ", except {rows} rows kept under a minimum: until {date}, {undated} of them with no date yet"
+            ),
+            (rows, None, _) => {
+                format!(", except {rows} rows kept under a minimum, with no date yet")
             }
-        );
+        };
+        let _ = writeln!(out, "  done by {}{except}", r.deadline);
     }
     out
 }

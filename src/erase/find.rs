@@ -48,12 +48,24 @@ pub struct TableFinding {
     /// The minimum rule that keeps the rows (and deletes them when it ends).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_by: Option<String>,
+    /// The last day the minimum keeps the latest of them: the rule deletes
+    /// them all by its next run after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_until: Option<chrono::NaiveDate>,
+    /// Of the rows kept, how many the rule cannot date yet (no usable
+    /// event, outside its `where`, a related row still open, or held).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kept_undated: u64,
     /// Per cascade table, how many of its rows go with the rows deleted.
     pub cascades: Vec<NamedCount>,
     #[serde(skip)]
     pub rows: Vec<FoundRow>,
     #[serde(skip)]
     pub(crate) plan: TablePlan,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The resolved columns a table's erasure reads and writes.
@@ -246,7 +258,10 @@ async fn find_subject(
     }
     let mut learning = follow(stores, key, subject, &plans, wanted, restrict).await?;
     let read = std::mem::take(&mut learning.rows);
-    collect(stores, key, subject, &plans, wanted, restrict, read, found).await?;
+    collect(
+        policy, stores, key, subject, &plans, wanted, restrict, read, found,
+    )
+    .await?;
     for (entry, i) in &learning.learnt {
         let learnt = Learnt {
             identifier: entry.0.clone(),
@@ -441,6 +456,7 @@ impl Learning {
 /// The authoritative tables' rows are those `follow` read last (`read`);
 /// the other tables are read here.
 async fn collect(
+    policy: &Policy,
     stores: &mut crate::commands::Stores<'_>,
     key: &HmacKey,
     subject: &Subject,
@@ -484,7 +500,7 @@ async fn collect(
             if !rows.is_empty() {
                 found[i]
                     .tables
-                    .push(finding(store, table, plan, rows).await?);
+                    .push(finding(policy, store, table, plan, rows).await?);
             }
         }
     }
@@ -505,11 +521,16 @@ fn hits(wanted: &Wanted, hashed: &[(String, String)]) -> Vec<usize> {
 }
 
 async fn finding(
+    policy: &Policy,
     store: &mut dyn Store,
     table: &SubjectTable,
     plan: &TablePlan,
     rows: Vec<FoundRow>,
 ) -> Result<TableFinding, EraseError> {
+    let (kept_until, kept_undated) = match &table.kept_by {
+        Some(rule) => kept_until(policy, store, rule, plan, &rows).await?,
+        None => (None, 0),
+    };
     let held = rows.iter().filter(|r| r.held).count() as u64;
     let already = rows
         .iter()
@@ -524,10 +545,50 @@ async fn finding(
         already,
         held,
         kept_by: table.kept_by.clone(),
+        kept_until,
+        kept_undated,
         cascades: cascade_counts(store, plan, &rows).await?,
         rows,
         plan: plan.clone(),
     })
+}
+
+/// Of rows kept under the minimum of `rule_id`, the last day the rule
+/// keeps the latest of them, and how many it cannot date yet. The event is
+/// read by the rule's own due condition and the period added as the rule
+/// adds it (round-ups included), so the date is the one the rule acts on.
+async fn kept_until(
+    policy: &Policy,
+    store: &mut dyn Store,
+    rule_id: &str,
+    plan: &TablePlan,
+    rows: &[FoundRow],
+) -> Result<(Option<chrono::NaiveDate>, u64), EraseError> {
+    let rule = policy
+        .rule(rule_id)
+        .ok_or_else(|| EraseError::Schema(format!("kept_by: no rule {rule_id:?}")))?;
+    let config = &policy.stores[&rule.store];
+    let step = crate::commands::step_for(store, config, rule, chrono::Utc::now())
+        .await?
+        .map_err(|found| {
+            let found: Vec<String> = found.iter().map(ToString::to_string).collect();
+            EraseError::Schema(found.join("; "))
+        })?;
+    let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+    let (latest, undated) = store.erasure_kept(&step, &plan.key, &keys).await?;
+    let until = latest.map(|event| {
+        // An instant is read in UTC; the rule counts in the store's zone.
+        let local = match step.due.event.kind {
+            ColumnKind::TimestampTz => event
+                .and_utc()
+                .with_timezone(&config.time_zone)
+                .naive_local(),
+            _ => event,
+        };
+        let due = rule.retention.due_at(local);
+        (due - chrono::TimeDelta::microseconds(1)).date()
+    });
+    Ok((until, undated))
 }
 
 /// Per cascade table, the rows that go with the rows deleted now (held

@@ -5,9 +5,10 @@
 //! row by key. Values are always bound.
 
 use super::flow::Statements;
-use super::sql::{Dialect, Param, Query, push_in_values, push_key_compare};
+use super::sql::{Dialect, Param, Query, kept_events, push_in_values, push_key_compare};
 use super::{Column, ColumnKind, Key, KeyValue, StoreError};
 use crate::rules::TableRef;
+use crate::step::Step;
 
 /// One row as erasure reads it: its key, then the text of each column asked for.
 pub type ReadRow = (Key, Vec<Option<String>>);
@@ -216,4 +217,57 @@ pub fn key_text(key: &Key) -> String {
         .map(KeyValue::to_string)
         .collect::<Vec<_>>()
         .join("\u{1f}")
+}
+
+/// Of the rows with keys `keys`, the latest event the step's due condition
+/// will reach (as the engine returns it, for [`event_of`]), and how many
+/// of them it cannot date; in chunks the parameter limit allows.
+pub(crate) async fn kept(
+    store: &mut dyn Statements,
+    step: &Step,
+    key: &[Column],
+    keys: &[Key],
+) -> Result<(Option<chrono::NaiveDateTime>, u64), StoreError> {
+    let dialect = store.dialect();
+    let chunk = (dialect.max_params() / key.len().max(1)).max(1);
+    let text = Column {
+        name: String::new(),
+        data_type: String::new(),
+        kind: ColumnKind::Text,
+        nullable: true,
+        max_chars: None,
+    };
+    let (mut latest, mut undated) = (None, 0);
+    for keys in keys.chunks(chunk) {
+        let q = kept_events(dialect, step, key, keys);
+        let rows = store
+            .values("erasure kept", &q, &[text.clone(), text.clone()])
+            .await?;
+        let Some(row) = rows.into_iter().next() else {
+            continue;
+        };
+        let mut row = row.into_iter();
+        let (event, count) = (row.next().flatten(), row.next().flatten());
+        let bad = |what: &str| StoreError::invalid(store.store_name(), "erasure kept", what.into());
+        if let Some(event) = event {
+            let at = event_of(&event.to_string())
+                .ok_or_else(|| bad("an event time that cannot be read"))?;
+            latest = latest.max(Some(at));
+        }
+        if let Some(count) = count {
+            undated += count
+                .to_string()
+                .parse::<u64>()
+                .map_err(|_| bad("a count that cannot be read"))?;
+        }
+    }
+    Ok((latest, undated))
+}
+
+/// An event read back as [`Dialect::event_text`] gives it.
+pub(crate) fn event_of(text: &str) -> Option<chrono::NaiveDateTime> {
+    if let Ok(micros) = text.parse::<i64>() {
+        return chrono::DateTime::from_timestamp_micros(micros).map(|at| at.naive_utc());
+    }
+    chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f").ok()
 }

@@ -651,6 +651,17 @@ pub trait Store: Send {
         erasure::count(self.sql().0, table, columns, values).await
     }
 
+    /// Of the rows with keys `keys`, the latest event the step's due
+    /// condition will reach, and how many of them it cannot date.
+    async fn erasure_kept(
+        &mut self,
+        step: &Step,
+        key: &[Column],
+        keys: &[Key],
+    ) -> Result<(Option<chrono::NaiveDateTime>, u64), StoreError> {
+        erasure::kept(self.sql().0, step, key, keys).await
+    }
+
     /// Deletes the rows whose `columns` equal one of `values`.
     async fn erasure_delete(
         &mut self,

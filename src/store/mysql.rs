@@ -123,6 +123,11 @@ impl Dialect for Mysql {
         format!("CONVERT({column_sql} USING utf8mb4)")
     }
 
+    /// The session's zone is UTC, so an instant reads as UTC.
+    fn event_text(&self, sql: &str, _kind: ColumnKind) -> String {
+        format!("CONVERT(DATE_FORMAT({sql}, '%Y-%m-%d %H:%i:%s.%f') USING utf8mb4)")
+    }
+
     fn update_from(&self) -> bool {
         false
     }

@@ -79,6 +79,14 @@ impl Dialect for Postgres {
         format!("CAST({column_sql} AS text)")
     }
 
+    fn event_text(&self, sql: &str, kind: ColumnKind) -> String {
+        let sql = match kind {
+            ColumnKind::TimestampTz => format!("({sql}) AT TIME ZONE 'UTC'"),
+            _ => sql.to_string(),
+        };
+        format!("to_char({sql}, 'YYYY-MM-DD HH24:MI:SS.US')")
+    }
+
     fn is_ip_prefix(&self, q: &mut Query<'_>, column_sql: &str, change: &ColumnChange) -> String {
         let redacted = change.redacted.as_deref().expect("ip_prefix has its text");
         let pattern = q.bind(Param::Text(ip_prefix_regex(redacted, "$")));

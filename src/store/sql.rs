@@ -66,6 +66,12 @@ pub(crate) trait Dialect: Sync {
         format!("CAST({sql} AS TIMESTAMP)")
     }
 
+    /// An event value (as [`Dialect::event_value`] gives it, of `kind`) as
+    /// text the worker reads back ([`crate::store::erasure::event_of`]):
+    /// `YYYY-MM-DD HH:MM:SS.ffffff` (an instant in UTC), or microseconds
+    /// since 1970 where events are compared as such.
+    fn event_text(&self, sql: &str, kind: ColumnKind) -> String;
+
     /// The function taking the latest (or earliest) of several values.
     fn greatest(&self, combine: Combine) -> &'static str {
         match combine {
@@ -464,6 +470,13 @@ fn push_due(q: &mut Query<'_>, step: &Step) {
             q.push(&bound);
         }
     }
+    push_none_open(q, step);
+    q.push(")");
+}
+
+/// ` AND NOT EXISTS (...)` per join with an open condition: a related row
+/// still open keeps the row from being due.
+fn push_none_open(q: &mut Query<'_>, step: &Step) {
     for (index, join) in step.joins.iter().enumerate() {
         if let Some(open) = &join.open {
             let alias = format!("j{index}");
@@ -477,7 +490,6 @@ fn push_due(q: &mut Query<'_>, step: &Step) {
             q.push(" AND (").push(open).push("))");
         }
     }
-    q.push(")");
 }
 
 /// True when one hold keeps the row: its flag is true or NULL, or the row
@@ -812,6 +824,43 @@ pub(crate) fn forecast<'d>(dialect: &'d dyn Dialect, step: &Step, bounds: &[Mome
     q.push(" AS glemsel_e FROM ").push(&table).push(" WHERE ");
     push_rows(&mut q, &horizon, TARGET);
     q.push(") glemsel_f");
+    q
+}
+
+/// Of the rows with `keys` (of `key_columns`), the latest event the step's
+/// due condition will reach, as [`Dialect::event_text`] gives it, and how
+/// many of them it cannot date: no usable event, outside the rule's
+/// `where`, a related row still open, or under a hold. The event is the
+/// one the due condition compares ([`push_event`]), so the date derived
+/// from it is the one the rule acts on.
+pub(crate) fn kept_events<'d>(
+    dialect: &'d dyn Dialect,
+    step: &Step,
+    key_columns: &[Column],
+    keys: &[Key],
+) -> Query<'d> {
+    let mut q = Query::new(dialect);
+    let latest = dialect.event_text("MAX(glemsel_e)", step.due.event.kind);
+    let undated = dialect.value_text("COUNT(*) - COUNT(glemsel_e)");
+    q.push("SELECT ")
+        .push(&latest)
+        .push(", ")
+        .push(&undated)
+        .push(" FROM (SELECT CASE WHEN ");
+    push_scope(&mut q, step);
+    push_none_open(&mut q, step);
+    if !step.holds.is_empty() {
+        q.push(" AND NOT ");
+        push_held(&mut q, step);
+    }
+    q.push(" THEN ");
+    push_event(&mut q, step);
+    let table = dialect.table(&step.table);
+    q.push(" END AS glemsel_e FROM ")
+        .push(&table)
+        .push(" WHERE ");
+    push_in_values(&mut q, key_columns, keys);
+    q.push(") glemsel_k");
     q
 }
 

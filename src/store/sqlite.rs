@@ -98,6 +98,11 @@ impl Dialect for Sqlite {
         format!("{MICROS_FUNCTION}({sql})")
     }
 
+    /// Events are compared as microseconds; they are read back as such.
+    fn event_text(&self, sql: &str, _kind: ColumnKind) -> String {
+        sql.to_string()
+    }
+
     fn invalid_event(&self, column_sql: &str, _column: &Column) -> Option<String> {
         Some(format!("{MICROS_FUNCTION}({column_sql}) IS NULL"))
     }

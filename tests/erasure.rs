@@ -210,7 +210,7 @@ every_engine! {
         // One of Jens's NAV rows has no e-mail: his customer number, found
         // in his customer row, finds it.
         assert_contains(&out, "CRONUS International Ltd_$Customer: 2 found; 2 deleted");
-        assert_contains(&out, "shop.invoices: 2 found; 2 pseudonymised; kept under the minimum of rule invoices-bookkeeping");
+        assert_contains(&out, "shop.invoices: 2 found; 2 pseudonymised; kept until 2030-03-09 under the minimum of rule invoices-bookkeeping");
         assert_contains(&out, "matches no row in any declared table");
         assert_eq!(snapshot(&db).await, before, "the dry run changed nothing");
         let json = project.glemsel(&["erase", "plan", "--format", "json"]);
@@ -1098,7 +1098,7 @@ async fn a_run_killed_between_tables_is_finished_exactly_by_the_next() {
         );
         assert_contains(
             &out,
-            "remains: 2 rows in shop.invoices, kept under the minimum of rule invoices-bookkeeping",
+            "remains: 2 rows in shop.invoices, kept until 2030-03-09 under the minimum of rule invoices-bookkeeping, which deletes them then",
         );
         let after = snapshot(&db).await;
         assert_eq!(after[0], without(&before, &["jens"])[0], "{kind:?}");
@@ -1756,6 +1756,16 @@ every_engine! {
         assert_contains(&out, "kept until 2031-06-30 under the minimum of rule invoices-bookkeeping (the row stays, the columns that name the person go now; the rule deletes it when the minimum ends); 1 rows have no date yet");
         assert_contains(&out, "done by 2026-12-20, except 3 rows kept under a minimum: until 2031-06-30, 1 of them with no date yet");
         assert_eq!(snapshot(&db).await, before);
+
+        // The run, and a second one once the rows no longer match the
+        // identifier, say the same of what remains.
+        project.rules("shop.toml", &rounded);
+        for _ in 0..2 {
+            let run = project.glemsel(&["erase", "run"]);
+            let out = text(&run);
+            assert_eq!(code(&run), 0, "{out}");
+            assert_contains(&out, "remains: 3 rows in shop.invoices, kept until 2031-06-30 under the minimum of rule invoices-bookkeeping, which deletes them then");
+        }
         db.drop().await;
     }
 }

@@ -528,7 +528,10 @@ async fn finding(
     rows: Vec<FoundRow>,
 ) -> Result<TableFinding, EraseError> {
     let (kept_until, kept_undated) = match &table.kept_by {
-        Some(rule) => kept_until(policy, store, rule, plan, &rows).await?,
+        Some(rule) => {
+            let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
+            kept_until(policy, store, rule, plan, &keys).await?
+        }
         None => (None, 0),
     };
     let held = rows.iter().filter(|r| r.held).count() as u64;
@@ -557,12 +560,12 @@ async fn finding(
 /// keeps the latest of them, and how many it cannot date yet. The event is
 /// read by the rule's own due condition and the period added as the rule
 /// adds it (round-ups included), so the date is the one the rule acts on.
-async fn kept_until(
+pub(crate) async fn kept_until(
     policy: &Policy,
     store: &mut dyn Store,
     rule_id: &str,
     plan: &TablePlan,
-    rows: &[FoundRow],
+    keys: &[Key],
 ) -> Result<(Option<chrono::NaiveDate>, u64), EraseError> {
     let rule = policy
         .rule(rule_id)
@@ -574,8 +577,10 @@ async fn kept_until(
             let found: Vec<String> = found.iter().map(ToString::to_string).collect();
             EraseError::Schema(found.join("; "))
         })?;
-    let keys: Vec<Key> = rows.iter().map(|r| r.key.clone()).collect();
-    let (latest, undated) = store.erasure_kept(&step, &plan.key, &keys).await?;
+    if keys.is_empty() {
+        return Ok((None, 0));
+    }
+    let (latest, undated) = store.erasure_kept(&step, &plan.key, keys).await?;
     let until = latest.map(|event| {
         // An instant is read in UTC; the rule counts in the store's zone.
         let local = match step.due.event.kind {

@@ -141,6 +141,7 @@ async fn run_request(
     if let Some(previous) = &previous {
         still_kept(ctx, stores, previous, &mut outcome).await?;
     }
+    date_kept(ctx, stores, found, &mut outcome).await?;
     record_status(ctx, stores, previous.as_ref(), &outcome, found, rows, mode).await?;
     Ok(outcome)
 }
@@ -319,9 +320,80 @@ fn kept(store: String, table: String, rule: &str, keys: Vec<String>) -> Remainin
         store,
         table,
         rows: keys.len() as u64,
-        why: format!("kept under the minimum of rule {rule}, which deletes them when it ends"),
+        why: kept_why(rule, None, 0),
         keys,
     }
+}
+
+/// Why rows kept under a minimum remain, with the last day the rule keeps
+/// them when it can date them all.
+fn kept_why(rule: &str, until: Option<chrono::NaiveDate>, undated: u64) -> String {
+    match (until, undated) {
+        (Some(date), 0) => {
+            format!("kept until {date} under the minimum of rule {rule}, which deletes them then")
+        }
+        (Some(date), undated) => format!(
+            "kept under the minimum of rule {rule}, which deletes them when it ends: until {date}, {undated} of them with no date yet"
+        ),
+        (None, 0) => {
+            format!("kept under the minimum of rule {rule}, which deletes them when it ends")
+        }
+        (None, undated) => format!(
+            "kept under the minimum of rule {rule}, which deletes them when it ends; {undated} of them with no date yet"
+        ),
+    }
+}
+
+/// Dates the rows that remain under a minimum, once every run's rows are
+/// in (those found now and those earlier runs left): their keys are the
+/// found rows' where the hashes match, else read again from the table.
+async fn date_kept(
+    ctx: &Context<'_>,
+    stores: &mut crate::commands::Stores<'_>,
+    found: &Found,
+    outcome: &mut RequestOutcome,
+) -> Result<(), EraseError> {
+    for remaining in outcome.remaining.iter_mut().filter(|r| !r.keys.is_empty()) {
+        let place = ctx.policy.subjects.iter().find_map(|s| {
+            s.tables
+                .iter()
+                .find(|t| {
+                    t.store == remaining.store
+                        && t.table.to_string() == remaining.table
+                        && t.kept_by.is_some()
+                })
+                .map(|t| (s, t))
+        });
+        let Some((subject, table)) = place else {
+            continue;
+        };
+        let rule = table.kept_by.as_deref().expect("kept tables only");
+        let wanted: std::collections::HashSet<&String> = remaining.keys.iter().collect();
+        let mut keys: Vec<crate::store::Key> = found
+            .tables
+            .iter()
+            .filter(|t| t.store == remaining.store && t.table == remaining.table)
+            .flat_map(|t| &t.rows)
+            .filter(|r| wanted.contains(&key_hash(ctx.key, &r.key)))
+            .map(|r| r.key.clone())
+            .collect();
+        let store = stores.get(&table.store).await.map_err(EraseError::from)?;
+        let plan = super::find::table_plan(store, subject, table).await?;
+        if keys.len() < wanted.len() {
+            // Rows that no longer match the identifier: found by their hash.
+            keys.clear();
+            super::find::each_key(store, &plan, |key| {
+                if wanted.contains(&key_hash(ctx.key, key)) {
+                    keys.push(key.clone());
+                }
+            })
+            .await?;
+        }
+        let (until, undated) =
+            super::find::kept_until(ctx.policy, store, rule, &plan, &keys).await?;
+        remaining.why = kept_why(rule, until, undated);
+    }
+    Ok(())
 }
 
 /// Rows an earlier run left under a minimum that no longer match the

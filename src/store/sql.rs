@@ -1684,6 +1684,9 @@ pub(crate) mod tests {
         fn truncated(&self, column_sql: &str, _column: &Column, part: DatePart) -> String {
             format!("date_trunc('{}', {column_sql})", part.as_str())
         }
+        fn event_text(&self, sql: &str, _kind: ColumnKind) -> String {
+            sql.to_string()
+        }
         fn max_params(&self) -> usize {
             1_010
         }

@@ -1769,3 +1769,39 @@ every_engine! {
         db.drop().await;
     }
 }
+
+every_engine! {
+    /// The date follows the rule's event wherever it is: the latest of the
+    /// issue date and the invoice's payments, read through the rule's
+    /// join; an invoice with a payment still open is not dated.
+    async fn a_kept_row_is_dated_by_the_rules_joined_event(kind) {
+        let Some(db) = TestDb::create(kind, "erasure_kept_joined").await else { return };
+        db.exec(SCHEMA).await;
+        db.exec("CREATE TABLE payments (id INTEGER PRIMARY KEY, invoice_no VARCHAR(20) NOT NULL, paid DATE); \
+                 INSERT INTO payments (id, invoice_no, paid) VALUES (1, 'INV-1', '2025-09-15'), (2, 'INV-1', '2025-02-01'), (3, 'INV-2', NULL), (4, 'INV-3', '2026-01-05')").await;
+        let project = Project::for_db(&db, "shop", LEDGER_CONFIG);
+        let after = "after = \"issued\"\n";
+        assert!(RULES.contains(after));
+        let joined = RULES.replacen(after, "after = { latest = [\"issued\", \"payments.paid\"] }\n", 1).replacen(
+            "action = \"delete\"\n",
+            "action = \"delete\"\n\n[[rule.join]]\ntable = \"payments\"\non = { invoice_no = \"no\" }\nopen = \"paid IS NULL\"\n",
+            1,
+        );
+        project.rules("shop.toml", &joined);
+        let check = project.glemsel(&["check"]);
+        assert_eq!(code(&check), 0, "{}", text(&check));
+        let add = project.glemsel(&["erase", "add", "--subject", "email=jens@example.invalid", "--received", "2026-11-20"]);
+        assert_eq!(code(&add), 0, "{}", text(&add));
+        // INV-1 was last paid on 15 September 2025; INV-2's payment is open.
+        let plan = project.glemsel(&["erase", "plan"]);
+        let out = text(&plan);
+        assert_eq!(code(&plan), 0, "{out}");
+        assert_contains(&out, "shop.invoices: 2 found; 2 pseudonymised; kept until 2030-09-14 under the minimum of rule invoices-bookkeeping (the row stays, the columns that name the person go now; the rule deletes it when the minimum ends); 1 rows have no date yet");
+        let json = project.glemsel(&["erase", "plan", "--format", "json"]);
+        let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        let invoices = json[0]["tables"].as_array().unwrap().iter().find(|t| t["table"] == "invoices").unwrap().clone();
+        assert_eq!(invoices["kept_until"], "2030-09-14", "{invoices}");
+        assert_eq!(invoices["kept_undated"], 1, "{invoices}");
+        db.drop().await;
+    }
+}

@@ -990,6 +990,15 @@ mod tests {
             (2026, "2026-04-05"),
             (2038, "2038-04-25"),
             (2285, "2285-03-22"),
+            // Golden number 0: the epact's sum is below 15 before it wraps.
+            (1995, "1995-04-16"),
+            (2014, "2014-04-20"),
+            (2033, "2033-04-17"),
+            // The years the correction `m` moves Easter back a week.
+            (1954, "1954-04-18"),
+            (1981, "1981-04-19"),
+            (2049, "2049-04-18"),
+            (2076, "2076-04-19"),
         ] {
             assert_eq!(easter_sunday(year), date(easter), "{year}");
         }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{ALL, KEY, Kind, Project, TestDb, code, text};
 use glemsel::pseudonym::{ColumnAction, HmacKey, TokenShape};
@@ -387,14 +387,7 @@ async fn a_closed_pipe_ends_quietly() {
         .map(|i| format!("[[rule]]\nid = \"logs-{i}\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"{i} days\"\naction = \"delete\"\n\n"))
         .collect();
     project.rules("logs.toml", &rules);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_glemsel"))
-        .args(["plan", "--format", "json"])
-        .current_dir(project.path())
-        .env_remove("GLEMSEL_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = project.spawn(&["plan", "--format", "json"]);
     // Nobody reads: every write meets a closed pipe.
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();

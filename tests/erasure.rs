@@ -819,14 +819,7 @@ every_engine! {
             let children: Vec<_> = ["a", "b", "c"]
                 .iter()
                 .map(|who| {
-                    Command::new(env!("CARGO_BIN_EXE_glemsel"))
-                        .args(["erase", "add", "--subject", &format!("email={who}{round}@example.invalid")])
-                        .current_dir(project.path())
-                        .env_remove("GLEMSEL_CONFIG")
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped())
-                        .spawn()
-                        .unwrap()
+                    project.spawn(&["erase", "add", "--subject", &format!("email={who}{round}@example.invalid")])
                 })
                 .collect();
             for child in children {
@@ -1044,14 +1037,7 @@ async fn a_run_killed_between_tables_is_finished_exactly_by_the_next() {
         assert_eq!(code(&add), 0, "{}", text(&add));
 
         let mut blocker = Blocker::hold(&db).await;
-        let mut run = Command::new(env!("CARGO_BIN_EXE_glemsel"))
-            .args(["erase", "run"])
-            .current_dir(project.path())
-            .env_remove("GLEMSEL_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut run = project.spawn(&["erase", "run"]);
         let mut waited = false;
         for _ in 0..600 {
             if blocker.waiting(&db).await {
@@ -1568,14 +1554,7 @@ async fn a_hold_placed_during_the_run_keeps_the_row_and_its_cascade() {
                 Blocker::Mariadb(conn)
             }
         };
-        let run = Command::new(env!("CARGO_BIN_EXE_glemsel"))
-            .args(["erase", "run"])
-            .current_dir(project.path())
-            .env_remove("GLEMSEL_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let run = project.spawn(&["erase", "run"]);
         let waiting = match kind {
             common::Kind::Postgres => {
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%customers%' AND datname = current_database()"

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Kind, Project, TestDb, code, server_url, text};
@@ -54,14 +54,7 @@ async fn a_database_that_crashes_mid_run_loses_nothing_and_the_next_run_finishes
             "logs.toml",
             "[[rule]]\nid = \"logs\"\nstore = \"db\"\ntable = \"logs\"\ncategory = \"test\"\nafter = \"at\"\nretain = \"1 year\"\naction = \"delete\"\nbatch_size = 50\nbatch_ms = 0\n",
         );
-        let run = Command::new(env!("CARGO_BIN_EXE_glemsel"))
-            .args(["run", "--as-of", "2026-06-01"])
-            .current_dir(project.path())
-            .env_remove("GLEMSEL_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let run = project.spawn(&["run", "--as-of", "2026-06-01"]);
         // Once some batches have committed (not after a fixed time: a fast
         // machine finishes first), crash the server.
         for _ in 0..1_000 {

@@ -190,6 +190,19 @@ impl Project {
         self.glemsel_with_env(args, &[("GLEMSEL_LOG", "glemsel=debug,info")])
     }
 
+    /// Starts the real binary, its output piped, for a test that acts
+    /// while it runs.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_glemsel"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("GLEMSEL_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start glemsel")
+    }
+
     /// Runs the real binary with extra environment variables.
     pub fn glemsel_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_glemsel"))

@@ -628,11 +628,7 @@ async fn erasures(
     }
     let rows = crate::erase::commands::status(policy).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let mut names: Vec<&String> = policy
-        .subjects
-        .iter()
-        .flat_map(|s| s.tables.iter().map(|t| &t.store))
-        .collect();
+    let mut names: Vec<&String> = policy.subject_tables().map(|(_, t)| &t.store).collect();
     names.sort();
     names.dedup();
     let mut batches = Vec::new();

@@ -386,9 +386,8 @@ async fn restore_requests(
 
 fn stores_touched(policy: &Policy) -> Vec<String> {
     let mut names: Vec<String> = policy
-        .subjects
-        .iter()
-        .flat_map(|s| s.tables.iter().map(|t| t.store.clone()))
+        .subject_tables()
+        .map(|(_, t)| t.store.clone())
         .chain(policy.settings.erasure_store.clone())
         .collect();
     names.sort();

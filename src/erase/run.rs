@@ -354,15 +354,10 @@ async fn date_kept(
     outcome: &mut RequestOutcome,
 ) -> Result<(), EraseError> {
     for remaining in outcome.remaining.iter_mut().filter(|r| !r.keys.is_empty()) {
-        let place = ctx.policy.subjects.iter().find_map(|s| {
-            s.tables
-                .iter()
-                .find(|t| {
-                    t.store == remaining.store
-                        && t.table.to_string() == remaining.table
-                        && t.kept_by.is_some()
-                })
-                .map(|t| (s, t))
+        let place = ctx.policy.subject_tables().find(|(_, t)| {
+            t.store == remaining.store
+                && t.table.to_string() == remaining.table
+                && t.kept_by.is_some()
         });
         let Some((subject, table)) = place else {
             continue;
@@ -406,12 +401,10 @@ async fn still_kept(
     outcome: &mut RequestOutcome,
 ) -> Result<(), EraseError> {
     for earlier in previous.remaining.iter().filter(|r| !r.keys.is_empty()) {
-        let place = ctx.policy.subjects.iter().find_map(|s| {
-            s.tables
-                .iter()
-                .find(|t| t.store == earlier.store && t.table.to_string() == earlier.table)
-                .map(|t| (s, t))
-        });
+        let place = ctx
+            .policy
+            .subject_tables()
+            .find(|(_, t)| t.store == earlier.store && t.table.to_string() == earlier.table);
         let Some((subject, table)) = place else {
             continue;
         };

@@ -454,6 +454,13 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Every subject's tables, with their subject, in declaration order.
+    pub fn subject_tables(&self) -> impl Iterator<Item = (&Subject, &SubjectTable)> {
+        self.subjects
+            .iter()
+            .flat_map(|s| s.tables.iter().map(move |t| (s, t)))
+    }
+
     /// The subject a request's identifier names.
     pub fn subject_of(&self, identifier: &str) -> Option<&Subject> {
         self.subjects.iter().find(|s| s.names(identifier))

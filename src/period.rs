@@ -489,15 +489,6 @@ pub enum PeriodKind {
     Deadline,
 }
 
-impl PeriodKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeriodKind::Minimum => "minimum",
-            PeriodKind::Deadline => "deadline",
-        }
-    }
-}
-
 impl FromStr for PeriodKind {
     type Err = String;
 

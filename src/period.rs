@@ -884,6 +884,24 @@ mod tests {
 
     /// The shortest real time a period can last: what a deadline's lead
     /// must fit in.
+    /// Every day of the sample years, three times each, and nothing else.
+    #[test]
+    fn sample_events_cover_the_sample_years_exactly() {
+        let events: Vec<NaiveDateTime> = sample_events().collect();
+        let days = (*SAMPLE_YEARS.start()..=*SAMPLE_YEARS.end())
+            .map(|year| {
+                if NaiveDate::from_yo_opt(year, 366).is_some() {
+                    366
+                } else {
+                    365
+                }
+            })
+            .sum::<usize>();
+        assert_eq!(events.len(), days * 3);
+        assert_eq!(events.first(), Some(&at("2024-01-01T00:00:00")));
+        assert_eq!(events.last(), Some(&at("2031-12-31T23:59:59.999999")));
+    }
+
     #[test]
     fn shortest_spans() {
         let zone: Tz = "Europe/Copenhagen".parse().unwrap();

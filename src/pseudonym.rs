@@ -506,6 +506,18 @@ mod tests {
         }
     }
 
+    /// GLOB's wildcards in a prefix or suffix match only themselves.
+    #[test]
+    fn glob_escapes_its_wildcards() {
+        assert_eq!(escape_glob("a*b?c[d]e@_"), "a[*]b[?]c[[]d]e@_");
+        let shape = TokenShape {
+            prefix: "p*?_",
+            hex_len: 2,
+            suffix: "[x]",
+        };
+        assert_eq!(shape.glob(), "p[*][?]_[0-9a-f][0-9a-f][[]x]");
+    }
+
     #[test]
     fn key_file_rules() {
         let dir = tempfile::tempdir().unwrap();
@@ -517,6 +529,15 @@ mod tests {
             !err.contains("too short"),
             "the key must not be echoed: {err}"
         );
+
+        // The bound exactly: 31 bytes refused, 32 taken (a trailing
+        // newline is not part of the key).
+        let edge = dir.path().join("edge");
+        std::fs::write(&edge, format!("{}\n", "k".repeat(MIN_KEY_BYTES - 1))).unwrap();
+        let err = HmacKey::from_file(&edge).unwrap_err().to_string();
+        assert!(err.contains("31 bytes"), "{err}");
+        std::fs::write(&edge, format!("{}\n", "k".repeat(MIN_KEY_BYTES))).unwrap();
+        HmacKey::from_file(&edge).unwrap();
 
         let missing = HmacKey::from_file(&dir.path().join("missing")).unwrap_err();
         assert!(matches!(missing, KeyError::Read { .. }));

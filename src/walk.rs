@@ -546,6 +546,28 @@ mod tests {
         assert_eq!(sizer.rows(), 5_000);
     }
 
+    /// The edges of "slow" and "short": a batch that took exactly the
+    /// budget is not slow (a larger window than the size may grow it), and
+    /// one of exactly half the size still teaches the sizing.
+    #[test]
+    fn on_budget_is_not_slow_and_half_a_batch_teaches() {
+        let mut sizer = Sizer::new(10_000, 100);
+        sizer.record(15_000, ms(100));
+        assert_eq!(sizer.rows(), 15_000);
+        let mut sizer = Sizer::new(10_000, 100);
+        sizer.record(5_000, ms(25));
+        assert_eq!(sizer.rows(), 20_000);
+    }
+
+    /// Past the last due key no window reaches on, unless the table ends there.
+    #[test]
+    fn the_due_rows_end_limits_windows_only_before_the_table_end() {
+        let end = |last_due, last| DueEnd { last_due, last };
+        assert_eq!(end(Some(5), 10).window_limit(), Some(5));
+        assert_eq!(end(Some(10), 10).window_limit(), None);
+        assert_eq!(end(None, 10).window_limit(), None);
+    }
+
     #[test]
     fn short_batches_teach_nothing_unless_they_were_slow() {
         let mut sizer = Sizer::new(10_000, 100);

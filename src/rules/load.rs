@@ -606,6 +606,61 @@ url = "postgres://user:secret@db/crm"
         );
     }
 
+    /// A replica is reached as its store is, at its own URL, under a name
+    /// that says whose it is.
+    #[test]
+    fn replicas_are_reached_as_their_store_is() {
+        let config = CONFIG.replace(
+            "url_env = \"CRM_DATABASE_URL\"",
+            "url_env = \"CRM_DATABASE_URL\"\nmax_lag = \"5s\"",
+        ) + "\n[[stores.crm.replicas]]\nurl_env = \"CRM_REPLICA_URL\"\n";
+        let policy = Files::new(&config, &[]).load().unwrap();
+        let store = &policy.stores["crm"];
+        let names: Vec<&str> = store.replicas.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["crm replica 1"]);
+        let replica = &store.replicas[0];
+        assert_eq!(replica.engine, store.engine);
+        assert!(
+            matches!(&replica.connection, Connection::UrlEnv(name) if name == "CRM_REPLICA_URL"),
+            "{:?}",
+            replica.connection
+        );
+        assert_eq!(replica.audit_table.name, store.audit_table.name);
+        assert_eq!(store.max_lag, Some(std::time::Duration::from_secs(5)));
+    }
+
+    /// A server's URL from exactly one place: a file or a credential alone
+    /// is enough, and a file beside an environment variable is refused.
+    #[test]
+    fn a_store_url_from_one_place() {
+        for (place, expected) in [
+            ("url_file = \"crm-url\"", "crm-url"),
+            ("url_credential = \"crm-url\"", "crm-url"),
+        ] {
+            let config = CONFIG.replace("url_env = \"CRM_DATABASE_URL\"", place);
+            let policy = Files::new(&config, &[]).load().unwrap();
+            let Connection::Url(source) = &policy.stores["crm"].connection else {
+                panic!("{place}: {:?}", policy.stores["crm"].connection);
+            };
+            let named = match source {
+                SecretSource::File(path) => path.file_name().unwrap().to_str().unwrap().to_string(),
+                SecretSource::Credential(name) => name.clone(),
+            };
+            assert_eq!(named, expected, "{place}");
+        }
+        let both = CONFIG.replace(
+            "url_env = \"CRM_DATABASE_URL\"",
+            "url_env = \"CRM_DATABASE_URL\"\nurl_file = \"crm-url\"",
+        );
+        let errors = Files::new(&both, &[]).errors();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("needs exactly one of url_env, url_file or url_credential")),
+            "{errors:?}"
+        );
+    }
+
     #[test]
     fn tls_settings() {
         let with = |store: &str| {

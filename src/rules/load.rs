@@ -629,6 +629,43 @@ url = "postgres://user:secret@db/crm"
         assert_eq!(store.max_lag, Some(std::time::Duration::from_secs(5)));
     }
 
+    /// Replicas, max_lag and max_load only together and on a server.
+    #[test]
+    fn load_limits_refused_where_they_mean_nothing() {
+        let sqlite = |extra: &str| {
+            format!("[stores.crm]\nengine = \"sqlite\"\npath = \"crm.db\"\n{extra}\n")
+        };
+        let server = |extra: &str| {
+            CONFIG.replace(
+                "url_env = \"CRM_DATABASE_URL\"",
+                &format!("url_env = \"CRM_DATABASE_URL\"\n{extra}"),
+            )
+        };
+        let replica = "\n[[stores.crm.replicas]]\nurl_env = \"CRM_REPLICA_URL\"";
+        for (config, expected) in [
+            (
+                sqlite("max_lag = \"5s\""),
+                "an sqlite store has no replicas to watch",
+            ),
+            (sqlite(replica), "an sqlite store has no replicas to watch"),
+            (
+                sqlite("max_load = 10"),
+                "an sqlite store has no server whose load max_load could limit",
+            ),
+            (server("") + replica, "replicas are watched for max_lag"),
+            (
+                server("max_lag = \"5s\""),
+                "max_lag needs replicas to watch",
+            ),
+        ] {
+            let errors = Files::new(&config, &[]).errors();
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{config}: {errors:?}"
+            );
+        }
+    }
+
     /// A server's URL from exactly one place: a file or a credential alone
     /// is enough, and a file beside an environment variable is refused.
     #[test]

@@ -613,11 +613,12 @@ url = "postgres://user:secret@db/crm"
         let config = CONFIG.replace(
             "url_env = \"CRM_DATABASE_URL\"",
             "url_env = \"CRM_DATABASE_URL\"\nmax_lag = \"5s\"",
-        ) + "\n[[stores.crm.replicas]]\nurl_env = \"CRM_REPLICA_URL\"\n";
+        ) + "\n[[stores.crm.replicas]]\nurl_env = \"CRM_REPLICA_URL\"\n\
+             \n[[stores.crm.replicas]]\nurl_file = \"replica-url\"\n";
         let policy = Files::new(&config, &[]).load().unwrap();
         let store = &policy.stores["crm"];
         let names: Vec<&str> = store.replicas.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["crm replica 1"]);
+        assert_eq!(names, ["crm replica 1", "crm replica 2"]);
         let replica = &store.replicas[0];
         assert_eq!(replica.engine, store.engine);
         assert!(
@@ -626,6 +627,12 @@ url = "postgres://user:secret@db/crm"
             replica.connection
         );
         assert_eq!(replica.audit_table.name, store.audit_table.name);
+        assert!(
+            matches!(&store.replicas[1].connection,
+                Connection::Url(SecretSource::File(path)) if path.ends_with("replica-url")),
+            "{:?}",
+            store.replicas[1].connection
+        );
         assert_eq!(store.max_lag, Some(std::time::Duration::from_secs(5)));
     }
 

@@ -413,9 +413,9 @@ fn store_connection(
                 diags.push(
                     source.span_location(Some(env.span())),
                     None,
+                    // Not repeated: a URL written here by mistake carries a password.
                     format!(
-                        "store {name}: {:?} is not an environment variable name",
-                        env.get_ref()
+                        "store {name}: url_env takes an environment variable's name (letters, digits, _), not the URL itself"
                     ),
                 );
                 None

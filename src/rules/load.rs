@@ -664,6 +664,16 @@ url = "postgres://user:secret@db/crm"
                 server("max_lag = \"5s\""),
                 "max_lag needs replicas to watch",
             ),
+            (
+                server("max_lag = \"5s\"")
+                    + "\n[[stores.crm.replicas]]\nurl_env = \"postgres://u:p@replica/db\"",
+                "a replica needs exactly one of url_env (an environment variable's name)",
+            ),
+            (
+                server("max_lag = \"5s\"")
+                    + "\n[[stores.crm.replicas]]\nurl_env = \"CRM_REPLICA_URL\"\nurl_file = \"replica-url\"",
+                "a replica needs exactly one of url_env",
+            ),
         ] {
             let errors = Files::new(&config, &[]).errors();
             assert!(
@@ -671,6 +681,27 @@ url = "postgres://user:secret@db/crm"
                 "{config}: {errors:?}"
             );
         }
+    }
+
+    /// A URL written where the variable's name belongs is refused without
+    /// being repeated: it carries a password.
+    #[test]
+    fn a_url_in_url_env_is_not_repeated() {
+        let config = CONFIG.replace(
+            "url_env = \"CRM_DATABASE_URL\"",
+            "url_env = \"postgres://crm:s3cret-pw@db.internal/crm\"",
+        );
+        let errors = Files::new(&config, &[]).errors();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("url_env takes an environment variable's name")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().all(|e| !e.contains("s3cret-pw")),
+            "{errors:?}"
+        );
     }
 
     /// A server's URL from exactly one place: a file or a credential alone

@@ -663,9 +663,9 @@ pub(super) fn secret_source(
             diags.push(
                 source.span_location(Some(name.span())),
                 None,
+                // Not repeated: a URL or a key written here by mistake is a secret.
                 format!(
-                    "{what}: a credential is a file name in $CREDENTIALS_DIRECTORY, not {:?}",
-                    name.get_ref()
+                    "{what}: a credential is a file name in $CREDENTIALS_DIRECTORY (letters, digits, ., _)"
                 ),
             );
             None

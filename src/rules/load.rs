@@ -704,6 +704,67 @@ url = "postgres://user:secret@db/crm"
         );
     }
 
+    /// A credential is a file's name in $CREDENTIALS_DIRECTORY; anything
+    /// else is refused without being repeated.
+    #[test]
+    fn credential_names() {
+        let with = |name: &str| {
+            CONFIG.replace(
+                "url_env = \"CRM_DATABASE_URL\"",
+                &format!("url_credential = \"{name}\""),
+            )
+        };
+        let policy = Files::new(&with("crm.url"), &[]).load().unwrap();
+        assert!(
+            matches!(&policy.stores["crm"].connection,
+                Connection::Url(SecretSource::Credential(name)) if name == "crm.url"),
+            "{:?}",
+            policy.stores["crm"].connection
+        );
+        for bad in ["../crm-url", "mysql://crm:s3cret-pw@db/crm"] {
+            let errors = Files::new(&with(bad), &[]).errors();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("a credential is a file name in $CREDENTIALS_DIRECTORY")),
+                "{bad}: {errors:?}"
+            );
+            assert!(errors.iter().all(|e| !e.contains(bad)), "{errors:?}");
+        }
+    }
+
+    /// `[[coverage.allow]]`: a known store, a reason, a table.
+    #[test]
+    fn coverage_allow_entries() {
+        let entry = |store: &str, reason: &str| {
+            format!(
+                "{CONFIG}\n[[coverage.allow]]\nstore = \"{store}\"\ntable = \"public.orders\"\ncolumns = [\"delivery_note\"]\nreason = \"{reason}\"\n"
+            )
+        };
+        let policy = Files::new(&entry("crm", "free text; reviewed"), &[])
+            .load()
+            .unwrap();
+        let allowed = &policy.settings.coverage_allow;
+        assert_eq!(allowed.len(), 1);
+        assert_eq!(allowed[0].store.as_deref(), Some("crm"));
+        assert_eq!(allowed[0].table, TableRef::new(Some("public"), "orders"));
+        assert_eq!(allowed[0].columns, ["delivery_note"]);
+        let errors = Files::new(&entry("shop", "reviewed"), &[]).errors();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("coverage.allow: no store named \"shop\"")),
+            "{errors:?}"
+        );
+        let errors = Files::new(&entry("crm", "  "), &[]).errors();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("say why the columns need no rule")),
+            "{errors:?}"
+        );
+    }
+
     /// A server's URL from exactly one place: a file or a credential alone
     /// is enough, and a file beside an environment variable is refused.
     #[test]

@@ -733,6 +733,29 @@ url = "postgres://user:secret@db/crm"
         }
     }
 
+    /// Metrics are served on loopback only.
+    #[test]
+    fn metrics_listen_on_loopback_only() {
+        let with = |listen: &str| format!("metrics_listen = \"{listen}\"\n{CONFIG}");
+        for listen in ["127.0.0.1:9187", "[::1]:9187"] {
+            let policy = Files::new(&with(listen), &[]).load().unwrap();
+            assert_eq!(
+                policy.settings.metrics_listen,
+                Some(listen.parse().unwrap()),
+                "{listen}"
+            );
+        }
+        for listen in ["0.0.0.0:9187", "192.0.2.7:9187", "127.0.0.1"] {
+            let errors = Files::new(&with(listen), &[]).errors();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("must be a loopback address with a port")),
+                "{listen}: {errors:?}"
+            );
+        }
+    }
+
     /// `[[coverage.allow]]`: a known store, a reason, a table.
     #[test]
     fn coverage_allow_entries() {

@@ -702,6 +702,16 @@ url = "postgres://user:secret@db/crm"
             errors.iter().all(|e| !e.contains("s3cret-pw")),
             "{errors:?}"
         );
+        for name in ["", "9CRM_URL", "CRM-URL"] {
+            let config = CONFIG.replace("CRM_DATABASE_URL", name);
+            let errors = Files::new(&config, &[]).errors();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("url_env takes an environment variable's name")),
+                "{name:?}: {errors:?}"
+            );
+        }
     }
 
     /// A credential is a file's name in $CREDENTIALS_DIRECTORY; anything

@@ -743,6 +743,69 @@ url = "postgres://user:secret@db/crm"
         }
     }
 
+    /// A financial year ends on the last day of a month (02-29 too).
+    #[test]
+    fn financial_year_ends() {
+        for (end, valid) in [
+            ("06-30", true),
+            ("12-31", true),
+            ("01-31", true),
+            ("02-28", true),
+            ("02-29", true),
+            ("06-29", false),
+            ("06-31", false),
+            ("04-29", false),
+            ("02-30", false),
+            ("13-31", false),
+            ("0630", false),
+        ] {
+            let config = CONFIG.replace("\"06-30\"", &format!("\"{end}\""));
+            let files = Files::new(&config, &[("crm.toml", &rule(GOOD_RULE))]);
+            match valid {
+                true => {
+                    let policy = files.load().unwrap();
+                    let said = policy.rules[0].retention.to_string();
+                    assert!(said.contains(&format!("({}-", &end[..2])), "{end}: {said}");
+                }
+                false => {
+                    let errors = files.errors();
+                    assert!(
+                        errors
+                            .iter()
+                            .any(|e| e.contains("must be \"MM-DD\" and the last day of a month")),
+                        "{end}: {errors:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A store's operating window is read.
+    #[test]
+    fn a_store_window_is_read() {
+        let config = CONFIG.replace(
+            "url_env = \"CRM_DATABASE_URL\"",
+            "url_env = \"CRM_DATABASE_URL\"\nwindow = \"22:00-04:00\"",
+        );
+        let policy = Files::new(&config, &[]).load().unwrap();
+        assert!(policy.stores["crm"].window.is_some());
+        assert!(
+            Files::new(CONFIG, &[]).load().unwrap().stores["crm"]
+                .window
+                .is_none()
+        );
+    }
+
+    /// Only the rule directory's .toml files are rule files.
+    #[test]
+    fn other_files_beside_the_rules_are_not_read() {
+        let files = Files::new(CONFIG, &[("crm.toml", &rule(GOOD_RULE))]);
+        let rules = files.0.path().join("rules");
+        std::fs::write(rules.join("README.md"), "not [ toml").unwrap();
+        std::fs::create_dir(rules.join("old.toml")).unwrap();
+        assert_eq!(files.load().unwrap().rules.len(), 1);
+    }
+
     /// Metrics are served on loopback only.
     #[test]
     fn metrics_listen_on_loopback_only() {

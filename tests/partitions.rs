@@ -497,15 +497,17 @@ async fn wait_for(db: &TestDb, sql: &str, what: &str) {
 
 /// A statement of glemsel's waiting for a lock on `table` (PostgreSQL) or
 /// one running whose text has `like` (MariaDB: waiting, as its lock is
-/// held).
+/// held), in this test's database: the other tests' runs share the server.
 fn waiting_sql(kind: Kind, table: &str, like: &str) -> String {
     match kind {
         Kind::Postgres => format!(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{table}'::regclass"
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{table}'::regclass \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ),
         _ => format!(
             "SELECT count(*) FROM information_schema.processlist \
-             WHERE id <> CONNECTION_ID() AND state LIKE 'Waiting%' AND info LIKE '{like}'"
+             WHERE id <> CONNECTION_ID() AND db = DATABASE() \
+             AND state LIKE 'Waiting%' AND info LIKE '{like}'"
         ),
     }
 }
@@ -623,10 +625,15 @@ async fn killed_run_is_finished_by_the_next(kind: Kind, killed_at: KilledAt) {
         let drop = db
             .number(
                 "SELECT id FROM information_schema.processlist \
-                 WHERE info LIKE 'DROP TABLE%glemsel\\_held\\_%'",
+                 WHERE db = DATABASE() AND info LIKE 'DROP TABLE%glemsel\\_held\\_%'",
             )
             .await;
         db.exec(&format!("KILL {drop}")).await;
+        // KILL only flags the session: were the drop's lock let go before
+        // the session has ended, the drop could still go through.
+        let gone =
+            format!("SELECT count(*) = 0 FROM information_schema.processlist WHERE id = {drop}");
+        wait_for(&db, &gone, "the drop's end").await;
     }
     for holder in [audit, held_reader].into_iter().flatten() {
         holder.release().await;

@@ -665,7 +665,7 @@ pub(super) fn secret_source(
                 None,
                 // Not repeated: a URL or a key written here by mistake is a secret.
                 format!(
-                    "{what}: a credential is a file name in $CREDENTIALS_DIRECTORY (letters, digits, ., _)"
+                    "{what}: a credential is a file name in $CREDENTIALS_DIRECTORY (letters, digits, ., _ and -)"
                 ),
             );
             None

@@ -490,6 +490,93 @@ columns = { x = "hmac" }
         );
     }
 
+    /// Rule ids go into audit rows, metrics labels and file names: only
+    /// letters, digits, '.', '_' and '-'.
+    #[test]
+    fn rule_ids() {
+        for id in ["crm.contacts_2024-v2", "A9"] {
+            let text = rule(&GOOD_RULE.replace("crm-contacts", id));
+            let policy = Files::new(CONFIG, &[("crm.toml", &text)]).load().unwrap();
+            assert_eq!(policy.rules[0].id, id);
+        }
+        for id in ["crm contacts", "crm/contacts", "crm;contacts", ""] {
+            let text = rule(&GOOD_RULE.replace("crm-contacts", id));
+            let errors = Files::new(CONFIG, &[("crm.toml", &text)]).errors();
+            assert_eq!(
+                errors,
+                vec![format!(
+                    "rules/crm.toml:7:6: rule {id}: rule id may hold only letters, digits, '.', '_' and '-'"
+                )]
+            );
+        }
+    }
+
+    /// Cascades and dropped partitions remove rows: delete rules only.
+    /// Partitions are dropped by default for a delete rule, never otherwise.
+    #[test]
+    fn cascades_and_partition_drops_belong_to_delete_rules() {
+        let delete = GOOD_RULE
+            .replace("action = \"pseudonymise\"", "action = \"delete\"")
+            .replace(
+                "columns = { email = \"hmac_email\", name = \"hmac\", phone = \"null\", note = \"redact\" }\n",
+                "",
+            );
+        let cascade = "[[rule.cascade]]\ntable = \"public.notes\"\non = { contact_id = \"id\" }\n";
+        let load = |body: &str| {
+            Files::new(CONFIG, &[("crm.toml", &rule(body))])
+                .load()
+                .map(|policy| policy.rules.into_iter().next().unwrap())
+        };
+        let deleting = load(&delete).unwrap();
+        assert!(deleting.drop_partitions);
+        let with_cascade = load(&format!("{delete}{cascade}")).unwrap();
+        assert_eq!(with_cascade.cascades.len(), 1);
+        assert!(
+            !load(&GOOD_RULE.replace("max_rows", "partitions = \"rows\"\nmax_rows"))
+                .unwrap()
+                .drop_partitions
+        );
+        assert!(!load(GOOD_RULE).unwrap().drop_partitions);
+        assert!(
+            !load(&delete.replace("max_rows", "partitions = \"rows\"\nmax_rows"))
+                .unwrap()
+                .drop_partitions
+        );
+        assert!(
+            load(&delete.replace("max_rows", "partitions = \"drop\"\nmax_rows"))
+                .unwrap()
+                .drop_partitions
+        );
+
+        let errors = Files::new(
+            CONFIG,
+            &[("crm.toml", &rule(&format!("{GOOD_RULE}{cascade}")))],
+        )
+        .errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("[[rule.cascade]] applies to action = \"delete\""),
+            "{errors:?}"
+        );
+        for (choice, expected) in [
+            (
+                "drop",
+                "partitions = \"drop\" applies to action = \"delete\"",
+            ),
+            (
+                "whole",
+                "partitions must be \"drop\" or \"rows\", not \"whole\"",
+            ),
+        ] {
+            let text = rule(
+                &GOOD_RULE.replace("max_rows", &format!("partitions = \"{choice}\"\nmax_rows")),
+            );
+            let errors = Files::new(CONFIG, &[("crm.toml", &text)]).errors();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].contains(expected), "{errors:?}");
+        }
+    }
+
     #[test]
     fn unknown_keys_are_errors_and_other_rules_still_checked() {
         let text = rule(&GOOD_RULE.replace("max_rows", "max_row"))
@@ -1190,6 +1277,33 @@ url = "postgres://user:secret@db/crm"
             policy.rules[0].timing.lead_reason.as_deref(),
             Some("lead = \"2 days\" in glemsel.toml")
         );
+    }
+
+    /// A lead is more than nothing and at most a year (366 days: a leap
+    /// year's deadline).
+    #[test]
+    fn a_lead_is_more_than_nothing_and_at_most_a_year() {
+        let with_lead = |lead: &str| {
+            Files::new(
+                CONFIG,
+                &[(
+                    "crm.toml",
+                    &deadline("2 years", &format!("lead = \"{lead}\"\n")),
+                )],
+            )
+        };
+        let policy = with_lead("366 days").load().unwrap();
+        assert_eq!(policy.rules[0].timing.lead, TimeDelta::days(366));
+        let policy = with_lead("1 minute").load().unwrap();
+        assert_eq!(policy.rules[0].timing.lead, TimeDelta::minutes(1));
+        for refused in ["0 minutes", "367 days"] {
+            let errors = with_lead(refused).errors();
+            assert_eq!(errors.len(), 1, "{refused}: {errors:?}");
+            assert!(
+                errors[0].ends_with("lead must be more than nothing and at most a year"),
+                "{refused}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -577,6 +577,204 @@ columns = { x = "hmac" }
         }
     }
 
+    /// `key`: the columns batches walk, each named once.
+    #[test]
+    fn walk_keys() {
+        let with_key = |key: &str| {
+            Files::new(
+                CONFIG,
+                &[(
+                    "crm.toml",
+                    &rule(&GOOD_RULE.replace("max_rows", &format!("key = {key}\nmax_rows"))),
+                )],
+            )
+        };
+        let policy = with_key("[\"tenant\", \"id\"]").load().unwrap();
+        assert_eq!(
+            policy.rules[0].key,
+            Some(vec!["tenant".to_string(), "id".to_string()])
+        );
+        let policy = Files::new(CONFIG, &[("crm.toml", &rule(GOOD_RULE))])
+            .load()
+            .unwrap();
+        assert_eq!(policy.rules[0].key, None);
+        for (key, expected) in [
+            ("[]", "key is empty; name the columns of a unique key"),
+            ("[\"id\", \"id\"]", "key names \"id\" twice"),
+            ("[\" id\"]", "key: name \" id\" starts or ends with a space"),
+        ] {
+            let errors = with_key(key).errors();
+            assert_eq!(errors.len(), 1, "{key}: {errors:?}");
+            assert!(errors[0].contains(expected), "{key}: {errors:?}");
+        }
+    }
+
+    /// Each related table's errors name its kind and table; a part of
+    /// one kind given to another is refused.
+    #[test]
+    fn related_tables_name_their_kind() {
+        let hold = "[[rule.hold_table]]\ntable = \"public.disputes\"\non = { contact_id = \"id\" }\nparent = \"public.contacts\"\n";
+        let join = "[[rule.join]]\ntable = \"public.orders\"\non = { contact_id = \"id\" }\nwhere = \"open\"\n";
+        let text = rule(&format!("{GOOD_RULE}{hold}{join}"));
+        let errors = Files::new(CONFIG, &[("crm.toml", &text)]).errors();
+        assert_eq!(
+            errors,
+            [
+                "rules/crm.toml:20:9: rule crm-contacts: [[rule.hold_table]] public.disputes: parent applies only to [[rule.cascade]]",
+                "rules/crm.toml:24:9: rule crm-contacts: [[rule.join]] public.orders: where applies only to [[rule.hold_table]]",
+            ]
+        );
+    }
+
+    /// Joins, hold tables and cascades as a rule keeps them, `after` read
+    /// through a join, and each related table's own errors.
+    #[test]
+    fn related_tables_load() {
+        let delete = GOOD_RULE
+            .replace("after = \"contract_ended_at\"", "after = { latest = [\"contract_ended_at\", \"last.ordered_at\"] }")
+            .replace("action = \"pseudonymise\"", "action = \"delete\"")
+            .replace(
+                "columns = { email = \"hmac_email\", name = \"hmac\", phone = \"null\", note = \"redact\" }\n",
+                "",
+            );
+        let related = r#"
+[[rule.join]]
+table = "shop.orders"
+name = "last"
+on = { contact_id = "id" }
+open = "status = 'open'"
+
+[[rule.hold_table]]
+table = "disputes"
+on = { contact_id = "id", tenant = "tenant" }
+where = "resolved IS NULL"
+
+[[rule.cascade]]
+table = "notes"
+on = { contact_id = "id" }
+
+[[rule.cascade]]
+table = "note_files"
+on = { note_id = "id" }
+parent = "notes"
+"#;
+        let load = |body: &str| Files::new(CONFIG, &[("crm.toml", &rule(body))]);
+        let policy = load(&format!("{delete}{related}")).load().unwrap();
+        let rule = &policy.rules[0];
+        let on = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(t, o)| (t.to_string(), o.to_string()))
+                .collect()
+        };
+        assert_eq!(rule.joins.len(), 1);
+        assert_eq!(rule.joins[0].name, "last");
+        assert_eq!(
+            rule.joins[0].related.table,
+            TableRef::new(Some("shop"), "orders")
+        );
+        assert_eq!(rule.joins[0].related.on, on(&[("contact_id", "id")]));
+        assert_eq!(rule.joins[0].open.as_deref(), Some("status = 'open'"));
+        assert_eq!(rule.hold_tables.len(), 1);
+        assert_eq!(rule.hold_tables[0].name, "disputes");
+        assert_eq!(
+            rule.hold_tables[0].related.on,
+            on(&[("contact_id", "id"), ("tenant", "tenant")])
+        );
+        assert_eq!(
+            rule.hold_tables[0].filter.as_deref(),
+            Some("resolved IS NULL")
+        );
+        let cascades: Vec<(String, Option<String>)> = rule
+            .cascades
+            .iter()
+            .map(|c| {
+                (
+                    c.related.table.to_string(),
+                    c.parent.as_ref().map(ToString::to_string),
+                )
+            })
+            .collect();
+        assert_eq!(
+            cascades,
+            [
+                ("notes".to_string(), None),
+                ("note_files".to_string(), Some("notes".to_string()))
+            ]
+        );
+        // `last.ordered_at` is the join's column; `contract_ended_at` ours.
+        assert_eq!(
+            rule.event.sources,
+            [
+                EventRef {
+                    join: None,
+                    column: "contract_ended_at".into()
+                },
+                EventRef {
+                    join: Some("last".into()),
+                    column: "ordered_at".into()
+                },
+            ]
+        );
+        // Without the join, `last.ordered_at` is a column of our own
+        // table with a dot in its name.
+        let policy = load(&delete).load().unwrap();
+        assert_eq!(
+            policy.rules[0].event.sources[1],
+            EventRef {
+                join: None,
+                column: "last.ordered_at".into()
+            }
+        );
+
+        for (broken, expected) in [
+            ("on = { contact_id = \"id\" }\nopen", "on = {}\nopen"),
+            ("on = { note_id = \"id\" }", "on = { note_id = \" id\" }"),
+            ("parent = \"notes\"", "parent = \"orders\""),
+            ("table = \"note_files\"", "table = \"notes\""),
+            (
+                "where = \"resolved IS NULL\"",
+                "where = \"resolved; DROP TABLE x\"",
+            ),
+        ] {
+            assert!(related.contains(broken), "{broken}");
+            let errors = load(&format!("{delete}{}", related.replace(broken, expected))).errors();
+            assert_eq!(errors.len(), 1, "{expected}: {errors:?}");
+            let message = match expected {
+                "on = {}\nopen" => {
+                    "[[rule.join]] shop.orders: on is empty; write on = { their_column = \"our_column\" }"
+                }
+                "on = { note_id = \" id\" }" => {
+                    "[[rule.cascade]] note_files: on: name \" id\" starts or ends with a space"
+                }
+                "parent = \"orders\"" => {
+                    "[[rule.cascade]] note_files: parent \"orders\" must be a cascade table declared before this one"
+                }
+                "table = \"notes\"" => {
+                    "[[rule.cascade]] notes: \"notes\" is declared twice; give one a different name"
+                }
+                _ => "[[rule.hold_table]] disputes: where: ",
+            };
+            assert!(errors[0].contains(message), "{expected}: {errors:?}");
+        }
+    }
+
+    /// Pseudonymise and anonymise name their columns; `{}` names none.
+    #[test]
+    fn columns_name_at_least_one() {
+        let text = rule(&GOOD_RULE.replace(
+            "columns = { email = \"hmac_email\", name = \"hmac\", phone = \"null\", note = \"redact\" }",
+            "columns = {}",
+        ));
+        let errors = Files::new(CONFIG, &[("crm.toml", &text)]).errors();
+        assert_eq!(
+            errors,
+            [
+                "rules/crm.toml:17:11: rule crm-contacts: columns is empty; name at least one column to pseudonymise"
+            ]
+        );
+    }
+
     #[test]
     fn unknown_keys_are_errors_and_other_rules_still_checked() {
         let text = rule(&GOOD_RULE.replace("max_rows", "max_row"))
@@ -1237,6 +1435,10 @@ url = "postgres://user:secret@db/crm"
             policy.rules[0].timing.lead,
             TimeDelta::hours(7) + TimeDelta::minutes(30)
         );
+        // Exactly the lead the schedule needs is enough.
+        let exact = deadline("30 days", "lead = \"26 hours\"\n");
+        let policy = Files::new(&config, &[("crm.toml", &exact)]).load().unwrap();
+        assert_eq!(policy.rules[0].timing.lead, TimeDelta::hours(26));
         // A longer lead than the schedule needs is allowed; a shorter one is not.
         let longer = deadline("30 days", "lead = \"2 days\"\n");
         let policy = Files::new(&config, &[("crm.toml", &longer)])
@@ -1404,6 +1606,21 @@ url = "postgres://user:secret@db/crm"
         let errors = Files::new(CONFIG, &[("crm.toml", &late)]).errors();
         assert!(
             errors[0].contains("nothing says how often this rule runs"),
+            "{errors:?}"
+        );
+        // A deadline acts its lead early: a floor as long as the deadline
+        // leaves it no room.
+        let early = file(
+            "minimum = \"36 months\"",
+            &GOOD_RULE.replace(
+                "retain = \"36 months\"\nround_up_to = \"financial_year_end\"",
+                "retain = \"36 months\"\nkind = \"deadline\"",
+            ),
+        );
+        let errors = Files::new(&config, &[("crm.toml", &early)]).errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("category customer_contact keeps its data at least 36 months (minimum), but this rule's data could go sooner: an event at 2024-01-01 00:00 would be due at 2026-12-30 22:00, before 2027-01-01 00:00"),
             "{errors:?}"
         );
         let errors = Files::new(

@@ -1000,9 +1000,11 @@ pub(super) fn related_tables(
         };
         let open = fragment(&entry.open, "open");
         let filter = fragment(&entry.filter, "where");
+        // A parent given to another kind is refused above, once.
         let parent = entry
             .parent
             .as_ref()
+            .filter(|_| kind == RelatedKind::Cascade)
             .and_then(|parent| cascade_parent(parent, &out, &what, &at, rule, diags));
         if out.iter().any(|(r, _)| r.name == name) {
             diags.push(

@@ -1245,6 +1245,29 @@ mod tests {
         assert!(check_sql_fragment("[a)] = 1").is_err());
         assert!(check_sql_fragment("x = 1]").is_err());
         assert!(check_sql_fragment("[Blocked] = 0 AND tags[1] = 'x'").is_ok());
+        // Every comment form is refused (on MySQL `#` comments out the
+        // rest of the statement, the due condition with it); the same
+        // characters as arithmetic are fine.
+        for comment in [
+            "a = 1 -- rest",
+            "a = 1 /* rest */",
+            "a = 1 # rest",
+            "a = 1#",
+        ] {
+            assert!(
+                check_sql_fragment(comment).unwrap_err().contains("comment"),
+                "{comment}"
+            );
+        }
+        for arithmetic in [
+            "a - 1 > 0",
+            "a -1 = -b",
+            "a / 2 > 1",
+            "a /2 = b/ 3",
+            "a = '#1'",
+        ] {
+            assert!(check_sql_fragment(arithmetic).is_ok(), "{arithmetic}");
+        }
         // A NAV name with '$' inside quotes is fine.
         assert!(check_sql_fragment("\"CRONUS$Blocked\" = 0 AND `a$b` = 1").is_ok());
     }

@@ -2105,4 +2105,255 @@ pub(crate) mod tests {
         assert!(capture.sql.contains("NOT EXISTS (SELECT 1 FROM \"tickets\" j0 WHERE j0.\"customer_no\" = \"CRONUS International Ltd_$Customer\".\"No_\" AND (answered_at IS NULL))"), "{}", capture.sql);
         assert!(deletes[0].1.sql.starts_with("DELETE FROM \"messages\" WHERE \"ticket_id\" IN (SELECT \"id\" FROM \"tickets\" WHERE \"customer_no\" IN (?, ?))"), "{}", deletes[0].1.sql);
     }
+
+    fn text(value: &str) -> KeyValue {
+        KeyValue::Text(value.into())
+    }
+
+    /// Where several of a thing go into one statement, each separator
+    /// stands between them: holds, the columns a related table matches
+    /// on, keys in an IN list, the bounds of a forecast, the rules an
+    /// audit search names.
+    #[test]
+    fn lists_join_with_their_separators() {
+        let mut step = step(StepAction::Delete);
+        step.holds.push(Hold::Table {
+            name: "disputes".into(),
+            related: RelatedStep {
+                table: "disputes".parse().unwrap(),
+                on: vec![
+                    ("customer_no".into(), "No_".into()),
+                    ("company".into(), "Company".into()),
+                ],
+            },
+            filter: None,
+        });
+        let q = single(batch(&Positional, &step, &Window::default(), None));
+        assert!(
+            q.sql.ends_with(
+                "NOT (COALESCE(\"Hold\", TRUE) OR EXISTS (SELECT 1 FROM \"disputes\" h1 WHERE \
+                 h1.\"customer_no\" = \"CRONUS International Ltd_$Customer\".\"No_\" AND \
+                 h1.\"company\" = \"CRONUS International Ltd_$Customer\".\"Company\")))"
+            ),
+            "{}",
+            q.sql
+        );
+
+        // The events kept for erasure: one key column, then two.
+        let id = column("id", ColumnKind::Integer);
+        let ids = [1, 2, 3].map(|i| vec![KeyValue::Int(i)]);
+        let q = kept_events(&Positional, &step, &[id], &ids);
+        assert!(
+            q.sql.ends_with(" WHERE \"id\" IN (?, ?, ?)) glemsel_k"),
+            "{}",
+            q.sql
+        );
+        assert!(
+            q.sql
+                .contains(" AND NOT (COALESCE(\"Hold\", TRUE) OR EXISTS"),
+            "{}",
+            q.sql
+        );
+        assert_eq!(placeholders(&q), q.params.len());
+        let pairs = [vec![text("C1"), text("A")], vec![text("C2"), text("B")]];
+        let q = kept_events(&Positional, &step, &step.key, &pairs);
+        assert!(
+            q.sql.ends_with(
+                " WHERE ((\"No_\" = ? AND \"Company\" = ?) OR (\"No_\" = ? AND \"Company\" = ?))) glemsel_k"
+            ),
+            "{}",
+            q.sql
+        );
+        // Without holds, nothing is said of them.
+        step.holds.clear();
+        let q = kept_events(&Positional, &step, &step.key, &pairs);
+        assert!(!q.sql.contains("NOT"), "{}", q.sql);
+        assert!(
+            q.sql
+                .contains("CASE WHEN (\"Blocked\" = 0) THEN CASE WHEN "),
+            "{}",
+            q.sql
+        );
+
+        let bounds =
+            ["2024-01-01", "2025-01-01", "2026-01-01"].map(|d| Moment::Date(d.parse().unwrap()));
+        let q = forecast(&Positional, &step, &bounds);
+        assert!(
+            q.sql.starts_with(
+                "SELECT COUNT(CASE WHEN glemsel_e < ? THEN 1 END), \
+                 COUNT(CASE WHEN glemsel_e < ? THEN 1 END), \
+                 COUNT(CASE WHEN glemsel_e < ? THEN 1 END) FROM (SELECT "
+            ),
+            "{}",
+            q.sql
+        );
+        assert_eq!(placeholders(&q), q.params.len());
+
+        let filter = AuditFilter {
+            rules: vec!["a".into(), "b".into()],
+            ..AuditFilter::default()
+        };
+        let table = "glemsel_audit".parse().unwrap();
+        let q = audit_search(&Positional, &table, &filter, AuditCursor::After(7), 50);
+        assert!(
+            q.sql
+                .contains(" WHERE \"seq\" > ? AND \"rule_id\" IN (?, ?)"),
+            "{}",
+            q.sql
+        );
+        assert_eq!(placeholders(&q), q.params.len());
+    }
+
+    /// PostgreSQL compares a composite key as one row value (an index
+    /// range); a one-column key needs no parentheses.
+    #[test]
+    fn postgres_compares_composite_keys_as_row_values() {
+        let dialect = &crate::store::postgres::Postgres;
+        let mut step = step(StepAction::Delete);
+        let window = Window {
+            after: Some(vec![text("C1"), text("A")]),
+            through: Some(vec![text("C9"), text("B")]),
+        };
+        let q = single(batch(dialect, &step, &window, None));
+        assert!(
+            q.sql.starts_with(
+                "DELETE FROM \"CRONUS International Ltd_$Customer\" WHERE \
+                 (\"No_\", \"Company\") > (CAST($1::text AS t), CAST($2::text AS t)) AND \
+                 (\"No_\", \"Company\") <= (CAST($3::text AS t), CAST($4::text AS t)) AND "
+            ),
+            "{}",
+            q.sql
+        );
+        step.key.truncate(1);
+        let window = Window {
+            after: Some(vec![text("C1")]),
+            through: None,
+        };
+        let q = single(batch(dialect, &step, &window, None));
+        assert!(
+            q.sql.starts_with(
+                "DELETE FROM \"CRONUS International Ltd_$Customer\" WHERE \"No_\" > CAST($1::text AS t) AND "
+            ),
+            "{}",
+            q.sql
+        );
+    }
+
+    /// Several event sources: each cleaned, a date among timestamps cast
+    /// to one, and absent values standing in as a sentinel of the event's
+    /// own type (the earliest date for the latest, the last for the
+    /// earliest); a joined source takes the latest or earliest of its rows.
+    #[test]
+    fn several_event_sources() {
+        let born = column("Born", ColumnKind::Date);
+        let mut step = step(StepAction::Delete);
+        step.due.event.sources.push(EventSource::Own(born.clone()));
+        let q = count(&Positional, &step).main;
+        assert!(
+            q.sql
+                .contains("THEN NULL ELSE CAST(\"Born\" AS TIMESTAMP) END"),
+            "{}",
+            q.sql
+        );
+        assert!(
+            q.sql.contains("THEN NULL ELSE \"Last Date Modified\" END"),
+            "{}",
+            q.sql
+        );
+        let sentinels = |q: &Query<'_>| -> Vec<Moment> {
+            let mut found: Vec<Moment> = q
+                .params
+                .iter()
+                .filter_map(|p| match p {
+                    Param::Moment(m)
+                        if m.to_string().starts_with("1000-01-01")
+                            || m.to_string().starts_with("9999-12-31") =>
+                    {
+                        Some(*m)
+                    }
+                    _ => None,
+                })
+                .collect();
+            found.dedup();
+            found
+        };
+        let midnight = |d: &str| {
+            d.parse::<chrono::NaiveDate>()
+                .unwrap()
+                .and_time(chrono::NaiveTime::MIN)
+        };
+        assert_eq!(sentinels(&q), [Moment::Timestamp(midnight("1000-01-01"))]);
+
+        // A date event of dates: nothing cast, date sentinels.
+        step.due.event.kind = ColumnKind::Date;
+        step.due.event.sources = vec![
+            EventSource::Own(column("Closed", ColumnKind::Date)),
+            EventSource::Own(born.clone()),
+        ];
+        let q = count(&Positional, &step).main;
+        assert!(!q.sql.contains("CAST("), "{}", q.sql);
+        assert_eq!(sentinels(&q), [Moment::Date("1000-01-01".parse().unwrap())]);
+        // Instants, the earliest: the last day as an instant, and a
+        // joined source's earliest row.
+        step.due.event.kind = ColumnKind::TimestampTz;
+        step.due.event.combine = Combine::Earliest;
+        step.due.event.sources = vec![
+            EventSource::Own(column("Closed", ColumnKind::TimestampTz)),
+            EventSource::Joined {
+                join: 0,
+                column: column("sent_at", ColumnKind::TimestampTz),
+            },
+        ];
+        step.joins = vec![crate::step::JoinStep {
+            name: "mails".into(),
+            related: RelatedStep {
+                table: "mails".parse().unwrap(),
+                on: vec![("customer_no".into(), "No_".into())],
+            },
+            open: None,
+        }];
+        let q = count(&Positional, &step).main;
+        assert!(q.sql.contains("NULLIF(LEAST(COALESCE("), "{}", q.sql);
+        assert!(
+            q.sql
+                .contains("(SELECT MIN(CASE WHEN j0.\"sent_at\" IS NULL"),
+            "{}",
+            q.sql
+        );
+        assert_eq!(
+            sentinels(&q),
+            [Moment::Instant(midnight("9999-12-31").and_utc())]
+        );
+        step.due.event.combine = Combine::Latest;
+        let q = count(&Positional, &step).main;
+        assert!(
+            q.sql
+                .contains("(SELECT MAX(CASE WHEN j0.\"sent_at\" IS NULL"),
+            "{}",
+            q.sql
+        );
+    }
+
+    /// A capture reads the walk key, then each other column a top-level
+    /// cascade points at, once.
+    #[test]
+    fn captures_read_the_key_and_what_cascades_point_at() {
+        let mut step = step(StepAction::Delete);
+        let cascade = |parent_column: &str, parent| crate::step::CascadeStep {
+            related: RelatedStep {
+                table: "notes".parse().unwrap(),
+                on: vec![("x".into(), parent_column.into())],
+            },
+            parent_columns: vec![column(parent_column, ColumnKind::Text)],
+            parent,
+        };
+        step.cascades = vec![
+            cascade("No_", None),
+            cascade("E-Mail", None),
+            cascade("E-Mail", None),
+            cascade("Deep", Some(0)),
+        ];
+        let names: Vec<String> = capture_columns(&step).into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["No_", "Company", "E-Mail"]);
+    }
 }
